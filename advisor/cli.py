@@ -6,6 +6,7 @@ Exit codes (documented in the README): 0 success; 1 findings at or above --fail-
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -35,7 +36,8 @@ RulesOpt = typer.Option([], "--rules", help="A directory of your own rule files,
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    # A terminal (or an explicit COLUMNS) sets the width; a pipe gets a wide table, not a wrapped one.
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
 def _book(rule_dirs: list[Path]) -> Any:
@@ -98,8 +100,8 @@ def recommend(
     seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Pin the maximum sequence length (tokens)."),
     cycles: Optional[int] = typer.Option(None, "--cycles", help="RAFT cycles: adds the per-cycle LR schedule."),
     use_case: str = typer.Option("chat", "--use-case", help="short-qa | chat | long-documents | code"),
-    situation: str = typer.Option(
-        "new-domain", "--situation", help="DPO: new-domain | safety | strong-baseline | weak-baseline"),
+    situation: Optional[str] = typer.Option(
+        None, "--situation", help="DPO: new-domain | safety | strong-baseline | weak-baseline (default: beta's standard row)."),
     sft_lr: Optional[float] = typer.Option(None, "--sft-lr", help="RAFT: the LR your SFT stage used (RAFT starts at a quarter)."),
     set_: list[str] = typer.Option(
         [], "--set", help="Pin a parameter: --set lora_rank=64 (repeatable). Interactions adjust the LR."),
@@ -203,6 +205,7 @@ def validate(
     book = _book(rules)
     from advisor.facts.task import METHODS, PEFTS
 
+    method, peft = (v.strip().lower() if v is not None else None for v in (method, peft))  # as recommend reads them
     if method is not None and method not in METHODS:
         raise AdvisorError(f"--method: unknown value {method!r}", hint=f"one of {', '.join(METHODS)}")
     if peft is not None and peft not in PEFTS:
@@ -330,7 +333,7 @@ def _print_recommendations(book: Any, plan: Any) -> None:
     lr, decay = rec.parameters["learning_rate"], rec.parameters["lr_decay_factor"]
     console = _console()
     console.print("Starting point (experimental: the sources call these hypotheses):", highlight=False, markup=False)
-    console.print(f"  RAFT cycle 1 LR {fmt_number(lr.value)}, decay {fmt_number(decay.value)} per cycle "
+    console.print(f"  RAFT cycle 1 LR {fmt_number(lr.number())}, decay {fmt_number(decay.number())} per cycle "
                   f"[{lr.rule}, {decay.rule}; confidence {lr.confidence} / {decay.confidence}]", highlight=False, markup=False)
     signals = sorted((r for r in book.rules.values() if r.kind == "signal"), key=lambda r: r.code)
     for direction in ("LR too high", "LR too low"):
@@ -376,7 +379,7 @@ def diagnose(
     if max_grad_norm is None:
         from advisor.rulebook.resolve import recommend
 
-        max_grad_norm = recommend(book, {}, {}, {}).parameters["max_grad_norm"].value
+        max_grad_norm = recommend(book, {}, {}, {}).parameters["max_grad_norm"].number()
     d2 = distinct_n(read_samples(samples)) if samples is not None else None
     signs, unjudged = judge(book, log_facts(tel, max_grad_norm=float(max_grad_norm), distinct_2=d2))
     counts = {k: len(v) for k, v in tel.series.items()}

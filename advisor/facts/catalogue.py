@@ -43,8 +43,9 @@ TASK_FACTS: dict[str, str] = {
     "seq_len": "sequence length asked for on the command line",
     "cycles": "RAFT cycles",
     "use_case": "short-qa | chat | long-documents | code",
-    "situation": "DPO situation: new-domain | safety | strong-baseline | weak-baseline",
+    "situation": "DPO situation, when given: new-domain | safety | strong-baseline | weak-baseline",
     "sft_learning_rate": "the learning rate the SFT stage used (RAFT starts from it)",
+    "lr_strategy": "RAFT per-cycle LR strategy asked for (advisor schedule --strategy): constant | exponential | manual",
     "config_format": "advisor validate: the format of the config being checked "
     "(advisor, axolotl, llama-factory, trl, trainer-state)",
 }
