@@ -60,6 +60,9 @@ LOG_FACTS: dict[str, str] = {
     "cycle_metric": "the per-cycle metric's name",
     "distinct_2": "distinct bigrams / all bigrams over the generated samples of the last cycle",
     "distinct_2_first": "distinct bigrams / all bigrams over the first cycle's samples",
+    "peak_memory_gb": "peak memory per step, GiB (CUDA: max_memory_reserved; CPU probe: peak RSS above the runtime's) (list)",
+    "memory_capacity_gb": "memory the run may use, GiB (the GPU's, or the probe's --max-memory cap)",
+    "predicted_memory_gb": "the memory model's predicted peak reserved memory for the probed shape, GiB",
 }
 
 NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS}
