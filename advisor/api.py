@@ -28,12 +28,12 @@ def job_facts(
     seq_len: int | None = None,
     cycles: int | None = None,
     use_case: str = "chat",
-    situation: str = "new-domain",
+    situation: str | None = None,
     sft_lr: float | None = None,
     detect_gpu: bool = True,
 ) -> JobFacts:
     task = TaskFacts(
-        method=method.lower(), peft=peft.lower(), dataset_size=dataset_size, seq_len=seq_len, cycles=cycles,
+        method=method, peft=peft, dataset_size=dataset_size, seq_len=seq_len, cycles=cycles,
         use_case=use_case, situation=situation, sft_learning_rate=sft_lr,
     )
     return JobFacts(
@@ -56,4 +56,6 @@ def recommend(
     all_pins = dict(pins or {})
     if job.task.seq_len is not None:
         all_pins.setdefault("max_seq_length", job.task.seq_len)
-    return resolve(book, job.flat(), job.report(), all_pins)
+    rec = resolve(book, job.flat(), job.report(), all_pins)
+    rec.warnings[:0] = job.task.unused_flags()
+    return rec

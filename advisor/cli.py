@@ -1,11 +1,12 @@
 """The command line. Thin on purpose: parse, call, render.
 
 Exit codes (documented in the README): 0 success; 1 findings at or above --fail-on (validate);
-2 bad input, usage or internal error.
+2 bad input, usage or internal error; 3 the probe could not run (probe).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -35,7 +36,8 @@ RulesOpt = typer.Option([], "--rules", help="A directory of your own rule files,
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    # A terminal (or an explicit COLUMNS) sets the width; a pipe gets a wide table, not a wrapped one.
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
 def _book(rule_dirs: list[Path]) -> Any:
@@ -98,8 +100,8 @@ def recommend(
     seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Pin the maximum sequence length (tokens)."),
     cycles: Optional[int] = typer.Option(None, "--cycles", help="RAFT cycles: adds the per-cycle LR schedule."),
     use_case: str = typer.Option("chat", "--use-case", help="short-qa | chat | long-documents | code"),
-    situation: str = typer.Option(
-        "new-domain", "--situation", help="DPO: new-domain | safety | strong-baseline | weak-baseline"),
+    situation: Optional[str] = typer.Option(
+        None, "--situation", help="DPO: new-domain | safety | strong-baseline | weak-baseline (default: beta's standard row)."),
     sft_lr: Optional[float] = typer.Option(None, "--sft-lr", help="RAFT: the LR your SFT stage used (RAFT starts at a quarter)."),
     set_: list[str] = typer.Option(
         [], "--set", help="Pin a parameter: --set lora_rank=64 (repeatable). Interactions adjust the LR."),
@@ -203,6 +205,7 @@ def validate(
     book = _book(rules)
     from advisor.facts.task import METHODS, PEFTS
 
+    method, peft = (v.strip().lower() if v is not None else None for v in (method, peft))  # as recommend reads them
     if method is not None and method not in METHODS:
         raise AdvisorError(f"--method: unknown value {method!r}", hint=f"one of {', '.join(METHODS)}")
     if peft is not None and peft not in PEFTS:
@@ -330,7 +333,7 @@ def _print_recommendations(book: Any, plan: Any) -> None:
     lr, decay = rec.parameters["learning_rate"], rec.parameters["lr_decay_factor"]
     console = _console()
     console.print("Starting point (experimental: the sources call these hypotheses):", highlight=False, markup=False)
-    console.print(f"  RAFT cycle 1 LR {fmt_number(lr.value)}, decay {fmt_number(decay.value)} per cycle "
+    console.print(f"  RAFT cycle 1 LR {fmt_number(lr.number())}, decay {fmt_number(decay.number())} per cycle "
                   f"[{lr.rule}, {decay.rule}; confidence {lr.confidence} / {decay.confidence}]", highlight=False, markup=False)
     signals = sorted((r for r in book.rules.values() if r.kind == "signal"), key=lambda r: r.code)
     for direction in ("LR too high", "LR too low"):
@@ -376,7 +379,7 @@ def diagnose(
     if max_grad_norm is None:
         from advisor.rulebook.resolve import recommend
 
-        max_grad_norm = recommend(book, {}, {}, {}).parameters["max_grad_norm"].value
+        max_grad_norm = recommend(book, {}, {}, {}).parameters["max_grad_norm"].number()
     d2 = distinct_n(read_samples(samples)) if samples is not None else None
     signs, unjudged = judge(book, log_facts(tel, max_grad_norm=float(max_grad_norm), distinct_2=d2))
     counts = {k: len(v) for k, v in tel.series.items()}
@@ -413,6 +416,100 @@ def diagnose(
         return 0
     levels = ("warning", "error")
     return 1 if any(levels.index(s.severity) >= levels.index(fail_on) for s in signs if s.severity in levels) else 0
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  advisor probe axolotl.yml\n\n"
+    "  advisor probe --model llama-3.2-1b --method sft --peft qlora --random-init --gpu h100\n\n"
+    "  advisor probe --model ./tiny/config.json --method sft --peft qlora --random-init --seq-len 64 --steps 30\n\n"
+    "  advisor probe train.yaml --data my.jsonl --max-memory 20 --out probe-out\n\n"
+    "Exit codes: 0 pass (warnings printed), 1 fail verdict, 2 bad input, 3 the probe could not run, 130 interrupted.",
+)
+def probe(
+    config: Optional[Path] = typer.Argument(
+        None, help="A config advisor validate reads (advisor, Axolotl, LLaMA-Factory, TRL / HF). Or use --model/--method."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Registry alias, hub id, model directory, or config.json (with --random-init)."),
+    method: Optional[str] = typer.Option(None, "--method", help="sft | dpo | grpo | ppo | raft (overrides the config)."),
+    peft: Optional[str] = typer.Option(None, "--peft", help="lora | qlora | full (overrides the config)."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU name (advisor gpus), for the recommendation's facts."),
+    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB."),
+    random_init: bool = typer.Option(False, "--random-init", help="Build the model from its config with random weights."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="JSONL (text | prompt/completion | messages | prompt/chosen/rejected) or a datasets "
+                             "directory. Default: the built-in corpus."),
+    no_packing: bool = typer.Option(False, "--no-packing", help="Pad each example to the sequence length instead of packing."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps to run (default 30)."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Cap the sequence length (tokens)."),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Override the micro-batch."),
+    accumulation: Optional[int] = typer.Option(None, "--accumulation", help="Override the gradient accumulation steps."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed for data order and adapter initialisation."),
+    max_memory: Optional[float] = typer.Option(
+        None, "--max-memory", help="Memory cap in GiB (CUDA: the allocator's limit; CPU: peak RSS per step)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    eval_every: int = typer.Option(0, "--eval-every", help="Also evaluate every N steps (start and end always)."),
+    dataset_size: Optional[str] = typer.Option(
+        None, "--dataset-size", help="Training examples of the full run (projects its time from epochs)."),
+    out: Path = typer.Option(Path("probe-out"), "--out", "-o", help="Directory for probe-report.json, probe-summary.md, "
+                                                                    "probe-curves.png."),
+    save_adapter: Optional[Path] = typer.Option(
+        None, "--save-adapter", help="Save the trained adapter here (else no weights are written)."),
+    fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 on signs at or above: error (default) | warning | never."),
+    set_: list[str] = typer.Option([], "--set", help="Pin a parameter for the recommendation: --set lora_rank=64."),
+    config_format: Optional[str] = typer.Option(None, "--config-format", help="Force the config reader."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json (the report on stdout)"),
+    no_live: bool = typer.Option(False, "--no-live", help="No live progress view."),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Do not ask nvidia-smi for the GPU."),
+    rules: list[Path] = RulesOpt,
+) -> int:
+    """Train a short real probe run (QLoRA / LoRA / full) and judge it by the signal rules."""
+    import json
+
+    from advisor.facts.task import parse_count
+    from advisor.probe.plan import build_plan
+
+    _check_format(fmt, ("text", "json"))
+    if fail_on not in ("error", "warning", "never"):
+        raise AdvisorError(f"--fail-on: unknown level {fail_on!r}", hint="one of error, warning, never")
+    if config is None and (model is None or method is None):
+        raise AdvisorError("give a CONFIG, or --model and --method", hint="advisor probe --help")
+    if config is not None and not config.is_file():
+        raise AdvisorError(f"{config}: no such file")
+    book = _book(rules)
+    plan = build_plan(
+        book, config=config, config_format=config_format, model=model, method=method, peft=peft, gpu=gpu,
+        gpu_mem=gpu_mem, detect_gpu=not no_detect, random_init=random_init, data=data, packing=not no_packing,
+        steps=steps, seq_len=seq_len, micro_batch=micro_batch, accumulation=accumulation, learning_rate=lr, seed=seed,
+        max_memory_gb=max_memory, device=device, pins=_parse_set(set_, book),
+        dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
+    )
+    if save_adapter is not None and plan.peft == "full":
+        raise AdvisorError("--save-adapter: full fine-tuning trains no adapter", hint="use --peft lora or qlora")
+    if eval_every < 0:
+        raise AdvisorError(f"--eval-every: {eval_every} must be 0 or more")
+    from advisor.probe.live import LiveView
+    from advisor.probe.loop import run_probe
+    from advisor.probe.report import headline, make_report, verdict_lines, write_outputs
+    from advisor.probe.result import ProbeInterrupted
+
+    with LiveView(plan.steps, enabled=not no_live and fmt == "text") as view:
+        try:
+            result = run_probe(plan, on_step=view.on_step, on_eval=view.on_eval, eval_every=eval_every,
+                               save_adapter=str(save_adapter) if save_adapter is not None else None)
+        except ProbeInterrupted as stop:
+            result = stop.result
+    report = make_report(book, plan, result, fail_on)
+    written = write_outputs(report, out)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        console = _console()
+        for line in [*headline(report), *verdict_lines(report)]:
+            console.print(line, highlight=False, markup=False)
+        console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False, markup=False)
+    return int(report.exit_code)
 
 
 @rules_app.command("list")

@@ -7,13 +7,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor import __version__
+from advisor.output import fmt_value
 
 Confidence = Literal["high", "medium", "low", "theoretical"]
+# What a parameter can hold (rules/parameters.yaml types: int, float, bool, str, list_str, list_float).
+# bool comes first so that true / false never read as 1 / 0.
+Value = Union[bool, int, float, str, list[str], list[float]]
 
 NOTICE = (
     "These values come from rule tables whose own sources call them hypotheses. Each carries "
@@ -30,20 +34,28 @@ class TraceStep(_Strict):
     rule: str | None = Field(None, description="rule id, or null for a value the user set")
     code: str | None = None
     case: str | None = Field(None, description="the source table's row that matched")
-    before: Any = None
-    after: Any = None
+    before: Value | None = None
+    after: Value | None = None
     formula: str | None = None
-    range: list[int | float] | None = Field(None, description="the range the rule gave (setting stages)")
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    range: list[int | float] | None = Field(
+        None, description="the range after this step: the row's own range for a setting step, moved with the "
+                          "value by an adjustment (scaled) or a constraint (clamped)")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="the facts and parameters the step read")
     confidence: Confidence | None = None
     source: list[dict[str, str]] = Field(default_factory=list)
 
 
 class ParameterValue(_Strict):
-    value: Any
+    value: Value
     unit: str = ""
-    range: list[int | float] | None = None
-    choices: list[Any] | None = None
+    range: list[int | float] | None = Field(
+        None, description="the range around the final value: the setting row's range, scaled and clamped with "
+                          "the value by every adjustment and constraint in the trace")
+    rule_range: list[int | float] | None = Field(
+        None, description="the setting row's own range, as its source table gives it")
+    outside_rule_range: bool = Field(
+        False, description="true when adjustments or constraints took the value outside rule_range")
+    choices: list[Value] | None = None
     confidence: Confidence | None = Field(None, description="weakest confidence along the trace; null when user-set")
     set_by: Literal["rule", "user"]
     rule: str | None = Field(None, description="the rule that set the value (before adjustments)")
@@ -51,6 +63,35 @@ class ParameterValue(_Strict):
     source: list[dict[str, str]] = Field(default_factory=list)
     notes: list[dict[str, Any]] = Field(default_factory=list)
     trace: list[TraceStep]
+
+    def number(self) -> float:
+        """The value of a numeric parameter (int or float)."""
+        return as_number(self.value)
+
+    def range_moved(self) -> bool:
+        """True when adjustments or constraints moved the range away from the row's own."""
+        return self.range is not None and self.range != self.rule_range
+
+    def range_note(self, short: bool = False) -> str:
+        """Where a moved range came from: the row's own range and the steps that moved it."""
+        movers = ", ".join(str(s.code) for s in self.trace if s.stage in ("adjust", "constrain"))
+        row = span(self.rule_range) if self.rule_range is not None else "no range"
+        if short:
+            return f"row {row}, moved by {movers}" + ("; outside the row" if self.outside_rule_range else "")
+        out = f"the row ({self.code}) gives {row}; moved by {movers}"
+        return out + (" — the value is outside the row's range" if self.outside_rule_range else "")
+
+
+def as_number(value: Value | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return value
+
+
+def span(rng: list[Any]) -> str:
+    """[lo, hi] as people read it: 'lo – hi', or one number when lo == hi."""
+    lo, hi = rng
+    return fmt_value(lo) if lo == hi else f"{fmt_value(lo)} – {fmt_value(hi)}"
 
 
 class LeftOut(_Strict):

@@ -35,8 +35,9 @@ class Schedule:
 
 
 def resolve_raft(book: Rulebook, *, cycles: int, peft: str = "lora", sft_lr: float | None = None,
-                 pins: dict[str, Any] | None = None) -> Recommendation:
-    facts = TaskFacts(method="raft", peft=peft, cycles=cycles, sft_learning_rate=sft_lr).as_facts()
+                 pins: dict[str, Any] | None = None, strategy: str | None = None) -> Recommendation:
+    facts = TaskFacts(method="raft", peft=peft, cycles=cycles, sft_learning_rate=sft_lr,
+                      lr_strategy=strategy).as_facts()
     return recommend(book, facts, {}, pins or {})
 
 
@@ -68,10 +69,9 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
           accumulation: int | None) -> Schedule:
     if strategy not in STRATEGIES:
         raise AdvisorError(f"--strategy: unknown strategy {strategy!r}", hint=f"one of {', '.join(STRATEGIES)}")
-    if strategy == "manual":
-        if manual is None:
-            raise AdvisorError("--strategy manual needs --schedule", hint="e.g. --schedule cycle_1=5e-5,cycle_2=4e-5")
-        lrs = parse_manual(manual, cycles)
+    own = strategy == "manual" and manual is not None  # the user's schedule; else the rulebook's
+    if own:
+        lrs = parse_manual(manual or "", cycles)
         cycles = len(lrs)
     elif manual is not None:
         raise AdvisorError("--schedule goes with --strategy manual")
@@ -89,15 +89,16 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
         pins["lr_decay_factor"] = 1.0
     elif decay is not None:
         pins["lr_decay_factor"] = decay
-    rec = resolve_raft(book, cycles=cycles, peft=peft, sft_lr=sft_lr, pins=pins)
+    rec = resolve_raft(book, cycles=cycles, peft=peft, sft_lr=sft_lr, pins=pins, strategy=strategy)
     params = rec.parameters
-    sources: dict[str, str] = {name: ("you" if params[name].set_by == "user" else str(params[name].rule))
-                               for name in ("learning_rate", "lr_decay_factor") if name in params}
-    if strategy != "manual":
-        lrs = list(params["learning_rate_schedule"].value)
+    names = ("learning_rate_schedule",) if strategy == "manual" else ("learning_rate", "lr_decay_factor")
+    sources: dict[str, str] = {name: ("you" if own or params[name].set_by == "user" else str(params[name].rule))
+                               for name in names if name in params}
+    if not own:
+        lrs = [float(x) for x in params["learning_rate_schedule"].value]  # type: ignore[union-attr]
     schedule = Schedule(
-        strategy=strategy, cycles=cycles, base_lr=lrs[0] if strategy == "manual" else params["learning_rate"].value,
-        decay=None if strategy == "manual" else params["lr_decay_factor"].value, lrs=lrs, sources=sources,
+        strategy=strategy, cycles=cycles, base_lr=lrs[0] if strategy == "manual" else params["learning_rate"].number(),
+        decay=None if strategy == "manual" else params["lr_decay_factor"].number(), lrs=lrs, sources=sources,
     )
     if samples is not None:
         mb = micro_batch or 1

@@ -1,7 +1,8 @@
 """One parametrised test over every YAML fixture in tests/cases/ (sqlfluff-style).
 
 Each case gives job facts and, per parameter, what the rulebook must produce: the value, the
-rule that set it, the matching table row, its range and confidence, or that it is absent.
+rule that set it, the matching table row, its range (and the row's own range, when adjustments
+or constraints moved it) and confidence, or that it is absent; and the warnings the job gives.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from advisor.rulebook.load import Rulebook
 CASES_DIR = Path(__file__).parent / "cases"
 FACT_KEYS = {"model", "method", "peft", "gpu", "gpu_mem", "gpus", "dataset_size", "seq_len", "cycles",
              "use_case", "situation", "sft_lr"}
-EXPECT_KEYS = {"value", "rule", "case", "range", "confidence", "absent", "set_by", "rules"}
+EXPECT_KEYS = {"value", "rule", "case", "range", "rule_range", "outside", "confidence", "absent", "set_by", "rules"}
+CASE_KEYS = {"name", "facts", "set", "expect", "warns"}
 
 
 def _collect() -> list[Any]:
@@ -42,9 +44,19 @@ def _close(actual: Any, expected: Any) -> bool:
 
 @pytest.mark.parametrize("case", _collect())
 def test_case(case: dict[str, Any], book: Rulebook) -> None:
-    facts = case["facts"]
+    facts = dict(case["facts"])
+    if (CASES_DIR / facts["model"]).is_file():  # a config.json kept beside the cases
+        facts["model"] = str(CASES_DIR / facts["model"])
+    assert set(case) <= CASE_KEYS, f"unknown case keys {set(case) - CASE_KEYS}"
     assert set(facts) <= FACT_KEYS, f"unknown fact keys {set(facts) - FACT_KEYS}"
     rec = api.recommend(book=book, pins=case.get("set"), detect_gpu=False, **facts)
+    for name, pv in rec.parameters.items():  # every value lies inside the range printed beside it
+        if pv.range is not None and isinstance(pv.value, (int, float)):
+            assert pv.range[0] <= pv.value <= pv.range[1], f"{name}: {pv.value} outside its own range {pv.range}"
+            assert pv.outside_rule_range == (pv.rule_range is not None
+                                             and not pv.rule_range[0] <= pv.value <= pv.rule_range[1])
+    for text in case.get("warns", []):
+        assert any(text in w for w in rec.warnings), f"no warning says {text!r}: {rec.warnings}"
     for name, expected in case["expect"].items():
         assert set(expected) <= EXPECT_KEYS, f"unknown expectation keys {set(expected) - EXPECT_KEYS}"
         if expected.get("absent"):
@@ -63,6 +75,11 @@ def test_case(case: dict[str, Any], book: Rulebook) -> None:
             assert setting and setting[-1].case == expected["case"], f"{name}: row {setting[-1].case if setting else None}"
         if "range" in expected:
             assert pv.range is not None and _close(list(pv.range), expected["range"]), f"{name}: range {pv.range}"
+        if "rule_range" in expected:
+            assert pv.rule_range is not None and _close(list(pv.rule_range), expected["rule_range"]), \
+                f"{name}: rule_range {pv.rule_range}"
+        if "outside" in expected:
+            assert pv.outside_rule_range is expected["outside"], f"{name}: outside_rule_range {pv.outside_rule_range}"
         if "confidence" in expected:
             assert pv.confidence == expected["confidence"], f"{name}: confidence {pv.confidence}"
         if "set_by" in expected:

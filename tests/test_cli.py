@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -200,3 +201,85 @@ def test_integer_ranges_stay_integers() -> None:
     rec = json.loads(run_cli(*HEADLINE, "--format", "json").stdout)
     assert rec["parameters"]["lora_rank"]["range"] == [4, 16]
     assert all(isinstance(v, int) for v in rec["parameters"]["lora_rank"]["range"])
+
+
+def test_gpu_with_unknown_memory_keeps_its_name(tmp_path: Path) -> None:
+    exe = tmp_path / "nvidia-smi"
+    exe.write_text("#!/bin/sh\necho 'NVIDIA GB10, [N/A], 12.1'\n")
+    exe.chmod(0o755)
+    import os
+
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft",
+                   env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
+    assert "gpu    1 x NVIDIA GB10, memory unknown, bf16" in proc.stdout
+    assert "none known" not in proc.stdout
+    assert "gpu.memory_gb — give --gpu or --gpu-mem" in proc.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_table_keeps_parameter_names_whole_and_cites_sources(columns: int) -> None:
+    proc = run_cli(*HEADLINE, "--gpu", "h100", env={"COLUMNS": str(columns)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines), max(lines, key=len)
+    for name in ("gradient_accumulation_steps", "gradient_checkpointing", "lora_target_modules",
+                 "effective_batch_size", "prompts_per_step"):
+        assert any(line.startswith(name + " ") for line in lines), name
+    # The learning rate's row cites its footnotes, and the footnotes name the seed tables.
+    lr_row = next(line for line in lines if line.startswith("learning_rate "))
+    assert "[1,2]" in lr_row or lr_row.rstrip().endswith("1,2")
+    assert "  [1] seed 004 Base Learning Rates" in lines
+    assert "  [2] seed 004 Common Configurations" in lines
+
+
+def test_moved_range_is_flagged_in_every_output() -> None:
+    args = ("recommend", "--model", "llama-8b", "--method", "sft", "--set", "effective_batch_size=64", "--no-detect")
+    text = run_cli(*args).stdout
+    assert re.search(r"^learning_rate +5e-4 +3\.9e-4 – 5e-4 \* +low ", text, re.M), text
+    assert ("  learning_rate: the row (LR002) gives 1.95e-4 – 4.88e-4; moved by INT002, LR006 — the value is "
+            "outside the row's range") in text
+    explain = run_cli(*args, "--explain").stdout
+    assert "adjust: INT002 lr-adjust-batch" in explain and "4.88e-4 -> 9.76e-4, range 3.9e-4 – 9.76e-4" in explain
+    assert "constrain: LR006 lr-method-ceiling" in explain
+    rec = json.loads(run_cli(*args, "--format", "json").stdout)
+    lr = rec["parameters"]["learning_rate"]
+    assert lr["range"] == [3.9e-4, 5e-4] and lr["rule_range"] == [1.95e-4, 4.88e-4] and lr["outside_rule_range"]
+    yaml_text = run_cli(*args, "--format", "yaml").stdout
+    line = next(x for x in yaml_text.splitlines() if x.startswith("  learning_rate:"))
+    assert "range 3.9e-4 – 5e-4 (row 1.95e-4 – 4.88e-4, moved by INT002, LR006; outside the row)" in line
+
+
+def test_inapplicable_pin_is_a_warning_and_kept() -> None:
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--set", "lora_rank=64",
+                   "--format", "json", "--no-detect")
+    rec = json.loads(proc.stdout)
+    assert rec["parameters"]["lora_rank"]["value"] == 64 and rec["parameters"]["lora_rank"]["set_by"] == "user"
+    assert any(w.startswith("--set lora_rank=64: lora_rank does not apply to sft with full") for w in rec["warnings"])
+    # A pin that does apply is not reported.
+    ok = json.loads(run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=64",
+                            "--format", "json", "--no-detect").stdout)
+    assert not any("does not apply" in w for w in ok["warnings"])
+
+
+def test_value_is_typed_in_the_schema() -> None:
+    schema = json.loads((schemas_dir() / "recommendation.schema.json").read_text())
+    value = schema["$defs"]["ParameterValue"]["properties"]["value"]
+    kinds = {json.dumps(v, sort_keys=True) for v in value["anyOf"]}
+    assert kinds == {json.dumps(k, sort_keys=True) for k in (
+        {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
+        {"type": "array", "items": {"type": "string"}}, {"type": "array", "items": {"type": "number"}})}
+    rec = json.loads(run_cli(*HEADLINE, "--format", "json").stdout)
+    bad = dict(rec)
+    bad["parameters"] = {**rec["parameters"], "beta": {**rec["parameters"]["beta"], "value": {"x": 1}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_method_and_peft_words_are_matched_loosely() -> None:
+    rec = run_cli("recommend", "--model", "llama-8b", "--method", "GRPO", "--peft", "QLoRA", "--use-case", "Code",
+                  "--format", "json", "--no-detect")
+    assert rec.returncode == 0, rec.stderr
+    assert json.loads(rec.stdout)["facts"]["task"]["use_case"] == "code"
+    proc = run_cli("validate", "examples/configs/trl-grpo-lora.yaml", "--method", "GRPO", "--no-detect")
+    assert proc.returncode == 0, proc.stderr

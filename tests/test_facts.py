@@ -229,3 +229,30 @@ def test_inconsistent_architectures_are_refused(book: Rulebook, tmp_path: Path, 
     (tmp_path / "config.json").write_text(json.dumps({**LLAMA_8B, **change}))
     with pytest.raises(FactError, match=pattern):
         resolve_model(str(tmp_path), book)
+
+
+def test_nvidia_smi_memory_na_keeps_the_gpu(book: Rulebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Unified-memory boards and some vGPUs report memory.total as [N/A]: the GPU is there.
+    _fake_nvidia_smi(tmp_path, "NVIDIA GB10, [N/A], 12.1")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    gpu = resolve_gpu(book, name=None, memory_gb=None, count=None)
+    assert gpu.name == "NVIDIA GB10" and gpu.count == 1 and gpu.bf16 is True
+    assert gpu.memory_gb is None and "[N/A]" in gpu.source and "--gpu-mem" in gpu.source
+    facts = gpu.as_facts()
+    assert facts["gpu.name"] == "NVIDIA GB10" and "gpu.memory_gb" not in facts
+
+
+def test_task_words_are_matched_loosely() -> None:
+    task = TaskFacts(method="GRPO", peft="QLoRA", use_case="Long_Documents", situation=" Safety ")
+    assert (task.method, task.peft, task.use_case, task.situation) == ("grpo", "qlora", "long-documents", "safety")
+    with pytest.raises(FactError, match="--use-case: unknown value 'novel'"):
+        TaskFacts(method="sft", peft="lora", use_case="novel")
+
+
+def test_flags_for_another_method_are_reported() -> None:
+    task = TaskFacts(method="sft", peft="lora", situation="safety", cycles=4, sft_learning_rate=2e-4)
+    flags = task.unused_flags()
+    assert len(flags) == 3
+    assert any(f.startswith("--situation safety does not apply to sft (only to dpo)") for f in flags)
+    assert any(f.startswith("--cycles 4 does not apply to sft (only to raft)") for f in flags)
+    assert TaskFacts(method="raft", peft="lora", cycles=4, sft_learning_rate=2e-4).unused_flags() == []

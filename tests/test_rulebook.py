@@ -82,10 +82,11 @@ def test_no_hyperparameter_number_lives_in_python() -> None:
 
 
 def test_user_rules_layer_over_builtin(tmp_path: Path) -> None:
-    d = write(tmp_path, GOOD_RULE.replace("id: my-lr", "id: lr-base").replace("MY001", "LR001"))
+    d = write(tmp_path, GOOD_RULE.replace("id: my-lr", "id: lr-base").replace("MY001", "LR001")
+              .replace("default: 1.0e-4", "default: 3.0e-5"))
     book = load_rulebook([d])
     rec = api.recommend(book=book, model="llama-8b", method="sft", peft="full", detect_gpu=False)
-    assert rec.parameters["learning_rate"].value == 1.0e-4
+    assert rec.parameters["learning_rate"].value == 3.0e-5
     assert rec.parameters["learning_rate"].rule == "lr-base"
     assert book.rules["lr-base"].file.parent == d
 

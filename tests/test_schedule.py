@@ -76,6 +76,19 @@ def test_yaml_snippets_are_the_seeds_and_round_trip_through_validate(tmp_path: P
     assert report["files"][2]["config"]["values"]["learning_rate_schedule"]["value"] == [5e-5, 4e-5, 3e-5, 2.5e-5, 2e-5]
 
 
+def test_manual_strategy_without_a_schedule_is_the_seeds_strategy_c() -> None:
+    seed = run_cli("schedule", "--strategy", "manual", "--yaml").stdout
+    assert seed == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
+                    "    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
+    plan = json.loads(run_cli("schedule", "--strategy", "manual", "--cycles", "7", "--format", "json").stdout)
+    assert plan["sources"] == {"learning_rate_schedule": "lr-raft-manual-schedule"}
+    assert [c["learning_rate"] for c in plan["per_cycle"]] == [5e-5, 4e-5, 3e-5, 2.5e-5, 2e-5, 2e-5, 2e-5]
+    # The seed's shape, kept when the start differs: an SFT LR of 4e-4 starts RAFT at 1e-4.
+    plan = json.loads(run_cli("schedule", "--strategy", "manual", "--sft-lr", "4e-4", "--cycles", "3",
+                              "--format", "json").stdout)
+    assert [c["learning_rate"] for c in plan["per_cycle"]] == [1e-4, 8e-5, 6e-5]
+
+
 def test_recommendations_come_from_the_rules() -> None:
     out = run_cli("schedule", "--recommendations").stdout
     assert "RAFT cycle 1 LR 5e-5, decay 0.85 per cycle [lr-raft, lr-raft-decay" in out
@@ -96,7 +109,6 @@ def test_plot_png(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("--strategy", "manual"), "--strategy manual needs --schedule"),
         (("--strategy", "manual", "--schedule", "cycle_1=5e-5,cycle_3=3e-5"), "without gaps"),
         (("--strategy", "manual", "--schedule", "cycle_1=fast"), "'fast' in 'cycle_1=fast' is not a learning rate"),
         (("--decay", "1.5"), "--decay: 1.5 must be in (0, 1]"),

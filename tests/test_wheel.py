@@ -25,6 +25,9 @@ def test_non_editable_wheel_runs_recommend(tmp_path: Path) -> None:
     wheel = next(dist.glob("advisor-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "advisor/rules/lora.yaml" in names and "advisor/schemas/rules.schema.json" in names
+    # The probe's built-in corpus and its report schema ship too: a probe runs without --data.
+    assert "advisor/probe/data/pydoc_topics.jsonl.gz" in names and "advisor/probe/data/PROVENANCE.md" in names
+    assert "advisor/schemas/probe-report.schema.json" in names
 
     target = tmp_path / "site"
     install = subprocess.run(

@@ -43,8 +43,9 @@ TASK_FACTS: dict[str, str] = {
     "seq_len": "sequence length asked for on the command line",
     "cycles": "RAFT cycles",
     "use_case": "short-qa | chat | long-documents | code",
-    "situation": "DPO situation: new-domain | safety | strong-baseline | weak-baseline",
+    "situation": "DPO situation, when given: new-domain | safety | strong-baseline | weak-baseline",
     "sft_learning_rate": "the learning rate the SFT stage used (RAFT starts from it)",
+    "lr_strategy": "RAFT per-cycle LR strategy asked for (advisor schedule --strategy): constant | exponential | manual",
     "config_format": "advisor validate: the format of the config being checked "
     "(advisor, axolotl, llama-factory, trl, trainer-state)",
 }
@@ -59,6 +60,9 @@ LOG_FACTS: dict[str, str] = {
     "cycle_metric": "the per-cycle metric's name",
     "distinct_2": "distinct bigrams / all bigrams over the generated samples of the last cycle",
     "distinct_2_first": "distinct bigrams / all bigrams over the first cycle's samples",
+    "peak_memory_gb": "peak memory per step, GiB (CUDA: max_memory_reserved; CPU probe: peak RSS above the runtime's) (list)",
+    "memory_capacity_gb": "memory the run may use, GiB (the GPU's, or the probe's --max-memory cap)",
+    "predicted_memory_gb": "the memory model's predicted peak reserved memory for the probed shape, GiB",
 }
 
 NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS}

@@ -89,15 +89,18 @@ def detect_nvidia(book: Rulebook) -> GpuFacts | None:
     if proc.returncode != 0 or not rows or len(rows[0]) < 2:
         return None
     name, mem_mib = rows[0][0], rows[0][1]
+    source = "nvidia-smi"
     try:
-        memory_gb = round(float(mem_mib) * 1024 * 1024 / 1e9, 1)
+        memory_gb: float | None = round(float(mem_mib) * 1024 * 1024 / 1e9, 1)
     except ValueError:
-        return None
+        # "[N/A]" (unified-memory boards, some vGPUs): the GPU is there, its memory is unknown.
+        memory_gb = None
+        source = f"nvidia-smi (memory reported as {mem_mib or 'nothing'}: give --gpu-mem)"
     entry = lookup_gpu(book, name, fuzzy=True)
     bf16 = _bf16_from_cc(rows[0][2]) if len(rows[0]) > 2 else None
     if bf16 is None and entry is not None:
         bf16 = bool(entry["bf16"])
-    return GpuFacts(name=name, memory_gb=memory_gb, count=len(rows), bf16=bf16, source="nvidia-smi")
+    return GpuFacts(name=name, memory_gb=memory_gb, count=len(rows), bf16=bf16, source=source)
 
 
 def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, count: int | None,

@@ -12,7 +12,15 @@ METHODS = ("sft", "dpo", "grpo", "ppo", "raft")
 PEFTS = ("lora", "qlora", "full")
 USE_CASES = ("short-qa", "chat", "long-documents", "code")
 SITUATIONS = ("new-domain", "safety", "strong-baseline", "weak-baseline")
+LR_STRATEGIES = ("constant", "exponential", "manual")
 RL_METHODS = ("grpo", "ppo")
+# Flags that only mean something for some methods: (field, flag, methods). A flag given for
+# another method is reported, not dropped silently.
+METHOD_FLAGS = (
+    ("situation", "--situation", ("dpo",)),
+    ("cycles", "--cycles", ("raft",)),
+    ("sft_learning_rate", "--sft-lr", ("raft",)),
+)
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 
 
@@ -35,17 +43,22 @@ class TaskFacts:
     seq_len: int | None = None
     cycles: int | None = None
     use_case: str = "chat"
-    situation: str = "new-domain"
+    situation: str | None = None  # DPO only; None: not given (the beta rule then takes its standard row)
     sft_learning_rate: float | None = None
+    lr_strategy: str | None = None  # RAFT per-cycle schedule: constant | exponential | manual
 
     def __post_init__(self) -> None:
-        checks = [("--peft", self.peft, PEFTS), ("--use-case", self.use_case, USE_CASES),
-                  ("--situation", self.situation, SITUATIONS)]
-        if self.method is not None:
-            checks.insert(0, ("--method", self.method, METHODS))
-        for flag, value, allowed in checks:
-            if value not in allowed:
+        checks = [("method", "--method", METHODS), ("peft", "--peft", PEFTS), ("use_case", "--use-case", USE_CASES),
+                  ("situation", "--situation", SITUATIONS), ("lr_strategy", "--strategy", LR_STRATEGIES)]
+        for field_name, flag, allowed in checks:
+            value = getattr(self, field_name)
+            if value is None:
+                continue
+            # Words are matched loosely (Safety, long_documents): the user's intent is not in doubt.
+            norm = str(value).strip().lower().replace("_", "-")
+            if norm not in allowed:
                 raise FactError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
+            object.__setattr__(self, field_name, norm)
         if self.cycles is not None and not 1 <= self.cycles <= 1000:
             raise FactError(f"--cycles: must be between 1 and 1000, got {self.cycles}")
         if self.seq_len is not None and not 16 <= self.seq_len <= 10_000_000:
@@ -54,15 +67,22 @@ class TaskFacts:
             example = "e.g. 2e-4"  # not-knowledge: an example of the format
             raise FactError(f"--sft-lr: {self.sft_learning_rate} is not a learning rate", hint=example)
 
+    def unused_flags(self) -> list[str]:
+        """Warnings for flags given with a method they do not apply to."""
+        if self.method is None:
+            return []
+        return [f"{flag} {getattr(self, name)} does not apply to {self.method} (only to {', '.join(methods)}): ignored"
+                for name, flag, methods in METHOD_FLAGS
+                if getattr(self, name) is not None and self.method not in methods]
+
     def as_facts(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "task.peft": self.peft,
             "task.is_rl": self.method in RL_METHODS,
             "task.adapter": self.peft in ("lora", "qlora"),
             "task.use_case": self.use_case,
-            "task.situation": self.situation,
         }
-        for key in ("method", "dataset_size", "seq_len", "cycles", "sft_learning_rate"):
+        for key in ("method", "dataset_size", "seq_len", "cycles", "sft_learning_rate", "situation", "lr_strategy"):
             value = getattr(self, key)
             if value is not None:
                 out[f"task.{key}"] = value

@@ -7,7 +7,7 @@ import json
 
 from advisor import __version__
 from advisor.output import yaml_scalar
-from advisor.recommendation import Recommendation
+from advisor.recommendation import Recommendation, span
 
 YAML_FORMAT_VERSION = 1
 
@@ -36,5 +36,7 @@ def to_yaml(rec: Recommendation) -> str:
             step = next((s for s in reversed(pv.trace) if s.stage in ("base", "refine", "derive")), None)
             row = f" · {step.case}" if step and step.case else ""
             comment = f"{pv.code} {pv.rule}{row} · {pv.confidence}"
+            if pv.range_moved():
+                comment += f" · range {span(pv.range or [])} ({pv.range_note(short=True)})"
         lines.append(f"  {name}: {yaml_scalar(pv.value)}  # {comment}")
     return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -9,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.output import fmt_source, fmt_value
-from advisor.recommendation import ParameterValue, Recommendation
+from advisor.recommendation import ParameterValue, Recommendation, span
 from advisor.rulebook.model import Rule
 
 CONFIDENCE_STYLE = {"high": "green", "medium": "yellow", "low": "red", "theoretical": "magenta"}
@@ -21,20 +22,49 @@ def _conf(level: str | None) -> Text:
     return Text(level, style=CONFIDENCE_STYLE.get(level, ""))
 
 
+COMPACT_BELOW = 110  # not-knowledge: terminal columns under which the rule column shows codes only
+RANGE_MOVED = "*"  # marks a range that moved with its value (the row's own range is in the notes below)
+
+
 def _range(pv: ParameterValue) -> str:
     if pv.range is not None:
-        lo, hi = pv.range
-        return fmt_value(lo) if lo == hi else f"{fmt_value(lo)} – {fmt_value(hi)}"
+        return span(pv.range) + (f" {RANGE_MOVED}" if pv.range_moved() else "")
     if pv.choices:
         return " | ".join(fmt_value(c) for c in pv.choices)
     return ""
 
 
-def _rules_cell(pv: ParameterValue) -> str:
+def _rules_cell(pv: ParameterValue, compact: bool) -> str:
     if pv.set_by == "user":
         return "set by you (--set)"
-    steps = [f"{s.code} {s.rule}" for s in pv.trace if s.rule]
+    steps = [str(s.code) if compact else f"{s.code} {s.rule}" for s in pv.trace if s.rule]
     return " → ".join(steps)
+
+
+ADVISOR_SOURCE = "advisor's own quantification or choice (--explain shows each)"
+
+
+def _source_key(src: dict[str, Any]) -> str:
+    """A footnote per seed table (row details such as "(GRPO: 1e-5)" are left to --explain),
+    per paper or repository, and one for all of advisor's own derivations."""
+    if "seed" in src:
+        table = re.split(r" \(|: ", str(src.get("table", "")), maxsplit=1)[0]
+        return f"seed {str(src['seed'])[:3]} {table}".rstrip()
+    if set(src) == {"derived"}:
+        return ADVISOR_SOURCE
+    return fmt_source(src)
+
+
+def _sources_cell(pv: ParameterValue, numbers: dict[str, int]) -> str:
+    """Footnote numbers for every source along the trace, numbered in order of first use."""
+    refs: list[int] = []
+    for step in pv.trace:
+        for src in step.source:
+            key = _source_key(src)
+            n = numbers.setdefault(key, len(numbers) + 1)
+            if n not in refs:
+                refs.append(n)
+    return ",".join(str(n) for n in refs)
 
 
 def _facts_lines(rec: Recommendation) -> list[str]:
@@ -52,10 +82,12 @@ def _facts_lines(rec: Recommendation) -> list[str]:
             out.append("       family not in rules/families.yaml: LoRA targets fall back to peft's all-linear; "
                        "size-based rules use the computed parameter count")
     if g:
-        if g.get("memory_gb") is None:
+        bf16 = {True: "bf16", False: "no bf16", None: "bf16 unknown"}[g.get("bf16")]
+        if g.get("memory_gb") is None and g.get("name") is None:
             out.append(f"gpu    none known ({g.get('source')})")
+        elif g.get("memory_gb") is None:  # a GPU nvidia-smi names but whose memory it cannot report
+            out.append(f"gpu    {g.get('count')} x {g.get('name')}, memory unknown, {bf16}  [{g.get('source')}]")
         else:
-            bf16 = {True: "bf16", False: "no bf16", None: "bf16 unknown"}[g.get("bf16")]
             name = g.get("name") or "GPU"
             out.append(f"gpu    {g.get('count')} x {name} {fmt_value(g.get('memory_gb'))} GB, {bf16}  [{g.get('source')}]")
     if t:
@@ -68,15 +100,38 @@ def render_recommendation(rec: Recommendation, console: Console, *, explain: boo
     for line in _facts_lines(rec):
         console.print(line, highlight=False, markup=False)
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("parameter", style="bold")
+    # Names, confidences and footnote numbers never wrap; long values and rule chains do. On a
+    # narrow terminal the rule column names codes only (`advisor rules show CODE` has the rest).
+    compact = console.width < COMPACT_BELOW
+    table.add_column("parameter", style="bold", no_wrap=True)
     table.add_column("value")
-    table.add_column("range")
-    table.add_column("confidence")
-    table.add_column("rule")
+    table.add_column("range", no_wrap=not compact)
+    table.add_column("confidence", no_wrap=True)
+    table.add_column("rule [sources]" if compact else "rule")
+    if not compact:
+        table.add_column("src", no_wrap=True)
+    numbers: dict[str, int] = {}
     for name, pv in rec.parameters.items():
-        table.add_row(name, fmt_value(pv.value), _range(pv), _conf(pv.confidence), _rules_cell(pv))
+        chain, refs = _rules_cell(pv, compact), _sources_cell(pv, numbers)
+        if compact:
+            table.add_row(name, fmt_value(pv.value), _range(pv), _conf(pv.confidence),
+                          Text(f"{chain} [{refs}]" if refs else chain))
+        else:
+            table.add_row(name, fmt_value(pv.value), _range(pv), _conf(pv.confidence), chain, refs)
     console.print()
     console.print(table)
+    moved = [(name, pv) for name, pv in rec.parameters.items() if pv.range_moved()]
+    if moved:
+        console.print()
+        console.print(f"{RANGE_MOVED} range moved with its value (adjustments scale it, constraints clamp it):",
+                      highlight=False, markup=False)
+        for name, pv in moved:
+            console.print(f"  {name}: {pv.range_note()}", highlight=False, markup=False)
+    if numbers:
+        console.print()
+        console.print("Sources:", highlight=False, markup=False)
+        for key, n in numbers.items():
+            console.print(f"  [{n}] {key}", highlight=False, markup=False)
     if rec.left_out:
         console.print()
         console.print("[bold]Left out[/bold] (unknown facts):")
@@ -106,7 +161,8 @@ def _explain(name: str, pv: ParameterValue, console: Console) -> None:
             continue
         change = (f"{fmt_value(step.before)} -> {fmt_value(step.after)}" if step.before is not None
                   else f"{fmt_value(step.after)}")
-        console.print(f"  {i}. {step.stage}: {step.code} {step.rule} [{step.case}] {change} ({step.confidence})",
+        rng = f", range {span(step.range)}" if step.range is not None else ""
+        console.print(f"  {i}. {step.stage}: {step.code} {step.rule} [{step.case}] {change}{rng} ({step.confidence})",
                       highlight=False, markup=False)
         if step.formula:
             inputs = ", ".join(f"{k}={fmt_value(v)}" for k, v in step.inputs.items())
@@ -114,6 +170,8 @@ def _explain(name: str, pv: ParameterValue, console: Console) -> None:
                           highlight=False, markup=False)
         for src in step.source:
             console.print(f"       source: {fmt_source(src)}", highlight=False, markup=False)
+    if pv.range_moved():
+        console.print(f"  range: {span(pv.range or [])}; {pv.range_note()}", highlight=False, markup=False)
     for note in pv.notes:
         console.print(f"  note: {_note_text(note)}", highlight=False, markup=False)
 

@@ -54,6 +54,24 @@ def _geometric(start: float, factor: float, n: int) -> list[float]:
     return [sig(start * factor**i) for i in range(int(n))]
 
 
+def _scale(xs: list[Any], factor: float) -> list[float]:
+    return [float(x) * factor for x in xs]
+
+
+def _pad_to(xs: list[Any], n: int) -> list[Any]:
+    """The first n items; past the end, the last item repeated."""
+    if not xs or not 1 <= n <= MAX_LIST:
+        raise FormulaError(f"pad_to(): needs a non-empty list and n between 1 and {MAX_LIST}, got {n}")
+    return [xs[min(i, len(xs) - 1)] for i in range(int(n))]
+
+
+def _nth(xs: list[Any], n: int) -> Any:
+    """The n-th item, counting from 1 (cycle numbers)."""
+    if not 1 <= n <= len(xs):
+        raise FormulaError(f"nth(): no item {n} in a list of {len(xs)}")
+    return xs[int(n) - 1]
+
+
 def _subset(items: list[Any], of: list[Any]) -> bool:
     return all(x in of for x in items)
 
@@ -193,6 +211,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pow2_ceil": _pow2_ceil,
     "sig": sig,
     "geometric": _geometric,
+    "scale": _scale,
+    "pad_to": _pad_to,
+    "nth": _nth,
 }
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {

@@ -6,7 +6,13 @@ every rule. Otherwise each parameter runs through the stages in order: base -> r
 parameters). In a setting stage exactly one rule may apply; an ``overrides`` declaration
 decides between rules whose conditions overlap, and overlapping rules without one are a
 load error. Parameters are resolved on demand, so a rule that reads ``params.X`` sees X's
-final value; ``baseline.X`` is X as the rules alone would set it, ignoring pins.
+final value; ``baseline.X`` is X as the rules alone would set it, ignoring every pin (also the
+pins of the parameters X is computed from), so pinning an input moves what reads it.
+
+Ranges move with their values: an adjustment scales the range by the same factor and a
+constraint clamps it by the same bounds, so a value always lies inside its printed range. The
+setting row's own range is kept beside it (``rule_range``), and the value is flagged when it
+left that row's range.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.errors import FormulaError, ResolveError
-from advisor.recommendation import LeftOut, ParameterValue, Recommendation, TraceStep
+from advisor.output import fmt_value
+from advisor.recommendation import LeftOut, ParameterValue, Recommendation, TraceStep, as_number
 from advisor.rulebook import conditions as cond
 from advisor.rulebook.formula import Formula, MissingFact, sig
 from advisor.rulebook.load import Rulebook
@@ -38,7 +45,8 @@ FLAGS = {
 @dataclass
 class _State:
     value: Any = None
-    range: list[float] | None = None
+    range: list[Any] | None = None  # the range around the current value (moved by adjust / constrain)
+    rule_range: list[Any] | None = None  # the setting row's own range, as the table gives it
     choices: list[Any] | None = None
     confidence: str | None = None
     rule: Rule | None = None
@@ -93,7 +101,10 @@ class Resolver:
         self.warnings: list[str] = []
 
     # -- lookups -----------------------------------------------------------------------
-    def _lookup(self, current: _State | None, record: dict[str, Any] | None) -> Callable[[str], Any]:
+    def _lookup(self, current: _State | None, record: dict[str, Any] | None,
+                use_pins: bool) -> Callable[[str], Any]:
+        """Names as a rule sees them. In the baseline world (use_pins False) ``params.X`` is the
+        baseline too: a parameter computed from a pinned one is then computed from its baseline."""
         def lookup(name: str) -> Any:
             if name == "value":
                 if current is None or current.value is None:
@@ -102,7 +113,7 @@ class Resolver:
             else:
                 ns, _, attr = name.partition(".")
                 if ns in ("params", "baseline"):
-                    state = self.resolve(attr, use_pins=(ns == "params"))
+                    state = self.resolve(attr, use_pins=use_pins and ns == "params")
                     if state is None:
                         raise MissingFact(name)
                     value = state.value
@@ -116,17 +127,17 @@ class Resolver:
 
         return lookup
 
-    def _eval(self, f: Any, current: _State | None, record: dict[str, Any], rule: Rule) -> Any:
+    def _eval(self, f: Any, current: _State | None, record: dict[str, Any], rule: Rule, use_pins: bool) -> Any:
         if not isinstance(f, Formula):
             return f
         try:
-            return f.evaluate(self._lookup(current, record))
+            return f.evaluate(self._lookup(current, record, use_pins))
         except FormulaError as exc:
             raise ResolveError(f"{rule.file}: rule {rule.id!r}: {exc}") from exc
 
-    def _match(self, rule: Rule, current: _State | None) -> Case | None:
+    def _match(self, rule: Rule, current: _State | None, use_pins: bool) -> Case | None:
         """The first case of an applicable rule, None when it does not apply. MissingFact propagates."""
-        lookup = self._lookup(current, None)
+        lookup = self._lookup(current, None, use_pins)
         if not cond.evaluate(rule.when, lookup):
             return None
         for case in rule.cases:
@@ -136,7 +147,7 @@ class Resolver:
 
     # -- resolution ----------------------------------------------------------------------
     def resolve(self, name: str, use_pins: bool = True) -> _State | None:
-        key = (name, use_pins and name in self.pins)
+        key = (name, use_pins)
         if key in self._done:
             return self._done[key]
         if key in self._active:
@@ -144,7 +155,7 @@ class Resolver:
             raise ResolveError(f"rules read each other in a loop: {chain}")
         self._active.append(key)
         try:
-            state = self._pinned(name) if key[1] else self._run_rules(name)
+            state = self._pinned(name) if use_pins and name in self.pins else self._run_rules(name, use_pins)
         finally:
             self._active.pop()
         self._done[key] = state
@@ -161,12 +172,12 @@ class Resolver:
             if rule.stage != "constrain":
                 continue
             try:
-                case = self._match(rule, state)
+                case = self._match(rule, state, True)
                 if case is None:
                     continue
                 record: dict[str, Any] = {}
-                hi = self._eval(case.max, state, record, rule)
-                lo = self._eval(case.min, state, record, rule)
+                hi = self._eval(case.max, state, record, rule, True)
+                lo = self._eval(case.min, state, record, rule, True)
             except MissingFact:
                 continue
             if (hi is not None and value > hi) or (lo is not None and value < lo):
@@ -176,6 +187,20 @@ class Resolver:
                 )
         return state
 
+    def applies(self, name: str) -> bool | None:
+        """Whether a rule that sets ``name`` applies to these facts, ignoring pins; None when a
+        fact it needs is unknown."""
+        unknown = False
+        for rule in self.book.rules_for(name):
+            if rule.stage not in SETTING_STAGES:
+                continue
+            try:
+                if self._match(rule, None, False) is not None:
+                    return True
+            except MissingFact:
+                unknown = True
+        return None if unknown else False
+
     def _skip(self, rule: Rule, missing: MissingFact) -> None:
         fact = missing.name
         if fact.startswith(("params.", "baseline.")) or fact == "value":
@@ -183,7 +208,7 @@ class Resolver:
         self.left_out.setdefault((rule.id, fact), LeftOut(
             rule=rule.id, parameter=rule.parameter, missing_fact=fact, flag=FLAGS.get(fact)))
 
-    def _run_rules(self, name: str) -> _State | None:
+    def _run_rules(self, name: str, use_pins: bool) -> _State | None:
         param = self.book.parameters[name]
         rules = self.book.rules_for(name)
         state = _State()
@@ -193,7 +218,7 @@ class Resolver:
             matched: list[tuple[Rule, Case]] = []
             for rule in (r for r in rules if r.stage == stage):
                 try:
-                    case = self._match(rule, state)
+                    case = self._match(rule, state, use_pins)
                 except MissingFact as missing:
                     self._skip(rule, missing)
                     continue
@@ -203,7 +228,7 @@ class Resolver:
                 matched = self._winner(matched)
             for rule, case in matched:
                 try:
-                    self._apply(param, state, rule, case)
+                    self._apply(param, state, rule, case, use_pins)
                 except MissingFact as missing:
                     self._skip(rule, missing)
         if state.value is None:
@@ -220,58 +245,82 @@ class Resolver:
             raise ResolveError(f"rules {ids} all apply to {matched[0][0].parameter!r} with no precedence")
         return left
 
-    def _apply(self, param: Parameter, state: _State, rule: Rule, case: Case) -> None:
+    def _apply(self, param: Parameter, state: _State, rule: Rule, case: Case, use_pins: bool) -> None:
         where = f"{rule.file}: rule {rule.id!r} ({case.label})"
         record: dict[str, Any] = {}
-        before = state.value
+        before, before_range = state.value, state.range
         step = TraceStep.model_validate({
             "stage": rule.stage, "rule": rule.id, "code": rule.code, "case": case.label, "before": before,
             "confidence": case.confidence, "source": [dict(s) for s in case.sources],
         })
         if rule.stage in SETTING_STAGES:
-            raw = self._eval(case.formula, state, record, rule) if case.formula is not None else case.default
+            raw = (self._eval(case.formula, state, record, rule, use_pins) if case.formula is not None
+                   else case.default)
             value = coerce(param, raw, where)
             probe = _State(value=value)
             rng = None
             if case.range is not None:
-                rng = [coerce(param, self._eval(b, probe, record, rule), where) if param.type in ("int", "float")
-                       else self._eval(b, probe, record, rule) for b in case.range]
+                bounds = [self._eval(b, probe, record, rule, use_pins) for b in case.range]
+                rng = [coerce(param, b, where) for b in bounds] if param.type in ("int", "float") else bounds
             # A derived value is no surer than the parameters it was computed from.
             confidence = case.confidence
             for read in record:
                 if read.startswith("params."):
-                    dep = self.resolve(read.split(".", 1)[1])
+                    dep = self.resolve(read.split(".", 1)[1], use_pins)
                     if dep is not None and dep.confidence is not None:
                         confidence = weakest(confidence, dep.confidence)
-            state.value, state.range, state.rule = value, rng, rule
-            step.range = rng
+            state.value, state.range, state.rule_range, state.rule = value, rng, rng, rule
             state.choices = list(case.choices) if case.choices is not None else None
             state.confidence = confidence
         elif rule.stage == "adjust":
-            factor = self._eval(case.factor, state, record, rule)
+            factor = self._eval(case.factor, state, record, rule, use_pins)
             value = coerce(param, state.value * factor, where)
-            if value == before:
+            moved = None if state.range is None else [b * factor for b in state.range]
+            state.range = _fit_range(param, moved, value, where)
+            if value == before and state.range == before_range:
                 return
             state.value = value
             state.confidence = weakest(state.confidence or case.confidence, case.confidence)
             step.inputs["factor"] = sig(float(factor), 4)
         else:  # constrain
-            hi = self._eval(case.max, state, record, rule)
-            lo = self._eval(case.min, state, record, rule)
-            value = state.value
-            if hi is not None and value > hi:
-                value = hi
-            if lo is not None and value < lo:
-                value = lo
-            value = coerce(param, value, where)
-            if value == before:
+            hi = self._eval(case.max, state, record, rule, use_pins)
+            lo = self._eval(case.min, state, record, rule, use_pins)
+            value = coerce(param, _clamp(state.value, lo, hi), where)
+            moved = None if state.range is None else [_clamp(b, lo, hi) for b in state.range]
+            state.range = _fit_range(param, moved, value, where)
+            if value == before and state.range == before_range:
                 return
             state.value = value
         step.after = state.value
+        step.range = state.range
         step.formula = next((f.text for f in (case.formula, case.factor, case.max, case.min)
                              if isinstance(f, Formula)), None)
         step.inputs.update(record)
         state.trace.append(step)
+
+
+def _clamp(x: Any, lo: Any, hi: Any) -> Any:
+    if hi is not None and x > hi:
+        x = hi
+    if lo is not None and x < lo:
+        x = lo
+    return x
+
+
+def _fit_range(param: Parameter, bounds: list[Any] | None, value: Any, where: str) -> list[Any] | None:
+    """A moved range in the parameter's type, never below its smallest meaningful value, and
+    holding the value (rounding an integer range can otherwise step past it)."""
+    if bounds is None:
+        return None
+    lo, hi = sorted(coerce(param, b, where) for b in bounds)
+    lo, hi = max(lo, type(lo)(param.minimum)), max(hi, type(hi)(param.minimum))
+    return [min(lo, value), max(hi, value)]
+
+
+def _outside(value: Any, rng: list[Any] | None) -> bool:
+    if rng is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return bool(value < rng[0] or value > rng[1])
 
 
 def _batch_consistency(params: dict[str, ParameterValue], facts: dict[str, Any], warnings: list[str]) -> None:
@@ -279,15 +328,45 @@ def _batch_consistency(params: dict[str, ParameterValue], facts: dict[str, Any],
     needed = ("micro_batch_size", "gradient_accumulation_steps", "effective_batch_size")
     if not all(n in params for n in needed):
         return
-    actual = (params["micro_batch_size"].value * params["gradient_accumulation_steps"].value
-              * int(facts.get("gpu.count", 1)))
+    actual = int(params["micro_batch_size"].number() * params["gradient_accumulation_steps"].number()
+                 * int(facts.get("gpu.count", 1)))
     if actual != params["effective_batch_size"].value:
         warnings.append(
             f"micro_batch_size x gradient_accumulation_steps x GPUs = {actual}, not the effective batch "
             f"{params['effective_batch_size'].value}: pick a micro-batch or GPU count that divides it")
-    if "num_generations" in params and actual % params["num_generations"].value:
+    if "num_generations" in params and actual % params["num_generations"].number():
         warnings.append(f"the generation batch {actual} is not divisible by num_generations "
                         f"{params['num_generations'].value} (TRL refuses to start)")
+
+
+def _held_back(name: str, pv: ParameterValue, warnings: list[str]) -> None:
+    """Say so when a constraint takes back part of what an adjustment did (e.g. a batch you
+    raised wanted a higher LR than the method's band allows): the trace alone is easy to miss."""
+    adjusted = [s for s in pv.trace if s.stage == "adjust" and s.before != s.after]
+    if not adjusted:
+        return
+    start, peak = as_number(adjusted[0].before), as_number(adjusted[-1].after)
+    for step in pv.trace[pv.trace.index(adjusted[-1]) + 1:]:
+        if step.stage != "constrain" or step.before == step.after:
+            continue
+        if (peak - start) * (as_number(step.after) - as_number(step.before)) < 0:
+            codes = ", ".join(str(s.code) for s in adjusted)
+            warnings.append(
+                f"{name}: {codes} moved it from {fmt_value(start)} to {fmt_value(peak)}; {step.code} {step.rule} "
+                f"holds it at {fmt_value(step.after)} ({step.case})")
+
+
+def _inapplicable_pins(resolver: Resolver, facts: dict[str, Any]) -> None:
+    """A pinned parameter that no rule sets for this job (e.g. lora_rank with full fine-tuning)
+    does not apply here: keep the user's value, and say so instead of passing it silently."""
+    for name, value in resolver.pins.items():
+        setters = [r for r in resolver.book.rules_for(name) if r.stage in SETTING_STAGES]
+        if not setters or resolver.applies(name) is not False:
+            continue  # read-only parameters (validate) or rules that may apply
+        job = " with ".join(str(facts[k]) for k in ("task.method", "task.peft") if k in facts)
+        resolver.warnings.append(
+            f"--set {name}={fmt_value(value)}: {name} does not apply to {job or 'this job'} (none of "
+            f"{', '.join(r.code for r in setters)} sets it here); kept as you gave it")
 
 
 def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dict[str, Any]],
@@ -303,6 +382,8 @@ def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dic
             value=state.value,
             unit=param.unit,
             range=state.range,
+            rule_range=state.rule_range,
+            outside_rule_range=_outside(state.value, state.rule_range),
             choices=state.choices,
             confidence=state.confidence,  # type: ignore[arg-type]
             set_by="user" if name in resolver.pins else "rule",
@@ -312,6 +393,8 @@ def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dic
             notes=[dict(n) for n in setter.notes] if setter else [],
             trace=state.trace,
         )
+        _held_back(name, parameters[name], resolver.warnings)
+    _inapplicable_pins(resolver, facts)
     _batch_consistency(parameters, facts, resolver.warnings)
     left_out = sorted(resolver.left_out.values(), key=lambda x: (x.missing_fact, x.parameter, x.rule))
     return Recommendation(facts=fact_sources, parameters=parameters, left_out=left_out,

@@ -1,0 +1,130 @@
+"""Peak memory per step, and the memory cap the probe honours.
+
+CUDA: ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` after a reset at the start
+of each step; ``--max-memory`` becomes ``torch.cuda.set_per_process_memory_fraction`` so the
+allocator itself refuses more (a real ``OutOfMemoryError``).
+CPU: the step's peak resident set size above the RSS the process had before the first model
+was loaded (the runtime's own footprint, as the CUDA numbers leave out the CUDA context). On
+Linux the high-water mark is reset per step by writing "5" to /proc/self/clear_refs and read as
+VmHWM from /proc/self/status; elsewhere the peak since start is used. A step whose peak exceeds
+``--max-memory`` is treated as out of memory.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+GIB = 2**30  # not-knowledge: bytes per GiB
+KIB = 1024  # not-knowledge: /proc/self/status counts kB
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+_BASELINE: dict[str, float] = {}  # the first RSS this process measured before loading a model
+
+
+class MemoryCapExceeded(Exception):
+    """A CPU step whose peak went past --max-memory (the CPU stand-in for CUDA's OutOfMemoryError)."""
+
+
+def _status_kib(key: str) -> float | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _rss_gb() -> float:
+    kib = _status_kib("VmRSS")
+    if kib is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # macOS: bytes; Linux: KiB
+        return usage / GIB if sys.platform == "darwin" else usage * KIB / GIB
+    return kib * KIB / GIB
+
+
+class MemoryMeter:
+    def __init__(self, device: str, cap_gb: float | None) -> None:
+        self.device = device
+        self.cap_gb = cap_gb
+        self.fraction_set = False
+        self.can_reset = False
+        self.capacity_gb: float | None = cap_gb
+        self.baseline_gb: float | None = None
+        if device == "cuda":
+            import torch
+
+            total = torch.cuda.get_device_properties(0).total_memory / GIB
+            self.capacity_gb = min(total, cap_gb) if cap_gb is not None else total
+            if cap_gb is not None and cap_gb < total:
+                torch.cuda.set_per_process_memory_fraction(cap_gb / total, 0)
+                self.fraction_set = True
+            self.kind = "CUDA max_memory_allocated / max_memory_reserved per step"
+        else:
+            self.baseline_gb = _BASELINE.setdefault("rss", _rss_gb())
+            try:
+                _CLEAR_REFS.write_text("5")
+                self.can_reset = _status_kib("VmHWM") is not None
+            except OSError:
+                self.can_reset = False
+            self.kind = ("CPU peak RSS per step (VmHWM, reset each step) above the process's RSS before the model loaded"
+                         if self.can_reset else "CPU peak RSS since start (ru_maxrss) above the RSS before the model loaded")
+
+    def start_step(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(0)
+        elif self.can_reset:
+            try:
+                _CLEAR_REFS.write_text("5")
+            except OSError:
+                self.can_reset = False
+
+    def end_step(self) -> tuple[float, float]:
+        """(peak allocated, peak reserved) in GiB since start_step."""
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize(0)
+            return torch.cuda.max_memory_allocated(0) / GIB, torch.cuda.max_memory_reserved(0) / GIB
+        kib = _status_kib("VmHWM") if self.can_reset else None
+        if kib is not None:
+            peak = kib * KIB / GIB
+        else:
+            usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = usage / GIB if sys.platform == "darwin" else usage * KIB / GIB
+        above = max(0.0, peak - (self.baseline_gb or 0.0))
+        return above, above
+
+    def check(self, peak_gb: float) -> None:
+        """CPU: a peak over the cap is an out-of-memory (CUDA's allocator enforces its own)."""
+        if self.device != "cuda" and self.cap_gb is not None and peak_gb > self.cap_gb:
+            raise MemoryCapExceeded(f"peak {peak_gb:.3f} GiB above the --max-memory cap of {self.cap_gb:g} GiB")
+
+    def release(self) -> None:
+        """Give the allocator's cached blocks back (between OOM attempts)."""
+        import gc
+
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        if self.fraction_set:
+            import torch
+
+            torch.cuda.set_per_process_memory_fraction(1.0, 0)
+            self.fraction_set = False
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryCapExceeded, MemoryError)):
+        return True
+    torch: Any = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)

@@ -1,0 +1,382 @@
+"""ProbePlan: everything one probe run needs, resolved from a config or a recommendation.
+
+No torch here: a plan is built (and bad input refused, exit code 2) before anything heavy loads.
+Each value records where it came from: a flag, the config's key and line, or the rule that
+recommended it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import AdvisorError, FactError
+from advisor.facts.hardware import GpuFacts, resolve_gpu
+from advisor.facts.job import JobFacts
+from advisor.facts.model import ModelFacts, facts_from_config, read_config_json, registry_names, resolve_model
+from advisor.facts.task import METHODS, PEFTS, TaskFacts
+from advisor.rulebook.load import Rulebook
+
+DEFAULT_STEPS = 30  # not-knowledge: probe length; the loss rules need at least 20 logged steps
+MIN_STEPS = 2  # not-knowledge: a start and an end
+MAX_STEPS = 100_000  # not-knowledge: a probe, not a training run
+DEFAULT_EVAL_SEQUENCES = 8  # not-knowledge: held-out sequences per evaluation (cost bound)
+DEVICES = ("auto", "cpu", "cuda")
+# Preference methods other than DPO that train on chosen / rejected pairs: the same batch shape.
+PAIR_METHODS = {"orpo": "dpo", "simpo": "dpo", "ipo": "dpo", "kto": "dpo", "cpo": "dpo"}
+# transformers' schedulers that need no extra arguments.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
+# Optimizers the probe builds, by Hugging Face `optim` name -> the implementation it uses.
+OPTIMIZERS = {
+    "adamw_torch": "torch.optim.AdamW", "adamw_torch_fused": "torch.optim.AdamW", "adamw_hf": "torch.optim.AdamW",
+    "adamw": "torch.optim.AdamW", "adamw_apex_fused": "torch.optim.AdamW",
+    "adamw_bnb_8bit": "bitsandbytes AdamW8bit", "adamw_8bit": "bitsandbytes AdamW8bit",
+    "paged_adamw_8bit": "bitsandbytes PagedAdamW8bit", "paged_adamw_32bit": "bitsandbytes PagedAdamW32bit",
+    "paged_adamw": "bitsandbytes PagedAdamW32bit",
+    "sgd": "torch.optim.SGD", "adafactor": "transformers Adafactor",
+}
+
+
+class ProbeInputError(AdvisorError):
+    """A probe setting that cannot be used (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from. ``config`` (a config.json dict) is set for --random-init."""
+
+    spec: str
+    kind: str  # registry | local | config | hub
+    load_from: str  # a local directory or a hub id (weights); a config.json path for kind config
+    random_init: bool
+    config: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def cache_key(self) -> tuple[str, str, bool]:
+        return (self.kind, self.load_from, self.random_init)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    path: str | None  # None: the built-in corpus
+    packing: bool = True
+    eval_sequences: int = DEFAULT_EVAL_SEQUENCES
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    model: ModelSource
+    facts: ModelFacts
+    gpu: GpuFacts
+    method: str  # the rulebook's method (sft | dpo | grpo | ppo | raft)
+    peft: str  # lora | qlora | full
+    learning_rate: float
+    steps: int
+    seed: int
+    micro_batch_size: int
+    gradient_accumulation_steps: int
+    seq_len: int
+    lr_scheduler_type: str
+    warmup_ratio: float  # of the probe's steps
+    max_grad_norm: float | None  # None: no clipping (the norm is still measured)
+    optimizer: str
+    adam_beta1: float | None  # None: the optimizer's own default
+    adam_beta2: float | None
+    adam_epsilon: float | None
+    weight_decay: float
+    lora_rank: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: tuple[str, ...]
+    gradient_checkpointing: bool
+    bf16: bool
+    sequences_per_example: int  # DPO: chosen + rejected = 2
+    data: DataSpec
+    device: str = "auto"
+    max_memory_gb: float | None = None
+    full_run_steps: int | None = None
+    full_run_steps_source: str = ""
+    method_given: str = ""  # the config's own word (orpo, ...) when it differs from method
+    config_path: str | None = None
+    config_format: str | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    notes: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_(self, **changes: Any) -> ProbePlan:
+        """A copy with some values changed (learning_rate, steps, seed, micro_batch_size, ...)."""
+        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
+        if unknown:
+            raise ProbeInputError(f"ProbePlan has no field {unknown[0]!r}")
+        sources = {**self.sources, **{k: "override" for k in changes}}
+        plan = replace(self, **changes, sources=sources)
+        _check(plan)
+        return plan
+
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch_size * self.gradient_accumulation_steps
+
+    @property
+    def warmup_steps(self) -> int:
+        return math.ceil(self.warmup_ratio * self.steps)
+
+    def job(self) -> JobFacts:
+        return JobFacts(model=self.facts, gpu=self.gpu, task=TaskFacts(method=self.method, peft=self.peft,
+                                                                         seq_len=self.seq_len))
+
+
+def _check(plan: ProbePlan) -> None:
+    checks: list[tuple[str, Any, bool]] = [
+        ("--lr / learning_rate", plan.learning_rate, math.isfinite(plan.learning_rate) and 0 < plan.learning_rate < 10),
+        ("--steps", plan.steps, MIN_STEPS <= plan.steps <= MAX_STEPS),
+        ("--micro-batch / micro_batch_size", plan.micro_batch_size, plan.micro_batch_size >= 1),
+        ("--accumulation / gradient_accumulation_steps", plan.gradient_accumulation_steps,
+         plan.gradient_accumulation_steps >= 1),
+        ("--seq-len / max_seq_length", plan.seq_len, plan.seq_len >= 8),  # not-knowledge: a sequence at all
+        ("warmup_ratio", plan.warmup_ratio, 0 <= plan.warmup_ratio < 1),
+        ("max_grad_norm", plan.max_grad_norm, plan.max_grad_norm is None or plan.max_grad_norm > 0),
+        ("lora_dropout", plan.lora_dropout, 0 <= plan.lora_dropout < 1),
+        ("--max-memory", plan.max_memory_gb, plan.max_memory_gb is None or plan.max_memory_gb > 0),
+    ]
+    for name, value, ok in checks:
+        if not ok:
+            raise ProbeInputError(f"{name}: {value!r} cannot be probed", hint="see `advisor probe --help`")
+    if plan.lr_scheduler_type not in SCHEDULERS:
+        raise ProbeInputError(f"lr_scheduler_type: {plan.lr_scheduler_type!r} is not a scheduler the probe builds",
+                              hint=f"one of {', '.join(SCHEDULERS)}")
+    if plan.optimizer not in OPTIMIZERS:
+        raise ProbeInputError(f"optimizer: {plan.optimizer!r} is not an optimizer the probe builds",
+                              hint=f"one of {', '.join(OPTIMIZERS)}")
+    if plan.device not in DEVICES:
+        raise ProbeInputError(f"--device: unknown device {plan.device!r}", hint=f"one of {', '.join(DEVICES)}")
+
+
+# --- the model ------------------------------------------------------------------------------
+
+def _registry_config(book: Rulebook, model_id: str) -> dict[str, Any]:
+    entry = book.models[model_id]
+    skip = ("id", "aliases", "hf_id")
+    return {k: v for k, v in entry.items() if k not in skip and not k.startswith(("_", "published"))}
+
+
+def _hub_config(hub_id: str) -> dict[str, Any]:
+    """config.json of a hub model outside the registry (needs the network)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:
+        raise FactError(f"unknown model {hub_id!r}: not in the registry, and huggingface_hub is not installed",
+                        hint="pip install 'advisor[probe]', or pass a local model directory") from exc
+    try:
+        path = hf_hub_download(hub_id, "config.json")
+    except Exception as exc:  # offline, gated, no such repo: one line either way
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FactError(f"model {hub_id!r}: cannot fetch its config.json from the Hugging Face Hub ({first[:160]})",
+                        hint="offline? pass a local model directory, a config.json with --random-init, "
+                             "or a registry alias (advisor models)") from exc
+    return read_config_json(Path(path))
+
+
+def resolve_source(book: Rulebook, spec: str, *, random_init: bool) -> tuple[ModelSource, ModelFacts]:
+    names = registry_names(book)
+    key = "-".join(spec.strip().lower().replace("_", "-").split())  # registry_names' spelling
+    path = Path(spec).expanduser()
+    if path.exists():
+        facts = resolve_model(str(path), book)
+        is_dir = path.is_dir()
+        has_weights = is_dir and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
+        if not random_init and not has_weights:
+            raise ProbeInputError(f"{spec}: no model weights (*.safetensors / *.bin) here",
+                                  hint="add --random-init to build the model from its config.json alone")
+        config = read_config_json(path) if random_init else None
+        kind = "local" if is_dir else "config"
+        return ModelSource(spec, kind, str(path), random_init, config), facts
+    if "/" in spec and key not in names:
+        try:
+            facts = resolve_model(spec, book)  # a mirror of a registry model
+            config = _registry_config(book, facts.name) if random_init else None
+        except FactError:
+            config = _hub_config(spec)
+            facts = facts_from_config(config, book, name=spec, source=f"config.json of {spec} (Hugging Face Hub)",
+                                      hf_id=spec)
+            config = config if random_init else None
+        return ModelSource(spec, "hub", spec, random_init, config), facts
+    facts = resolve_model(spec, book)  # an unknown name raises the registry's one-line error with suggestions
+    config = _registry_config(book, facts.name) if random_init else None
+    return ModelSource(spec, "registry", facts.hf_id or spec, random_init, config), facts
+
+
+# --- resolution -----------------------------------------------------------------------------
+
+@dataclass
+class _Values:
+    """Config values, pins and the recommendation, in that order of precedence below the flags."""
+
+    config: Any  # TrainingConfig | None
+    rec: Any  # Recommendation
+    pins: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name in self.pins:
+            self.sources[name] = "--set"
+            return self.pins[name]
+        if self.config is not None and name in self.config.values:
+            cv = self.config.values[name]
+            self.sources[name] = f"config {cv.key}" + (f" (line {cv.line})" if cv.line else "")
+            return cv.value
+        pv = self.rec.parameters.get(name) if self.rec is not None else None
+        if pv is not None and pv.value is not None:
+            self.sources[name] = f"rule {pv.rule}" if pv.rule else "recommendation"
+            return pv.value
+        if default is not None:
+            self.sources[name] = "probe default"
+        return default
+
+
+def _flag(values: _Values, name: str, flag_value: Any, flag: str, default: Any = None) -> Any:
+    if flag_value is not None:
+        values.sources[name] = flag
+        return flag_value
+    return values.get(name, default)
+
+
+def build_plan(
+    book: Rulebook,
+    *,
+    config: Path | None = None,
+    config_format: str | None = None,
+    model: str | None = None,
+    method: str | None = None,
+    peft: str | None = None,
+    gpu: str | None = None,
+    gpu_mem: float | None = None,
+    detect_gpu: bool = True,
+    random_init: bool = False,
+    data: Path | None = None,
+    packing: bool = True,
+    steps: int | None = None,
+    seq_len: int | None = None,
+    micro_batch: int | None = None,
+    accumulation: int | None = None,
+    learning_rate: float | None = None,
+    seed: int = 0,
+    max_memory_gb: float | None = None,
+    device: str = "auto",
+    pins: dict[str, Any] | None = None,
+    eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
+    dataset_size: int | None = None,
+) -> ProbePlan:
+    """Resolve a probe from a config (any format `advisor validate` reads) or --model/--method."""
+    from advisor.rulebook.resolve import recommend
+
+    cfg = None
+    notes: list[str] = []
+    if config is not None:
+        from advisor.configs.readers import read_config
+
+        cfg, _ = read_config(config, book, config_format)
+        notes.extend(cfg.notes)
+    spec = model or (str(cfg.model.value) if cfg is not None and cfg.model is not None else None)
+    if spec is None:
+        raise ProbeInputError("no model: the config names none" if cfg is not None else "give a CONFIG or --model",
+                              hint="--model takes a registry alias, a hub id, a model directory or a config.json")
+    given = (method or (str(cfg.method.value) if cfg is not None and cfg.method is not None else None) or "").lower()
+    if not given:
+        raise ProbeInputError("give --method (sft | dpo | grpo | ppo | raft)")
+    rule_method = PAIR_METHODS.get(given, given)
+    if rule_method not in METHODS:
+        raise ProbeInputError(f"--method: {given!r} is not a method the probe covers",
+                              hint=f"one of {', '.join(METHODS)} (and the pair methods {', '.join(PAIR_METHODS)})")
+    adapter = (peft or (str(cfg.peft.value) if cfg is not None and cfg.peft is not None else None) or "lora").lower()
+    if adapter not in PEFTS:
+        raise ProbeInputError(f"--peft: unknown value {adapter!r}", hint=f"one of {', '.join(PEFTS)}")
+    if data is not None and not data.exists():
+        raise ProbeInputError(f"--data {data}: no such file or directory",
+                              hint="a JSONL file (text | prompt/completion | messages | prompt/chosen/rejected) "
+                                   "or a datasets directory")
+    source, facts = resolve_source(book, spec, random_init=random_init)
+    hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=None, detect=detect_gpu)
+    task = TaskFacts(method=rule_method, peft=adapter, dataset_size=dataset_size, seq_len=None)
+    job = JobFacts(model=facts, gpu=hw, task=task)
+    rec = recommend(book, job.flat(), job.report(), dict(pins or {}))
+    values = _Values(cfg, rec, dict(pins or {}))
+
+    lr = float(_flag(values, "learning_rate", learning_rate, "--lr"))
+    seq = int(values.get("max_seq_length", facts.max_position_embeddings))
+    seq = min(seq, facts.max_position_embeddings)
+    if seq_len is not None:
+        if seq_len < seq:
+            values.sources["max_seq_length"] = f"--seq-len (capped from {seq})"
+        seq = min(seq, seq_len)
+    micro = int(_flag(values, "micro_batch_size", micro_batch, "--micro-batch", 1))
+    accum = int(_flag(values, "gradient_accumulation_steps", accumulation, "--accumulation", 1))
+    n_steps = int(steps) if steps is not None else DEFAULT_STEPS
+    values.sources["steps"] = "--steps" if steps is not None else "probe default"
+    values.sources["seed"] = "--seed"
+    clip = values.get("max_grad_norm", 1.0)  # not-knowledge: transformers' own default when nothing sets it
+    clip = None if clip is None or float(clip) <= 0 else float(clip)
+    full_steps, full_source = _full_run_steps(values, cfg, micro * accum, dataset_size)
+    warmup = values.get("warmup_ratio")
+    warmup_steps = cfg.values.get("warmup_steps") if cfg is not None else None
+    if warmup_steps is not None and full_steps:
+        warmup = min(float(warmup_steps.value) / full_steps, 0.5)  # not-knowledge: keep a decay phase
+        values.sources["warmup_ratio"] = f"config {warmup_steps.key} / the full run's {full_steps} steps"
+    targets = values.get("lora_target_modules") or ["all-linear"]
+    if isinstance(targets, str):
+        targets = [targets]
+    sequences = 2 if rule_method == "dpo" else 1
+    if given != rule_method:
+        notes.append(f"{given} trains on chosen / rejected pairs: probed with DPO's batch shape")
+    plan = ProbePlan(
+        model=source, facts=facts, gpu=hw, method=rule_method, peft=adapter, learning_rate=lr, steps=n_steps, seed=seed,
+        micro_batch_size=micro, gradient_accumulation_steps=accum, seq_len=seq,
+        lr_scheduler_type=str(values.get("lr_scheduler_type", "linear")).lower(),
+        warmup_ratio=float(warmup or 0.0), max_grad_norm=clip,
+        optimizer=str(values.get("optimizer", "adamw_torch")).lower(),
+        adam_beta1=_opt_float(values.get("adam_beta1")), adam_beta2=_opt_float(values.get("adam_beta2")),
+        adam_epsilon=_opt_float(values.get("adam_epsilon")), weight_decay=float(values.get("weight_decay", 0)),
+        lora_rank=int(values.get("lora_rank", 8)), lora_alpha=int(values.get("lora_alpha", 16)),
+        lora_dropout=float(values.get("lora_dropout", 0.0)), lora_target_modules=tuple(str(t) for t in targets),
+        gradient_checkpointing=bool(values.get("gradient_checkpointing", False)),
+        bf16=bool(values.get("bf16", bool(hw.bf16))), sequences_per_example=sequences,
+        data=DataSpec(path=str(data) if data is not None else None, packing=packing, eval_sequences=eval_sequences),
+        device=device, max_memory_gb=max_memory_gb, full_run_steps=full_steps, full_run_steps_source=full_source,
+        method_given=given, config_path=str(config) if config is not None else None,
+        config_format=cfg.format if cfg is not None else None, sources=values.sources, notes=tuple(notes),
+        params={name: pv.value for name, pv in rec.parameters.items()},
+    )
+    _check(plan)
+    return replace(plan, params={**plan.params, **_plan_params(plan)})
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int | None) -> tuple[int | None, str]:
+    if cfg is not None and "max_steps" in cfg.values:
+        cv = cfg.values["max_steps"]
+        return int(cv.value), f"config {cv.key}"
+    if cfg is not None and "num_train_epochs" in cfg.values and dataset_size:
+        epochs = float(cfg.values["num_train_epochs"].value)
+        return math.ceil(epochs * dataset_size / max(1, effective)), \
+            f"{epochs:g} epochs x {dataset_size} examples / effective batch {effective}"
+    steps = values.get("max_steps")
+    if steps is not None:
+        return int(steps), values.sources.get("max_steps", "recommendation")
+    return None, ""
+
+
+def _plan_params(plan: ProbePlan) -> dict[str, Any]:
+    """The values the probe runs with, as rulebook parameters (what the memory model reads)."""
+    return {
+        "learning_rate": plan.learning_rate, "micro_batch_size": plan.micro_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps, "max_seq_length": plan.seq_len,
+        "lora_rank": plan.lora_rank, "lora_alpha": plan.lora_alpha, "lora_target_modules": list(plan.lora_target_modules),
+        "gradient_checkpointing": plan.gradient_checkpointing, "bf16": plan.bf16, "optimizer": plan.optimizer,
+        "load_in_4bit": plan.peft == "qlora", "effective_batch_size": plan.effective_batch,
+    }

@@ -1,0 +1,41 @@
+"""The memory model's prediction for the probed shape, when advisor.memory exists.
+
+The one place the probe calls the memory model (issue #4). Without it (or when it cannot
+estimate this job) the prediction is None and the predicted-vs-measured rule is not judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.errors import AdvisorError
+from advisor.probe.plan import ProbePlan
+from advisor.rulebook.load import Rulebook
+
+
+@dataclass(frozen=True)
+class Prediction:
+    total_gb: float  # including the CUDA context
+    reserved_gb: float  # comparable to torch.cuda.max_memory_reserved
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total_gb": self.total_gb, "reserved_gb": self.reserved_gb}
+
+
+def predicted_memory(book: Rulebook, plan: ProbePlan, micro_batch_size: int | None = None) -> Prediction | None:
+    import importlib
+
+    try:
+        memory = importlib.import_module("advisor.memory")
+    except ModuleNotFoundError as exc:
+        if exc.name != "advisor.memory":
+            raise  # the memory model exists but something it imports is missing: a real error
+        return None
+    estimate = memory.estimate
+    params = {**plan.params, "micro_batch_size": micro_batch_size or plan.micro_batch_size}
+    try:
+        est = estimate(book, plan.job(), params)
+    except AdvisorError:
+        return None  # a job the memory model does not cover: nothing to compare
+    return Prediction(total_gb=float(est.total_gb), reserved_gb=float(est.reserved_gb))

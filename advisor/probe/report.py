@@ -1,0 +1,317 @@
+"""The probe's report: telemetry judged by the signal rules, a verdict, JSON, markdown and a plot.
+
+The probe's steps become the same Telemetry that `advisor diagnose` reads from training logs,
+and the same rules judge it (advisor.diagnose.judge): one mechanism, two sources.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor import __version__
+from advisor.diagnose import Sign, judge, log_facts
+from advisor.output import fmt_number, write_atomic
+from advisor.probe.plan import ProbePlan
+from advisor.probe.predict import Prediction, predicted_memory
+from advisor.probe.result import ProbeResult
+from advisor.rulebook.load import Rulebook
+from advisor.telemetry import Telemetry
+
+FAIL_ON = ("error", "warning", "never")
+SEVERITY_ORDER = ("info", "warning", "error")
+EXIT_PASS, EXIT_FAIL, EXIT_COULD_NOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 130  # not-knowledge: documented exit codes
+LM_STEP = {
+    "dpo": "DPO is probed as the language-modelling step it trains: every example is a chosen and a rejected "
+           "sequence (2 sequences per pair) at the full sequence length; the DPO loss and the reference model's "
+           "forward pass are not run",
+    "grpo": "GRPO is probed as the policy's language-modelling step: micro-batches of completions at the full "
+            "sequence length; generation, rewards and the reference model's forward pass are not run",
+    "ppo": "PPO is probed as the policy's language-modelling step; generation, the value model and rewards are not run",
+}
+
+
+@dataclass
+class ProbeReport:
+    plan: ProbePlan
+    result: ProbeResult
+    telemetry: Telemetry
+    signs: list[Sign]
+    not_judged: list[str]
+    verdict: str
+    exit_code: int
+    fail_on: str
+    prediction: Prediction | None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        steps = self.result.steps
+        losses = [s.loss for s in steps]
+        finite = [v for v in losses if math.isfinite(v)]
+        timed = [s.step_time_s for s in steps[1:]] or [s.step_time_s for s in steps]  # the first step warms up
+        tps = [s.tokens_per_s for s in steps[1:]] or [s.tokens_per_s for s in steps]
+        return {
+            "steps_run": len(steps),
+            "loss_first": _num(losses[0]) if losses else None,
+            "loss_last": _num(losses[-1]) if losses else None,
+            "loss_fell": bool(len(finite) >= 2 and _tenth_mean(finite, last=True) < _tenth_mean(finite, last=False)),
+            "clip_rate": sum(s.clipped for s in steps) / len(steps) if steps else None,
+            "median_grad_norm": _num(statistics.median([s.grad_norm for s in steps])) if steps else None,
+            "median_step_time_s": statistics.median(timed) if timed else None,
+            "median_tokens_per_s": statistics.median(tps) if tps else None,
+            "peak_allocated_gb": max((s.peak_allocated_gb for s in steps), default=None),
+            "peak_reserved_gb": max((s.peak_reserved_gb for s in steps), default=None),
+            "wall_time_s": self.result.wall_time_s,
+            "load_time_s": self.result.load_time_s,
+        }
+
+    def projection(self) -> dict[str, Any] | None:
+        step_time = self.summary()["median_step_time_s"]
+        if self.plan.full_run_steps is None or step_time is None:
+            return None
+        seconds = self.plan.full_run_steps * step_time
+        return {"full_run_steps": self.plan.full_run_steps, "steps_from": self.plan.full_run_steps_source,
+                "step_time_s": step_time, "seconds": seconds, "hours": seconds / 3600,  # not-knowledge: s per h
+                "device": self.result.device_name or self.result.device}
+
+    def as_dict(self) -> dict[str, Any]:
+        plan, res = self.plan, self.result
+        ev_start, ev_end = res.eval_start, res.eval_end
+        return {
+            "advisor_version": __version__,
+            "report": "probe",
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "fail_on": self.fail_on,
+            "status": res.status,
+            "stop_reason": res.stop_reason,
+            "plan": plan_dict(plan),
+            "device": {"kind": res.device, "name": res.device_name, "precision": res.precision,
+                       "memory_capacity_gb": res.memory_capacity_gb, "memory_measured_as": res.memory_kind},
+            "model": {"notes": res.model_notes, "trainable_params": res.trainable_params,
+                      "total_params": res.total_params, "tokenizer": res.tokenizer},
+            "data": {"source": plan.data.path or "built-in corpus", "notes": res.data_notes},
+            "ran_with": {"micro_batch_size": res.micro_batch_size,
+                         "gradient_accumulation_steps": res.gradient_accumulation_steps},
+            "summary": self.summary(),
+            "eval": {"start": ev_start.as_dict() if ev_start else None, "end": ev_end.as_dict() if ev_end else None},
+            "evals": [e.as_dict() for e in res.evals],
+            "steps": [s.as_dict() for s in res.steps],
+            "memory": {"peak_reserved_gb": self.summary()["peak_reserved_gb"],
+                       "capacity_gb": res.memory_capacity_gb,
+                       "predicted": self.prediction.as_dict() if self.prediction else None,
+                       "prediction_compared": bool(self.prediction is not None and res.device == "cuda")},
+            "oom": res.oom.as_dict() if res.oom else None,
+            "projection": self.projection(),
+            "signs": [s.as_dict() for s in self.signs],
+            "not_judged": self.not_judged,
+            "notes": self.notes,
+        }
+
+
+def _num(v: float) -> float | str:
+    return v if math.isfinite(v) else str(v)
+
+
+def _tenth_mean(values: list[float], *, last: bool) -> float:
+    n = max(1, round(len(values) / 10))  # not-knowledge: the same tenths the loss rules read
+    part = values[-n:] if last else values[:n]
+    return sum(part) / len(part)
+
+
+def plan_dict(plan: ProbePlan) -> dict[str, Any]:
+    lora = None if plan.peft == "full" else {
+        "rank": plan.lora_rank, "alpha": plan.lora_alpha, "dropout": plan.lora_dropout,
+        "target_modules": list(plan.lora_target_modules)}
+    return {
+        "model": {"spec": plan.model.spec, "kind": plan.model.kind, "load_from": plan.model.load_from,
+                  "random_init": plan.model.random_init, "name": plan.facts.name, "family": plan.facts.family,
+                  "params_b": plan.facts.params_b},
+        "method": plan.method, "method_given": plan.method_given, "peft": plan.peft,
+        "learning_rate": plan.learning_rate, "steps": plan.steps, "seed": plan.seed,
+        "micro_batch_size": plan.micro_batch_size, "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "effective_batch": plan.effective_batch, "sequences_per_example": plan.sequences_per_example,
+        "seq_len": plan.seq_len, "lr_scheduler_type": plan.lr_scheduler_type, "warmup_steps": plan.warmup_steps,
+        "max_grad_norm": plan.max_grad_norm, "optimizer": plan.optimizer, "weight_decay": plan.weight_decay,
+        "lora": lora, "gradient_checkpointing": plan.gradient_checkpointing, "bf16": plan.bf16,
+        "max_memory_gb": plan.max_memory_gb, "device": plan.device,
+        "config": {"path": plan.config_path, "format": plan.config_format} if plan.config_path else None,
+        "gpu": {"name": plan.gpu.name, "memory_gb": plan.gpu.memory_gb, "source": plan.gpu.source},
+        "sources": dict(plan.sources),
+    }
+
+
+def to_telemetry(plan: ProbePlan, result: ProbeResult) -> Telemetry:
+    tel = Telemetry(source=f"probe of {plan.model.spec}", reader="probe")
+    for s in result.steps:
+        tel.add("loss", s.step, s.loss)
+        tel.add("grad_norm", s.step, s.grad_norm)
+        tel.add("learning_rate", s.step, s.learning_rate)
+        tel.add("peak_memory_gb", s.step, s.peak_reserved_gb)
+    for e in result.evals:
+        tel.add("eval_loss", e.step, e.loss)
+    return tel
+
+
+def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: str = "error",
+                prediction: Prediction | None = None) -> ProbeReport:
+    """Judge the run by the signal rules; the verdict follows ``fail_on`` (error | warning | never)."""
+    if prediction is None:
+        prediction = predicted_memory(book, plan, result.micro_batch_size or None)
+    tel = to_telemetry(plan, result)
+    facts = log_facts(tel, max_grad_norm=plan.max_grad_norm if plan.max_grad_norm is not None else math.inf)
+    if result.memory_capacity_gb is not None:
+        facts["log.memory_capacity_gb"] = result.memory_capacity_gb
+    if prediction is not None and result.device == "cuda":
+        facts["log.predicted_memory_gb"] = prediction.reserved_gb
+    signs, unjudged = judge(book, facts) if result.steps else ([], [])
+    notes = list(plan.notes)
+    if plan.method in LM_STEP:
+        notes.insert(0, LM_STEP[plan.method])
+    if prediction is None:
+        notes.append("no memory prediction: the memory model (advisor.memory) is not available for this job")
+    elif result.device != "cuda":
+        notes.append("the memory model predicts GPU memory; on the CPU (fp32, no CUDA allocator) it is shown, not compared")
+    if result.status == "no_fit":
+        verdict, code = "could-not-run", EXIT_COULD_NOT_RUN
+    elif result.status == "interrupted":
+        verdict, code = "interrupted", EXIT_INTERRUPTED
+    elif fail_on != "never" and any(SEVERITY_ORDER.index(s.severity) >= SEVERITY_ORDER.index(fail_on) for s in signs):
+        verdict, code = "fail", EXIT_FAIL
+    else:
+        verdict, code = "pass", EXIT_PASS
+    return ProbeReport(plan=plan, result=result, telemetry=tel, signs=signs, not_judged=unjudged or [],
+                       verdict=verdict, exit_code=code, fail_on=fail_on, prediction=prediction, notes=notes)
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+def _gb(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} GiB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:  # not-knowledge: display units
+        return f"{seconds:.0f} s"
+    if seconds < 7200:  # not-knowledge: display units
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def headline(report: ProbeReport) -> list[str]:
+    """The lines the terminal and the markdown summary share."""
+    plan, res, s = report.plan, report.result, report.summary()
+    lines = [f"probe of {plan.model.spec}: {plan.method_given or plan.method} with {plan.peft}, "
+             f"lr {fmt_number(plan.learning_rate)}, {s['steps_run']}/{plan.steps} steps, "
+             f"micro-batch {res.micro_batch_size} x accumulation {res.gradient_accumulation_steps}, "
+             f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})"]
+    if s["loss_first"] is not None:
+        lines.append(f"loss {_fmt(s['loss_first'])} -> {_fmt(s['loss_last'])} "
+                     f"({'fell' if s['loss_fell'] else 'did not fall'}); grad norm median {_fmt(s['median_grad_norm'])}, "
+                     f"clipped in {s['clip_rate']:.0%} of steps")
+    ev0, ev1 = res.eval_start, res.eval_end
+    if ev0 is not None and ev1 is not None:
+        lines.append(f"held-out loss {_fmt(ev0.loss)} -> {_fmt(ev1.loss)}, token accuracy "
+                     f"{ev0.token_accuracy:.1%} -> {ev1.token_accuracy:.1%}, perplexity {_fmt(ev1.perplexity)}")
+    if s["median_tokens_per_s"] is not None:
+        lines.append(f"{s['median_tokens_per_s']:.0f} tokens/s, {s['median_step_time_s']:.3f} s/step; "
+                     f"peak memory {_gb(s['peak_allocated_gb'])} allocated, {_gb(s['peak_reserved_gb'])} reserved"
+                     + (f" of {_gb(res.memory_capacity_gb)}" if res.memory_capacity_gb else ""))
+    if report.prediction is not None:
+        lines.append(f"memory model: {_gb(report.prediction.reserved_gb)} reserved predicted"
+                     + ("" if res.device == "cuda" else " (a GPU prediction: not compared on CPU)"))
+    if res.oom is not None:
+        o = res.oom
+        tried = ", ".join(f"{a.micro_batch} {'fits' if a.fits else 'OOM'}" for a in o.attempts)
+        lines.append(f"out of memory at micro-batch {o.failed_micro_batch} ({o.sequences} x {o.seq_len} tokens, step "
+                     f"{o.at_step}); tried {tried}")
+        if o.largest_fit:
+            lines.append(f"largest micro-batch that fits: {o.largest_fit}; accumulation {o.accumulation} keeps the "
+                         f"effective batch at {o.effective_batch} (was {plan.effective_batch})")
+        else:
+            lines.append("not even a micro-batch of 1 fits: shorten --seq-len, turn on gradient checkpointing, or use QLoRA")
+    proj = report.projection()
+    if proj is not None:
+        lines.append(f"projected full run: {proj['full_run_steps']} steps ({proj['steps_from']}) x "
+                     f"{proj['step_time_s']:.3f} s = {_duration(proj['seconds'])} on this device")
+    return lines
+
+
+def _fmt(v: Any) -> str:
+    return fmt_number(v) if isinstance(v, (int, float)) and math.isfinite(v) else str(v)
+
+
+def verdict_lines(report: ProbeReport) -> list[str]:
+    out = []
+    for s in report.signs:
+        out.append(f"{s.code} {s.severity}: {s.summary}")
+        out.append(f"    measured: {s.evidence}")
+        out.append(f"    advice: {s.advice} ({s.rule}, confidence {s.confidence})")
+    word = {"pass": "PASS", "fail": "FAIL", "could-not-run": "COULD NOT RUN", "interrupted": "INTERRUPTED"}[report.verdict]
+    warnings = sum(1 for s in report.signs if s.severity == "warning")
+    errors = sum(1 for s in report.signs if s.severity == "error")
+    out.append(f"verdict: {word} ({errors} error(s), {warnings} warning(s); fail on {report.fail_on})"
+               + (f"; {report.result.stop_reason}" if report.result.stop_reason else ""))
+    return out
+
+
+def to_markdown(report: ProbeReport, plot: str | None) -> str:
+    plan = report.plan
+    lines = [f"# Probe: {plan.model.spec} ({plan.method_given or plan.method}, {plan.peft})", "",
+             f"**Verdict: {report.verdict}** (exit code {report.exit_code})", ""]
+    lines += [f"- {line}" for line in headline(report)]
+    lines += ["", "## Signs", ""]
+    if not report.signs:
+        lines.append("No warning signs.")
+    for s in report.signs:
+        lines += [f"- **{s.code} {s.severity}**: {s.summary}", f"  - measured: {s.evidence}",
+                  f"  - advice: {s.advice} (`{s.rule}`, confidence {s.confidence})"]
+    if report.not_judged:
+        lines += ["", f"Not judged (no series for them in a probe): {', '.join(report.not_judged)}"]
+    if plot:
+        lines += ["", f"![loss and gradient norm]({plot})"]
+    lines += ["", "## Settings", "", "| setting | value | from |", "| --- | --- | --- |"]
+    pd = plan_dict(plan)
+    for key in ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "optimizer", "micro_batch_size",
+                "gradient_accumulation_steps", "seq_len", "gradient_checkpointing", "bf16", "steps", "seed"):
+        src_key = {"seq_len": "max_seq_length", "warmup_steps": "warmup_ratio"}.get(key, key)
+        lines.append(f"| {key} | {pd[key]} | {plan.sources.get(src_key, '')} |")
+    if pd["lora"]:
+        for key, value in pd["lora"].items():
+            lines.append(f"| lora_{key} | {value} | {plan.sources.get('lora_' + key, '')} |")
+    notes = [*report.notes, *report.result.model_notes, *report.result.data_notes, f"tokenizer: {report.result.tokenizer}"]
+    lines += ["", "## Notes", "", *[f"- {n}" for n in notes if n], ""]
+    return "\n".join(lines)
+
+
+def write_outputs(report: ProbeReport, out_dir: Path) -> dict[str, Path]:
+    """probe-report.json, probe-summary.md and probe-curves.png (when matplotlib is installed)."""
+    from advisor.errors import AdvisorError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    plot_name: str | None = None
+    if report.result.steps:
+        from advisor.render.plot import png_lines
+
+        curves = {k: report.telemetry.series[k] for k in ("loss", "grad_norm") if report.telemetry.series.get(k)}
+        marks: dict[str, list[tuple[str, list[int]]]] = {}
+        for s in report.signs:
+            if s.marks is not None:
+                marks.setdefault(s.marks[0], []).append((s.code, list(s.marks[1])))
+        try:
+            png_lines(out_dir / "probe-curves.png", curves, xlabel="optimizer step", ylabel="value", marks=marks,
+                      title=f"probe of {report.plan.model.spec}: " + (", ".join(s.code for s in report.signs) or "no signs"))
+            written["plot"] = out_dir / "probe-curves.png"
+            plot_name = "probe-curves.png"
+        except AdvisorError as exc:  # matplotlib missing: the report says so instead of failing the probe
+            report.notes.append(f"no plot: {exc}")
+    write_atomic(out_dir / "probe-report.json", json.dumps(report.as_dict(), indent=2) + "\n")
+    written["json"] = out_dir / "probe-report.json"
+    write_atomic(out_dir / "probe-summary.md", to_markdown(report, plot_name))
+    written["markdown"] = out_dir / "probe-summary.md"
+    return written

@@ -1,0 +1,99 @@
+"""A real QLoRA probe of a 1B+ model on a CUDA GPU, built from the registry config with random weights.
+
+    python bench/probe_gpu.py [--steps 30] [--out bench/results]
+
+Runs exactly
+    advisor probe --model llama-3.2-1b --method sft --peft qlora --random-init --gpu h100 --device cuda
+and writes bench/results/probe_gpu.md: the command, the device, the measured peak allocated /
+reserved memory, tokens/s, step time, the micro-batch search if one ran, and the memory model's
+prediction beside the measurement when advisor.memory exists. Needs a CUDA build of torch and
+advisor[probe]; exits 3 without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "llama-3.2-1b"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--gpu", default="h100", help="registry GPU name for the recommendation's facts")
+    args = parser.parse_args()
+    try:
+        import torch
+    except ImportError:
+        sys.stderr.write("bench/probe_gpu.py needs torch (pip install 'advisor[probe]' with a CUDA build of torch)\n")
+        return 3
+    if not torch.cuda.is_available():
+        sys.stderr.write("bench/probe_gpu.py needs a CUDA GPU\n")
+        return 3
+    probe_dir = args.out / "probe-gpu"
+    command = ["advisor", "probe", "--model", MODEL, "--method", "sft", "--peft", "qlora", "--random-init",
+               "--gpu", args.gpu, "--device", "cuda", "--steps", str(args.steps), "--no-detect", "--no-live",
+               "--out", str(probe_dir), "--format", "json"]
+    proc = subprocess.run([sys.executable, "-m", "advisor", *command[1:]], capture_output=True, text=True, check=False,
+                          cwd=REPO)
+    if proc.returncode not in (0, 1) or not (probe_dir / "probe-report.json").is_file():
+        sys.stderr.write(proc.stderr)
+        return proc.returncode or 3
+    report = json.loads((probe_dir / "probe-report.json").read_text())
+    s, mem, plan = report["summary"], report["memory"], report["plan"]
+    predicted = mem["predicted"]
+    measured = s["peak_reserved_gb"]
+    lines = [
+        "# advisor probe on a CUDA GPU: 1B+ model, QLoRA, random init from the registry config",
+        "",
+        f"Run {datetime.date.today().isoformat()} with `python bench/probe_gpu.py --steps {args.steps}`, which runs:",
+        "",
+        "```console",
+        "$ " + " ".join(command),
+        "```",
+        "",
+        "| what | value |",
+        "| --- | --- |",
+        f"| device | {report['device']['name']} ({report['device']['precision']}), "
+        f"{report['device']['memory_capacity_gb']:.1f} GiB |",
+        f"| torch | {torch.__version__}, CUDA {torch.version.cuda} |",
+        f"| model | {plan['model']['name']}, {plan['model']['params_b']}B parameters, "
+        f"{report['model']['trainable_params']:,} trainable (LoRA r={plan['lora']['rank']}) |",
+        f"| shape | micro-batch {report['ran_with']['micro_batch_size']} x accumulation "
+        f"{report['ran_with']['gradient_accumulation_steps']}, sequence length {plan['seq_len']} |",
+        f"| steps | {s['steps_run']} (verdict {report['verdict']}, loss {s['loss_first']} -> {s['loss_last']}) |",
+        f"| peak memory allocated (torch.cuda.max_memory_allocated) | {s['peak_allocated_gb']:.2f} GiB |",
+        f"| peak memory reserved (torch.cuda.max_memory_reserved) | {measured:.2f} GiB |",
+        f"| tokens/s (median step) | {s['median_tokens_per_s']:.0f} |",
+        f"| step time (median) | {s['median_step_time_s']:.3f} s |",
+        f"| model load | {s['load_time_s']:.1f} s |",
+    ]
+    if predicted is not None:
+        lines.append(f"| memory model prediction (reserved) | {predicted['reserved_gb']:.2f} GiB "
+                     f"(predicted / measured = {predicted['reserved_gb'] / measured:.2f}) |")
+        lines.append(f"| memory model prediction (total, with CUDA context) | {predicted['total_gb']:.2f} GiB |")
+    else:
+        lines.append("| memory model prediction | not available (advisor.memory is not on this branch) |")
+    if report["oom"] is not None:
+        o = report["oom"]
+        tried = ", ".join(f"{a['micro_batch']} {'fits' if a['fits'] else 'OOM'}" for a in o["attempts"])
+        lines.append(f"| out of memory | micro-batch {o['failed_micro_batch']} at step {o['at_step']}; tried {tried}; "
+                     f"largest fit {o['largest_fit']}, accumulation {o['accumulation']} |")
+    lines += ["", "Signs: " + (", ".join(f"{x['code']} {x['severity']}" for x in report["signs"]) or "none"), ""]
+    lines += ["Notes:", "", *[f"- {n}" for n in [*report["notes"], *report["model"]["notes"]]], ""]
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "probe_gpu.md"
+    target.write_text("\n".join(lines))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

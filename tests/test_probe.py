@@ -1,0 +1,305 @@
+"""advisor probe: real short training runs on CPU (tiny Llama built from a config, bitsandbytes 4-bit,
+peft LoRA), their verdicts, the OOM search, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from advisor.paths import schemas_dir
+from advisor.rulebook.load import Rulebook
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 2048,
+    "max_position_embeddings": 512, "tie_word_embeddings": False,
+}
+FAST = ["--seq-len", "64", "--micro-batch", "4", "--accumulation", "1", "--no-detect", "--no-live"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "config.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+def plan_for(book: Rulebook, tiny: Path, **kw: Any) -> Any:
+    from advisor.probe import build_plan
+
+    args: dict[str, Any] = {"model": str(tiny), "method": "sft", "peft": "qlora", "random_init": True, "steps": 24,
+                            "seq_len": 64, "micro_batch": 4, "accumulation": 1, "detect_gpu": False}
+    args.update(kw)
+    return build_plan(book, **args)
+
+
+def validate_report(data: dict[str, Any]) -> None:
+    schema = json.loads((schemas_dir() / "probe-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+
+
+def tenth(values: list[float], last: bool) -> float:
+    n = max(1, len(values) // 10)
+    part = values[-n:] if last else values[:n]
+    return sum(part) / len(part)
+
+
+def test_qlora_probe_end_to_end_on_the_builtin_corpus(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "qlora", "--random-init",
+                   "--steps", "24", "--lr", "2e-3", *FAST, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "probe-report.json").read_text())
+    validate_report(data)
+    losses = [s["loss"] for s in data["steps"]]
+    assert len(losses) == 24
+    assert tenth(losses, last=True) < 0.95 * tenth(losses, last=False)  # the loss fell
+    assert data["eval"]["end"]["loss"] < data["eval"]["start"]["loss"]
+    assert data["eval"]["end"]["token_accuracy"] > data["eval"]["start"]["token_accuracy"]
+    assert data["verdict"] == "pass" and data["summary"]["loss_fell"]
+    assert 0 < data["model"]["trainable_params"] < data["model"]["total_params"]
+    assert any("4-bit" in n for n in data["model"]["notes"])  # really quantized through bitsandbytes
+    assert data["data"]["source"] == "built-in corpus" and "pydoc" in data["data"]["notes"][0]
+    assert all(s["peak_reserved_gb"] > 0 and s["tokens_per_s"] > 0 for s in data["steps"])
+    assert data["projection"]["full_run_steps"] > 0
+    assert (out / "probe-curves.png").read_bytes()[:4] == b"\x89PNG"
+    summary = (out / "probe-summary.md").read_text()
+    assert "**Verdict: pass**" in summary and "probe-curves.png" in summary
+    assert "verdict: PASS" in proc.stdout
+
+
+def test_the_quantized_layers_are_bitsandbytes_4bit(book: Rulebook, tiny: Path) -> None:
+    from advisor.probe.model import build, release
+
+    built = build(plan_for(book, tiny), "cpu", cache=False)
+    try:
+        names = {type(m).__name__ for m in built.model.modules()}
+        assert "Linear4bit" in names and any(n.startswith("Linear") and "lora" in repr(built.model).lower() for n in names)
+    finally:
+        release(built)
+
+
+def test_lora_probe_learns_and_stops_cleanly(book: Rulebook, tiny: Path) -> None:
+    from advisor.probe import StopProbe, run_probe
+
+    plan = plan_for(book, tiny, peft="lora", learning_rate=2e-3)
+    result = run_probe(plan, eval_every=8)
+    assert [e.step for e in result.evals] == [0, 8, 16, 24]
+    assert result.evals[-1].loss < result.evals[0].loss
+    assert result.evals[-1].perplexity == pytest.approx(math.exp(result.evals[-1].loss))
+
+    def stop_at_5(rec: Any) -> None:
+        if rec.step == 5:
+            raise StopProbe("enough")
+
+    stopped = run_probe(plan.with_(seed=3), on_step=stop_at_5)
+    assert stopped.status == "stopped" and len(stopped.steps) == 5
+
+    class Pruned(Exception):
+        pass
+
+    def prune(rec: Any) -> None:
+        raise Pruned
+
+    with pytest.raises(Pruned):  # optuna.TrialPruned and friends propagate
+        run_probe(plan, on_step=prune)
+
+
+def test_lr_far_too_high_fails_by_the_lr_too_high_rule(book: Rulebook, tiny: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    plan = plan_for(book, tiny, learning_rate=1e-1)
+    report = make_report(book, plan, run_probe(plan))
+    codes = {s.code: s for s in report.signs}
+    assert report.verdict == "fail" and report.exit_code == 1
+    assert "SIG010" in codes and codes["SIG010"].severity == "error"
+    assert codes["SIG010"].summary.startswith("LR too high")
+    assert "Reduce LR 2-5x" in codes["SIG010"].advice
+    validate_report(report.as_dict())
+
+
+def test_lr_far_too_low_shows_the_loss_flat_rule(book: Rulebook, tiny: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    plan = plan_for(book, tiny, learning_rate=1e-7)
+    report = make_report(book, plan, run_probe(plan))
+    codes = {s.code: s for s in report.signs}
+    assert "SIG006" in codes and codes["SIG006"].summary.startswith("LR too low")
+    assert "Increase LR 2-5x" in codes["SIG006"].advice
+    assert report.verdict == "pass"  # a warning: printed, not a failure unless --fail-on warning
+    assert make_report(book, plan, report.result, fail_on="warning").verdict == "fail"
+
+
+def test_probe_and_diagnose_judge_with_the_same_rules(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    plan = plan_for(book, tiny, learning_rate=1e-1, seed=1)
+    report = make_report(book, plan, run_probe(plan))
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": s.step, "loss": s.loss, "grad_norm": s.grad_norm,
+                                       "learning_rate": s.learning_rate}) + "\n" for s in report.result.steps))
+    proc = run_cli("diagnose", str(log), "--format", "json", "--fail-on", "never")
+    from_log = {s["code"] for s in json.loads(proc.stdout)["signs"]}
+    from_probe = {s.code for s in report.signs} - {"SIG011"}  # the log above carries no eval loss
+    assert from_log == from_probe and "SIG010" in from_log
+
+
+def test_out_of_memory_halves_then_bisects_on_cpu(book: Rulebook, tmp_path: Path) -> None:
+    """A memory cap the probe honours: the logits of a large vocabulary make the micro-batch the cost."""
+    from advisor.probe import run_probe
+
+    wide = tmp_path / "config.json"
+    wide.write_text(json.dumps({**TINY, "vocab_size": 32000}))
+    plan = plan_for(book, wide, peft="lora", micro_batch=16, accumulation=2, seq_len=256, steps=3, max_memory_gb=0.45)
+    result = run_probe(plan, model_cache=False)
+    oom = result.oom
+    assert oom is not None and oom.failed_micro_batch == 16 and oom.seq_len == 256
+    assert 1 <= oom.largest_fit < 16
+    tried = [a.micro_batch for a in oom.attempts]
+    assert tried[0] == 8  # halve first
+    assert oom.largest_fit + 1 == 16 or any(a.micro_batch == oom.largest_fit + 1 and not a.fits for a in oom.attempts)
+    assert all(a.fits == (a.micro_batch <= oom.largest_fit) for a in oom.attempts)
+    assert oom.accumulation == math.ceil(32 / oom.largest_fit) and oom.effective_batch >= 32
+    assert result.micro_batch_size == oom.largest_fit and result.gradient_accumulation_steps == oom.accumulation
+    assert result.status == "completed" and len(result.steps) == 3
+    assert all(s.peak_reserved_gb <= 0.45 for s in result.steps)
+
+
+def test_nothing_fits_is_exit_3_with_a_report(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "lora", "--random-init", "--steps", "3",
+                   *FAST, "--max-memory", "0.0001", "--out", str(out))
+    assert proc.returncode == 3, proc.stderr
+    data = json.loads((out / "probe-report.json").read_text())
+    validate_report(data)
+    assert data["verdict"] == "could-not-run" and data["oom"]["largest_fit"] == 0
+    assert [a["micro_batch"] for a in data["oom"]["attempts"]] == [2, 1]
+    assert "not even a micro-batch of 1 fits" in proc.stdout
+
+
+def test_dpo_pairs_are_two_sequences_per_example(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    data = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"Question {i}: what does {w} do?", "chosen": f"The {w} statement runs a block.",
+             "rejected": "No idea."} for i, w in enumerate(["if", "for", "while", "with", "try"] * 4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plan = plan_for(book, tiny, method="dpo", data=data, steps=3, micro_batch=2)
+    assert plan.sequences_per_example == 2
+    result = run_probe(plan)
+    assert result.steps[0].tokens > 0
+    report = make_report(book, plan, result)
+    assert any("DPO is probed as the language-modelling step" in n for n in report.notes)
+    assert "padded" in result.data_notes[0] and "pairs are not packed" in result.data_notes[0]
+
+
+def test_jsonl_records_mask_prompts_and_render_chats(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    from advisor.probe.data import IGNORE, load_data
+    from advisor.probe.tokenizer import standin_codec
+
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "Say hi.", "completion": " Hi there."},
+        {"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}]},
+        {"text": "Plain text works too."},
+    ]) + "\n")
+    plan = plan_for(book, tiny, data=data, packing=False)
+    codec = standin_codec(2048)
+    loaded = load_data(plan, codec)
+    first = loaded.train[0]
+    prompt_len = len(codec.encode("Say hi."))
+    assert first.labels[:prompt_len] == [IGNORE] * prompt_len and first.labels[prompt_len] != IGNORE
+    assert all(len(s.input_ids) == 64 for s in loaded.train)
+    assert any("role: content" in n for n in loaded.notes)  # the stand-in tokenizer has no chat template
+
+
+def test_a_config_file_is_probed_with_its_own_values(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    config = tmp_path / "axolotl.yml"
+    config.write_text(f"base_model: {tiny}\nadapter: qlora\nload_in_4bit: true\nlora_r: 4\nlora_alpha: 8\n"
+                      "lora_dropout: 0.0\nlora_target_modules: [q_proj, v_proj]\nlearning_rate: 3.0e-4\n"
+                      "micro_batch_size: 2\ngradient_accumulation_steps: 3\nsequence_len: 128\nmax_steps: 400\n"
+                      "lr_scheduler: linear\n")
+    from advisor.probe import build_plan
+
+    plan = build_plan(book, config=config, random_init=True, detect_gpu=False)
+    assert (plan.peft, plan.lora_rank, plan.lora_alpha, plan.learning_rate) == ("qlora", 4, 8, 3e-4)
+    assert (plan.micro_batch_size, plan.gradient_accumulation_steps, plan.seq_len) == (2, 3, 128)
+    assert plan.lora_target_modules == ("q_proj", "v_proj") and plan.lr_scheduler_type == "linear"
+    assert plan.full_run_steps == 400 and plan.sources["lora_rank"].startswith("config lora_r (line 4)")
+    assert plan.with_(learning_rate=1e-3).learning_rate == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "llama-3.2-1b", "--method", "sft", "--peft", "qlorax"], "--peft: unknown value 'qlorax'"),
+        (["--model", "llama-3.2-1b", "--method", "sft", "--lr", "-1"], "--lr / learning_rate: -1.0 cannot be probed"),
+        (["--model", "llama-3.2-1b", "--method", "sft", "--data", "missing.jsonl"], "--data missing.jsonl: no such file"),
+        (["--model", "no-such-model", "--method", "sft"], "unknown model 'no-such-model'"),
+        (["--model", "llama-3.2-1b"], "give a CONFIG, or --model and --method"),
+        (["--model", "examples/my-model", "--method", "sft"], "no model weights"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = run_cli("probe", *args, "--no-detect")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_data_record_is_exit_2(tiny: Path, tmp_path: Path) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"text": "fine"}\n{"question": "no known field"}\n')
+    proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--random-init", *FAST, "--data", str(data),
+                   "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{data}:2: no text, prompt/completion" in proc.stderr
+
+
+BLOCKER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):
+            raise ImportError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, Block())
+from advisor.cli import main
+sys.argv = ["advisor", *sys.argv[1:]]
+main()
+"""
+
+
+def test_missing_extra_names_advisor_probe(tiny: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "probe", "--model", str(tiny), "--method", "sft",
+                           "--random-init", *FAST, "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "advisor[probe]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_search_micro_batch_halves_then_bisects() -> None:
+    from advisor.probe.loop import search_micro_batch
+    from advisor.probe.result import FitAttempt
+
+    def fits(mb: int) -> FitAttempt:
+        return FitAttempt(mb, mb <= 5, None)
+
+    best, attempts = search_micro_batch(fits, 16)
+    assert best == 5 and [a.micro_batch for a in attempts] == [8, 4, 6, 5]
+    assert search_micro_batch(lambda mb: FitAttempt(mb, False, None), 8) == (0, [FitAttempt(4, False, None),
+                                                                                  FitAttempt(2, False, None),
+                                                                                  FitAttempt(1, False, None)])
