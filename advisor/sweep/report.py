@@ -35,6 +35,7 @@ class SweepReport:
     recommended_rule: str | None
     total_steps: int
     full_run_steps: int
+    thresholds: an.Thresholds | None = None
     range_test: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -73,7 +74,7 @@ def build(runs: list[RunRecord], t: an.Thresholds, *, strategy: str, subject: st
     total = sum(r.optimizer_steps for r in runs) + range_test_steps
     return SweepReport(strategy=strategy, subject=subject, rows=rows, best=best, band=band, intervals=intervals,
                        recommended_lr=recommended_lr, recommended_rule=recommended_rule, total_steps=total,
-                       full_run_steps=full_run_steps, range_test=range_test)
+                       full_run_steps=full_run_steps, range_test=range_test, thresholds=t)
 
 
 # --- words ---------------------------------------------------------------------------------
@@ -123,7 +124,8 @@ def answers(rep: SweepReport) -> list[tuple[str, str]]:
     speeds = [f"{fmt_number(r.run.lr)}: {r.speed}" + (f" ({r.converge_step} steps)" if r.converge_step else "")
               for r in rep.completed]
     out.append(("How did convergence speed differ?",
-                "; ".join(speeds) + " — steps until the smoothed training loss made 90% of its drop"
+                "; ".join(speeds) + " — steps until the smoothed training loss made "
+                f"{100 * (rep.thresholds.converge_fraction if rep.thresholds else 1):g}% of its drop"
                 if speeds else "no complete runs"))
     out.append(("Does the recommended LR appear optimal for this setup?", verdict_on_recommendation(rep)))
     return out
@@ -149,6 +151,18 @@ def verdict_on_recommendation(rep: SweepReport) -> str:
             f"({ratio:.2g}x the recommendation), {where}")
 
 
+def _label_legend(t: an.Thresholds) -> str:
+    def p(x: float) -> str:
+        return f"{100 * x:g}%"
+
+    return (f"Status labels follow seed 003's status column, with advisor's thresholds (rules/sweep.yaml): "
+            f"'excellent' within {p(t.excellent_gap)} of the best final eval loss; below the best LR 'good' within "
+            f"{p(t.good_gap_below)}, then 'slow'; above it 'good' within {p(t.good_gap_above)}, 'declining' within "
+            f"{p(t.declining_gap)}, 'poor' within {p(t.poor_gap)}, then 'unstable'. A run whose loss went NaN/inf "
+            "or whose eval loss ended above its start is 'unstable'; 'pruned' runs were stopped early by "
+            "successive halving.")
+
+
 def markdown(rep: SweepReport) -> str:
     lines = [f"# Learning-rate sweep: {rep.subject}", "",
              f"Strategy `{rep.strategy}`: {len(rep.rows)} run(s), {rep.total_steps} optimizer steps in all "
@@ -161,11 +175,8 @@ def markdown(rep: SweepReport) -> str:
         lines.append(f"| {fmt_number(run.lr)} | {_f(run.train_loss_end)} | {_f(run.eval_loss_end)} | "
                      f"{_f(run.perplexity, 2)} | {_pct(run.eval_accuracy_end)} | {run.wall_s:.1f} | "
                      f"{run.optimizer_steps} | {r.speed} | {r.status} |")
-    lines += ["", "Status labels follow seed 003's status column; thresholds (rules/sweep.yaml): 'excellent' within "
-              "2% of the best final eval loss; below the best LR 'good' within 8%, then 'slow'; above it 'good' "
-              "within 2.5%, 'declining' within 8%, 'poor' within 15%, then 'unstable'; a run whose loss went "
-              "NaN/inf or whose eval loss ended above its start is 'unstable'; 'pruned' runs were stopped early "
-              "by successive halving.", ""]
+    if rep.thresholds is not None:
+        lines += ["", _label_legend(rep.thresholds), ""]
     if rep.band:
         lines.append(f"**Optimal band**: {fmt_number(rep.band[0])} – {fmt_number(rep.band[1])} "
                      "(the contiguous optimal / excellent runs).")
@@ -272,3 +283,29 @@ def _plots(rep: SweepReport, out: Path) -> list[Path]:
                   xlabel="learning rate", ylabel="training loss")
         paths.append(out / "range_test.png")
     return paths
+
+
+def render_text(rep: SweepReport, console: Any) -> None:
+    """The results table and the answers, for the terminal."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("lr", "train loss", "eval loss", "perplexity", "accuracy", "time s", "steps", "convergence", "status"):
+        table.add_column(col)
+    for r in rep.rows:
+        run = r.run
+        table.add_row(fmt_number(run.lr), _f(run.train_loss_end), _f(run.eval_loss_end), _f(run.perplexity, 2),
+                      _pct(run.eval_accuracy_end), f"{run.wall_s:.1f}", str(run.optimizer_steps), r.speed, r.status)
+    if rep.rows:
+        console.print(table)
+    if rep.band:
+        console.print(f"optimal band: {fmt_number(rep.band[0])} – {fmt_number(rep.band[1])}", highlight=False,
+                      markup=False)
+    if rep.range_test and rep.range_test.get("suggestion") is not None:
+        rt = rep.range_test
+        console.print(f"range test ({rt['steps']} steps): suggestion {fmt_number(rt['suggestion'])} ({rt['method']}), "
+                      f"band {fmt_number(rt['band'][0])} – {fmt_number(rt['band'][1])}", highlight=False, markup=False)
+    console.print(f"optimizer steps: {rep.total_steps} ({rep.total_steps / rep.full_run_steps:.1f} full runs)",
+                  highlight=False, markup=False)
+    for question, answer in answers(rep):
+        console.print(f"{question} {answer}", highlight=False, markup=False)

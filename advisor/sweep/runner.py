@@ -331,3 +331,76 @@ def run_worker(book: Rulebook, *, storage_url: str, study_name: str, events: Eve
     prober = Prober(book, queue.spec, events)
     ran = st.work(queue, objective_for(prober, queue.spec, events), on_start=events.trial_start)
     return queue, ran
+
+
+@dataclass
+class Outcome:
+    report: Any  # advisor.sweep.report.SweepReport
+    written: list[Path]
+    rule_file: Path | None
+    queue: st.Queue
+
+
+def plan_kwargs(probe: dict[str, Any]) -> dict[str, Any]:
+    """The stored probe inputs as build_plan's keywords (paths back to Path)."""
+    out = dict(probe)
+    for key in ("config", "data"):
+        if out.get(key) is not None:
+            out[key] = Path(out[key])
+    return out
+
+
+def recommended_lr(book: Rulebook, plan: Any) -> tuple[float | None, str | None]:
+    """The rulebook's learning rate for the probe's facts (whatever the config says)."""
+    from advisor.rulebook.resolve import recommend
+
+    job = plan.job()
+    rec = recommend(book, job.flat(), job.report())
+    value = rec.parameters.get("learning_rate")
+    if value is None:
+        return None, None
+    return float(value.value), f"{value.code} {value.rule}" if value.rule else None
+
+
+def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str, strategy: str,
+          lrs: list[float] | None, steps: int | None, eval_every: int | None, suggest: str, seed: int,
+          probe: dict[str, Any], events: Events, plots: bool, write_rules: Path | None) -> Outcome:
+    """`advisor sweep`: plan, queue, run (or resume), report, and optionally write the calibrated rule."""
+    from advisor.probe.plan import build_plan
+    from advisor.sweep import report as rp
+
+    steps = steps if steps is not None else int(book.coefficient("sweep-steps"))
+    eval_every = eval_every if eval_every is not None else int(book.coefficient("sweep-eval-every"))
+    plan = build_plan(book, **plan_kwargs(probe), steps=max(steps, 2), seed=seed)
+    # Workers elsewhere must run the very same shape, whatever GPU they detect.
+    probe = {**probe, "micro_batch": plan.micro_batch_size, "accumulation": plan.gradient_accumulation_steps,
+             "seq_len": plan.seq_len, "detect_gpu": False, "gpu": probe.get("gpu"), "gpu_mem": probe.get("gpu_mem")}
+    rec_lr, rec_rule = recommended_lr(book, plan)
+    if strategy == "grid" and lrs is None:
+        if rec_lr is None:
+            raise AdvisorError("--strategy grid: no --lrs and no recommended LR to centre a grid on",
+                               hint="--lrs 1e-5,2e-4,1e-3,5e-3")
+        span = float(book.coefficient("sweep-grid-span"))
+        lrs = an.log_space(rec_lr / span, rec_lr * span, int(book.coefficient("sweep-grid-points")))
+    spec = make_spec(strategy=strategy, probe=probe, steps=steps, eval_every=eval_every, seed=seed, lrs=lrs,
+                     suggest=suggest, book=book)
+    queue = run_sweep(book, spec, out_dir=out, storage_url=storage_url, study_name=study_name, events=events,
+                      recommended=rec_lr)
+    runs, rt, rt_steps = collect(queue)
+    subject = f"{plan.facts.name}, {plan.method} with {plan.peft}" + (" (random init)" if plan.model.random_init else "")
+    report = rp.build(runs, an.Thresholds.from_book(book), strategy=strategy, subject=subject, full_run_steps=steps,
+                      recommended_lr=rec_lr, recommended_rule=rec_rule, range_test=rt, range_test_steps=rt_steps)
+    written = rp.write(report, out, plots=plots)
+    rule_file = None
+    if write_rules is not None:
+        best = report.best.lr if report.best else (rt or {}).get("suggestion")
+        if best is None:
+            raise AdvisorError("--write-rules: the sweep found no learning rate to write",
+                               hint="no run finished cleanly; see the report")
+        from advisor.sweep.calibrate import calibration_rule, write_rule_file
+
+        rule = calibration_rule(book, facts=plan.job().flat(), best_lr=best, band=report.band,
+                                random_init=plan.model.random_init, strategy=strategy, runs=len(runs), steps=steps,
+                                study=queue.name)
+        rule_file = write_rule_file(write_rules, rule)
+    return Outcome(report=report, written=written, rule_file=rule_file, queue=queue)

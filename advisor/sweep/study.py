@@ -171,7 +171,8 @@ def work(queue: Queue, objective: Objective, *, on_start: Callable[[int, float],
     study = queue.study
     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial = study.ask()
-        fixed = trial.system_attrs.get("fixed_params")
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        fixed = frozen.system_attrs.get("fixed_params")
         if not fixed or "lr" not in fixed:
             # Another worker took the last waiting trial between our look and our ask: optuna made a
             # fresh trial instead. It must not run (it has no learning rate); close it as failed.
