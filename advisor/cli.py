@@ -640,7 +640,8 @@ def memory(
 
         console = Console(record=True, width=200, file=io.StringIO()) if output is not None else _console()
         gpu_text = f"{g.get('count')} x {g.get('name') or 'GPU'} {g['memory_gb']:g} GB" if g.get("memory_gb") else "no GPU known"
-        shown = ", ".join(f"{k} {v if not isinstance(v, list) else '+'.join(v)}" for k, v in params.items())
+        shown = ", ".join(f"{k} {v if not isinstance(v, list) else '+'.join(str(x) for x in v)}"
+                          for k, v in params.items())
         render_memory(mem, console, f"{m['name']} {method} with {peft} on {gpu_text}; {shown}")
         for warning in rec.warnings:
             console.print(f"warning: {warning}", highlight=False, markup=False)

@@ -68,7 +68,8 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
             f"usable ({f.margin:.0%} margin) of the {f.gpu_gb:g} GB GPU; {f.max_micro_batch} fits")
     table = first.parameters.get("micro_batch_size")
     if table is not None and table.set_by == "rule" and f.fits:
-        warning = cross_check(book, facts, table.value, rec.parameters["micro_batch_size"].value)
+        warning = cross_check(book, facts, int(table.value),  # type: ignore[arg-type]  # an int parameter
+                              int(rec.parameters["micro_batch_size"].value))  # type: ignore[arg-type]
         if warning:
             rec.warnings.append(warning)
     return rec
