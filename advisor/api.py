@@ -12,7 +12,6 @@ from advisor.facts.model import resolve_model
 from advisor.facts.task import TaskFacts
 from advisor.recommendation import Recommendation
 from advisor.rulebook.load import Rulebook, load_rulebook
-from advisor.rulebook.resolve import recommend as resolve
 
 
 def job_facts(
@@ -48,14 +47,18 @@ def recommend(
     rule_dirs: Iterable[Path] = (),
     book: Rulebook | None = None,
     pins: dict[str, Any] | None = None,
+    memory_knobs: dict[str, Any] | None = None,
     **facts: Any,
 ) -> Recommendation:
-    """Recommend a config. ``facts`` are job_facts' keywords; ``pins`` are --set values."""
+    """Recommend a config. ``facts`` are job_facts' keywords; ``pins`` are --set values;
+    ``memory_knobs`` the memory model's own settings (e.g. attention)."""
     book = book if book is not None else load_rulebook(rule_dirs)
     job = job_facts(book, **facts)
     all_pins = dict(pins or {})
     if job.task.seq_len is not None:
         all_pins.setdefault("max_seq_length", job.task.seq_len)
-    rec = resolve(book, job.flat(), job.report(), all_pins)
+    from advisor.memory.plan import recommend_with_memory
+
+    rec = recommend_with_memory(book, job, all_pins, memory_knobs)
     rec.warnings[:0] = job.task.unused_flags()
     return rec

@@ -31,6 +31,12 @@ rules_app = typer.Typer(help="List, explain and check rules.", no_args_is_help=T
 app.add_typer(rules_app, name="rules")
 
 FORMATS = ("text", "json", "yaml")
+ModelOpt = typer.Option(
+    ..., "--model", "-m", help="Registry alias (advisor models), hub id, or a config.json / model dir.")
+MethodOpt = typer.Option(..., "--method", help="sft | dpo | grpo | ppo | raft")
+PeftOpt = typer.Option("lora", "--peft", help="lora | qlora | full")
+GpuOpt = typer.Option(None, "--gpu", help="GPU name from the registry (advisor gpus).")
+GpusOpt = typer.Option(None, "--gpus", help="Number of GPUs (default 1).")
 RulesOpt = typer.Option([], "--rules", help="A directory of your own rule files, layered over the built-in ones "
                                             "(same id replaces). Repeatable.")
 
@@ -87,13 +93,12 @@ def _emit(text: str, output: Optional[Path]) -> None:
     "  advisor recommend --model llama-8b --method raft --cycles 8 --dataset-size 500 --explain",
 )
 def recommend(
-    model: str = typer.Option(
-        ..., "--model", "-m", help="Registry alias (advisor models), hub id, or a config.json / model dir."),
-    method: str = typer.Option(..., "--method", help="sft | dpo | grpo | ppo | raft"),
-    peft: str = typer.Option("lora", "--peft", help="lora | qlora | full"),
-    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU name from the registry (advisor gpus)."),
+    model: str = ModelOpt,
+    method: str = MethodOpt,
+    peft: str = PeftOpt,
+    gpu: Optional[str] = GpuOpt,
     gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB (instead of or with --gpu)."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Number of GPUs (default 1)."),
+    gpus: Optional[int] = GpusOpt,
     dataset_size: Optional[str] = typer.Option(
         None, "--dataset-size",
         help="Training examples, e.g. 20000 or 20k (prompts for GRPO/PPO, samples per cycle for RAFT)."),
@@ -726,6 +731,75 @@ def rules_check(directories: list[Path] = typer.Argument(..., help="Directories 
     console.print(f"ok: {len(own)} rules from {', '.join(str(d) for d in directories)} "
                   f"({len(replaced)} replace built-in rules), {len(book.rules)} rules in all, no conflicts",
                   highlight=False, markup=False)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  advisor memory --model llama-8b --method sft --peft qlora --gpu rtx-4090\n\n"
+    "  advisor memory --model qwen2.5-7b --method dpo --seq-len 2048 --batch 2 --gpu a100-40gb --format json\n\n"
+    "Exit code 1 when the job does not fit the GPU (under the safety margin).",
+)
+def memory(
+    model: str = ModelOpt,
+    method: str = MethodOpt,
+    peft: str = PeftOpt,
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length (default: the rulebook's)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Micro-batch per GPU (default: the largest that fits)."),
+    gpu: Optional[str] = GpuOpt,
+    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB."),
+    gpus: Optional[int] = GpusOpt,
+    attention: str = typer.Option("sdpa", "--attention", help="sdpa | flash | eager (eager keeps the s x s scores)."),
+    set_: list[str] = typer.Option([], "--set", help="Pin a parameter: --set lora_rank=64 (repeatable)."),
+    rules: list[Path] = RulesOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (atomically)."),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Do not ask nvidia-smi when no --gpu / --gpu-mem is given."),
+) -> int:
+    """Predicted peak GPU memory of a fine-tuning job, itemised, and the micro-batch that fits."""
+    import json
+
+    from advisor import api
+
+    _check_format(fmt, ("text", "json"))
+    from advisor.memory.estimate import ATTENTIONS
+
+    if attention not in ATTENTIONS:
+        raise AdvisorError(f"--attention: unknown value {attention!r}", hint=f"one of {', '.join(ATTENTIONS)}")
+    if batch is not None and batch < 1:
+        raise AdvisorError(f"--batch: must be at least 1, got {batch}")
+    book = _book(rules)
+    pins = _parse_set(set_, book)
+    if batch is not None:
+        pins["micro_batch_size"] = batch
+    rec = api.recommend(book=book, pins=pins, memory_knobs={"attention": attention}, model=model, method=method,
+                        peft=peft, gpu=gpu, gpu_mem=gpu_mem, gpus=gpus, seq_len=seq_len, detect_gpu=not no_detect)
+    mem = rec.memory
+    if mem is None:
+        raise AdvisorError("memory: the rulebook gave no sequence length", hint="give --seq-len")
+    m, g = rec.facts["model"], rec.facts["gpu"]
+    params = {k: rec.parameters[k].value for k in ("lora_rank", "lora_target_modules", "gradient_checkpointing",
+                                                   "load_in_4bit", "optimizer", "gradient_accumulation_steps")
+              if k in rec.parameters}
+    if fmt == "json":
+        out = {"model": m["name"], "method": method, "peft": peft, "gpu": {"name": g.get("name"), "memory_gb": g.get(
+            "memory_gb"), "count": g.get("count")}, "parameters": params, **mem.model_dump(mode="json"),
+               "warnings": rec.warnings}
+        _emit(json.dumps(out, indent=2) + "\n", output)
+    else:
+        import io
+
+        from advisor.render.memory import render_memory
+
+        console = Console(record=True, width=200, file=io.StringIO()) if output is not None else _console()
+        gpu_text = f"{g.get('count')} x {g.get('name') or 'GPU'} {g['memory_gb']:g} GB" if g.get("memory_gb") else "no GPU known"
+        shown = ", ".join(f"{k} {v if not isinstance(v, list) else '+'.join(str(x) for x in v)}"
+                          for k, v in params.items())
+        render_memory(mem, console, f"{m['name']} {method} with {peft} on {gpu_text}; {shown}")
+        for warning in rec.warnings:
+            console.print(f"warning: {warning}", highlight=False, markup=False)
+        if output is not None:
+            _emit(console.export_text(), output)
+    return 1 if mem.fits is False else 0
 
 
 @app.command(epilog="Example:\n\n  advisor models --format json")

@@ -101,6 +101,32 @@ class LeftOut(_Strict):
     flag: str | None = None
 
 
+class MemoryItem(_Strict):
+    name: str
+    gb: float = Field(description="GiB")
+    detail: str
+    sources: list[str] = Field(default_factory=list, description="coefficient ids in rules/memory.yaml")
+    phase: Literal["static", "train", "generate", "fixed"]
+
+
+class MemoryReport(_Strict):
+    """The memory model's prediction for the recommended (or pinned) micro-batch."""
+
+    micro_batch: int
+    seq_len: int
+    total_gb: float = Field(description="predicted peak incl. the CUDA context (GiB)")
+    reserved_gb: float = Field(description="the part comparable with torch.cuda.max_memory_reserved() (GiB)")
+    gpu_gb: float | None = None
+    usable_gb: float | None = Field(None, description="GPU memory less the safety margin")
+    safety_margin: float | None = None
+    headroom_gb: float | None = Field(None, description="gpu_gb - total_gb")
+    fits: bool | None = None
+    max_micro_batch: int | None = Field(None, description="largest micro-batch under the margin (0: none fits)")
+    items: list[MemoryItem]
+    notes: list[str] = Field(default_factory=list)
+    alternatives: list[str] = Field(default_factory=list, description="what would fit, when nothing does")
+
+
 class Recommendation(_Strict):
     advisor_version: str = __version__
     notice: str = NOTICE
@@ -108,6 +134,7 @@ class Recommendation(_Strict):
     parameters: dict[str, ParameterValue]
     left_out: list[LeftOut] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    memory: MemoryReport | None = None
 
 
 def json_schema() -> dict[str, Any]:

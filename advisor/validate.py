@@ -100,6 +100,18 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
     return facts
 
 
+def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dict[str, Any],
+                  rec: Any) -> dict[str, Any]:
+    """The memory model at the config's own values (check VSQ002 reads them)."""
+    from advisor.facts.job import JobFacts
+    from advisor.memory.plan import config_facts
+
+    model = resolve_model(str(facts["model.name"]), book)
+    task = TaskFacts(method=facts["task.method"], peft=facts["task.peft"])
+    return config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec,
+                        {name: v.value for name, v in cfg.values.items()})
+
+
 def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, selection: Selection) -> FileReport:
     report = FileReport(path=path)
     try:
@@ -110,6 +122,8 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     report.config, report.document = cfg, doc
     facts = _facts(book, cfg, gpu, over)
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
+    if rec is not None and "gpu.memory_gb" in facts and "model.name" in facts:
+        facts.update(_memory_facts(book, cfg, gpu, facts, rec))
     for finding in run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]):
         if not selection.wants(finding.code):
             continue

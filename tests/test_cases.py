@@ -20,7 +20,8 @@ from advisor.rulebook.load import Rulebook
 CASES_DIR = Path(__file__).parent / "cases"
 FACT_KEYS = {"model", "method", "peft", "gpu", "gpu_mem", "gpus", "dataset_size", "seq_len", "cycles",
              "use_case", "situation", "sft_lr"}
-EXPECT_KEYS = {"value", "rule", "case", "range", "rule_range", "outside", "confidence", "absent", "set_by", "rules"}
+EXPECT_KEYS = {"value", "rule", "case", "range", "rule_range", "outside", "confidence", "absent", "set_by", "rules",
+               "step"}
 CASE_KEYS = {"name", "facts", "set", "expect", "warns"}
 
 
@@ -84,3 +85,12 @@ def test_case(case: dict[str, Any], book: Rulebook) -> None:
             assert pv.confidence == expected["confidence"], f"{name}: confidence {pv.confidence}"
         if "set_by" in expected:
             assert pv.set_by == expected["set_by"]
+        if "step" in expected:  # a step anywhere in the trace: rule, table row, value after it
+            want = expected["step"]
+            assert any(s.rule == want["rule"] and s.case == want.get("case", s.case)
+                       and ("value" not in want or _close(s.after, want["value"])) for s in pv.trace), \
+                f"{name}: no step {want} in {[(s.rule, s.case, s.after) for s in pv.trace]}"
+    for text in case.get("warns", []):
+        assert any(text in w for w in rec.warnings), f"no warning with {text!r}: {rec.warnings}"
+    if case.get("warns") == []:
+        assert not rec.warnings, f"unexpected warnings: {rec.warnings}"

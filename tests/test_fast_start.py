@@ -39,6 +39,7 @@ sys.stderr.write("CODE=" + json.dumps(code) + "\\n")
         ["validate", "examples/configs/trl-grpo-lora.yaml", "--no-detect"],
         ["models"],
         ["probe", "--help"],
+        ["memory", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090"],
     ],
 )
 def test_commands_do_not_import_heavy_packages(args: list[str]) -> None:

@@ -84,7 +84,9 @@ def test_recommend_yaml_validates_clean_for_every_registry_model(book: Rulebook,
         assert report.error is None, (model, report.error)
         assert report.config is not None and report.config.format == "advisor"
         bad = [f"{f.code} {f.message}" for f in report.findings if f.severity in ("error", "warning")]
-        assert bad == [], (model, method, peft, bad)
+        # a job the memory model cannot fit is warned about by recommend; validate says the same (VSQ003)
+        too_big = any(w.startswith("does not fit") for w in rec.warnings)
+        assert [b.split()[0] for b in bad] == (["VSQ003"] if too_big else []), (model, method, peft, bad)
 
 
 @pytest.mark.parametrize(

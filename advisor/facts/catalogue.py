@@ -50,6 +50,15 @@ TASK_FACTS: dict[str, str] = {
     "(advisor, axolotl, llama-factory, trl, trainer-state)",
 }
 
+MEMORY_FACTS: dict[str, str] = {
+    "max_micro_batch": "the largest micro-batch the memory model fits under the safety margin (0: not even 1 fits)",
+    "fits": "micro-batch 1 fits the GPU under the safety margin",
+    "peak_gb": "predicted peak GPU memory at the job's micro-batch (GiB, CUDA context included)",
+    "peak_gb_batch1": "predicted peak GPU memory at micro-batch 1 (GiB)",
+    "usable_gb": "GPU memory less the safety margin (GiB)",
+    "seq_len": "the sequence length the estimate assumes (tokens)",
+}
+
 LOG_FACTS: dict[str, str] = {
     "loss": "training loss per logged step (list)",
     "grad_norm": "gradient norm before clipping per logged step (list)",
@@ -65,4 +74,5 @@ LOG_FACTS: dict[str, str] = {
     "predicted_memory_gb": "the memory model's predicted peak reserved memory for the probed shape, GiB",
 }
 
-NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS}
+NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS,
+                                         "memory": MEMORY_FACTS}

@@ -271,7 +271,7 @@ def build_plan(
     dataset_size: int | None = None,
 ) -> ProbePlan:
     """Resolve a probe from a config (any format `advisor validate` reads) or --model/--method."""
-    from advisor.rulebook.resolve import recommend
+    from advisor.memory.plan import recommend_with_memory
 
     cfg = None
     notes: list[str] = []
@@ -302,7 +302,7 @@ def build_plan(
     hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=None, detect=detect_gpu)
     task = TaskFacts(method=rule_method, peft=adapter, dataset_size=dataset_size, seq_len=None)
     job = JobFacts(model=facts, gpu=hw, task=task)
-    rec = recommend(book, job.flat(), job.report(), dict(pins or {}))
+    rec = recommend_with_memory(book, job, dict(pins or {}), None)
     values = _Values(cfg, rec, dict(pins or {}))
 
     lr = float(_flag(values, "learning_rate", learning_rate, "--lr"))

@@ -1,7 +1,7 @@
-"""The memory model's prediction for the probed shape, when advisor.memory exists.
+"""The memory model's prediction for the probed shape: the one place the probe calls it.
 
-The one place the probe calls the memory model (issue #4). Without it (or when it cannot
-estimate this job) the prediction is None and the predicted-vs-measured rule is not judged.
+When the memory model cannot estimate this job the prediction is None and the
+predicted-vs-measured rule is not judged.
 """
 
 from __future__ import annotations
@@ -24,15 +24,8 @@ class Prediction:
 
 
 def predicted_memory(book: Rulebook, plan: ProbePlan, micro_batch_size: int | None = None) -> Prediction | None:
-    import importlib
+    from advisor.memory import estimate
 
-    try:
-        memory = importlib.import_module("advisor.memory")
-    except ModuleNotFoundError as exc:
-        if exc.name != "advisor.memory":
-            raise  # the memory model exists but something it imports is missing: a real error
-        return None
-    estimate = memory.estimate
     params = {**plan.params, "micro_batch_size": micro_batch_size or plan.micro_batch_size}
     try:
         est = estimate(book, plan.job(), params)

@@ -143,6 +143,13 @@ def render_recommendation(rec: Recommendation, console: Console, *, explain: boo
         for fact, rules in by_fact.items():
             flag = f" — give {flags[fact]}" if flags[fact] else ""
             console.print(f"  {fact}{flag}: {', '.join(rules)}", highlight=False, markup=False)
+    if rec.memory is not None:
+        from advisor.render.memory import render_items, summary_line
+
+        console.print()
+        console.print(summary_line(rec.memory), highlight=False, markup=False)
+        if explain:
+            render_items(rec.memory, console)
     for warning in rec.warnings:
         console.print(f"[bold red]warning:[/bold red] {warning}", highlight=False)
     if explain:

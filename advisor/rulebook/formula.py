@@ -18,7 +18,7 @@ from typing import Any
 
 from advisor.errors import FormulaError
 
-NAMESPACES = ("model", "gpu", "task", "params", "baseline", "config", "lo", "hi", "log")
+NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "lo", "hi", "log")
 PARAM_NAMESPACES = ("params", "baseline", "config", "lo", "hi")  # names after the dot are parameters
 BARE_NAMES = ("value",)
 MAX_EXPONENT = 64

@@ -34,6 +34,7 @@ FILE_KINDS = {
     "models": "models.schema.json",
     "gpus": "gpus.schema.json",
     "coefficients": "coefficients.schema.json",
+    "memory": "memory.schema.json",
 }
 MAX_RULE_FILE_BYTES = 2_000_000
 
@@ -46,6 +47,7 @@ class Rulebook:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)
     coefficients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)  # rules/memory.yaml, layered by key and id
     directories: list[Path] = field(default_factory=list)
 
     def rules_for(self, parameter: str) -> list[Rule]:
@@ -292,6 +294,8 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
                     raise RuleFileError(f"{path}: rule {raw['id']!r} key 'id': defined twice in this file")
                 seen.add(raw["id"])
                 book.rules[raw["id"]] = _build_rule(raw, path, data["family"])
+        elif kind == "memory":
+            _layer_memory(book, data["memory"], shown)
         elif kind == "parameters":
             for raw in data["parameters"]:
                 book.parameters[raw["name"]] = Parameter(**raw)
@@ -300,6 +304,21 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
             for raw in data[kind]:
                 target[raw["id"]] = {**raw, "_file": shown}
     book.directories.append(directory)
+
+
+def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
+    """Coefficients and architectures replace by id, optimizers by name; cross_check as a whole."""
+    mem = book.memory
+    for key in ("coefficients", "architectures"):
+        table: dict[str, dict[str, Any]] = mem.setdefault(key, {})
+        for raw in data.get(key, ()):
+            table[raw["id"]] = {**raw, "_file": shown}
+    optimizers: dict[str, str] = mem.setdefault("optimizers", {})
+    for raw in data.get("optimizers", ()):
+        for name in raw["names"]:
+            optimizers[name] = raw["states"]
+    if "cross_check" in data:
+        mem["cross_check"] = data["cross_check"]
 
 
 # --- whole-book checks -------------------------------------------------------------------
@@ -388,8 +407,29 @@ def find_cycles(book: Rulebook) -> list[list[str]]:
     return cycles
 
 
+def _check_memory(book: Rulebook) -> None:
+    """Every formula of rules/memory.yaml parses (their names are checked when the model runs)."""
+    mem = book.memory
+    formulas: list[tuple[str, str, Any]] = []
+    for cid, raw in mem.get("coefficients", {}).items():
+        formulas.append((f"{raw['_file']}: coefficient {cid!r}", "value", raw["value"]))
+    for aid, raw in mem.get("architectures", {}).items():
+        formulas.append((f"{raw['_file']}: architecture {aid!r}", "norms", raw["norms"]))
+        for i, module in enumerate(raw["modules"]):
+            for key in ("in", "out", "count"):
+                if key in module:
+                    formulas.append((f"{raw['_file']}: architecture {aid!r}", f"modules[{i}].{key}", module[key]))
+    for where, key, value in formulas:
+        if isinstance(value, str):
+            try:
+                fml.parse(value)
+            except FormulaError as exc:
+                raise RuleFileError(f"{where} key '{key}': {exc}") from exc
+
+
 def check_book(book: Rulebook) -> None:
     _check_references(book)
+    _check_memory(book)
     conflicts = find_conflicts(book)
     if conflicts:
         a, b = conflicts[0]

@@ -1,0 +1,319 @@
+"""Peak GPU memory of one training step, itemised. Pure arithmetic over the model's module
+shapes and the coefficients of rules/memory.yaml; no torch.
+
+Peak = static (weights, trainable state, reference model) + the larger of the training step's
+dynamic memory (activations, logits, transients) and, for GRPO / PPO, the generation phase's
+(KV cache); plus the caching allocator's overhead (together: what torch.cuda.max_memory_reserved
+reports) and the CUDA context (what nvidia-smi adds on top).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from advisor.errors import FactError
+from advisor.facts.job import JobFacts
+from advisor.memory.knowledge import GIB, Knowledge, knowledge
+from advisor.memory.shapes import Counts, count
+from advisor.rulebook.load import Rulebook
+
+QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8", "gptq-int4")
+ATTENTIONS = ("sdpa", "flash", "eager")
+TRAINERS = ("hf", "deepspeed-zero2")
+_BITS = {"nf4": "nf4-bits", "nf4-dq": "nf4-bits-double-quant", "int8": "int8-bits", "gptq-int4": "gptq-int4-bits"}
+_GEN_METHODS = ("grpo", "ppo")
+_REF_METHODS = ("dpo", "grpo", "ppo")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the estimate assumes, from the job's facts and the resolved parameters."""
+
+    method: str
+    peft: str
+    micro_batch: int
+    seq_len: int
+    lora_rank: int = 0
+    lora_targets: tuple[str, ...] = ()
+    lora_dropout: float = 0.0
+    gradient_checkpointing: bool = False
+    quantization: str = "none"
+    kbit_upcast: bool = False
+    optimizer: str = "adamw_torch"
+    attention: str = "sdpa"
+    trainer: str = "hf"
+    adapter_dtype: str = "fp32"  # peft's default; artidoro/qlora casts adapters to bf16
+    generation_batch: int = 0  # GRPO / PPO completions generated at once per GPU
+    shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    gb: float
+    detail: str
+    sources: tuple[str, ...] = ()  # coefficient ids in rules/memory.yaml
+    phase: str = "static"  # static | train | generate | fixed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sources": list(self.sources)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    items: tuple[Item, ...]
+    allocated_gb: float
+    reserved_gb: float  # comparable with torch.cuda.max_memory_reserved()
+    total_gb: float  # reserved + CUDA context: what the GPU must hold
+    setup: Setup
+    counts: Counts
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "total_gb": round(self.total_gb, 2), "reserved_gb": round(self.reserved_gb, 2),
+            "allocated_gb": round(self.allocated_gb, 2), "setup": asdict(self.setup),
+            "params": {"total": c.total, "quantizable_linear": c.linear_weights, "experts": c.experts,
+                       "other": c.other, "lora_trainable": c.lora, "lora_modules": list(c.lora_modules),
+                       "architecture": c.architecture},
+            "items": [i.as_dict() for i in self.items], "notes": list(self.notes),
+        }
+
+
+def _get(params: dict[str, Any], name: str, default: Any) -> Any:
+    value = params.get(name)
+    return default if value is None else value
+
+
+def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
+    """The Setup for ``job`` with ``params`` (resolved parameter values, plus the memory-only knobs
+    quantization, attention, trainer, kbit_upcast, shard)."""
+    task = job.task
+    method = task.method or "sft"
+    seq = params.get("max_seq_length") or task.seq_len
+    if not seq:
+        raise FactError("memory: no sequence length", hint="give --seq-len or --set max_seq_length=N")
+    adapter = task.peft in ("lora", "qlora")
+    if params.get("quantization") is not None:
+        quant = str(params["quantization"])
+    elif params.get("load_in_4bit") or (task.peft == "qlora" and params.get("load_in_4bit") is None):
+        quant = "nf4-dq" if _get(params, "bnb_4bit_use_double_quant", True) else "nf4"
+    elif params.get("load_in_8bit"):
+        quant = "int8"
+    else:
+        quant = "none"
+    for flag, value, allowed in (("quantization", quant, QUANTIZATIONS),
+                                 ("attention", _get(params, "attention", "sdpa"), ATTENTIONS),
+                                 ("trainer", _get(params, "trainer", "hf"), TRAINERS),
+                                 ("adapter_dtype", _get(params, "adapter_dtype", "fp32"), ("fp32", "bf16"))):
+        if value not in allowed:
+            raise FactError(f"memory: unknown {flag} {value!r}", hint=f"one of {', '.join(allowed)}")
+    gpus = max(1, job.gpu.count)
+    gen = 0
+    if method in _GEN_METHODS:
+        per_step = params.get("effective_batch_size") or (
+            _get(params, "prompts_per_step", 1) * _get(params, "num_generations", 1))
+        gen = math.ceil(int(per_step) / gpus)
+    return Setup(
+        method=method, peft=task.peft, micro_batch=int(_get(params, "micro_batch_size", 1)), seq_len=int(seq),
+        lora_rank=int(_get(params, "lora_rank", 0)) if adapter else 0,
+        lora_targets=tuple(_get(params, "lora_target_modules", ())) if adapter else (),
+        lora_dropout=float(_get(params, "lora_dropout", 0.0)) if adapter else 0.0,
+        gradient_checkpointing=bool(_get(params, "gradient_checkpointing", False)),
+        quantization=quant, kbit_upcast=bool(_get(params, "kbit_upcast", quant in ("nf4", "nf4-dq", "int8"))),
+        optimizer=str(_get(params, "optimizer", "adamw_torch")), attention=str(_get(params, "attention", "sdpa")),
+        trainer=str(_get(params, "trainer", "hf")), adapter_dtype=str(_get(params, "adapter_dtype", "fp32")),
+        generation_batch=gen, shard=int(_get(params, "shard", 1)),
+    )
+
+
+def _gb(n_bytes: float) -> float:
+    return n_bytes / GIB
+
+
+def _b(n: float) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.1f}M"
+
+
+class _Builder:
+    def __init__(self, know: Knowledge, job: JobFacts, s: Setup) -> None:
+        self.k, self.m, self.s = know, job.model, s
+        self.c = count(know, job.model, list(s.lora_targets), s.lora_rank)
+        self.items: list[Item] = []
+        self.notes: list[str] = []
+
+    def add(self, name: str, n_bytes: float, detail: str, sources: tuple[str, ...], phase: str = "static") -> None:
+        if n_bytes > 0:
+            self.items.append(Item(name, _gb(n_bytes), detail, sources, phase))
+
+    # -- static --------------------------------------------------------------------------
+    def static(self) -> None:
+        k, c, s = self.k, self.c, self.s
+        e = k["bytes-16bit"]
+        if s.peft == "full":
+            eight_bit = k.optimizer_states(s.optimizer) == "adamw-8bit-state-bytes"
+            cid = "full-ft-8bit-optimizer-bytes-per-param" if eight_bit else "full-ft-bytes-per-param"
+            per = k[cid]
+            n = c.total / s.shard
+            self.add("weights (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+            self.add("gradients (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+            self.add("optimizer (fp32 master + states)", n * (per - 2 * e),
+                     f"{_b(c.total)} params x {per - 2 * e:g} B ({s.optimizer})", (cid,))
+            if s.shard > 1:
+                self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
+                                  "(FSDP full shard / ZeRO-3)")
+        else:
+            self._frozen_weights()
+            self._adapters()
+        if s.method in _REF_METHODS and s.peft == "full":
+            self.add("reference model (frozen copy)", c.total * e / s.shard,
+                     f"{_b(c.total)} params x {e:g} B: full fine-tuning keeps a second model", ("bytes-16bit",))
+        if s.method == "ppo":
+            self.notes.append("PPO's value and reward models are not modelled: add their weights")
+
+    def _frozen_weights(self) -> None:
+        k, c, s = self.k, self.c, self.s
+        e = k["bytes-16bit"]
+        if s.quantization == "none":
+            self.add("weights (16-bit)", c.total * e / s.shard, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+            return
+        bits_id = _BITS[s.quantization]
+        bits = k[bits_id]
+        self.add(f"weights ({s.quantization}, linear layers)", c.linear_weights * bits / 8 / s.shard,
+                 f"{_b(c.linear_weights)} params x {bits:.3f} bits", (bits_id,))
+        keep_id = "kbit-upcast-bytes" if s.kbit_upcast else "bytes-16bit"
+        keep = k[keep_id]
+        what = "fp32 after prepare_model_for_kbit_training" if s.kbit_upcast else "16-bit"
+        self.add("weights (kept unquantized)", c.other * keep / s.shard,
+                 f"{_b(c.other)} params (embeddings, lm_head, norms, biases) x {keep:g} B, {what}", (keep_id,))
+        if c.experts:
+            self.add("weights (fused MoE experts, unquantized)", c.experts * keep / s.shard,
+                     f"{_b(c.experts)} params x {keep:g} B", (keep_id,))
+            self.notes.append("transformers >= 5 stores MoE experts as fused 3-D parameters: bitsandbytes does "
+                              "not quantize them and LoRA target_modules do not reach them (peft target_parameters does)")
+
+    def _adapters(self) -> None:
+        k, c, s = self.k, self.c, self.s
+        if not c.lora:
+            if s.lora_targets:
+                self.notes.append(f"no LoRA target matches a linear module: {', '.join(s.lora_targets)}")
+            return
+        if s.trainer == "deepspeed-zero2":
+            ids: tuple[str, ...] = ("deepspeed-zero2-fp16-lora-bytes",)
+            per = k[ids[0]]
+        else:
+            states = k.optimizer_states(s.optimizer)
+            ids = ("lora-param-bytes", "grad-bytes-lora", states)
+            if s.adapter_dtype == "bf16":
+                ids = ("bytes-16bit", "bytes-16bit", states)
+            per = sum(k[i] for i in ids)
+        self.add("LoRA adapters (weights, gradients, optimizer)", c.lora * per,
+                 f"{_b(c.lora)} params (rank {s.lora_rank}, {', '.join(c.lora_modules)}) x {per:g} B", ids)
+        if c.unmatched_targets:
+            self.notes.append(f"LoRA targets matching no linear module (no adapter): {', '.join(c.unmatched_targets)}")
+
+    # -- training step ---------------------------------------------------------------------
+    def layer_bytes_per_token(self) -> tuple[float, list[str]]:
+        """Bytes autograd keeps per token for one decoder layer (no checkpointing)."""
+        k, m, c, s = self.k, self.m, self.c, self.s
+        e, h = k["bytes-16bit"], m.hidden_size
+        q, kv = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
+        norms = max(1, c.norms_per_layer // h)
+        used = ["bytes-16bit", "rmsnorm-saved-bytes", "attention-lse-bytes"]
+        total = norms * h * k["rmsnorm-saved-bytes"]
+        total += e * (q + 2 * kv + q) + k["attention-lse-bytes"] * m.num_heads
+        if s.attention == "eager":
+            total += k["eager-attention-bytes"] * m.num_heads * s.seq_len
+            used.append("eager-attention-bytes")
+        top_k = m.experts_per_token if m.is_moe else 1
+        width = m.intermediate_size * top_k
+        gated = any(mod.mlp in ("gate", "gate_up") for mod in c.modules)
+        total += e * (3 if gated else 2) * width
+        if m.is_moe:
+            total += e * 2 * h * top_k  # tokens gathered into and scattered out of their experts
+        if s.peft == "full":
+            # trainable weights: every linear keeps its input, every norm its normalised output
+            total += e * (2 * norms * h + q + m.intermediate_size * top_k)
+        elif c.lora:
+            copy = k["lora-input-copy-bytes"] + (k["dropout-mask-bytes"] if s.lora_dropout > 0 else 0)
+            used += ["lora-input-copy-bytes"] + (["dropout-mask-bytes"] if s.lora_dropout > 0 else [])
+            for mod in c.modules:
+                if mod.kind == "linear" and mod.name.rsplit(".", 1)[-1] in c.lora_modules:
+                    total += mod.count * (mod.in_features * copy + s.lora_rank * e)
+        return total, used
+
+    def train(self) -> float:
+        k, m, c, s = self.k, self.m, self.c, self.s
+        e, h = k["bytes-16bit"], m.hidden_size
+        sequences = s.micro_batch * (2 if s.method == "dpo" else 1)  # DPO: chosen + rejected
+        tokens = sequences * s.seq_len
+        layer, used = self.layer_bytes_per_token()
+        seq_note = f"{sequences} x {s.seq_len} tokens" + (" (chosen + rejected)" if s.method == "dpo" else "")
+        if s.gradient_checkpointing:
+            boundary = k["kbit-upcast-bytes"] if s.kbit_upcast else e  # fp32 residual stream after the upcast
+            acts = tokens * (m.num_layers * boundary * h + layer)
+            detail = (f"{seq_note}; checkpointing: {m.num_layers} layer inputs x {boundary:g} B x {h} "
+                      f"+ one layer recomputed ({layer / 1024:.1f} KiB/token)")
+        else:
+            acts = tokens * m.num_layers * layer
+            detail = f"{seq_note} x {m.num_layers} layers x {layer / 1024:.1f} KiB/token"
+        acts += tokens * h * k["rmsnorm-saved-bytes"]  # the final norm
+        if s.peft != "full" and "lm_head" in c.lora_modules:
+            acts += tokens * h * k["lora-input-copy-bytes"]
+        self.add("activations", acts, detail + f", {s.attention} attention", tuple(used), "train")
+        logit_id = "grpo-logits-bytes" if s.method in _GEN_METHODS else c.logits
+        logits = tokens * m.vocab_size * k[logit_id]
+        self.add("logits and loss", logits, f"{tokens} tokens x {m.vocab_size} vocab x {k[logit_id]:g} B",
+                 (logit_id,), "train")
+        transient = 0.0
+        if s.quantization != "none" and s.peft != "full":
+            transient = c.largest_linear() * e
+            self.add("dequantized weight (transient)", transient,
+                     f"the largest quantized layer ({_b(c.largest_linear())} params) in 16-bit", ("bytes-16bit",), "train")
+        if s.trainer == "deepspeed-zero2":
+            buckets = k["deepspeed-zero2-buckets"]
+            transient += buckets
+            self.add("DeepSpeed reduce buckets", buckets, "2 x reduce_bucket_size fp16", ("deepspeed-zero2-buckets",),
+                     "train")
+        return acts + logits + transient
+
+    def generate(self) -> float:
+        k, m, s = self.k, self.m, self.s
+        if s.method not in _GEN_METHODS or s.generation_batch <= 0:
+            return 0.0
+        e = k["bytes-16bit"]
+        tokens = s.generation_batch * s.seq_len
+        cache = 2 * m.num_layers * m.num_kv_heads * m.head_dim * e * tokens
+        logits = s.generation_batch * m.vocab_size * k["bytes-fp32"]
+        self.add("KV cache (generation)", cache,
+                 f"2 x {m.num_layers} layers x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x "
+                 f"{s.generation_batch} completions x {s.seq_len} tokens", ("bytes-16bit",), "generate")
+        self.add("next-token logits (generation)", logits, f"{s.generation_batch} x {m.vocab_size} x fp32",
+                 ("bytes-fp32",), "generate")
+        return cache + logits
+
+
+def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
+    """Predicted peak GPU memory of one training step of ``job`` with ``params``."""
+    know = knowledge(book)
+    s = setup_from(job, params)
+    b = _Builder(know, job, s)
+    b.static()
+    static = sum(i.gb for i in b.items) * GIB
+    train = b.train()
+    gen = b.generate()
+    if gen > train:
+        b.notes.append("the generation phase (KV cache) is the peak, not the training step")
+    allocated = static + max(train, gen)
+    overhead = allocated * know["allocator-overhead"]
+    b.add("allocator overhead", overhead, f"{know['allocator-overhead']:.0%} of allocated (fragmentation)",
+          ("allocator-overhead",), "fixed")
+    context = know["cuda-context-gb"] * GIB
+    b.add("CUDA context", context, "outside torch's allocator (not in max_memory_reserved)", ("cuda-context-gb",),
+          "fixed")
+    reserved = allocated + overhead
+    return Estimate(items=tuple(b.items), allocated_gb=_gb(allocated), reserved_gb=_gb(reserved),
+                    total_gb=_gb(reserved + context), setup=s, counts=b.c, notes=tuple(b.notes))

@@ -1,0 +1,154 @@
+"""What fits: the largest micro-batch under the safety margin, the memory facts the rules read,
+and, when nothing fits, what would (each alternative checked by re-running the estimate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from advisor.facts.job import JobFacts
+from advisor.facts.task import TaskFacts
+from advisor.memory.estimate import Estimate, estimate
+from advisor.memory.knowledge import knowledge
+from advisor.rulebook import conditions as cond
+from advisor.rulebook.formula import MissingFact
+from advisor.rulebook.load import Rulebook
+
+
+@dataclass(frozen=True)
+class Fit:
+    gpu_gb: float
+    usable_gb: float
+    margin: float
+    max_micro_batch: int  # 0: not even 1 fits
+    at_one: Estimate
+    alternatives: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.max_micro_batch >= 1
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "memory.max_micro_batch": self.max_micro_batch, "memory.fits": self.fits,
+            "memory.peak_gb_batch1": round(self.at_one.total_gb, 2), "memory.usable_gb": round(self.usable_gb, 2),
+            "memory.seq_len": self.at_one.setup.seq_len,
+        }
+
+
+def _with(params: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**params, **changes}
+
+
+def max_micro_batch(book: Rulebook, job: JobFacts, params: dict[str, Any], usable_gb: float, cap: int) -> int:
+    """The largest power of two (up to ``cap``) whose estimate fits ``usable_gb``; 0 when 1 does not."""
+    best, b = 0, 1
+    while b <= cap:
+        if estimate(book, job, _with(params, micro_batch_size=b)).total_gb > usable_gb:
+            break
+        best, b = b, b * 2
+    return best
+
+
+def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None = None) -> Fit | None:
+    """None when the GPU's memory is unknown."""
+    if job.gpu.memory_gb is None:
+        return None
+    know = knowledge(book)
+    margin = know["safety-margin"]
+    usable = job.gpu.memory_gb * (1 - margin)
+    limit = int(know["max-micro-batch"]) if cap is None else max(1, min(cap, int(know["max-micro-batch"])))
+    at_one = estimate(book, job, _with(params, micro_batch_size=1))
+    best = max_micro_batch(book, job, params, usable, limit) if at_one.total_gb <= usable else 0
+    result = Fit(job.gpu.memory_gb, usable, margin, best, at_one)
+    if not result.fits:
+        result.alternatives.extend(alternatives(book, job, params, usable))
+    return result
+
+
+def _job(job: JobFacts, **task: Any) -> JobFacts:
+    return replace(job, task=TaskFacts(**{**job.task.__dict__, **task}))
+
+
+def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: float) -> list[str]:
+    """What would fit micro-batch 1, each checked by the estimate (never guessed)."""
+    know = knowledge(book)
+    one = _with(params, micro_batch_size=1)
+    out: list[str] = []
+
+    def peak(j: JobFacts, p: dict[str, Any]) -> float:
+        return estimate(book, j, p).total_gb
+
+    peft = job.task.peft
+    for other in ("lora", "qlora"):
+        if (peft, other) in (("full", "lora"), ("full", "qlora"), ("lora", "qlora")):
+            j = _job(job, peft=other)
+            p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length")}), micro_batch_size=1)
+            g = peak(j, p)
+            if g <= usable:
+                out.append(f"{'QLoRA' if other == 'qlora' else 'LoRA'} instead of {peft}: {g:.1f} GB (--peft {other})")
+                break
+    if not params.get("gradient_checkpointing"):
+        g = peak(job, _with(one, gradient_checkpointing=True))
+        if g <= usable:
+            out.append(f"gradient checkpointing: {g:.1f} GB (--set gradient_checkpointing=true)")
+    seq = int(one.get("max_seq_length") or job.task.seq_len or 0)
+    shortest = int(know["min-seq-len-suggestion"])
+    s = seq // 2
+    while s >= shortest:
+        g = peak(job, _with(one, max_seq_length=s))
+        if g <= usable:
+            out.append(f"a shorter sequence: {s} tokens, {g:.1f} GB (--seq-len {s})")
+            break
+        s //= 2
+    need = peak(job, one)
+    margin = know["safety-margin"]
+    bigger = sorted((g for g in know.gpus.values() if g["memory_gb"] * (1 - margin) >= need),
+                    key=lambda g: g["memory_gb"])
+    if bigger:
+        gpu = bigger[0]
+        out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB) holds {need:.1f} GB (--gpu {gpu['id']})")
+    have = job.gpu.count
+    for n in sorted({have, 2, 4, 8}):  # not-knowledge: the GPU counts a node usually has
+        if n < max(2, have):
+            continue
+        g = peak(replace(job, gpu=replace(job.gpu, count=n)), _with(one, shard=n))
+        if g <= usable:
+            how = f"shard over your {n} GPUs" if n == have else f"{n} GPUs"
+            out.append(f"{how} with FSDP full sharding / ZeRO-3: {g:.1f} GB per GPU (--gpus {n})")
+            break
+    return out
+
+
+def rule_params(book: Rulebook, job: JobFacts, pins: dict[str, Any]) -> dict[str, Any]:
+    """The parameters the rulebook alone gives ``job`` (for an alternative such as another adapter)."""
+    from advisor.rulebook.resolve import recommend
+
+    rec = recommend(book, job.flat(), {}, {k: v for k, v in pins.items() if v is not None})
+    return {name: pv.value for name, pv in rec.parameters.items()}
+
+
+def cross_check(book: Rulebook, facts: dict[str, Any], table_batch: int | None, model_batch: int) -> str | None:
+    """A warning when the seed table's micro-batch and the memory model's differ by more than the ratio."""
+    know = knowledge(book)
+    rule = know.cross_check
+    if not rule or table_batch is None or model_batch < 1:
+        return None
+    try:
+        if not cond.evaluate(cond.parse(rule.get("when")), lambda n: _fact(facts, n)):
+            return None
+    except MissingFact:
+        return None
+    ratio = know["cross-check-ratio"]
+    if max(table_batch, model_batch) <= ratio * min(table_batch, model_batch):
+        return None
+    code = book.rules[rule["rule"]].code
+    return (f"the seed's batch table ({code} {rule['rule']}) gives micro-batch {table_batch}, the memory model "
+            f"{model_batch}: they differ by more than {ratio:g}x (the table assumes an 8B LoRA model at a moderate "
+            f"sequence length; the memory model counts this model, method and sequence length)")
+
+
+def _fact(facts: dict[str, Any], name: str) -> Any:
+    if facts.get(name) is None:
+        raise MissingFact(name)
+    return facts[name]

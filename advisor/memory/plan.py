@@ -1,0 +1,91 @@
+"""The memory model inside `recommend`: resolve, size the micro-batch, resolve again with the
+memory facts, and report the predicted peak, the headroom and what to change when nothing fits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.errors import AdvisorError
+from advisor.facts.job import JobFacts
+from advisor.memory.estimate import Estimate, estimate
+from advisor.memory.fit import Fit, cross_check, fit
+from advisor.recommendation import MemoryItem, MemoryReport, Recommendation
+from advisor.rulebook.load import Rulebook
+from advisor.rulebook.resolve import recommend as resolve
+
+
+def values(rec: Recommendation) -> dict[str, Any]:
+    return {name: pv.value for name, pv in rec.parameters.items()}
+
+
+def report(est: Estimate, f: Fit | None) -> MemoryReport:
+    items = [MemoryItem(name=i.name, gb=round(i.gb, 2), detail=i.detail, sources=list(i.sources),
+                        phase=i.phase) for i in est.items]  # type: ignore[arg-type]
+    out = MemoryReport(micro_batch=est.setup.micro_batch, seq_len=est.setup.seq_len, total_gb=round(est.total_gb, 2),
+                       reserved_gb=round(est.reserved_gb, 2), items=items, notes=list(est.notes))
+    if f is not None:
+        out.gpu_gb, out.usable_gb, out.safety_margin = f.gpu_gb, round(f.usable_gb, 2), f.margin
+        out.headroom_gb = round(f.gpu_gb - est.total_gb, 2)
+        out.fits, out.max_micro_batch = est.total_gb <= f.usable_gb, f.max_micro_batch
+        out.alternatives = list(f.alternatives)
+    return out
+
+
+def _largest(est: Estimate, n: int = 3) -> str:  # not-knowledge: how many items a message names
+    top = sorted(est.items, key=lambda i: -i.gb)[:n]
+    return ", ".join(f"{i.name} {i.gb:.1f}" for i in top)
+
+
+def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
+                          knobs: dict[str, Any] | None = None) -> Recommendation:
+    """``knobs``: the memory model's own settings (attention, quantization, trainer, ...), not parameters."""
+    facts, sources = job.flat(), job.report()
+    first = resolve(book, facts, sources, pins)
+    params = {**values(first), **(knobs or {})}
+    if not params.get("max_seq_length"):
+        return first
+    effective = params.get("effective_batch_size")
+    cap = max(1, int(effective) // max(1, job.gpu.count)) if effective else None
+    f = fit(book, job, params, cap)
+    if f is None:  # no GPU known: the peak at micro-batch 1, for information
+        est = estimate(book, job, {**params, "micro_batch_size": params.get("micro_batch_size", 1)})
+        first.memory = report(est, None)
+        return first
+    rec = resolve(book, {**facts, **f.facts()}, sources, pins)
+    final = {**values(rec), **(knobs or {})}
+    est = estimate(book, job, final)
+    rec.memory = report(est, f)
+    micro = final.get("micro_batch_size", 1)
+    if not f.fits:
+        what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
+                                            "bigger GPUs, up to 8 GPUs sharded)"
+        rec.warnings.append(
+            f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GB, above the "
+            f"{f.usable_gb:.1f} GB usable of the {f.gpu_gb:g} GB GPU ({_largest(f.at_one)} GB). What would fit: {what}")
+    elif micro > f.max_micro_batch:
+        rec.warnings.append(
+            f"micro_batch_size={micro} is predicted to need {est.total_gb:.1f} GB, above the {f.usable_gb:.1f} GB "
+            f"usable ({f.margin:.0%} margin) of the {f.gpu_gb:g} GB GPU; {f.max_micro_batch} fits")
+    table = first.parameters.get("micro_batch_size")
+    if table is not None and table.set_by == "rule" and f.fits:
+        warning = cross_check(book, facts, int(table.value),  # type: ignore[arg-type]  # an int parameter
+                              int(rec.parameters["micro_batch_size"].value))  # type: ignore[arg-type]
+        if warning:
+            rec.warnings.append(warning)
+    return rec
+
+
+def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dict[str, Any]) -> dict[str, Any]:
+    """memory.* facts for a config being validated: its own values over the recommendation's."""
+    params = {**values(rec), **{k: v for k, v in config.items() if v is not None}}
+    if isinstance(params.get("lora_target_modules"), str):
+        params["lora_target_modules"] = [params["lora_target_modules"]]
+    try:
+        f = fit(book, job, params)
+        if f is None:
+            return {}
+        out = f.facts()
+        out["memory.peak_gb"] = round(estimate(book, job, params).total_gb, 2)
+    except (AdvisorError, TypeError, ValueError):
+        return {}  # a value the model cannot read (validate reports bad values itself)
+    return out

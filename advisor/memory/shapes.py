@@ -1,0 +1,113 @@
+"""Parameter counts from module shapes: totals, what bitsandbytes quantizes, and LoRA's trainable
+parameters for the chosen target modules (real in / out features per module, fused or not)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from advisor.facts.model import ModelFacts
+from advisor.memory.knowledge import Knowledge, evaluate
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    kind: str  # linear | experts | router
+    in_features: int
+    out_features: int
+    count: int  # per decoder layer
+    bias: bool
+    mlp: str | None
+    targets: tuple[str, ...] = ()  # experts: the per-expert names peft maps onto this fused parameter
+
+    @property
+    def params(self) -> int:
+        return self.count * (self.in_features * self.out_features + (self.out_features if self.bias else 0))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Parameters of the whole model, by what happens to them in training."""
+
+    layers: int
+    modules: tuple[Module, ...]  # one decoder layer
+    norms_per_layer: int
+    embed: int
+    head: int  # 0 when tied to the embedding
+    final_norm: int
+    architecture: str
+    logits: str = "logits-bytes"  # coefficient id of the loss's bytes per logit element
+    lora: int = 0
+    lora_modules: tuple[str, ...] = field(default_factory=tuple)
+    unmatched_targets: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def linear_weights(self) -> int:
+        """Weights of the decoder layers' nn.Linear modules: what bitsandbytes quantizes (biases stay)."""
+        return self.layers * sum(m.count * m.in_features * m.out_features for m in self.modules if m.kind == "linear")
+
+    @property
+    def biases(self) -> int:
+        return self.layers * sum(m.count * m.out_features for m in self.modules if m.bias)
+
+    @property
+    def experts(self) -> int:
+        return self.layers * sum(m.params for m in self.modules if m.kind == "experts")
+
+    @property
+    def other(self) -> int:
+        """Everything outside the quantized linears and fused experts: embeddings, lm_head, norms, routers, biases."""
+        routers = self.layers * sum(m.params for m in self.modules if m.kind == "router")
+        return self.embed + self.head + self.final_norm + self.layers * self.norms_per_layer + routers + self.biases
+
+    @property
+    def total(self) -> int:
+        return self.linear_weights + self.experts + self.other
+
+    def largest_linear(self) -> int:
+        return max((m.in_features * m.out_features for m in self.modules if m.kind == "linear"), default=0)
+
+
+def count(know: Knowledge, model: ModelFacts, targets: list[str] | None = None, rank: int = 0) -> Counts:
+    """Counts for ``model``; with ``targets`` and ``rank``, LoRA's trainable parameters too.
+
+    peft matches a target name against the last part of each module's name ("q_proj" matches
+    "model.layers.0.self_attn.q_proj"); only nn.Linear modules (and lm_head) take an adapter.
+    """
+    arch = know.architecture(model.family, model.is_moe)
+    facts = model.as_facts()
+    where = f"rules/memory.yaml architecture {arch['id']!r}"
+    modules = []
+    def num(raw: dict[str, Any], key: str, default: Any = None) -> int:
+        return int(evaluate(raw.get(key, default), facts, f"{where} module {raw['name']!r} key {key!r}"))
+
+    for raw in arch["modules"]:
+        modules.append(Module(name=raw["name"], kind=raw.get("kind", "linear"), in_features=num(raw, "in"),
+                              out_features=num(raw, "out"), count=num(raw, "count", 1), bias=bool(raw.get("bias", False)),
+                              mlp=raw.get("mlp"), targets=tuple(raw.get("targets", ()))))
+    h, vocab = model.hidden_size, model.vocab_size
+    counts = Counts(layers=model.num_layers, modules=tuple(modules),
+                    norms_per_layer=int(evaluate(arch["norms"], facts, f"{where} key 'norms'")),
+                    embed=vocab * h, head=0 if model.tie_word_embeddings else vocab * h, final_norm=h,
+                    architecture=arch["id"], logits=arch.get("logits", "logits-bytes"))
+    if not targets or rank <= 0:
+        return counts
+    lora = 0
+    hit: set[str] = set()
+    every = "all-linear" in targets  # peft's shorthand: every linear layer but the output layer
+    for m in modules:
+        last = m.name.rsplit(".", 1)[-1]
+        if m.kind == "linear" and (every or m.name in targets or last in targets):
+            lora += model.num_layers * m.count * rank * (m.in_features + m.out_features)
+            hit.add(last)
+        elif m.kind == "experts" and m.targets and all(t in targets for t in m.targets):
+            # peft converts the per-expert names onto the fused parameter, one rank per fused name
+            lora += model.num_layers * m.count * len(m.targets) * rank * (m.in_features + m.out_features)
+            hit.update(m.targets)
+    output = "lm_head"
+    if output in targets:
+        lora += rank * (h + vocab)
+        hit.add(output)
+    unmatched = tuple(t for t in targets if t not in hit and t != "all-linear")
+    return replace(counts, lora=lora, lora_modules=tuple(sorted(hit)), unmatched_targets=unmatched)

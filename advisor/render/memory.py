@@ -1,0 +1,43 @@
+"""Text rendering of the memory model: the itemised table and the recommendation's memory lines."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from advisor.recommendation import MemoryReport
+
+
+def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
+    where = f"micro-batch {mem.micro_batch} x {mem.seq_len} tokens"
+    if mem.gpu_gb is None:
+        return f"memory predicted peak {mem.total_gb:.1f} GB at {where} (no GPU known: give --gpu to size the batch)"
+    verdict = "fits" if mem.fits else "does NOT fit"
+    return (f"memory predicted peak {mem.total_gb:.1f} GB of {mem.gpu_gb:g} GB at {where}: {verdict}, headroom "
+            f"{mem.headroom_gb:.1f} GB ({mem.safety_margin:.0%} kept free; largest micro-batch that fits: "
+            f"{mem.max_micro_batch})" + ("; `advisor memory` itemises it" if pointer else ""))
+
+
+def render_items(mem: MemoryReport, console: Console) -> None:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col, justify in (("component", "left"), ("GB", "right"), ("phase", "left"), ("how", "left"),
+                         ("coefficients", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for item in mem.items:
+        table.add_row(item.name, f"{item.gb:.2f}", item.phase, item.detail, ", ".join(item.sources))
+    table.add_row("total (peak)", f"{mem.total_gb:.2f}", "", f"reserved by torch {mem.reserved_gb:.2f} GB + CUDA context", "")
+    console.print(table)
+    for note in mem.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+
+
+def render_memory(mem: MemoryReport, console: Console, header: str) -> None:
+    console.print(header, highlight=False, markup=False)
+    console.print()
+    render_items(mem, console)
+    console.print()
+    console.print(summary_line(mem, pointer=False).removeprefix("memory "), highlight=False, markup=False)
+    if mem.alternatives:
+        console.print("what would fit:", highlight=False, markup=False)
+        for alt in mem.alternatives:
+            console.print(f"  - {alt}", highlight=False, markup=False)

@@ -1,0 +1,305 @@
+"""How close the memory model is to real models.
+
+1. (default, CPU) Every registry family built on the `meta` device with transformers: total
+   parameters, LoRA trainable parameters (peft, the family's target modules and the rulebook's
+   rank) and 16-bit weight bytes, predicted / real, printed as ratios. Qwen v1 (model_type qwen)
+   has no transformers implementation: it is counted analytically only, and says so.
+2. `--cuda`: short real trainings (random-init weights from the registry config; peft LoRA,
+   bitsandbytes NF4 double-quant + prepare_model_for_kbit_training for QLoRA; bf16 autocast;
+   SDPA; the rulebook's optimizer) and the predicted peak against torch.cuda.max_memory_reserved()
+   and max_memory_allocated(), written to bench/results/memory_accuracy.md.
+   `--device cpu --tiny` runs the same training path on a tiny config (no memory statistics on CPU).
+
+    python bench/memory_accuracy.py
+    python bench/memory_accuracy.py --cuda
+    python bench/memory_accuracy.py --device cpu --tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from advisor import api
+from advisor.facts.job import JobFacts
+from advisor.memory import estimate
+from advisor.memory.knowledge import GIB, knowledge
+from advisor.memory.plan import values
+from advisor.memory.shapes import count
+from advisor.rulebook import load_rulebook
+
+RESULTS = Path(__file__).parent / "results" / "memory_accuracy.md"
+COUNTS = Path(__file__).parent / "results" / "memory_counts.md"
+# One registry model per family (the families advisor knows).
+FAMILY_MODELS = ["llama-3.1-8b", "mistral-7b", "mixtral-8x7b", "qwen2.5-7b", "qwen3-8b", "qwen3-30b-a3b",
+                 "gemma-7b", "gemma-2-9b", "gemma-3-12b", "phi-3-mini", "olmo-2-7b", "qwen-7b"]
+# (model, peft, seq_len, micro_batch, gradient_checkpointing)
+CUDA_CASES: list[tuple[str, str, int, int, bool]] = [
+    ("llama-3.2-1b", "lora", 1024, 4, True),
+    ("llama-3.2-1b", "lora", 2048, 2, False),
+    ("llama-3.2-1b", "full", 1024, 2, True),
+    ("qwen2.5-1.5b", "lora", 2048, 4, True),
+    ("qwen2.5-1.5b", "qlora", 2048, 4, True),
+    ("qwen2.5-1.5b", "qlora", 4096, 1, False),
+    ("llama-8b", "qlora", 1024, 1, True),
+    ("llama-8b", "qlora", 4096, 1, True),
+    ("llama-8b", "qlora", 2048, 4, True),
+    ("llama-8b", "lora", 2048, 2, True),
+    ("llama-8b", "lora", 4096, 1, True),
+]
+TINY = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 2,
+        "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 4096, "max_position_embeddings": 2048,
+        "tie_word_embeddings": False}
+
+
+def hf_config(book: Any, job: JobFacts) -> Any:
+    """A transformers config for a registry model (the registry mirrors config.json keys)."""
+    from transformers import AutoConfig
+
+    entry = book.models.get(job.model.name)
+    raw = dict(TINY) if entry is None else {k: v for k, v in entry.items()
+                                          if not k.startswith("_") and k not in ("id", "aliases", "hf_id")
+                                          and not k.startswith("published")}
+    model_type = raw.pop("model_type")
+    if model_type == "gemma3":  # the registry keeps the text model's keys
+        model_type = "gemma3_text"
+    cfg = AutoConfig.for_model(model_type, **raw)
+    cfg.use_cache = False
+    return cfg
+
+
+def rec_params(book: Any, model: str, method: str, peft: str, seq: int | None = None) -> tuple[JobFacts, dict[str, Any]]:
+    job = api.job_facts(book, model=model, method=method, peft=peft, detect_gpu=False, seq_len=seq)
+    rec = api.recommend(book=book, model=model, method=method, peft=peft, detect_gpu=False, seq_len=seq)
+    return job, values(rec)
+
+
+# --- 1. counts on the meta device ---------------------------------------------------------
+
+def counts_table(book: Any) -> list[dict[str, Any]]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    rows = []
+    for name in FAMILY_MODELS:
+        job, params = rec_params(book, name, "sft", "lora")
+        c = count(knowledge(book), job.model, params["lora_target_modules"], params["lora_rank"])
+        row: dict[str, Any] = {"model": name, "family": job.model.family, "pred_total": c.total, "pred_lora": c.lora}
+        if job.model.model_type == "qwen":
+            row.update(real_total=None, real_lora=None, note="no transformers implementation: analytic only")
+            rows.append(row)
+            continue
+        cfg = hf_config(book, job)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        real_total = sum(p.numel() for p in model.parameters())
+        real_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        peft_model = get_peft_model(model, LoraConfig(r=params["lora_rank"], lora_alpha=params["lora_alpha"],
+                                                      target_modules=params["lora_target_modules"]))
+        real_lora = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        row.update(real_total=real_total, real_lora=real_lora, pred_bytes=c.total * 2, real_bytes=real_bytes,
+                   note=", ".join(c.unmatched_targets and [f"targets without a linear module: {', '.join(c.unmatched_targets)}"]))
+        rows.append(row)
+    return rows
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if not a or not b else f"{a / b:.4f}"
+
+
+# --- 2. real trainings ----------------------------------------------------------------------
+
+def build(book: Any, job: JobFacts, params: dict[str, Any], device: str) -> Any:
+    """A random-init model as the QLoRA / LoRA / full path loads it, on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = hf_config(book, job)
+    cfg._attn_implementation = "sdpa"
+    peft = job.task.peft
+    dtype = torch.float32 if peft == "full" else torch.bfloat16  # full: fp32 master weights under autocast
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    if peft == "qlora":
+        import bitsandbytes as bnb
+
+        for parent in list(model.modules()):
+            for child_name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.Linear) and child is not model.get_output_embeddings():
+                    q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                          compute_dtype=torch.bfloat16, quant_type="nf4",
+                                          compress_statistics=bool(params.get("bnb_4bit_use_double_quant", True)),
+                                          device="meta")
+                    setattr(parent, child_name, q)
+    model.to_empty(device=device)
+    with torch.no_grad():
+        for mod in model.modules():
+            if type(mod).__name__ == "Linear4bit":
+                w = torch.empty(mod.out_features, mod.in_features, dtype=torch.bfloat16, device=device).normal_(0, 0.02)
+                mod.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4",
+                                               compress_statistics=bool(params.get("bnb_4bit_use_double_quant", True)),
+                                               ).to(device)
+                if mod.bias is not None:
+                    mod.bias.zero_()
+        for name, p in model.named_parameters():
+            if p.dtype in (torch.bfloat16, torch.float32) and "weight" in name and p.dim() >= 2:
+                p.normal_(0, 0.02)
+            elif p.dtype in (torch.bfloat16, torch.float32):
+                p.fill_(1.0 if "norm" in name else 0.0)
+        for buf_name, buf in model.named_buffers():
+            if "inv_freq" in buf_name:  # rotary buffers: recompute on the device
+                dim = buf.numel() * 2
+                base = getattr(cfg, "rope_theta", None) or cfg.rope_parameters.get("rope_theta", 10000.0)
+                buf.copy_(1.0 / (base ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)))
+    if peft == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model.is_loaded_in_4bit = True
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(params["gradient_checkpointing"]),
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif params.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if peft in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=params["lora_rank"], lora_alpha=params["lora_alpha"],
+                                                 lora_dropout=params.get("lora_dropout", 0.0),
+                                                 target_modules=params["lora_target_modules"]))
+    model.config.use_cache = False
+    return model
+
+
+def optimizer_for(model: Any, name: str) -> Any:
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if "8bit" in name:
+        import bitsandbytes as bnb
+
+        cls = bnb.optim.PagedAdamW8bit if name.startswith("paged") else bnb.optim.AdamW8bit
+        return cls(trainable, lr=1e-5)
+    return torch.optim.AdamW(trainable, lr=1e-5)
+
+
+def train_case(book: Any, case: tuple[str, str, int, int, bool], device: str, steps: int) -> dict[str, Any]:
+    import torch
+
+    model_name, peft, seq, micro, gc = case
+    job, params = rec_params(book, model_name, "sft", peft, seq)
+    params = {**params, "micro_batch_size": micro, "max_seq_length": seq, "gradient_checkpointing": gc}
+    job = replace(job, gpu=replace(job.gpu, count=1))
+    est = estimate(book, job, params)
+    row: dict[str, Any] = {"case": f"{model_name} {peft} seq {seq} batch {micro} gc {'on' if gc else 'off'}",
+                           "pred_total": est.total_gb, "pred_reserved": est.reserved_gb, "pred_alloc": est.allocated_gb,
+                           "optimizer": params["optimizer"]}
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+    start = time.perf_counter()
+    model = build(book, job, params, device)
+    model.train()
+    opt = optimizer_for(model, str(params["optimizer"]))
+    vocab = job.model.vocab_size
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(steps):
+        ids = torch.randint(0, vocab, (micro, seq), device=device)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    row["seconds"] = time.perf_counter() - start
+    if cuda:
+        torch.cuda.synchronize()
+        free, total = torch.cuda.mem_get_info()
+        row["real_reserved"] = torch.cuda.max_memory_reserved() / GIB
+        row["real_alloc"] = torch.cuda.max_memory_allocated() / GIB
+        row["context"] = (total - free) / GIB - torch.cuda.memory_reserved() / GIB
+    del model, opt
+    if cuda:
+        torch.cuda.empty_cache()
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cuda", action="store_true", help="run short real trainings on the GPU")
+    ap.add_argument("--device", default=None, help="cuda (with --cuda) or cpu")
+    ap.add_argument("--tiny", action="store_true", help="a tiny llama config instead of the case list")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    args = ap.parse_args(argv)
+    book = load_rulebook()
+    if not (args.cuda or args.device):
+        import torch
+        import transformers
+
+        rows = counts_table(book)
+        lines = ["# Memory model: parameter counts against real models (meta device)", "",
+                 f"Command: `python bench/memory_accuracy.py`; torch {torch.__version__}, transformers "
+                 f"{transformers.__version__}. Ratios are predicted / real (LoRA: the rulebook's rank and targets).", "",
+                 "| model | family | params | params pred/real | LoRA trainable | LoRA pred/real | bf16 bytes pred/real | note |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for r in rows:
+            lines.append(f"| {r['model']} | {r['family']} | {r['pred_total']:,} | {ratio(r['pred_total'], r.get('real_total'))} "
+                         f"| {r['pred_lora']:,} | {ratio(r['pred_lora'], r.get('real_lora'))} | "
+                         f"{ratio(r.get('pred_bytes'), r.get('real_bytes'))} | {r.get('note') or ''} |")
+        print("\n".join(lines))
+        COUNTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return 0
+    import torch
+
+    device = args.device or "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU: use --device cpu --tiny for the code path", file=sys.stderr)
+        return 2
+    cases = CUDA_CASES if not args.tiny else [("tiny", p, 128, 2, gc) for p in ("lora", "qlora", "full") for gc in (True, False)]
+    if args.tiny:
+        book.models["tiny"] = {**TINY, "id": "tiny", "hf_id": "local/tiny", "_file": "bench"}
+    if args.only:
+        cases = [c for c in cases if args.only in " ".join(map(str, c))]
+    rows = []
+    for case in cases:
+        row = train_case(book, case, device, args.steps)
+        rows.append(row)
+        print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    if device == "cuda":
+        write_results(rows, " ".join(sys.argv), torch.cuda.get_device_name())
+    return 0
+
+
+def write_results(rows: list[dict[str, Any]], command: str, gpu: str) -> None:
+    import torch
+    import transformers
+
+    lines = [
+        "# Memory model accuracy (real trainings)", "",
+        f"Command: `{command}`  ", f"Device: {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{platform.python_version()}  ",
+        "Each case: random-init weights from the registry config, 3 optimizer steps with bf16 autocast, SDPA, "
+        "the rulebook's LoRA rank / targets / optimizer; QLoRA = bitsandbytes NF4 double quant + "
+        "prepare_model_for_kbit_training. GiB throughout.", "",
+        "| case | optimizer | predicted reserved | max_memory_reserved | ratio | predicted allocated | "
+        "max_memory_allocated | ratio | CUDA context (measured) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['optimizer']} | {r['pred_reserved']:.2f} | {r['real_reserved']:.2f} | "
+                     f"{r['pred_reserved'] / r['real_reserved']:.2f} | {r['pred_alloc']:.2f} | {r['real_alloc']:.2f} | "
+                     f"{r['pred_alloc'] / r['real_alloc']:.2f} | {r['context']:.2f} |")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

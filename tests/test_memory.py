@@ -1,0 +1,233 @@
+"""The memory model: counts against real models built on the meta device, NF4 bytes against real
+bitsandbytes tensors, published reference points, the recommend integration and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from advisor import api
+from advisor.errors import RuleFileError
+from advisor.memory import estimate
+from advisor.memory.knowledge import knowledge
+from advisor.memory.shapes import count
+from advisor.rulebook.load import Rulebook, load_rulebook
+from tests.conftest import REPO, run_cli
+
+REFERENCES = yaml.safe_load((REPO / "tests/fixtures/memory/references.yaml").read_text())["cases"]
+# One registry model per family advisor knows (Qwen v1 has no transformers implementation).
+FAMILY_MODELS = ["llama-3.1-8b", "mistral-7b", "mixtral-8x7b", "qwen2.5-7b", "qwen3-8b", "qwen3-30b-a3b",
+                 "gemma-7b", "gemma-2-9b", "gemma-3-12b", "phi-3-mini", "olmo-2-7b"]
+
+
+def resolved(book: Rulebook, model: str, method: str = "sft", peft: str = "lora", **facts: Any) -> dict[str, Any]:
+    rec = api.recommend(book=book, model=model, method=method, peft=peft, detect_gpu=False, **facts)
+    return {name: pv.value for name, pv in rec.parameters.items()}
+
+
+def job(book: Rulebook, model: str, method: str = "sft", peft: str = "lora", **facts: Any) -> Any:
+    return api.job_facts(book, model=model, method=method, peft=peft, detect_gpu=False, **facts)
+
+
+def test_every_registry_family_has_an_architecture(book: Rulebook) -> None:
+    know = knowledge(book)
+    for fam in book.families:
+        if fam in ("qwen2_moe", "phi"):  # no registry model uses them; they fall back
+            continue
+        assert any(fam in a["families"] for a in know.architectures.values()), fam
+
+
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_counts_match_the_real_model_on_the_meta_device(book: Rulebook, name: str) -> None:
+    torch = pytest.importorskip("torch")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    j = job(book, name)
+    params = resolved(book, name)
+    c = count(knowledge(book), j.model, params["lora_target_modules"], params["lora_rank"])
+    entry = {k: v for k, v in book.models[name].items()
+             if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id")}
+    model_type = entry.pop("model_type")
+    cfg = AutoConfig.for_model("gemma3_text" if model_type == "gemma3" else model_type, **entry)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    assert c.total == sum(p.numel() for p in model.parameters())
+    assert c.total * 2 == sum(p.numel() * p.element_size() for p in model.parameters())
+    assert round(c.total / 1e9, 3) == j.model.params_b  # the facts' own count agrees
+    peft_model = get_peft_model(model, LoraConfig(r=params["lora_rank"], target_modules=params["lora_target_modules"]))
+    assert c.lora == sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+def test_qwen_v1_is_counted_analytically(book: Rulebook) -> None:
+    # model_type qwen is remote code: no transformers class to build; the published size is the check
+    c = count(knowledge(book), job(book, "qwen-7b").model, ["c_attn", "c_proj", "w1", "w2"], 64)
+    assert c.total / 1e9 == pytest.approx(book.models["qwen-7b"]["published_params_b"], rel=0.005)
+    # c_proj matches both attn.c_proj and mlp.c_proj, as peft's suffix match does
+    per_layer = 64 * ((4096 + 3 * 4096) + (4096 + 4096) + 2 * (4096 + 11008) + (11008 + 4096))
+    assert c.lora == 32 * per_layer
+
+
+@pytest.mark.parametrize("double_quant", [True, False])
+def test_nf4_bits_per_parameter_match_bitsandbytes(book: Rulebook, double_quant: bool) -> None:
+    torch = pytest.importorskip("torch")
+    bnb = pytest.importorskip("bitsandbytes")
+    w = torch.randn(1024, 4096, dtype=torch.bfloat16)
+    p = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", compress_statistics=double_quant).to("cpu")
+    qs = p.quant_state
+    n_bytes = p.data.numel() * p.data.element_size() + qs.absmax.numel() * qs.absmax.element_size()
+    if qs.nested:
+        n_bytes += qs.state2.absmax.numel() * qs.state2.absmax.element_size()
+    bits = knowledge(book)["nf4-bits-double-quant" if double_quant else "nf4-bits"]
+    assert n_bytes * 8 / w.numel() == pytest.approx(bits, rel=0.002)
+
+
+@pytest.mark.parametrize("case", REFERENCES, ids=[c["name"] for c in REFERENCES])
+def test_published_reference_points(book: Rulebook, case: dict[str, Any]) -> None:
+    model = case["model"] if not case["model"].startswith("tests/") else str(REPO / case["model"])
+    est = estimate(book, job(book, model, case["method"], case["peft"]), case["params"])
+    if "at_most" in case:
+        assert est.total_gb <= case["at_most"], est.items
+    else:
+        assert est.total_gb == pytest.approx(case["published"], rel=case["tolerance"]), est.items
+
+
+def test_estimate_api_is_itemised_and_adds_up(book: Rulebook) -> None:
+    j = job(book, "llama-8b", peft="qlora")
+    est = estimate(book, j, {**resolved(book, "llama-8b", peft="qlora"), "micro_batch_size": 2})
+    assert est.total_gb == pytest.approx(sum(i.gb for i in est.items), rel=1e-9)
+    context = next(i for i in est.items if i.name == "CUDA context")
+    assert est.reserved_gb == pytest.approx(est.total_gb - context.gb, rel=1e-9)
+    know = knowledge(book)
+    for item in est.items:
+        assert item.name and item.detail and item.sources and all(s in know.coefficients for s in item.sources)
+
+
+def test_memory_grows_with_batch_and_sequence_and_shrinks_with_checkpointing(book: Rulebook) -> None:
+    j = job(book, "llama-8b", peft="qlora")
+    base = {**resolved(book, "llama-8b", peft="qlora"), "max_seq_length": 2048, "micro_batch_size": 1}
+
+    def total(**changes: Any) -> float:
+        return estimate(book, j, {**base, **changes}).total_gb
+
+    assert total(micro_batch_size=2) > total()
+    assert total(max_seq_length=4096) > total()
+    assert total(gradient_checkpointing=False) > total()
+    assert total(attention="eager") > total()  # the s x s scores
+    assert total(bnb_4bit_use_double_quant=False) > total()
+
+
+def test_dpo_sizes_chosen_and_rejected(book: Rulebook) -> None:
+    params = {**resolved(book, "llama-8b"), "max_seq_length": 2048, "micro_batch_size": 2}
+    sft = estimate(book, job(book, "llama-8b"), params)
+    dpo = estimate(book, job(book, "llama-8b", method="dpo"), params)
+    one = estimate(book, job(book, "llama-8b"), {**params, "micro_batch_size": 4})
+    for name in ("activations", "logits and loss"):
+        gb = {e: next(i.gb for i in x.items if i.name == name) for e, x in (("sft", sft), ("dpo", dpo), ("4", one))}
+        assert gb["dpo"] == pytest.approx(gb["4"]) and gb["dpo"] == pytest.approx(2 * gb["sft"])
+
+
+def test_full_fine_tuning_keeps_a_reference_model_for_dpo_but_lora_does_not(book: Rulebook) -> None:
+    def names(method: str, peft: str) -> set[str]:
+        params = {**resolved(book, "llama-3.2-1b", method, peft), "micro_batch_size": 1}
+        return {i.name for i in estimate(book, job(book, "llama-3.2-1b", method, peft), params).items}
+
+    assert "reference model (frozen copy)" in names("dpo", "full")
+    assert "reference model (frozen copy)" not in names("dpo", "lora")
+
+
+def test_grpo_counts_the_generation_kv_cache(book: Rulebook) -> None:
+    params = resolved(book, "llama-8b", "grpo", "qlora")
+    est = estimate(book, job(book, "llama-8b", "grpo", "qlora"), {**params, "micro_batch_size": 1})
+    kv = next(i for i in est.items if i.name == "KV cache (generation)")
+    m = job(book, "llama-8b").model
+    tokens = params["prompts_per_step"] * params["num_generations"] * params["max_seq_length"]
+    assert kv.gb * 2**30 == pytest.approx(2 * m.num_layers * m.num_kv_heads * m.head_dim * 2 * tokens)
+
+
+def test_recommend_qlora_8b_on_a_4090_fits_with_accumulation(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
+    p = rec.parameters
+    assert rec.memory is not None and rec.memory.fits
+    assert rec.memory.total_gb < 24 and rec.memory.headroom_gb == pytest.approx(24 - rec.memory.total_gb, abs=0.01)
+    assert p["micro_batch_size"].rule == "batch-micro-by-memory-model"
+    assert p["micro_batch_size"].value * p["gradient_accumulation_steps"].value == p["effective_batch_size"].value
+    assert not any("does not fit" in w for w in rec.warnings)
+
+
+def test_recommend_full_8b_on_a_4090_says_it_does_not_fit_and_what_would(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="full", gpu="rtx-4090", detect_gpu=False)
+    assert rec.memory is not None and rec.memory.fits is False and rec.memory.max_micro_batch == 0
+    warning = next(w for w in rec.warnings if w.startswith("does not fit"))
+    assert "optimizer (fp32 master + states)" in warning  # why: the largest items
+    assert "QLoRA instead of full" in warning and "--gpu" in warning
+    # each alternative was checked: QLoRA at the same length really fits
+    qlora = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
+    assert qlora.memory is not None and qlora.memory.fits
+
+
+def test_a_pinned_micro_batch_that_does_not_fit_is_a_warning(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False,
+                        pins={"micro_batch_size": 8})
+    assert rec.parameters["micro_batch_size"].value == 8
+    assert any(w.startswith("micro_batch_size=8 is predicted to need") for w in rec.warnings)
+
+
+def test_no_gpu_still_reports_the_peak_at_micro_batch_one(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", detect_gpu=False)
+    assert rec.memory is not None and rec.memory.gpu_gb is None and rec.memory.micro_batch == 1
+
+
+def test_a_user_rule_directory_can_replace_a_coefficient(tmp_path: Path) -> None:
+    (tmp_path / "mem.yaml").write_text(yaml.safe_dump({"memory": {"coefficients": [{
+        "id": "safety-margin", "value": 0.5, "unit": "fraction", "summary": "cautious team",
+        "source": {"doc": "team wiki"}, "confidence": "low"}]}}))
+    book = load_rulebook([tmp_path])
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="h100", detect_gpu=False)
+    assert rec.memory is not None and rec.memory.usable_gb == pytest.approx(40)
+
+
+def test_a_broken_coefficient_names_the_file_and_id(tmp_path: Path) -> None:
+    (tmp_path / "mem.yaml").write_text(yaml.safe_dump({"memory": {"coefficients": [{
+        "id": "safety-margin", "value": "1 +", "unit": "fraction", "summary": "typo",
+        "source": {"doc": "x"}, "confidence": "low"}]}}))
+    with pytest.raises(RuleFileError) as exc:
+        load_rulebook([tmp_path])
+    assert "safety-margin" in str(exc.value) and "mem.yaml" in str(exc.value) and "'value'" in str(exc.value)
+
+
+def test_memory_file_schema_rejects_unknown_keys(tmp_path: Path) -> None:
+    (tmp_path / "mem.yaml").write_text(yaml.safe_dump({"memory": {"coefficients": [{
+        "id": "x", "value": 1, "unit": "u", "summary": "s", "source": {"doc": "d"}, "confidence": "low",
+        "colour": "red"}]}}))
+    with pytest.raises(RuleFileError, match="mem.yaml"):
+        load_rulebook([tmp_path])
+
+
+def test_cli_memory_table_json_and_exit_codes() -> None:
+    text = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090",
+                   "--seq-len", "2048", "--no-detect")
+    assert text.returncode == 0, text.stderr
+    for part in ("weights (nf4-dq, linear layers)", "LoRA adapters", "activations", "logits and loss",
+                 "CUDA context", "total (peak)", "fits"):
+        assert part in text.stdout
+    js = run_cli("memory", "--model", "llama-8b", "--method", "dpo", "--batch", "2", "--gpu", "a100-40gb",
+                 "--format", "json", "--no-detect")
+    data = json.loads(js.stdout)
+    assert data["micro_batch"] == 2 and data["total_gb"] == pytest.approx(sum(i["gb"] for i in data["items"]), abs=0.05)
+    full = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--gpu", "rtx-4090",
+                   "--no-detect")
+    assert full.returncode == 1 and "does NOT fit" in full.stdout and "what would fit" in full.stdout
+    bad = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--attention", "magic", "--no-detect")
+    assert bad.returncode == 2 and "--attention" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_recommend_text_and_explain_show_the_memory_line() -> None:
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090",
+                   "--explain", "--no-detect")
+    assert "memory predicted peak" in proc.stdout and "headroom" in proc.stdout
+    assert "logits and loss" in proc.stdout  # --explain itemises
