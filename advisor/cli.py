@@ -612,7 +612,9 @@ def sweep(
     points: Optional[int] = typer.Option(None, "--points", help="grid: learning rates in --lr-range"),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps per run (default: rules/sweep.yaml, 80)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N steps (default 8)."),
-    suggest: str = typer.Option("valley", "--suggest", help="range test suggestion: valley (fastai) | steepest (Lightning)"),
+    suggest: str = typer.Option(
+        "minimum", "--suggest", help="range test suggestion: minimum (fastai's lr_min: a tenth of the LR at the loss "
+                                     "minimum) | valley (fastai) | steepest (Lightning)"),
     out: Path = typer.Option(Path("sweep-out"), "--out", "-o", help="Directory for the report, plots and the journal."),
     storage: Optional[str] = typer.Option(
         None, "--storage", help="optuna storage: an RDB URL (postgresql://, sqlite:///) or a journal file. "
@@ -624,7 +626,7 @@ def sweep(
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the PNG plots."),
     fmt: str = typer.Option("text", "--format", "-f", help="text | json (the summary on stdout)"),
     rules: list[Path] = RulesOpt,
-) -> None:
+) -> int:
     """Find the learning rate: a grid, an LR range test, or successive halving over probe runs."""
     import json
 
@@ -633,18 +635,23 @@ def sweep(
     _check_format(fmt, ("text", "json"))
     book = _book(rules)
     console = _console()
-    say = (lambda text: console.print(text, highlight=False, markup=False)) if fmt == "text" else (lambda text: None)
-    events = runner.Events(message=say,
-                           trial_start=lambda n, lr: say(f"run {n}: lr {lr:.3g}"),
-                           trial_end=lambda r: say(f"  lr {r.lr:.3g}: {r.status}, {r.optimizer_steps} steps, "
-                                                   f"final eval loss {r.eval_loss_end if r.eval_loss_end is not None else '-'}"),
+
+    def say(text: str) -> None:
+        if fmt == "text":
+            console.print(text, highlight=False, markup=False)
+
+    def ended(run: Any) -> None:
+        loss = "-" if run.eval_loss_end is None else f"{run.eval_loss_end:.4f}"
+        say(f"  lr {run.lr:.3g}: {run.status}, {run.optimizer_steps} steps, final eval loss {loss}")
+
+    events = runner.Events(message=say, trial_start=lambda n, lr: say(f"run {n}: lr {lr:.3g}"), trial_end=ended,
                            waiting=lambda n: say(f"waiting for {n} run(s) in other workers"))
     if worker:
         if storage is None:
             raise AdvisorError("--worker needs --storage", hint="the URL the sweep's first process was given")
         queue, ran = runner.run_worker(book, storage_url=storage, study_name=study, events=events)
         say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
-        return
+        return 0
     _probe_inputs(config, model, method)
     outcome = runner.start(
         book, out=out, storage_url=storage, study_name=study, strategy=strategy,
@@ -656,17 +663,19 @@ def sweep(
                "max_memory_gb": max_memory, "device": device, "pins": _parse_set(set_, book)},
         events=events, plots=not no_plots, write_rules=write_rules,
     )
+    found = outcome.report.best is not None or bool((outcome.report.range_test or {}).get("suggestion"))
     if fmt == "json":
         from advisor.sweep.report import summary_json
 
         sys.stdout.write(json.dumps(summary_json(outcome.report), indent=2) + "\n")
-        return
+        return 0 if found else 1
     from advisor.sweep.report import render_text
 
     render_text(outcome.report, console)
     if outcome.rule_file is not None:
         say(f"wrote rule {outcome.rule_file} (use it with --rules {outcome.rule_file.parent})")
-    say("wrote " + ", ".join(str(p) for p in outcome.written[-3:]) + f" and {len(outcome.written) - 3} more in {out}")
+    say(f"wrote {len(outcome.written)} files in {out}: README.md, all_results.json, run_data.json and plots per run")
+    return 0 if found else 1
 
 
 @rules_app.command("list")

@@ -71,6 +71,9 @@ def test_range_test_suggestions_sit_on_the_descent(t: an.Thresholds) -> None:
     steep = an.analyse_range_test(lrs, losses, t, method="steepest", band_factor=3)
     assert steep is not None and 1e-4 < steep.suggestion < 1e-2
     assert res.suggestion <= res.min_loss_lr and steep.suggestion <= res.min_loss_lr
+    minimum = an.analyse_range_test(lrs, losses, t, method="minimum", band_factor=3)
+    assert minimum is not None and minimum.suggestion == pytest.approx(minimum.min_loss_lr / t.minimum_divisor)
+    assert 1e-3 < minimum.min_loss_lr < 1e-1  # the raw curve's minimum sits near 1e-2
 
 
 def test_range_test_without_enough_points_suggests_nothing(t: an.Thresholds) -> None:
@@ -79,10 +82,11 @@ def test_range_test_without_enough_points_suggests_nothing(t: an.Thresholds) -> 
 
 def test_convergence_speed(t: an.Thresholds) -> None:
     fast = [5.0 * math.exp(-i / 3) + 1 for i in range(80)]
-    slow = [5.0 - 0.01 * i for i in range(80)]
+    slow = [5.0 - 0.02 * i for i in range(80)]
     assert an.convergence(fast, t)[1] == "fast"
     assert an.convergence(slow, t)[1] == "slow"
-    assert an.convergence([3.0, 3.0, 3.0], t) == (None, "slow")
+    assert an.convergence([3.0, 3.0, 3.0], t) == (None, "none")
+    assert an.convergence([3.0, 2.99, 3.01, 2.98], t) == (None, "none")  # noise, not convergence
 
 
 def test_log_space() -> None:

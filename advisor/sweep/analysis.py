@@ -4,6 +4,7 @@ from rules/sweep.yaml (the ``Thresholds`` the rulebook provides)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ class Thresholds:
     poor_gap: float
     sensitivity_low: float
     converge_fraction: float
+    converge_min_drop: float
     converge_smoothing: float
     converge_fast: float
     converge_moderate: float
     smoothing: float
     diverge: float
+    minimum_divisor: float
     skip_begin: int
     skip_end: int
 
@@ -38,9 +41,11 @@ class Thresholds:
             good_gap_above=float(c("sweep-good-gap-above")), declining_gap=float(c("sweep-declining-gap")),
             poor_gap=float(c("sweep-poor-gap")), sensitivity_low=float(c("sweep-sensitivity-low")),
             converge_fraction=float(c("sweep-converge-fraction")),
-            converge_smoothing=float(c("sweep-converge-smoothing")), converge_fast=float(c("sweep-converge-fast")),
+            converge_smoothing=float(c("sweep-converge-smoothing")),
+            converge_min_drop=float(c("sweep-converge-min-drop")), converge_fast=float(c("sweep-converge-fast")),
             converge_moderate=float(c("sweep-converge-moderate")), smoothing=float(c("range-test-smoothing")),
-            diverge=float(c("range-test-diverge")), skip_begin=int(c("range-test-skip-begin")),
+            diverge=float(c("range-test-diverge")), minimum_divisor=float(c("range-test-minimum-divisor")),
+            skip_begin=int(c("range-test-skip-begin")),
             skip_end=int(c("range-test-skip-end")),
         )
 
@@ -107,6 +112,7 @@ class RangeTestAnalysis:
     method: str
     valley_lr: float | None
     steepest_lr: float | None
+    minimum_lr: float  # fastai's lr_min: the LR at the smoothed minimum / the divisor
     min_loss_lr: float
     stopped_at: int | None  # index where the loss diverged, None when the test ran to the end
     band: tuple[float, float]
@@ -114,7 +120,8 @@ class RangeTestAnalysis:
 
 def analyse_range_test(lrs: Sequence[float], losses: Sequence[float], t: Thresholds, *, method: str,
                        band_factor: float) -> RangeTestAnalysis | None:
-    """Suggest an LR from a range test's (LR, loss) points; None when the curve has too few points."""
+    """Suggest an LR from a range test's (LR, loss) points by ``method`` (valley | steepest | minimum);
+    None when the curve has too few points or the method finds none."""
     sm = smooth(losses, t.smoothing)
     stop = diverged_at(sm, t.diverge)
     upto = stop if stop is not None else len(sm)
@@ -123,17 +130,15 @@ def analyse_range_test(lrs: Sequence[float], losses: Sequence[float], t: Thresho
         return None
     v = valley(sm_ok)
     s = steepest(lrs_ok, sm_ok, t.skip_begin, t.skip_end)
-    pick = {"valley": v, "steepest": s}[method]
-    if pick is None:
-        pick = v if v is not None else s
-    if pick is None:
+    min_lr = lrs_ok[min(range(len(sm_ok)), key=sm_ok.__getitem__)]
+    found = {"valley": lrs_ok[v] if v is not None else None, "steepest": lrs_ok[s] if s is not None else None,
+             "minimum": min_lr / t.minimum_divisor}
+    lr = found[method]
+    if lr is None:
         return None
-    lr = lrs_ok[pick]
     return RangeTestAnalysis(
-        suggestion=lr, method=method, valley_lr=lrs_ok[v] if v is not None else None,
-        steepest_lr=lrs_ok[s] if s is not None else None,
-        min_loss_lr=lrs_ok[min(range(len(sm_ok)), key=sm_ok.__getitem__)], stopped_at=stop,
-        band=(lr / band_factor, lr * band_factor),
+        suggestion=lr, method=method, valley_lr=found["valley"], steepest_lr=found["steepest"],
+        minimum_lr=min_lr / t.minimum_divisor, min_loss_lr=min_lr, stopped_at=stop, band=(lr / band_factor, lr * band_factor),
     )
 
 
@@ -183,7 +188,7 @@ def sensitivity(points: Sequence[tuple[float, float]], best_loss: float, t: Thre
     """How much the final loss moves between neighbouring LRs, per decade, relative to the best loss."""
     pts = sorted((lr, loss) for lr, loss in points if finite(loss) and lr > 0)
     out = []
-    for (a, la), (b, lb) in zip(pts, pts[1:]):
+    for (a, la), (b, lb) in itertools.pairwise(pts):
         decades = math.log10(b / a)
         if decades <= 0 or not best_loss:
             continue
@@ -193,14 +198,15 @@ def sensitivity(points: Sequence[tuple[float, float]], best_loss: float, t: Thre
 
 
 def convergence(losses: Sequence[float], t: Thresholds) -> tuple[int | None, str]:
-    """(steps until the smoothed loss made ``converge_fraction`` of its drop, 'fast' | 'moderate' | 'slow')."""
+    """(steps until the smoothed loss made ``converge_fraction`` of its drop, 'fast' | 'moderate' | 'slow'),
+    or (None, 'none') when the loss barely fell or went non-finite."""
     if len(losses) < 2 or not all(math.isfinite(x) for x in losses):
-        return None, "slow"
+        return None, "none"
     sm = smooth(losses, t.converge_smoothing)
     start, low = sm[0], min(sm)
     drop = start - low
-    if drop <= 0:
-        return None, "slow"
+    if drop <= t.converge_min_drop * abs(start):
+        return None, "none"
     target = start - t.converge_fraction * drop
     step = next(i for i, v in enumerate(sm, 1) if v <= target)
     frac = step / len(sm)

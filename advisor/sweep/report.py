@@ -131,6 +131,14 @@ def answers(rep: SweepReport) -> list[tuple[str, str]]:
     return out
 
 
+def _band(band: tuple[float, float] | None) -> str:
+    if band is None:
+        return "-"
+    if band[0] == band[1]:
+        return f"({fmt_number(band[0])} alone: no neighbour within the 'excellent' gap)"
+    return f"{fmt_number(band[0])} – {fmt_number(band[1])}"
+
+
 def verdict_on_recommendation(rep: SweepReport) -> str:
     rec, best = rep.recommended_lr, rep.best
     if rec is None:
@@ -141,10 +149,11 @@ def verdict_on_recommendation(rep: SweepReport) -> str:
     ratio = best.lr / rec
     tried = next((r for r in rep.rows if math.isclose(r.run.lr, rec, rel_tol=1e-6)), None)
     status = f", labelled '{tried.status}' here" if tried else ""
+    band = _band(rep.band)
     if rep.band is not None and rep.band[0] <= rec <= rep.band[1]:
-        where = f"inside the optimal band {fmt_number(rep.band[0])} – {fmt_number(rep.band[1])}"
+        where = f"inside the optimal band {band}"
     elif rep.band is not None:
-        where = f"outside the optimal band {fmt_number(rep.band[0])} – {fmt_number(rep.band[1])}"
+        where = f"outside the optimal band {band}"
     else:
         where = "no band could be read"
     return (f"the rulebook recommends {fmt_number(rec)}{rule}{status}; the best LR here is {fmt_number(best.lr)} "
@@ -178,8 +187,7 @@ def markdown(rep: SweepReport) -> str:
     if rep.thresholds is not None:
         lines += ["", _label_legend(rep.thresholds), ""]
     if rep.band:
-        lines.append(f"**Optimal band**: {fmt_number(rep.band[0])} – {fmt_number(rep.band[1])} "
-                     "(the contiguous optimal / excellent runs).")
+        lines.append(f"**Optimal band**: {_band(rep.band)} (the contiguous optimal / excellent runs).")
     if rep.intervals:
         low = [f"{fmt_number(i.lo)}–{fmt_number(i.hi)}" for i in rep.intervals if i.sensitivity == "low"]
         high = [f"{fmt_number(i.lo)}–{fmt_number(i.hi)}" for i in rep.intervals if i.sensitivity == "high"]
@@ -233,7 +241,7 @@ def write(rep: SweepReport, out: Path, *, plots: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     summary = summary_json(rep)
-    for row, data in zip(rep.rows, summary["runs"]):
+    for row, data in zip(rep.rows, summary["runs"], strict=True):
         d = out / run_dir_name(row.run.lr)
         d.mkdir(exist_ok=True)
         write_atomic(d / "run_data.json", json.dumps(data, indent=2) + "\n")
@@ -252,7 +260,7 @@ def _plots(rep: SweepReport, out: Path) -> list[Path]:
     lines: dict[str, list[float]] = {}
     xs: dict[str, list[float]] = {}
     for r in rep.rows:
-        finite_pts = [(s, v) for s, v in zip(r.run.steps, r.run.loss) if v is not None and math.isfinite(v)]
+        finite_pts = [(s, v) for s, v in zip(r.run.steps, r.run.loss, strict=False) if v is not None and math.isfinite(v)]
         if finite_pts:
             name = f"lr {fmt_number(r.run.lr)} ({r.status})"
             xs[name], lines[name] = [float(s) for s, _ in finite_pts], [v for _, v in finite_pts]
@@ -267,7 +275,7 @@ def _plots(rep: SweepReport, out: Path) -> list[Path]:
         sx: dict[str, list[float]] = {}
         for name, steps, values in (("train loss", run.steps, run.loss), ("eval loss", run.eval_steps, run.eval_loss),
                                     ("grad norm", run.steps, run.grad_norm)):
-            pts = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
+            pts = [(s, v) for s, v in zip(steps, values, strict=False) if v is not None and math.isfinite(v)]
             if pts:
                 sx[name], series[name] = [float(s) for s, _ in pts], [v for _, v in pts]
         if series:
@@ -299,8 +307,7 @@ def render_text(rep: SweepReport, console: Any) -> None:
     if rep.rows:
         console.print(table)
     if rep.band:
-        console.print(f"optimal band: {fmt_number(rep.band[0])} – {fmt_number(rep.band[1])}", highlight=False,
-                      markup=False)
+        console.print(f"optimal band: {_band(rep.band)}", highlight=False, markup=False)
     if rep.range_test and rep.range_test.get("suggestion") is not None:
         rt = rep.range_test
         console.print(f"range test ({rt['steps']} steps): suggestion {fmt_number(rt['suggestion'])} ({rt['method']}), "

@@ -2,9 +2,10 @@
 
 ``grid``: the given learning rates, each a probe run of the same steps and seed (seed 002's
 experiment as a command). ``range-test``: one run whose LR rises exponentially (Smith's LR range
-test), stopped when the smoothed loss diverges; its suggestion is fastai's ``valley`` or
-Lightning's ``steepest``. ``halving``: a range test, then candidates log-spaced over the band
-around its suggestion plus the rulebook's LR, pruned by optuna's SuccessiveHalvingPruner.
+test), stopped when the smoothed loss diverges; its suggestion is fastai's ``minimum`` (a tenth
+of the LR at the loss minimum, the default), fastai's ``valley`` or Lightning's ``steepest``.
+``halving``: a range test, then candidates log-spaced over the band around its suggestion plus
+the rulebook's LR, pruned by optuna's SuccessiveHalvingPruner.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from advisor.sweep import study as st
 from advisor.sweep.records import RunRecord
 
 STRATEGIES = ("halving", "grid", "range-test")
-SUGGESTIONS = ("valley", "steepest")
+SUGGESTIONS = ("minimum", "valley", "steepest")
 SPEC_VERSION = 1  # not-knowledge: bumps when the stored specification changes shape
 
 
@@ -186,7 +187,7 @@ def range_test(prober: Prober, book: Rulebook, spec: dict[str, Any]) -> tuple[di
     losses: list[float] = []
 
     def lr_at(i: int) -> float:
-        return start * ratio ** (min(i, steps - 1) / max(steps - 1, 1))
+        return float(start * ratio ** (min(i, steps - 1) / max(steps - 1, 1)))
 
     def on_step(rec: Any) -> None:
         lrs.append(rec.learning_rate)
@@ -205,6 +206,7 @@ def range_test(prober: Prober, book: Rulebook, spec: dict[str, Any]) -> tuple[di
         "method": spec["suggest"], "stopped": len(lrs) < steps,
         "suggestion": analysis.suggestion if analysis else None,
         "valley": analysis.valley_lr if analysis else None, "steepest": analysis.steepest_lr if analysis else None,
+        "minimum": analysis.minimum_lr if analysis else None,
         "min_loss_lr": analysis.min_loss_lr if analysis else None,
         "band": list(analysis.band) if analysis else None,
     }
@@ -250,7 +252,7 @@ def objective_for(prober: Prober, spec: dict[str, Any], events: Events) -> st.Ob
         if events.trial_end is not None:
             events.trial_end(record)
         end = record.eval_loss_end
-        return end if end is not None and math.isfinite(end) and not record.diverged else math.inf
+        return float(end) if end is not None and math.isfinite(end) and not record.diverged else math.inf
 
     return objective
 
@@ -359,7 +361,7 @@ def recommended_lr(book: Rulebook, plan: Any) -> tuple[float | None, str | None]
     value = rec.parameters.get("learning_rate")
     if value is None:
         return None, None
-    return float(value.value), f"{value.code} {value.rule}" if value.rule else None
+    return float(value.value), f"{value.code} {value.rule}" if value.rule else None  # type: ignore[arg-type]
 
 
 def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str, strategy: str,

@@ -18,12 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from advisor.errors import AdvisorError
-
-if TYPE_CHECKING:
-    import optuna
 
 SPEC_ATTR = "advisor_sweep_spec"
 RANGE_ATTR = "advisor_range_test"
@@ -41,7 +38,10 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError as exc:
-        raise SweepError("advisor sweep needs optuna", hint="pip install 'advisor[sweep]'") from exc
+        from advisor.probe.result import CouldNotRun
+
+        raise CouldNotRun("advisor sweep needs optuna, which is not installed",
+                          hint="pip install 'advisor[sweep]'") from exc
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
