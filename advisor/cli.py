@@ -423,6 +423,39 @@ def diagnose(
     return 1 if any(levels.index(s.severity) >= levels.index(fail_on) for s in signs if s.severity in levels) else 0
 
 
+# Options `advisor probe` and `advisor sweep` share: what to probe and how.
+ProbeConfigArg = typer.Argument(
+    None, help="A config advisor validate reads (advisor, Axolotl, LLaMA-Factory, TRL / HF). Or use --model/--method.")
+ProbeModelOpt = typer.Option(
+    None, "--model", "-m", help="Registry alias, hub id, model directory, or config.json (with --random-init).")
+ProbeMethodOpt = typer.Option(None, "--method", help="sft | dpo | grpo | ppo | raft (overrides the config).")
+ProbePeftOpt = typer.Option(None, "--peft", help="lora | qlora | full (overrides the config).")
+ProbeGpuOpt = typer.Option(None, "--gpu", help="GPU name (advisor gpus), for the recommendation's facts.")
+ProbeGpuMemOpt = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB.")
+RandomInitOpt = typer.Option(False, "--random-init", help="Build the model from its config with random weights.")
+DataOpt = typer.Option(
+    None, "--data", help="JSONL (text | prompt/completion | messages | prompt/chosen/rejected) or a datasets "
+                         "directory. Default: the built-in corpus.")
+NoPackingOpt = typer.Option(False, "--no-packing", help="Pad each example to the sequence length instead of packing.")
+ProbeSeqLenOpt = typer.Option(None, "--seq-len", help="Cap the sequence length (tokens).")
+MicroBatchOpt = typer.Option(None, "--micro-batch", help="Override the micro-batch.")
+AccumulationOpt = typer.Option(None, "--accumulation", help="Override the gradient accumulation steps.")
+SeedOpt = typer.Option(0, "--seed", help="Seed for data order and adapter initialisation.")
+MaxMemoryOpt = typer.Option(
+    None, "--max-memory", help="Memory cap in GiB (CUDA: the allocator's limit; CPU: peak RSS per step).")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda")
+SetOpt = typer.Option([], "--set", help="Pin a parameter for the recommendation: --set lora_rank=64.")
+ConfigFormatOpt = typer.Option(None, "--config-format", help="Force the config reader.")
+NoDetectOpt = typer.Option(False, "--no-detect", help="Do not ask nvidia-smi for the GPU.")
+
+
+def _probe_inputs(config: Optional[Path], model: Optional[str], method: Optional[str]) -> None:
+    if config is None and (model is None or method is None):
+        raise AdvisorError("give a CONFIG, or --model and --method", hint="advisor probe --help")
+    if config is not None and not config.is_file():
+        raise AdvisorError(f"{config}: no such file")
+
+
 @app.command(
     epilog="Examples:\n\n"
     "  advisor probe axolotl.yml\n\n"
@@ -432,28 +465,23 @@ def diagnose(
     "Exit codes: 0 pass (warnings printed), 1 fail verdict, 2 bad input, 3 the probe could not run, 130 interrupted.",
 )
 def probe(
-    config: Optional[Path] = typer.Argument(
-        None, help="A config advisor validate reads (advisor, Axolotl, LLaMA-Factory, TRL / HF). Or use --model/--method."),
-    model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="Registry alias, hub id, model directory, or config.json (with --random-init)."),
-    method: Optional[str] = typer.Option(None, "--method", help="sft | dpo | grpo | ppo | raft (overrides the config)."),
-    peft: Optional[str] = typer.Option(None, "--peft", help="lora | qlora | full (overrides the config)."),
-    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU name (advisor gpus), for the recommendation's facts."),
-    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB."),
-    random_init: bool = typer.Option(False, "--random-init", help="Build the model from its config with random weights."),
-    data: Optional[Path] = typer.Option(
-        None, "--data", help="JSONL (text | prompt/completion | messages | prompt/chosen/rejected) or a datasets "
-                             "directory. Default: the built-in corpus."),
-    no_packing: bool = typer.Option(False, "--no-packing", help="Pad each example to the sequence length instead of packing."),
+    config: Optional[Path] = ProbeConfigArg,
+    model: Optional[str] = ProbeModelOpt,
+    method: Optional[str] = ProbeMethodOpt,
+    peft: Optional[str] = ProbePeftOpt,
+    gpu: Optional[str] = ProbeGpuOpt,
+    gpu_mem: Optional[float] = ProbeGpuMemOpt,
+    random_init: bool = RandomInitOpt,
+    data: Optional[Path] = DataOpt,
+    no_packing: bool = NoPackingOpt,
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps to run (default 30)."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Cap the sequence length (tokens)."),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Override the micro-batch."),
-    accumulation: Optional[int] = typer.Option(None, "--accumulation", help="Override the gradient accumulation steps."),
+    seq_len: Optional[int] = ProbeSeqLenOpt,
+    micro_batch: Optional[int] = MicroBatchOpt,
+    accumulation: Optional[int] = AccumulationOpt,
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Seed for data order and adapter initialisation."),
-    max_memory: Optional[float] = typer.Option(
-        None, "--max-memory", help="Memory cap in GiB (CUDA: the allocator's limit; CPU: peak RSS per step)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    seed: int = SeedOpt,
+    max_memory: Optional[float] = MaxMemoryOpt,
+    device: str = DeviceOpt,
     eval_every: int = typer.Option(0, "--eval-every", help="Also evaluate every N steps (start and end always)."),
     dataset_size: Optional[str] = typer.Option(
         None, "--dataset-size", help="Training examples of the full run (projects its time from epochs)."),
@@ -462,11 +490,11 @@ def probe(
     save_adapter: Optional[Path] = typer.Option(
         None, "--save-adapter", help="Save the trained adapter here (else no weights are written)."),
     fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 on signs at or above: error (default) | warning | never."),
-    set_: list[str] = typer.Option([], "--set", help="Pin a parameter for the recommendation: --set lora_rank=64."),
-    config_format: Optional[str] = typer.Option(None, "--config-format", help="Force the config reader."),
+    set_: list[str] = SetOpt,
+    config_format: Optional[str] = ConfigFormatOpt,
     fmt: str = typer.Option("text", "--format", "-f", help="text | json (the report on stdout)"),
     no_live: bool = typer.Option(False, "--no-live", help="No live progress view."),
-    no_detect: bool = typer.Option(False, "--no-detect", help="Do not ask nvidia-smi for the GPU."),
+    no_detect: bool = NoDetectOpt,
     rules: list[Path] = RulesOpt,
 ) -> int:
     """Train a short real probe run (QLoRA / LoRA / full) and judge it by the signal rules."""
@@ -478,10 +506,7 @@ def probe(
     _check_format(fmt, ("text", "json"))
     if fail_on not in ("error", "warning", "never"):
         raise AdvisorError(f"--fail-on: unknown level {fail_on!r}", hint="one of error, warning, never")
-    if config is None and (model is None or method is None):
-        raise AdvisorError("give a CONFIG, or --model and --method", hint="advisor probe --help")
-    if config is not None and not config.is_file():
-        raise AdvisorError(f"{config}: no such file")
+    _probe_inputs(config, model, method)
     book = _book(rules)
     plan = build_plan(
         book, config=config, config_format=config_format, model=model, method=method, peft=peft, gpu=gpu,
@@ -515,6 +540,142 @@ def probe(
             console.print(line, highlight=False, markup=False)
         console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False, markup=False)
     return int(report.exit_code)
+
+
+def _parse_lrs(lrs: Optional[str], lr_range: Optional[str], points: Optional[int]) -> Optional[list[float]]:
+    """--lrs 1e-5,2e-4 or --lr-range 1e-5:1e-2 [--points N] -> learning rates (None: neither given)."""
+    import math
+
+    from advisor.sweep.analysis import log_space
+
+    def number(text: str, flag: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise AdvisorError(f"{flag}: {text!r} is not a number", hint="e.g. 2e-4") from None
+        if not (math.isfinite(value) and 0 < value < 10):
+            raise AdvisorError(f"{flag}: {text!r} is not a learning rate", hint="e.g. 2e-4")
+        return value
+
+    if lrs is not None and lr_range is not None:
+        raise AdvisorError("give --lrs or --lr-range, not both")
+    if lrs is not None:
+        values = [number(x.strip(), "--lrs") for x in lrs.split(",") if x.strip()]
+        if not values:
+            raise AdvisorError("--lrs: no learning rates given", hint="e.g. --lrs 1e-5,2e-4,1e-3,5e-3")
+        return values
+    if lr_range is not None:
+        lo_text, sep, hi_text = lr_range.partition(":")
+        if not sep:
+            raise AdvisorError(f"--lr-range: {lr_range!r} is not LO:HI", hint="e.g. --lr-range 1e-5:1e-2")
+        lo, hi = number(lo_text, "--lr-range"), number(hi_text, "--lr-range")
+        if lo >= hi:
+            raise AdvisorError(f"--lr-range: {lr_range!r}: LO must be below HI")
+        if points is None:
+            raise AdvisorError("--lr-range needs --points", hint="e.g. --points 12")
+        if points < 2:
+            raise AdvisorError(f"--points: {points} must be at least 2")
+        return log_space(lo, hi, points)
+    return None
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  advisor sweep --model examples/tiny-llama/config.json --method sft --peft qlora --random-init "
+    "--strategy grid --lrs 1e-5,2e-4,1e-3,5e-3\n\n"
+    "  advisor sweep axolotl.yml --strategy halving --steps 120 -o sweep-out --write-rules ./my-rules\n\n"
+    "  advisor sweep axolotl.yml --storage postgresql://me@db/sweeps --study llama-lr   (then on other machines:)\n\n"
+    "  advisor sweep --worker --storage postgresql://me@db/sweeps --study llama-lr",
+)
+def sweep(
+    config: Optional[Path] = ProbeConfigArg,
+    model: Optional[str] = ProbeModelOpt,
+    method: Optional[str] = ProbeMethodOpt,
+    peft: Optional[str] = ProbePeftOpt,
+    gpu: Optional[str] = ProbeGpuOpt,
+    gpu_mem: Optional[float] = ProbeGpuMemOpt,
+    random_init: bool = RandomInitOpt,
+    data: Optional[Path] = DataOpt,
+    no_packing: bool = NoPackingOpt,
+    seq_len: Optional[int] = ProbeSeqLenOpt,
+    micro_batch: Optional[int] = MicroBatchOpt,
+    accumulation: Optional[int] = AccumulationOpt,
+    seed: int = SeedOpt,
+    max_memory: Optional[float] = MaxMemoryOpt,
+    device: str = DeviceOpt,
+    set_: list[str] = SetOpt,
+    config_format: Optional[str] = ConfigFormatOpt,
+    no_detect: bool = NoDetectOpt,
+    strategy: str = typer.Option("halving", "--strategy", help="halving (default) | grid | range-test"),
+    lrs: Optional[str] = typer.Option(None, "--lrs", help="grid: learning rates, e.g. 1e-5,2e-4,1e-3,5e-3"),
+    lr_range: Optional[str] = typer.Option(None, "--lr-range", help="grid: a log range LO:HI (with --points)"),
+    points: Optional[int] = typer.Option(None, "--points", help="grid: learning rates in --lr-range"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps per run (default: rules/sweep.yaml, 80)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N steps (default 8)."),
+    suggest: str = typer.Option(
+        "minimum", "--suggest", help="range test suggestion: minimum (fastai's lr_min: a tenth of the LR at the loss "
+                                     "minimum) | valley (fastai) | steepest (Lightning)"),
+    out: Path = typer.Option(Path("sweep-out"), "--out", "-o", help="Directory for the report, plots and the journal."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="optuna storage: an RDB URL (postgresql://, sqlite:///) or a journal file. "
+                                "Default: a journal file in --out."),
+    study: str = typer.Option("advisor-sweep", "--study", help="Study name in the storage."),
+    worker: bool = typer.Option(False, "--worker", help="Join a sweep started elsewhere (--storage, --study)."),
+    write_rules: Optional[Path] = typer.Option(
+        None, "--write-rules", help="Write the best LR as a user rule in this directory (use it with --rules)."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip the PNG plots."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json (the summary on stdout)"),
+    rules: list[Path] = RulesOpt,
+) -> int:
+    """Find the learning rate: a grid, an LR range test, or successive halving over probe runs."""
+    import json
+
+    from advisor.sweep import runner
+
+    _check_format(fmt, ("text", "json"))
+    book = _book(rules)
+    console = _console()
+
+    def say(text: str) -> None:
+        if fmt == "text":
+            console.print(text, highlight=False, markup=False)
+
+    def ended(run: Any) -> None:
+        loss = "-" if run.eval_loss_end is None else f"{run.eval_loss_end:.4f}"
+        say(f"  lr {run.lr:.3g}: {run.status}, {run.optimizer_steps} steps, final eval loss {loss}")
+
+    events = runner.Events(message=say, trial_start=lambda n, lr: say(f"run {n}: lr {lr:.3g}"), trial_end=ended,
+                           waiting=lambda n: say(f"waiting for {n} run(s) in other workers"))
+    if worker:
+        if storage is None:
+            raise AdvisorError("--worker needs --storage", hint="the URL the sweep's first process was given")
+        queue, ran = runner.run_worker(book, storage_url=storage, study_name=study, events=events)
+        say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
+        return 0
+    _probe_inputs(config, model, method)
+    outcome = runner.start(
+        book, out=out, storage_url=storage, study_name=study, strategy=strategy,
+        lrs=_parse_lrs(lrs, lr_range, points), steps=steps, eval_every=eval_every, suggest=suggest, seed=seed,
+        probe={"config": str(config.resolve()) if config else None, "config_format": config_format, "model": model,
+               "method": method, "peft": peft, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
+               "random_init": random_init, "data": str(data.resolve()) if data else None, "packing": not no_packing,
+               "seq_len": seq_len, "micro_batch": micro_batch, "accumulation": accumulation,
+               "max_memory_gb": max_memory, "device": device, "pins": _parse_set(set_, book)},
+        events=events, plots=not no_plots, write_rules=write_rules,
+    )
+    found = outcome.report.best is not None or bool((outcome.report.range_test or {}).get("suggestion"))
+    if fmt == "json":
+        from advisor.sweep.report import summary_json
+
+        sys.stdout.write(json.dumps(summary_json(outcome.report), indent=2) + "\n")
+        return 0 if found else 1
+    from advisor.sweep.report import render_text
+
+    render_text(outcome.report, console)
+    if outcome.rule_file is not None:
+        say(f"wrote rule {outcome.rule_file} (use it with --rules {outcome.rule_file.parent})")
+    say(f"wrote {len(outcome.written)} files in {out}: README.md, all_results.json, run_data.json and plots per run")
+    return 0 if found else 1
 
 
 @rules_app.command("list")

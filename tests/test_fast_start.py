@@ -39,6 +39,7 @@ sys.stderr.write("CODE=" + json.dumps(code) + "\\n")
         ["validate", "examples/configs/trl-grpo-lora.yaml", "--no-detect"],
         ["models"],
         ["probe", "--help"],
+        ["sweep", "--help"],
         ["memory", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090"],
     ],
 )

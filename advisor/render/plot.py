@@ -21,8 +21,10 @@ def terminal_bars(series: list[float], label: str = "cycle") -> str:
 
 
 def png_lines(path: Path, lines: dict[str, list[float]], *, title: str, xlabel: str, ylabel: str,
-              marks: dict[str, list[tuple[str, list[int]]]] | None = None) -> None:
-    """One line per series, flagged points marked (label, 1-based positions), written atomically."""
+              marks: dict[str, list[tuple[str, list[int]]]] | None = None,
+              xs: dict[str, list[float]] | None = None, logx: bool = False, logy: bool = False) -> None:
+    """One line per series (x: its own ``xs`` or 1, 2, ...), flagged points marked (label, 1-based
+    positions), written atomically."""
     try:
         import matplotlib
 
@@ -34,14 +36,21 @@ def png_lines(path: Path, lines: dict[str, list[float]], *, title: str, xlabel: 
         raise AdvisorError(f"{path}: directory {path.parent} does not exist")
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     for name, ys in lines.items():
-        ax.plot(range(1, len(ys) + 1), ys, marker="o", markersize=2, label=name)
+        x = (xs or {}).get(name) or list(range(1, len(ys) + 1))
+        ax.plot(x, ys, marker="o", markersize=2, label=name)
         for label, at in (marks or {}).get(name, []):
             points = [i for i in at if 1 <= i <= len(ys)]
-            ax.scatter(points, [ys[i - 1] for i in points], marker="x", s=60, zorder=3, label=f"{label} on {name}")
+            ax.scatter([x[i - 1] for i in points], [ys[i - 1] for i in points], marker="x", s=60, zorder=3,
+                       label=f"{label} on {name}")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     ax.grid(alpha=0.3)  # not-knowledge: grid line opacity
     ax.legend()
     fig.tight_layout()

@@ -33,6 +33,7 @@ FILE_KINDS = {
     "families": "families.schema.json",
     "models": "models.schema.json",
     "gpus": "gpus.schema.json",
+    "coefficients": "coefficients.schema.json",
     "memory": "memory.schema.json",
 }
 MAX_RULE_FILE_BYTES = 2_000_000
@@ -45,11 +46,19 @@ class Rulebook:
     families: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coefficients: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)  # rules/memory.yaml, layered by key and id
     directories: list[Path] = field(default_factory=list)
 
     def rules_for(self, parameter: str) -> list[Rule]:
         return [r for r in self.rules.values() if r.parameter == parameter]
+
+    def coefficient(self, cid: str) -> Any:
+        """A named number (rules/*.yaml `coefficients:`) that code reads; a missing one is a rule-file error."""
+        if cid not in self.coefficients:
+            raise RuleFileError(f"coefficient {cid!r} is not defined in any rules directory",
+                                hint="the built-in rules/ declare it; a user directory may replace it by the same id")
+        return self.coefficients[cid]["value"]
 
     def find(self, key: str) -> Rule | None:
         """A rule by id or by code (case-insensitive)."""
