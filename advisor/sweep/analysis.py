@@ -214,6 +214,11 @@ def convergence(losses: Sequence[float], t: Thresholds) -> tuple[int | None, str
     return step, speed
 
 
+def same_lr(a: float, b: float) -> bool:
+    """Learning rates are compared as they are written: to three significant figures."""
+    return f"{a:.3g}" == f"{b:.3g}"
+
+
 def log_space(lo: float, hi: float, n: int) -> list[float]:
     """``n`` learning rates evenly spaced in log between lo and hi (both included), 3 significant figures."""
     if n == 1:

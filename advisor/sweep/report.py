@@ -147,7 +147,7 @@ def verdict_on_recommendation(rep: SweepReport) -> str:
     if best is None:
         return f"cannot tell: no run finished cleanly; the rulebook recommends {fmt_number(rec)}{rule}"
     ratio = best.lr / rec
-    tried = next((r for r in rep.rows if math.isclose(r.run.lr, rec, rel_tol=1e-6)), None)
+    tried = next((r for r in rep.rows if an.same_lr(r.run.lr, rec)), None)
     status = f", labelled '{tried.status}' here" if tried else ""
     band = _band(rep.band)
     if rep.band is not None and rep.band[0] <= rec <= rep.band[1]:

@@ -222,7 +222,7 @@ def halving_candidates(band: tuple[float, float], n: int, recommended: float | N
     lrs = an.log_space(band[0], band[1], n)
     centre = math.sqrt(band[0] * band[1])
     ordered = sorted(lrs, key=lambda x: abs(math.log(x / centre)))
-    if recommended is not None and not any(math.isclose(x, recommended, rel_tol=0.01) for x in ordered):
+    if recommended is not None and not any(an.same_lr(x, recommended) for x in ordered):
         ordered.insert(1, recommended)
     return ordered
 
