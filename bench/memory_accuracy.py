@@ -7,18 +7,24 @@
 2. `--cuda`: short real trainings (random-init weights from the registry config; peft LoRA,
    bitsandbytes NF4 double-quant + prepare_model_for_kbit_training for QLoRA; bf16 autocast;
    SDPA; the rulebook's optimizer) and the predicted peak against torch.cuda.max_memory_reserved()
-   and max_memory_allocated(), written to bench/results/memory_accuracy.md.
-   `--device cpu --tiny` runs the same training path on a tiny config (no memory statistics on CPU).
+   and max_memory_allocated(), appended as a new run to bench/results/memory_accuracy.md (earlier
+   runs stay: they were measured). `--device cpu --tiny` runs the same training path on a tiny
+   config (no memory statistics on CPU).
+3. `--rescore`: recompute the prediction columns of every run in bench/results/memory_accuracy.md
+   with the current rules (after a change to rules/memory.yaml); the measured columns stay.
 
     python bench/memory_accuracy.py
     python bench/memory_accuracy.py --cuda
+    python bench/memory_accuracy.py --rescore
     python bench/memory_accuracy.py --device cpu --tiny
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -27,8 +33,8 @@ from typing import Any
 
 from advisor import api
 from advisor.facts.job import JobFacts
-from advisor.memory import estimate
 from advisor.memory.knowledge import GIB, knowledge
+from advisor.memory.measured import Measured, predict, rescore, table
 from advisor.memory.plan import values
 from advisor.memory.shapes import count
 from advisor.rulebook import load_rulebook
@@ -51,6 +57,10 @@ CUDA_CASES: list[tuple[str, str, int, int, bool]] = [
     ("llama-8b", "qlora", 2048, 4, True),
     ("llama-8b", "lora", 2048, 2, True),
     ("llama-8b", "lora", 4096, 1, True),
+    # added with the recalibration and measured after it (not used to shape the model): 8B QLoRA
+    # without checkpointing (the fp32 MLP activations at 8B), full fine-tuning of another model
+    ("llama-8b", "qlora", 1024, 2, False),
+    ("qwen2.5-1.5b", "full", 2048, 1, True),
 ]
 TINY = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 2,
         "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 4096, "max_position_embeddings": 2048,
@@ -138,6 +148,9 @@ def build(book: Any, job: JobFacts, params: dict[str, Any], device: str) -> Any:
                                           device="meta")
                     setattr(parent, child_name, q)
     model.to_empty(device=device)
+    # to_empty gives every module a new Parameter, so an lm_head tied to the embedding comes back as a
+    # second matrix: tie it again, as from_pretrained does (accelerate init_empty_weights: tie_weights).
+    model.tie_weights()
     with torch.no_grad():
         for mod in model.modules():
             if type(mod).__name__ == "Linear4bit":
@@ -188,23 +201,27 @@ def optimizer_for(model: Any, name: str) -> Any:
     return torch.optim.AdamW(trainable, lr=1e-5)
 
 
+def is_tied(model: Any) -> bool:
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    base = getattr(out, "base_layer", out)  # a LoRA-wrapped lm_head
+    return base is not None and base.weight is inp.weight
+
+
 def train_case(book: Any, case: tuple[str, str, int, int, bool], device: str, steps: int) -> dict[str, Any]:
     import torch
 
-    model_name, peft, seq, micro, gc = case
+    model_name, peft, seq, micro, gc_on = case
     job, params = rec_params(book, model_name, "sft", peft, seq)
-    params = {**params, "micro_batch_size": micro, "max_seq_length": seq, "gradient_checkpointing": gc}
+    params = {**params, "micro_batch_size": micro, "max_seq_length": seq, "gradient_checkpointing": gc_on}
     job = replace(job, gpu=replace(job.gpu, count=1))
-    est = estimate(book, job, params)
-    row: dict[str, Any] = {"case": f"{model_name} {peft} seq {seq} batch {micro} gc {'on' if gc else 'off'}",
-                           "pred_total": est.total_gb, "pred_reserved": est.reserved_gb, "pred_alloc": est.allocated_gb,
-                           "optimizer": params["optimizer"]}
     cuda = device == "cuda"
+    gc.collect()  # a model of the previous case held in a reference cycle would count in this one's peak
     if cuda:
         torch.cuda.empty_cache()
     start = time.perf_counter()
     model = build(book, job, params, device)
     model.train()
+    tied = is_tied(model)
     opt = optimizer_for(model, str(params["optimizer"]))
     vocab = job.model.vocab_size
     if cuda:
@@ -217,17 +234,25 @@ def train_case(book: Any, case: tuple[str, str, int, int, bool], device: str, st
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    row["seconds"] = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    real = {"allocated_gb": 0.0, "reserved_gb": 0.0, "context_gb": 0.0}
     if cuda:
         torch.cuda.synchronize()
         free, total = torch.cuda.mem_get_info()
-        row["real_reserved"] = torch.cuda.max_memory_reserved() / GIB
-        row["real_alloc"] = torch.cuda.max_memory_allocated() / GIB
-        row["context"] = (total - free) / GIB - torch.cuda.memory_reserved() / GIB
+        real = {"allocated_gb": torch.cuda.max_memory_allocated() / GIB,
+                "reserved_gb": torch.cuda.max_memory_reserved() / GIB,
+                "context_gb": (total - free) / GIB - torch.cuda.memory_reserved() / GIB}
+    adapter = peft != "full"
+    m = Measured(model=model_name, peft=peft, seq_len=seq, micro_batch=micro, gradient_checkpointing=gc_on,
+                 tied=tied, optimizer=str(params["optimizer"]),
+                 lora_rank=int(params["lora_rank"]) if adapter else 0,
+                 lora_alpha=int(params["lora_alpha"]) if adapter else 0,
+                 lora_dropout=float(params.get("lora_dropout") or 0.0) if adapter else 0.0,
+                 lora_targets=tuple(params["lora_target_modules"]) if adapter else (), **real)
     del model, opt
     if cuda:
         torch.cuda.empty_cache()
-    return row
+    return {"measured": m, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="a tiny llama config instead of the case list")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--rescore", action="store_true", help="recompute the predictions in the results file")
     args = ap.parse_args(argv)
     book = load_rulebook()
+    if args.rescore:
+        return rescore_results(book)
     if not (args.cuda or args.device):
         import torch
         import transformers
@@ -269,36 +297,54 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if args.only in " ".join(map(str, c))]
     rows = []
     for case in cases:
-        row = train_case(book, case, device, args.steps)
-        rows.append(row)
-        print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    if device == "cuda":
-        write_results(rows, " ".join(sys.argv), torch.cuda.get_device_name())
+        out = train_case(book, case, device, args.steps)
+        m = out["measured"]
+        est = predict(book, m) if not args.tiny else None
+        rows.append((m, est))
+        print(f"{m.case} lm_head {'tied' if m.tied else 'untied'}: allocated {m.allocated_gb:.2f} GiB "
+              f"reserved {m.reserved_gb:.2f} GiB context {m.context_gb:.2f} GiB"
+              + (f"; predicted {est.allocated_gb:.2f} / {est.reserved_gb:.2f}" if est else "")
+              + f" ({out['seconds']:.1f} s)", flush=True)
+    if device == "cuda" and not args.tiny:
+        write_results([(m, e) for m, e in rows if e is not None], " ".join(sys.argv), torch.cuda.get_device_name(),
+                      args.steps)
     return 0
 
 
-def write_results(rows: list[dict[str, Any]], command: str, gpu: str) -> None:
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_results(rows: list[tuple[Measured, Any]], command: str, gpu: str, steps: int) -> None:
+    """Append this run to bench/results/memory_accuracy.md (earlier runs were measured: they stay)."""
     import torch
     import transformers
 
     lines = [
-        "# Memory model accuracy (real trainings)", "",
+        f"## Run of {time.strftime('%Y-%m-%d')} at commit {commit()}", "",
         f"Command: `{command}`  ", f"Device: {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"{platform.python_version()}  ",
-        "Each case: random-init weights from the registry config, 3 optimizer steps with bf16 autocast, SDPA, "
-        "the rulebook's LoRA rank / targets / optimizer; QLoRA = bitsandbytes NF4 double quant + "
-        "prepare_model_for_kbit_training. GiB throughout.", "",
-        "| case | optimizer | predicted reserved | max_memory_reserved | ratio | predicted allocated | "
-        "max_memory_allocated | ratio | CUDA context (measured) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"Python {platform.python_version()}  ",
+        f"Each case: random-init weights from the registry config, {steps} optimizer steps with bf16 autocast, SDPA; "
+        "QLoRA = bitsandbytes NF4 double quant + prepare_model_for_kbit_training. GiB throughout; ratios are "
+        "predicted / measured.", "",
+        *table(rows), "",
     ]
-    for r in rows:
-        lines.append(f"| {r['case']} | {r['optimizer']} | {r['pred_reserved']:.2f} | {r['real_reserved']:.2f} | "
-                     f"{r['pred_reserved'] / r['real_reserved']:.2f} | {r['pred_alloc']:.2f} | {r['real_alloc']:.2f} | "
-                     f"{r['pred_alloc'] / r['real_alloc']:.2f} | {r['context']:.2f} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    before = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Memory model accuracy (real trainings)\n"
+    RESULTS.write_text(before.rstrip("\n") + "\n\n" + "\n".join(lines), encoding="utf-8")
+    print(f"appended to {RESULTS}")
+
+
+def rescore_results(book: Any) -> int:
+    text = RESULTS.read_text(encoding="utf-8")
+    new = rescore(book, text, str(RESULTS))
+    RESULTS.write_text(new, encoding="utf-8")
+    print(f"{RESULTS}: predictions recomputed with the rules at commit {commit()} (and any uncommitted change)")
+    return 0
 
 
 if __name__ == "__main__":

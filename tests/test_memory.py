@@ -90,8 +90,8 @@ def test_nf4_bits_per_parameter_match_bitsandbytes(book: Rulebook, double_quant:
 def test_published_reference_points(book: Rulebook, case: dict[str, Any]) -> None:
     model = case["model"] if not case["model"].startswith("tests/") else str(REPO / case["model"])
     est = estimate(book, job(book, model, case["method"], case["peft"]), case["params"])
-    if "at_most" in case:
-        assert est.total_gb <= case["at_most"], est.items
+    if "at_most" in case:  # what must stay on the GPU: paged optimizer states may move to CPU RAM
+        assert est.total_gb - est.paged_gb <= case["at_most"], est.items
     else:
         assert est.total_gb == pytest.approx(case["published"], rel=case["tolerance"]), est.items
 
@@ -101,7 +101,7 @@ def test_estimate_api_is_itemised_and_adds_up(book: Rulebook) -> None:
     est = estimate(book, j, {**resolved(book, "llama-8b", peft="qlora"), "micro_batch_size": 2})
     assert est.total_gb == pytest.approx(sum(i.gb for i in est.items), rel=1e-9)
     context = next(i for i in est.items if i.name == "CUDA context")
-    assert est.reserved_gb == pytest.approx(est.total_gb - context.gb, rel=1e-9)
+    assert est.reserved_gb == pytest.approx(est.total_gb - context.gb - est.paged_gb, rel=1e-9)
     know = knowledge(book)
     for item in est.items:
         assert item.name and item.detail and item.sources and all(s in know.coefficients for s in item.sources)
@@ -117,7 +117,11 @@ def test_memory_grows_with_batch_and_sequence_and_shrinks_with_checkpointing(boo
     assert total(micro_batch_size=2) > total()
     assert total(max_seq_length=4096) > total()
     assert total(gradient_checkpointing=False) > total()
-    assert total(attention="eager") > total()  # the s x s scores
+    # eager's s x s scores: in every layer without checkpointing; with it, only in the recomputed layer,
+    # which at 2048 tokens stays below the loss's logits (the peak)
+    assert total(attention="eager", gradient_checkpointing=False) > total(gradient_checkpointing=False)
+    assert total(attention="eager") == total()
+    assert total(attention="eager", max_seq_length=16384) > total(max_seq_length=16384)
     assert total(bnb_4bit_use_double_quant=False) > total()
 
 
@@ -163,8 +167,13 @@ def test_recommend_full_8b_on_a_4090_says_it_does_not_fit_and_what_would(book: R
     rec = api.recommend(book=book, model="llama-8b", method="sft", peft="full", gpu="rtx-4090", detect_gpu=False)
     assert rec.memory is not None and rec.memory.fits is False and rec.memory.max_micro_batch == 0
     warning = next(w for w in rec.warnings if w.startswith("does not fit"))
-    assert "optimizer (fp32 master + states)" in warning  # why: the largest items
-    assert "QLoRA instead of full" in warning and "--gpu" in warning
+    assert "optimizer (fp32 master + states)" in warning and "optimizer step buffer" in warning  # why
+    # 20 B per parameter at torch AdamW's step: no single registry GPU holds it under the margin
+    assert "QLoRA instead of full" in warning and "--gpu" not in warning
+    small = api.recommend(book=book, model="llama-3.2-1b", method="sft", peft="full", gpu="rtx-4090",
+                          detect_gpu=False)
+    assert small.memory is not None and not small.memory.fits
+    assert any("--gpu" in a for a in small.memory.alternatives)
     # each alternative was checked: QLoRA at the same length really fits
     qlora = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
     assert qlora.memory is not None and qlora.memory.fits
@@ -218,7 +227,12 @@ def test_cli_memory_table_json_and_exit_codes() -> None:
     js = run_cli("memory", "--model", "llama-8b", "--method", "dpo", "--batch", "2", "--gpu", "a100-40gb",
                  "--format", "json", "--no-detect")
     data = json.loads(js.stdout)
-    assert data["micro_batch"] == 2 and data["total_gb"] == pytest.approx(sum(i["gb"] for i in data["items"]), abs=0.05)
+    # the total is the fixed items plus the largest phase (forward / backward, optimizer step, generation)
+    phases: dict[str, float] = {}
+    for i in data["items"]:
+        phases[i["phase"]] = phases.get(i["phase"], 0.0) + i["gb"]
+    fixed = sum(phases.pop(p, 0.0) for p in ("static", "paged", "fixed"))
+    assert data["micro_batch"] == 2 and data["total_gb"] == pytest.approx(fixed + max(phases.values()), abs=0.05)
     full = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--gpu", "rtx-4090",
                    "--no-detect")
     assert full.returncode == 1 and "does NOT fit" in full.stdout and "what would fit" in full.stdout

@@ -1,10 +1,12 @@
 """Peak GPU memory of one training step, itemised. Pure arithmetic over the model's module
 shapes and the coefficients of rules/memory.yaml; no torch.
 
-Peak = static (weights, trainable state, reference model) + the larger of the training step's
-dynamic memory (activations, logits, transients) and, for GRPO / PPO, the generation phase's
-(KV cache); plus the caching allocator's overhead (together: what torch.cuda.max_memory_reserved
-reports) and the CUDA context (what nvidia-smi adds on top).
+Peak = static (weights, trainable state, reference model) + the largest of three phases: the
+forward / backward pass (activations and the loss's logits; with checkpointing, the loss's backward
+or one recomputed layer, whichever is larger), optimizer.step()'s own buffer, and for GRPO / PPO the
+generation (KV cache); plus the caching allocator's overhead (together: what
+torch.cuda.max_memory_reserved reports), and outside the allocator bitsandbytes' paged optimizer
+states and the CUDA context (what nvidia-smi adds on top).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8", "gptq-int4")
 ATTENTIONS = ("sdpa", "flash", "eager")
 TRAINERS = ("hf", "deepspeed-zero2")
 _BITS = {"nf4": "nf4-bits", "nf4-dq": "nf4-bits-double-quant", "int8": "int8-bits", "gptq-int4": "gptq-int4-bits"}
+_BNB = ("nf4", "nf4-dq", "int8")  # bitsandbytes layers: they return their input's dtype
 _GEN_METHODS = ("grpo", "ppo")
 _REF_METHODS = ("dpo", "grpo", "ppo")
 
@@ -55,7 +58,7 @@ class Item:
     gb: float
     detail: str
     sources: tuple[str, ...] = ()  # coefficient ids in rules/memory.yaml
-    phase: str = "static"  # static | train | generate | fixed
+    phase: str = "static"  # static | paged | train | step | generate | fixed
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "sources": list(self.sources)}
@@ -66,16 +69,18 @@ class Estimate:
     items: tuple[Item, ...]
     allocated_gb: float
     reserved_gb: float  # comparable with torch.cuda.max_memory_reserved()
-    total_gb: float  # reserved + CUDA context: what the GPU must hold
+    total_gb: float  # reserved + paged optimizer states + CUDA context: what the GPU holds
     setup: Setup
     counts: Counts
     notes: tuple[str, ...] = field(default_factory=tuple)
+    paged_gb: float = 0.0  # bitsandbytes' paged optimizer states: CUDA managed memory, evictable to CPU
 
     def as_dict(self) -> dict[str, Any]:
         c = self.counts
         return {
             "total_gb": round(self.total_gb, 2), "reserved_gb": round(self.reserved_gb, 2),
-            "allocated_gb": round(self.allocated_gb, 2), "setup": asdict(self.setup),
+            "allocated_gb": round(self.allocated_gb, 2), "paged_gb": round(self.paged_gb, 2),
+            "setup": asdict(self.setup),
             "params": {"total": c.total, "quantizable_linear": c.linear_weights, "experts": c.experts,
                        "other": c.other, "lora_trainable": c.lora, "lora_modules": list(c.lora_modules),
                        "architecture": c.architecture},
@@ -160,8 +165,11 @@ class _Builder:
             n = c.total / s.shard
             self.add("weights (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
             self.add("gradients (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
-            self.add("optimizer (fp32 master + states)", n * (per - 2 * e),
-                     f"{_b(c.total)} params x {per - 2 * e:g} B ({s.optimizer})", (cid,))
+            states_id = k.optimizer_states(s.optimizer)
+            paged = k[states_id] if k.paged(s.optimizer) else 0.0
+            self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
+                     f"{_b(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})", (cid,))
+            self.add_paged(n, states_id)
             if s.shard > 1:
                 self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
                                   "(FSDP full shard / ZeRO-3)")
@@ -173,6 +181,12 @@ class _Builder:
                      f"{_b(c.total)} params x {e:g} B: full fine-tuning keeps a second model", ("bytes-16bit",))
         if s.method == "ppo":
             self.notes.append("PPO's value and reward models are not modelled: add their weights")
+
+    def add_paged(self, n_params: float, states_id: str) -> None:
+        if self.k.paged(self.s.optimizer):
+            self.add("optimizer states (paged)", n_params * self.k[states_id],
+                     f"{_b(n_params)} params x {self.k[states_id]:g} B in CUDA managed memory: outside torch's "
+                     "allocator, moved to CPU RAM when the GPU runs short", (states_id,), "paged")
 
     def _frozen_weights(self) -> None:
         k, c, s = self.k, self.c, self.s
@@ -209,13 +223,23 @@ class _Builder:
             ids = ("lora-param-bytes", "grad-bytes-lora", states)
             if s.adapter_dtype == "bf16":
                 ids = ("bytes-16bit", "bytes-16bit", states)
+            if k.paged(s.optimizer):
+                ids = ids[:2]
+                self.add_paged(c.lora, states)
             per = sum(k[i] for i in ids)
-        self.add("LoRA adapters (weights, gradients, optimizer)", c.lora * per,
+        what = "weights, gradients" + (", optimizer" if len(ids) != 2 else "")
+        self.add(f"LoRA adapters ({what})", c.lora * per,
                  f"{_b(c.lora)} params (rank {s.lora_rank}, {', '.join(c.lora_modules)}) x {per:g} B", ids)
         if c.unmatched_targets:
             self.notes.append(f"LoRA targets matching no linear module (no adapter): {', '.join(c.unmatched_targets)}")
 
     # -- training step ---------------------------------------------------------------------
+    def fp32_stream(self) -> bool:
+        """After prepare_model_for_kbit_training the residual stream is fp32 and bitsandbytes' layers
+        return it in fp32 (rules/memory.yaml kbit-mlp-act-bytes)."""
+        s = self.s
+        return s.peft != "full" and s.kbit_upcast and s.quantization in _BNB
+
     def layer_bytes_per_token(self) -> tuple[float, list[str]]:
         """Bytes autograd keeps per token for one decoder layer (no checkpointing)."""
         k, m, c, s = self.k, self.m, self.c, self.s
@@ -231,7 +255,11 @@ class _Builder:
         top_k = m.experts_per_token if m.is_moe else 1
         width = m.intermediate_size * top_k
         gated = any(mod.mlp in ("gate", "gate_up") for mod in c.modules)
-        total += e * (3 if gated else 2) * width
+        mlp_e = e
+        if self.fp32_stream():
+            mlp_e = k["kbit-mlp-act-bytes"]
+            used.append("kbit-mlp-act-bytes")
+        total += mlp_e * (3 if gated else 2) * width
         if m.is_moe:
             total += e * 2 * h * top_k  # tokens gathered into and scattered out of their experts
         if s.peft == "full":
@@ -252,24 +280,44 @@ class _Builder:
         tokens = sequences * s.seq_len
         layer, used = self.layer_bytes_per_token()
         seq_note = f"{sequences} x {s.seq_len} tokens" + (" (chosen + rejected)" if s.method == "dpo" else "")
-        if s.gradient_checkpointing:
-            boundary = k["kbit-upcast-bytes"] if s.kbit_upcast else e  # fp32 residual stream after the upcast
-            acts = tokens * (m.num_layers * boundary * h + layer)
-            detail = (f"{seq_note}; checkpointing: {m.num_layers} layer inputs x {boundary:g} B x {h} "
-                      f"+ one layer recomputed ({layer / 1024:.1f} KiB/token)")
-        else:
-            acts = tokens * m.num_layers * layer
-            detail = f"{seq_note} x {m.num_layers} layers x {layer / 1024:.1f} KiB/token"
-        acts += tokens * h * k["rmsnorm-saved-bytes"]  # the final norm
-        if s.peft != "full" and "lm_head" in c.lora_modules:
-            acts += tokens * h * k["lora-input-copy-bytes"]
-        self.add("activations", acts, detail + f", {s.attention} attention", tuple(used), "train")
+        # What the loss holds: the logits, and under the kbit upcast the 16-bit copy of the fp32 lm_head
+        # that autograd keeps for the input gradient (rules/memory.yaml kbit-upcast-bytes, notes).
         logit_id = "grpo-logits-bytes" if s.method in _GEN_METHODS else c.logits
         logits = tokens * m.vocab_size * k[logit_id]
-        self.add("logits and loss", logits, f"{tokens} tokens x {m.vocab_size} vocab x {k[logit_id]:g} B",
-                 (logit_id,), "train")
+        head_copy = m.vocab_size * h * e if s.peft != "full" and s.kbit_upcast and s.quantization != "none" else 0.0
+        loss = logits + head_copy
+        kept = tokens * h * k["rmsnorm-saved-bytes"]  # the final norm
+        if s.peft != "full" and "lm_head" in c.lora_modules:
+            kept += tokens * h * k["lora-input-copy-bytes"]
+        if s.gradient_checkpointing:
+            boundary = k["kbit-upcast-bytes"] if s.kbit_upcast else e  # fp32 residual stream after the upcast
+            kept += tokens * m.num_layers * boundary * h
+            recomputed = tokens * layer
+            # The loss's backward frees the logits before the last layer is recomputed: one or the other.
+            layer_at_peak = recomputed > loss
+            detail = (f"{seq_note}; checkpointing: {m.num_layers} layer inputs x {boundary:g} B x {h}"
+                      + (f" + one layer recomputed ({layer / 1024:.1f} KiB/token)" if layer_at_peak else ""))
+            acts = kept + (recomputed if layer_at_peak else 0.0)
+            if layer_at_peak:
+                self.notes.append(f"checkpointing: the peak is a recomputed layer ({_gb(recomputed):.2f} GB); "
+                                  f"the loss's logits ({_gb(loss):.2f} GB) are freed before it")
+            else:
+                self.notes.append(f"checkpointing: the peak is the loss's backward; the recomputed layer "
+                                  f"({_gb(recomputed):.2f} GB, {layer / 1024:.1f} KiB/token) comes after it")
+        else:
+            acts = kept + tokens * m.num_layers * layer
+            layer_at_peak = False
+            detail = f"{seq_note} x {m.num_layers} layers x {layer / 1024:.1f} KiB/token"
+        self.add("activations", acts, detail + f", {s.attention} attention", tuple(used), "train")
+        if not layer_at_peak:
+            self.add("logits and loss", logits, f"{tokens} tokens x {m.vocab_size} vocab x {k[logit_id]:g} B",
+                     (logit_id,), "train")
+            self.add("lm_head 16-bit copy (saved for backward)", head_copy,
+                     f"{_b(m.vocab_size * h)} params x {e:g} B: the fp32 lm_head cast under autocast",
+                     ("kbit-upcast-bytes", "bytes-16bit"), "train")
         transient = 0.0
-        if s.quantization != "none" and s.peft != "full":
+        if s.quantization != "none" and s.peft != "full" and layer_at_peak:
+            # a quantized layer dequantizes its weight while it runs: at the peak only when the peak is a layer
             transient = c.largest_linear() * e
             self.add("dequantized weight (transient)", transient,
                      f"the largest quantized layer ({_b(c.largest_linear())} params) in 16-bit", ("bytes-16bit",), "train")
@@ -278,7 +326,20 @@ class _Builder:
             transient += buckets
             self.add("DeepSpeed reduce buckets", buckets, "2 x reduce_bucket_size fp16", ("deepspeed-zero2-buckets",),
                      "train")
-        return acts + logits + transient
+        return acts + (0.0 if layer_at_peak else loss) + transient
+
+    def step(self) -> float:
+        """What optimizer.step() allocates beyond the states, while weights, gradients and states are held."""
+        k, c, s = self.k, self.c, self.s
+        sid = None if s.trainer == "deepspeed-zero2" else self.k.optimizer_step(s.optimizer)
+        if sid is None:
+            return 0.0
+        trainable = c.total / s.shard if s.peft == "full" else c.lora
+        per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if s.peft != "full" and s.adapter_dtype == "bf16" else 1)
+        n_bytes = trainable * per
+        self.add("optimizer step buffer", n_bytes, f"{_b(trainable)} trainable params x {per:g} B ({s.optimizer}: "
+                 "foreach AdamW's sqrt of the second moment)", (sid,), "step")
+        return n_bytes
 
     def generate(self) -> float:
         k, m, s = self.k, self.m, self.s
@@ -302,12 +363,17 @@ def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     s = setup_from(job, params)
     b = _Builder(know, job, s)
     b.static()
-    static = sum(i.gb for i in b.items) * GIB
+    static = sum(i.gb for i in b.items if i.phase == "static") * GIB
+    paged = sum(i.gb for i in b.items if i.phase == "paged") * GIB
     train = b.train()
     gen = b.generate()
-    if gen > train:
+    step = b.step()
+    if gen > max(train, step):
         b.notes.append("the generation phase (KV cache) is the peak, not the training step")
-    allocated = static + max(train, gen)
+    elif step > train:
+        b.notes.append("optimizer.step() is the peak: weights, gradients, states and the step's buffer, "
+                       "after the activations are freed")
+    allocated = static + max(train, gen, step)
     overhead = allocated * know["allocator-overhead"]
     b.add("allocator overhead", overhead, f"{know['allocator-overhead']:.0%} of allocated (fragmentation)",
           ("allocator-overhead",), "fixed")
@@ -316,4 +382,5 @@ def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
           "fixed")
     reserved = allocated + overhead
     return Estimate(items=tuple(b.items), allocated_gb=_gb(allocated), reserved_gb=_gb(reserved),
-                    total_gb=_gb(reserved + context), setup=s, counts=b.c, notes=tuple(b.notes))
+                    total_gb=_gb(reserved + paged + context), setup=s, counts=b.c, notes=tuple(b.notes),
+                    paged_gb=_gb(paged))

@@ -16,7 +16,8 @@ GIB = 2**30  # not-knowledge: the unit (GPU memory is stated in GiB)
 # Coefficients the model reads; a rule directory that drops one is an error at first use.
 REQUIRED = (
     "bytes-16bit", "bytes-fp32", "nf4-bits", "nf4-bits-double-quant", "int8-bits", "kbit-upcast-bytes",
-    "gptq-int4-bits", "lora-param-bytes", "grad-bytes-lora", "adamw-state-bytes", "full-ft-bytes-per-param",
+    "gptq-int4-bits", "kbit-mlp-act-bytes", "lora-param-bytes", "grad-bytes-lora", "adamw-state-bytes",
+    "adamw-foreach-step-bytes", "full-ft-bytes-per-param",
     "full-ft-8bit-optimizer-bytes-per-param", "deepspeed-zero2-fp16-lora-bytes", "deepspeed-zero2-buckets",
     "rmsnorm-saved-bytes", "attention-lse-bytes", "eager-attention-bytes", "lora-input-copy-bytes",
     "dropout-mask-bytes", "logits-bytes", "logits-bytes-16bit-loss", "grpo-logits-bytes", "cuda-context-gb", "allocator-overhead",
@@ -75,7 +76,9 @@ class Knowledge:
             self.coefficients[cid] = Coefficient(cid, float(value), entry["unit"], entry["summary"],
                                                  tuple(src) if isinstance(src, list) else (src,), entry["confidence"])
         self.optimizers: dict[str, str] = dict(mem.get("optimizers", {}))
-        for name, cid in self.optimizers.items():
+        self.optimizer_steps: dict[str, str] = {n: c for n, c in mem.get("optimizer_steps", {}).items() if c}
+        self.optimizer_paged: dict[str, bool] = dict(mem.get("optimizer_paged", {}))
+        for name, cid in [*self.optimizers.items(), *self.optimizer_steps.items()]:
             if cid not in self.coefficients:
                 raise RuleFileError(f"memory model: optimizer {name!r} names unknown coefficient {cid!r}")
         self.architectures: dict[str, dict[str, Any]] = dict(mem.get("architectures", {}))
@@ -103,6 +106,17 @@ class Knowledge:
     def optimizer_states(self, name: str | None) -> str:
         """The coefficient id of an optimizer's state bytes; unknown names count as AdamW."""
         return self.optimizers.get(name or "", "adamw-state-bytes")
+
+    def paged(self, name: str | None) -> bool:
+        """Whether an optimizer keeps its states in CUDA managed memory (outside torch's allocator)."""
+        return self.optimizer_paged.get(name or "", False)
+
+    def optimizer_step(self, name: str | None) -> str | None:
+        """The coefficient id of what an optimizer's step allocates beyond its states (None: nothing).
+        Unknown names count as torch's AdamW, like their states."""
+        if name and name in self.optimizers:
+            return self.optimizer_steps.get(name)
+        return self.optimizer_steps.get("adamw_torch")
 
 
 _BOOKS: dict[int, Knowledge] = {}

@@ -25,7 +25,9 @@ def render_items(mem: MemoryReport, console: Console) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for item in mem.items:
         table.add_row(item.name, f"{item.gb:.2f}", item.phase, item.detail, ", ".join(item.sources))
-    table.add_row("total (peak)", f"{mem.total_gb:.2f}", "", f"reserved by torch {mem.reserved_gb:.2f} GB + CUDA context", "")
+    paged = sum(i.gb for i in mem.items if i.phase == "paged")
+    outside = (" + paged optimizer states" if paged else "") + " + CUDA context"
+    table.add_row("total (peak)", f"{mem.total_gb:.2f}", "", f"reserved by torch {mem.reserved_gb:.2f} GB{outside}", "")
     console.print(table)
     for note in mem.notes:
         console.print(f"note: {note}", highlight=False, markup=False)

@@ -314,9 +314,13 @@ def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
         for raw in data.get(key, ()):
             table[raw["id"]] = {**raw, "_file": shown}
     optimizers: dict[str, str] = mem.setdefault("optimizers", {})
+    steps: dict[str, str | None] = mem.setdefault("optimizer_steps", {})
+    paged: dict[str, bool] = mem.setdefault("optimizer_paged", {})
     for raw in data.get("optimizers", ()):
         for name in raw["names"]:
             optimizers[name] = raw["states"]
+            steps[name] = raw.get("step")
+            paged[name] = bool(raw.get("paged", False))
     if "cross_check" in data:
         mem["cross_check"] = data["cross_check"]
 
