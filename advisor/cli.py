@@ -707,7 +707,7 @@ def rules_list(
 
 @rules_app.command("show", epilog="Examples:\n\n  advisor rules show LR002\n\n  advisor rules show lora-rank-rl")
 def rules_show(
-    key: str = typer.Argument(..., help="A rule id (lora-rank-rl) or code (LORA002)."),
+    key: str = typer.Argument(..., help="A rule id (lora-rank-rl), a code (LORA002) or a coefficient id (sweep-steps)."),
     rules: list[Path] = RulesOpt,
 ) -> None:
     """Explain one rule: summary, why, rows, sources and notes."""
@@ -716,8 +716,14 @@ def rules_show(
 
     book = _book(rules)
     rule = book.find(key)
+    coefficients = {**book.memory.get("coefficients", {}), **book.coefficients}
+    if rule is None and key in coefficients:
+        from advisor.render.text import render_coefficient
+
+        render_coefficient(coefficients[key], _console())
+        return
     if rule is None:
-        close = closest(key, [*book.rules, *(r.code for r in book.rules.values())], n=4)
+        close = closest(key, [*book.rules, *(r.code for r in book.rules.values()), *coefficients], n=4)
         raise AdvisorError(f"no rule {key!r}", hint=f"did you mean {', '.join(close)}?" if close
                            else "`advisor rules list` shows them all")
     render_rule(rule, _console())

@@ -17,6 +17,10 @@ def write_atomic(path: Path, text: str) -> None:
         raise AdvisorError(f"{path}: directory {directory} does not exist", hint="create it first or pick another path")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); the result should be as readable as any file the user writes.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

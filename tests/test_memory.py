@@ -43,7 +43,7 @@ def test_every_registry_family_has_an_architecture(book: Rulebook) -> None:
 
 @pytest.mark.parametrize("name", FAMILY_MODELS)
 def test_counts_match_the_real_model_on_the_meta_device(book: Rulebook, name: str) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -74,8 +74,9 @@ def test_qwen_v1_is_counted_analytically(book: Rulebook) -> None:
 
 @pytest.mark.parametrize("double_quant", [True, False])
 def test_nf4_bits_per_parameter_match_bitsandbytes(book: Rulebook, double_quant: bool) -> None:
-    torch = pytest.importorskip("torch")
-    bnb = pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    import torch
+
     w = torch.randn(1024, 4096, dtype=torch.bfloat16)
     p = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", compress_statistics=double_quant).to("cpu")
     qs = p.quant_state

@@ -197,3 +197,35 @@ def test_resuming_with_other_arguments_is_refused(tmp_path: Path) -> None:
     second = run_cli("sweep", *FAST, "--strategy", "grid", "--lrs", "1e-3,1e-2", "--steps", "4", "--no-plots",
                      "-o", str(out))
     assert second.returncode == 2 and "exists with a different specification (lrs)" in second.stderr
+
+
+def test_a_config_file_sweeps_and_workers_must_plan_the_same_probe(book: Any, tmp_path: Path) -> None:
+    from advisor.sweep import runner
+    from advisor.sweep.study import SweepError
+
+    config = tmp_path / "axolotl.yml"
+    config.write_text(f"base_model: {TINY}\nadapter: lora\nlora_r: 4\nlora_alpha: 8\nlora_dropout: 0.0\n"
+                      "lora_target_modules: [q_proj, v_proj]\nmicro_batch_size: 4\ngradient_accumulation_steps: 1\n"
+                      "sequence_len: 32\n")
+    out = tmp_path / "out"
+    proc = run_cli("sweep", str(config), "--random-init", "--no-detect", "--device", "cpu", "--strategy", "grid",
+                   "--lrs", "1e-3,1e-2", "--steps", "6", "--no-plots", "-o", str(out), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["lr"] for r in json.loads(proc.stdout)["runs"]] == [1e-3, 1e-2]
+    spec = json.loads(_study_attr(str(out / "optuna-journal.log"), "advisor-sweep", "advisor_sweep_spec"))
+    assert spec["plan"]["lora_rank"] == 4 and spec["probe"]["config"] == str(config.resolve())
+    runner.Prober(book, spec, runner.Events())  # the same inputs plan the same probe
+    other = {**spec, "plan": {**spec["plan"], "lora_rank": 8}}  # as a worker with other --rules would plan it
+    with pytest.raises(SweepError, match="lora_rank"):
+        runner.Prober(book, other, runner.Events())
+    config.write_text(config.read_text() + "learning_rate: 1.0e-4\n")  # the file changed under the sweep
+    with pytest.raises(SweepError, match="differs from the file this sweep was started with"):
+        runner.Prober(book, spec, runner.Events())
+
+
+def _study_attr(storage: str, study: str, key: str) -> str:
+    import optuna
+
+    from advisor.sweep.study import open_storage
+
+    return str(optuna.load_study(study_name=study, storage=open_storage(storage, None)).user_attrs[key])

@@ -252,3 +252,23 @@ def render_rule(rule: Rule, console: Console) -> None:
         console.print(f"source: {fmt_source(src)}", highlight=False, markup=False)
     for note in rule.notes:
         console.print(f"note: {_note_text(note)}", highlight=False, markup=False)
+
+
+def render_coefficient(raw: dict[str, Any], console: Console) -> None:
+    """A named number code reads (rules/sweep.yaml, rules/memory.yaml): value, unit, source, notes."""
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False)
+
+    console.print(Text(f"coefficient {raw['id']}", style="bold"))
+    say(raw["summary"])
+    unit = f" {raw['unit']}" if raw.get("unit") else ""
+    say(f"value: {fmt_value(raw['value'])}{unit}; confidence {raw['confidence']} ({raw.get('_file', '?')})")
+    if raw.get("range"):
+        say(f"accepted range: {fmt_value(raw['range'][0])} – {fmt_value(raw['range'][1])}")
+    if raw.get("why"):
+        say(f"why: {' '.join(str(raw['why']).split())}")
+    sources = raw["source"] if isinstance(raw["source"], list) else [raw["source"]]
+    for src in sources:
+        say(f"source: {fmt_source(src)}")
+    for note in raw.get("notes", ()):
+        say(f"note: {' '.join(str(note['text']).split())}")

@@ -302,8 +302,23 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
         else:
             target: dict[str, dict[str, Any]] = getattr(book, kind)
             for raw in data[kind]:
+                if kind == "coefficients":  # a replacement keeps the built-in one's constraints
+                    kept = {k: v for k, v in target.get(raw["id"], {}).items() if k in ("integer", "range")}
+                    raw = {**kept, **raw}
+                    _check_coefficient(path, raw)
                 target[raw["id"]] = {**raw, "_file": shown}
     book.directories.append(directory)
+
+
+def _check_coefficient(path: Path, raw: dict[str, Any]) -> None:
+    """A coefficient's value must be whole when it counts something and inside its declared range."""
+    value, where = raw["value"], f"{path}: coefficient {raw['id']!r} key 'value'"
+    if raw.get("integer") and value != int(value):
+        raise RuleFileError(f"{where}: {value!r} must be a whole number")
+    if "range" in raw:
+        lo, hi = raw["range"]
+        if not lo <= value <= hi:
+            raise RuleFileError(f"{where}: {value!r} is outside its range [{lo:g}, {hi:g}]")
 
 
 def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:

@@ -3,7 +3,6 @@ the built-in rulebook (a calibrated LR for this model family, method, adapter an
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import date
 from pathlib import Path
@@ -20,13 +19,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
+def _free_code(book: Rulebook, rid: str) -> str:
+    """The code the rule already has (a re-run replaces it), else the first free CALnnn."""
+    if rid in book.rules:
+        return book.rules[rid].code
+    used = {r.code for r in book.rules.values()}
+    for n in range(1, 1000):
+        code = f"CAL{n:03d}"
+        if code not in used:
+            return code
+    raise AdvisorError("--write-rules: every code CAL001-CAL999 is taken", hint="merge or delete old calibrations")
+
+
 def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, band: tuple[float, float] | None,
                      random_init: bool, strategy: str, runs: int, steps: int, study: str) -> dict[str, Any]:
     """The rule (as YAML data) that sets learning_rate to the measured best for these facts."""
     family, method, peft = facts["model.family"], facts["task.method"], facts["task.peft"]
     gpu = facts.get("gpu.name")
     rid = "-".join(["calibrated-lr", _slug(family), method, peft, *([_slug(gpu)] if gpu else [])])
-    code = "CAL" + str(int(hashlib.sha256(rid.encode()).hexdigest(), 16) % 1000).zfill(3)
     when: list[dict[str, Any]] = [
         {"fact": "model.family", "op": "eq", "value": family},
         {"fact": "task.method", "op": "eq", "value": method},
@@ -40,7 +50,7 @@ def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, b
     what = "a random-init model (--random-init)" if random_init else f"{facts.get('model.name', family)}"
     rule: dict[str, Any] = {
         "id": rid,
-        "code": code,
+        "code": "",  # write_rule_file picks a free one against the directory it writes to
         "kind": "recommend",
         "stage": "refine",
         "parameter": "learning_rate",
@@ -77,6 +87,8 @@ def write_rule_file(directory: Path, rule: dict[str, Any]) -> Path:
     if directory.exists() and not directory.is_dir():
         raise AdvisorError(f"--write-rules {directory}: not a directory")
     directory.mkdir(parents=True, exist_ok=True)
+    present = any(directory.glob("*.y*ml"))
+    rule = {**rule, "code": _free_code(load_rulebook([directory]) if present else load_rulebook(), rule["id"])}
     path = directory / f"{rule['id']}.yaml"
     doc = {"family": "calibration",
            "description": "Learning rates measured by advisor sweep; layer with --rules " + str(directory),

@@ -25,7 +25,7 @@ class RunRecord:
     eval_loss: list[float | None] = field(default_factory=list)
     eval_loss_start: float | None = None
     eval_accuracy_end: float | None = None
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # training time: the optimizer steps, without loading and evaluation
     tokens: int = 0
     diverged: bool = False  # a loss or gradient norm became NaN / inf
     signs: list[str] = field(default_factory=list)  # codes of the signal rules the run showed

@@ -176,7 +176,7 @@ def markdown(rep: SweepReport) -> str:
     lines = [f"# Learning-rate sweep: {rep.subject}", "",
              f"Strategy `{rep.strategy}`: {len(rep.rows)} run(s), {rep.total_steps} optimizer steps in all "
              f"({rep.total_steps / rep.full_run_steps:.1f} full runs of {rep.full_run_steps} steps).", "",
-             "| Learning Rate | Final Train Loss | Final Eval Loss | Perplexity | Token Accuracy | Time (s) | Steps "
+             "| Learning Rate | Final Train Loss | Final Eval Loss | Perplexity | Token Accuracy | Training Time (s) | Steps "
              "| Convergence | Status |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rep.rows:
@@ -298,7 +298,7 @@ def render_text(rep: SweepReport, console: Any) -> None:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("lr", "train loss", "eval loss", "perplexity", "accuracy", "time s", "steps", "convergence", "status"):
+    for col in ("lr", "train loss", "eval loss", "perplexity", "accuracy", "train s", "steps", "convergence", "status"):
         table.add_column(col)
     for r in rep.rows:
         run = r.run

@@ -112,7 +112,14 @@ class Prober:
             if file_digest(spec["probe"][key]) != digest:
                 raise st.SweepError(f"{spec['probe'][key]}: differs from the file this sweep was started with",
                                     hint="workers must see the same config and data files")
-        self.plan = build_plan(book, **spec["probe"])
+        self.plan = build_plan(book, **plan_kwargs(spec["probe"]))
+        if "plan" in spec:
+            mine = plan_signature(self.plan)
+            differ = sorted(k for k in set(mine) | set(spec["plan"]) if mine.get(k) != spec["plan"].get(k))
+            if differ:
+                raise st.SweepError(f"this worker would probe something else than the sweep's first process "
+                                    f"({', '.join(differ)})",
+                                    hint="run workers with the same advisor version, --rules and model files")
         self.partial: RunRecord | None = None
 
     def run(self, lr: float, *, steps: int, eval_every: int, on_eval: Callable[[Any], None] | None = None,
@@ -146,12 +153,27 @@ class Prober:
                 s.step_time_s for s in steps_seen))
             raise
         report = make_report(self.book, plan, result)
-        record = to_record(lr, result.steps, result.evals, wall_s=result.wall_time_s, status=(
+        record = to_record(lr, result.steps, result.evals, wall_s=sum(s.step_time_s for s in result.steps), status=(
             "complete" if result.status in ("completed", "diverged", "stopped") else "failed"))
         record.diverged = record.diverged or result.status == "diverged"
         record.signs = sorted({s.code for s in report.signs})
         record.note = result.stop_reason or ""
         return record
+
+
+def plan_signature(plan: Any) -> dict[str, Any]:
+    """What every trial of a sweep must share (all but the LR, steps and seed a trial varies), as JSON."""
+    keep = ("method", "peft", "micro_batch_size", "gradient_accumulation_steps", "seq_len", "lr_scheduler_type",
+            "warmup_ratio", "max_grad_norm", "optimizer", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay",
+            "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "gradient_checkpointing", "bf16",
+            "sequences_per_example", "device", "max_memory_gb")
+    out = {k: getattr(plan, k) for k in keep}
+    out["lora_target_modules"] = list(out["lora_target_modules"])
+    facts = plan.facts
+    out["model"] = {k: getattr(facts, k) for k in ("name", "family", "params_b", "hidden_size", "num_layers",
+                                                   "vocab_size", "max_position_embeddings")}
+    out["data"] = {"path": plan.data.path, "packing": plan.data.packing, "eval_sequences": plan.data.eval_sequences}
+    return dict(json.loads(json.dumps(out)))
 
 
 def to_record(lr: float, steps: list[Any], evals: list[Any], *, status: str, wall_s: float) -> RunRecord:
@@ -386,6 +408,7 @@ def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str
         lrs = an.log_space(rec_lr / span, rec_lr * span, int(book.coefficient("sweep-grid-points")))
     spec = make_spec(strategy=strategy, probe=probe, steps=steps, eval_every=eval_every, seed=seed, lrs=lrs,
                      suggest=suggest, book=book)
+    spec["plan"] = plan_signature(plan)
     queue = run_sweep(book, spec, out_dir=out, storage_url=storage_url, study_name=study_name, events=events,
                       recommended=rec_lr)
     runs, rt, rt_steps = collect(queue)
