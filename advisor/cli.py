@@ -449,11 +449,21 @@ ConfigFormatOpt = typer.Option(None, "--config-format", help="Force the config r
 NoDetectOpt = typer.Option(False, "--no-detect", help="Do not ask nvidia-smi for the GPU.")
 
 
-def _probe_inputs(config: Optional[Path], model: Optional[str], method: Optional[str]) -> None:
+def _plan_inputs(book: Any, *, config: Optional[Path], config_format: Optional[str], model: Optional[str],
+                 method: Optional[str], peft: Optional[str], gpu: Optional[str], gpu_mem: Optional[float],
+                 no_detect: bool, random_init: bool, data: Optional[Path], no_packing: bool, seq_len: Optional[int],
+                 micro_batch: Optional[int], accumulation: Optional[int], max_memory: Optional[float], device: str,
+                 set_: list[str]) -> dict[str, Any]:
+    """What `probe` and `sweep` both plan from: build_plan's keywords."""
     if config is None and (model is None or method is None):
         raise AdvisorError("give a CONFIG, or --model and --method", hint="advisor probe --help")
     if config is not None and not config.is_file():
         raise AdvisorError(f"{config}: no such file")
+    return {"config": config, "config_format": config_format, "model": model,
+            "method": method, "peft": peft, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
+            "random_init": random_init, "data": data, "packing": not no_packing,
+            "seq_len": seq_len, "micro_batch": micro_batch, "accumulation": accumulation, "max_memory_gb": max_memory,
+            "device": device, "pins": _parse_set(set_, book)}
 
 
 @app.command(
@@ -506,13 +516,13 @@ def probe(
     _check_format(fmt, ("text", "json"))
     if fail_on not in ("error", "warning", "never"):
         raise AdvisorError(f"--fail-on: unknown level {fail_on!r}", hint="one of error, warning, never")
-    _probe_inputs(config, model, method)
     book = _book(rules)
+    inputs = _plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
+                          gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
+                          no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch, accumulation=accumulation,
+                          max_memory=max_memory, device=device, set_=set_)
     plan = build_plan(
-        book, config=config, config_format=config_format, model=model, method=method, peft=peft, gpu=gpu,
-        gpu_mem=gpu_mem, detect_gpu=not no_detect, random_init=random_init, data=data, packing=not no_packing,
-        steps=steps, seq_len=seq_len, micro_batch=micro_batch, accumulation=accumulation, learning_rate=lr, seed=seed,
-        max_memory_gb=max_memory, device=device, pins=_parse_set(set_, book),
+        book, **inputs, steps=steps, learning_rate=lr, seed=seed,
         dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
     )
     if save_adapter is not None and plan.peft == "full":
@@ -540,6 +550,15 @@ def probe(
             console.print(line, highlight=False, markup=False)
         console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False, markup=False)
     return int(report.exit_code)
+
+
+def _stored(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Plan inputs as a sweep stores them (JSON), files as absolute paths: workers may run elsewhere."""
+    out = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in inputs.items()}
+    model = out.get("model")
+    if model is not None and Path(model).expanduser().exists():
+        out["model"] = str(Path(model).expanduser().resolve())
+    return out
 
 
 def _parse_lrs(lrs: Optional[str], lr_range: Optional[str], points: Optional[int]) -> Optional[list[float]]:
@@ -652,15 +671,14 @@ def sweep(
         queue, ran = runner.run_worker(book, storage_url=storage, study_name=study, events=events)
         say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
         return 0
-    _probe_inputs(config, model, method)
+    inputs = _plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
+                          gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
+                          no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch, accumulation=accumulation,
+                          max_memory=max_memory, device=device, set_=set_)
     outcome = runner.start(
         book, out=out, storage_url=storage, study_name=study, strategy=strategy,
         lrs=_parse_lrs(lrs, lr_range, points), steps=steps, eval_every=eval_every, suggest=suggest, seed=seed,
-        probe={"config": str(config.resolve()) if config else None, "config_format": config_format, "model": model,
-               "method": method, "peft": peft, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
-               "random_init": random_init, "data": str(data.resolve()) if data else None, "packing": not no_packing,
-               "seq_len": seq_len, "micro_batch": micro_batch, "accumulation": accumulation,
-               "max_memory_gb": max_memory, "device": device, "pins": _parse_set(set_, book)},
+        probe=_stored(inputs),
         events=events, plots=not no_plots, write_rules=write_rules,
     )
     found = outcome.report.best is not None or bool((outcome.report.range_test or {}).get("suggestion"))
