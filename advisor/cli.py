@@ -37,6 +37,7 @@ MethodOpt = typer.Option(..., "--method", help="sft | dpo | grpo | ppo | raft")
 PeftOpt = typer.Option("lora", "--peft", help="lora | qlora | full")
 GpuOpt = typer.Option(None, "--gpu", help="GPU name from the registry (advisor gpus).")
 GpusOpt = typer.Option(None, "--gpus", help="Number of GPUs (default 1).")
+GPU_MEM_HELP = "One GPU's memory in GiB, as nvidia-smi's memory.total / 1024 (an 80 GB H100: 79.6)"
 RulesOpt = typer.Option([], "--rules", help="A directory of your own rule files, layered over the built-in ones "
                                             "(same id replaces). Repeatable.")
 
@@ -97,7 +98,7 @@ def recommend(
     method: str = MethodOpt,
     peft: str = PeftOpt,
     gpu: Optional[str] = GpuOpt,
-    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB (instead of or with --gpu)."),
+    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help=GPU_MEM_HELP + "; instead of or with --gpu."),
     gpus: Optional[int] = GpusOpt,
     dataset_size: Optional[str] = typer.Option(
         None, "--dataset-size",
@@ -181,7 +182,7 @@ def validate(
     method: Optional[str] = typer.Option(None, "--method", help="sft | dpo | grpo | ppo | raft (overrides the config)."),
     peft: Optional[str] = typer.Option(None, "--peft", help="lora | qlora | full (overrides the config)."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU name (advisor gpus)."),
-    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB."),
+    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help=GPU_MEM_HELP + "."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Number of GPUs."),
     cycles: Optional[int] = typer.Option(None, "--cycles", help="RAFT: cycles the config is used for."),
     fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif | github"),
@@ -431,7 +432,7 @@ ProbeModelOpt = typer.Option(
 ProbeMethodOpt = typer.Option(None, "--method", help="sft | dpo | grpo | ppo | raft (overrides the config).")
 ProbePeftOpt = typer.Option(None, "--peft", help="lora | qlora | full (overrides the config).")
 ProbeGpuOpt = typer.Option(None, "--gpu", help="GPU name (advisor gpus), for the recommendation's facts.")
-ProbeGpuMemOpt = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB.")
+ProbeGpuMemOpt = typer.Option(None, "--gpu-mem", help=GPU_MEM_HELP + ".")
 RandomInitOpt = typer.Option(False, "--random-init", help="Build the model from its config with random weights.")
 DataOpt = typer.Option(
     None, "--data", help="JSONL (text | prompt/completion | messages | prompt/chosen/rejected) or a datasets "
@@ -779,7 +780,7 @@ def memory(
     seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length (default: the rulebook's)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Micro-batch per GPU (default: the largest that fits)."),
     gpu: Optional[str] = GpuOpt,
-    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help="Memory of one GPU in GB."),
+    gpu_mem: Optional[float] = typer.Option(None, "--gpu-mem", help=GPU_MEM_HELP + "."),
     gpus: Optional[int] = GpusOpt,
     attention: str = typer.Option("sdpa", "--attention", help="sdpa | flash | eager (eager keeps the s x s scores)."),
     set_: list[str] = typer.Option([], "--set", help="Pin a parameter: --set lora_rank=64 (repeatable)."),
@@ -815,16 +816,18 @@ def memory(
               if k in rec.parameters}
     if fmt == "json":
         out = {"model": m["name"], "method": method, "peft": peft, "gpu": {"name": g.get("name"), "memory_gb": g.get(
-            "memory_gb"), "count": g.get("count")}, "parameters": params, **mem.model_dump(mode="json"),
+            "memory_gb"), "usable_gib": g.get("usable_gib"), "count": g.get("count")}, "parameters": params,
+               **mem.model_dump(mode="json"),
                "warnings": rec.warnings}
         _emit(json.dumps(out, indent=2) + "\n", output)
     else:
         import io
 
         from advisor.render.memory import render_memory
+        from advisor.render.text import gpu_memory_text
 
         console = Console(record=True, width=200, file=io.StringIO()) if output is not None else _console()
-        gpu_text = f"{g.get('count')} x {g.get('name') or 'GPU'} {g['memory_gb']:g} GB" if g.get("memory_gb") else "no GPU known"
+        gpu_text = f"{g.get('count')} x {g.get('name') or 'GPU'} {gpu_memory_text(g)}" if g.get("usable_gib") else "no GPU known"
         shown = ", ".join(f"{k} {v if not isinstance(v, list) else '+'.join(str(x) for x in v)}"
                           for k, v in params.items())
         render_memory(mem, console, f"{m['name']} {method} with {peft} on {gpu_text}; {shown}")
@@ -869,20 +872,25 @@ def gpus(
     rules: list[Path] = RulesOpt,
     fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
 ) -> None:
-    """List the GPUs advisor knows: memory and bf16 support."""
+    """List the GPUs advisor knows: memory as stated (GB) and as the board reports it (GiB), and bf16 support."""
     import json
 
     _check_format(fmt, ("text", "json"))
     book = _book(rules)
+    from advisor.facts.hardware import registry_usable_gib
+
     if fmt == "json":
-        sys.stdout.write(json.dumps([{k: v for k, v in g.items() if not k.startswith("_")}
+        sys.stdout.write(json.dumps([{**{k: v for k, v in g.items() if not k.startswith("_")},
+                                      "usable_gib": round(registry_usable_gib(g), 2)}
                                      for g in book.gpus.values()], indent=2) + "\n")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("id", "name", "memory", "bf16", "compute", "aliases"):
-        table.add_column(col)
+    for col, justify in (("id", "left"), ("name", "left"), ("stated", "right"), ("usable", "right"), ("bf16", "left"),
+                         ("compute", "left"), ("aliases", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for g in book.gpus.values():
-        table.add_row(g["id"], g["name"], f"{g['memory_gb']:g} GB", "yes" if g["bf16"] else "no",
+        usable = f"{registry_usable_gib(g):.1f} GiB" + ("" if "usable_mib" in g else " (stated size)")
+        table.add_row(g["id"], g["name"], f"{g['memory_gb']:g} GB", usable, "yes" if g["bf16"] else "no",
                       g["compute_capability"], ", ".join(g.get("aliases", [])))
     _console().print(table)
 

@@ -116,10 +116,11 @@ class MemoryReport(_Strict):
     seq_len: int
     total_gb: float = Field(description="predicted peak incl. the CUDA context (GiB)")
     reserved_gb: float = Field(description="the part comparable with torch.cuda.max_memory_reserved() (GiB)")
-    gpu_gb: float | None = None
-    usable_gb: float | None = Field(None, description="GPU memory less the safety margin")
+    gpu_gb: float | None = Field(None, description="one GPU's capacity, GiB, as the board reports it "
+                                 "(nvidia-smi memory.total MiB / 1024; --gpu-mem), not the vendor's stated GB")
+    usable_gb: float | None = Field(None, description="gpu_gb less the safety margin (GiB)")
     safety_margin: float | None = None
-    headroom_gb: float | None = Field(None, description="gpu_gb - total_gb")
+    headroom_gb: float | None = Field(None, description="gpu_gb - total_gb (GiB; the safety margin is inside it)")
     fits: bool | None = None
     max_micro_batch: int | None = Field(None, description="largest micro-batch under the margin (0: none fits)")
     items: list[MemoryItem]

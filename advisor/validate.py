@@ -122,7 +122,7 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     report.config, report.document = cfg, doc
     facts = _facts(book, cfg, gpu, over)
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
-    if rec is not None and "gpu.memory_gb" in facts and "model.name" in facts:
+    if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
         facts.update(_memory_facts(book, cfg, gpu, facts, rec))
     for finding in run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]):
         if not selection.wants(finding.code):

@@ -6,12 +6,13 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
-from advisor.errors import FactError
+from advisor.errors import FactError, RuleFileError
 from advisor.facts.hardware import detect_nvidia, lookup_gpu, resolve_gpu
 from advisor.facts.model import registry_model, resolve_model
 from advisor.facts.task import TaskFacts, parse_count
-from advisor.rulebook.load import Rulebook
+from advisor.rulebook.load import Rulebook, load_rulebook
 
 LLAMA_8B = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
@@ -169,9 +170,58 @@ def test_detects_gpus_through_nvidia_smi(book: Rulebook, tmp_path: Path, monkeyp
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     gpu = detect_nvidia(book)
     assert gpu is not None
-    assert gpu.count == 2 and gpu.bf16 is True and gpu.memory_gb == pytest.approx(85.9, abs=0.1)
+    # Capacity is nvidia-smi's MiB / 1024 exactly; the stated size (the batch table's key) is the registry's.
+    assert gpu.count == 2 and gpu.bf16 is True and gpu.usable_gib == 80.0 and gpu.memory_gb == 80
     resolved = resolve_gpu(book, name=None, memory_gb=None, count=None)
-    assert resolved.source == "nvidia-smi"
+    assert resolved.source.startswith("nvidia-smi") and "a100-80gb" in resolved.source
+    assert resolved.as_facts()["gpu.usable_gib"] == 80.0
+
+
+@pytest.mark.parametrize(
+    ("reported", "usable", "stated"),
+    [
+        ("NVIDIA H100 80GB HBM3, 81559, 9.0", 81559 / 1024, 80),
+        ("NVIDIA L4, 23034, 8.9", 23034 / 1024, 24),
+        # Not in the registry: the stated size is taken as the reported memory in decimal GB.
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition, 97887, 12.0", 97887 / 1024, 102.6),
+        # The fuzzy name match finds the 16 GB V100, but the board reports 32 GiB: not that entry's size.
+        ("Tesla V100-PCIE-32GB, 32768, 7.0", 32.0, 34.4),
+    ],
+)
+def test_detected_capacity_is_mib_over_1024(book: Rulebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            reported: str, usable: float, stated: float) -> None:
+    _fake_nvidia_smi(tmp_path, reported)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    gpu = detect_nvidia(book)
+    assert gpu is not None and gpu.usable_gib == usable and gpu.memory_gb == pytest.approx(stated)
+
+
+def test_registry_gpus_carry_their_reported_capacity(book: Rulebook) -> None:
+    for gid, entry in book.gpus.items():
+        assert entry.get("usable_mib") and entry.get("usable_source"), gid
+        # A board never reports more than it is sold with (detection relies on it to reject a wrong match).
+        assert entry["usable_mib"] / 1024 <= entry["memory_gb"], gid
+    h100 = resolve_gpu(book, name="h100", memory_gb=None, count=None, detect=False)
+    assert h100.memory_gb == 80 and h100.usable_gib == 81559 / 1024
+    assert h100.as_facts()["gpu.usable_gib"] == 81559 / 1024
+
+
+def test_gpu_mem_is_gib_usable(book: Rulebook) -> None:
+    bare = resolve_gpu(book, name=None, memory_gb=24, count=None, detect=False)
+    assert bare.usable_gib == 24 and bare.memory_gb == 24 and "GiB" in bare.source
+    capped = resolve_gpu(book, name="h100", memory_gb=40, count=None, detect=False)  # e.g. a MIG slice
+    assert capped.usable_gib == 40 and capped.name == "h100" and "--gpu-mem 40 GiB" in capped.source
+
+
+def test_a_user_gpu_without_usable_mib_counts_its_stated_size_as_gib(tmp_path: Path) -> None:
+    entry = {"id": "x1", "name": "X1", "memory_gb": 64, "bf16": True, "compute_capability": "9.0", "source": "team"}
+    (tmp_path / "gpus.yaml").write_text(yaml.safe_dump({"gpus": [entry]}))
+    book = load_rulebook([tmp_path])
+    gpu = resolve_gpu(book, name="x1", memory_gb=None, count=None, detect=False)
+    assert gpu.usable_gib == 64 and "stated size taken as GiB" in gpu.source
+    (tmp_path / "gpus.yaml").write_text(yaml.safe_dump({"gpus": [{**entry, "usable_mib": 65000}]}))
+    with pytest.raises(RuleFileError, match="usable_source"):
+        load_rulebook([tmp_path])
 
 
 def test_nvidia_smi_failure_means_no_gpu(book: Rulebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from advisor.errors import RuleFileError
 from advisor.memory import estimate
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
+from advisor.render.memory import summary_line
 from advisor.rulebook.load import Rulebook, load_rulebook
 from tests.conftest import REPO, run_cli
 
@@ -158,7 +159,9 @@ def test_recommend_qlora_8b_on_a_4090_fits_with_accumulation(book: Rulebook) -> 
     rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
     p = rec.parameters
     assert rec.memory is not None and rec.memory.fits
-    assert rec.memory.total_gb < 24 and rec.memory.headroom_gb == pytest.approx(24 - rec.memory.total_gb, abs=0.01)
+    capacity = 24564 / 1024  # rules/gpus.yaml usable_mib of the RTX 4090
+    assert rec.memory.gpu_gb == pytest.approx(capacity, abs=0.001)
+    assert rec.memory.headroom_gb == pytest.approx(capacity - rec.memory.total_gb, abs=0.01)
     assert p["micro_batch_size"].rule == "batch-micro-by-memory-model"
     assert p["micro_batch_size"].value * p["gradient_accumulation_steps"].value == p["effective_batch_size"].value
     assert not any("does not fit" in w for w in rec.warnings)
@@ -198,7 +201,8 @@ def test_a_user_rule_directory_can_replace_a_coefficient(tmp_path: Path) -> None
         "source": {"doc": "team wiki"}, "confidence": "low"}]}}))
     book = load_rulebook([tmp_path])
     rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="h100", detect_gpu=False)
-    assert rec.memory is not None and rec.memory.usable_gb == pytest.approx(40)
+    # The margin applies to the H100's reported capacity (81559 MiB), not its stated 80 GB.
+    assert rec.memory is not None and rec.memory.usable_gb == pytest.approx(81559 / 1024 * 0.5, abs=0.01)
 
 
 def test_a_broken_coefficient_names_the_file_and_id(tmp_path: Path) -> None:
@@ -245,4 +249,38 @@ def test_recommend_text_and_explain_show_the_memory_line() -> None:
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090",
                    "--explain", "--no-detect")
     assert "memory predicted peak" in proc.stdout and "headroom" in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("memory predicted peak"))
+    assert " GB" not in line and "GiB of 24.0 GiB" in line
     assert "logits and loss" in proc.stdout  # --explain itemises
+
+
+def test_memory_line_says_gib_and_what_is_left_beyond_the_margin(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
+    mem = rec.memory
+    assert mem is not None and mem.fits and mem.usable_gb is not None and mem.headroom_gb is not None
+    line = summary_line(mem)
+    spare = mem.usable_gb - mem.total_gb
+    assert f"headroom {mem.headroom_gb:.1f} GiB, {spare:.1f} GiB beyond the 10% safety margin" in line
+    # The headroom holds the margin: what is beyond it is the headroom less 10% of the capacity.
+    assert mem.headroom_gb - spare == pytest.approx(mem.gpu_gb * mem.safety_margin, abs=0.02)  # type: ignore[operator]
+    over = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False,
+                         pins={"micro_batch_size": 8})
+    assert over.memory is not None and not over.memory.fits
+    assert "does NOT fit" in summary_line(over.memory) and "GiB over the" in summary_line(over.memory)
+    assert all(" GB" not in w for w in over.warnings if "predicted" in w)
+
+
+def test_gpu_mem_alone_is_the_capacity_in_gib(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu_mem=24, detect_gpu=False)
+    assert rec.memory is not None and rec.memory.gpu_gb == 24 and rec.memory.usable_gb == pytest.approx(21.6)
+    proc = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu-mem", "24",
+                   "--no-detect")
+    assert "on 1 x GPU 24.0 GiB;" in proc.stdout and "of 24.0 GiB" in proc.stdout
+    assert "GiB" in run_cli("memory", "--help").stdout
+
+
+def test_nothing_fits_alternatives_name_gib_and_usable_capacity(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpu="l4", detect_gpu=False)
+    assert rec.memory is not None and rec.memory.alternatives
+    bigger = next(a for a in rec.memory.alternatives if a.startswith("a bigger GPU"))
+    assert "GiB usable" in bigger and all(" GB (" not in a or "GiB usable" in a for a in rec.memory.alternatives)

@@ -28,7 +28,10 @@ MODEL_FACTS: dict[str, str] = {
 
 GPU_FACTS: dict[str, str] = {
     "name": "GPU name (registry id or as nvidia-smi reports it)",
-    "memory_gb": "memory of one GPU, GB",
+    "memory_gb": "memory of one GPU as the vendor states it, GB (the seed's batch table is keyed on it; "
+    "for a detected GPU the registry lacks, nvidia-smi's memory.total in decimal GB)",
+    "usable_gib": "memory of one GPU as the board reports it, GiB (nvidia-smi memory.total MiB / 1024; "
+    "--gpu-mem); the memory model's capacity",
     "count": "number of GPUs",
     "total_memory_gb": "memory_gb x count",
     "bf16": "the GPU computes in bfloat16 (compute capability 8.0 or newer)",
@@ -55,7 +58,7 @@ MEMORY_FACTS: dict[str, str] = {
     "fits": "micro-batch 1 fits the GPU under the safety margin",
     "peak_gb": "predicted peak GPU memory at the job's micro-batch (GiB, CUDA context included)",
     "peak_gb_batch1": "predicted peak GPU memory at micro-batch 1 (GiB)",
-    "usable_gb": "GPU memory less the safety margin (GiB)",
+    "usable_gb": "gpu.usable_gib less the safety margin (GiB)",
     "seq_len": "the sequence length the estimate assumes (tokens)",
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from advisor.errors import FactError
@@ -14,15 +14,21 @@ from advisor.suggest import closest
 
 NVIDIA_SMI_TIMEOUT_S = 10
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)  # Ampere; a hardware fact, not a tuning knob
+MIB_PER_GIB = 1024  # not-knowledge: the unit
+BYTES_PER_MIB, BYTES_PER_GB = 2**20, 1e9  # not-knowledge: the units
 
 
 @dataclass(frozen=True)
 class GpuFacts:
+    """``memory_gb``: the vendor's stated size (GB), which the seed's batch table is keyed on.
+    ``usable_gib``: what the board reports (nvidia-smi memory.total / 1024), the memory model's capacity."""
+
     name: str | None
     memory_gb: float | None
     count: int
     bf16: bool | None
     source: str
+    usable_gib: float | None = None
 
     def as_facts(self) -> dict[str, Any]:
         out: dict[str, Any] = {"gpu.count": self.count}
@@ -31,6 +37,8 @@ class GpuFacts:
         if self.memory_gb is not None:
             out["gpu.memory_gb"] = self.memory_gb
             out["gpu.total_memory_gb"] = round(self.memory_gb * self.count, 1)
+        if self.usable_gib is not None:
+            out["gpu.usable_gib"] = self.usable_gib
         if self.bf16 is not None:
             out["gpu.bf16"] = self.bf16
         return out
@@ -66,6 +74,14 @@ def lookup_gpu(book: Rulebook, name: str, *, fuzzy: bool = False) -> dict[str, A
     return None
 
 
+def registry_usable_gib(entry: dict[str, Any]) -> float:
+    """A registry GPU's capacity in GiB: its reported MiB / 1024, or (a user entry without
+    usable_mib) its stated size taken as GiB."""
+    if "usable_mib" in entry:
+        return float(entry["usable_mib"]) / MIB_PER_GIB
+    return float(entry["memory_gb"])
+
+
 def _bf16_from_cc(cc: str) -> bool | None:
     m = re.fullmatch(r"(\d+)\.(\d+)", cc.strip())
     if not m:
@@ -89,45 +105,63 @@ def detect_nvidia(book: Rulebook) -> GpuFacts | None:
     if proc.returncode != 0 or not rows or len(rows[0]) < 2:
         return None
     name, mem_mib = rows[0][0], rows[0][1]
+    entry = lookup_gpu(book, name, fuzzy=True)
     source = "nvidia-smi"
+    memory_gb: float | None = None
+    usable_gib: float | None = None
     try:
-        memory_gb: float | None = round(float(mem_mib) * 1024 * 1024 / 1e9, 1)
+        mib = float(mem_mib)
     except ValueError:
         # "[N/A]" (unified-memory boards, some vGPUs): the GPU is there, its memory is unknown.
-        memory_gb = None
         source = f"nvidia-smi (memory reported as {mem_mib or 'nothing'}: give --gpu-mem)"
-    entry = lookup_gpu(book, name, fuzzy=True)
+    else:
+        usable_gib = mib / MIB_PER_GIB
+        # A board never reports more than it is sold with; a registry entry stating less is another
+        # variant the fuzzy name match picked (a V100 32GB named like the 16GB one).
+        if entry is not None and float(entry["memory_gb"]) >= usable_gib:
+            memory_gb = float(entry["memory_gb"])
+            source = f"nvidia-smi; stated size from the registry ({entry['id']})"
+        else:
+            # Why decimal GB: a board reports a little less than it is sold with, and in decimal GB
+            # that lands at or just above the stated size, so the batch table's rows key as they do
+            # for a registry GPU (an L4's 23034 MiB is 24.2 GB, 22.5 GiB).
+            memory_gb = round(mib * BYTES_PER_MIB / BYTES_PER_GB, 1)
+            source = "nvidia-smi; not in the registry: stated size taken as its memory in decimal GB"
     bf16 = _bf16_from_cc(rows[0][2]) if len(rows[0]) > 2 else None
     if bf16 is None and entry is not None:
         bf16 = bool(entry["bf16"])
-    return GpuFacts(name=name, memory_gb=memory_gb, count=len(rows), bf16=bf16, source=source)
+    return GpuFacts(name=name, memory_gb=memory_gb, count=len(rows), bf16=bf16, source=source, usable_gib=usable_gib)
 
 
 def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, count: int | None,
                 detect: bool = True) -> GpuFacts:
+    """``memory_gb`` is --gpu-mem: one GPU's usable memory in GiB (nvidia-smi memory.total / 1024); it
+    also stands in for the stated size in the batch table's lookup."""
     if count is not None and count < 1:
         raise FactError(f"--gpus: must be at least 1, got {count}")
     if memory_gb is not None and not 0 < memory_gb <= 4096:
-        raise FactError(f"--gpu-mem: {memory_gb} GB is not a plausible GPU memory size", hint="e.g. --gpu-mem 24")
+        raise FactError(f"--gpu-mem: {memory_gb} GiB is not a plausible GPU memory size", hint="e.g. --gpu-mem 24")
     if name is not None:
         entry = lookup_gpu(book, name)
         if entry is None:
             close = closest(_norm(name), gpu_names(book))
             hint = f"closest: {', '.join(sorted({book.gpus[gpu_names(book)[c]]['id'] for c in close}))}; " if close else ""
-            raise FactError(f"unknown GPU {name!r}", hint=f"{hint}`advisor gpus` lists all, or give --gpu-mem GB")
-        return GpuFacts(
-            name=entry["id"],
-            memory_gb=float(memory_gb if memory_gb is not None else entry["memory_gb"]),
-            count=count or 1,
-            bf16=bool(entry["bf16"]),
-            source=f"registry ({entry['_file']})" + (" with --gpu-mem" if memory_gb is not None else ""),
-        )
+            raise FactError(f"unknown GPU {name!r}", hint=f"{hint}`advisor gpus` lists all, or give --gpu-mem GiB")
+        if memory_gb is not None:
+            return GpuFacts(name=entry["id"], memory_gb=float(memory_gb), count=count or 1, bf16=bool(entry["bf16"]),
+                            source=f"registry ({entry['_file']}) with --gpu-mem {memory_gb:g} GiB",
+                            usable_gib=float(memory_gb))
+        usable = "" if "usable_mib" in entry else "; no usable_mib: stated size taken as GiB"
+        return GpuFacts(name=entry["id"], memory_gb=float(entry["memory_gb"]), count=count or 1,
+                        bf16=bool(entry["bf16"]), source=f"registry ({entry['_file']}){usable}",
+                        usable_gib=registry_usable_gib(entry))
     if memory_gb is not None:
-        return GpuFacts(name=None, memory_gb=float(memory_gb), count=count or 1, bf16=None, source="--gpu-mem")
+        return GpuFacts(name=None, memory_gb=float(memory_gb), count=count or 1, bf16=None,
+                        source=f"--gpu-mem {memory_gb:g} GiB", usable_gib=float(memory_gb))
     if detect:
         found = detect_nvidia(book)
         if found is not None:
             if count is not None:
-                return GpuFacts(found.name, found.memory_gb, count, found.bf16, found.source + " with --gpus")
+                return replace(found, count=count, source=found.source + " with --gpus")
             return found
     return GpuFacts(name=None, memory_gb=None, count=count or 1, bf16=None, source="none: no --gpu given and no GPU detected")

@@ -299,11 +299,11 @@ class _Builder:
                       + (f" + one layer recomputed ({layer / 1024:.1f} KiB/token)" if layer_at_peak else ""))
             acts = kept + (recomputed if layer_at_peak else 0.0)
             if layer_at_peak:
-                self.notes.append(f"checkpointing: the peak is a recomputed layer ({_gb(recomputed):.2f} GB); "
-                                  f"the loss's logits ({_gb(loss):.2f} GB) are freed before it")
+                self.notes.append(f"checkpointing: the peak is a recomputed layer ({_gb(recomputed):.2f} GiB); "
+                                  f"the loss's logits ({_gb(loss):.2f} GiB) are freed before it")
             else:
                 self.notes.append(f"checkpointing: the peak is the loss's backward; the recomputed layer "
-                                  f"({_gb(recomputed):.2f} GB, {layer / 1024:.1f} KiB/token) comes after it")
+                                  f"({_gb(recomputed):.2f} GiB, {layer / 1024:.1f} KiB/token) comes after it")
         else:
             acts = kept + tokens * m.num_layers * layer
             layer_at_peak = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from advisor.facts.hardware import registry_usable_gib
 from advisor.facts.job import JobFacts
 from advisor.facts.task import TaskFacts
 from advisor.memory.estimate import Estimate, estimate
@@ -17,8 +18,8 @@ from advisor.rulebook.load import Rulebook
 
 @dataclass(frozen=True)
 class Fit:
-    gpu_gb: float
-    usable_gb: float
+    capacity_gib: float  # the GPU as it reports itself (gpu.usable_gib)
+    usable_gb: float  # GiB: capacity less the safety margin
     margin: float
     max_micro_batch: int  # 0: not even 1 fits
     at_one: Estimate
@@ -52,15 +53,16 @@ def max_micro_batch(book: Rulebook, job: JobFacts, params: dict[str, Any], usabl
 
 def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None = None) -> Fit | None:
     """None when the GPU's memory is unknown."""
-    if job.gpu.memory_gb is None:
+    capacity = job.gpu.usable_gib
+    if capacity is None:
         return None
     know = knowledge(book)
     margin = know["safety-margin"]
-    usable = job.gpu.memory_gb * (1 - margin)
+    usable = capacity * (1 - margin)
     limit = int(know["max-micro-batch"]) if cap is None else max(1, min(cap, int(know["max-micro-batch"])))
     at_one = estimate(book, job, _with(params, micro_batch_size=1))
     best = max_micro_batch(book, job, params, usable, limit) if at_one.total_gb <= usable else 0
-    result = Fit(job.gpu.memory_gb, usable, margin, best, at_one)
+    result = Fit(capacity, usable, margin, best, at_one)
     if not result.fits:
         result.alternatives.extend(alternatives(book, job, params, usable))
     return result
@@ -86,28 +88,29 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
             p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length")}), micro_batch_size=1)
             g = peak(j, p)
             if g <= usable:
-                out.append(f"{'QLoRA' if other == 'qlora' else 'LoRA'} instead of {peft}: {g:.1f} GB (--peft {other})")
+                out.append(f"{'QLoRA' if other == 'qlora' else 'LoRA'} instead of {peft}: {g:.1f} GiB (--peft {other})")
                 break
     if not params.get("gradient_checkpointing"):
         g = peak(job, _with(one, gradient_checkpointing=True))
         if g <= usable:
-            out.append(f"gradient checkpointing: {g:.1f} GB (--set gradient_checkpointing=true)")
+            out.append(f"gradient checkpointing: {g:.1f} GiB (--set gradient_checkpointing=true)")
     seq = int(one.get("max_seq_length") or job.task.seq_len or 0)
     shortest = int(know["min-seq-len-suggestion"])
     s = seq // 2
     while s >= shortest:
         g = peak(job, _with(one, max_seq_length=s))
         if g <= usable:
-            out.append(f"a shorter sequence: {s} tokens, {g:.1f} GB (--seq-len {s})")
+            out.append(f"a shorter sequence: {s} tokens, {g:.1f} GiB (--seq-len {s})")
             break
         s //= 2
     need = peak(job, one)
     margin = know["safety-margin"]
-    bigger = sorted((g for g in know.gpus.values() if g["memory_gb"] * (1 - margin) >= need),
-                    key=lambda g: g["memory_gb"])
+    bigger = sorted((g for g in know.gpus.values() if registry_usable_gib(g) * (1 - margin) >= need),
+                    key=registry_usable_gib)
     if bigger:
         gpu = bigger[0]
-        out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB) holds {need:.1f} GB (--gpu {gpu['id']})")
+        out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB, {registry_usable_gib(gpu):.1f} GiB usable) "
+                   f"holds {need:.1f} GiB (--gpu {gpu['id']})")
     have = job.gpu.count
     for n in sorted({have, 2, 4, 8}):  # not-knowledge: the GPU counts a node usually has
         if n < max(2, have):
@@ -115,7 +118,7 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
         g = peak(replace(job, gpu=replace(job.gpu, count=n)), _with(one, shard=n))
         if g <= usable:
             how = f"shard over your {n} GPUs" if n == have else f"{n} GPUs"
-            out.append(f"{how} with FSDP full sharding / ZeRO-3: {g:.1f} GB per GPU (--gpus {n})")
+            out.append(f"{how} with FSDP full sharding / ZeRO-3: {g:.1f} GiB per GPU (--gpus {n})")
             break
     return out
 

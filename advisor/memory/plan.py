@@ -24,8 +24,8 @@ def report(est: Estimate, f: Fit | None) -> MemoryReport:
     out = MemoryReport(micro_batch=est.setup.micro_batch, seq_len=est.setup.seq_len, total_gb=round(est.total_gb, 2),
                        reserved_gb=round(est.reserved_gb, 2), items=items, notes=list(est.notes))
     if f is not None:
-        out.gpu_gb, out.usable_gb, out.safety_margin = f.gpu_gb, round(f.usable_gb, 2), f.margin
-        out.headroom_gb = round(f.gpu_gb - est.total_gb, 2)
+        out.gpu_gb, out.usable_gb, out.safety_margin = round(f.capacity_gib, 3), round(f.usable_gb, 2), f.margin
+        out.headroom_gb = round(f.capacity_gib - est.total_gb, 2)
         out.fits, out.max_micro_batch = est.total_gb <= f.usable_gb, f.max_micro_batch
         out.alternatives = list(f.alternatives)
     return out
@@ -60,12 +60,13 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
         what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
                                             "bigger GPUs, up to 8 GPUs sharded)"
         rec.warnings.append(
-            f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GB, above the "
-            f"{f.usable_gb:.1f} GB usable of the {f.gpu_gb:g} GB GPU ({_largest(f.at_one)} GB). What would fit: {what}")
+            f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GiB, above the "
+            f"{f.usable_gb:.1f} GiB usable of the {f.capacity_gib:.1f} GiB GPU ({_largest(f.at_one)} GiB). "
+            f"What would fit: {what}")
     elif micro > f.max_micro_batch:
         rec.warnings.append(
-            f"micro_batch_size={micro} is predicted to need {est.total_gb:.1f} GB, above the {f.usable_gb:.1f} GB "
-            f"usable ({f.margin:.0%} margin) of the {f.gpu_gb:g} GB GPU; {f.max_micro_batch} fits")
+            f"micro_batch_size={micro} is predicted to need {est.total_gb:.1f} GiB, above the {f.usable_gb:.1f} GiB "
+            f"usable ({f.margin:.0%} margin) of the {f.capacity_gib:.1f} GiB GPU; {f.max_micro_batch} fits")
     table = first.parameters.get("micro_batch_size")
     if table is not None and table.set_by == "rule" and f.fits:
         warning = cross_check(book, facts, int(table.value),  # type: ignore[arg-type]  # an int parameter

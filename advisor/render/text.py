@@ -88,12 +88,21 @@ def _facts_lines(rec: Recommendation) -> list[str]:
         elif g.get("memory_gb") is None:  # a GPU nvidia-smi names but whose memory it cannot report
             out.append(f"gpu    {g.get('count')} x {g.get('name')}, memory unknown, {bf16}  [{g.get('source')}]")
         else:
-            name = g.get("name") or "GPU"
-            out.append(f"gpu    {g.get('count')} x {name} {fmt_value(g.get('memory_gb'))} GB, {bf16}  [{g.get('source')}]")
+            out.append(f"gpu    {g.get('count')} x {g.get('name') or 'GPU'} {gpu_memory_text(g)}, {bf16}  [{g.get('source')}]")
     if t:
         extras = ", ".join(f"{k} {fmt_value(v)}" for k, v in t.items() if k not in ("method", "peft") and v is not None)
         out.append(f"task   {t.get('method')} with {t.get('peft')}" + (f", {extras}" if extras else ""))
     return out
+
+
+def gpu_memory_text(g: dict[str, Any]) -> str:
+    """'80 GB (79.6 GiB usable)': the stated size the batch table reads, the capacity the memory model uses."""
+    stated, usable = g.get("memory_gb"), g.get("usable_gib")
+    if usable is None or stated is None:
+        return f"{fmt_value(stated)} GB" if usable is None else f"{usable:.1f} GiB usable"
+    if stated == usable:  # --gpu-mem alone: one number, GiB
+        return f"{usable:.1f} GiB"
+    return f"{fmt_value(stated)} GB ({usable:.1f} GiB usable)"
 
 
 def render_recommendation(rec: Recommendation, console: Console, *, explain: bool = False) -> None:

@@ -33,6 +33,7 @@ from advisor.rulebook.model import SETTING_STAGES, STAGES, Case, Parameter, Rule
 FLAGS = {
     "gpu.memory_gb": "--gpu or --gpu-mem",
     "gpu.total_memory_gb": "--gpu or --gpu-mem",
+    "gpu.usable_gib": "--gpu or --gpu-mem",
     "gpu.bf16": "--gpu",
     "gpu.name": "--gpu",
     "task.dataset_size": "--dataset-size",
