@@ -474,7 +474,9 @@ def probe(
     random_init: bool = RandomInitOpt,
     data: Optional[Path] = DataOpt,
     no_packing: bool = NoPackingOpt,
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps to run (default 30)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Optimizer steps to run (default: through the full run's warmup and 30 steps beyond; 30 "
+                              "when it has no warmup)."),
     seq_len: Optional[int] = ProbeSeqLenOpt,
     micro_batch: Optional[int] = MicroBatchOpt,
     accumulation: Optional[int] = AccumulationOpt,

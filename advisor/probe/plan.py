@@ -402,6 +402,14 @@ def build_plan(
         config_format=cfg.format if cfg is not None else None, sources=values.sources, notes=tuple(notes),
         params={name: pv.value for name, pv in rec.parameters.items()},
     )
+    if steps is None and plan.spans_full_run and plan.has_warmup:
+        # The first DEFAULT_STEPS steps of a run that warms up for longer never reach the peak LR, which is
+        # what a probe must test: by default it trains through the warmup and DEFAULT_STEPS steps beyond.
+        longer = min(plan.warmup_steps + DEFAULT_STEPS, plan.schedule_total, MAX_STEPS)
+        if longer > plan.steps:
+            plan = replace(plan, steps=longer, sources={
+                **plan.sources, "steps": f"probe default: the full run's warmup ({plan.warmup_steps}) "
+                                         f"+ {DEFAULT_STEPS} steps at the peak LR"})
     _check(plan)
     return replace(plan, params={**plan.params, **_plan_params(plan)})
 
