@@ -372,7 +372,7 @@ def diagnose(
     """Read training logs and report the seeds' warning signs, with the decision tree's advice."""
     import json
 
-    from advisor.diagnose import judge, log_facts
+    from advisor.diagnose import judge, log_facts, unjudged_lines
     from advisor.telemetry import distinct_n, read_cycles, read_log, read_samples
 
     _check_format(fmt, ("text", "json"))
@@ -393,7 +393,7 @@ def diagnose(
         sys.stdout.write(json.dumps({"source": tel.source, "reader": tel.reader, "points": counts,
                                      "cycles": tel.cycles, "cycle_metric": tel.cycle_metric,
                                      "cycle_scores": tel.cycle_scores, "signs": [s.as_dict() for s in signs],
-                                     "not_judged": unjudged}, indent=2) + "\n")
+                                     "not_judged": [u.as_dict() for u in unjudged]}, indent=2) + "\n")
     else:
         console = _console()
         what = ", ".join(f"{n} {k}" for k, n in counts.items())
@@ -405,8 +405,8 @@ def diagnose(
             console.print(f"{s.code} {s.severity}: {s.summary}", highlight=False, markup=False)
             console.print(f"    measured: {s.evidence}", highlight=False, markup=False)
             console.print(f"    advice: {s.advice} ({s.rule}, confidence {s.confidence})", highlight=False, markup=False)
-        if unjudged:
-            console.print(f"not judged (their series are not in the log): {', '.join(unjudged)}", highlight=False, markup=False)
+        for line in unjudged_lines(unjudged):
+            console.print(line, highlight=False, markup=False)
     if plot is not None:
         from advisor.render.plot import png_lines
 
@@ -485,7 +485,9 @@ def probe(
     random_init: bool = RandomInitOpt,
     data: Optional[Path] = DataOpt,
     no_packing: bool = NoPackingOpt,
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps to run (default 30)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Optimizer steps to run (default: through the full run's warmup and 30 steps beyond; 30 "
+                              "when it has no warmup)."),
     seq_len: Optional[int] = ProbeSeqLenOpt,
     micro_batch: Optional[int] = MicroBatchOpt,
     accumulation: Optional[int] = AccumulationOpt,
@@ -532,7 +534,11 @@ def probe(
         raise AdvisorError(f"--eval-every: {eval_every} must be 0 or more")
     from advisor.probe.live import LiveView
     from advisor.probe.loop import run_probe
-    from advisor.probe.report import headline, make_report, verdict_lines, write_outputs
+    from advisor.probe.report import headline, make_report, short_probe_warning, verdict_lines, write_outputs
+
+    warning = short_probe_warning(book, plan)
+    if warning is not None:
+        sys.stderr.write(f"advisor: warning: {warning}\n")
     from advisor.probe.result import ProbeInterrupted
 
     with LiveView(plan.steps, enabled=not no_live and fmt == "text") as view:

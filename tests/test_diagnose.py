@@ -226,3 +226,21 @@ def test_flagged_points_are_marked(tmp_path: Path) -> None:
     marks = {s["code"]: s["marks"] for s in report["signs"]}
     assert marks["SIG001"] == {"series": "loss", "at": [31]}
     assert marks["SIG003"]["series"] == "grad_norm" and marks["SIG003"]["at"][:3] == [2, 3, 5]
+
+
+def test_a_short_log_lists_the_signs_it_is_too_short_for(tmp_path: Path) -> None:
+    """The loss rules need 10 or 20 points: with 5 they are not judged, and the report says why
+    (a flat 5-point loss is not a healthy run)."""
+    path = write_jsonl(tmp_path / "log.jsonl", log_rows([2.0] * 5, [0.15] * 5))
+    report = json.loads(run_cli("diagnose", str(path), "--format", "json", "--fail-on", "never").stdout)
+    reasons = {u["code"]: u["reason"] for u in report["not_judged"]}
+    assert reasons["SIG001"] == "needs 10 loss points, got 5"
+    assert reasons["SIG006"] == "needs 20 loss points, got 5"
+    assert reasons["SIG010"] == "needs 10 loss points, got 5"
+    assert reasons["SIG002"] == "needs 3 eval_loss points, got 0"
+    assert reasons["SIG005"] == "no distinct_2 in the telemetry"
+    assert report["signs"] == []
+    text = run_cli("diagnose", str(path), "--fail-on", "never").stdout
+    assert "    SIG006: needs 20 loss points, got 5\n" in text and "    SIG001, SIG010: needs 10 loss points, got 5\n" in text
+    long_flat = write_jsonl(tmp_path / "flat.jsonl", log_rows([2.0] * 20, [0.15] * 20))
+    assert "SIG006" in signs(str(long_flat))  # at 20 points the same loss is judged, and flat

@@ -35,8 +35,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plan_for(book: Rulebook, tiny: Path, **kw: Any) -> Any:
     from advisor.probe import build_plan
 
+    # No warmup: these probes judge a learning rate, so they train at it from the first step (the full
+    # run's recommended warmup, 150 of 5000 steps, would keep 24 steps far below it).
     args: dict[str, Any] = {"model": str(tiny), "method": "sft", "peft": "qlora", "random_init": True, "steps": 24,
-                            "seq_len": 64, "micro_batch": 4, "accumulation": 1, "detect_gpu": False}
+                            "seq_len": 64, "micro_batch": 4, "accumulation": 1, "detect_gpu": False,
+                            "pins": {"warmup_ratio": 0.0}}
     args.update(kw)
     return build_plan(book, **args)
 
@@ -55,7 +58,7 @@ def tenth(values: list[float], last: bool) -> float:
 def test_qlora_probe_end_to_end_on_the_builtin_corpus(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "qlora", "--random-init",
-                   "--steps", "24", "--lr", "2e-3", *FAST, "--out", str(out))
+                   "--steps", "24", "--lr", "2e-3", "--set", "warmup_ratio=0", *FAST, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "probe-report.json").read_text())
     validate_report(data)
@@ -303,3 +306,115 @@ def test_search_micro_batch_halves_then_bisects() -> None:
     assert search_micro_batch(lambda mb: FitAttempt(mb, False, None), 8) == (0, [FitAttempt(4, False, None),
                                                                                   FitAttempt(2, False, None),
                                                                                   FitAttempt(1, False, None)])
+
+
+def axolotl(tmp_path: Path, tiny: Path, extra: str) -> Path:
+    config = tmp_path / "axolotl.yml"
+    config.write_text(f"base_model: {tiny}\nadapter: lora\nlora_r: 4\nlora_alpha: 8\nlearning_rate: 1.0e-3\n"
+                      f"sequence_len: 64\nlr_scheduler: linear\n{extra}")
+    return config
+
+
+def test_the_probe_trains_the_first_steps_of_the_full_runs_schedule(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    """Warmup 20 of a 400-step run: a 6-step probe stays in the warmup, at the LRs the full run will use."""
+    from advisor.probe import build_plan, make_report, run_probe
+    from advisor.probe.report import headline
+
+    config = axolotl(tmp_path, tiny, "micro_batch_size: 4\ngradient_accumulation_steps: 1\nmax_steps: 400\n"
+                                     "warmup_steps: 20\n")
+    plan = build_plan(book, config=config, random_init=True, detect_gpu=False, steps=6)
+    assert (plan.schedule_total, plan.warmup_steps) == (400, 20)
+    report = make_report(book, plan, run_probe(plan))
+    lrs = [s.learning_rate for s in report.result.steps]
+    assert lrs == pytest.approx([1e-3 * k / 20 for k in range(6)])  # the LR logged is the one each step used
+    lines = headline(report)
+    assert "LR schedule: the first 6 of the full run's 400 steps (linear, warmup 20; the full run's length from " \
+           "config max_steps)" in lines
+    assert any(line.startswith("projected full run: 400 steps") and line.endswith(
+        "at micro-batch 4 x accumulation 1 (effective batch 4)") for line in lines)
+    assert report.as_dict()["plan"]["schedule_steps"] == 400
+
+    # The sweep's short experiments: the schedule over the trial's own steps, its warmup share kept.
+    squeezed = plan.with_(schedule_steps=6)
+    assert squeezed.warmup_steps == math.ceil(20 / 400 * 6)
+    lrs = [s.learning_rate for s in run_probe(squeezed).steps]
+    assert lrs[0] == 0 and max(lrs) == pytest.approx(1e-3)
+
+    # Epochs over a data set of unknown size: the full run's length is unknown, and the report says so.
+    unknown = build_plan(book, config=axolotl(tmp_path, tiny, "micro_batch_size: 4\nnum_epochs: 3\n"),
+                         random_init=True, detect_gpu=False, steps=6)
+    assert unknown.full_run_steps is None and unknown.schedule_total == 6
+    assert "the full run's length is unknown" in unknown.schedule_words()
+    assert any("LR schedule spans the probe's own 6 steps" in n for n in unknown.notes)
+
+
+def test_a_micro_batch_override_keeps_the_effective_batch(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    from advisor.probe import build_plan
+
+    config = axolotl(tmp_path, tiny, "micro_batch_size: 2\ngradient_accumulation_steps: 8\nmax_steps: 400\n")
+    plan = build_plan(book, config=config, random_init=True, detect_gpu=False, micro_batch=4)
+    assert (plan.micro_batch_size, plan.gradient_accumulation_steps) == (4, 4)
+    assert plan.sources["gradient_accumulation_steps"] == (
+        "ceil(effective batch 16 (config micro_batch_size x gradient_accumulation_steps) / --micro-batch 4)")
+    odd = build_plan(book, config=config, random_init=True, detect_gpu=False, micro_batch=5)
+    assert odd.gradient_accumulation_steps == 4  # ceil(16 / 5): at least the run's batch
+    assert build_plan(book, config=config, random_init=True, detect_gpu=False, micro_batch=4,
+                      accumulation=1).gradient_accumulation_steps == 1  # both given: as given
+    rec = build_plan(book, model=str(tiny), method="sft", peft="lora", random_init=True, detect_gpu=False,
+                     micro_batch=4)
+    effective = rec.params["effective_batch_size"]
+    assert rec.gradient_accumulation_steps == math.ceil(effective / 4) > 1
+    assert rec.sources["gradient_accumulation_steps"].startswith(f"ceil(effective batch {effective} (rule ")
+
+
+def test_a_short_probe_says_which_signs_it_cannot_judge(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "lora", "--random-init",
+                   "--steps", "5", *FAST, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "advisor: warning: --steps 5 is too short to judge SIG001 (needs 10 loss points, got 5)" in proc.stderr
+    assert "--steps 20 or more" in proc.stderr
+    data = json.loads((out / "probe-report.json").read_text())
+    validate_report(data)
+    reasons = {u["code"]: u["reason"] for u in data["not_judged"]}
+    assert reasons["SIG006"] == "needs 20 loss points, got 5" and reasons["SIG010"] == "needs 10 loss points, got 5"
+    assert "- SIG006: needs 20 loss points, got 5" in (out / "probe-summary.md").read_text()
+
+
+def test_lora_rank_and_alpha_come_from_a_rule_or_the_user(book: Rulebook, tiny: Path) -> None:
+    from dataclasses import replace
+
+    from advisor.probe import build_plan
+    from advisor.probe.plan import ProbeInputError
+
+    bare = replace(book, rules={k: r for k, r in book.rules.items() if r.parameter != "lora_rank"})
+    args: dict[str, Any] = {"model": str(tiny), "method": "sft", "peft": "qlora", "random_init": True,
+                            "detect_gpu": False}
+    with pytest.raises(ProbeInputError, match="lora_rank: nothing sets it") as err:
+        build_plan(bare, **args)
+    assert "--set lora_rank=N" in str(err.value.hint) and "lora_r" in str(err.value.hint)
+    plan = build_plan(bare, **args, pins={"lora_rank": 4})
+    assert plan.lora_rank == 4 and plan.sources["lora_rank"] == "--set"
+    assert build_plan(bare, **{**args, "peft": "full"}).lora_rank == 0  # no adapter, nothing to set
+
+
+def test_the_near_capacity_sign_reads_the_memory_models_margin(book: Rulebook, tiny: Path) -> None:
+    """SIG012 and the memory fit share rules/memory.yaml's safety-margin: change it, the sign moves."""
+    import copy
+    from dataclasses import replace
+
+    from advisor.probe import make_report
+    from advisor.probe.result import ProbeResult, StepRecord
+
+    plan = plan_for(book, tiny, peft="lora")
+    steps = [StepRecord(step=i, loss=2.0 - 0.01 * i, grad_norm=0.15, clipped=False, learning_rate=1e-4, tokens=256,
+                        tokens_per_s=1000.0, step_time_s=0.25, peak_allocated_gb=7.5, peak_reserved_gb=8.0)
+             for i in range(1, 25)]
+    result = ProbeResult(micro_batch_size=4, gradient_accumulation_steps=1, steps=steps, device="cpu",
+                         memory_capacity_gb=10.0)
+    assert "SIG012" not in {s.code for s in make_report(book, plan, result).signs}  # 8 of 10 GiB: 10% margin kept
+    memory = copy.deepcopy(book.memory)
+    memory["coefficients"]["safety-margin"]["value"] = 0.25
+    wide = make_report(replace(book, memory=memory), plan, result)
+    sign = next(s for s in wide.signs if s.code == "SIG012")
+    assert "above the 7.5 GiB the safety margin 0.25 leaves" in sign.evidence

@@ -28,6 +28,23 @@ rules:
     default: 1.0e-4
 """
 
+SIGNAL_RULE = """
+family: mine
+description: my signs
+rules:
+  - id: my-sign
+    code: MY002
+    kind: signal
+    parameter: learning_rate
+    severity: warning
+    summary: my sign
+    sign: the loss rises
+    advice: lower the LR
+    source: {doc: my notes}
+    needs: [{series: loss, min: 10}]
+    detect: "rel_change(log.loss, 0.1) < 0"
+"""
+
 
 def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
     d = tmp_path / "rules"
@@ -134,6 +151,18 @@ def test_user_rules_layer_over_builtin(tmp_path: Path) -> None:
             r"mine\.yaml: line 5: not valid YAML: duplicate key 'id'",
         ),
         ("family: mine\n  description: [\n", r"mine\.yaml: line \d+: not valid YAML"),
+        (
+            SIGNAL_RULE.replace("series: loss", "series: eval_loss"),
+            r"mine\.yaml: rule 'my-sign' key 'needs\[0\]\.series': 'eval_loss' is not a series the detect formula reads",
+        ),
+        (
+            SIGNAL_RULE.replace("min: 10", "min: 0"),
+            r"mine\.yaml: rule 'my-sign' key 'rules\[0\]\.needs\[0\]\.min': 0 is less than the minimum of 1",
+        ),
+        (
+            GOOD_RULE.replace("    default: 1.0e-4", "    default: 1.0e-4\n    needs: [{series: loss, min: 3}]"),
+            r"mine\.yaml: rule 'my-lr' key 'rules\[0\]'",
+        ),
         ("just a string\n", r"mine\.yaml: expected a mapping"),
         ("", r"mine\.yaml: expected a mapping"),
     ],

@@ -74,6 +74,7 @@ LOG_FACTS: dict[str, str] = {
     "distinct_2_first": "distinct bigrams / all bigrams over the first cycle's samples",
     "peak_memory_gb": "peak memory per step, GiB (CUDA: max_memory_reserved; CPU probe: peak RSS above the runtime's) (list)",
     "memory_capacity_gb": "memory the run may use, GiB (the GPU's, or the probe's --max-memory cap)",
+    "memory_margin": "the memory model's safety margin, a fraction of capacity (rules/memory.yaml safety-margin)",
     "predicted_memory_gb": "the memory model's predicted peak reserved memory for the probed shape, GiB",
 }
 

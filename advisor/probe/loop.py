@@ -94,7 +94,7 @@ def _scheduler(plan: ProbePlan, opt: Any, lr_lambda: Callable[[int], float] | No
     if lr_lambda is not None:
         return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     return get_scheduler(plan.lr_scheduler_type, opt, num_warmup_steps=plan.warmup_steps,
-                         num_training_steps=plan.steps)
+                         num_training_steps=plan.schedule_total)
 
 
 class _Batches:

@@ -23,6 +23,10 @@ DEFAULT_STEPS = 30  # not-knowledge: probe length; the loss rules need at least 
 MIN_STEPS = 2  # not-knowledge: a start and an end
 MAX_STEPS = 100_000  # not-knowledge: a probe, not a training run
 DEFAULT_EVAL_SEQUENCES = 8  # not-knowledge: held-out sequences per evaluation (cost bound)
+# not-knowledge: transformers' own default when nothing sets the scheduler
+# (TrainingArguments.lr_scheduler_type defaults to "linear"); the rulebook's opt-scheduler normally sets it.
+TRANSFORMERS_DEFAULT_SCHEDULER = "linear"
+SQUEEZED_WARMUP_MAX = 0.5  # not-knowledge: a warmup squeezed into a short schedule keeps a decay phase
 DEVICES = ("auto", "cpu", "cuda")
 # Preference methods other than DPO that train on chosen / rejected pairs: the same batch shape.
 PAIR_METHODS = {"orpo": "dpo", "simpo": "dpo", "ipo": "dpo", "kto": "dpo", "cpo": "dpo"}
@@ -80,7 +84,7 @@ class ProbePlan:
     gradient_accumulation_steps: int
     seq_len: int
     lr_scheduler_type: str
-    warmup_ratio: float  # of the probe's steps
+    warmup_ratio: float  # of the schedule's steps (the full run's warmup share)
     max_grad_norm: float | None  # None: no clipping (the norm is still measured)
     optimizer: str
     adam_beta1: float | None  # None: the optimizer's own default
@@ -99,6 +103,10 @@ class ProbePlan:
     max_memory_gb: float | None = None
     full_run_steps: int | None = None
     full_run_steps_source: str = ""
+    # The steps the LR schedule spans: the full run's, so the probe trains its first `steps` steps
+    # at the LRs the full run will use; None: the probe's own steps (a short experiment, as the sweep runs).
+    schedule_steps: int | None = None
+    warmup_steps_given: int | None = None  # the config's warmup_steps (wins over the ratio, as in transformers)
     method_given: str = ""  # the config's own word (orpo, ...) when it differs from method
     config_path: str | None = None
     config_format: str | None = None
@@ -121,8 +129,37 @@ class ProbePlan:
         return self.micro_batch_size * self.gradient_accumulation_steps
 
     @property
+    def schedule_total(self) -> int:
+        return self.schedule_steps or self.steps
+
+    @property
+    def spans_full_run(self) -> bool:
+        return self.full_run_steps is not None and self.schedule_total == self.full_run_steps
+
+    @property
     def warmup_steps(self) -> int:
-        return math.ceil(self.warmup_ratio * self.steps)
+        """transformers' rule: absolute warmup steps when given, else ceil(ratio x the schedule's steps);
+        an absolute warmup squeezed with the schedule into fewer steps keeps its share of the full run."""
+        if self.warmup_steps_given is not None and (self.full_run_steps is None or self.spans_full_run):
+            return self.warmup_steps_given
+        return math.ceil(self.warmup_ratio * self.schedule_total)
+
+    @property
+    def has_warmup(self) -> bool:
+        return self.warmup_steps > 0 and self.lr_scheduler_type != "constant"  # transformers' constant ignores it
+
+    def schedule_words(self) -> str:
+        """Which LR schedule the probe trains, for the report."""
+        head = f"{self.lr_scheduler_type}, " + (f"warmup {self.warmup_steps}" if self.has_warmup else "no warmup")
+        if self.spans_full_run:
+            return (f"the first {self.steps} of the full run's {self.schedule_total} steps ({head}; "
+                    f"the full run's length from {self.full_run_steps_source})")
+        if self.schedule_steps is not None and self.schedule_steps != self.steps:
+            return f"the first {self.steps} of {self.schedule_total} steps ({head})"
+        if self.schedule_steps is None and self.full_run_steps is None:
+            return (f"over the probe's own {self.steps} steps ({head}): the full run's length is unknown "
+                    "(give max_steps, or num_train_epochs with --dataset-size)")
+        return f"over the probe's own {self.steps} steps ({head})"
 
     def job(self) -> JobFacts:
         return JobFacts(model=self.facts, gpu=self.gpu, task=TaskFacts(method=self.method, peft=self.peft,
@@ -138,6 +175,8 @@ def _check(plan: ProbePlan) -> None:
          plan.gradient_accumulation_steps >= 1),
         ("--seq-len / max_seq_length", plan.seq_len, plan.seq_len >= 8),  # not-knowledge: a sequence at all
         ("warmup_ratio", plan.warmup_ratio, 0 <= plan.warmup_ratio < 1),
+        ("warmup_steps", plan.warmup_steps_given, plan.warmup_steps_given is None or plan.warmup_steps_given >= 0),
+        ("schedule_steps", plan.schedule_steps, plan.schedule_steps is None or plan.schedule_steps >= plan.steps),
         ("max_grad_norm", plan.max_grad_norm, plan.max_grad_norm is None or plan.max_grad_norm > 0),
         ("lora_dropout", plan.lora_dropout, 0 <= plan.lora_dropout < 1),
         ("--max-memory", plan.max_memory_gb, plan.max_memory_gb is None or plan.max_memory_gb > 0),
@@ -313,18 +352,31 @@ def build_plan(
             values.sources["max_seq_length"] = f"--seq-len (capped from {seq})"
         seq = min(seq, seq_len)
     micro = int(_flag(values, "micro_batch_size", micro_batch, "--micro-batch", 1))
-    accum = int(_flag(values, "gradient_accumulation_steps", accumulation, "--accumulation", 1))
+    if micro_batch is not None and accumulation is None:
+        accum = _accumulation_for(values, cfg, rec, micro)
+    else:
+        accum = int(_flag(values, "gradient_accumulation_steps", accumulation, "--accumulation", 1))
     n_steps = int(steps) if steps is not None else DEFAULT_STEPS
     values.sources["steps"] = "--steps" if steps is not None else "probe default"
     values.sources["seed"] = "--seed"
     clip = values.get("max_grad_norm", 1.0)  # not-knowledge: transformers' own default when nothing sets it
     clip = None if clip is None or float(clip) <= 0 else float(clip)
     full_steps, full_source = _full_run_steps(values, cfg, micro * accum, dataset_size)
+    schedule_steps = full_steps
+    if full_steps is None:
+        notes.append(f"the full run's length is unknown: the LR schedule spans the probe's own {n_steps} steps "
+                     "(give max_steps, or num_train_epochs with --dataset-size, to train the full run's first steps)")
+    elif full_steps < n_steps:
+        schedule_steps = None
+        notes.append(f"the probe's {n_steps} steps outrun the full run's {full_steps}: the LR schedule spans the probe's")
     warmup = values.get("warmup_ratio")
-    warmup_steps = cfg.values.get("warmup_steps") if cfg is not None else None
-    if warmup_steps is not None and full_steps:
-        warmup = min(float(warmup_steps.value) / full_steps, 0.5)  # not-knowledge: keep a decay phase
-        values.sources["warmup_ratio"] = f"config {warmup_steps.key} / the full run's {full_steps} steps"
+    warmup_cv = cfg.values.get("warmup_steps") if cfg is not None else None
+    warmup_given = None
+    if warmup_cv is not None:
+        warmup_given = int(warmup_cv.value)
+        values.sources["warmup_ratio"] = f"config {warmup_cv.key}"
+        if full_steps:  # its share of the full run, for a schedule squeezed into fewer steps (the sweep's)
+            warmup = min(warmup_given / full_steps, SQUEEZED_WARMUP_MAX)
     targets = values.get("lora_target_modules") or ["all-linear"]
     if isinstance(targets, str):
         targets = [targets]
@@ -334,23 +386,65 @@ def build_plan(
     plan = ProbePlan(
         model=source, facts=facts, gpu=hw, method=rule_method, peft=adapter, learning_rate=lr, steps=n_steps, seed=seed,
         micro_batch_size=micro, gradient_accumulation_steps=accum, seq_len=seq,
-        lr_scheduler_type=str(values.get("lr_scheduler_type", "linear")).lower(),
+        lr_scheduler_type=str(values.get("lr_scheduler_type", TRANSFORMERS_DEFAULT_SCHEDULER)).lower(),
         warmup_ratio=float(warmup or 0.0), max_grad_norm=clip,
         optimizer=str(values.get("optimizer", "adamw_torch")).lower(),
         adam_beta1=_opt_float(values.get("adam_beta1")), adam_beta2=_opt_float(values.get("adam_beta2")),
         adam_epsilon=_opt_float(values.get("adam_epsilon")), weight_decay=float(values.get("weight_decay", 0)),
-        lora_rank=int(values.get("lora_rank", 8)), lora_alpha=int(values.get("lora_alpha", 16)),
+        lora_rank=_lora_size(values, adapter, "lora_rank"), lora_alpha=_lora_size(values, adapter, "lora_alpha"),
         lora_dropout=float(values.get("lora_dropout", 0.0)), lora_target_modules=tuple(str(t) for t in targets),
         gradient_checkpointing=bool(values.get("gradient_checkpointing", False)),
         bf16=bool(values.get("bf16", bool(hw.bf16))), sequences_per_example=sequences,
         data=DataSpec(path=str(data) if data is not None else None, packing=packing, eval_sequences=eval_sequences),
         device=device, max_memory_gb=max_memory_gb, full_run_steps=full_steps, full_run_steps_source=full_source,
+        schedule_steps=schedule_steps, warmup_steps_given=warmup_given,
         method_given=given, config_path=str(config) if config is not None else None,
         config_format=cfg.format if cfg is not None else None, sources=values.sources, notes=tuple(notes),
         params={name: pv.value for name, pv in rec.parameters.items()},
     )
+    if steps is None and plan.spans_full_run and plan.has_warmup:
+        # The first DEFAULT_STEPS steps of a run that warms up for longer never reach the peak LR, which is
+        # what a probe must test: by default it trains through the warmup and DEFAULT_STEPS steps beyond.
+        longer = min(plan.warmup_steps + DEFAULT_STEPS, plan.schedule_total, MAX_STEPS)
+        if longer > plan.steps:
+            plan = replace(plan, steps=longer, sources={
+                **plan.sources, "steps": f"probe default: the full run's warmup ({plan.warmup_steps}) "
+                                         f"+ {DEFAULT_STEPS} steps at the peak LR"})
     _check(plan)
     return replace(plan, params={**plan.params, **_plan_params(plan)})
+
+
+def _accumulation_for(values: _Values, cfg: Any, rec: Any, micro: int) -> int:
+    """--micro-batch without --accumulation: the accumulation that keeps the run's effective batch,
+    so the measured step (and the projected full run) is a step of the batch the run trains."""
+    effective, source = None, ""
+    if cfg is not None and "micro_batch_size" in cfg.values:
+        cfg_micro = int(cfg.values["micro_batch_size"].value)
+        cv = cfg.values.get("gradient_accumulation_steps")
+        effective = cfg_micro * (int(cv.value) if cv is not None else 1)
+        source = f"config {cfg.values['micro_batch_size'].key}" + (f" x {cv.key}" if cv is not None else "")
+    else:
+        pv = rec.parameters.get("effective_batch_size")
+        if pv is not None and pv.value is not None:
+            effective, source = int(pv.value), f"rule {pv.rule}" if pv.rule else "recommendation"
+    if effective is None:
+        values.sources["gradient_accumulation_steps"] = "no effective batch known: 1"
+        return 1
+    accum = max(1, math.ceil(effective / micro))
+    values.sources["gradient_accumulation_steps"] = (f"ceil(effective batch {effective} ({source}) / "
+                                                     f"--micro-batch {micro})")
+    return accum
+
+
+def _lora_size(values: _Values, adapter: str, name: str) -> int:
+    value = values.get(name)
+    if value is not None:
+        return int(value)
+    if adapter == "full":
+        return 0  # not-knowledge: no adapter, never read
+    key = {"lora_rank": "lora_r / lora_rank", "lora_alpha": "lora_alpha"}[name]
+    raise ProbeInputError(f"{name}: nothing sets it for this {adapter} probe (no rule in the rulebook, no config key)",
+                          hint=f"pass --set {name}=N or set the config's {key}")
 
 
 def _opt_float(value: Any) -> float | None:
@@ -365,6 +459,8 @@ def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int
         epochs = float(cfg.values["num_train_epochs"].value)
         return math.ceil(epochs * dataset_size / max(1, effective)), \
             f"{epochs:g} epochs x {dataset_size} examples / effective batch {effective}"
+    if cfg is not None and "num_train_epochs" in cfg.values:
+        return None, ""  # epochs of an unknown data set: the recommendation's step count is not this run's
     steps = values.get("max_steps")
     if steps is not None:
         return int(steps), values.sources.get("max_steps", "recommendation")

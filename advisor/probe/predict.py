@@ -32,3 +32,14 @@ def predicted_memory(book: Rulebook, plan: ProbePlan, micro_batch_size: int | No
     except AdvisorError:
         return None  # a job the memory model does not cover: nothing to compare
     return Prediction(total_gb=float(est.total_gb), reserved_gb=float(est.reserved_gb))
+
+
+def memory_margin(book: Rulebook) -> float | None:
+    """The memory model's safety margin (rules/memory.yaml's `safety-margin`): the near-capacity sign
+    reads the same number the fit uses. None when the rulebook has no memory model."""
+    from advisor.memory.knowledge import knowledge
+
+    try:
+        return float(knowledge(book)["safety-margin"])
+    except AdvisorError:
+        return None

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from advisor import __version__
-from advisor.diagnose import Sign, judge, log_facts
+from advisor.diagnose import Sign, Unjudged, judge, log_facts, signal_rules, unjudged_lines, unmet_need
 from advisor.output import fmt_number, write_atomic
 from advisor.probe.plan import ProbePlan
-from advisor.probe.predict import Prediction, predicted_memory
+from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
 from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry
@@ -41,7 +41,7 @@ class ProbeReport:
     result: ProbeResult
     telemetry: Telemetry
     signs: list[Sign]
-    not_judged: list[str]
+    not_judged: list[Unjudged]
     verdict: str
     exit_code: int
     fail_on: str
@@ -74,9 +74,11 @@ class ProbeReport:
         if self.plan.full_run_steps is None or step_time is None:
             return None
         seconds = self.plan.full_run_steps * step_time
+        micro, accum = self.result.micro_batch_size, self.result.gradient_accumulation_steps
         return {"full_run_steps": self.plan.full_run_steps, "steps_from": self.plan.full_run_steps_source,
                 "step_time_s": step_time, "seconds": seconds, "hours": seconds / 3600,  # not-knowledge: s per h
-                "device": self.result.device_name or self.result.device}
+                "device": self.result.device_name or self.result.device,
+                "micro_batch_size": micro, "gradient_accumulation_steps": accum, "effective_batch": micro * accum}
 
     def as_dict(self) -> dict[str, Any]:
         plan, res = self.plan, self.result
@@ -108,7 +110,7 @@ class ProbeReport:
             "oom": res.oom.as_dict() if res.oom else None,
             "projection": self.projection(),
             "signs": [s.as_dict() for s in self.signs],
-            "not_judged": self.not_judged,
+            "not_judged": [u.as_dict() for u in self.not_judged],
             "notes": self.notes,
         }
 
@@ -136,6 +138,7 @@ def plan_dict(plan: ProbePlan) -> dict[str, Any]:
         "micro_batch_size": plan.micro_batch_size, "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "effective_batch": plan.effective_batch, "sequences_per_example": plan.sequences_per_example,
         "seq_len": plan.seq_len, "lr_scheduler_type": plan.lr_scheduler_type, "warmup_steps": plan.warmup_steps,
+        "schedule_steps": plan.schedule_total, "schedule": plan.schedule_words(),
         "max_grad_norm": plan.max_grad_norm, "optimizer": plan.optimizer, "weight_decay": plan.weight_decay,
         "lora": lora, "gradient_checkpointing": plan.gradient_checkpointing, "bf16": plan.bf16,
         "max_memory_gb": plan.max_memory_gb, "device": plan.device,
@@ -157,6 +160,24 @@ def to_telemetry(plan: ProbePlan, result: ProbeResult) -> Telemetry:
     return tel
 
 
+STEP_SERIES = ("loss", "grad_norm", "learning_rate", "peak_memory_gb")  # one point per optimizer step
+
+
+def short_probe_warning(book: Rulebook, plan: ProbePlan) -> str | None:
+    """Said before training: the signs --steps is too short to judge (None: every per-step sign can be).
+    Signs on the evaluations (SIG002 needs 3; the probe evaluates at the start and end) depend on
+    --eval-every rather than --steps: the report lists them as not judged, with the reason."""
+    counts = dict.fromkeys(STEP_SERIES, plan.steps)
+    short = [(rule.code, why) for rule in signal_rules(book)
+             if rule.needs and all(series in counts for series, _ in rule.needs)
+             and (why := unmet_need(rule, counts)) is not None]
+    if not short:
+        return None
+    least = max(n for rule in signal_rules(book) for series, n in rule.needs if series in STEP_SERIES)
+    return (f"--steps {plan.steps} is too short to judge {', '.join(f'{c} ({why})' for c, why in short)}: they will "
+            f"be listed as not judged, not passed; --steps {least} or more judges every loss sign")
+
+
 def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: str = "error",
                 prediction: Prediction | None = None) -> ProbeReport:
     """Judge the run by the signal rules; the verdict follows ``fail_on`` (error | warning | never)."""
@@ -166,6 +187,9 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
     facts = log_facts(tel, max_grad_norm=plan.max_grad_norm if plan.max_grad_norm is not None else math.inf)
     if result.memory_capacity_gb is not None:
         facts["log.memory_capacity_gb"] = result.memory_capacity_gb
+    margin = memory_margin(book)
+    if margin is not None:
+        facts["log.memory_margin"] = margin
     if prediction is not None and result.device == "cuda":
         facts["log.predicted_memory_gb"] = prediction.reserved_gb
     signs, unjudged = judge(book, facts) if result.steps else ([], [])
@@ -208,7 +232,13 @@ def headline(report: ProbeReport) -> list[str]:
     lines = [f"probe of {plan.model.spec}: {plan.method_given or plan.method} with {plan.peft}, "
              f"lr {fmt_number(plan.learning_rate)}, {s['steps_run']}/{plan.steps} steps, "
              f"micro-batch {res.micro_batch_size} x accumulation {res.gradient_accumulation_steps}, "
-             f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})"]
+             f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})",
+             f"LR schedule: {plan.schedule_words()}"]
+    if plan.has_warmup and plan.steps < plan.warmup_steps:
+        lines.append(f"the probe ends inside the warmup (step {plan.steps} of {plan.warmup_steps}): it trained at up "
+                     f"to {(plan.steps - 1) / plan.warmup_steps:.0%} of the peak LR, so the verdict is on those first "
+                     f"steps; "
+                     f"--steps {plan.warmup_steps} reaches the peak")
     if s["loss_first"] is not None:
         lines.append(f"loss {_fmt(s['loss_first'])} -> {_fmt(s['loss_last'])} "
                      f"({'fell' if s['loss_fell'] else 'did not fall'}); grad norm median {_fmt(s['median_grad_norm'])}, "
@@ -237,7 +267,9 @@ def headline(report: ProbeReport) -> list[str]:
     proj = report.projection()
     if proj is not None:
         lines.append(f"projected full run: {proj['full_run_steps']} steps ({proj['steps_from']}) x "
-                     f"{proj['step_time_s']:.3f} s = {_duration(proj['seconds'])} on this device")
+                     f"{proj['step_time_s']:.3f} s = {_duration(proj['seconds'])} on this device, at micro-batch "
+                     f"{proj['micro_batch_size']} x accumulation {proj['gradient_accumulation_steps']} "
+                     f"(effective batch {proj['effective_batch']})")
     return lines
 
 
@@ -251,6 +283,7 @@ def verdict_lines(report: ProbeReport) -> list[str]:
         out.append(f"{s.code} {s.severity}: {s.summary}")
         out.append(f"    measured: {s.evidence}")
         out.append(f"    advice: {s.advice} ({s.rule}, confidence {s.confidence})")
+    out += unjudged_lines(report.not_judged)
     word = {"pass": "PASS", "fail": "FAIL", "could-not-run": "COULD NOT RUN", "interrupted": "INTERRUPTED"}[report.verdict]
     warnings = sum(1 for s in report.signs if s.severity == "warning")
     errors = sum(1 for s in report.signs if s.severity == "error")
@@ -271,7 +304,7 @@ def to_markdown(report: ProbeReport, plot: str | None) -> str:
         lines += [f"- **{s.code} {s.severity}**: {s.summary}", f"  - measured: {s.evidence}",
                   f"  - advice: {s.advice} (`{s.rule}`, confidence {s.confidence})"]
     if report.not_judged:
-        lines += ["", f"Not judged (no series for them in a probe): {', '.join(report.not_judged)}"]
+        lines += ["", "Not judged:", "", *[f"- {u.code}: {u.reason}" for u in report.not_judged]]
     if plot:
         lines += ["", f"![loss and gradient norm]({plot})"]
     lines += ["", "## Settings", "", "| setting | value | from |", "| --- | --- | --- |"]

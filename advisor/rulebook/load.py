@@ -229,6 +229,11 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
                           for t in TEMPLATE.findall(text))
     except FormulaError as exc:
         raise RuleFileError(f"{where}: {exc}") from exc
+    series_needs = tuple((str(n["series"]), int(n["min"])) for n in raw.get("needs", ()))
+    for i, (series, _) in enumerate(series_needs):
+        if detect is None or f"log.{series}" not in detect.names:
+            raise RuleFileError(f"{where} key 'needs[{i}].series': {series!r} is not a series the detect formula "
+                                f"reads", hint="name a log.<series> that `detect` uses")
     for i, case in enumerate(cases if raw["kind"] not in ("check", "signal") else ()):
         key = f"cases[{i}]" if "cases" in raw else "(rule)"
         if not case.confidence:
@@ -268,6 +273,7 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         sign=" ".join(str(raw.get("sign", "")).split()),
         detect=detect,
         mark=mark,
+        needs=series_needs,
         evidence=raw.get("evidence", ""),
         templates=templates,
     )

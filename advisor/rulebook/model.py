@@ -73,6 +73,7 @@ class Rule:
     detect: Formula | None = None  # signal rules: true when the telemetry shows the sign
     evidence: str = ""  # signal rules: what was measured, with {formula} placeholders
     mark: tuple[str, Formula] | None = None  # signal rules: (series, positions) a plot marks
+    needs: tuple[tuple[str, int], ...] = ()  # signal rules: (series, fewest points) before the sign can be judged
     at: str = ""  # check rules: "model" or "method" to report at that key
     templates: tuple[Formula, ...] = ()  # the {formula} placeholders of message and expected
 

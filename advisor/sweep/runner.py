@@ -129,7 +129,7 @@ class Prober:
         measured until then and the exception propagates."""
         from advisor.probe import make_report, run_probe
 
-        plan = self.plan.with_(learning_rate=lr, steps=steps, seed=self.spec["seed"])
+        plan = self.plan.with_(learning_rate=lr, steps=steps, schedule_steps=steps, seed=self.spec["seed"])
         steps_seen: list[Any] = []
         evals_seen: list[Any] = []
 
