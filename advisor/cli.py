@@ -611,7 +611,8 @@ def _parse_lrs(lrs: Optional[str], lr_range: Optional[str], points: Optional[int
     "--strategy grid --lrs 1e-5,2e-4,1e-3,5e-3\n\n"
     "  advisor sweep axolotl.yml --strategy halving --steps 120 -o sweep-out --write-rules ./my-rules\n\n"
     "  advisor sweep axolotl.yml --storage postgresql://me@db/sweeps --study llama-lr   (then on other machines:)\n\n"
-    "  advisor sweep --worker --storage postgresql://me@db/sweeps --study llama-lr",
+    "  advisor sweep --worker --storage postgresql://me@db/sweeps --study llama-lr\n\n"
+    "Exit codes: 0 an LR was found, 1 no run finished cleanly, 2 bad input, 3 the probe could not run.",
 )
 def sweep(
     config: Optional[Path] = ProbeConfigArg,
