@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 from advisor.rulebook.load import Rulebook
 
-STATUSES = ("optimal", "excellent", "good", "declining", "poor", "slow", "unstable", "pruned", "failed")
-
 
 @dataclass(frozen=True)
 class Thresholds:

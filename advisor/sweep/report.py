@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ class SweepReport:
     full_run_steps: int
     thresholds: an.Thresholds | None = None
     range_test: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def completed(self) -> list[Row]:

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,6 @@ class Queue:
 
     study: Any
     spec: dict[str, Any]
-    created: bool = False
-    requeued: list[float] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -112,7 +110,7 @@ def create_or_load(storage: Any, name: str, spec: dict[str, Any], pruner: Any = 
                                     load_if_exists=True)
         if SPEC_ATTR not in study.user_attrs:
             study.set_user_attr(SPEC_ATTR, json.dumps(spec, sort_keys=True))
-            return Queue(study, spec, created=True)
+            return Queue(study, spec)
     stored = json.loads(study.user_attrs.get(SPEC_ATTR, "null"))
     if stored is None:
         raise SweepError(f"study {name!r} was not created by advisor sweep", hint="pick another --study name")
@@ -155,7 +153,6 @@ def recover(queue: Queue) -> list[float]:
             queue.study.tell(trial.number, state=TrialState.FAIL)
             queue.study.enqueue_trial({"lr": trial.params["lr"]})
             again.append(float(trial.params["lr"]))
-    queue.requeued = again
     return again
 
 
