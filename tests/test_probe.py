@@ -164,16 +164,42 @@ def test_out_of_memory_halves_then_bisects_on_cpu(book: Rulebook, tmp_path: Path
     plan = plan_for(book, wide, peft="lora", micro_batch=16, accumulation=2, seq_len=256, steps=3, max_memory_gb=0.45)
     result = run_probe(plan, model_cache=False)
     oom = result.oom
-    assert oom is not None and oom.failed_micro_batch == 16 and oom.seq_len == 256
+    # The report names the shape the plan asked for, even if a checked micro-batch failed later in training.
+    assert oom is not None and oom.failed_micro_batch == 16 and oom.seq_len == 256 and oom.at_step == 1
     assert 1 <= oom.largest_fit < 16
-    tried = [a.micro_batch for a in oom.attempts]
-    assert tried[0] == 8  # halve first
-    assert oom.largest_fit + 1 == 16 or any(a.micro_batch == oom.largest_fit + 1 and not a.fits for a in oom.attempts)
-    assert all(a.fits == (a.micro_batch <= oom.largest_fit) for a in oom.attempts)
+    assert oom.attempts[0].micro_batch == 8  # halve first
+    # The last search (after the last failure in training, if any) halves then bisects down to the fit.
+    failures = [i for i, a in enumerate(oom.attempts) if a.during != "check"]
+    last_search = oom.attempts[failures[-1] + 1:] if failures else oom.attempts
+    failed_at = oom.attempts[failures[-1]].micro_batch if failures else 16
+    assert all(a.during.startswith("training, step ") and not a.fits for i, a in enumerate(oom.attempts) if i in failures)
+    assert all(a.fits == (a.micro_batch <= oom.largest_fit) for a in last_search)
+    assert oom.largest_fit + 1 == failed_at or any(a.micro_batch == oom.largest_fit + 1 and not a.fits
+                                                   for a in last_search)
+    assert all(a.peak_gb is not None and (a.peak_gb <= 0.45) == a.fits for a in oom.attempts)
     assert oom.accumulation == math.ceil(32 / oom.largest_fit) and oom.effective_batch >= 32
     assert result.micro_batch_size == oom.largest_fit and result.gradient_accumulation_steps == oom.accumulation
     assert result.status == "completed" and len(result.steps) == 3
     assert all(s.peak_reserved_gb <= 0.45 for s in result.steps)
+
+
+def test_a_failure_in_training_after_a_passing_check_extends_the_first_report(book: Rulebook, tiny: Path) -> None:
+    """CPU peaks wobble: a micro-batch can pass its check and still fail in training. The report keeps both."""
+    from advisor.probe.loop import record_oom
+    from advisor.probe.result import FitAttempt
+
+    plan = plan_for(book, tiny, micro_batch=16, accumulation=2)
+    first = record_oom(None, plan, 16, 1, "peak over the cap", 0.9, lambda mb: FitAttempt(mb, mb <= 5, 0.1 * mb))
+    assert (first.failed_micro_batch, first.largest_fit, first.accumulation) == (16, 5, 7)
+    again = record_oom(first, plan, 5, 2, "peak over the cap", 0.47, lambda mb: FitAttempt(mb, mb <= 3, 0.1 * mb))
+    assert again is first and (again.failed_micro_batch, again.at_step, again.error) == (16, 1, "peak over the cap")
+    assert [(a.micro_batch, a.fits, a.during) for a in again.attempts] == [
+        (8, False, "check"), (4, True, "check"), (6, False, "check"), (5, True, "check"),
+        (5, False, "training, step 2"), (2, True, "check"), (3, True, "check"), (4, False, "check")]
+    assert (again.largest_fit, again.accumulation, again.effective_batch) == (3, 11, 33)
+    data = again.as_dict()
+    schema = json.loads((schemas_dir() / "probe-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema["properties"]["oom"]).validate(data)
 
 
 def test_nothing_fits_is_exit_3_with_a_report(tiny: Path, tmp_path: Path) -> None:

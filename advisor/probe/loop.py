@@ -6,9 +6,13 @@ clipping, then the optimizer and scheduler step. Every step yields a StepRecord;
 the held-out split run at step 0, every ``eval_every`` steps and at the end.
 
 Out of memory (CUDA's OutOfMemoryError, or a CPU step over --max-memory): the failing shape is
-recorded, the micro-batch is halved until a step fits and then bisected between the largest fit
+recorded, the micro-batch is halved until a check fits and then bisected between the largest fit
 and the smallest failure; the run then starts again with that micro-batch and the accumulation
-that keeps the effective batch.
+that keeps the effective batch. A check trains the shape training will have at its peak: two
+optimizer steps (the optimizer's state exists from the first step on, the activations of the
+second come on top) of two accumulated micro-batches (the gradients of the first stay while the
+second runs). Should the run still go out of memory at the checked micro-batch, that failure
+joins the same report and the search goes on below it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from advisor.probe.result import (
 
 NONFINITE_STEPS_TO_STOP = 3  # not-knowledge: after this many NaN/inf losses in a row nothing more is learned
 MAX_OOM_SEARCHES = 3  # not-knowledge: restarts after an OOM before giving up
+FIT_CHECK_STEPS = 2  # not-knowledge: the first optimizer step creates the state, the second peaks over it
+FIT_CHECK_ACCUMULATION = 2  # not-knowledge: one micro-batch runs while the previous one's gradients are held
 _DATA_CACHE: dict[tuple[Any, ...], ProbeData] = {}
 
 StepCallback = Callable[[StepRecord], None]
@@ -43,9 +49,13 @@ EvalCallback = Callable[[EvalRecord], None]
 
 
 class _OutOfMemory(Exception):
-    def __init__(self, micro: int, step: int, error: str) -> None:
+    def __init__(self, micro: int, step: int, error: str, peak_gb: float | None) -> None:
         super().__init__(error)
-        self.micro, self.step, self.error = micro, step, error
+        self.micro, self.step, self.error, self.peak_gb = micro, step, error, peak_gb
+
+
+def _oom_error(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _data(plan: ProbePlan, built: Built) -> ProbeData:
@@ -221,24 +231,27 @@ class _Trainer:
 
 
 def _fits(plan: ProbePlan, built: Built, data: ProbeData, meter: MemoryMeter, micro: int, notes: list[str]) -> FitAttempt:
-    """One optimizer step at this micro-batch (accumulation 1): does it stay in memory?"""
+    """Does this micro-batch stay in memory? Checked on the steps where training peaks (module docstring)."""
     trainer = None
-    failed = None
+    peak: float | None = None
+    fits = True
     try:
-        trainer = _Trainer(plan, built, data, meter, micro, 1, None, notes)
-        rec = trainer.step(1)
-        peak: float | None = rec.peak_reserved_gb
+        accum = min(FIT_CHECK_ACCUMULATION, math.ceil(plan.effective_batch / micro))
+        trainer = _Trainer(plan, built, data, meter, micro, accum, None, notes)
+        for number in range(1, FIT_CHECK_STEPS + 1):
+            rec = trainer.step(number)
+            peak = max(peak or 0.0, rec.peak_reserved_gb)
     except Exception as exc:
         if not is_oom(exc):
             raise
-        failed, peak = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, None
+        fits, peak = False, getattr(exc, "peak_gb", None)
     if trainer is not None:
         trainer.opt.zero_grad(set_to_none=True)
         for p in trainer.params:
             p.grad = None
     del trainer
     meter.release()
-    return FitAttempt(micro_batch=micro, fits=failed is None, peak_gb=peak)
+    return FitAttempt(micro_batch=micro, fits=fits, peak_gb=peak)
 
 
 def search_micro_batch(fits: Callable[[int], FitAttempt], failed: int) -> tuple[int, list[FitAttempt]]:
@@ -264,6 +277,22 @@ def search_micro_batch(fits: Callable[[int], FitAttempt], failed: int) -> tuple[
     return lo, attempts
 
 
+def record_oom(report: OomReport | None, plan: ProbePlan, micro: int, step: int, error: str, peak_gb: float | None,
+               fits: Callable[[int], FitAttempt]) -> OomReport:
+    """Search below a failed micro-batch; a failure after an earlier search extends that search's report."""
+    if report is None:
+        report = OomReport(failed_micro_batch=micro, sequences=micro * plan.sequences_per_example,
+                           seq_len=plan.seq_len, at_step=step, error=error)
+    else:  # the checked micro-batch failed in training: the search goes on below it
+        report.attempts.append(FitAttempt(micro_batch=micro, fits=False, peak_gb=peak_gb, during=f"training, step {step}"))
+    fit, attempts = search_micro_batch(fits, micro)
+    report.attempts.extend(attempts)
+    report.largest_fit = fit
+    report.accumulation = math.ceil(plan.effective_batch / fit) if fit else None
+    report.effective_batch = fit * report.accumulation if report.accumulation else None
+    return report
+
+
 def _train(plan: ProbePlan, built: Built, data: ProbeData, meter: MemoryMeter, result: ProbeResult, micro: int,
            accum: int, on_step: StepCallback | None, on_eval: EvalCallback | None, eval_every: int,
            lr_lambda: Callable[[int], float] | None) -> None:
@@ -285,8 +314,7 @@ def _train(plan: ProbePlan, built: Built, data: ProbeData, meter: MemoryMeter, r
         except Exception as exc:
             if not is_oom(exc):
                 raise
-            error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            oom = _OutOfMemory(micro, number, error)
+            oom = _OutOfMemory(micro, number, _oom_error(exc), getattr(exc, "peak_gb", None))
         if oom is not None:
             del trainer
             raise oom
@@ -347,15 +375,10 @@ def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: 
                 for param in fitting.model.parameters():  # gradients the failed step left behind
                     param.grad = None
                 meter.release()
-                report = OomReport(failed_micro_batch=oom.micro, sequences=oom.micro * plan.sequences_per_example,
-                                   seq_len=plan.seq_len, at_step=oom.step, error=oom.error)
-                fit, report.attempts = search_micro_batch(
-                    lambda mb: _fits(plan, fitting, data, meter, mb, result.model_notes), oom.micro)  # noqa: B023
-                report.largest_fit = fit
-                if fit:
-                    report.accumulation = math.ceil(plan.effective_batch / fit)
-                    report.effective_batch = fit * report.accumulation
-                result.oom = report
+                report = result.oom = record_oom(
+                    result.oom, plan, oom.micro, oom.step, oom.error, oom.peak_gb,
+                    lambda mb: _fits(plan, fitting, data, meter, mb, result.model_notes))  # noqa: B023
+                fit = report.largest_fit
                 result.steps.clear()
                 result.evals.clear()
                 release(built)
@@ -366,6 +389,10 @@ def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: 
                     result.stop_reason = "not even a micro-batch of 1 fits in memory"
                     return result
                 micro, accum = fit, report.accumulation or 1
+        else:
+            result.status = "no_fit"
+            result.stop_reason = (f"still out of memory after {MAX_OOM_SEARCHES + 1} searches; the last check "
+                                  f"passed at micro-batch {micro}, which then failed in training")
         if save_adapter is not None and built is not None:
             built.model.save_pretrained(save_adapter)
     except StopProbe as stop:

@@ -3,17 +3,25 @@
 CUDA: ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` after a reset at the start
 of each step; ``--max-memory`` becomes ``torch.cuda.set_per_process_memory_fraction`` so the
 allocator itself refuses more (a real ``OutOfMemoryError``).
-CPU: the step's peak resident set size above the RSS the process had before the first model
-was loaded (the runtime's own footprint, as the CUDA numbers leave out the CUDA context). On
-Linux the high-water mark is reset per step by writing "5" to /proc/self/clear_refs and read as
-VmHWM from /proc/self/status; elsewhere the peak since start is used. A step whose peak exceeds
-``--max-memory`` is treated as out of memory.
+CPU: the step's peak resident set size above the RSS the process had just before this probe
+loaded its model (the runtime's own footprint, as the CUDA numbers leave out the CUDA context).
+On Linux the high-water mark is reset per step by writing "5" to /proc/self/clear_refs and read
+as VmHWM from /proc/self/status; elsewhere the peak since start is used. A step whose peak
+exceeds ``--max-memory`` is treated as out of memory.
+
+Freed memory that malloc keeps is the noise in RSS: a step that reuses it never raises the
+high-water mark (a micro-batch looks as if it fits), and memory a released model left behind
+counts against the next one. So with glibc, ``malloc_trim(0)`` hands free pages back to the
+kernel before the baseline and before each step: the RSS then tracks the live set.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import resource
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +29,14 @@ GIB = 2**30  # not-knowledge: bytes per GiB
 KIB = 1024  # not-knowledge: /proc/self/status counts kB
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
-_BASELINE: dict[str, float] = {}  # the first RSS this process measured before loading a model
 
 
 class MemoryCapExceeded(Exception):
     """A CPU step whose peak went past --max-memory (the CPU stand-in for CUDA's OutOfMemoryError)."""
+
+    def __init__(self, message: str, peak_gb: float) -> None:
+        super().__init__(message)
+        self.peak_gb = peak_gb
 
 
 def _status_kib(key: str) -> float | None:
@@ -36,6 +47,23 @@ def _status_kib(key: str) -> float | None:
     except OSError:
         return None
     return None
+
+
+@cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def trim() -> None:
+    """Hand the pages malloc holds free back to the kernel, so RSS counts live memory only."""
+    fn = _malloc_trim()
+    if fn is not None:
+        fn(0)
 
 
 def _rss_gb() -> float:
@@ -64,7 +92,11 @@ class MemoryMeter:
                 self.fraction_set = True
             self.kind = "CUDA max_memory_allocated / max_memory_reserved per step"
         else:
-            self.baseline_gb = _BASELINE.setdefault("rss", _rss_gb())
+            import gc
+
+            gc.collect()
+            trim()
+            self.baseline_gb = _rss_gb()
             try:
                 _CLEAR_REFS.write_text("5")
                 self.can_reset = _status_kib("VmHWM") is not None
@@ -79,6 +111,7 @@ class MemoryMeter:
 
             torch.cuda.reset_peak_memory_stats(0)
         elif self.can_reset:
+            trim()
             try:
                 _CLEAR_REFS.write_text("5")
             except OSError:
@@ -103,7 +136,7 @@ class MemoryMeter:
     def check(self, peak_gb: float) -> None:
         """CPU: a peak over the cap is an out-of-memory (CUDA's allocator enforces its own)."""
         if self.device != "cuda" and self.cap_gb is not None and peak_gb > self.cap_gb:
-            raise MemoryCapExceeded(f"peak {peak_gb:.3f} GiB above the --max-memory cap of {self.cap_gb:g} GiB")
+            raise MemoryCapExceeded(f"peak {peak_gb:.3f} GiB above the --max-memory cap of {self.cap_gb:g} GiB", peak_gb)
 
     def release(self) -> None:
         """Give the allocator's cached blocks back (between OOM attempts)."""
@@ -114,6 +147,8 @@ class MemoryMeter:
             import torch
 
             torch.cuda.empty_cache()
+        else:
+            trim()
 
     def close(self) -> None:
         if self.fraction_set:

@@ -256,7 +256,8 @@ def headline(report: ProbeReport) -> list[str]:
                      + ("" if res.device == "cuda" else " (a GPU prediction: not compared on CPU)"))
     if res.oom is not None:
         o = res.oom
-        tried = ", ".join(f"{a.micro_batch} {'fits' if a.fits else 'OOM'}" for a in o.attempts)
+        tried = ", ".join(f"{a.micro_batch} {'fits' if a.fits else 'OOM'}"
+                         + ("" if a.during == "check" else f" ({a.during})") for a in o.attempts)
         lines.append(f"out of memory at micro-batch {o.failed_micro_batch} ({o.sequences} x {o.seq_len} tokens, step "
                      f"{o.at_step}); tried {tried}")
         if o.largest_fit:

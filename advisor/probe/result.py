@@ -66,6 +66,7 @@ class FitAttempt:
     micro_batch: int
     fits: bool
     peak_gb: float | None  # None when the attempt died in the allocator
+    during: str = "check"  # "check": the search's trial steps; "training, step N": the run itself failed
 
 
 @dataclass
