@@ -284,3 +284,22 @@ def test_nothing_fits_alternatives_name_gib_and_usable_capacity(book: Rulebook) 
     assert rec.memory is not None and rec.memory.alternatives
     bigger = next(a for a in rec.memory.alternatives if a.startswith("a bigger GPU"))
     assert "GiB usable" in bigger and all(" GB (" not in a or "GiB usable" in a for a in rec.memory.alternatives)
+
+
+def test_a_bigger_gpu_keeps_bf16_when_the_job_has_it(book: Rulebook) -> None:
+    """The smallest GPU that holds this job is a V100 32GB, which has no bf16: an L4 user is pointed past it."""
+    from advisor.facts.hardware import registry_usable_gib
+    from advisor.memory.knowledge import knowledge
+
+    gpus, keep = knowledge(book).gpus, 1 - knowledge(book)["safety-margin"]
+    on_l4 = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpu="l4", detect_gpu=False)
+    assert on_l4.memory is not None
+    need = float(next(a for a in on_l4.memory.alternatives if a.startswith("a bigger GPU")).split(" holds ")[1].split()[0])
+    smallest = min((g for g in gpus.values() if registry_usable_gib(g) * keep >= need), key=registry_usable_gib)
+    assert smallest["id"] == "v100-32gb" and not smallest["bf16"]  # the case this test is about
+    bigger = next(a for a in on_l4.memory.alternatives if a.startswith("a bigger GPU"))
+    named = bigger.split("--gpu ")[1].rstrip(")")
+    assert gpus[named]["bf16"] and registry_usable_gib(gpus[named]) * keep >= need
+    on_t4 = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpu="t4", detect_gpu=False)
+    assert on_t4.memory is not None
+    assert any(a.startswith("a bigger GPU") and "--gpu v100-32gb" in a for a in on_t4.memory.alternatives)

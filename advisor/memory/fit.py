@@ -105,8 +105,11 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
         s //= 2
     need = peak(job, one)
     margin = know["safety-margin"]
-    bigger = sorted((g for g in know.gpus.values() if registry_usable_gib(g) * (1 - margin) >= need),
-                    key=registry_usable_gib)
+    # The recommended config trains in bf16 wherever the GPU has it: a bigger GPU without bf16
+    # (a V100) would change the precision, so it is named only to a job already without bf16.
+    keeps_bf16 = job.gpu.bf16 is not False
+    bigger = sorted((g for g in know.gpus.values() if registry_usable_gib(g) * (1 - margin) >= need
+                     and (g.get("bf16") or not keeps_bf16)), key=registry_usable_gib)
     if bigger:
         gpu = bigger[0]
         out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB, {registry_usable_gib(gpu):.1f} GiB usable) "
