@@ -155,6 +155,48 @@ def test_grpo_counts_the_generation_kv_cache(book: Rulebook) -> None:
     assert kv.gb * 2**30 == pytest.approx(2 * m.num_layers * m.num_kv_heads * m.head_dim * 2 * tokens)
 
 
+def test_grpo_trains_on_prompt_plus_completion_and_its_logits_cover_the_completion(book: Rulebook) -> None:
+    """TRL's GRPO computes logits for the completion tokens only (logits_to_keep)."""
+    params = {**resolved(book, "qwen2.5-1.5b", "grpo", "full"), "micro_batch_size": 16, "max_prompt_length": 512,
+              "max_completion_length": 1024}
+    j = job(book, "qwen2.5-1.5b", "grpo", "full")
+    split = estimate(book, j, params)
+    assert split.setup.seq_len == 1536 and split.setup.completion_len == 1024
+    logits = next(i for i in split.items if i.name == "logits and loss")
+    k, vocab = knowledge(book), j.model.vocab_size
+    assert logits.gb * 2**30 == pytest.approx(16 * 1024 * vocab * k["grpo-logits-bytes"])
+    assert "16384 completion tokens" in logits.detail
+    kv = next(i for i in split.items if i.name == "KV cache (generation)")
+    whole = estimate(book, j, {**params, "max_prompt_length": None, "max_completion_length": None,
+                               "max_seq_length": 1536})
+    assert next(i for i in whole.items if i.name == "KV cache (generation)").gb == pytest.approx(kv.gb)
+    assert next(i for i in whole.items if i.name == "logits and loss").gb == pytest.approx(logits.gb * 1.5)
+    only_completion = estimate(book, j, {**params, "max_prompt_length": None, "max_seq_length": 512})
+    assert only_completion.setup.seq_len == 1024  # the completion alone is longer than max_seq_length
+
+
+def test_vllm_server_moves_generation_off_this_gpu_and_colocate_reserves_its_share(book: Rulebook) -> None:
+    params = {**resolved(book, "qwen2.5-1.5b", "grpo", "full"), "micro_batch_size": 4}
+    j = job(book, "qwen2.5-1.5b", "grpo", "full", gpu="h100")
+    generate = estimate(book, j, params)
+    server = estimate(book, j, {**params, "use_vllm": True})
+    assert any(i.name == "KV cache (generation)" for i in generate.items)
+    assert not any(i.phase == "generate" for i in server.items) and server.setup.generator == "vllm-server"
+    assert any("vLLM server" in n for n in server.notes)
+    colocate = estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "colocate",
+                                  "vllm_gpu_memory_utilization": 0.3})
+    share = next(i for i in colocate.items if i.name.startswith("vLLM (colocated"))
+    assert share.gb == pytest.approx(0.3 * j.gpu.usable_gib)
+    assert colocate.total_gb == pytest.approx(server.total_gb + share.gb)
+    assert colocate.reserved_gb == pytest.approx(server.reserved_gb)  # outside torch's caching allocator count
+    unknown = estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "colocate"})
+    assert unknown.total_gb == pytest.approx(server.total_gb) and any("not counted" in n for n in unknown.notes)
+    from advisor.errors import FactError
+
+    with pytest.raises(FactError, match="vllm_mode"):
+        estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "remote"})
+
+
 def test_recommend_qlora_8b_on_a_4090_fits_with_accumulation(book: Rulebook) -> None:
     rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
     p = rec.parameters

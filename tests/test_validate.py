@@ -61,6 +61,20 @@ def test_realworld_values_and_lines(book: Rulebook) -> None:
     assert tulu.values["loss_type"].value == "dpo_norm"
     r1, _ = read_config(REALWORLD / "open-r1__recipes__Qwen2.5-Coder-7B-Instruct__grpo__config_codeforces.yaml", book)
     assert r1.method.value == "grpo" and r1.values["num_generations"].value == 16  # type: ignore[union-attr]
+    assert (r1.values["max_prompt_length"].value, r1.values["max_completion_length"].value) == (2000, 8192)
+    assert r1.values["use_vllm"].value is True
+
+
+def test_grpo_memory_check_reads_prompt_and_completion_lengths(book: Rulebook) -> None:
+    """open-r1's GRPO recipe: 512 + 1024 tokens, generation in vLLM; the memory check uses both."""
+    proc = run_cli("validate", str(REALWORLD / "open-r1__recipes__Qwen2.5-1.5B-Instruct__grpo__config_demo.yaml"),
+                   "--gpu", "h100", "--format", "json", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    codes = {f["code"] for f in json.loads(proc.stdout)["files"][0]["findings"]}
+    assert not codes & {"VSQ002", "VSQ003"}, codes
+    proc = run_cli("validate", str(REALWORLD / "open-r1__recipes__Qwen2.5-Coder-7B-Instruct__grpo__config_codeforces.yaml"),
+                   "--gpu", "h100", "--fail-on", "never")
+    assert "at 10192 tokens" in proc.stdout  # 2000 prompt + 8192 completion
 
 
 def test_normalized_config_matches_its_schema(book: Rulebook) -> None:

@@ -7,6 +7,11 @@ or one recomputed layer, whichever is larger), optimizer.step()'s own buffer, an
 generation (KV cache); plus the caching allocator's overhead (together: what
 torch.cuda.max_memory_reserved reports), and outside the allocator bitsandbytes' paged optimizer
 states and the CUDA context (what nvidia-smi adds on top).
+
+GRPO / PPO with ``max_prompt_length`` and ``max_completion_length`` train on prompt + completion
+tokens, and TRL computes the loss's logits for the completion only (``logits_to_keep``). With
+``use_vllm`` the completions come from vLLM: in server mode on its own GPUs (no KV cache here), in
+colocate mode inside this process, where it reserves ``vllm_gpu_memory_utilization`` of the GPU.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class Setup:
     trainer: str = "hf"
     adapter_dtype: str = "fp32"  # peft's default; artidoro/qlora casts adapters to bf16
     generation_batch: int = 0  # GRPO / PPO completions generated at once per GPU
+    completion_len: int = 0  # GRPO / PPO: the loss's logits cover these tokens (0: the whole sequence)
+    generator: str = "generate"  # GRPO / PPO: the model's generate(), or vLLM as a server or colocated
+    vllm_share: float = 0.0  # vllm-colocate: the share of the GPU vLLM reserves (0: not given)
     shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
 
 
@@ -117,11 +125,23 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         if value not in allowed:
             raise FactError(f"memory: unknown {flag} {value!r}", hint=f"one of {', '.join(allowed)}")
     gpus = max(1, job.gpu.count)
-    gen = 0
+    gen = completion = 0
+    generator = "generate"
     if method in _GEN_METHODS:
         per_step = params.get("effective_batch_size") or (
             _get(params, "prompts_per_step", 1) * _get(params, "num_generations", 1))
         gen = math.ceil(int(per_step) / gpus)
+        completion = int(_get(params, "max_completion_length", 0))
+        prompt = int(_get(params, "max_prompt_length", 0))
+        if completion and prompt:
+            seq = prompt + completion
+        elif completion:
+            seq = max(int(seq), completion)
+        if params.get("use_vllm"):
+            mode = str(_get(params, "vllm_mode", "server")).lower()
+            if mode not in ("server", "colocate"):
+                raise FactError(f"memory: unknown vllm_mode {mode!r}", hint="server or colocate")
+            generator = f"vllm-{mode}"
     return Setup(
         method=method, peft=task.peft, micro_batch=int(_get(params, "micro_batch_size", 1)), seq_len=int(seq),
         lora_rank=int(_get(params, "lora_rank", 0)) if adapter else 0,
@@ -131,7 +151,8 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         quantization=quant, kbit_upcast=bool(_get(params, "kbit_upcast", quant in ("nf4", "nf4-dq", "int8"))),
         optimizer=str(_get(params, "optimizer", "adamw_torch")), attention=str(_get(params, "attention", "sdpa")),
         trainer=str(_get(params, "trainer", "hf")), adapter_dtype=str(_get(params, "adapter_dtype", "fp32")),
-        generation_batch=gen, shard=int(_get(params, "shard", 1)),
+        generation_batch=gen, shard=int(_get(params, "shard", 1)), completion_len=completion,
+        generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
     )
 
 
@@ -283,7 +304,8 @@ class _Builder:
         # What the loss holds: the logits, and under the kbit upcast the 16-bit copy of the fp32 lm_head
         # that autograd keeps for the input gradient (rules/memory.yaml kbit-upcast-bytes, notes).
         logit_id = "grpo-logits-bytes" if s.method in _GEN_METHODS else c.logits
-        logits = tokens * m.vocab_size * k[logit_id]
+        logit_tokens = sequences * s.completion_len if s.completion_len else tokens
+        logits = logit_tokens * m.vocab_size * k[logit_id]
         head_copy = m.vocab_size * h * e if s.peft != "full" and s.kbit_upcast and s.quantization != "none" else 0.0
         loss = logits + head_copy
         kept = tokens * h * k["rmsnorm-saved-bytes"]  # the final norm
@@ -310,7 +332,8 @@ class _Builder:
             detail = f"{seq_note} x {m.num_layers} layers x {layer / 1024:.1f} KiB/token"
         self.add("activations", acts, detail + f", {s.attention} attention", tuple(used), "train")
         if not layer_at_peak:
-            self.add("logits and loss", logits, f"{tokens} tokens x {m.vocab_size} vocab x {k[logit_id]:g} B",
+            which = f"{logit_tokens} completion tokens" if s.completion_len else f"{tokens} tokens"
+            self.add("logits and loss", logits, f"{which} x {m.vocab_size} vocab x {k[logit_id]:g} B",
                      (logit_id,), "train")
             self.add("lm_head 16-bit copy (saved for backward)", head_copy,
                      f"{_b(m.vocab_size * h)} params x {e:g} B: the fp32 lm_head cast under autocast",
@@ -345,6 +368,13 @@ class _Builder:
         k, m, s = self.k, self.m, self.s
         if s.method not in _GEN_METHODS or s.generation_batch <= 0:
             return 0.0
+        if s.generator == "vllm-server":
+            self.notes.append("completions come from a vLLM server on its own GPUs: no KV cache on this one "
+                              "(use_vllm without vllm_mode is read as server mode, the default before TRL made "
+                              "colocate its default: set vllm_mode to be sure)")
+            return 0.0
+        if s.generator == "vllm-colocate":
+            return 0.0  # vLLM's reservation is a fixed share of the GPU: see colocated_vllm()
         e = k["bytes-16bit"]
         tokens = s.generation_batch * s.seq_len
         cache = 2 * m.num_layers * m.num_kv_heads * m.head_dim * e * tokens
@@ -355,6 +385,22 @@ class _Builder:
         self.add("next-token logits (generation)", logits, f"{s.generation_batch} x {m.vocab_size} x fp32",
                  ("bytes-fp32",), "generate")
         return cache + logits
+
+
+    def colocated_vllm(self, capacity_gb: float | None) -> float:
+        """vLLM in this process reserves its share of the GPU (weights and KV cache) up front."""
+        s = self.s
+        if s.generator != "vllm-colocate":
+            return 0.0
+        if not s.vllm_share or capacity_gb is None:
+            self.notes.append("vLLM colocated in this process reserves vllm_gpu_memory_utilization of the GPU: "
+                              "not counted (give it, and the GPU)")
+            return 0.0
+        n_bytes = s.vllm_share * capacity_gb * GIB
+        self.add("vLLM (colocated: weights, KV cache)", n_bytes,
+                 f"vllm_gpu_memory_utilization {s.vllm_share:g} x {capacity_gb:.1f} GiB: outside torch's caching "
+                 "allocator's count", (), "fixed")
+        return n_bytes
 
 
 def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
@@ -380,7 +426,8 @@ def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     context = know["cuda-context-gb"] * GIB
     b.add("CUDA context", context, "outside torch's allocator (not in max_memory_reserved)", ("cuda-context-gb",),
           "fixed")
+    vllm = b.colocated_vllm(job.gpu.usable_gib)
     reserved = allocated + overhead
     return Estimate(items=tuple(b.items), allocated_gb=_gb(allocated), reserved_gb=_gb(reserved),
-                    total_gb=_gb(reserved + paged + context), setup=s, counts=b.c, notes=tuple(b.notes),
+                    total_gb=_gb(reserved + paged + context + vllm), setup=s, counts=b.c, notes=tuple(b.notes),
                     paged_gb=_gb(paged))
