@@ -44,7 +44,8 @@ COUNTS = Path(__file__).parent / "results" / "memory_counts.md"
 # One registry model per family (the families advisor knows).
 FAMILY_MODELS = ["llama-3.1-8b", "mistral-7b", "mixtral-8x7b", "qwen2.5-7b", "qwen3-8b", "qwen3-30b-a3b",
                  "gemma-7b", "gemma-2-9b", "gemma-3-12b", "phi-3-mini", "olmo-2-7b", "qwen-7b"]
-# (model, peft, seq_len, micro_batch, gradient_checkpointing)
+# (model, peft, seq_len, micro_batch, gradient_checkpointing); peft "full-bf16": full fine-tuning with the
+# model loaded in bf16 and trained so (bf16 AdamW states, no fp32 master weights)
 CUDA_CASES: list[tuple[str, str, int, int, bool]] = [
     ("llama-3.2-1b", "lora", 1024, 4, True),
     ("llama-3.2-1b", "lora", 2048, 2, False),
@@ -61,6 +62,9 @@ CUDA_CASES: list[tuple[str, str, int, int, bool]] = [
     # without checkpointing (the fp32 MLP activations at 8B), full fine-tuning of another model
     ("llama-8b", "qlora", 1024, 2, False),
     ("qwen2.5-1.5b", "full", 2048, 1, True),
+    # added with pure bf16 full fine-tuning (measured after the model for it was written)
+    ("llama-3.2-1b", "full-bf16", 1024, 2, True),
+    ("qwen2.5-1.5b", "full-bf16", 2048, 2, True),
 ]
 TINY = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 2,
         "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 4096, "max_position_embeddings": 2048,
@@ -133,7 +137,8 @@ def build(book: Any, job: JobFacts, params: dict[str, Any], device: str) -> Any:
     cfg = hf_config(book, job)
     cfg._attn_implementation = "sdpa"
     peft = job.task.peft
-    dtype = torch.float32 if peft == "full" else torch.bfloat16  # full: fp32 master weights under autocast
+    # full: fp32 master weights under autocast, unless trained purely in bf16
+    dtype = torch.float32 if peft == "full" and not params.get("pure_bf16") else torch.bfloat16
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     if peft == "qlora":
@@ -211,8 +216,11 @@ def train_case(book: Any, case: tuple[str, str, int, int, bool], device: str, st
     import torch
 
     model_name, peft, seq, micro, gc_on = case
+    pure = peft == "full-bf16"
+    peft = "full" if pure else peft
     job, params = rec_params(book, model_name, "sft", peft, seq)
-    params = {**params, "micro_batch_size": micro, "max_seq_length": seq, "gradient_checkpointing": gc_on}
+    params = {**params, "micro_batch_size": micro, "max_seq_length": seq, "gradient_checkpointing": gc_on,
+              "pure_bf16": pure}
     job = replace(job, gpu=replace(job.gpu, count=1))
     cuda = device == "cuda"
     gc.collect()  # a model of the previous case held in a reference cycle would count in this one's peak
@@ -248,7 +256,7 @@ def train_case(book: Any, case: tuple[str, str, int, int, bool], device: str, st
                  lora_rank=int(params["lora_rank"]) if adapter else 0,
                  lora_alpha=int(params["lora_alpha"]) if adapter else 0,
                  lora_dropout=float(params.get("lora_dropout") or 0.0) if adapter else 0.0,
-                 lora_targets=tuple(params["lora_target_modules"]) if adapter else (), **real)
+                 lora_targets=tuple(params["lora_target_modules"]) if adapter else (), pure_bf16=pure, **real)
     del model, opt
     if cuda:
         torch.cuda.empty_cache()
@@ -290,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU: use --device cpu --tiny for the code path", file=sys.stderr)
         return 2
-    cases = CUDA_CASES if not args.tiny else [("tiny", p, 128, 2, gc) for p in ("lora", "qlora", "full") for gc in (True, False)]
+    cases = CUDA_CASES if not args.tiny else [("tiny", p, 128, 2, gc) for p in ("lora", "qlora", "full", "full-bf16")
+             for gc in (True, False)]
     if args.tiny:
         book.models["tiny"] = {**TINY, "id": "tiny", "hf_id": "local/tiny", "_file": "bench"}
     if args.only:
@@ -301,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         m = out["measured"]
         est = predict(book, m) if not args.tiny else None
         rows.append((m, est))
-        print(f"{m.case} lm_head {'tied' if m.tied else 'untied'}: allocated {m.allocated_gb:.2f} GiB "
+        print(f"{m.case} ({m.setup.split(';')[-1].strip()}) lm_head {'tied' if m.tied else 'untied'}: "
+              f"allocated {m.allocated_gb:.2f} GiB "
               f"reserved {m.reserved_gb:.2f} GiB context {m.context_gb:.2f} GiB"
               + (f"; predicted {est.allocated_gb:.2f} / {est.reserved_gb:.2f}" if est else "")
               + f" ({out['seconds']:.1f} s)", flush=True)

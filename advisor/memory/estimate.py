@@ -57,6 +57,7 @@ class Setup:
     completion_len: int = 0  # GRPO / PPO: the loss's logits cover these tokens (0: the whole sequence)
     generator: str = "generate"  # GRPO / PPO: the model's generate(), or vLLM as a server or colocated
     vllm_share: float = 0.0  # vllm-colocate: the share of the GPU vLLM reserves (0: not given)
+    pure_bf16: bool = False  # full fine-tuning in bf16 throughout: no fp32 master weights, bf16 AdamW states
     shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
 
 
@@ -153,6 +154,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         trainer=str(_get(params, "trainer", "hf")), adapter_dtype=str(_get(params, "adapter_dtype", "fp32")),
         generation_batch=gen, shard=int(_get(params, "shard", 1)), completion_len=completion,
         generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
+        pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
     )
 
 
@@ -179,7 +181,9 @@ class _Builder:
     def static(self) -> None:
         k, c, s = self.k, self.c, self.s
         e = k["bytes-16bit"]
-        if s.peft == "full":
+        if s.peft == "full" and s.pure_bf16:
+            self._pure_bf16()
+        elif s.peft == "full":
             eight_bit = k.optimizer_states(s.optimizer) == "adamw-8bit-state-bytes"
             cid = "full-ft-8bit-optimizer-bytes-per-param" if eight_bit else "full-ft-bytes-per-param"
             per = k[cid]
@@ -202,6 +206,36 @@ class _Builder:
                      f"{_b(c.total)} params x {e:g} B: full fine-tuning keeps a second model", ("bytes-16bit",))
         if s.method == "ppo":
             self.notes.append("PPO's value and reward models are not modelled: add their weights")
+
+    def states_per_param(self) -> float:
+        """Optimizer state bytes per trainable parameter; states kept in the parameter's dtype halve in bf16."""
+        k, s = self.k, self.s
+        sid = k.optimizer_states(s.optimizer)
+        in_param_dtype = sid == "adamw-state-bytes"
+        if in_param_dtype and (s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")):
+            return k[sid] * k["bytes-16bit"] / k["bytes-fp32"]
+        return k[sid]
+
+    def _pure_bf16(self) -> None:
+        k, c, s = self.k, self.c, self.s
+        e = k["bytes-16bit"]
+        n = c.total / s.shard
+        sid = k.optimizer_states(s.optimizer)
+        self.add("weights (bf16, trained in place)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+        self.add("gradients (bf16)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+        per = self.states_per_param()
+        if k.paged(s.optimizer):
+            self.add("optimizer states (paged)", n * per, f"{_b(n)} params x {per:g} B in CUDA managed memory",
+                     (sid,), "paged")
+        else:
+            self.add("optimizer states (bf16, no fp32 master)", n * per,
+                     f"{_b(c.total)} params x {per:g} B ({s.optimizer}, states in the weights' dtype)",
+                     (sid, "bytes-16bit"))
+        self.notes.append("pure bf16: no fp32 master weights; updates smaller than bf16's resolution are lost "
+                          "(the reason mixed precision keeps them)")
+        if s.shard > 1:
+            self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
+                              "(FSDP full shard / ZeRO-3)")
 
     def add_paged(self, n_params: float, states_id: str) -> None:
         if self.k.paged(self.s.optimizer):
@@ -358,7 +392,8 @@ class _Builder:
         if sid is None:
             return 0.0
         trainable = c.total / s.shard if s.peft == "full" else c.lora
-        per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if s.peft != "full" and s.adapter_dtype == "bf16" else 1)
+        halve = s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")  # the buffer has the states' dtype
+        per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if halve else 1)
         n_bytes = trainable * per
         self.add("optimizer step buffer", n_bytes, f"{_b(trainable)} trainable params x {per:g} B ({s.optimizer}: "
                  "foreach AdamW's sqrt of the second moment)", (sid,), "step")

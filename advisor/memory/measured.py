@@ -5,7 +5,8 @@ predictions with the current rules, so a rule change that parts the model from t
 A measurement table starts with the header row ``| case | lm_head | setup | max_memory_allocated |``;
 ``case`` reads ``<model> <full|lora|qlora> seq <n> batch <n> gc <on|off>``, ``lm_head`` says whether
 the model's output embedding was tied to the input embedding as built, ``setup`` the optimizer and,
-for adapters, ``LoRA r<rank> alpha <alpha> dropout <p>: <target> <target> ...``.
+for adapters, ``LoRA r<rank> alpha <alpha> dropout <p>: <target> <target> ...``; for full fine-tuning
+trained in bf16 throughout, ``<optimizer>; pure bf16``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ COLUMNS = ("case", "lm_head", "setup", "max_memory_allocated", "predicted alloca
            "max_memory_reserved", "predicted reserved", "ratio", "reserved / allocated", "CUDA context")
 _CASE = re.compile(r"^(?P<model>\S+) (?P<peft>full|lora|qlora) seq (?P<seq>\d+) batch (?P<batch>\d+) gc (?P<gc>on|off)$")
 _SETUP = re.compile(r"^(?P<opt>[\w.-]+)(?:; LoRA r(?P<rank>\d+) alpha (?P<alpha>\d+) dropout (?P<dropout>[\d.]+): "
-                    r"(?P<targets>[\w. ]+))?$")
+                    r"(?P<targets>[\w. ]+)|(?P<pure>; pure bf16))?$")
 
 
 class MeasurementError(AdvisorError):
@@ -46,6 +47,7 @@ class Measured:
     lora_alpha: int = 0
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()
+    pure_bf16: bool = False  # full fine-tuning with bf16 weights and states (no fp32 master copy)
     allocated_gb: float = 0.0
     reserved_gb: float = 0.0
     context_gb: float = 0.0
@@ -58,14 +60,15 @@ class Measured:
     @property
     def setup(self) -> str:
         if self.peft == "full":
-            return self.optimizer
+            return self.optimizer + ("; pure bf16" if self.pure_bf16 else "")
         return (f"{self.optimizer}; LoRA r{self.lora_rank} alpha {self.lora_alpha} dropout {self.lora_dropout:g}: "
                 + " ".join(self.lora_targets))
 
     def params(self) -> dict[str, Any]:
         """The parameter values the estimate reads, as the measured run used them."""
         out: dict[str, Any] = {"micro_batch_size": self.micro_batch, "max_seq_length": self.seq_len,
-                               "gradient_checkpointing": self.gradient_checkpointing, "optimizer": self.optimizer}
+                               "gradient_checkpointing": self.gradient_checkpointing, "optimizer": self.optimizer,
+                               "pure_bf16": self.pure_bf16}
         if self.peft != "full":
             out.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                        lora_target_modules=list(self.lora_targets))
@@ -158,6 +161,7 @@ def _measured(cells: dict[str, str], where: str) -> Measured:
         lora_rank=int(setup["rank"]) if adapter else 0, lora_alpha=int(setup["alpha"]) if adapter else 0,
         lora_dropout=float(setup["dropout"]) if adapter else 0.0,
         lora_targets=tuple(setup["targets"].split()) if adapter else (),
+        pure_bf16=setup["pure"] is not None and case["peft"] == "full",
         allocated_gb=numbers["max_memory_allocated"], reserved_gb=numbers["max_memory_reserved"],
         context_gb=numbers["CUDA context"],
     )
