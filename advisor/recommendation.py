@@ -106,7 +106,7 @@ class MemoryItem(_Strict):
     gb: float = Field(description="GiB")
     detail: str
     sources: list[str] = Field(default_factory=list, description="coefficient ids in rules/memory.yaml")
-    phase: Literal["static", "paged", "train", "step", "generate", "fixed"]
+    phase: Literal["static", "grads", "paged", "train", "step", "generate", "fixed"]
 
 
 class MemoryReport(_Strict):

@@ -197,6 +197,31 @@ def test_vllm_server_moves_generation_off_this_gpu_and_colocate_reserves_its_sha
         estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "remote"})
 
 
+def test_pure_bf16_full_fine_tuning_holds_8_bytes_per_parameter(book: Rulebook, tmp_path: Path) -> None:
+    """bf16 weights and gradients, AdamW's states in the weights' dtype, no fp32 master copy."""
+    params = {**resolved(book, "llama-3.2-1b", "sft", "full"), "micro_batch_size": 1, "optimizer": "adamw_torch"}
+    j = job(book, "llama-3.2-1b", "sft", "full")
+    mixed, pure = estimate(book, j, params), estimate(book, j, {**params, "pure_bf16": True})
+    n = pure.counts.total
+
+    def static(est: Any) -> float:
+        return sum(i.gb for i in est.items if i.phase in ("static", "grads")) * 2**30
+
+    assert static(pure) == pytest.approx(8 * n) and static(mixed) == pytest.approx(16 * n)
+    assert pure.setup.pure_bf16 and any("no fp32 master" in note for note in pure.notes)
+    step = next(i for i in pure.items if i.name == "optimizer step buffer")
+    assert step.gb * 2**30 == pytest.approx(2 * n)  # the sqrt buffer has the states' dtype
+    lora = estimate(book, job(book, "llama-3.2-1b"), {**resolved(book, "llama-3.2-1b"), "pure_bf16": True})
+    assert not lora.setup.pure_bf16  # a full fine-tuning setting: adapters ignore it
+    config = tmp_path / "lf.yaml"
+    config.write_text("model_name_or_path: meta-llama/Llama-3.2-1B\nstage: sft\nfinetuning_type: full\n"
+                      "pure_bf16: true\nper_device_train_batch_size: 1\ncutoff_len: 1024\n")
+    from advisor.configs.readers import read_config
+
+    cfg, _ = read_config(config, book)
+    assert cfg.values["pure_bf16"].value is True and cfg.values["pure_bf16"].line == 4
+
+
 def test_recommend_qlora_8b_on_a_4090_fits_with_accumulation(book: Rulebook) -> None:
     rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
     p = rec.parameters

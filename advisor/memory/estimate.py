@@ -58,6 +58,7 @@ class Setup:
     generator: str = "generate"  # GRPO / PPO: the model's generate(), or vLLM as a server or colocated
     vllm_share: float = 0.0  # vllm-colocate: the share of the GPU vLLM reserves (0: not given)
     pure_bf16: bool = False  # full fine-tuning in bf16 throughout: no fp32 master weights, bf16 AdamW states
+    accumulation: int = 1  # micro-batches per optimizer step: from the second on, the gradients are held
     shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
 
 
@@ -67,7 +68,7 @@ class Item:
     gb: float
     detail: str
     sources: tuple[str, ...] = ()  # coefficient ids in rules/memory.yaml
-    phase: str = "static"  # static | paged | train | step | generate | fixed
+    phase: str = "static"  # static | grads | paged | train | step | generate | fixed
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "sources": list(self.sources)}
@@ -155,6 +156,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         generation_batch=gen, shard=int(_get(params, "shard", 1)), completion_len=completion,
         generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
+        accumulation=int(_get(params, "gradient_accumulation_steps", 1)),
     )
 
 
@@ -189,7 +191,7 @@ class _Builder:
             per = k[cid]
             n = c.total / s.shard
             self.add("weights (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
-            self.add("gradients (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+            self.add("gradients (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",), "grads")
             states_id = k.optimizer_states(s.optimizer)
             paged = k[states_id] if k.paged(s.optimizer) else 0.0
             self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
@@ -222,7 +224,7 @@ class _Builder:
         n = c.total / s.shard
         sid = k.optimizer_states(s.optimizer)
         self.add("weights (bf16, trained in place)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
-        self.add("gradients (bf16)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+        self.add("gradients (bf16)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",), "grads")
         per = self.states_per_param()
         if k.paged(s.optimizer):
             self.add("optimizer states (paged)", n * per, f"{_b(n)} params x {per:g} B in CUDA managed memory",
@@ -446,9 +448,13 @@ def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     b.static()
     static = sum(i.gb for i in b.items if i.phase == "static") * GIB
     paged = sum(i.gb for i in b.items if i.phase == "paged") * GIB
-    train = b.train()
-    gen = b.generate()
-    step = b.step()
+    # Trainers free the gradients after each optimizer step (zero_grad(set_to_none=True)): they are held
+    # through the forward / backward pass only while micro-batches accumulate, and at the step always.
+    grads = sum(i.gb for i in b.items if i.phase == "grads") * GIB
+    held = grads if s.accumulation > 1 else 0.0
+    train = b.train() + held
+    gen = b.generate() + held
+    step = b.step() + grads
     if gen > max(train, step):
         b.notes.append("the generation phase (KV cache) is the peak, not the training step")
     elif step > train:

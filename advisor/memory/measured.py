@@ -68,7 +68,7 @@ class Measured:
         """The parameter values the estimate reads, as the measured run used them."""
         out: dict[str, Any] = {"micro_batch_size": self.micro_batch, "max_seq_length": self.seq_len,
                                "gradient_checkpointing": self.gradient_checkpointing, "optimizer": self.optimizer,
-                               "pure_bf16": self.pure_bf16}
+                               "pure_bf16": self.pure_bf16, "gradient_accumulation_steps": 1}  # one micro-batch a step
         if self.peft != "full":
             out.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                        lora_target_modules=list(self.lora_targets))
