@@ -214,6 +214,17 @@ def test_nothing_fits_is_exit_3_with_a_report(tiny: Path, tmp_path: Path) -> Non
     assert "not even a micro-batch of 1 fits" in proc.stdout
 
 
+def test_a_grpo_config_probes_prompt_plus_completion_tokens(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    config = tmp_path / "grpo.yaml"
+    config.write_text(f"model_name_or_path: {tiny}\nnum_generations: 4\nmax_prompt_length: 24\n"
+                      "max_completion_length: 40\nper_device_train_batch_size: 4\nlearning_rate: 1e-5\n")
+    plan = plan_for(book, tiny, model=None, config=config, method=None, seq_len=None)
+    assert plan.method == "grpo" and plan.seq_len == 64
+    assert plan.sources["max_seq_length"] == "max_prompt_length + max_completion_length"
+    capped = plan_for(book, tiny, model=None, config=config, method=None, seq_len=48)
+    assert capped.seq_len == 48
+
+
 def test_dpo_pairs_are_two_sequences_per_example(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
     from advisor.probe import make_report, run_probe
 

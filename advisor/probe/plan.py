@@ -346,6 +346,10 @@ def build_plan(
 
     lr = float(_flag(values, "learning_rate", learning_rate, "--lr"))
     seq = int(values.get("max_seq_length", facts.max_position_embeddings))
+    prompt, completion = values.get("max_prompt_length"), values.get("max_completion_length")
+    if rule_method in ("grpo", "ppo") and prompt and completion:  # TRL's online trainers cap the two parts
+        seq = int(prompt) + int(completion)
+        values.sources["max_seq_length"] = "max_prompt_length + max_completion_length"
     seq = min(seq, facts.max_position_embeddings)
     if seq_len is not None:
         if seq_len < seq:
