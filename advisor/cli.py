@@ -74,6 +74,9 @@ def _parse_set(items: list[str], book: Any) -> dict[str, Any]:
             pins[key] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise AdvisorError(f"--set {item!r}: value is not a number, word or [list]") from exc
+        problem = book.parameters[key].problem(pins[key])
+        if problem is not None:
+            raise AdvisorError(f"--set {item!r}: {problem}")
     return pins
 
 
@@ -818,9 +821,12 @@ def memory(
     if mem is None:
         raise AdvisorError("memory: the rulebook gave no sequence length", hint="give --seq-len")
     m, g = rec.facts["model"], rec.facts["gpu"]
-    params = {k: rec.parameters[k].value for k in ("lora_rank", "lora_target_modules", "gradient_checkpointing",
+    params: dict[str, Any] = {k: rec.parameters[k].value for k in ("lora_rank", "lora_target_modules", "gradient_checkpointing",
                                                    "load_in_4bit", "optimizer", "gradient_accumulation_steps")
               if k in rec.parameters}
+    from advisor.memory.fit import CARRIED
+
+    params.update({k: pins[k] for k in CARRIED if k in pins})  # the memory settings given beyond the rulebook's
     if fmt == "json":
         out = {"model": m["name"], "method": method, "peft": peft, "gpu": {"name": g.get("name"), "memory_gb": g.get(
             "memory_gb"), "usable_gib": g.get("usable_gib"), "count": g.get("count")}, "parameters": params,

@@ -24,3 +24,11 @@ def rules_dir() -> Path:
 
 def schemas_dir() -> Path:
     return _data_dir("schemas")
+
+
+def shown_path(path: Path) -> str:
+    """How reports name a rule file: a built-in one by its place in the package, not this machine's path."""
+    try:
+        return f"built-in rules/{path.resolve().relative_to(rules_dir().resolve()).as_posix()}"
+    except ValueError:
+        return str(path)

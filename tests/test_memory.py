@@ -211,6 +211,9 @@ def test_pure_bf16_full_fine_tuning_holds_8_bytes_per_parameter(book: Rulebook, 
     assert pure.setup.pure_bf16 and any("no fp32 master" in note for note in pure.notes)
     step = next(i for i in pure.items if i.name == "optimizer step buffer")
     assert step.gb * 2**30 == pytest.approx(2 * n)  # the sqrt buffer has the states' dtype
+    paged32 = estimate(book, j, {**params, "pure_bf16": True, "optimizer": "paged_adamw_32bit"})
+    states = next(i for i in paged32.items if i.name == "optimizer states (paged)")
+    assert states.gb * 2**30 == pytest.approx(8 * n)  # bitsandbytes' 32-bit states stay fp32 for bf16 weights
     lora = estimate(book, job(book, "llama-3.2-1b"), {**resolved(book, "llama-3.2-1b"), "pure_bf16": True})
     assert not lora.setup.pure_bf16  # a full fine-tuning setting: adapters ignore it
     config = tmp_path / "lf.yaml"
@@ -220,6 +223,47 @@ def test_pure_bf16_full_fine_tuning_holds_8_bytes_per_parameter(book: Rulebook, 
 
     cfg, _ = read_config(config, book)
     assert cfg.values["pure_bf16"].value is True and cfg.values["pure_bf16"].line == 4
+
+
+def test_alternatives_keep_the_jobs_own_settings_and_re_estimate_each_gpu(book: Rulebook) -> None:
+    """A colocated vLLM takes a share of whichever GPU it is on; an alternative adapter keeps the caps."""
+    pins = {"max_prompt_length": 512, "max_completion_length": 2048, "use_vllm": True, "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": 0.5}
+    rec = api.recommend(book=book, model="qwen2.5-7b", method="grpo", peft="lora", gpu="l4", pins=pins,
+                        detect_gpu=False)
+    assert rec.memory is not None and not rec.memory.fits
+    alternatives = rec.memory.alternatives
+    for text in alternatives:  # each claim holds when the job is re-run as the alternative says
+        if text.startswith("a bigger GPU"):
+            gpu = text.split("--gpu ")[1].rstrip(")")
+            there = api.recommend(book=book, model="qwen2.5-7b", method="grpo", peft="lora", gpu=gpu, pins=pins,
+                                  detect_gpu=False)
+            assert there.memory is not None and there.memory.fits, text
+        if text.startswith("QLoRA"):
+            there = api.recommend(book=book, model="qwen2.5-7b", method="grpo", peft="qlora", gpu="l4", pins=pins,
+                                  detect_gpu=False)
+            assert there.memory is not None and there.memory.fits, text
+    assert any(a.startswith("a bigger GPU") for a in alternatives)
+    no_vllm = api.recommend(book=book, model="qwen2.5-7b", method="grpo", peft="lora", gpu="l4",
+                            pins={**pins, "vllm_mode": "server"}, detect_gpu=False)
+    assert no_vllm.memory is not None and no_vllm.memory.total_gb < rec.memory.total_gb
+
+
+def test_parameter_bounds_and_choices_reject_bad_values(book: Rulebook, tmp_path: Path) -> None:
+    proc = run_cli("memory", "--model", "qwen2.5-1.5b", "--method", "grpo", "--gpu", "h100", "--no-detect",
+                   "--set", "vllm_gpu_memory_utilization=1.5")
+    assert proc.returncode == 2 and "1.5 is above the largest meaningful value 1" in proc.stderr
+    proc = run_cli("memory", "--model", "qwen2.5-1.5b", "--method", "grpo", "--gpu", "h100", "--no-detect",
+                   "--set", "vllm_mode=COLOCATE")
+    assert proc.returncode == 2 and "'COLOCATE' is not one of server, colocate" in proc.stderr
+    config = tmp_path / "grpo.yaml"
+    config.write_text("model_name_or_path: Qwen/Qwen2.5-1.5B-Instruct\nnum_generations: 8\nuse_vllm: true\n"
+                      "vllm_mode: colocated\n")
+    proc = run_cli("validate", str(config), "--gpu", "h100", "--no-detect")
+    assert proc.returncode == 2
+    said = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
+    assert f"{config}:4: key 'vllm_mode': 'colocated' is not one of server, colocate" in said
+    assert "Traceback" not in proc.stderr
 
 
 def test_recommend_qlora_8b_on_a_4090_fits_with_accumulation(book: Rulebook) -> None:

@@ -200,6 +200,10 @@ def test_a_failure_in_training_after_a_passing_check_extends_the_first_report(bo
     data = again.as_dict()
     schema = json.loads((schemas_dir() / "probe-report.schema.json").read_text())
     jsonschema.Draft202012Validator(schema["properties"]["oom"]).validate(data)
+    # no searches left: the failure is recorded and nothing is said to fit (nor checked)
+    last = record_oom(again, plan, 3, 1, "peak over the cap", 0.46, lambda mb: pytest.fail("no search"), search=False)
+    assert (last.largest_fit, last.accumulation, last.effective_batch) == (0, None, None)
+    assert last.attempts[-1] == FitAttempt(3, False, 0.46, "training, step 1")
 
 
 def test_nothing_fits_is_exit_3_with_a_report(tiny: Path, tmp_path: Path) -> None:

@@ -91,9 +91,9 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
         return
     param = book.parameters[name]
     coerced = _coerce(doc, key_path, param.type, value)
-    if param.type in ("int", "float") and coerced < param.minimum:
-        raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{'.'.join(map(str, key_path))}': "
-                          f"{value!r} is below the smallest meaningful value {param.minimum:g}")
+    problem = param.problem(coerced)
+    if problem is not None:
+        raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{'.'.join(map(str, key_path))}': {problem}")
     cfg.values[name] = ConfigValue(coerced, ".".join(map(str, key_path)), doc.line_of(key_path))
 
 

@@ -140,7 +140,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         elif completion:
             seq = max(int(seq), completion)
         if params.get("use_vllm"):
-            mode = str(_get(params, "vllm_mode", "server")).lower()
+            mode = str(_get(params, "vllm_mode", "server"))
             if mode not in ("server", "colocate"):
                 raise FactError(f"memory: unknown vllm_mode {mode!r}", hint="server or colocate")
             generator = f"vllm-{mode}"
@@ -213,8 +213,7 @@ class _Builder:
         """Optimizer state bytes per trainable parameter; states kept in the parameter's dtype halve in bf16."""
         k, s = self.k, self.s
         sid = k.optimizer_states(s.optimizer)
-        in_param_dtype = sid == "adamw-state-bytes"
-        if in_param_dtype and (s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")):
+        if k.states_in_param_dtype(s.optimizer) and (s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")):
             return k[sid] * k["bytes-16bit"] / k["bytes-fp32"]
         return k[sid]
 
@@ -227,7 +226,7 @@ class _Builder:
         self.add("gradients (bf16)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",), "grads")
         per = self.states_per_param()
         if k.paged(s.optimizer):
-            self.add("optimizer states (paged)", n * per, f"{_b(n)} params x {per:g} B in CUDA managed memory",
+            self.add("optimizer states (paged)", n * per, f"{_b(c.total)} params x {per:g} B in CUDA managed memory",
                      (sid,), "paged")
         else:
             self.add("optimizer states (bf16, no fp32 master)", n * per,
@@ -450,10 +449,10 @@ def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     paged = sum(i.gb for i in b.items if i.phase == "paged") * GIB
     # Trainers free the gradients after each optimizer step (zero_grad(set_to_none=True)): they are held
     # through the forward / backward pass only while micro-batches accumulate, and at the step always.
+    # GRPO generates at the start of an accumulation window, before any gradient exists.
     grads = sum(i.gb for i in b.items if i.phase == "grads") * GIB
-    held = grads if s.accumulation > 1 else 0.0
-    train = b.train() + held
-    gen = b.generate() + held
+    train = b.train() + (grads if s.accumulation > 1 else 0.0)
+    gen = b.generate()
     step = b.step() + grads
     if gen > max(train, step):
         b.notes.append("the generation phase (KV cache) is the peak, not the training step")

@@ -68,6 +68,10 @@ def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None =
     return result
 
 
+CARRIED = ("max_prompt_length", "max_completion_length", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
+           "attention", "trainer", "pure_bf16")
+
+
 def _job(job: JobFacts, **task: Any) -> JobFacts:
     return replace(job, task=TaskFacts(**{**job.task.__dict__, **task}))
 
@@ -82,10 +86,13 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
         return estimate(book, j, p).total_gb
 
     peft = job.task.peft
+    # What the user set beyond the rulebook's parameters (vLLM, prompt / completion caps, attention)
+    # stays with an alternative adapter, whose own rule parameters are resolved afresh.
+    kept = {k: one[k] for k in CARRIED if one.get(k) is not None}
     for other in ("lora", "qlora"):
         if (peft, other) in (("full", "lora"), ("full", "qlora"), ("lora", "qlora")):
             j = _job(job, peft=other)
-            p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length")}), micro_batch_size=1)
+            p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length")}), micro_batch_size=1, **kept)
             g = peak(j, p)
             if g <= usable:
                 out.append(f"{'QLoRA' if other == 'qlora' else 'LoRA'} instead of {peft}: {g:.1f} GiB (--peft {other})")
@@ -103,17 +110,21 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
             out.append(f"a shorter sequence: {s} tokens, {g:.1f} GiB (--seq-len {s})")
             break
         s //= 2
-    need = peak(job, one)
     margin = know["safety-margin"]
     # The recommended config trains in bf16 wherever the GPU has it: a bigger GPU without bf16
     # (a V100) would change the precision, so it is named only to a job already without bf16.
     keeps_bf16 = job.gpu.bf16 is not False
-    bigger = sorted((g for g in know.gpus.values() if registry_usable_gib(g) * (1 - margin) >= need
-                     and (g.get("bf16") or not keeps_bf16)), key=registry_usable_gib)
-    if bigger:
-        gpu = bigger[0]
-        out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB, {registry_usable_gib(gpu):.1f} GiB usable) "
-                   f"holds {need:.1f} GiB (--gpu {gpu['id']})")
+    have = job.gpu.usable_gib or job.gpu.memory_gb or 0.0
+    for gpu in sorted((g for g in know.gpus.values() if registry_usable_gib(g) > have
+                       and (g.get("bf16") or not keeps_bf16)), key=registry_usable_gib):
+        # Re-estimated on that GPU: what scales with the GPU (a colocated vLLM's share) moves with it.
+        on = replace(job.gpu, name=gpu["id"], memory_gb=float(gpu["memory_gb"]), bf16=bool(gpu["bf16"]),
+                     usable_gib=registry_usable_gib(gpu))
+        need = peak(replace(job, gpu=on), one)
+        if need <= registry_usable_gib(gpu) * (1 - margin):
+            out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB, {registry_usable_gib(gpu):.1f} GiB "
+                       f"usable) holds {need:.1f} GiB (--gpu {gpu['id']})")
+            break
     have = job.gpu.count
     for n in sorted({have, 2, 4, 8}):  # not-knowledge: the GPU counts a node usually has
         if n < max(2, have):

@@ -78,6 +78,7 @@ class Knowledge:
         self.optimizers: dict[str, str] = dict(mem.get("optimizers", {}))
         self.optimizer_steps: dict[str, str] = {n: c for n, c in mem.get("optimizer_steps", {}).items() if c}
         self.optimizer_paged: dict[str, bool] = dict(mem.get("optimizer_paged", {}))
+        self.optimizer_param_dtype: dict[str, bool] = dict(mem.get("optimizer_param_dtype", {}))
         for name, cid in [*self.optimizers.items(), *self.optimizer_steps.items()]:
             if cid not in self.coefficients:
                 raise RuleFileError(f"memory model: optimizer {name!r} names unknown coefficient {cid!r}")
@@ -110,6 +111,13 @@ class Knowledge:
     def paged(self, name: str | None) -> bool:
         """Whether an optimizer keeps its states in CUDA managed memory (outside torch's allocator)."""
         return self.optimizer_paged.get(name or "", False)
+
+    def states_in_param_dtype(self, name: str | None) -> bool:
+        """Whether an optimizer keeps its states in the parameter's dtype (torch's AdamW) rather than its
+        own (bitsandbytes: fp32 or 8-bit whatever the parameter). Unknown names count as torch's AdamW."""
+        if name and name in self.optimizers:
+            return self.optimizer_param_dtype.get(name, False)
+        return self.optimizer_param_dtype.get("adamw_torch", False)
 
     def optimizer_step(self, name: str | None) -> str | None:
         """The coefficient id of what an optimizer's step allocates beyond its states (None: nothing).

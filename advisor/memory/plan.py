@@ -88,5 +88,5 @@ def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dic
         out = f.facts()
         out["memory.peak_gb"] = round(estimate(book, job, params).total_gb, 2)
     except (AdvisorError, TypeError, ValueError):
-        return {}  # a value the model cannot read (validate reports bad values itself)
+        return {}  # a value the model cannot read (the readers reject bad values and choices themselves)
     return out

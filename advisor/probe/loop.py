@@ -278,14 +278,15 @@ def search_micro_batch(fits: Callable[[int], FitAttempt], failed: int) -> tuple[
 
 
 def record_oom(report: OomReport | None, plan: ProbePlan, micro: int, step: int, error: str, peak_gb: float | None,
-               fits: Callable[[int], FitAttempt]) -> OomReport:
-    """Search below a failed micro-batch; a failure after an earlier search extends that search's report."""
+               fits: Callable[[int], FitAttempt], *, search: bool = True) -> OomReport:
+    """Search below a failed micro-batch; a failure after an earlier search extends that search's report.
+    Without ``search`` (no searches left) the failure is recorded and nothing is said to fit."""
     if report is None:
         report = OomReport(failed_micro_batch=micro, sequences=micro * plan.sequences_per_example,
                            seq_len=plan.seq_len, at_step=step, error=error)
     else:  # the checked micro-batch failed in training: the search goes on below it
         report.attempts.append(FitAttempt(micro_batch=micro, fits=False, peak_gb=peak_gb, during=f"training, step {step}"))
-    fit, attempts = search_micro_batch(fits, micro)
+    fit, attempts = search_micro_batch(fits, micro) if search else (0, [])
     report.attempts.extend(attempts)
     report.largest_fit = fit
     report.accumulation = math.ceil(plan.effective_batch / fit) if fit else None
@@ -357,7 +358,7 @@ def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: 
     built: Built | None = None
     micro, accum = plan.micro_batch_size, plan.gradient_accumulation_steps
     try:
-        for _ in range(MAX_OOM_SEARCHES + 1):
+        for search in range(MAX_OOM_SEARCHES + 1):
             built = build(plan, device, cache=model_cache)
             result.model_notes[:] = built.notes
             result.precision, result.tokenizer = built.precision.label, built.codec.name
@@ -375,24 +376,23 @@ def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: 
                 for param in fitting.model.parameters():  # gradients the failed step left behind
                     param.grad = None
                 meter.release()
+                searches_left = search < MAX_OOM_SEARCHES
                 report = result.oom = record_oom(
                     result.oom, plan, oom.micro, oom.step, oom.error, oom.peak_gb,
-                    lambda mb: _fits(plan, fitting, data, meter, mb, result.model_notes))  # noqa: B023
-                fit = report.largest_fit
+                    lambda mb: _fits(plan, fitting, data, meter, mb, result.model_notes),  # noqa: B023
+                    search=searches_left)
                 result.steps.clear()
                 result.evals.clear()
                 release(built)
                 built = None
                 meter.release()
-                if not fit:
+                if not report.largest_fit:
                     result.status = "no_fit"
-                    result.stop_reason = "not even a micro-batch of 1 fits in memory"
+                    result.stop_reason = ("not even a micro-batch of 1 fits in memory" if searches_left else
+                                          f"out of memory in training at micro-batch {oom.micro}, after "
+                                          f"{MAX_OOM_SEARCHES} searches whose checks had passed")
                     return result
-                micro, accum = fit, report.accumulation or 1
-        else:
-            result.status = "no_fit"
-            result.stop_reason = (f"still out of memory after {MAX_OOM_SEARCHES + 1} searches; the last check "
-                                  f"passed at micro-batch {micro}, which then failed in training")
+                micro, accum = report.largest_fit, report.accumulation or 1
         if save_adapter is not None and built is not None:
             built.model.save_pretrained(save_adapter)
     except StopProbe as stop:

@@ -3,8 +3,9 @@
 CUDA: ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` after a reset at the start
 of each step; ``--max-memory`` becomes ``torch.cuda.set_per_process_memory_fraction`` so the
 allocator itself refuses more (a real ``OutOfMemoryError``).
-CPU: the step's peak resident set size above the RSS the process had just before this probe
-loaded its model (the runtime's own footprint, as the CUDA numbers leave out the CUDA context).
+CPU: the step's peak resident set size above the RSS the process had before its first probe
+loaded a model (the runtime's own footprint, as the CUDA numbers leave out the CUDA context; one
+baseline per process, so a model a sweep keeps cached between runs counts in every run's peak).
 On Linux the high-water mark is reset per step by writing "5" to /proc/self/clear_refs and read
 as VmHWM from /proc/self/status; elsewhere the peak since start is used. A step whose peak
 exceeds ``--max-memory`` is treated as out of memory.
@@ -29,6 +30,7 @@ GIB = 2**30  # not-knowledge: bytes per GiB
 KIB = 1024  # not-knowledge: /proc/self/status counts kB
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
+_BASELINE: dict[str, float] = {}  # the RSS this process had before its first probe loaded a model
 
 
 class MemoryCapExceeded(Exception):
@@ -92,11 +94,13 @@ class MemoryMeter:
                 self.fraction_set = True
             self.kind = "CUDA max_memory_allocated / max_memory_reserved per step"
         else:
-            import gc
+            if "rss" not in _BASELINE:
+                import gc
 
-            gc.collect()
-            trim()
-            self.baseline_gb = _rss_gb()
+                gc.collect()
+                trim()
+                _BASELINE["rss"] = _rss_gb()
+            self.baseline_gb = _BASELINE["rss"]
             try:
                 _CLEAR_REFS.write_text("5")
                 self.can_reset = _status_kib("VmHWM") is not None

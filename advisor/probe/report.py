@@ -263,6 +263,9 @@ def headline(report: ProbeReport) -> list[str]:
         if o.largest_fit:
             lines.append(f"largest micro-batch that fits: {o.largest_fit}; accumulation {o.accumulation} keeps the "
                          f"effective batch at {o.effective_batch} (was {plan.effective_batch})")
+        elif any(a.during != "check" for a in o.attempts):
+            lines.append(f"no micro-batch held up in training: {res.stop_reason}; give the run headroom "
+                         "(a smaller --micro-batch, or a --max-memory below the device's)")
         else:
             lines.append("not even a micro-batch of 1 fits: shorten --seq-len, turn on gradient checkpointing, or use QLoRA")
     proj = report.projection()

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.output import fmt_source, fmt_value
+from advisor.paths import shown_path
 from advisor.recommendation import ParameterValue, Recommendation, span
 from advisor.rulebook.model import Rule
 
@@ -234,8 +235,8 @@ def render_rule(rule: Rule, console: Console) -> None:
     console.print(Text(f"{rule.code}  {rule.id}", style="bold"))
     console.print(f"{rule.summary}", highlight=False, markup=False)
     verb = "checks" if rule.kind == "check" else "sets"
-    console.print(f"kind {rule.kind}, stage {rule.stage}, {verb} {rule.parameter}; family {rule.family} ({rule.file})",
-                  highlight=False, markup=False)
+    console.print(f"kind {rule.kind}, stage {rule.stage}, {verb} {rule.parameter}; family {rule.family} "
+                  f"({shown_path(rule.file)})", highlight=False, markup=False)
     console.print(f"when: {_when_text(raw.get('when'))}", highlight=False, markup=False)
     if rule.overrides:
         console.print(f"overrides: {', '.join(rule.overrides)}", highlight=False, markup=False)

@@ -304,7 +304,7 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
             _layer_memory(book, data["memory"], shown)
         elif kind == "parameters":
             for raw in data["parameters"]:
-                book.parameters[raw["name"]] = Parameter(**raw)
+                book.parameters[raw["name"]] = Parameter(**{**raw, "choices": tuple(raw.get("choices", ()))})
         else:
             target: dict[str, dict[str, Any]] = getattr(book, kind)
             for raw in data[kind]:
@@ -337,11 +337,13 @@ def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
     optimizers: dict[str, str] = mem.setdefault("optimizers", {})
     steps: dict[str, str | None] = mem.setdefault("optimizer_steps", {})
     paged: dict[str, bool] = mem.setdefault("optimizer_paged", {})
+    param_dtype: dict[str, bool] = mem.setdefault("optimizer_param_dtype", {})
     for raw in data.get("optimizers", ()):
         for name in raw["names"]:
             optimizers[name] = raw["states"]
             steps[name] = raw.get("step")
             paged[name] = bool(raw.get("paged", False))
+            param_dtype[name] = bool(raw.get("param_dtype_states", False))
     if "cross_check" in data:
         mem["cross_check"] = data["cross_check"]
 

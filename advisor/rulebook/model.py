@@ -100,4 +100,17 @@ class Parameter:
     description: str
     unit: str = ""
     minimum: float = 0
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
     trainer_keys: dict[str, str | list[str]] = field(default_factory=dict)
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` (already of this parameter's type) is out of bounds, or None."""
+        if self.type in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value < self.minimum:
+                return f"{value!r} is below the smallest meaningful value {self.minimum:g}"
+            if self.maximum is not None and value > self.maximum:
+                return f"{value!r} is above the largest meaningful value {self.maximum:g}"
+        if self.choices and value not in self.choices:
+            return f"{value!r} is not one of {', '.join(self.choices)}"
+        return None
