@@ -69,8 +69,10 @@ def test_grid_reproduces_seed_002_and_writes_every_output(tmp_path: Path) -> Non
     assert "optimal" in proc.stdout and "Which LR gave lowest final loss?" in proc.stdout
 
 
-def test_two_workers_run_every_trial_exactly_once(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_run_every_trial_exactly_once(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two processes share one RDB study: SQLite, and a live PostgreSQL server (tests/conftest.py)."""
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     lrs = "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2"
     env = {**os.environ, "COLUMNS": "200"}
     main = subprocess.Popen([sys.executable, "-m", "advisor", "sweep", *FAST, "--strategy", "grid", "--lrs", lrs,
