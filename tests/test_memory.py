@@ -179,18 +179,24 @@ def test_vllm_server_moves_generation_off_this_gpu_and_colocate_reserves_its_sha
     params = {**resolved(book, "qwen2.5-1.5b", "grpo", "full"), "micro_batch_size": 4}
     j = job(book, "qwen2.5-1.5b", "grpo", "full", gpu="h100")
     generate = estimate(book, j, params)
-    server = estimate(book, j, {**params, "use_vllm": True})
+    server = estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "server"})
     assert any(i.name == "KV cache (generation)" for i in generate.items)
     assert not any(i.phase == "generate" for i in server.items) and server.setup.generator == "vllm-server"
     assert any("vLLM server" in n for n in server.notes)
     colocate = estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "colocate",
-                                  "vllm_gpu_memory_utilization": 0.3})
+                                  "vllm_gpu_memory_utilization": 0.5})
     share = next(i for i in colocate.items if i.name.startswith("vLLM (colocated"))
-    assert share.gb == pytest.approx(0.3 * j.gpu.usable_gib)
+    assert share.gb == pytest.approx(0.5 * j.gpu.usable_gib)
     assert colocate.total_gb == pytest.approx(server.total_gb + share.gb)
     assert colocate.reserved_gb == pytest.approx(server.reserved_gb)  # outside torch's caching allocator count
-    unknown = estimate(book, j, {**params, "use_vllm": True, "vllm_mode": "colocate"})
-    assert unknown.total_gb == pytest.approx(server.total_gb) and any("not counted" in n for n in unknown.notes)
+    # use_vllm alone: TRL's defaults, colocate with its default share (a rule, with its source)
+    default = estimate(book, j, {**params, "use_vllm": True})
+    assert default.setup.generator == "vllm-colocate" and any("without vllm_mode" in n for n in default.notes)
+    taken = next(i for i in default.items if i.name.startswith("vLLM (colocated"))
+    assert taken.sources == ("vllm-colocate-default-share",)
+    assert taken.gb == pytest.approx(knowledge(book)["vllm-colocate-default-share"] * j.gpu.usable_gib)
+    no_gpu = estimate(book, job(book, "qwen2.5-1.5b", "grpo", "full"), {**params, "use_vllm": True})
+    assert no_gpu.total_gb == pytest.approx(server.total_gb) and any("no GPU known" in n for n in no_gpu.notes)
     from advisor.errors import FactError
 
     with pytest.raises(FactError, match="vllm_mode"):

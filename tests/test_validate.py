@@ -63,15 +63,21 @@ def test_realworld_values_and_lines(book: Rulebook) -> None:
     assert r1.method.value == "grpo" and r1.values["num_generations"].value == 16  # type: ignore[union-attr]
     assert (r1.values["max_prompt_length"].value, r1.values["max_completion_length"].value) == (2000, 8192)
     assert r1.values["use_vllm"].value is True
+    assert (r1.values["vllm_mode"].value, r1.values["vllm_mode"].key) == ("server", "vllm_device")  # TRL < colocate
 
 
-def test_grpo_memory_check_reads_prompt_and_completion_lengths(book: Rulebook) -> None:
-    """open-r1's GRPO recipe: 512 + 1024 tokens, generation in vLLM; the memory check uses both."""
-    proc = run_cli("validate", str(REALWORLD / "open-r1__recipes__Qwen2.5-1.5B-Instruct__grpo__config_demo.yaml"),
-                   "--gpu", "h100", "--format", "json", "--fail-on", "never")
+def test_grpo_memory_check_reads_prompt_and_completion_lengths(book: Rulebook, tmp_path: Path) -> None:
+    """open-r1's GRPO recipe: 512 + 1024 tokens, and use_vllm without vllm_mode (TRL's default: colocate)."""
+    demo = REALWORLD / "open-r1__recipes__Qwen2.5-1.5B-Instruct__grpo__config_demo.yaml"
+    proc = run_cli("validate", str(demo), "--gpu", "h100", "--format", "json", "--fail-on", "never")
     assert proc.returncode == 0, proc.stderr
+    found = {f["code"]: f for f in json.loads(proc.stdout)["files"][0]["findings"]}
+    assert "at 1536 tokens" in found["VSQ002"]["message"]  # colocated vLLM takes its 0.3 of the GPU
+    server = tmp_path / "demo-server.yaml"
+    server.write_text(demo.read_text() + "vllm_mode: server\n")
+    proc = run_cli("validate", str(server), "--gpu", "h100", "--format", "json", "--fail-on", "never")
     codes = {f["code"] for f in json.loads(proc.stdout)["files"][0]["findings"]}
-    assert not codes & {"VSQ002", "VSQ003"}, codes
+    assert not codes & {"VSQ002", "VSQ003"}, codes  # vLLM on GPUs of its own: the training fits
     proc = run_cli("validate", str(REALWORLD / "open-r1__recipes__Qwen2.5-Coder-7B-Instruct__grpo__config_codeforces.yaml"),
                    "--gpu", "h100", "--fail-on", "never")
     assert "at 10192 tokens" in proc.stdout  # 2000 prompt + 8192 completion

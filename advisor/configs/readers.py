@@ -29,6 +29,8 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
             "num_generations", "dataset_name", "output_dir", "max_length", "max_seq_length"),
 }
 AXOLOTL_RL = {"dpo": "dpo", "ipo": "dpo", "grpo": "grpo"}
+# TRL keys that only server-mode vLLM reads (vllm_device: TRL before vllm_mode existed)
+TRL_VLLM_SERVER_KEYS = ("vllm_device", "vllm_server_host", "vllm_server_base_url", "vllm_server_port")
 LLAMA_FACTORY_STAGE = {"sft": "sft", "dpo": "dpo", "ppo": "ppo"}
 
 
@@ -199,6 +201,10 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
     else:
         method = "sft"
     cfg.method = ConfigValue(method, "(inferred from the keys)", None)
+    legacy = next((k for k in TRL_VLLM_SERVER_KEYS if k in d), None)
+    if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
+        # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
+        cfg.values["vllm_mode"] = ConfigValue("server", legacy, doc.line_of((legacy,)))
     use_peft = bool(d.get("use_peft") or d.get("use_lora") or d.get("peft_config") or "lora_r" in d)
     if use_peft:
         peft = "qlora" if d.get("load_in_4bit") else "lora"

@@ -11,7 +11,8 @@ states and the CUDA context (what nvidia-smi adds on top).
 GRPO / PPO with ``max_prompt_length`` and ``max_completion_length`` train on prompt + completion
 tokens, and TRL computes the loss's logits for the completion only (``logits_to_keep``). With
 ``use_vllm`` the completions come from vLLM: in server mode on its own GPUs (no KV cache here), in
-colocate mode inside this process, where it reserves ``vllm_gpu_memory_utilization`` of the GPU.
+colocate mode (TRL's default) inside this process, where it reserves ``vllm_gpu_memory_utilization``
+of the GPU (rules/memory.yaml vllm-colocate-default-share when not given).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ TRAINERS = ("hf", "deepspeed-zero2")
 _BITS = {"nf4": "nf4-bits", "nf4-dq": "nf4-bits-double-quant", "int8": "int8-bits", "gptq-int4": "gptq-int4-bits"}
 _BNB = ("nf4", "nf4-dq", "int8")  # bitsandbytes layers: they return their input's dtype
 _GEN_METHODS = ("grpo", "ppo")
+DEFAULT_VLLM_MODE = "colocate"  # TRL's default (rules/memory.yaml vllm-colocate-default-share says why)
 _REF_METHODS = ("dpo", "grpo", "ppo")
 
 
@@ -56,8 +58,9 @@ class Setup:
     generation_batch: int = 0  # GRPO / PPO completions generated at once per GPU
     completion_len: int = 0  # GRPO / PPO: the loss's logits cover these tokens (0: the whole sequence)
     generator: str = "generate"  # GRPO / PPO: the model's generate(), or vLLM as a server or colocated
-    vllm_share: float = 0.0  # vllm-colocate: the share of the GPU vLLM reserves (0: not given)
+    vllm_share: float = 0.0  # vllm-colocate: the share of the GPU vLLM reserves (0: not given, TRL's default)
     pure_bf16: bool = False  # full fine-tuning in bf16 throughout: no fp32 master weights, bf16 AdamW states
+    vllm_mode_given: bool = True  # False: use_vllm without vllm_mode (TRL's default mode assumed)
     accumulation: int = 1  # micro-batches per optimizer step: from the second on, the gradients are held
     shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
 
@@ -140,7 +143,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         elif completion:
             seq = max(int(seq), completion)
         if params.get("use_vllm"):
-            mode = str(_get(params, "vllm_mode", "server"))
+            mode = str(_get(params, "vllm_mode", DEFAULT_VLLM_MODE))
             if mode not in ("server", "colocate"):
                 raise FactError(f"memory: unknown vllm_mode {mode!r}", hint="server or colocate")
             generator = f"vllm-{mode}"
@@ -156,6 +159,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         generation_batch=gen, shard=int(_get(params, "shard", 1)), completion_len=completion,
         generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
+        vllm_mode_given=params.get("vllm_mode") is not None,
         accumulation=int(_get(params, "gradient_accumulation_steps", 1)),
     )
 
@@ -405,9 +409,7 @@ class _Builder:
         if s.method not in _GEN_METHODS or s.generation_batch <= 0:
             return 0.0
         if s.generator == "vllm-server":
-            self.notes.append("completions come from a vLLM server on its own GPUs: no KV cache on this one "
-                              "(use_vllm without vllm_mode is read as server mode, the default before TRL made "
-                              "colocate its default: set vllm_mode to be sure)")
+            self.notes.append("completions come from a vLLM server on its own GPUs: no KV cache on this one")
             return 0.0
         if s.generator == "vllm-colocate":
             return 0.0  # vLLM's reservation is a fixed share of the GPU: see colocated_vllm()
@@ -428,14 +430,21 @@ class _Builder:
         s = self.s
         if s.generator != "vllm-colocate":
             return 0.0
-        if not s.vllm_share or capacity_gb is None:
-            self.notes.append("vLLM colocated in this process reserves vllm_gpu_memory_utilization of the GPU: "
-                              "not counted (give it, and the GPU)")
+        share = s.vllm_share
+        ids: tuple[str, ...] = ()
+        if not share:
+            share, ids = self.k["vllm-colocate-default-share"], ("vllm-colocate-default-share",)
+        if capacity_gb is None:
+            self.notes.append(f"vLLM colocated in this process reserves {share:g} of the GPU: not counted "
+                              "(no GPU known)")
             return 0.0
-        n_bytes = s.vllm_share * capacity_gb * GIB
+        n_bytes = share * capacity_gb * GIB
+        given = "vllm_gpu_memory_utilization" if s.vllm_share else "TRL's default vllm_gpu_memory_utilization"
         self.add("vLLM (colocated: weights, KV cache)", n_bytes,
-                 f"vllm_gpu_memory_utilization {s.vllm_share:g} x {capacity_gb:.1f} GiB: outside torch's caching "
-                 "allocator's count", (), "fixed")
+                 f"{given} {share:g} x {capacity_gb:.1f} GiB: outside torch's caching allocator's count", ids, "fixed")
+        if not s.vllm_mode_given:
+            self.notes.append("use_vllm without vllm_mode: TRL's default, colocate, counted; set vllm_mode: server "
+                              "when vLLM runs on GPUs of its own")
         return n_bytes
 
 
