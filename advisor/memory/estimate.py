@@ -201,25 +201,17 @@ class _Builder:
             self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
                      f"{_b(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})", (cid,))
             self.add_paged(n, states_id)
-            if s.shard > 1:
-                self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
-                                  "(FSDP full shard / ZeRO-3)")
         else:
             self._frozen_weights()
             self._adapters()
+        if s.peft == "full" and s.shard > 1:
+            self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
+                              "(FSDP full shard / ZeRO-3)")
         if s.method in _REF_METHODS and s.peft == "full":
             self.add("reference model (frozen copy)", c.total * e / s.shard,
                      f"{_b(c.total)} params x {e:g} B: full fine-tuning keeps a second model", ("bytes-16bit",))
         if s.method == "ppo":
             self.notes.append("PPO's value and reward models are not modelled: add their weights")
-
-    def states_per_param(self) -> float:
-        """Optimizer state bytes per trainable parameter; states kept in the parameter's dtype halve in bf16."""
-        k, s = self.k, self.s
-        sid = k.optimizer_states(s.optimizer)
-        if k.states_in_param_dtype(s.optimizer) and (s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")):
-            return k[sid] * k["bytes-16bit"] / k["bytes-fp32"]
-        return k[sid]
 
     def _pure_bf16(self) -> None:
         k, c, s = self.k, self.c, self.s
@@ -228,19 +220,17 @@ class _Builder:
         sid = k.optimizer_states(s.optimizer)
         self.add("weights (bf16, trained in place)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
         self.add("gradients (bf16)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",), "grads")
-        per = self.states_per_param()
-        if k.paged(s.optimizer):
-            self.add("optimizer states (paged)", n * per, f"{_b(c.total)} params x {per:g} B in CUDA managed memory",
-                     (sid,), "paged")
+        if k.paged(s.optimizer):  # bitsandbytes: its own state dtype (fp32 or 8-bit), whatever the weights'
+            self.add_paged(n, sid)
         else:
-            self.add("optimizer states (bf16, no fp32 master)", n * per,
-                     f"{_b(c.total)} params x {per:g} B ({s.optimizer}, states in the weights' dtype)",
-                     (sid, "bytes-16bit"))
+            # torch's AdamW keeps its states in the weights' dtype: bf16 halves them; bitsandbytes' do not
+            halved = k.states_in_param_dtype(s.optimizer)
+            per = k[sid] * (e / k["bytes-fp32"] if halved else 1)
+            self.add("optimizer states (bf16, no fp32 master)" if halved else "optimizer states", n * per,
+                     f"{_b(c.total)} params x {per:g} B ({s.optimizer})",
+                     (sid, "bytes-16bit", "bytes-fp32") if halved else (sid,))
         self.notes.append("pure bf16: no fp32 master weights; updates smaller than bf16's resolution are lost "
                           "(the reason mixed precision keeps them)")
-        if s.shard > 1:
-            self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
-                              "(FSDP full shard / ZeRO-3)")
 
     def add_paged(self, n_params: float, states_id: str) -> None:
         if self.k.paged(self.s.optimizer):
