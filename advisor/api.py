@@ -9,7 +9,7 @@ from typing import Any
 from advisor.facts.hardware import resolve_gpu
 from advisor.facts.job import JobFacts
 from advisor.facts.model import resolve_model
-from advisor.facts.task import TaskFacts
+from advisor.facts.task import TaskFacts, check_variant
 from advisor.recommendation import Recommendation
 from advisor.rulebook.load import Rulebook, load_rulebook
 
@@ -29,11 +29,13 @@ def job_facts(
     use_case: str = "chat",
     situation: str | None = None,
     sft_lr: float | None = None,
+    variant: str | None = None,
     detect_gpu: bool = True,
 ) -> JobFacts:
     task = TaskFacts(
         method=method, peft=peft, dataset_size=dataset_size, seq_len=seq_len, cycles=cycles,
         use_case=use_case, situation=situation, sft_learning_rate=sft_lr,
+        variant=check_variant(book.variants, method, variant),
     )
     return JobFacts(
         model=resolve_model(model, book),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
+EVIDENCE_DIR = "evidence"  # the folder of a rules directory that holds published runs, not rules
 
 
 def _data_dir(name: str) -> Path:

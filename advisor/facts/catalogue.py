@@ -40,6 +40,8 @@ GPU_FACTS: dict[str, str] = {
 TASK_FACTS: dict[str, str] = {
     "method": "sft | dpo | grpo | ppo | raft",
     "peft": "lora | qlora | full",
+    "variant": "the method's loss variant (rules/variants.yaml: ipo, simpo, orpo, kto, dr_grpo, dapo, rloo, ...); "
+    "the method's own id when none is given",
     "is_rl": "method is grpo or ppo",
     "adapter": "peft is lora or qlora",
     "dataset_size": "training examples (prompts for grpo/ppo, samples per cycle for raft)",

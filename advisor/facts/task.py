@@ -46,6 +46,7 @@ class TaskFacts:
     situation: str | None = None  # DPO only; None: not given (the beta rule then takes its standard row)
     sft_learning_rate: float | None = None
     lr_strategy: str | None = None  # RAFT per-cycle schedule: constant | exponential | manual
+    variant: str | None = None  # the method's loss variant (rules/variants.yaml); None: the method's own
 
     def __post_init__(self) -> None:
         checks = [("method", "--method", METHODS), ("peft", "--peft", PEFTS), ("use_case", "--use-case", USE_CASES),
@@ -86,4 +87,32 @@ class TaskFacts:
             value = getattr(self, key)
             if value is not None:
                 out[f"task.{key}"] = value
+        if self.method is not None:
+            out["task.variant"] = self.variant or self.method
         return out
+
+
+def check_variant(variants: dict[str, dict[str, Any]], method: str | None, variant: str | None) -> str | None:
+    """A --variant as the registry (rules/variants.yaml) knows it, for this method; None stays None."""
+    if variant is None:
+        return None
+    norm = variant.strip().lower().replace("-", "_")
+    if norm not in variants:
+        raise FactError(f"--variant: unknown variant {variant!r}", hint=f"one of {', '.join(sorted(variants))}")
+    owner = variants[norm]["method"]
+    if method is not None and owner != method:
+        mine = sorted(v for v, raw in variants.items() if raw["method"] == method)
+        raise FactError(f"--variant: {norm} is a variant of {owner}, not of {method}",
+                        hint=f"for {method}: {', '.join(mine)}")
+    return norm
+
+
+def variant_of(variants: dict[str, dict[str, Any]], method: str | None, loss_type: Any) -> str | None:
+    """The variant a trainer's loss key names (TRL loss_type, LLaMA-Factory pref_loss), or None."""
+    if method is None or not isinstance(loss_type, str):
+        return None
+    name = loss_type.strip().lower()
+    for vid, raw in variants.items():
+        if raw["method"] == method and (name == vid or name in [t.lower() for t in raw.get("loss_types", ())]):
+            return vid
+    return None

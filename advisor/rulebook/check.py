@@ -11,9 +11,9 @@ from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
 from advisor.recommendation import Recommendation
 from advisor.rulebook import conditions as cond
-from advisor.rulebook.formula import MissingFact, parse
+from advisor.rulebook.formula import COEF, MissingFact, coefficient_id, parse
 from advisor.rulebook.load import TEMPLATE, Rulebook
-from advisor.rulebook.model import Rule
+from advisor.rulebook.model import SETTING_STAGES, Rule
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -40,11 +40,15 @@ class Finding:
 
 
 def _envelope(rec: Recommendation | None, name: str, end: int) -> Any:
-    """The widest bound any setting rule in the parameter's trace gave (lo: end 0, hi: end 1)."""
+    """The widest bound the rule that set the value gave, or any step after it (lo: end 0, hi: end 1).
+
+    A refine rule replaces the base row's range, as it replaces its value: the LR evidence rule
+    (LR008) narrows the seed's band, and a config is judged against the band that stands."""
     if rec is None or name not in rec.parameters:
         raise MissingFact(f"{'lo' if end == 0 else 'hi'}.{name}")
     pv = rec.parameters[name]
-    bounds = [s.range[end] for s in pv.trace if s.range is not None]
+    setting = [i for i, s in enumerate(pv.trace) if s.stage in SETTING_STAGES]
+    bounds = [s.range[end] for s in pv.trace[setting[-1] if setting else 0:] if s.range is not None]
     if pv.range is not None:
         bounds.append(pv.range[end])
     if not bounds:
@@ -52,9 +56,12 @@ def _envelope(rec: Recommendation | None, name: str, end: int) -> Any:
     return min(bounds) if end == 0 else max(bounds)
 
 
-def make_lookup(facts: dict[str, Any], cfg: TrainingConfig, rec: Recommendation | None) -> Callable[[str], Any]:
+def make_lookup(facts: dict[str, Any], cfg: TrainingConfig, rec: Recommendation | None,
+                book: Rulebook | None = None) -> Callable[[str], Any]:
     def lookup(name: str) -> Any:
         ns, _, attr = name.partition(".")
+        if ns == COEF and book is not None:
+            return book.coefficient(coefficient_id(name))
         if ns == "config":
             if attr in cfg.values:
                 return cfg.values[attr].value
@@ -82,7 +89,7 @@ def _render(template: str, lookup: Callable[[str], Any]) -> str:
 
 def run_checks(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: Recommendation | None,
                default_key: Callable[[str], str]) -> list[Finding]:
-    lookup = make_lookup(facts, cfg, rec)
+    lookup = make_lookup(facts, cfg, rec, book)
     findings: list[Finding] = []
     for rule in sorted((r for r in book.rules.values() if r.kind == "check"), key=lambda r: r.code):
         try:

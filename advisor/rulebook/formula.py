@@ -18,8 +18,19 @@ from typing import Any
 
 from advisor.errors import FormulaError
 
-NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "lo", "hi", "log")
+NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "lo", "hi", "log", "coef")
 PARAM_NAMESPACES = ("params", "baseline", "config", "lo", "hi")  # names after the dot are parameters
+COEF = "coef"  # coef.lr_sft_full reads the coefficient lr-sft-full (a name cannot hold '-')
+
+
+def coefficient_id(name: str) -> str:
+    """The coefficient id a ``coef.*`` name reads: coef.lr_sft_full -> lr-sft-full."""
+    return name.partition(".")[2].replace("_", "-")
+
+
+def coefficient_name(cid: str) -> str:
+    """How a formula names a coefficient: lr-sft-full -> coef.lr_sft_full."""
+    return f"{COEF}.{cid.replace('-', '_')}"
 BARE_NAMES = ("value",)
 MAX_EXPONENT = 64
 MAX_LIST = 4096
@@ -179,7 +190,14 @@ def _nonfinite(xs: list[Any]) -> int:
     return sum(1 for x in xs if isinstance(x, float) and not math.isfinite(x))
 
 
+def _given(x: Any, fallback: Any) -> Any:
+    return x  # never called: _eval evaluates given() lazily (see GIVEN)
+
+
+GIVEN = "given"  # given(x, fallback): x, or fallback when a fact x reads is unknown
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    GIVEN: _given,
     "mean": _mean,
     "median": _median,
     "head": _head,
@@ -355,6 +373,13 @@ def _eval(node: ast.AST, lookup: Callable[[str], Any]) -> Any:
         return [_eval(e, lookup) for e in node.elts]
     if isinstance(node, ast.Call):
         assert isinstance(node.func, ast.Name)
+        if node.func.id == GIVEN:
+            if len(node.args) != 2:
+                raise FormulaError("given() takes two arguments: a value and its fallback")
+            try:
+                return _eval(node.args[0], lookup)
+            except MissingFact:
+                return _eval(node.args[1], lookup)
         args = [_eval(a, lookup) for a in node.args]
         return FUNCTIONS[node.func.id](*args)
     raise FormulaError(f"cannot evaluate {type(node).__name__}")  # unreachable after parse()

@@ -20,7 +20,7 @@ import yaml
 
 from advisor.errors import FormulaError, RuleFileError
 from advisor.facts.catalogue import NAMESPACES
-from advisor.paths import rules_dir, schemas_dir
+from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir
 from advisor.rulebook import conditions as cond
 from advisor.rulebook import formula as fml
 from advisor.rulebook.model import DEFAULT_STAGE, SETTING_STAGES, Case, Parameter, Rule
@@ -31,6 +31,7 @@ FILE_KINDS = {
     "rules": "rules.schema.json",
     "parameters": "parameters.schema.json",
     "families": "families.schema.json",
+    "variants": "variants.schema.json",
     "models": "models.schema.json",
     "gpus": "gpus.schema.json",
     "coefficients": "coefficients.schema.json",
@@ -44,6 +45,7 @@ class Rulebook:
     rules: dict[str, Rule] = field(default_factory=dict)
     parameters: dict[str, Parameter] = field(default_factory=dict)
     families: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # rules/variants.yaml, by id
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)
     coefficients: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -284,7 +286,9 @@ def _yaml_files(directory: Path) -> list[Path]:
         raise RuleFileError(f"{directory}: no such directory")
     if not directory.is_dir():
         raise RuleFileError(f"{directory}: not a directory", hint="--rules takes a directory of YAML rule files")
-    return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    # evidence/ holds published runs, read only by the commands that need them (advisor.evidence).
+    return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                  and p.relative_to(directory).parts[0] != EVIDENCE_DIR)
 
 
 def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
@@ -364,6 +368,12 @@ def _check_references(book: Rulebook) -> None:
             )
         for name in sorted(rule.reads()):
             ns, _, attr = name.partition(".")
+            if ns == fml.COEF:
+                if fml.coefficient_id(name) not in book.coefficients:
+                    raise RuleFileError(f"{where} key 'when/formula': {name} names no coefficient "
+                                        f"{fml.coefficient_id(name)!r}",
+                                        hint="coefficients are declared in a rules file's `coefficients:` list")
+                continue
             known = book.parameters if ns in fml.PARAM_NAMESPACES else NAMESPACES.get(ns, {})
             if attr not in known:
                 raise RuleFileError(

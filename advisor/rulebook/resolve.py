@@ -26,7 +26,7 @@ from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
 from advisor.recommendation import LeftOut, ParameterValue, Recommendation, TraceStep, as_number
 from advisor.rulebook import conditions as cond
-from advisor.rulebook.formula import Formula, MissingFact, sig
+from advisor.rulebook.formula import COEF, Formula, MissingFact, coefficient_id, sig
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.model import SETTING_STAGES, STAGES, Case, Parameter, Rule, weakest
 
@@ -54,8 +54,9 @@ class _State:
     trace: list[TraceStep] = field(default_factory=list)
 
 
-def coerce(param: Parameter, value: Any, where: str) -> Any:
-    """Bring a value to its parameter's declared type (ints rounded, floats to 3 significant figures)."""
+def coerce(param: Parameter, value: Any, where: str, exact: bool = False) -> Any:
+    """Bring a value to its parameter's declared type (ints rounded, floats to 3 significant figures
+    unless ``exact``: the evidence fit differentiates through the engine and needs every digit)."""
     kind = param.type
     try:
         if kind == "int":
@@ -65,7 +66,7 @@ def coerce(param: Parameter, value: Any, where: str) -> Any:
         if kind == "float":
             if isinstance(value, bool) or not math.isfinite(float(value)):
                 raise TypeError
-            return sig(float(value))
+            return float(value) if exact else sig(float(value))
         if kind == "bool":
             if not isinstance(value, bool):
                 raise TypeError
@@ -88,8 +89,10 @@ def coerce(param: Parameter, value: Any, where: str) -> Any:
 
 
 class Resolver:
-    def __init__(self, book: Rulebook, facts: dict[str, Any], pins: dict[str, Any] | None = None) -> None:
+    def __init__(self, book: Rulebook, facts: dict[str, Any], pins: dict[str, Any] | None = None,
+                 exact: bool = False) -> None:
         self.book = book
+        self.exact = exact
         self.facts = facts
         self.pins = dict(pins or {})
         for name in self.pins:
@@ -99,6 +102,7 @@ class Resolver:
         self._done: dict[tuple[str, bool], _State | None] = {}
         self._active: list[tuple[str, bool]] = []
         self.left_out: dict[tuple[str, str], LeftOut] = {}
+        self.coefficients_read: set[str] = set()  # every coefficient a rule read (the evidence fit's gradient)
         self.warnings: list[str] = []
 
     # -- lookups -----------------------------------------------------------------------
@@ -118,6 +122,9 @@ class Resolver:
                     if state is None:
                         raise MissingFact(name)
                     value = state.value
+                elif ns == COEF:
+                    value = self.book.coefficient(coefficient_id(name))
+                    self.coefficients_read.add(coefficient_id(name))
                 elif name in self.facts and self.facts[name] is not None:
                     value = self.facts[name]
                 else:
@@ -257,12 +264,12 @@ class Resolver:
         if rule.stage in SETTING_STAGES:
             raw = (self._eval(case.formula, state, record, rule, use_pins) if case.formula is not None
                    else case.default)
-            value = coerce(param, raw, where)
+            value = coerce(param, raw, where, self.exact)
             probe = _State(value=value)
             rng = None
             if case.range is not None:
                 bounds = [self._eval(b, probe, record, rule, use_pins) for b in case.range]
-                rng = [coerce(param, b, where) for b in bounds] if param.type in ("int", "float") else bounds
+                rng = [coerce(param, b, where, self.exact) for b in bounds] if param.type in ("int", "float") else bounds
             # A derived value is no surer than the parameters it was computed from.
             confidence = case.confidence
             for read in record:
@@ -275,9 +282,9 @@ class Resolver:
             state.confidence = confidence
         elif rule.stage == "adjust":
             factor = self._eval(case.factor, state, record, rule, use_pins)
-            value = coerce(param, state.value * factor, where)
+            value = coerce(param, state.value * factor, where, self.exact)
             moved = None if state.range is None else [b * factor for b in state.range]
-            state.range = _fit_range(param, moved, value, where)
+            state.range = _fit_range(param, moved, value, where, self.exact)
             if value == before and state.range == before_range:
                 return
             state.value = value
@@ -286,9 +293,9 @@ class Resolver:
         else:  # constrain
             hi = self._eval(case.max, state, record, rule, use_pins)
             lo = self._eval(case.min, state, record, rule, use_pins)
-            value = coerce(param, _clamp(state.value, lo, hi), where)
+            value = coerce(param, _clamp(state.value, lo, hi), where, self.exact)
             moved = None if state.range is None else [_clamp(b, lo, hi) for b in state.range]
-            state.range = _fit_range(param, moved, value, where)
+            state.range = _fit_range(param, moved, value, where, self.exact)
             if value == before and state.range == before_range:
                 return
             state.value = value
@@ -308,12 +315,13 @@ def _clamp(x: Any, lo: Any, hi: Any) -> Any:
     return x
 
 
-def _fit_range(param: Parameter, bounds: list[Any] | None, value: Any, where: str) -> list[Any] | None:
+def _fit_range(param: Parameter, bounds: list[Any] | None, value: Any, where: str,
+               exact: bool = False) -> list[Any] | None:
     """A moved range in the parameter's type, never below its smallest meaningful value, and
     holding the value (rounding an integer range can otherwise step past it)."""
     if bounds is None:
         return None
-    lo, hi = sorted(coerce(param, b, where) for b in bounds)
+    lo, hi = sorted(coerce(param, b, where, exact) for b in bounds)
     lo, hi = max(lo, type(lo)(param.minimum)), max(hi, type(hi)(param.minimum))
     return [min(lo, value), max(hi, value)]
 
