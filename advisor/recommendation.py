@@ -63,6 +63,10 @@ class ParameterValue(_Strict):
     source: list[dict[str, str]] = Field(default_factory=list)
     notes: list[dict[str, Any]] = Field(default_factory=list)
     trace: list[TraceStep]
+    overridden: list[TraceStep] = Field(
+        default_factory=list, description="setting rows that also matched but lost to a rule that overrides them "
+                                          "(e.g. a seed row the evidence rule LR008 replaces), with the value each "
+                                          "would have given; inputs.overridden_by names the winner")
 
     def number(self) -> float:
         """The value of a numeric parameter (int or float)."""

@@ -19,9 +19,9 @@ from advisor.rulebook.load import Rulebook
 
 CASES_DIR = Path(__file__).parent / "cases"
 FACT_KEYS = {"model", "method", "peft", "gpu", "gpu_mem", "gpus", "dataset_size", "seq_len", "cycles",
-             "use_case", "situation", "sft_lr"}
+             "use_case", "situation", "sft_lr", "variant"}
 EXPECT_KEYS = {"value", "rule", "case", "range", "rule_range", "outside", "confidence", "absent", "set_by", "rules",
-               "step"}
+               "step", "overridden", "set_aside"}
 CASE_KEYS = {"name", "facts", "set", "expect", "warns"}
 
 
@@ -90,6 +90,13 @@ def test_case(case: dict[str, Any], book: Rulebook) -> None:
             assert any(s.rule == want["rule"] and s.case == want.get("case", s.case)
                        and ("value" not in want or _close(s.after, want["value"])) for s in pv.trace), \
                 f"{name}: no step {want} in {[(s.rule, s.case, s.after) for s in pv.trace]}"
+        if "overridden" in expected:  # setting rows an override set aside
+            assert [s.rule for s in pv.overridden] == expected["overridden"], f"{name}: set aside {pv.overridden}"
+        if "set_aside" in expected:  # one of them: rule, table row, the value it would have given
+            want = expected["set_aside"]
+            assert any(s.rule == want["rule"] and s.case == want.get("case", s.case)
+                       and ("value" not in want or _close(s.after, want["value"])) for s in pv.overridden), \
+                f"{name}: no set-aside row {want} in {[(s.rule, s.case, s.after) for s in pv.overridden]}"
     for text in case.get("warns", []):
         assert any(text in w for w in rec.warnings), f"no warning with {text!r}: {rec.warnings}"
     if case.get("warns") == []:

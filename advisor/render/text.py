@@ -187,6 +187,12 @@ def _explain(name: str, pv: ParameterValue, console: Console) -> None:
                           highlight=False, markup=False)
         for src in step.source:
             console.print(f"       source: {fmt_source(src)}", highlight=False, markup=False)
+    for step in pv.overridden:
+        console.print(f"  set aside: {step.code} {step.rule} [{step.case}] would give {fmt_value(step.after)} "
+                      f"({step.confidence}); {step.inputs.get('overridden_by')} overrides it", highlight=False,
+                      markup=False)
+        for src in step.source:
+            console.print(f"       source: {fmt_source(src)}", highlight=False, markup=False)
     if pv.range_moved():
         console.print(f"  range: {span(pv.range or [])}; {pv.range_note()}", highlight=False, markup=False)
     for note in pv.notes:

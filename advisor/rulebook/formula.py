@@ -270,6 +270,9 @@ class Formula:
     text: str
     tree: ast.Expression
     names: frozenset[str]
+    # names read only as given()'s first argument: optional inputs with a stated fallback, whose
+    # confidence does not bound the result's (the engine's weakest-input rule skips them)
+    soft: frozenset[str] = frozenset()
 
     def evaluate(self, lookup: Callable[[str], Any]) -> Any:
         try:
@@ -289,7 +292,28 @@ def parse(text: str) -> Formula:
     names: set[str] = set()
     for node in ast.walk(tree):
         _check_node(node, text, names)
-    return Formula(text=str(text), tree=tree, names=frozenset(names))
+    inside: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == GIVEN and node.args:
+            for sub in ast.walk(node.args[0]):
+                if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
+                    inside.add(f"{sub.value.id}.{sub.attr}")
+    hard: set[str] = set()
+    _hard_names(tree.body, hard)
+    return Formula(text=str(text), tree=tree, names=frozenset(names), soft=frozenset(inside - hard))
+
+
+def _hard_names(node: ast.AST, out: set[str]) -> None:
+    """Names read outside any given()'s first argument."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == GIVEN and node.args:
+        for arg in node.args[1:]:
+            _hard_names(arg, out)
+        return
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        out.add(f"{node.value.id}.{node.attr}")
+        return
+    for child in ast.iter_child_nodes(node):
+        _hard_names(child, out)
 
 
 def _check_node(node: ast.AST, text: str, names: set[str]) -> None:

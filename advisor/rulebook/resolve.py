@@ -52,6 +52,7 @@ class _State:
     confidence: str | None = None
     rule: Rule | None = None
     trace: list[TraceStep] = field(default_factory=list)
+    overridden: list[TraceStep] = field(default_factory=list)  # setting rows that matched and lost to an override
 
 
 def coerce(param: Parameter, value: Any, where: str, exact: bool = False) -> Any:
@@ -233,7 +234,11 @@ class Resolver:
                 if case is not None:
                     matched.append((rule, case))
             if stage in SETTING_STAGES:
-                matched = self._winner(matched)
+                won = self._winner(matched)
+                for rule, case in matched:
+                    if (rule, case) not in won:
+                        self._record_overridden(param, state, rule, case, won[0][0], use_pins)
+                matched = won
             for rule, case in matched:
                 try:
                     self._apply(param, state, rule, case, use_pins)
@@ -242,6 +247,22 @@ class Resolver:
         if state.value is None:
             return None
         return state
+
+    def _record_overridden(self, param: Parameter, state: _State, rule: Rule, case: Case, winner: Rule,
+                           use_pins: bool) -> None:
+        """Keep the row an override set aside, with the value it would have given, so a seed row the
+        evidence replaced stays visible (``--explain``, JSON ``overridden``)."""
+        record: dict[str, Any] = {}
+        try:
+            raw = self._eval(case.formula, state, record, rule, use_pins) if case.formula is not None else case.default
+            value = coerce(param, raw, f"{rule.file}: rule {rule.id!r}", self.exact)
+        except MissingFact:
+            return
+        state.overridden.append(TraceStep.model_validate({
+            "stage": rule.stage, "rule": rule.id, "code": rule.code, "case": case.label, "after": value,
+            "confidence": case.confidence, "source": [dict(x) for x in case.sources],
+            "inputs": {**record, "overridden_by": winner.id},
+        }))
 
     def _winner(self, matched: list[tuple[Rule, Case]]) -> list[tuple[Rule, Case]]:
         if len(matched) <= 1:
@@ -270,10 +291,12 @@ class Resolver:
             if case.range is not None:
                 bounds = [self._eval(b, probe, record, rule, use_pins) for b in case.range]
                 rng = [coerce(param, b, where, self.exact) for b in bounds] if param.type in ("int", "float") else bounds
-            # A derived value is no surer than the parameters it was computed from.
+            # A derived value is no surer than the parameters it was computed from (an optional
+            # input, read through given(), excepted: its fallback is stated).
             confidence = case.confidence
+            soft = case.formula.soft if isinstance(case.formula, Formula) else frozenset()
             for read in record:
-                if read.startswith("params."):
+                if read.startswith("params.") and read not in soft:
                     dep = self.resolve(read.split(".", 1)[1], use_pins)
                     if dep is not None and dep.confidence is not None:
                         confidence = weakest(confidence, dep.confidence)
@@ -401,6 +424,7 @@ def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dic
             source=[dict(s) for s in setter.sources] if setter else [],
             notes=[dict(n) for n in setter.notes] if setter else [],
             trace=state.trace,
+            overridden=state.overridden,
         )
         _held_back(name, parameters[name], resolver.warnings)
     _inapplicable_pins(resolver, facts)
