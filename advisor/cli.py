@@ -926,6 +926,13 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+from advisor.commands import evidence as _evidence  # noqa: E402  (registered after the app and its helpers)
+
+app.command(epilog="Examples:\n\n  advisor evidence --method dpo --peft full\n\n  advisor evidence --rule LR008 --tuned "
+                   "--format json")(_evidence.evidence)
+rules_app.command("fit", epilog="Examples:\n\n  advisor rules fit\n\n  advisor rules fit --check")(_evidence.rules_fit)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one-line errors and documented exit codes, never a traceback."""
     try:

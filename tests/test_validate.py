@@ -208,7 +208,8 @@ def test_fix_writes_a_corrected_config_that_keeps_comments(tmp_path: Path, book:
     text = out.read_text()
     assert "# the base" in text and "# too hot" in text
     fixed = yaml.safe_load(text)
-    assert fixed["learning_rate"] == pytest.approx(4.88e-4)
+    rec = api.recommend(book=book, model="llama-3-8b", method="sft", peft="lora", detect_gpu=False)
+    assert fixed["learning_rate"] == pytest.approx(rec.parameters["learning_rate"].value)  # the evidence default
     assert fixed["lora_r"] == 32
     assert fixed["lora_target_modules"][:2] == ["q_proj", "k_proj"]
     before = set(_validate(src, book))

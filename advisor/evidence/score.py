@@ -94,6 +94,9 @@ def summary(scored: Sequence[Scored]) -> dict[str, Any]:
     n = len(scored)
     widths = [w for s in scored if (w := s.width) is not None]
     seeds = [s.seed_agrees for s in scored if s.seed_agrees is not None]
+    errors = [abs(s.placed.log_error) for s in scored]
+    seed_errors = [abs(math.log10(s.placed.seed_value / s.placed.row.learning_rate)) for s in scored
+                   if s.placed.seed_value is not None]
     return {
         "rows": n,
         "sources": len({s.placed.row.source_id for s in scored}),
@@ -103,6 +106,9 @@ def summary(scored: Sequence[Scored]) -> dict[str, Any]:
         "within_2x": sum(s.agrees for s in scored),
         "within_2x_share": round(sum(s.agrees for s in scored) / n, 3) if n else None,
         "seed_within_2x_share": round(sum(seeds) / len(seeds), 3) if seeds else None,
+        # the typical miss, as a factor: 10 ** mean |log10(advisor / published)|
+        "mean_factor_off": round(10 ** statistics.mean(errors), 2) if errors else None,
+        "seed_mean_factor_off": round(10 ** statistics.mean(seed_errors), 2) if seed_errors else None,
     }
 
 

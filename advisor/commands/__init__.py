@@ -1,0 +1,1 @@
+"""One module per command (the fastapi-cli layout); cli.py registers them."""

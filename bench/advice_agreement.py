@@ -1,0 +1,107 @@
+"""Score advisor's learning rates against the published runs in rules/evidence/, leave-one-source-out.
+
+For each source, the LR coefficients are refitted on the tuned rows of every other source; the
+engine then places each held-out row as `advisor recommend` would for that run's facts. Prints,
+per method and overall, how often the published LR lies inside advisor's range, the median range
+width, and how often advisor's default is within 2x; the same for beta, LoRA rank and GRPO group
+size (rules not fitted to the evidence, so every row is out of sample). The seed tables read
+literally (the LR001 row each trace starts from) are scored on the same rows.
+
+    python bench/advice_agreement.py            # print the tables
+    python bench/advice_agreement.py --write    # also write bench/results/advice_agreement.{md,json}
+
+tests/test_evidence.py recomputes the JSON figures and fails when the shipped rules no longer
+reproduce them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from advisor.evidence.rows import load_evidence  # noqa: E402
+from advisor.evidence.score import Report, Scored, leave_one_source_out, other_summary, summary  # noqa: E402
+from advisor.rulebook.load import load_rulebook  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+GROUPS = (("sft", False), ("sft", True), ("dpo", False), ("dpo", True), ("grpo", False), ("grpo", True),
+          ("ppo", False), ("ppo", True))
+
+
+def figures(report: Report) -> dict[str, Any]:
+    """Everything the results file and the test carry, from one leave-one-source-out run."""
+    tuned = report.tuned()
+    by: dict[str, Any] = {}
+    for method, adapter in GROUPS:
+        rows = [s for s in tuned if s.placed.row.method == method and s.placed.row.adapter == adapter]
+        if rows:
+            by[f"{method} {'lora' if adapter else 'full'}"] = summary(rows)
+    others = {p: other_summary([o for o in report.others if o.parameter == p and o.row.tuned])
+              for p in ("beta", "lora_rank", "num_generations")}
+    return {"tuned": summary(tuned), "demo": summary(report.demos()), "by_setting": by, "others": others,
+            "sources": report.sources, "rows": len(report.rows)}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def table(fig: dict[str, Any]) -> str:
+    lines = ["| setting (tuned rows) | rows | sources | LR in range | median width | default within 2x | seed table within 2x "
+             "| mean factor off | seed mean factor off |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, s in [*fig["by_setting"].items(), ("**all tuned**", fig["tuned"]), ("demos (not fitted)", fig["demo"])]:
+        lines.append(f"| {name} | {s['rows']} | {s['sources']} | {_pct(s['in_range_share'])} | {s['median_width']}x | "
+                     f"{_pct(s['within_2x_share'])} | {_pct(s['seed_within_2x_share'])} | {s['mean_factor_off']}x | "
+                     f"{s['seed_mean_factor_off']}x |")
+    lines += ["", "| other setting (tuned rows that state it) | rows | inside advisor's range | default within 2x |",
+              "| --- | --- | --- | --- |"]
+    for name, s in fig["others"].items():
+        lines.append(f"| {name} | {s['rows']} | {_pct(s['in_range_share'])} | {_pct(s['within_2x_share'])} |")
+    return "\n".join(lines)
+
+
+def misses(rows: Sequence[Scored]) -> str:
+    out = ["| row | published | advisor (held out) | range |", "| --- | --- | --- | --- |"]
+    for s in rows:
+        if s.inside and s.agrees:
+            continue
+        p = s.placed
+        rng = f"{p.range[0]:.2g} – {p.range[1]:.2g}" if p.range else "-"
+        out.append(f"| {p.row.id} ({p.row.method} {p.row.peft}, {p.row.params_b:g}B) | {p.row.learning_rate:.2g} | "
+                   f"{p.value:.3g} | {rng} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true", help="write bench/results/advice_agreement.md and .json")
+    args = ap.parse_args(argv)
+    started = time.time()
+    book = load_rulebook()
+    rows = load_evidence()
+    report = leave_one_source_out(book, rows)
+    fig = figures(report)
+    text = table(fig)
+    print(text)
+    print(f"\n{fig['rows']} rows from {fig['sources']} sources, leave-one-source-out, in {time.time() - started:.1f}s")
+    if args.write:
+        (RESULTS / "advice_agreement.json").write_text(json.dumps(fig, indent=2, sort_keys=True) + "\n")
+        body = (RESULTS / "advice_agreement.md").read_text() if (RESULTS / "advice_agreement.md").exists() else ""
+        head, marker = body.split("<!-- figures -->")[0] if "<!-- figures -->" in body else body, "<!-- figures -->"
+        (RESULTS / "advice_agreement.md").write_text(
+            f"{head.rstrip()}\n\n{marker}\n\n{text}\n\nRows outside the range or over 2x off (held out):\n\n"
+            f"{misses(report.tuned())}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
