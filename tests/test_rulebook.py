@@ -189,7 +189,7 @@ def test_conflicting_rules_are_found_at_load(tmp_path: Path) -> None:
     write(tmp_path, overlap.replace("    default: 1.0e-4", "    default: 1.0e-4\n    overrides: [lr-base]"))
     book = load_rulebook([d])
     rec = api.recommend(book=book, model="llama-8b", method="dpo", detect_gpu=False)
-    assert rec.parameters["learning_rate"].rule == "my-lr"
+    assert rec.parameters["learning_rate"].trace[0].rule == "my-lr"  # the base stage's winner (LR008 refines it)
 
 
 def test_rule_cycles_are_found_at_load(tmp_path: Path) -> None:

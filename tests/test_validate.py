@@ -225,7 +225,8 @@ def test_fix_json_and_missing_keys(tmp_path: Path, book: Rulebook) -> None:
     out = tmp_path / "fixed.json"
     run_cli("validate", str(src), "--gpu", "rtx-4090", "--fix", str(out))
     fixed = json.loads(out.read_text())
-    assert fixed["learning_rate"] == pytest.approx(4.88e-4)
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="qlora", gpu="rtx-4090", detect_gpu=False)
+    assert fixed["learning_rate"] == pytest.approx(rec.parameters["learning_rate"].value)
     assert fixed["bnb_4bit_compute_dtype"] == "bfloat16"  # the missing key is added
 
 
