@@ -30,7 +30,7 @@ class _Strict(BaseModel):
 
 
 class TraceStep(_Strict):
-    stage: Literal["user", "base", "refine", "adjust", "constrain", "derive"]
+    stage: Literal["user", "base", "refine", "adjust", "constrain", "derive", "round"]
     rule: str | None = Field(None, description="rule id, or null for a value the user set")
     code: str | None = None
     case: str | None = Field(None, description="the source table's row that matched")

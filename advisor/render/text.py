@@ -176,6 +176,10 @@ def _explain(name: str, pv: ParameterValue, console: Console) -> None:
         if step.stage == "user":
             console.print(f"  {i}. user: set to {fmt_value(step.after)} (--set)", highlight=False, markup=False)
             continue
+        if step.stage == "round":
+            console.print(f"  {i}. round: {fmt_value(step.before)} -> {fmt_value(step.after)}, {step.case}",
+                          highlight=False, markup=False)
+            continue
         change = (f"{fmt_value(step.before)} -> {fmt_value(step.after)}" if step.before is not None
                   else f"{fmt_value(step.after)}")
         rng = f", range {span(step.range)}" if step.range is not None else ""

@@ -308,7 +308,8 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
             _layer_memory(book, data["memory"], shown)
         elif kind == "parameters":
             for raw in data["parameters"]:
-                book.parameters[raw["name"]] = Parameter(**{**raw, "choices": tuple(raw.get("choices", ()))})
+                book.parameters[raw["name"]] = Parameter(**{**raw, "choices": tuple(raw.get("choices", ())),
+                                                            "grid": tuple(raw.get("grid", {}).get("steps", ()))})
         else:
             target: dict[str, dict[str, Any]] = getattr(book, kind)
             for raw in data[kind]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -103,6 +104,16 @@ class Parameter:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     trainer_keys: dict[str, str | list[str]] = field(default_factory=dict)
+    grid: tuple[float, ...] = ()  # mantissas a recommended value is stated on (rules/parameters.yaml grid.steps)
+
+    def on_grid(self, value: Any) -> Any:
+        """The grid value nearest ``value`` in log space (unchanged without a grid or for a non-positive value)."""
+        if not self.grid or not isinstance(value, float) or value <= 0:
+            return value
+        exp = math.floor(math.log10(value))
+        mantissa = value / 10**exp
+        best = min((*self.grid, 10 * self.grid[0]), key=lambda g: abs(math.log10(g / mantissa)))
+        return float(f"{best * 10**exp:.6g}")
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` (already of this parameter's type) is out of bounds, or None."""

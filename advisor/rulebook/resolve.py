@@ -246,7 +246,21 @@ class Resolver:
                     self._skip(rule, missing)
         if state.value is None:
             return None
+        if param.grid and not self.exact:
+            self._round(param, state)
         return state
+
+    def _round(self, param: Parameter, state: _State) -> None:
+        """State the value on its parameter's grid (1, 2, 3, 5 x 10^k): the trace keeps the fit's own."""
+        value = param.on_grid(state.value)
+        if value == state.value:
+            return
+        state.range = _fit_range(param, state.range, value, param.name)
+        state.trace.append(TraceStep.model_validate({
+            "stage": "round", "before": state.value, "after": value, "range": state.range,
+            "case": f"stated on the {'-'.join(f'{g:g}' for g in param.grid)} x 10^k grid (rules/parameters.yaml)",
+        }))
+        state.value = value
 
     def _record_overridden(self, param: Parameter, state: _State, rule: Rule, case: Case, winner: Rule,
                            use_pins: bool) -> None:
