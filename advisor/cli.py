@@ -112,8 +112,11 @@ def recommend(
     situation: Optional[str] = typer.Option(
         None, "--situation", help="DPO: new-domain | safety | strong-baseline | weak-baseline (default: beta's standard row)."),
     sft_lr: Optional[float] = typer.Option(None, "--sft-lr", help="RAFT: the LR your SFT stage used (RAFT starts at a quarter)."),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", help="The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, kto (DPO); "
+                                "dr_grpo, dapo, gspo (GRPO); rloo, rlvr (PPO)."),
     set_: list[str] = typer.Option(
-        [], "--set", help="Pin a parameter: --set lora_rank=64 (repeatable). Interactions adjust the LR."),
+        [], "--set", help="Pin a parameter: --set lora_rank=64 (repeatable). The LR follows the batch and steps."),
     rules: list[Path] = RulesOpt,
     fmt: str = typer.Option("text", "--format", "-f", help="text | json | yaml"),
     explain: bool = typer.Option(False, "--explain", help="Print every value's trace: rules, rows, formulas, sources, notes."),
@@ -129,7 +132,7 @@ def recommend(
     rec = api.recommend(
         book=book, pins=_parse_set(set_, book), model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem,
         gpus=gpus, dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
-        seq_len=seq_len, cycles=cycles, use_case=use_case, situation=situation, sft_lr=sft_lr,
+        seq_len=seq_len, cycles=cycles, use_case=use_case, situation=situation, sft_lr=sft_lr, variant=variant,
         detect_gpu=not no_detect,
     )
 

@@ -14,7 +14,7 @@ from advisor.configs.readers import TRAINER_KEY_FORMAT, read_config
 from advisor.errors import AdvisorError, FactError
 from advisor.facts.hardware import GpuFacts
 from advisor.facts.model import resolve_model
-from advisor.facts.task import METHODS, PEFTS, TaskFacts
+from advisor.facts.task import METHODS, PEFTS, TaskFacts, variant_of
 from advisor.rulebook.check import SEVERITIES, Finding, run_checks
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
@@ -95,7 +95,9 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
     if peft not in PEFTS:
         peft = "lora"
     known = method if method in METHODS else None
-    facts.update(TaskFacts(method=known, peft=peft, cycles=over.cycles).as_facts())
+    loss = cfg.values["loss_type"].value if "loss_type" in cfg.values else None
+    facts.update(TaskFacts(method=known, peft=peft, cycles=over.cycles,
+                           variant=variant_of(book.variants, known, loss)).as_facts())
     facts["task.config_format"] = cfg.format
     return facts
 
@@ -112,6 +114,28 @@ def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dic
                         {name: v.value for name, v in cfg.values.items()})
 
 
+def lr_inputs(book: Rulebook) -> set[str]:
+    """The parameters the learning-rate rules read (params.X): a config that states one is judged at it."""
+    names = {n.split(".", 1)[1] for r in book.rules_for("learning_rate") if r.kind != "check" for n in r.reads()
+             if n.startswith("params.")}
+    return names - {"learning_rate"}
+
+
+def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: Any) -> None:
+    """The LR (and its published span) as the rules give it for the config's own run length and batch,
+    when the config states them: a recipe's 15,000 steps are not the seed's default 5,000."""
+    pins = {name: cfg.values[name].value for name in sorted(lr_inputs(book)) if name in cfg.values}
+    if not pins:
+        return
+    try:
+        at_config = recommend(book, facts, {}, pins)
+    except AdvisorError:
+        return  # a config value the rules cannot take: judged at the rules' own inputs, as before
+    for name in ("learning_rate", "learning_rate_published"):
+        if name in at_config.parameters:
+            rec.parameters[name] = at_config.parameters[name]
+
+
 def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, selection: Selection) -> FileReport:
     report = FileReport(path=path)
     try:
@@ -122,6 +146,8 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     report.config, report.document = cfg, doc
     facts = _facts(book, cfg, gpu, over)
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
+    if rec is not None:
+        _judge_at_config(book, cfg, facts, rec)
     if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
         facts.update(_memory_facts(book, cfg, gpu, facts, rec))
     for finding in run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]):

@@ -89,12 +89,17 @@ def evidence(
 
         text_console = Console(file=io.StringIO(), width=250, record=True, soft_wrap=False)  # a file, not a terminal
         text_console.print(table)
-        text_console.print(f"{len(rows)} rows from {sources} sources", highlight=False)
+        text_console.print(_footer(len(rows), sources), highlight=False)
         _emit(text_console.export_text(), output)
         return
     console = _console()
     console.print(table)
-    console.print(f"{len(rows)} rows from {sources} sources", highlight=False)
+    console.print(_footer(len(rows), sources), highlight=False)
+
+
+def _footer(rows: int, sources: int) -> str:
+    return (f"{rows} rows from {sources} source{'s' if sources != 1 else ''}. advisor: what the shipped rules give for "
+            "each run's facts, fitted with every tuned row (bench/advice_agreement.py scores them held out).")
 
 
 def _rules_of(book: Any, row: EvidenceRow) -> set[str]:
@@ -129,6 +134,7 @@ def rules_fit(
     from advisor.cli import _book, _console
     from advisor.evidence.fit import refit_text
     from advisor.output import write_atomic
+    from advisor.paths import shown_path
 
     book = _book(rules)
     rows = _rows(rules)
@@ -136,13 +142,13 @@ def rules_fit(
     text = refit_text(book, rows, path)
     tuned = [r for r in rows if r.tuned]
     summary = f"{len(tuned)} tuned rows from {len({r.source_id for r in tuned})} sources"
+    shown = shown_path(path)
     if check:
         if path.read_text(encoding="utf-8") != text:
-            _console().print(f"{path}: stale: a fresh fit of {summary} differs (run `advisor rules fit`)",
+            _console().print(f"{shown}: stale: a fresh fit of {summary} differs (run `advisor rules fit`)",
                              highlight=False, markup=False)
             raise typer.Exit(1)
-        _console().print(f"{path}: up to date with {summary}", highlight=False, markup=False)
+        _console().print(f"{shown}: up to date with {summary}", highlight=False, markup=False)
         return
-    target = output or path
-    write_atomic(target, text)
-    sys.stdout.write(f"wrote {target}: coefficients fitted to {summary}\n")
+    write_atomic(output or path, text)
+    sys.stdout.write(f"wrote {output or shown}: coefficients fitted to {summary}\n")

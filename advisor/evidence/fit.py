@@ -29,6 +29,7 @@ from advisor.rulebook.formula import sig
 from advisor.rulebook.load import Rulebook
 
 LEAST_SQUARES = ("log-scale", "exponent")
+SELECTED = ("band", "cover-min", "cover-max", "span-min", "span-max")  # computed over the rows a `select` picks
 STEP = 1e-3  # not-knowledge: central-difference step in fitted units (log10 for a scale)
 TINY = 1e-12  # not-knowledge: a pivot or residual this small is zero
 CONVERGED = 1e-9  # not-knowledge: IRLS stops when no coefficient moves more than this
@@ -219,7 +220,9 @@ def design(book: Rulebook, rows: Sequence[EvidenceRow], target: str = "learning_
 
 def _selected(p: Placed, select: dict[str, Any]) -> bool:
     return (p.row.method == select.get("method", p.row.method)
-            and p.row.adapter == select.get("adapter", p.row.adapter))
+            and p.row.adapter == select.get("adapter", p.row.adapter)
+            and p.row.params_b >= select.get("min_b", p.row.params_b)
+            and ("max_b" not in select or p.row.params_b < select["max_b"]))
 
 
 def _quantile(xs: Sequence[float], q: float) -> float:
@@ -252,7 +255,7 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
         inner = d.solve(others, steps=INNER_IRLS_STEPS)
         for i in own:
             held_out[i] = d.log_error(i, inner)
-    for cid in fitted(book, ("band", "cover-min", "cover-max"), target):
+    for cid in fitted(book, SELECTED, target):
         spec = book.coefficients[cid]["fit"]
         chosen = [i for i in rows if _selected(d.placed[i], spec.get("select", {}))]
         informed[cid] = chosen
@@ -261,8 +264,9 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
             factor = 10 ** _quantile(errors, float(spec["quantile"])) if errors else float(spec["max"])
             values[cid] = min(max(factor, float(spec.get("min", 1))), float(spec.get("max", math.inf)))
         else:  # no run: 0 and 0, so no size is inside and the extrapolated row applies
-            sizes = [d.placed[i].row.params_b for i in chosen]
-            values[cid] = float(min(sizes) if spec["kind"] == "cover-min" else max(sizes)) if sizes else 0
+            seen = [d.placed[i].row.params_b if spec["kind"].startswith("cover") else d.placed[i].row.learning_rate
+                    for i in chosen]
+            values[cid] = float(min(seen) if spec["kind"].endswith("min") else max(seen)) if seen else 0
     return Fit(values=values,
                rows={c: [d.placed[i].row.id for i in idx] for c, idx in informed.items()},
                sources={c: sorted({d.placed[i].row.source_id for i in idx}) for c, idx in informed.items()})
@@ -270,7 +274,7 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
 
 def rounded(cid: str, value: float, book: Rulebook) -> float:
     """How a fitted value is written: 4 significant figures (sizes as given)."""
-    return value if book.coefficients[cid]["fit"]["kind"].startswith("cover") else sig(value, 4)
+    return value if book.coefficients[cid]["fit"]["kind"].startswith(("cover", "span")) else sig(value, 4)
 
 
 class Applied:

@@ -1,0 +1,164 @@
+"""The evidence set (rules/evidence/), the fit of the LR rules to it, and the scoring bench."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from advisor.errors import RuleFileError
+from advisor.evidence import fit as F
+from advisor.evidence.rows import load_evidence
+from advisor.evidence.score import leave_one_source_out
+from advisor.paths import rules_dir
+from advisor.rulebook.load import Rulebook, load_rulebook
+from tests.conftest import REPO, run_cli
+
+ROW = {
+    "id": "my-run", "model": {"id": "org/model", "params_b": 7.0, "hidden_size": 4096}, "method": "sft",
+    "variant": "sft", "peft": "lora", "learning_rate": 2.0e-4, "tuned": True, "kind": "release",
+    "source": {"repo": "org/recipes", "path": "sft.yaml", "commit": "0" * 40, "quote": "learning_rate: 2.0e-4"},
+}
+
+
+def _write(directory: Path, source_id: str, rows: list[dict[str, object]]) -> Path:
+    (directory / "evidence").mkdir(parents=True, exist_ok=True)
+    path = directory / "evidence" / f"{source_id}.yaml"
+    path.write_text(yaml.safe_dump({"kind": "evidence", "source_id": source_id, "title": "t", "rows": rows}))
+    return directory
+
+
+def test_the_evidence_set_is_large_independent_and_cited() -> None:
+    rows = load_evidence()  # every file passes schemas/evidence.schema.json
+    tuned = [r for r in rows if r.tuned]
+    assert len(rows) >= 100 and len({r.source_id for r in rows}) >= 10
+    assert len(tuned) >= 100 and len({r.source_id for r in tuned}) >= 10
+    for r in rows:
+        c = r.citation
+        assert c["quote"].strip(), r.id
+        assert ("repo" in c and re.fullmatch(r"[0-9a-f]{40}", c["commit"]) and c["path"]) \
+            or ("paper" in c and c["section"]) or c.get("url", "").startswith("https://"), r.id
+    # every method and adapter the fit speaks for is there, and the variants the issue names
+    assert {(r.method, r.adapter) for r in tuned} >= {("sft", True), ("sft", False), ("dpo", False), ("grpo", False),
+                                                      ("ppo", False)}
+    assert {r.variant for r in rows} >= {"ipo", "ldpo", "simpo", "orpo", "kto", "dr_grpo", "dapo", "rlvr"}
+
+
+def test_a_bad_row_is_refused_naming_file_row_and_key(tmp_path: Path) -> None:
+    bad = {**ROW, "source": {"repo": "org/recipes", "path": "sft.yaml", "commit": "abc", "quote": "x"}}
+    _write(tmp_path, "mine", [bad])
+    with pytest.raises(RuleFileError, match=r"mine\.yaml:.*key 'rows\[0\]\.source"):
+        load_evidence([tmp_path], builtin=False)
+    _write(tmp_path, "mine", [{**ROW, "learning_rate": "fast"}])
+    with pytest.raises(RuleFileError, match=r"mine\.yaml:.*learning_rate"):
+        load_evidence([tmp_path], builtin=False)
+
+
+def test_user_evidence_is_added_and_duplicates_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "mine", [ROW])
+    rows = load_evidence([tmp_path])
+    assert "my-run" in {r.id for r in rows} and len(rows) == len(load_evidence()) + 1
+    _write(tmp_path, "tulu3", [{**ROW, "id": "other-run"}])  # a built-in source id again
+    with pytest.raises(RuleFileError, match=r"'tulu3' is also the source of"):
+        load_evidence([tmp_path])
+    (tmp_path / "evidence" / "tulu3.yaml").unlink()
+    _write(tmp_path, "second", [ROW])  # a row id used twice
+    with pytest.raises(RuleFileError, match=r"row 'my-run' key 'id': also a row of"):
+        load_evidence([tmp_path])
+
+
+def test_evidence_files_are_not_rule_files(tmp_path: Path) -> None:
+    """The rulebook loader skips evidence/ (recommend never parses it); a rules dir with one still loads."""
+    _write(tmp_path, "mine", [ROW])
+    book = load_rulebook([tmp_path])
+    assert book.rules  # loaded, the evidence file not taken for a rule file
+
+
+def test_the_committed_coefficients_are_the_fit_of_the_evidence(book: Rulebook) -> None:
+    """`advisor rules fit --check`: a changed evidence row or fit declaration fails until refitted."""
+    path = rules_dir() / "lr_fit.yaml"
+    assert F.refit_text(book, load_evidence(), path) == path.read_text(encoding="utf-8")
+
+
+def test_the_engine_is_the_model_the_fit_solves(book: Rulebook) -> None:
+    """LR008's formulas are products of powers of the fitted coefficients, so the linearised
+    prediction the fit solves equals the engine's own at any other coefficient values."""
+    tuned = [r for r in load_evidence() if r.tuned]
+    d = F.design(book, tuned)
+    shifted = [t + 0.1 for t in d.theta0]
+    values = {c: F._from_theta(book.coefficients[c], t) for c, t in zip(d.ids, shifted, strict=True)}
+    with F.Applied(book, values):
+        for i in range(0, len(tuned), 7):
+            exact = F.place(book, tuned[i], exact=True).log_error
+            # Applied rounds to 4 significant figures: a few 1e-4 of a decade
+            assert d.log_error(i, [math.log10(F.rounded(c, F._from_theta(book.coefficients[c], t), book))
+                                   if book.coefficients[c]["fit"]["kind"] == "log-scale"
+                                   else F.rounded(c, t, book) for c, t in zip(d.ids, shifted, strict=True)]) \
+                == pytest.approx(exact, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_the_shipped_rules_reproduce_the_committed_agreement_figures(book: Rulebook) -> None:
+    """bench/advice_agreement.py's figures, recomputed: a rule edit that changes agreement fails here."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import advice_agreement  # type: ignore[import-not-found]
+
+    report = leave_one_source_out(book, load_evidence())
+    assert all(s.held_out == s.placed.row.source_id for s in report.rows)  # each row placed with its source held out
+    committed = json.loads((REPO / "bench" / "results" / "advice_agreement.json").read_text())
+    assert advice_agreement.figures(report) == committed
+    readme = (REPO / "README.md").read_text()
+    tuned = committed["tuned"]
+    assert (f"{100 * tuned['in_range_share']:.0f}% of the published LRs inside advisor's range" in readme
+            and f"default within 2x for {100 * tuned['within_2x_share']:.0f}%" in readme), "README figures are stale"
+
+
+def test_learning_rates_are_stated_on_the_grid_the_evidence_uses(book: Rulebook) -> None:
+    rows = load_evidence()
+    param = book.parameters["learning_rate"]
+    on = sum(param.on_grid(r.learning_rate) == pytest.approx(r.learning_rate, rel=1e-9) for r in rows)
+    stated = re.search(r"(\d+) of the (\d+) published LRs", (rules_dir() / "parameters.yaml").read_text())
+    assert stated is not None and (int(stated.group(1)), int(stated.group(2))) == (on, len(rows))
+    assert on / len(rows) >= 0.9
+    assert param.on_grid(2.51e-4) == 3e-4 and param.on_grid(1.4e-6) == 1e-6 and param.on_grid(7.2e-7) == 5e-7
+
+
+def test_evidence_command_lists_rows_with_advisors_value() -> None:
+    proc = run_cli("evidence", "--method", "dpo", "--peft", "full", "--tuned", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows and all(r["method"] == "dpo" and r["peft"] == "full" and r["tuned"] for r in rows)
+    assert all(r["advisor"]["rule"] == "lr-evidence" and r["citation"]["quote"] for r in rows)
+    variants = json.loads(run_cli("evidence", "--rule", "LR009", "--format", "json").stdout)
+    assert variants and all(r["variant"] != r["method"] for r in variants)
+    text = run_cli("evidence", "--source", "tulu3").stdout
+    assert "allenai/open-instruct" in text and "rows from 1 source." in text
+    bad = run_cli("evidence", "--rule", "NOPE1")
+    assert bad.returncode == 2 and "no rule 'NOPE1'" in bad.stderr
+
+
+def test_rules_fit_check_and_write(tmp_path: Path) -> None:
+    assert run_cli("rules", "fit", "--check").returncode == 0
+    out = tmp_path / "fit.yaml"
+    proc = run_cli("rules", "fit", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == (rules_dir() / "lr_fit.yaml").read_text()
+
+
+def test_recommend_never_reads_the_evidence() -> None:
+    """Only advisor.evidence.rows reads evidence files; the headline never imports it."""
+    code = ("import json, sys\n"
+            "from advisor.cli import main\n"
+            "sys.argv = ['advisor', 'recommend', '--model', 'llama-8b', '--method', 'grpo', '--no-detect']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write(json.dumps(sorted(m for m in sys.modules if m.startswith('advisor.evidence'))))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert proc.returncode == 0 or "learning_rate" in proc.stdout, proc.stderr
+    assert "learning_rate" in proc.stdout
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
