@@ -165,7 +165,7 @@ def test_exit_codes_and_fail_on(tmp_path: Path) -> None:
 def test_select_ignore_project_file_and_inline_silencing(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\n"
-                   "learning_rate: 1.0e-3\nlora_r: 256\nweight_decay: 0.1\n")
+                   "learning_rate: 3.0e-3\nlora_r: 256\nweight_decay: 0.1\n")
 
     def codes(*args: str, cwd: Path | None = None) -> set[str]:
         proc = run_cli("validate", str(cfg), "--format", "json", *NO_GPU, *args, cwd=cwd)
@@ -174,7 +174,7 @@ def test_select_ignore_project_file_and_inline_silencing(tmp_path: Path) -> None
     everything = codes()
     assert {"VLR001", "VLO002", "VOP003"} <= everything
     assert codes("--select", "VLO") == {"VLO002"}
-    assert codes("--select", "VLR,VOP003") == everything & {"VLR001", "VLR004", "VOP003"}
+    assert codes("--select", "VLR,VOP003") == everything & {"VLR001", "VLR005", "VLR006", "VOP003"}
     assert "VLO002" not in codes("--ignore", "VLO002")
     (tmp_path / ".advisor.yaml").write_text("ignore: [VOP003]\nfail-on: warning\n")
     assert "VOP003" not in codes(cwd=tmp_path)
@@ -279,13 +279,13 @@ def test_text_output(tmp_path: Path) -> None:
 def test_trainer_state_json(tmp_path: Path, book: Rulebook) -> None:
     state = {"global_step": 30, "max_steps": 30, "num_train_epochs": 1, "train_batch_size": 4, "eval_steps": 10,
              "log_history": [{"step": 1, "learning_rate": 1.0e-5, "loss": 2.0},
-                             {"step": 10, "learning_rate": 2.0e-3, "loss": 1.5},
+                             {"step": 10, "learning_rate": 5.0e-3, "loss": 1.5},
                              {"step": 20, "learning_rate": 1.0e-3, "loss": 1.7}]}
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps(state, indent=2))
     cfg, doc = read_config(path, book)
     assert cfg.format == "trainer-state"
-    assert cfg.values["learning_rate"].value == 2.0e-3
-    assert doc.source_line(cfg.values["learning_rate"].line or 0).strip().startswith('"learning_rate": 0.002')
+    assert cfg.values["learning_rate"].value == 5.0e-3
+    assert doc.source_line(cfg.values["learning_rate"].line or 0).strip().startswith('"learning_rate": 0.005')
     codes = _validate(path, book, model="llama-8b", method="sft", peft="lora")
     assert "VLR001:warning" in codes

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from advisor.errors import AdvisorError
-from advisor.evidence.rows import EvidenceRow
+
+if TYPE_CHECKING:  # the evidence modules load only when an evidence command runs
+    from advisor.evidence.rows import EvidenceRow
 
 RulesOpt = typer.Option([], "--rules", help="A directory of your own rule files (and evidence/), layered over the "
                                             "built-in ones. Repeatable.")

@@ -134,6 +134,7 @@ def load_evidence(extra_dirs: Iterable[Path] = (), *, builtin: bool = True) -> l
                     raise RuleFileError(f"{path}: row {row.id!r} key 'id': also a row of {seen_rows[row.id]}")
                 seen_rows[row.id] = str(path)
                 if not (math.isfinite(row.learning_rate) and row.learning_rate < 1):
-                    raise RuleFileError(f"{path}: row {row.id!r} key 'learning_rate': {row.learning_rate!r} is not a learning rate")
+                    raise RuleFileError(f"{path}: row {row.id!r} key 'learning_rate': {row.learning_rate!r} "
+                                        "is not a learning rate", hint="a peak LR between 0 and 1, e.g. 2.0e-4")
             rows.extend(file_rows)
     return rows

@@ -278,6 +278,7 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         needs=series_needs,
         evidence=raw.get("evidence", ""),
         templates=templates,
+        stated_on_grid=bool(raw.get("stated_on_grid", False)),
     )
 
 

@@ -77,6 +77,7 @@ class Rule:
     needs: tuple[tuple[str, int], ...] = ()  # signal rules: (series, fewest points) before the sign can be judged
     at: str = ""  # check rules: "model" or "method" to report at that key
     templates: tuple[Formula, ...] = ()  # the {formula} placeholders of message and expected
+    stated_on_grid: bool = False  # the value it sets is stated on the parameter's grid (rules/parameters.yaml)
 
     def reads(self) -> set[str]:
         """Every dotted name this rule's conditions and formulas read."""

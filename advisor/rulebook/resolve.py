@@ -246,7 +246,7 @@ class Resolver:
                     self._skip(rule, missing)
         if state.value is None:
             return None
-        if param.grid and not self.exact:
+        if param.grid and not self.exact and state.rule is not None and state.rule.stated_on_grid:
             self._round(param, state)
         return state
 
