@@ -759,6 +759,9 @@ def rules_show(
         raise AdvisorError(f"no rule {key!r}", hint=f"did you mean {', '.join(close)}?" if close
                            else "`advisor rules list` shows them all")
     render_rule(rule, _console())
+    if rule.parameter == "learning_rate" and rule.kind in ("recommend", "adjust"):
+        _console().print(f"evidence: `advisor evidence --rule {rule.code}` lists the published runs whose LR it sets "
+                         "or adjusts (model, LR, advisor's value, source)", highlight=False, markup=False)
 
 
 @rules_app.command("check", epilog="Example:\n\n  advisor rules check ./my-rules")

@@ -233,3 +233,38 @@ def test_missing_rules_directory(tmp_path: Path) -> None:
     f.write_text(GOOD_RULE)
     with pytest.raises(RuleFileError, match="not a directory"):
         load_rulebook([f])
+
+
+def test_schema_validation_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that passed its schema is not validated again; an edited one is (a new hash)."""
+    import advisor.rulebook.load as load
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ADVISOR_NO_CACHE", raising=False)
+    mine = GOOD_RULE.replace("id: my-lr", "id: lr-base").replace("MY001", "LR001")  # layers over the built-in rule
+    d = write(tmp_path, mine)
+    load_rulebook([d])
+    markers = list((tmp_path / "cache" / "advisor" / "validated").iterdir())
+    assert len(markers) >= 2 and all(m.stat().st_size == 0 for m in markers)  # built-in files and mine
+    calls: list[str] = []
+    real = load._validator
+    monkeypatch.setattr(load, "_validator", lambda name: calls.append(name) or real(name))
+    load_rulebook([d])
+    assert calls == []  # every file cached
+    write(tmp_path, mine.replace("confidence: low", "confidence: sure"))
+    with pytest.raises(RuleFileError, match="'sure' is not one of"):
+        load_rulebook([d])
+    assert calls == ["rules.schema.json"]  # only the edited file
+    monkeypatch.setenv("ADVISOR_NO_CACHE", "1")
+    write(tmp_path, mine)
+    calls.clear()
+    load_rulebook([d])
+    assert len(calls) > 2  # every file validated
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.delenv("ADVISOR_NO_CACHE", raising=False)
+    assert load_rulebook().rules
