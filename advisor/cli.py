@@ -759,7 +759,8 @@ def rules_show(
         raise AdvisorError(f"no rule {key!r}", hint=f"did you mean {', '.join(close)}?" if close
                            else "`advisor rules list` shows them all")
     render_rule(rule, _console())
-    if rule.parameter == "learning_rate" and rule.kind in ("recommend", "adjust"):
+    overridden = any(rule.id in r.overrides for r in book.rules.values())
+    if rule.parameter == "learning_rate" and rule.kind in ("recommend", "adjust") and not overridden:
         _console().print(f"evidence: `advisor evidence --rule {rule.code}` lists the published runs whose LR it sets "
                          "or adjusts (model, LR, advisor's value, source)", highlight=False, markup=False)
 

@@ -33,8 +33,12 @@ from advisor.evidence.score import AGREE, EPS, Report, Scored, leave_one_source_
 from advisor.rulebook.load import load_rulebook  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-GROUPS = (("sft", False), ("sft", True), ("dpo", False), ("dpo", True), ("grpo", False), ("grpo", True),
-          ("ppo", False), ("ppo", True))
+
+
+def _settings(rows: Sequence[EvidenceRow]) -> list[tuple[str, bool]]:
+    """(method, adapter) pairs the rows hold, full weights before LoRA, in the rulebook's method order."""
+    order = {r.method: r.method for r in rows}  # first seen
+    return sorted({(r.method, r.adapter) for r in rows}, key=lambda k: (list(order).index(k[0]), k[1]))
 
 
 def ceiling(rows: Sequence[EvidenceRow]) -> float:
@@ -42,7 +46,7 @@ def ceiling(rows: Sequence[EvidenceRow]) -> float:
     chosen with every row in view: what no rule reading only those facts can beat."""
     hits = 0
     tuned = [r for r in rows if r.tuned]
-    for method, adapter in GROUPS:
+    for method, adapter in _settings(tuned):
         logs = [math.log10(r.learning_rate) for r in tuned if r.method == method and r.adapter == adapter]
         if logs:
             grid = [min(logs) + i / 100 for i in range(int((max(logs) - min(logs)) * 100) + 2)]
@@ -54,7 +58,7 @@ def figures(report: Report) -> dict[str, Any]:
     """Everything the results file and the test carry, from one leave-one-source-out run."""
     tuned = report.tuned()
     by: dict[str, Any] = {}
-    for method, adapter in GROUPS:
+    for method, adapter in _settings([s.placed.row for s in tuned]):
         rows = [s for s in tuned if s.placed.row.method == method and s.placed.row.adapter == adapter]
         if rows:
             by[f"{method} {'lora' if adapter else 'full'}"] = summary(rows)

@@ -65,7 +65,7 @@ def test_grid_reproduces_seed_002_and_writes_every_output(tmp_path: Path) -> Non
         assert question in readme and question in data["answers"]
     assert "| Learning Rate | Final Train Loss | Final Eval Loss |" in readme
     assert data["answers"]["Which LR gave lowest final loss?"].startswith(fmt_number(data["best_lr"]))
-    assert "lr-base" in data["answers"]["Does the recommended LR appear optimal for this setup?"]
+    assert "lr-evidence" in data["answers"]["Does the recommended LR appear optimal for this setup?"]
     assert "optimal" in proc.stdout and "Which LR gave lowest final loss?" in proc.stdout
 
 

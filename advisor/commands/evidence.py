@@ -33,7 +33,8 @@ def row_dict(row: EvidenceRow, placed: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row.id, "source_id": row.source_id, "model": row.model_id, "params_b": row.params_b,
         "hidden_size": row.hidden_size, "method": row.method, "variant": row.variant, "peft": row.peft,
-        "learning_rate": row.learning_rate, "effective_batch": row.effective_batch, "steps": row.steps,
+        "learning_rate": row.learning_rate, "effective_batch": row.effective_batch, "epochs": row.epochs,
+        "max_steps": row.max_steps, "dataset_size": row.dataset_size,
         "lora_rank": row.lora_rank, "beta": row.beta, "group_size": row.group_size, "tuned": row.tuned,
         "kind": row.kind, "citation": row.citation, "file": row.file,
     }
@@ -61,7 +62,12 @@ def evidence(
     from advisor.evidence.fit import place
     from advisor.output import fmt_value
 
+    from advisor.facts.task import METHODS, PEFTS
+
     _check_format(fmt, FORMATS)
+    for flag, value, allowed in (("--method", method, METHODS), ("--peft", peft, PEFTS)):
+        if value is not None and value not in allowed:
+            raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
     book = _book(rules)
     rows = [r for r in _rows(rules) if (method is None or r.method == method) and (peft is None or r.peft == peft)
             and (source is None or r.source_id == source) and (r.tuned or not tuned_only)]
@@ -100,8 +106,9 @@ def evidence(
 
 
 def _footer(rows: int, sources: int) -> str:
-    return (f"{rows} rows from {sources} source{'s' if sources != 1 else ''}. advisor: what the shipped rules give for "
-            "each run's facts, fitted with every tuned row (bench/advice_agreement.py scores them held out).")
+    return (f"{rows} rows from {sources} source{'s' if sources != 1 else ''}. advisor: what the rules give for each "
+            "run's facts; the shipped coefficients are fitted with every built-in tuned row "
+            "(bench/advice_agreement.py scores them held out).")
 
 
 def _rules_of(book: Any, row: EvidenceRow) -> set[str]:
@@ -141,6 +148,9 @@ def rules_fit(
     book = _book(rules)
     rows = _rows(rules)
     path = fitted_file(book)
+    if rules and output is None and not check and str(book.coefficients[FIT_TARGET]["_file"]).startswith("built-in"):
+        raise AdvisorError("rules fit --rules: the fit with your evidence would overwrite the built-in rules/lr_fit.yaml",
+                           hint="give --output DIR/lr_fit.yaml and pass --rules DIR afterwards; it layers over the built-in one")
     text = refit_text(book, rows, path)
     tuned = [r for r in rows if r.tuned]
     summary = f"{len(tuned)} tuned rows from {len({r.source_id for r in tuned})} sources"

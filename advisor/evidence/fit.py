@@ -54,9 +54,12 @@ def row_job(row: EvidenceRow, leave_out: Sequence[str] = ()) -> tuple[dict[str, 
                     variant=row.variant).as_facts(),
     }
     pins = {param: getattr(row, key) for key, param in PINNED if getattr(row, key) is not None}
-    steps = row.steps
-    if steps is not None:
-        pins["max_steps"] = max(1, round(steps))
+    # The run length as the engine derives it (DUR004 / DUR008: dataset x epochs / batch, or the
+    # seeds' common steps when the run states neither), so the fit sees what a user's job would.
+    if row.max_steps is not None:
+        pins["max_steps"] = row.max_steps
+    if facts["task.is_rl"] and row.effective_batch is not None and row.group_size:
+        pins["prompts_per_step"] = max(1, row.effective_batch // row.group_size)  # completions -> prompts
     for name in leave_out:
         pins.pop(name, None)
     return facts, pins
@@ -83,6 +86,13 @@ class Placed:
 def place(book: Rulebook, row: EvidenceRow, *, exact: bool = False, target: str = "learning_rate") -> Placed:
     from advisor.rulebook.resolve import Resolver
 
+    from advisor.errors import FactError
+    from advisor.facts.task import check_variant
+
+    try:
+        check_variant(book.variants, row.method, row.variant)
+    except FactError as exc:
+        raise ResolveError(f"{row.file}: row {row.id!r} key 'variant': {exc.message}", hint=exc.hint) from exc
     facts, pins = row_job(row)
     pins.pop(target, None)
     resolver = Resolver(book, facts, pins, exact=exact)
@@ -244,12 +254,12 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
     theta = d.solve(rows)
     values = {c: _from_theta(book.coefficients[c], t) for c, t in zip(d.ids, theta, strict=True)}
     informed: dict[str, list[int]] = {c: [i for i in rows if d.grads[i][j]] for j, c in enumerate(d.ids)}
-    by_source: dict[str, list[int]] = {}
+    by_group: dict[str, list[int]] = {}
     for i in rows:
-        by_source.setdefault(d.placed[i].row.source_id, []).append(i)
-    held_out: dict[int, float] = {}  # each row's residual with its own source left out of the fit
-    for src, own in by_source.items():
-        others = [i for i in rows if d.placed[i].row.source_id != src]
+        by_group.setdefault(d.placed[i].row.group, []).append(i)
+    held_out: dict[int, float] = {}  # each row's residual with its own source group left out of the fit
+    for grp, own in by_group.items():
+        others = [i for i in rows if d.placed[i].row.group != grp]
         if not others:
             continue
         inner = d.solve(others, steps=INNER_IRLS_STEPS)
@@ -263,13 +273,27 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
             errors = [abs(held_out[i]) for i in chosen if i in held_out]
             factor = 10 ** _quantile(errors, float(spec["quantile"])) if errors else float(spec["max"])
             values[cid] = min(max(factor, float(spec.get("min", 1))), float(spec.get("max", math.inf)))
-        else:  # no run: 0 and 0, so no size is inside and the extrapolated row applies
-            seen = [d.placed[i].row.params_b if spec["kind"].startswith("cover") else d.placed[i].row.learning_rate
-                    for i in chosen]
-            values[cid] = float(min(seen) if spec["kind"].endswith("min") else max(seen)) if seen else 0
+        elif spec["kind"].startswith("cover"):  # no run: 0, so no size is inside and the extrapolated row applies
+            sizes = [d.placed[i].row.params_b for i in chosen]
+            values[cid] = float(min(sizes) if spec["kind"] == "cover-min" else max(sizes)) if sizes else 0
+        else:
+            values[cid] = _span_end(d, chosen, low=spec["kind"] == "span-min")
     return Fit(values=values,
                rows={c: [d.placed[i].row.id for i in idx] for c, idx in informed.items()},
                sources={c: sorted({d.placed[i].row.source_id for i in idx}) for c, idx in informed.items()})
+
+
+def _span_end(d: Design, chosen: Sequence[int], *, low: bool) -> float:
+    """An end of what published runs used that two independent sources stand behind: the second-lowest
+    of the source groups' lowest LRs (or second-highest of their highest), so no one lab's house style
+    stretches the span. 0 (no span) with fewer than two groups."""
+    extremes: dict[str, float] = {}
+    for i in chosen:
+        row = d.placed[i].row
+        pick = min if low else max
+        extremes[row.group] = pick(extremes.get(row.group, row.learning_rate), row.learning_rate)
+    ends = sorted(extremes.values(), reverse=not low)
+    return float(ends[1]) if len(ends) >= 2 else 0
 
 
 def rounded(cid: str, value: float, book: Rulebook) -> float:

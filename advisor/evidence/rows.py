@@ -26,6 +26,7 @@ class EvidenceRow:
 
     id: str
     source_id: str
+    group: str  # the independence group: held out together when scoring (default: the source)
     file: str
     model_id: str
     params_b: float
@@ -55,18 +56,6 @@ class EvidenceRow:
     def adapter(self) -> bool:
         return self.peft in ("lora", "qlora")
 
-    @property
-    def steps(self) -> float | None:
-        """Optimizer steps of the run: stated, or dataset x epochs / batch (prompts for RL)."""
-        if self.max_steps is not None:
-            return float(self.max_steps)
-        if self.dataset_size is None or self.effective_batch is None:
-            return None
-        per_step = self.effective_batch
-        if self.method in ("grpo", "ppo") and self.group_size:
-            per_step = max(1, self.effective_batch // self.group_size)  # prompts per step
-        return max(1.0, self.dataset_size * (self.epochs or 1.0) / per_step)
-
     def cite(self) -> str:
         """The citation in one line: repo path @ commit, paper section, or URL."""
         c = self.citation
@@ -83,12 +72,12 @@ def evidence_dirs(extra_dirs: Iterable[Path] = (), *, builtin: bool = True) -> l
     return [r / EVIDENCE_DIR for r in roots if (r / EVIDENCE_DIR).is_dir()]
 
 
-def _row(raw: dict[str, Any], source_id: str, shown: str) -> EvidenceRow:
+def _row(raw: dict[str, Any], source_id: str, group: str, shown: str) -> EvidenceRow:
     model = raw["model"]
     optional = ("lora_rank", "lora_alpha", "effective_batch", "epochs", "max_steps", "dataset_size", "seq_len",
                 "beta", "group_size", "temperature", "scheduler", "note")
     return EvidenceRow(
-        id=raw["id"], source_id=source_id, file=shown, model_id=model["id"], params_b=float(model["params_b"]),
+        id=raw["id"], source_id=source_id, group=group, file=shown, model_id=model["id"], params_b=float(model["params_b"]),
         hidden_size=int(model["hidden_size"]), active_params_b=model.get("active_params_b"),
         method=raw["method"], variant=raw["variant"], peft=raw["peft"], learning_rate=float(raw["learning_rate"]),
         tuned=bool(raw["tuned"]), kind=raw["kind"], citation=dict(raw["source"]),
@@ -110,7 +99,7 @@ def load_file(path: Path) -> tuple[str, list[EvidenceRow]]:
     if error is not None:
         raise _schema_error(path, "rows", data, error)
     shown = shown_path(path)
-    rows = [_row(raw, data["source_id"], shown) for raw in data["rows"]]
+    rows = [_row(raw, data["source_id"], data.get("group", data["source_id"]), shown) for raw in data["rows"]]
     if path.stem != data["source_id"]:
         raise RuleFileError(f"{path}: key 'source_id': {data['source_id']!r} differs from the file's name",
                             hint=f"name the file {data['source_id']}.yaml, one file per independent source")

@@ -23,17 +23,15 @@ from advisor.rulebook.load import Rulebook
 
 AGREE = 2.0  # "default within 2x of the published value" (the issue's measure)
 EPS = 1e-9  # not-knowledge: float tolerance at the edges of a range
-# (parameter, evidence field, rows it is scored on): the other settings the rules recommend.
-# Beta is scored for plain DPO and GRPO-family KL only: IPO's tau, SimPO's reward scale and
-# length-normalized DPO's beta are on other scales (rules/methods.yaml PREF001 notes).
-OTHER = (("beta", "beta", ("dpo", "grpo", "dr_grpo", "dapo")), ("lora_rank", "lora_rank", None),
-         ("num_generations", "group_size", None))
+# (parameter, evidence field): the other settings the rules recommend. Beta is scored only for
+# variants whose beta is on the rules' scale (rules/variants.yaml beta_comparable).
+OTHER = (("beta", "beta"), ("lora_rank", "lora_rank"), ("num_generations", "group_size"))
 
 
 @dataclass
 class Scored:
     placed: Placed
-    held_out: str  # the source left out of the fit that placed this row
+    held_out: str  # the source group left out of the fit that placed this row
 
     @property
     def inside(self) -> bool:
@@ -122,9 +120,9 @@ def _others(book: Rulebook, row: EvidenceRow) -> list[OtherScore]:
     from advisor.rulebook.resolve import Resolver
 
     out = []
-    for param, key, variants in OTHER:
+    for param, key in OTHER:
         published = getattr(row, key)
-        if published is None or (variants is not None and row.variant not in variants):
+        if published is None or (param == "beta" and not book.variants.get(row.variant, {}).get("beta_comparable")):
             continue
         facts, pins = row_job(row, leave_out=(param,))
         state = Resolver(book, facts, pins).resolve(param)
@@ -137,17 +135,17 @@ def _others(book: Rulebook, row: EvidenceRow) -> list[OtherScore]:
 
 
 def leave_one_source_out(book: Rulebook, rows: Sequence[EvidenceRow], d: Design | None = None) -> Report:
-    """Place every row with coefficients fitted without its own source (tuned rows only fit)."""
+    """Place every row with coefficients fitted without its own source group (tuned rows only fit)."""
     tuned = [r for r in rows if r.tuned]
     d = d if d is not None else design(book, tuned)
     index = {r.id: i for i, r in enumerate(tuned)}
     report = Report(sources=len({r.source_id for r in rows}))
-    for src in sorted({r.source_id for r in rows}):
-        train = [index[r.id] for r in tuned if r.source_id != src]
+    for group in sorted({r.group for r in rows}):
+        train = [index[r.id] for r in tuned if r.group != group]
         values = fit(book, d, train).values
         with Applied(book, values):
-            for row in (r for r in rows if r.source_id == src):
-                report.rows.append(Scored(placed=place(book, row), held_out=src))
+            for row in (r for r in rows if r.group == group):
+                report.rows.append(Scored(placed=place(book, row), held_out=group))
     for row in rows:  # not fitted: scored with the shipped rules
         report.others.extend(_others(book, row))
     return report

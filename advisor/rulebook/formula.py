@@ -345,6 +345,8 @@ def _check_node(node: ast.AST, text: str, names: set[str]) -> None:
             )
         if node.keywords:
             raise FormulaError(f"formula {text!r}: keyword arguments are not allowed")
+        if node.func.id == GIVEN and len(node.args) != 2:
+            raise FormulaError(f"formula {text!r}: given() takes two arguments: a value and its fallback")
     elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool, type(None))):
         raise FormulaError(f"formula {text!r}: constant {node.value!r} is not allowed")
 

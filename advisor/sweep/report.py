@@ -156,7 +156,7 @@ def verdict_on_recommendation(rep: SweepReport) -> str:
     else:
         where = "no band could be read"
     return (f"the rulebook recommends {fmt_number(rec)}{rule}{status}; the best LR here is {fmt_number(best.lr)} "
-            f"({ratio:.2g}x the recommendation), {where}")
+            f"({float(f'{ratio:.2g}'):g}x the recommendation), {where}")
 
 
 def _label_legend(t: an.Thresholds) -> str:
