@@ -60,9 +60,8 @@ def evidence(
 
     from advisor.cli import _book, _check_format, _console, _emit
     from advisor.evidence.fit import place
-    from advisor.output import fmt_value
-
     from advisor.facts.task import METHODS, PEFTS
+    from advisor.output import fmt_value
 
     _check_format(fmt, FORMATS)
     for flag, value, allowed in (("--method", method, METHODS), ("--peft", peft, PEFTS)):

@@ -84,10 +84,9 @@ class Placed:
 
 
 def place(book: Rulebook, row: EvidenceRow, *, exact: bool = False, target: str = "learning_rate") -> Placed:
-    from advisor.rulebook.resolve import Resolver
-
     from advisor.errors import FactError
     from advisor.facts.task import check_variant
+    from advisor.rulebook.resolve import Resolver
 
     try:
         check_variant(book.variants, row.method, row.variant)

@@ -99,7 +99,8 @@ def load_file(path: Path) -> tuple[str, list[EvidenceRow]]:
     if error is not None:
         raise _schema_error(path, "rows", data, error)
     shown = shown_path(path)
-    rows = [_row(raw, data["source_id"], data.get("group", data["source_id"]), shown) for raw in data["rows"]]
+    group = str(data.get("group") or data["source_id"])
+    rows = [_row(raw, data["source_id"], group, shown) for raw in data["rows"]]
     if path.stem != data["source_id"]:
         raise RuleFileError(f"{path}: key 'source_id': {data['source_id']!r} differs from the file's name",
                             hint=f"name the file {data['source_id']}.yaml, one file per independent source")

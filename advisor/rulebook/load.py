@@ -341,8 +341,8 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
     for path in _yaml_files(directory):
         # Reports name a built-in registry by its place in the package, not this machine's path.
         shown = f"built-in rules/{path.relative_to(directory).as_posix()}" if builtin else str(path)
-        data, raw = _read_yaml_bytes(path)
-        kind = validate_document(path, data, raw)
+        data, content = _read_yaml_bytes(path)
+        kind = validate_document(path, data, content)
         if kind == "rules":
             seen: set[str] = set()
             for raw in data["rules"]:
