@@ -122,8 +122,10 @@ def lr_inputs(book: Rulebook) -> set[str]:
 
 
 def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: Any) -> None:
-    """The LR (and its published span) as the rules give it for the config's own run length and batch,
-    when the config states them: a recipe's 15,000 steps are not the seed's default 5,000."""
+    """The LR (and its published span) as the rules give it for the inputs the config states (its
+    max_steps; its effective_batch_size where its format has one): a recipe's 15,000 steps are not the
+    seed's default 5,000. A per-device micro-batch is not pinned: without the GPU count it is not the
+    effective batch."""
     pins = {name: cfg.values[name].value for name in sorted(lr_inputs(book)) if name in cfg.values}
     if not pins:
         return

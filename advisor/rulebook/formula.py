@@ -271,7 +271,9 @@ class Formula:
     tree: ast.Expression
     names: frozenset[str]
     # names read only as given()'s first argument: optional inputs with a stated fallback, whose
-    # confidence does not bound the result's (the engine's weakest-input rule skips them)
+    # confidence does not bound the result's (the engine's weakest-input rule skips them). The LR is
+    # stated for the run length advisor recommends: that max_steps is the seeds' low-confidence
+    # default does not make the LR for it less sure, and its weight is the fitted exponent.
     soft: frozenset[str] = frozenset()
 
     def evaluate(self, lookup: Callable[[str], Any]) -> Any:
