@@ -282,7 +282,7 @@ def schedule(
     accumulation: Optional[int] = typer.Option(None, "--accumulation", help="Gradient accumulation steps."),
     do_compare: bool = typer.Option(False, "--compare", help="The seeds' decay-factor comparison table."),
     do_yaml: bool = typer.Option(False, "--yaml", help="The config snippet, as the seeds write it."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot here (needs advisor[plot])."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot here (needs llm-finetune-advisor[plot])."),
     recommendations: bool = typer.Option(False, "--recommendations", help="The seeds' advice and decision tree, from the rules."),
     fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
     rules: list[Path] = RulesOpt,

@@ -134,7 +134,8 @@ def read_tensorboard(directory: Path) -> Telemetry:
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError as exc:
-        raise LogError("reading TensorBoard logs needs tensorboard", hint="pip install 'advisor[tensorboard]'") from exc
+        raise LogError("reading TensorBoard logs needs tensorboard",
+                       hint="pip install 'llm-finetune-advisor[tensorboard]'") from exc
     acc = EventAccumulator(str(directory), size_guidance={"scalars": 0})
     acc.Reload()
     tel = Telemetry(source=str(directory), reader="tensorboard")

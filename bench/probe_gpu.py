@@ -7,7 +7,7 @@ Runs exactly
 and writes bench/results/probe_gpu.md: the command, the device, the measured peak allocated /
 reserved memory, tokens/s, step time, the micro-batch search if one ran, and the memory model's
 prediction beside the measurement when advisor.memory exists. Needs a CUDA build of torch and
-advisor[probe]; exits 3 without a GPU.
+llm-finetune-advisor[probe]; exits 3 without a GPU.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def main() -> int:
     try:
         import torch
     except ImportError:
-        sys.stderr.write("bench/probe_gpu.py needs torch (pip install 'advisor[probe]' with a CUDA build of torch)\n")
+        sys.stderr.write("bench/probe_gpu.py needs torch "
+                         "(pip install 'llm-finetune-advisor[probe]' with a CUDA build of torch)\n")
         return 3
     if not torch.cuda.is_available():
         sys.stderr.write("bench/probe_gpu.py needs a CUDA GPU\n")

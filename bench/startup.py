@@ -3,7 +3,7 @@
     python bench/startup.py [--runs 7]
 
 Prints the median wall time of each and advisor's time as a fraction of torch's import.
-Needs torch installed for the comparison (pip install 'advisor[probe]'); without it, prints
+Needs torch installed for the comparison (pip install 'llm-finetune-advisor[probe]'); without it, prints
 advisor's time alone.
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
     print(f"python -c pass            median {bare * 1000:7.0f} ms  (interpreter start)")
     print(f"advisor recommend         median {advisor * 1000:7.0f} ms")
     if importlib.util.find_spec("torch") is None:
-        print("torch is not installed: no ratio (pip install 'advisor[probe]')")
+        print("torch is not installed: no ratio (pip install 'llm-finetune-advisor[probe]')")
         return
     torch = median_wall(TORCH, args.runs)
     print(f"python -c 'import torch'  median {torch * 1000:7.0f} ms")

@@ -332,7 +332,7 @@ def test_missing_extra_names_advisor_probe(tiny: Path, tmp_path: Path) -> None:
                            "--random-init", *FAST, "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert proc.returncode == 3, proc.stderr
-    assert "advisor[probe]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "llm-finetune-advisor[probe]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_search_micro_batch_halves_then_bisects() -> None:

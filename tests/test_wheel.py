@@ -22,7 +22,7 @@ def test_non_editable_wheel_runs_recommend(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert build.returncode == 0, build.stdout + build.stderr
-    wheel = next(dist.glob("advisor-*.whl"))
+    wheel = next(dist.glob("llm_finetune_advisor-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "advisor/rules/lora.yaml" in names and "advisor/schemas/rules.schema.json" in names
     # The probe's built-in corpus and its report schema ship too: a probe runs without --data.

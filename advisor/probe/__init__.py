@@ -3,7 +3,7 @@
 The only package of advisor that imports torch, transformers, peft, bitsandbytes and accelerate,
 and only inside the functions that train (``advisor.probe.deps.require``): importing
 ``advisor.probe`` or building a plan costs nothing, and without the extra the error names
-``pip install 'advisor[probe]'``.
+``pip install 'llm-finetune-advisor[probe]'``.
 
 Library API (what ``advisor probe`` and the learning-rate sweep are built on)::
 

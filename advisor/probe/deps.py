@@ -10,7 +10,7 @@ from types import ModuleType
 
 from advisor.probe.result import CouldNotRun
 
-EXTRA_HINT = "pip install 'advisor[probe]' (on a GPU machine install the CUDA build of torch first)"
+EXTRA_HINT = "pip install 'llm-finetune-advisor[probe]' (on a GPU machine install the CUDA build of torch first)"
 PACKAGES = ("torch", "transformers", "peft", "accelerate")
 
 
@@ -23,7 +23,7 @@ def _import(name: str) -> ModuleType:
 
 
 def require(*, bitsandbytes: bool = False) -> None:
-    """Import what a probe run needs, or fail with one line naming advisor[probe]."""
+    """Import what a probe run needs, or fail with one line naming llm-finetune-advisor[probe]."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # bitsandbytes' CPU backend logs a warning about an optional kernel package at import (peft

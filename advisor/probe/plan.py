@@ -208,7 +208,7 @@ def _hub_config(hub_id: str) -> dict[str, Any]:
         from huggingface_hub import hf_hub_download
     except ImportError as exc:
         raise FactError(f"unknown model {hub_id!r}: not in the registry, and huggingface_hub is not installed",
-                        hint="pip install 'advisor[probe]', or pass a local model directory") from exc
+                        hint="pip install 'llm-finetune-advisor[probe]', or pass a local model directory") from exc
     try:
         path = hf_hub_download(hub_id, "config.json")
     except Exception as exc:  # offline, gated, no such repo: one line either way

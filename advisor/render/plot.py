@@ -31,7 +31,7 @@ def png_lines(path: Path, lines: dict[str, list[float]], *, title: str, xlabel: 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise AdvisorError("--plot needs matplotlib", hint="pip install 'advisor[plot]'") from exc
+        raise AdvisorError("--plot needs matplotlib", hint="pip install 'llm-finetune-advisor[plot]'") from exc
     if not path.parent.is_dir():
         raise AdvisorError(f"{path}: directory {path.parent} does not exist")
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)

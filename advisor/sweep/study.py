@@ -41,7 +41,7 @@ def _optuna() -> Any:
         from advisor.probe.result import CouldNotRun
 
         raise CouldNotRun("advisor sweep needs optuna, which is not installed",
-                          hint="pip install 'advisor[sweep]'") from exc
+                          hint="pip install 'llm-finetune-advisor[sweep]'") from exc
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
