@@ -270,8 +270,8 @@ class Resolver:
         try:
             raw = self._eval(case.formula, state, record, rule, use_pins) if case.formula is not None else case.default
             value = coerce(param, raw, f"{rule.file}: rule {rule.id!r}", self.exact)
-        except MissingFact:
-            return
+        except (MissingFact, ResolveError):
+            return  # a row that lost cannot give a value here: nothing to show, and no reason to fail
         state.overridden.append(TraceStep.model_validate({
             "stage": rule.stage, "rule": rule.id, "code": rule.code, "case": case.label, "after": value,
             "confidence": case.confidence, "source": [dict(x) for x in case.sources],
