@@ -11,6 +11,8 @@ This module only knows the kinds of ``fit:`` a coefficient declares (rules/lr_fi
 - ``band``: the factor either side of the value holding ``quantile`` of the leave-one-source-out
   residuals of the rows it selects, clamped to [min, max].
 - ``cover-min`` / ``cover-max``: the smallest / largest model size among the rows it selects.
+- ``span-min`` / ``span-max``: an end of the LRs the selected rows published that two independent
+  source groups stand behind (see ``_span_end``).
 
 Sources are weighted by the square root of their row count, so one source with many rows (a
 sweep table) informs the fit without outvoting the others.
