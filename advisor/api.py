@@ -6,42 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from advisor.facts.hardware import resolve_gpu
-from advisor.facts.job import JobFacts
-from advisor.facts.model import resolve_model
-from advisor.facts.task import TaskFacts, check_variant
+from advisor.facts.catalogue import FLAG_PARAMETERS
+from advisor.facts.job import job_facts
 from advisor.recommendation import Recommendation
 from advisor.rulebook.load import Rulebook, load_rulebook
-
-
-def job_facts(
-    book: Rulebook,
-    *,
-    model: str,
-    method: str,
-    peft: str = "lora",
-    gpu: str | None = None,
-    gpu_mem: float | None = None,
-    gpus: int | None = None,
-    dataset_size: int | None = None,
-    seq_len: int | None = None,
-    cycles: int | None = None,
-    use_case: str = "chat",
-    situation: str | None = None,
-    sft_lr: float | None = None,
-    variant: str | None = None,
-    detect_gpu: bool = True,
-) -> JobFacts:
-    task = TaskFacts(
-        method=method, peft=peft, dataset_size=dataset_size, seq_len=seq_len, cycles=cycles,
-        use_case=use_case, situation=situation, sft_learning_rate=sft_lr,
-        variant=check_variant(book.variants, method, variant),
-    )
-    return JobFacts(
-        model=resolve_model(model, book),
-        gpu=resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=gpus, detect=detect_gpu),
-        task=task,
-    )
 
 
 def recommend(
@@ -58,9 +26,27 @@ def recommend(
     job = job_facts(book, **facts)
     all_pins = dict(pins or {})
     if job.task.seq_len is not None:
-        all_pins.setdefault("max_seq_length", job.task.seq_len)
+        all_pins.setdefault(FLAG_PARAMETERS["--seq-len"], job.task.seq_len)
     from advisor.memory.plan import recommend_with_memory
 
     rec = recommend_with_memory(book, job, all_pins, memory_knobs)
     rec.warnings[:0] = job.task.unused_flags()
     return rec
+
+
+def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str = "sdpa",
+           micro_batch: int | None = None, **facts: Any) -> Any:
+    """`advisor memory`: the recommendation's memory estimate, itemised (an advisor.memory.plan.MemoryAnswer)."""
+    from advisor.errors import AdvisorError
+    from advisor.memory.estimate import ATTENTIONS
+    from advisor.memory.plan import MemoryAnswer
+
+    if attention not in ATTENTIONS:
+        raise AdvisorError(f"--attention: unknown value {attention!r}", hint=f"one of {', '.join(ATTENTIONS)}")
+    if micro_batch is not None and micro_batch < 1:
+        raise AdvisorError(f"--micro-batch: must be at least 1, got {micro_batch}")
+    all_pins = dict(pins or {})
+    if micro_batch is not None:
+        all_pins[FLAG_PARAMETERS["--micro-batch"]] = micro_batch
+    rec = recommend(book=book, pins=all_pins, memory_knobs={"attention": attention}, **facts)
+    return MemoryAnswer(rec, facts["method"], facts.get("peft", "lora"), all_pins)

@@ -169,3 +169,51 @@ def to_dict(schedule: Schedule) -> dict[str, Any]:
         "per_cycle": [{"cycle": i, "learning_rate": lr} for i, lr in enumerate(schedule.lrs, 1)],
         "steps_per_cycle": schedule.steps_per_cycle, "within_cycle": schedule.within_cycle,
     }
+
+
+@dataclass
+class ScheduleResult:
+    """What `advisor schedule` answers: the plan, and the comparison and advice when asked for."""
+
+    plan: Schedule
+    compare: list[dict[str, Any]] | None = None
+    advice: dict[str, Any] | None = None
+    samples: int | None = None
+    micro_batch: int | None = None
+    accumulation: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = to_dict(self.plan)
+        if self.compare is not None:
+            out["compare"] = self.compare
+        if self.advice is not None:
+            out["advice"] = self.advice
+        return out
+
+
+SIGN_DIRECTIONS = ("lr-too-high", "lr-too-low")  # the seeds' decision tree: what to do when the LR is off
+
+
+def advice(book: Rulebook, plan: Schedule) -> dict[str, Any]:
+    """The seeds' starting point and decision tree for RAFT, read from the rules."""
+    rec = resolve_raft(book, cycles=plan.cycles)
+    lr, decay = rec.parameters["learning_rate"], rec.parameters["lr_decay_factor"]
+    signals = sorted((r for r in book.rules.values() if r.kind == "signal"), key=lambda r: r.code)
+    scheduler = rec.parameters.get("lr_scheduler_type")
+    notes = book.rules[scheduler.rule].notes if scheduler is not None and scheduler.rule in book.rules else ()
+    return {
+        "start": {"learning_rate": lr.number(), "lr_decay_factor": decay.number(), "rules": [lr.rule, decay.rule],
+                  "confidence": [lr.confidence, decay.confidence]},
+        "signs": {d: [{"code": r.code, "sign": r.sign, "advice": r.advice} for r in signals if r.direction == d]
+                  for d in SIGN_DIRECTIONS},
+        "within_cycle": [" ".join(str(n["text"]).split()) for n in notes],
+    }
+
+
+def run(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float | None, decay: float | None,
+        manual: str | None, peft: str, sft_lr: float | None, samples: int | None, micro_batch: int | None,
+        accumulation: int | None, compare_decays: bool, with_advice: bool) -> ScheduleResult:
+    plan = build(book, strategy=strategy, cycles=cycles, base_lr=base_lr, decay=decay, manual=manual, peft=peft,
+                 sft_lr=sft_lr, samples=samples, micro_batch=micro_batch, accumulation=accumulation)
+    rows = compare(book, cycles=plan.cycles, base_lr=plan.base_lr, peft=peft, sft_lr=sft_lr) if compare_decays else None
+    return ScheduleResult(plan, rows, advice(book, plan) if with_advice else None, samples, micro_batch, accumulation)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor import exitcodes as codes
 from advisor.configs.document import ConfigError, Document
 from advisor.configs.model import TrainingConfig
 from advisor.configs.readers import TRAINER_KEY_FORMAT, read_config
@@ -15,7 +16,8 @@ from advisor.errors import AdvisorError, FactError
 from advisor.facts.hardware import GpuFacts
 from advisor.facts.model import resolve_model
 from advisor.facts.task import METHODS, PEFTS, TaskFacts, variant_of
-from advisor.rulebook.check import SEVERITIES, Finding, run_checks
+from advisor.provenance import Source, Sourced, pick
+from advisor.rulebook.check import Finding, run_checks
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
 
@@ -46,13 +48,18 @@ class FileReport:
 
 @dataclass(frozen=True)
 class Overrides:
-    """What the command line says about the job, winning over what a config says."""
+    """What the command line says about the job; provenance.PRECEDENCE puts it above the config."""
 
     model: str | None = None
     method: str | None = None
     peft: str | None = None
     cycles: int | None = None
     config_format: str | None = None
+
+    def job(self, cfg: TrainingConfig, name: str) -> Sourced | None:
+        """The job's model, method or peft: the flag's, else the config's (by provenance.PRECEDENCE)."""
+        flag = getattr(self, name)
+        return pick(Sourced(flag, Source.FLAG, f"--{name}") if flag is not None else None, getattr(cfg, name))
 
 
 def own_keys(book: Rulebook, fmt: str) -> dict[str, list[str]]:
@@ -83,15 +90,15 @@ def _silenced(doc: Document, finding: Finding) -> bool:
 
 def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) -> dict[str, Any]:
     facts: dict[str, Any] = dict(gpu.as_facts())
-    spec = over.model or (cfg.model.value if cfg.model else None)
-    if spec:
+    spec = over.job(cfg, "model")
+    if spec is not None:
         try:
-            facts.update(resolve_model(str(spec), book).as_facts())
+            facts.update(resolve_model(str(spec.value), book).as_facts())
         except FactError:
-            if over.model:  # the user's own flag: a usage error, not a config finding
+            if spec.source is Source.FLAG:  # the user's own flag: a usage error, not a config finding
                 raise
-    method = over.method or (cfg.method.value if cfg.method else None)
-    peft = over.peft or (cfg.peft.value if cfg.peft else "lora")
+    method = getattr(over.job(cfg, "method"), "value", None)
+    peft = getattr(over.job(cfg, "peft"), "value", "lora")
     if peft not in PEFTS:
         peft = "lora"
     known = method if method in METHODS else None
@@ -182,9 +189,50 @@ def load_project_settings(start: Path) -> dict[str, Any]:
 
 def exit_code(reports: list[FileReport], fail_on: str) -> int:
     if any(r.error for r in reports):
-        return 2
-    if fail_on == "never":
-        return 0
-    threshold = SEVERITIES.index(fail_on)
-    worst = [SEVERITIES.index(f.severity) for r in reports for f in r.findings]
-    return 1 if worst and max(worst) >= threshold else 0
+        return int(codes.Exit.BAD_INPUT)
+    return codes.exit_code((f.severity for r in reports for f in r.findings), fail_on)
+
+
+@dataclass
+class ValidationRun:
+    """What `advisor validate` found: one report per file, and the threshold its exit code follows."""
+
+    reports: list[FileReport]
+    book: Rulebook
+    fail_on: str
+
+    def exit_code(self) -> int:
+        return exit_code(self.reports, self.fail_on)
+
+
+def _codes(items: list[str]) -> list[str]:
+    return [c.strip().upper() for item in items for c in item.split(",") if c.strip()]
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value or []]
+
+
+def validate_paths(paths: list[Path], book: Rulebook, hw: GpuFacts, over: Overrides, *, select: list[str],
+                   ignore: list[str], fail_on: str | None, project_dir: Path) -> ValidationRun:
+    """Validate ``paths``; the project's .advisor.yaml fills select / ignore / fail-on the flags leave open."""
+    project = load_project_settings(project_dir)
+    level = codes.check_fail_on(fail_on or str(project.get("fail-on", project.get("fail_on", "error"))))
+    selection = Selection(select=_codes(select or _as_list(project.get("select"))),
+                          ignore=_codes([*_as_list(project.get("ignore")), *ignore]))
+    for flag, value, known in (("--method", over.method, METHODS), ("--peft", over.peft, PEFTS)):
+        if value is not None and value not in known:
+            raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(known)}")
+    return ValidationRun([validate_file(path, book, hw, over, selection) for path in paths], book, level)
+
+
+def write_fixed(book: Rulebook, report: FileReport, target: Path) -> int:
+    """--fix: write ``report``'s config again with its fixable findings applied; the number applied."""
+    from advisor.configs.fix import apply_fixes, fixable
+    from advisor.output import write_atomic
+
+    cfg, doc = report.config, report.document
+    assert cfg is not None and doc is not None  # only a config that was read has findings to fix
+    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format))
+    write_atomic(target, apply_fixes(doc, cfg, fixes, default_keys(book, cfg.format)))
+    return len(fixes)

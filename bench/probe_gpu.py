@@ -41,7 +41,7 @@ def main() -> int:
     probe_dir = args.out / "probe-gpu"
     command = ["advisor", "probe", "--model", MODEL, "--method", "sft", "--peft", "qlora", "--random-init",
                "--gpu", args.gpu, "--device", "cuda", "--steps", str(args.steps), "--no-detect", "--no-live",
-               "--out", str(probe_dir), "--format", "json"]
+               "--out-dir", str(probe_dir), "--format", "json"]
     proc = subprocess.run([sys.executable, "-m", "advisor", *command[1:]], capture_output=True, text=True, check=False,
                           cwd=REPO)
     if proc.returncode not in (0, 1) or not (probe_dir / "probe-report.json").is_file():

@@ -346,7 +346,7 @@ def test_cli_memory_table_json_and_exit_codes() -> None:
     for part in ("weights (nf4-dq, linear layers)", "LoRA adapters", "activations", "logits and loss",
                  "CUDA context", "total (peak)", "fits"):
         assert part in text.stdout
-    js = run_cli("memory", "--model", "llama-8b", "--method", "dpo", "--batch", "2", "--gpu", "a100-40gb",
+    js = run_cli("memory", "--model", "llama-8b", "--method", "dpo", "--micro-batch", "2", "--gpu", "a100-40gb",
                  "--format", "json", "--no-detect")
     data = json.loads(js.stdout)
     # the total is the fixed items plus the largest phase (forward / backward, optimizer step, generation)

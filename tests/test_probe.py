@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from advisor.paths import schemas_dir
+from advisor.provenance import Source, Sourced
 from advisor.rulebook.load import Rulebook
 from tests.conftest import run_cli
 
@@ -58,7 +59,7 @@ def tenth(values: list[float], last: bool) -> float:
 def test_qlora_probe_end_to_end_on_the_builtin_corpus(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "qlora", "--random-init",
-                   "--steps", "24", "--lr", "2e-3", "--set", "warmup_ratio=0", *FAST, "--out", str(out))
+                   "--steps", "24", "--lr", "2e-3", "--set", "warmup_ratio=0", *FAST, "--out-dir", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "probe-report.json").read_text())
     validate_report(data)
@@ -209,7 +210,7 @@ def test_a_failure_in_training_after_a_passing_check_extends_the_first_report(bo
 def test_nothing_fits_is_exit_3_with_a_report(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "lora", "--random-init", "--steps", "3",
-                   *FAST, "--max-memory", "0.0001", "--out", str(out))
+                   *FAST, "--max-memory", "0.0001", "--out-dir", str(out))
     assert proc.returncode == 3, proc.stderr
     data = json.loads((out / "probe-report.json").read_text())
     validate_report(data)
@@ -224,9 +225,12 @@ def test_a_grpo_config_probes_prompt_plus_completion_tokens(book: Rulebook, tiny
                       "max_completion_length: 40\nper_device_train_batch_size: 4\nlearning_rate: 1e-5\n")
     plan = plan_for(book, tiny, model=None, config=config, method=None, seq_len=None)
     assert plan.method == "grpo" and plan.seq_len == 64
-    assert plan.sources["max_seq_length"] == "max_prompt_length + max_completion_length"
-    capped = plan_for(book, tiny, model=None, config=config, method=None, seq_len=48)
-    assert capped.seq_len == 48
+    assert plan.sources["max_seq_length"].describe() == "max_prompt_length + max_completion_length"
+    assert plan.sources["max_seq_length"].source is Source.DERIVED
+    pinned = plan_for(book, tiny, model=None, config=config, method=None, seq_len=48)
+    assert pinned.seq_len == 48 and pinned.sources["max_seq_length"].source is Source.FLAG
+    longer = plan_for(book, tiny, model=None, config=config, method=None, seq_len=96)
+    assert longer.seq_len == 96  # --seq-len pins, as in recommend: it does not only cap
 
 
 def test_dpo_pairs_are_two_sequences_per_example(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
@@ -277,7 +281,8 @@ def test_a_config_file_is_probed_with_its_own_values(book: Rulebook, tiny: Path,
     assert (plan.peft, plan.lora_rank, plan.lora_alpha, plan.learning_rate) == ("qlora", 4, 8, 3e-4)
     assert (plan.micro_batch_size, plan.gradient_accumulation_steps, plan.seq_len) == (2, 3, 128)
     assert plan.lora_target_modules == ("q_proj", "v_proj") and plan.lr_scheduler_type == "linear"
-    assert plan.full_run_steps == 400 and plan.sources["lora_rank"].startswith("config lora_r (line 4)")
+    assert plan.full_run_steps == 400 and plan.sources["lora_rank"].describe() == "config lora_r (line 4)"
+    assert (plan.sources["lora_rank"].source, plan.sources["lora_rank"].line) == (Source.CONFIG, 4)
     assert plan.with_(learning_rate=1e-3).learning_rate == 1e-3
 
 
@@ -303,7 +308,7 @@ def test_bad_data_record_is_exit_2(tiny: Path, tmp_path: Path) -> None:
     data = tmp_path / "bad.jsonl"
     data.write_text('{"text": "fine"}\n{"question": "no known field"}\n')
     proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--random-init", *FAST, "--data", str(data),
-                   "--out", str(tmp_path / "o"))
+                   "--out-dir", str(tmp_path / "o"))
     assert proc.returncode == 2, proc.stderr
     assert f"{data}:2: no text, prompt/completion" in proc.stderr
 
@@ -329,7 +334,7 @@ def test_missing_extra_names_advisor_probe(tiny: Path, tmp_path: Path) -> None:
     from tests.conftest import REPO
 
     proc = subprocess.run([sys.executable, "-c", BLOCKER, "probe", "--model", str(tiny), "--method", "sft",
-                           "--random-init", *FAST, "--out", str(tmp_path)],
+                           "--random-init", *FAST, "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert proc.returncode == 3, proc.stderr
     assert "llm-finetune-advisor[probe]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -395,7 +400,7 @@ def test_a_micro_batch_override_keeps_the_effective_batch(book: Rulebook, tiny: 
     config = axolotl(tmp_path, tiny, "micro_batch_size: 2\ngradient_accumulation_steps: 8\nmax_steps: 400\n")
     plan = build_plan(book, config=config, random_init=True, detect_gpu=False, micro_batch=4)
     assert (plan.micro_batch_size, plan.gradient_accumulation_steps) == (4, 4)
-    assert plan.sources["gradient_accumulation_steps"] == (
+    assert plan.sources["gradient_accumulation_steps"].describe() == (
         "ceil(effective batch 16 (config micro_batch_size x gradient_accumulation_steps) / --micro-batch 4)")
     odd = build_plan(book, config=config, random_init=True, detect_gpu=False, micro_batch=5)
     assert odd.gradient_accumulation_steps == 4  # ceil(16 / 5): at least the run's batch
@@ -405,13 +410,13 @@ def test_a_micro_batch_override_keeps_the_effective_batch(book: Rulebook, tiny: 
                      micro_batch=4)
     effective = rec.params["effective_batch_size"]
     assert rec.gradient_accumulation_steps == math.ceil(effective / 4) > 1
-    assert rec.sources["gradient_accumulation_steps"].startswith(f"ceil(effective batch {effective} (rule ")
+    assert rec.sources["gradient_accumulation_steps"].describe().startswith(f"ceil(effective batch {effective} (rule ")
 
 
 def test_a_short_probe_says_which_signs_it_cannot_judge(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("probe", "--model", str(tiny), "--method", "sft", "--peft", "lora", "--random-init",
-                   "--steps", "5", *FAST, "--out", str(out))
+                   "--steps", "5", *FAST, "--out-dir", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "advisor: warning: --steps 5 is too short to judge SIG001 (needs 10 loss points, got 5)" in proc.stderr
     assert "--steps 20 or more" in proc.stderr
@@ -435,7 +440,7 @@ def test_lora_rank_and_alpha_come_from_a_rule_or_the_user(book: Rulebook, tiny: 
         build_plan(bare, **args)
     assert "--set lora_rank=N" in str(err.value.hint) and "lora_r" in str(err.value.hint)
     plan = build_plan(bare, **args, pins={"lora_rank": 4})
-    assert plan.lora_rank == 4 and plan.sources["lora_rank"] == "--set"
+    assert plan.lora_rank == 4 and plan.sources["lora_rank"] == Sourced(4, Source.PIN)
     assert build_plan(bare, **{**args, "peft": "full"}).lora_rank == 0  # no adapter, nothing to set
 
 

@@ -40,6 +40,7 @@ rules:
     summary: my sign
     sign: the loss rises
     advice: lower the LR
+    direction: lr-too-high
     source: {doc: my notes}
     needs: [{series: loss, min: 10}]
     detect: "rel_change(log.loss, 0.1) < 0"

@@ -51,11 +51,11 @@ def test_steps_per_cycle_worked_example_and_terminal_plot() -> None:
 
 
 def test_yaml_snippets_are_the_seeds_and_round_trip_through_validate(tmp_path: Path) -> None:
-    constant = run_cli("schedule", "--strategy", "constant", "--base-lr", "5e-5", "--yaml").stdout
+    constant = run_cli("schedule", "--strategy", "constant", "--base-lr", "5e-5", "--format", "yaml").stdout
     assert constant == "training:\n  learning_rate: 5e-5  # same all cycles\n"
-    exponential = run_cli("schedule", "--base-lr", "5e-5", "--decay", "0.85", "--yaml").stdout
+    exponential = run_cli("schedule", "--base-lr", "5e-5", "--decay", "0.85", "--format", "yaml").stdout
     assert exponential == "training:\n  base_learning_rate: 5e-5\n  lr_decay_factor: 0.85\n"
-    manual = run_cli("schedule", "--strategy", "manual", "--yaml",
+    manual = run_cli("schedule", "--strategy", "manual", "--format", "yaml",
                      "--schedule", "cycle_1=5e-5,cycle_2=4e-5,cycle_3=3e-5,cycle_4=2.5e-5,cycle_5=2e-5").stdout
     assert manual == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
                       "    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
@@ -77,7 +77,7 @@ def test_yaml_snippets_are_the_seeds_and_round_trip_through_validate(tmp_path: P
 
 
 def test_manual_strategy_without_a_schedule_is_the_seeds_strategy_c() -> None:
-    seed = run_cli("schedule", "--strategy", "manual", "--yaml").stdout
+    seed = run_cli("schedule", "--strategy", "manual", "--format", "yaml").stdout
     assert seed == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
                     "    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
     plan = json.loads(run_cli("schedule", "--strategy", "manual", "--cycles", "7", "--format", "json").stdout)

@@ -77,7 +77,7 @@ def test_two_workers_run_every_trial_exactly_once(backend: str, tmp_path: Path, 
     env = {**os.environ, "COLUMNS": "200"}
     main = subprocess.Popen([sys.executable, "-m", "advisor", "sweep", *FAST, "--strategy", "grid", "--lrs", lrs,
                              "--steps", "12", "--storage", storage, "--study", "shared", "--no-plots",
-                             "-o", str(tmp_path / "out")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             "--out-dir", str(tmp_path / "out")], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while True:  # the worker joins once the first process has queued the learning rates
@@ -180,7 +180,7 @@ def test_range_test_suggests_from_one_rising_run(tmp_path: Path) -> None:
     (["--suggest", "middle"], "--suggest: unknown rule 'middle'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
-    proc = run_cli("sweep", *FAST, *args, "-o", str(tmp_path / "out"))
+    proc = run_cli("sweep", *FAST, *args, "--out-dir", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from advisor.commands import options as o
 from advisor.errors import AdvisorError
 
 if TYPE_CHECKING:  # the evidence modules load only when an evidence command runs
     from advisor.evidence.rows import EvidenceRow
 
-RulesOpt = typer.Option([], "--rules", help="A directory of your own rule files (and evidence/), layered over the "
-                                            "built-in ones. Repeatable.")
-FORMATS = ("text", "json")
+RulesOpt = typer.Option("--rules", help="A directory of your own rule files (and evidence/), layered over the "
+                                        "built-in ones. Repeatable.")
+LISTING = "advisor.commands.evidence.EvidenceListing"
+FIT = "advisor.commands.evidence.FitResult"
+EPILOG = "Examples:\n\n  advisor evidence --method dpo --peft full\n\n  advisor evidence --rule LR008 --tuned --format json"
+FIT_EPILOG = "Examples:\n\n  advisor rules fit\n\n  advisor rules fit --check"
 FIT_TARGET = "lr-sft"  # a coefficient of the fitted file: the file `rules fit` rewrites is the one declaring it
 
 
@@ -44,30 +48,59 @@ def row_dict(row: EvidenceRow, placed: Any = None) -> dict[str, Any]:
     return out
 
 
-def evidence(
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Only rows of this method (sft, dpo, grpo, ppo)."),
-    peft: Optional[str] = typer.Option(None, "--peft", help="Only rows of this adapter (lora, qlora, full)."),
-    source: Optional[str] = typer.Option(None, "--source", help="Only rows of this source id (e.g. tulu3)."),
-    rule: Optional[str] = typer.Option(None, "--rule", help="Only rows whose LR this rule sets or adjusts (LR008)."),
-    tuned_only: bool = typer.Option(False, "--tuned", help="Only tuned rows (a released model's recipe, a paper's "
-                                                            "setting, a sweep optimum), not framework demos."),
-    rules: list[Path] = RulesOpt,
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (atomically)."),
-) -> None:
-    """List the published runs behind the learning-rate rules, with what advisor recommends for each."""
+@dataclass
+class EvidenceListing:
+    """`advisor evidence`: the rows asked for, each with what advisor recommends for its facts."""
+
+    rows: list[EvidenceRow]
+    placed: list[Any]
+
+
+def listing_json(result: EvidenceListing) -> str:
+    return json.dumps([row_dict(r, p) for r, p in zip(result.rows, result.placed, strict=True)], indent=2) + "\n"
+
+
+def listing_text(result: EvidenceListing, console: Any) -> None:
     from rich.table import Table
 
-    from advisor.cli import _book, _check_format, _console, _emit
-    from advisor.evidence.fit import place
-    from advisor.facts.task import METHODS, PEFTS
     from advisor.output import fmt_value
 
-    _check_format(fmt, FORMATS)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("id", "model", "size", "method", "peft", "LR", "advisor", "range", "tuned", "source"):
+        table.add_column(col, overflow="fold", no_wrap=col == "id")
+    for r, p in zip(result.rows, result.placed, strict=True):
+        rng = f"{fmt_value(p.range[0])} – {fmt_value(p.range[1])}" if p.range else ""
+        variant = r.method if r.variant == r.method else f"{r.method}/{r.variant}"
+        table.add_row(r.id, r.model_id, f"{r.params_b:g}B", variant, r.peft, fmt_value(r.learning_rate),
+                      fmt_value(p.value), rng, "yes" if r.tuned else "demo", r.cite())
+    console.print(table)
+    console.print(_footer(len(result.rows), len({r.source_id for r in result.rows})), highlight=False)
+
+
+def evidence(
+    method: Annotated[Optional[str], typer.Option(
+        "--method", "-m", help="Only rows of this method (sft, dpo, grpo, ppo).")] = None,
+    peft: Annotated[Optional[str], typer.Option("--peft", help="Only rows of this adapter (lora, qlora, full).")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Only rows of this source id (e.g. tulu3).")] = None,
+    rule: Annotated[Optional[str], typer.Option(
+        "--rule", help="Only rows whose LR this rule sets or adjusts (LR008).")] = None,
+    tuned_only: Annotated[bool, typer.Option(
+        "--tuned", help="Only tuned rows (a released model's recipe, a paper's setting, a sweep optimum), not "
+                        "framework demos.")] = False,
+    rules: Annotated[list[Path], RulesOpt] = [],  # noqa: B006
+    fmt: Annotated[str, o.format_option(LISTING)] = "text",
+    output: o.Output = None,
+) -> None:
+    """List the published runs behind the learning-rate rules, with what advisor recommends for each."""
+    from advisor.evidence.fit import place
+    from advisor.facts.task import METHODS, PEFTS
+    from advisor.render.emit import check_format, emit
+
+    check_format(fmt, LISTING)
     for flag, value, allowed in (("--method", method, METHODS), ("--peft", peft, PEFTS)):
         if value is not None and value not in allowed:
             raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
-    book = _book(rules)
+    book = o.book(rules)
     rows = [r for r in _rows(rules) if (method is None or r.method == method) and (peft is None or r.peft == peft)
             and (source is None or r.source_id == source) and (r.tuned or not tuned_only)]
     placed = [place(book, r) for r in rows]
@@ -77,31 +110,7 @@ def evidence(
             raise AdvisorError(f"--rule: no rule {rule!r}", hint="`advisor rules list -p learning_rate` shows the LR rules")
         keep = [i for i, r in enumerate(rows) if found.id in _rules_of(book, r)]
         rows, placed = [rows[i] for i in keep], [placed[i] for i in keep]
-    if fmt == "json":
-        _emit(json.dumps([row_dict(r, p) for r, p in zip(rows, placed, strict=True)], indent=2) + "\n", output)
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("id", "model", "size", "method", "peft", "LR", "advisor", "range", "tuned", "source"):
-        table.add_column(col, overflow="fold")
-    for r, p in zip(rows, placed, strict=True):
-        rng = f"{fmt_value(p.range[0])} – {fmt_value(p.range[1])}" if p.range else ""
-        variant = r.method if r.variant == r.method else f"{r.method}/{r.variant}"
-        table.add_row(r.id, r.model_id, f"{r.params_b:g}B", variant, r.peft, fmt_value(r.learning_rate),
-                      fmt_value(p.value), rng, "yes" if r.tuned else "demo", r.cite())
-    sources = len({r.source_id for r in rows})
-    if output is not None:
-        import io
-
-        from rich.console import Console
-
-        text_console = Console(file=io.StringIO(), width=250, record=True, soft_wrap=False)  # a file, not a terminal
-        text_console.print(table)
-        text_console.print(_footer(len(rows), sources), highlight=False)
-        _emit(text_console.export_text(), output)
-        return
-    console = _console()
-    console.print(table)
-    console.print(_footer(len(rows), sources), highlight=False)
+    emit(EvidenceListing(rows, placed), fmt, output)
 
 
 def _footer(rows: int, sources: int) -> str:
@@ -131,20 +140,52 @@ def fitted_file(book: Any) -> Path:
     return rules_dir() / shown[len(prefix):] if shown.startswith(prefix) else Path(shown)
 
 
+@dataclass
+class FitResult:
+    """`advisor rules fit`: what was fitted, and where it went (or, with --check, whether it is stale)."""
+
+    path: str
+    summary: str
+    written: str | None = None
+    stale: bool | None = None  # --check only
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.path, "fitted_to": self.summary, "written": self.written, "stale": self.stale}
+
+
+def fit_json(result: FitResult) -> str:
+    return json.dumps(result.as_dict(), indent=2) + "\n"
+
+
+def fit_text(result: FitResult, console: Any) -> None:
+    if result.stale is None:
+        text = f"wrote {result.written}: coefficients fitted to {result.summary}"
+    elif result.stale:
+        text = f"{result.path}: stale: a fresh fit of {result.summary} differs (run `advisor rules fit`)"
+    else:
+        text = f"{result.path}: up to date with {result.summary}"
+    console.print(text, highlight=False, markup=False)
+
+
 def rules_fit(
-    rules: list[Path] = RulesOpt,
-    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 when the committed coefficients differ "
-                                                       "from a fresh fit of the evidence (CI runs this)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the fitted file here instead of over "
-                                                                       "the one that declares the coefficients."),
-) -> None:
+    rules: Annotated[list[Path], RulesOpt] = [],  # noqa: B006
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; exit 1 when the committed coefficients differ from a fresh fit of the "
+                        "evidence (CI runs this).")] = False,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the fitted file here instead of over the one that declares the "
+                               "coefficients.")] = None,
+    fmt: Annotated[str, o.format_option(FIT)] = "text",
+) -> int:
     """Refit the learning-rate coefficients (rules/lr_fit.yaml) to the tuned evidence rows."""
-    from advisor.cli import _book, _console
     from advisor.evidence.fit import refit_text
+    from advisor.exitcodes import Exit
     from advisor.output import write_atomic
     from advisor.paths import shown_path
+    from advisor.render.emit import check_format, emit
 
-    book = _book(rules)
+    check_format(fmt, FIT)
+    book = o.book(rules)
     rows = _rows(rules)
     path = fitted_file(book)
     if rules and output is None and not check and str(book.coefficients[FIT_TARGET]["_file"]).startswith("built-in"):
@@ -152,14 +193,11 @@ def rules_fit(
                            hint="give --output DIR/lr_fit.yaml and pass --rules DIR afterwards; it layers over the built-in one")
     text = refit_text(book, rows, path)
     tuned = [r for r in rows if r.tuned]
-    summary = f"{len(tuned)} tuned rows from {len({r.source_id for r in tuned})} sources"
-    shown = shown_path(path)
+    result = FitResult(str(shown_path(path)), f"{len(tuned)} tuned rows from {len({r.source_id for r in tuned})} sources")
     if check:
-        if path.read_text(encoding="utf-8") != text:
-            _console().print(f"{shown}: stale: a fresh fit of {summary} differs (run `advisor rules fit`)",
-                             highlight=False, markup=False)
-            raise typer.Exit(1)
-        _console().print(f"{shown}: up to date with {summary}", highlight=False, markup=False)
-        return
-    write_atomic(output or path, text)
-    sys.stdout.write(f"wrote {output or shown}: coefficients fitted to {summary}\n")
+        result.stale = path.read_text(encoding="utf-8") != text
+    else:
+        write_atomic(output or path, text)
+        result.written = str(output or result.path)
+    emit(result, fmt)
+    return int(Exit.FINDINGS if result.stale else Exit.OK)

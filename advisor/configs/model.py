@@ -6,14 +6,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor.provenance import Source, Sourced
+
 FORMATS = ("advisor", "axolotl", "llama-factory", "trl", "trainer-state")
 
 
-@dataclass(frozen=True)
-class ConfigValue:
-    value: Any
-    key: str  # the key path as the file writes it, e.g. "training.learning_rate" or "lora_r"
-    line: int | None = None
+class ConfigValue(Sourced):
+    """A value a config file sets: Sourced from the config, its detail the key path as the file
+    writes it (e.g. "training.learning_rate" or "lora_r")."""
+
+    def __init__(self, value: Any, key: str, line: int | None = None) -> None:
+        super().__init__(value, Source.CONFIG, key, line)
+
+    @property
+    def key(self) -> str:
+        return self.detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ConfigValue, (self.value, self.detail, self.line))
 
 
 @dataclass

@@ -82,3 +82,12 @@ LOG_FACTS: dict[str, str] = {
 
 NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS,
                                          "memory": MEMORY_FACTS}
+
+# The rulebook parameter each command-line flag pins (recommend, memory, probe and sweep read this;
+# provenance.PRECEDENCE puts the flag above --set, the config and the rules).
+FLAG_PARAMETERS: dict[str, str] = {
+    "--seq-len": "max_seq_length",
+    "--micro-batch": "micro_batch_size",
+    "--accumulation": "gradient_accumulation_steps",
+    "--lr": "learning_rate",
+}

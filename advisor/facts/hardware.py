@@ -6,11 +6,13 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.errors import FactError
-from advisor.rulebook.load import Rulebook
 from advisor.suggest import closest
+
+if TYPE_CHECKING:  # the rulebook sits above the facts; they only read its registries
+    from advisor.rulebook.load import Rulebook
 
 NVIDIA_SMI_TIMEOUT_S = 10
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)  # Ampere; a hardware fact, not a tuning knob

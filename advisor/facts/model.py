@@ -7,11 +7,13 @@ import json
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.errors import FactError
-from advisor.rulebook.load import Rulebook
 from advisor.suggest import closest
+
+if TYPE_CHECKING:  # the rulebook sits above the facts; they only read its registries
+    from advisor.rulebook.load import Rulebook
 
 MAX_CONFIG_BYTES = 5_000_000
 

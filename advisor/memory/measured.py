@@ -77,9 +77,9 @@ class Measured:
 
 def job_for(book: Rulebook, m: Measured) -> JobFacts:
     """The job as measured: one GPU, and the embeddings tied or not as the run built them."""
-    from advisor import api
+    from advisor.facts.job import job_facts
 
-    job = api.job_facts(book, model=m.model, method="sft", peft=m.peft, detect_gpu=False, seq_len=m.seq_len)
+    job = job_facts(book, model=m.model, method="sft", peft=m.peft, detect_gpu=False, seq_len=m.seq_len)
     job = replace(job, gpu=replace(job.gpu, count=1))
     if job.model.tie_word_embeddings != m.tied:
         job = replace(job, model=replace(job.model, tie_word_embeddings=m.tied))

@@ -90,3 +90,26 @@ def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dic
     except (AdvisorError, TypeError, ValueError):
         return {}  # a value the model cannot read (the readers reject bad values and choices themselves)
     return out
+
+
+SHOWN_SETTINGS = ("lora_rank", "lora_target_modules", "gradient_checkpointing", "load_in_4bit", "optimizer",
+                  "gradient_accumulation_steps")  # the recommendation's settings the memory estimate depends on
+
+
+class MemoryAnswer:
+    """What `advisor memory` answers: the itemised estimate inside its recommendation, and the settings it assumed."""
+
+    def __init__(self, rec: Recommendation, method: str, peft: str, pins: dict[str, Any]) -> None:
+        from advisor.memory.fit import CARRIED
+
+        if rec.memory is None:
+            raise AdvisorError("memory: the rulebook gave no sequence length", hint="give --seq-len")
+        self.rec, self.memory, self.method, self.peft = rec, rec.memory, method, peft
+        self.settings: dict[str, Any] = {k: rec.parameters[k].value for k in SHOWN_SETTINGS if k in rec.parameters}
+        self.settings.update({k: pins[k] for k in CARRIED if k in pins})  # the memory settings given beyond the rules
+
+    def as_dict(self) -> dict[str, Any]:
+        m, g = self.rec.facts["model"], self.rec.facts["gpu"]
+        return {"model": m["name"], "method": self.method, "peft": self.peft,
+                "gpu": {k: g.get(k) for k in ("name", "memory_gb", "usable_gib", "count")},
+                "parameters": self.settings, **self.memory.model_dump(mode="json"), "warnings": self.rec.warnings}

@@ -8,15 +8,17 @@ recommended it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError, FactError
+from advisor.facts.catalogue import FLAG_PARAMETERS
 from advisor.facts.hardware import GpuFacts, resolve_gpu
 from advisor.facts.job import JobFacts
 from advisor.facts.model import ModelFacts, facts_from_config, read_config_json, registry_names, resolve_model
 from advisor.facts.task import METHODS, PEFTS, TaskFacts
+from advisor.provenance import Source, Sourced, pick
 from advisor.rulebook.load import Rulebook
 
 DEFAULT_STEPS = 30  # not-knowledge: probe length; the loss rules need at least 20 logged steps
@@ -70,37 +72,43 @@ class DataSpec:
     eval_sequences: int = DEFAULT_EVAL_SEQUENCES
 
 
+def setting(parameter: str | None = None, trial: bool = False) -> dict[str, Any]:
+    """The metadata of a ProbePlan field that is a training setting: every sweep trial shares it
+    unless ``trial`` (a trial's own LR, steps and seed); ``parameter`` names its rulebook parameter."""
+    return {"setting": True, "parameter": parameter, "trial": trial}
+
+
 @dataclass(frozen=True)
 class ProbePlan:
     model: ModelSource
     facts: ModelFacts
     gpu: GpuFacts
-    method: str  # the rulebook's method (sft | dpo | grpo | ppo | raft)
-    peft: str  # lora | qlora | full
-    learning_rate: float
-    steps: int
-    seed: int
-    micro_batch_size: int
-    gradient_accumulation_steps: int
-    seq_len: int
-    lr_scheduler_type: str
-    warmup_ratio: float  # of the schedule's steps (the full run's warmup share)
-    max_grad_norm: float | None  # None: no clipping (the norm is still measured)
-    optimizer: str
-    adam_beta1: float | None  # None: the optimizer's own default
-    adam_beta2: float | None
-    adam_epsilon: float | None
-    weight_decay: float
-    lora_rank: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_target_modules: tuple[str, ...]
-    gradient_checkpointing: bool
-    bf16: bool
-    sequences_per_example: int  # DPO: chosen + rejected = 2
+    method: str = field(metadata=setting())  # the rulebook's method (sft | dpo | grpo | ppo | raft)
+    peft: str = field(metadata=setting())  # lora | qlora | full
+    learning_rate: float = field(metadata=setting(parameter="learning_rate", trial=True))
+    steps: int = field(metadata=setting(trial=True))
+    seed: int = field(metadata=setting(trial=True))
+    micro_batch_size: int = field(metadata=setting(parameter="micro_batch_size"))
+    gradient_accumulation_steps: int = field(metadata=setting(parameter="gradient_accumulation_steps"))
+    seq_len: int = field(metadata=setting(parameter="max_seq_length"))
+    lr_scheduler_type: str = field(metadata=setting())
+    warmup_ratio: float = field(metadata=setting())  # of the schedule's steps (the full run's warmup share)
+    max_grad_norm: float | None = field(metadata=setting())  # None: no clipping (the norm is still measured)
+    optimizer: str = field(metadata=setting(parameter="optimizer"))
+    adam_beta1: float | None = field(metadata=setting())  # None: the optimizer's own default
+    adam_beta2: float | None = field(metadata=setting())
+    adam_epsilon: float | None = field(metadata=setting())
+    weight_decay: float = field(metadata=setting())
+    lora_rank: int = field(metadata=setting(parameter="lora_rank"))
+    lora_alpha: int = field(metadata=setting(parameter="lora_alpha"))
+    lora_dropout: float = field(metadata=setting())
+    lora_target_modules: tuple[str, ...] = field(metadata=setting())
+    gradient_checkpointing: bool = field(metadata=setting(parameter="gradient_checkpointing"))
+    bf16: bool = field(metadata=setting(parameter="bf16"))
+    sequences_per_example: int = field(metadata=setting())  # DPO: chosen + rejected = 2
     data: DataSpec
-    device: str = "auto"
-    max_memory_gb: float | None = None
+    device: str = field(default="auto", metadata=setting())
+    max_memory_gb: float | None = field(default=None, metadata=setting())
     full_run_steps: int | None = None
     full_run_steps_source: str = ""
     # The steps the LR schedule spans: the full run's, so the probe trains its first `steps` steps
@@ -110,7 +118,7 @@ class ProbePlan:
     method_given: str = ""  # the config's own word (orpo, ...) when it differs from method
     config_path: str | None = None
     config_format: str | None = None
-    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    sources: dict[str, Sourced] = field(default_factory=dict, compare=False, hash=False)
     notes: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -119,7 +127,7 @@ class ProbePlan:
         unknown = sorted(set(changes) - set(self.__dataclass_fields__))
         if unknown:
             raise ProbeInputError(f"ProbePlan has no field {unknown[0]!r}")
-        sources = {**self.sources, **{k: "override" for k in changes}}
+        sources = {**self.sources, **{k: Sourced(v, Source.DERIVED, "override") for k, v in changes.items()}}
         plan = replace(self, **changes, sources=sources)
         _check(plan)
         return plan
@@ -257,30 +265,29 @@ class _Values:
     config: Any  # TrainingConfig | None
     rec: Any  # Recommendation
     pins: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, Sourced] = field(default_factory=dict)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        if name in self.pins:
-            self.sources[name] = "--set"
-            return self.pins[name]
-        if self.config is not None and name in self.config.values:
-            cv = self.config.values[name]
-            self.sources[name] = f"config {cv.key}" + (f" (line {cv.line})" if cv.line else "")
-            return cv.value
+    def get(self, name: str, default: Any = None, flag: Sourced | None = None) -> Any:
         pv = self.rec.parameters.get(name) if self.rec is not None else None
-        if pv is not None and pv.value is not None:
-            self.sources[name] = f"rule {pv.rule}" if pv.rule else "recommendation"
-            return pv.value
-        if default is not None:
-            self.sources[name] = "probe default"
-        return default
+        won = pick(
+            flag,
+            Sourced(self.pins[name], Source.PIN) if name in self.pins else None,
+            self.config.values.get(name) if self.config is not None else None,
+            Sourced(pv.value, Source.RULE, pv.rule or "") if pv is not None else None,
+            Sourced(default, Source.DEFAULT, "probe default"),
+        )
+        if won is None:
+            return None
+        self.sources[name] = won
+        return won.value
+
+    def note(self, name: str, value: Any, source: Source, detail: str) -> None:
+        self.sources[name] = Sourced(value, source, detail)
 
 
-def _flag(values: _Values, name: str, flag_value: Any, flag: str, default: Any = None) -> Any:
-    if flag_value is not None:
-        values.sources[name] = flag
-        return flag_value
-    return values.get(name, default)
+def _flag(values: _Values, flag: str, flag_value: Any, default: Any = None) -> Any:
+    """The value of the parameter ``flag`` pins (facts/catalogue.py FLAG_PARAMETERS), by PRECEDENCE."""
+    return values.get(FLAG_PARAMETERS[flag], default, Sourced(flag_value, Source.FLAG, flag))
 
 
 def build_plan(
@@ -344,25 +351,24 @@ def build_plan(
     rec = recommend_with_memory(book, job, dict(pins or {}), None)
     values = _Values(cfg, rec, dict(pins or {}))
 
-    lr = float(_flag(values, "learning_rate", learning_rate, "--lr"))
-    seq = int(values.get("max_seq_length", facts.max_position_embeddings))
+    lr = float(_flag(values, "--lr", learning_rate))
+    seq = int(_flag(values, "--seq-len", seq_len, facts.max_position_embeddings))
     prompt, completion = values.get("max_prompt_length"), values.get("max_completion_length")
-    if rule_method in ("grpo", "ppo") and prompt and completion:  # TRL's online trainers cap the two parts
+    if seq_len is None and rule_method in ("grpo", "ppo") and prompt and completion:  # TRL's online trainers cap the two parts
         seq = int(prompt) + int(completion)
-        values.sources["max_seq_length"] = "max_prompt_length + max_completion_length"
-    seq = min(seq, facts.max_position_embeddings)
-    if seq_len is not None:
-        if seq_len < seq:
-            values.sources["max_seq_length"] = f"--seq-len (capped from {seq})"
-        seq = min(seq, seq_len)
-    micro = int(_flag(values, "micro_batch_size", micro_batch, "--micro-batch", 1))
+        values.note("max_seq_length", seq, Source.DERIVED, "max_prompt_length + max_completion_length")
+    if seq > facts.max_position_embeddings:
+        values.note("max_seq_length", facts.max_position_embeddings, Source.DERIVED,
+                    f"the model's context ({values.sources['max_seq_length'].describe()} asked for {seq})")
+        seq = facts.max_position_embeddings
+    micro = int(_flag(values, "--micro-batch", micro_batch, 1))
     if micro_batch is not None and accumulation is None:
         accum = _accumulation_for(values, cfg, rec, micro)
     else:
-        accum = int(_flag(values, "gradient_accumulation_steps", accumulation, "--accumulation", 1))
+        accum = int(_flag(values, "--accumulation", accumulation, 1))
     n_steps = int(steps) if steps is not None else DEFAULT_STEPS
-    values.sources["steps"] = "--steps" if steps is not None else "probe default"
-    values.sources["seed"] = "--seed"
+    values.note("steps", n_steps, *((Source.FLAG, "--steps") if steps is not None else (Source.DEFAULT, "probe default")))
+    values.note("seed", seed, Source.FLAG, "--seed")
     clip = values.get("max_grad_norm", 1.0)  # not-knowledge: transformers' own default when nothing sets it
     clip = None if clip is None or float(clip) <= 0 else float(clip)
     full_steps, full_source = _full_run_steps(values, cfg, micro * accum, dataset_size)
@@ -378,7 +384,7 @@ def build_plan(
     warmup_given = None
     if warmup_cv is not None:
         warmup_given = int(warmup_cv.value)
-        values.sources["warmup_ratio"] = f"config {warmup_cv.key}"
+        values.sources["warmup_ratio"] = warmup_cv
         if full_steps:  # its share of the full run, for a schedule squeezed into fewer steps (the sweep's)
             warmup = min(warmup_given / full_steps, SQUEEZED_WARMUP_MAX)
     targets = values.get("lora_target_modules") or ["all-linear"]
@@ -412,8 +418,8 @@ def build_plan(
         longer = min(plan.warmup_steps + DEFAULT_STEPS, plan.schedule_total, MAX_STEPS)
         if longer > plan.steps:
             plan = replace(plan, steps=longer, sources={
-                **plan.sources, "steps": f"probe default: the full run's warmup ({plan.warmup_steps}) "
-                                         f"+ {DEFAULT_STEPS} steps at the peak LR"})
+                **plan.sources, "steps": Sourced(longer, Source.DEFAULT, f"probe default: the full run's warmup "
+                                                 f"({plan.warmup_steps}) + {DEFAULT_STEPS} steps at the peak LR")})
     _check(plan)
     return replace(plan, params={**plan.params, **_plan_params(plan)})
 
@@ -432,11 +438,11 @@ def _accumulation_for(values: _Values, cfg: Any, rec: Any, micro: int) -> int:
         if pv is not None and pv.value is not None:
             effective, source = int(pv.value), f"rule {pv.rule}" if pv.rule else "recommendation"
     if effective is None:
-        values.sources["gradient_accumulation_steps"] = "no effective batch known: 1"
+        values.note("gradient_accumulation_steps", 1, Source.DEFAULT, "no effective batch known: 1")
         return 1
     accum = max(1, math.ceil(effective / micro))
-    values.sources["gradient_accumulation_steps"] = (f"ceil(effective batch {effective} ({source}) / "
-                                                     f"--micro-batch {micro})")
+    values.note("gradient_accumulation_steps", accum, Source.DERIVED,
+                f"ceil(effective batch {effective} ({source}) / --micro-batch {micro})")
     return accum
 
 
@@ -467,16 +473,18 @@ def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int
         return None, ""  # epochs of an unknown data set: the recommendation's step count is not this run's
     steps = values.get("max_steps")
     if steps is not None:
-        return int(steps), values.sources.get("max_steps", "recommendation")
+        return int(steps), values.sources["max_steps"].describe()
     return None, ""
 
 
 def _plan_params(plan: ProbePlan) -> dict[str, Any]:
     """The values the probe runs with, as rulebook parameters (what the memory model reads)."""
-    return {
-        "learning_rate": plan.learning_rate, "micro_batch_size": plan.micro_batch_size,
-        "gradient_accumulation_steps": plan.gradient_accumulation_steps, "max_seq_length": plan.seq_len,
-        "lora_rank": plan.lora_rank, "lora_alpha": plan.lora_alpha, "lora_target_modules": list(plan.lora_target_modules),
-        "gradient_checkpointing": plan.gradient_checkpointing, "bf16": plan.bf16, "optimizer": plan.optimizer,
-        "load_in_4bit": plan.peft == "qlora", "effective_batch_size": plan.effective_batch,
-    }
+    out = {f.metadata["parameter"]: getattr(plan, f.name) for f in fields(plan) if f.metadata.get("parameter")}
+    out.update({"lora_target_modules": list(plan.lora_target_modules), "load_in_4bit": plan.peft == "qlora",
+                "effective_batch_size": plan.effective_batch})
+    return out
+
+
+def shared_settings(plan: ProbePlan) -> dict[str, Any]:
+    """The settings every trial of a sweep shares (all but a trial's own LR, steps and seed)."""
+    return {f.name: getattr(plan, f.name) for f in fields(plan) if f.metadata.get("setting") and not f.metadata["trial"]}

@@ -15,6 +15,7 @@ from typing import Any
 
 from advisor import __version__
 from advisor.diagnose import Sign, Unjudged, judge, log_facts, signal_rules, unjudged_lines, unmet_need
+from advisor.exitcodes import Exit, exit_code
 from advisor.output import fmt_number, write_atomic
 from advisor.probe.plan import ProbePlan
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
@@ -23,8 +24,6 @@ from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry
 
 FAIL_ON = ("error", "warning", "never")
-SEVERITY_ORDER = ("info", "warning", "error")
-EXIT_PASS, EXIT_FAIL, EXIT_COULD_NOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 130  # not-knowledge: documented exit codes
 LM_STEP = {
     "dpo": "DPO is probed as the language-modelling step it trains: every example is a chosen and a rejected "
            "sequence (2 sequences per pair) at the full sequence length; the DPO loss and the reference model's "
@@ -47,6 +46,7 @@ class ProbeReport:
     fail_on: str
     prediction: Prediction | None
     notes: list[str] = field(default_factory=list)
+    written: dict[str, Path] = field(default_factory=dict)  # the artefacts write_outputs wrote
 
     def summary(self) -> dict[str, Any]:
         steps = self.result.steps
@@ -144,7 +144,7 @@ def plan_dict(plan: ProbePlan) -> dict[str, Any]:
         "max_memory_gb": plan.max_memory_gb, "device": plan.device,
         "config": {"path": plan.config_path, "format": plan.config_format} if plan.config_path else None,
         "gpu": {"name": plan.gpu.name, "memory_gb": plan.gpu.memory_gb, "source": plan.gpu.source},
-        "sources": dict(plan.sources),
+        "sources": {name: sourced.as_dict() for name, sourced in plan.sources.items()},
     }
 
 
@@ -201,13 +201,13 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
     elif result.device != "cuda":
         notes.append("the memory model predicts GPU memory; on the CPU (fp32, no CUDA allocator) it is shown, not compared")
     if result.status == "no_fit":
-        verdict, code = "could-not-run", EXIT_COULD_NOT_RUN
+        verdict, code = "could-not-run", Exit.COULD_NOT_RUN
     elif result.status == "interrupted":
-        verdict, code = "interrupted", EXIT_INTERRUPTED
-    elif fail_on != "never" and any(SEVERITY_ORDER.index(s.severity) >= SEVERITY_ORDER.index(fail_on) for s in signs):
-        verdict, code = "fail", EXIT_FAIL
+        verdict, code = "interrupted", Exit.INTERRUPTED
+    elif exit_code((s.severity for s in signs), fail_on):
+        verdict, code = "fail", Exit.FINDINGS
     else:
-        verdict, code = "pass", EXIT_PASS
+        verdict, code = "pass", Exit.OK
     return ProbeReport(plan=plan, result=result, telemetry=tel, signs=signs, not_judged=unjudged or [],
                        verdict=verdict, exit_code=code, fail_on=fail_on, prediction=prediction, notes=notes)
 
@@ -296,6 +296,22 @@ def verdict_lines(report: ProbeReport) -> list[str]:
     return out
 
 
+def render_text(report: ProbeReport, console: Any) -> None:
+    for line in [*headline(report), *verdict_lines(report)]:
+        console.print(line, highlight=False, markup=False)
+    if report.written:
+        console.print("wrote " + ", ".join(str(p) for p in report.written.values()), highlight=False, markup=False)
+
+
+def to_json(report: ProbeReport) -> str:
+    return json.dumps(report.as_dict(), indent=2) + "\n"
+
+
+def _from(plan: ProbePlan, name: str) -> str:
+    sourced = plan.sources.get(name)
+    return sourced.describe() if sourced is not None else ""
+
+
 def to_markdown(report: ProbeReport, plot: str | None) -> str:
     plan = report.plan
     lines = [f"# Probe: {plan.model.spec} ({plan.method_given or plan.method}, {plan.peft})", "",
@@ -316,10 +332,10 @@ def to_markdown(report: ProbeReport, plot: str | None) -> str:
     for key in ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "optimizer", "micro_batch_size",
                 "gradient_accumulation_steps", "seq_len", "gradient_checkpointing", "bf16", "steps", "seed"):
         src_key = {"seq_len": "max_seq_length", "warmup_steps": "warmup_ratio"}.get(key, key)
-        lines.append(f"| {key} | {pd[key]} | {plan.sources.get(src_key, '')} |")
+        lines.append(f"| {key} | {pd[key]} | {_from(plan, src_key)} |")
     if pd["lora"]:
         for key, value in pd["lora"].items():
-            lines.append(f"| lora_{key} | {value} | {plan.sources.get('lora_' + key, '')} |")
+            lines.append(f"| lora_{key} | {value} | {_from(plan, 'lora_' + key)} |")
     notes = [*report.notes, *report.result.model_notes, *report.result.data_notes, f"tokenizer: {report.result.tokenizer}"]
     lines += ["", "## Notes", "", *[f"- {n}" for n in notes if n], ""]
     return "\n".join(lines)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.text import Text
 
 from advisor import __version__
 from advisor.output import fmt_source, fmt_value
-from advisor.rulebook.load import Rulebook
-from advisor.validate import FileReport
+
+if TYPE_CHECKING:  # renderers read the result's shape; they sit beside validate, not above it
+    from rich.console import Console
+
+    from advisor.validate import FileReport, ValidationRun
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
@@ -22,7 +24,8 @@ def _where(report: FileReport, line: int | None) -> str:
     return f"{report.path}:{line}" if line else str(report.path)
 
 
-def render_text(reports: list[FileReport], console: Console) -> None:
+def render_text(run: ValidationRun, console: Console) -> None:
+    reports = run.reports
     totals = {"error": 0, "warning": 0, "info": 0}
     for report in reports:
         if report.error:
@@ -48,7 +51,8 @@ def render_text(reports: list[FileReport], console: Console) -> None:
                   f"{totals['info']} info" + (f"; {bad} could not be checked" if bad else ""), highlight=False)
 
 
-def to_json(reports: list[FileReport]) -> str:
+def to_json(run: ValidationRun) -> str:
+    reports = run.reports
     files = []
     for r in reports:
         files.append({
@@ -63,8 +67,9 @@ def to_json(reports: list[FileReport]) -> str:
                        "summary": {**summary, "unreadable": sum(1 for r in reports if r.error)}}, indent=2) + "\n"
 
 
-def to_github(reports: list[FileReport]) -> str:
+def to_github(run: ValidationRun) -> str:
     """GitHub Actions workflow commands: one annotation per finding."""
+    reports = run.reports
     def esc(text: str) -> str:
         return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -84,7 +89,8 @@ def to_github(reports: list[FileReport]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def to_sarif(reports: list[FileReport], book: Rulebook) -> str:
+def to_sarif(run: ValidationRun) -> str:
+    reports, book = run.reports, run.book
     checks = sorted((r for r in book.rules.values() if r.kind == "check"), key=lambda r: r.code)
     index = {r.code: i for i, r in enumerate(checks)}
     rules: list[dict[str, Any]] = []

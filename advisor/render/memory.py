@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+import json
+from typing import TYPE_CHECKING
 
-from advisor.recommendation import MemoryReport
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from advisor.memory.plan import MemoryAnswer
+    from advisor.recommendation import MemoryReport
 
 
 def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
@@ -24,16 +28,14 @@ def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
 
 
 def render_items(mem: MemoryReport, console: Console) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col, justify in (("component", "left"), ("GiB", "right"), ("phase", "left"), ("how", "left"),
-                         ("coefficients", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for item in mem.items:
-        table.add_row(item.name, f"{item.gb:.2f}", item.phase, item.detail, ", ".join(item.sources))
+    from advisor.render.table import Column, print_table
+
+    rows = [[item.name, f"{item.gb:.2f}", item.phase, item.detail, ", ".join(item.sources)] for item in mem.items]
     paged = sum(i.gb for i in mem.items if i.phase == "paged")
     outside = (" + paged optimizer states" if paged else "") + " + CUDA context"
-    table.add_row("total (peak)", f"{mem.total_gb:.2f}", "", f"reserved by torch {mem.reserved_gb:.2f} GiB{outside}", "")
-    console.print(table)
+    rows.append(["total (peak)", f"{mem.total_gb:.2f}", "", f"reserved by torch {mem.reserved_gb:.2f} GiB{outside}", ""])
+    print_table(console, [Column("component"), Column("GiB", "id", justify="right"), Column("phase", "id", optional=True),
+                          Column("how"), Column("coefficients", "ids")], rows)
     for note in mem.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
 
@@ -48,3 +50,19 @@ def render_memory(mem: MemoryReport, console: Console, header: str) -> None:
         console.print("what would fit:", highlight=False, markup=False)
         for alt in mem.alternatives:
             console.print(f"  - {alt}", highlight=False, markup=False)
+
+
+def answer_json(answer: MemoryAnswer) -> str:
+    return json.dumps(answer.as_dict(), indent=2) + "\n"
+
+
+def render_answer(answer: MemoryAnswer, console: Console) -> None:
+    from advisor.render.text import gpu_memory_text
+
+    m, g = answer.rec.facts["model"], answer.rec.facts["gpu"]
+    gpu = f"{g.get('count')} x {g.get('name') or 'GPU'} {gpu_memory_text(g)}" if g.get("usable_gib") else "no GPU known"
+    shown = ", ".join(f"{k} {v if not isinstance(v, list) else '+'.join(str(x) for x in v)}"
+                      for k, v in answer.settings.items())
+    render_memory(answer.memory, console, f"{m['name']} {answer.method} with {answer.peft} on {gpu}; {shown}")
+    for warning in answer.rec.warnings:
+        console.print(f"warning: {warning}", highlight=False, markup=False)

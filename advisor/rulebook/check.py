@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from advisor.configs.model import TrainingConfig
 from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
 from advisor.recommendation import Recommendation
@@ -15,7 +14,8 @@ from advisor.rulebook.formula import COEF, MissingFact, coefficient_id, parse
 from advisor.rulebook.load import TEMPLATE, Rulebook
 from advisor.rulebook.model import SETTING_STAGES, Rule
 
-SEVERITIES = ("info", "warning", "error")
+if TYPE_CHECKING:  # a config is read above the rulebook; checks only read its values
+    from advisor.configs.model import TrainingConfig
 
 
 @dataclass(frozen=True)

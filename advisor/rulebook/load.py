@@ -317,6 +317,7 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         fix=fix,
         at=raw.get("at", ""),
         advice=" ".join(str(raw.get("advice", "")).split()),
+        direction=str(raw.get("direction", "")),
         sign=" ".join(str(raw.get("sign", "")).split()),
         detect=detect,
         mark=mark,

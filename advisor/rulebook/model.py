@@ -70,6 +70,7 @@ class Rule:
     expected: str = ""
     fix: Formula | None = None
     advice: str = ""  # signal rules: the decision tree's answer
+    direction: str = ""  # signal rules: lr-too-high | lr-too-low | memory | memory-model (rules.schema.json)
     sign: str = ""  # signal rules: the warning sign as the source words it
     detect: Formula | None = None  # signal rules: true when the telemetry shows the sign
     evidence: str = ""  # signal rules: what was measured, with {formula} placeholders

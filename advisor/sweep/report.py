@@ -315,3 +315,17 @@ def render_text(rep: SweepReport, console: Any) -> None:
                   highlight=False, markup=False)
     for question, answer in answers(rep):
         console.print(f"{question} {answer}", highlight=False, markup=False)
+
+
+def render_outcome(outcome: Any, console: Any) -> None:
+    """A finished sweep (advisor.sweep.runner.Outcome): the table, the answers, and what was written."""
+    render_text(outcome.report, console)
+    if outcome.rule_file is not None:
+        console.print(f"wrote rule {outcome.rule_file} (use it with --rules {outcome.rule_file.parent})",
+                      highlight=False, markup=False)
+    console.print(f"wrote {len(outcome.written)} files in {outcome.out}: README.md, all_results.json, run_data.json "
+                  "and plots per run", highlight=False, markup=False)
+
+
+def outcome_json(outcome: Any) -> str:
+    return json.dumps(summary_json(outcome.report), indent=2) + "\n"

@@ -163,11 +163,9 @@ class Prober:
 
 def plan_signature(plan: Any) -> dict[str, Any]:
     """What every trial of a sweep must share (all but the LR, steps and seed a trial varies), as JSON."""
-    keep = ("method", "peft", "micro_batch_size", "gradient_accumulation_steps", "seq_len", "lr_scheduler_type",
-            "warmup_ratio", "max_grad_norm", "optimizer", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay",
-            "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "gradient_checkpointing", "bf16",
-            "sequences_per_example", "device", "max_memory_gb")
-    out = {k: getattr(plan, k) for k in keep}
+    from advisor.probe.plan import shared_settings
+
+    out = shared_settings(plan)
     out["lora_target_modules"] = list(out["lora_target_modules"])
     facts = plan.facts
     out["model"] = {k: getattr(facts, k) for k in ("name", "family", "params_b", "hidden_size", "num_layers",
@@ -363,6 +361,11 @@ class Outcome:
     written: list[Path]
     rule_file: Path | None
     queue: st.Queue
+    out: Path | None = None
+
+    def found(self) -> bool:
+        """Whether the sweep answered: a best LR, or a range test's suggestion."""
+        return self.report.best is not None or bool((self.report.range_test or {}).get("suggestion"))
 
 
 def plan_kwargs(probe: dict[str, Any]) -> dict[str, Any]:
@@ -428,4 +431,4 @@ def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str
                                 random_init=plan.model.random_init, strategy=strategy, runs=len(runs), steps=steps,
                                 study=queue.name)
         rule_file = write_rule_file(write_rules, rule)
-    return Outcome(report=report, written=written, rule_file=rule_file, queue=queue)
+    return Outcome(report=report, written=written, rule_file=rule_file, queue=queue, out=out)

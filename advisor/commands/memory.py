@@ -1,0 +1,47 @@
+"""`advisor memory`: the predicted peak GPU memory of a job, itemised, and the micro-batch that fits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from advisor.commands import options as o
+
+RESULT = "advisor.memory.plan.MemoryAnswer"
+EPILOG = ("Examples:\n\n"
+          "  advisor memory --model llama-8b --method sft --peft qlora --gpu rtx-4090\n\n"
+          "  advisor memory --model qwen2.5-7b --method dpo --seq-len 2048 --micro-batch 2 --gpu a100-40gb --format json\n\n"
+          "Exit code 1 when the job does not fit the GPU (under the safety margin).")
+
+
+def memory(
+    model: o.Model,
+    method: o.Method,
+    peft: o.Peft = "lora",
+    seq_len: o.SeqLen = None,
+    micro_batch: o.MicroBatch = None,
+    gpu: o.Gpu = None,
+    gpu_mem: o.GpuMem = None,
+    gpus: o.Gpus = None,
+    attention: Annotated[str, typer.Option(
+        "--attention", help="sdpa | flash | eager (eager keeps the s x s scores).")] = "sdpa",
+    set_: o.Set = [],  # noqa: B006
+    rules: o.Rules = [],  # noqa: B006
+    fmt: Annotated[str, o.format_option(RESULT)] = "text",
+    output: o.Output = None,
+    no_detect: o.NoDetect = False,
+) -> int:
+    """Predicted peak GPU memory of a fine-tuning job, itemised, and the micro-batch that fits
+    (default: the largest that fits)."""
+    from advisor import api
+    from advisor.exitcodes import Exit
+    from advisor.render.emit import check_format, emit
+
+    check_format(fmt, RESULT)
+    book = o.book(rules)
+    answer = api.memory(book=book, pins=o.parse_set(set_, book), attention=attention, micro_batch=micro_batch,
+                        model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem, gpus=gpus, seq_len=seq_len,
+                        detect_gpu=not no_detect)
+    emit(answer, fmt, output)
+    return int(Exit.FINDINGS if answer.memory.fits is False else Exit.OK)

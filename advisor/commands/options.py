@@ -1,0 +1,125 @@
+"""Options several commands share, as ``Annotated`` aliases: one name and one help text per concept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:
+    from advisor.rulebook.load import Rulebook
+
+GPU_MEM_HELP = "One GPU's memory in GiB, as nvidia-smi's memory.total / 1024 (an 80 GB H100: 79.6)."
+
+Model = Annotated[str, typer.Option(
+    "--model", "-m", help="Registry alias (advisor models), hub id, or a config.json / model dir.")]
+Method = Annotated[str, typer.Option("--method", help="sft | dpo | grpo | ppo | raft")]
+Peft = Annotated[str, typer.Option("--peft", help="lora | qlora | full")]
+OptModel = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="The model, when the config does not name one the registry knows.")]
+OptMethod = Annotated[Optional[str], typer.Option(
+    "--method", help="sft | dpo | grpo | ppo | raft (overrides the config).")]
+OptPeft = Annotated[Optional[str], typer.Option("--peft", help="lora | qlora | full (overrides the config).")]
+Gpu = Annotated[Optional[str], typer.Option("--gpu", help="GPU name from the registry (advisor gpus).")]
+GpuMem = Annotated[Optional[float], typer.Option("--gpu-mem", help=GPU_MEM_HELP)]
+Gpus = Annotated[Optional[int], typer.Option("--gpus", help="Number of GPUs (default 1).")]
+SeqLen = Annotated[Optional[int], typer.Option(
+    "--seq-len", help="Pin the maximum sequence length (tokens); a probe trains at this length.")]
+MicroBatch = Annotated[Optional[int], typer.Option("--micro-batch", help="Pin the per-GPU micro-batch.")]
+Accumulation = Annotated[Optional[int], typer.Option("--accumulation", help="Pin the gradient accumulation steps.")]
+Cycles = Annotated[Optional[int], typer.Option("--cycles", help="RAFT cycles.")]
+DatasetSize = Annotated[Optional[str], typer.Option(
+    "--dataset-size", help="Training examples, e.g. 20000 or 20k (prompts for GRPO/PPO, samples per cycle for RAFT).")]
+Set = Annotated[list[str], typer.Option(
+    "--set", help="Pin a parameter: --set lora_rank=64 (repeatable). The LR follows the batch and steps.")]
+Rules = Annotated[list[Path], typer.Option(
+    "--rules", help="A directory of your own rule files, layered over the built-in ones (same id replaces). "
+                    "Repeatable.")]
+Output = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")]
+NoDetect = Annotated[bool, typer.Option("--no-detect", help="Do not ask nvidia-smi when no --gpu / --gpu-mem is given.")]
+ConfigFormat = Annotated[Optional[str], typer.Option(
+    "--config-format", help="Force the config reader: advisor | axolotl | llama-factory | trl | trainer-state.")]
+Plot = Annotated[Optional[Path], typer.Option(
+    "--plot", help="Write a PNG plot to this file (needs llm-finetune-advisor[plot]).")]
+
+
+def format_option(result_type: str) -> Any:
+    """--format, listing the formats the result type has renderers for."""
+    from advisor.render.emit import formats
+
+    return typer.Option("--format", "-f", help=" | ".join(formats(result_type)))
+
+
+def fail_on_option(default: str, what: str = "findings") -> Any:
+    from advisor.exitcodes import FAIL_ON
+
+    return typer.Option("--fail-on", help=f"Exit 1 on {what} at or above: {' | '.join(FAIL_ON)} (default {default}).")
+
+
+def book(rule_dirs: list[Path]) -> Rulebook:
+    from advisor.rulebook import load_rulebook
+
+    return load_rulebook(rule_dirs)
+
+
+def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
+    """--set KEY=VALUE pins, each checked against the parameter it names."""
+    import yaml
+
+    pins: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise AdvisorError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set lora_rank=64")
+        if key not in rulebook.parameters:
+            raise AdvisorError(f"--set {item!r}: unknown parameter {key!r}",
+                               hint="`advisor rules list` shows the parameters rules set")
+        try:
+            pins[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise AdvisorError(f"--set {item!r}: value is not a number, word or [list]") from exc
+        problem = rulebook.parameters[key].problem(pins[key])
+        if problem is not None:
+            raise AdvisorError(f"--set {item!r}: {problem}")
+    return pins
+
+
+# What `advisor probe` and `advisor sweep` share: what to probe and how.
+ProbeConfig = Annotated[Optional[Path], typer.Argument(
+    help="A config advisor validate reads (advisor, Axolotl, LLaMA-Factory, TRL / HF). Or use --model/--method.")]
+ProbeModel = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Registry alias, hub id, model directory, or config.json (with --random-init).")]
+ProbeGpu = Annotated[Optional[str], typer.Option(
+    "--gpu", help="GPU name (advisor gpus), for the recommendation's facts.")]
+RandomInit = Annotated[bool, typer.Option("--random-init", help="Build the model from its config with random weights.")]
+Data = Annotated[Optional[Path], typer.Option(
+    "--data", help="JSONL (text | prompt/completion | messages | prompt/chosen/rejected) or a datasets directory. "
+                   "Default: the built-in corpus.")]
+NoPacking = Annotated[bool, typer.Option(
+    "--no-packing", help="Pad each example to the sequence length instead of packing.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for data order and adapter initialisation.")]
+MaxMemory = Annotated[Optional[float], typer.Option(
+    "--max-memory", help="Memory cap in GiB (CUDA: the allocator's limit; CPU: peak RSS per step).")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+
+
+def plan_inputs(rulebook: Rulebook, *, config: Path | None, config_format: str | None, model: str | None,
+                method: str | None, peft: str | None, gpu: str | None, gpu_mem: float | None, no_detect: bool,
+                random_init: bool, data: Path | None, no_packing: bool, seq_len: int | None,
+                micro_batch: int | None, accumulation: int | None, max_memory: float | None, device: str,
+                set_: list[str]) -> dict[str, Any]:
+    """What `probe` and `sweep` both plan from: build_plan's keywords."""
+    if config is None and (model is None or method is None):
+        raise AdvisorError("give a CONFIG, or --model and --method", hint="advisor probe --help")
+    if config is not None and not config.is_file():
+        raise AdvisorError(f"{config}: no such file")
+    return {"config": config, "config_format": config_format, "model": model,
+            "method": method, "peft": peft, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
+            "random_init": random_init, "data": data, "packing": not no_packing,
+            "seq_len": seq_len, "micro_batch": micro_batch, "accumulation": accumulation, "max_memory_gb": max_memory,
+            "device": device, "pins": parse_set(set_, rulebook)}

@@ -1,0 +1,59 @@
+"""`advisor recommend`: a fine-tuning config from the rulebook, every value with its rule and source."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from advisor.commands import options as o
+
+RESULT = "advisor.recommendation.Recommendation"
+EPILOG = ("Examples:\n\n"
+          "  advisor recommend --model llama-8b --method grpo\n\n"
+          "  advisor recommend --model qwen2.5-7b --method sft --peft qlora --gpu rtx-4090 --dataset-size 20k\n\n"
+          "  advisor recommend --model ./my-model/config.json --method dpo --situation safety --format yaml\n\n"
+          "  advisor recommend --model llama-8b --method raft --cycles 8 --dataset-size 500 --explain")
+
+
+def recommend(
+    model: o.Model,
+    method: o.Method,
+    peft: o.Peft = "lora",
+    gpu: o.Gpu = None,
+    gpu_mem: o.GpuMem = None,
+    gpus: o.Gpus = None,
+    dataset_size: o.DatasetSize = None,
+    seq_len: o.SeqLen = None,
+    cycles: Annotated[Optional[int], typer.Option("--cycles", help="RAFT cycles: adds the per-cycle LR schedule.")] = None,
+    use_case: Annotated[str, typer.Option("--use-case", help="short-qa | chat | long-documents | code")] = "chat",
+    situation: Annotated[Optional[str], typer.Option(
+        "--situation",
+        help="DPO: new-domain | safety | strong-baseline | weak-baseline (default: beta's standard row).")] = None,
+    sft_lr: Annotated[Optional[float], typer.Option(
+        "--sft-lr", help="RAFT: the LR your SFT stage used (RAFT starts at a quarter).")] = None,
+    variant: Annotated[Optional[str], typer.Option(
+        "--variant", help="The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, kto (DPO); "
+                          "dr_grpo, dapo, gspo (GRPO); rloo, rlvr (PPO).")] = None,
+    set_: o.Set = [],  # noqa: B006  (typer reads the default; it is never mutated)
+    rules: o.Rules = [],  # noqa: B006
+    fmt: Annotated[str, o.format_option(RESULT)] = "text",
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Print every value's trace: rules, rows, formulas, sources, notes.")] = False,
+    output: o.Output = None,
+    no_detect: o.NoDetect = False,
+) -> None:
+    """Recommend a fine-tuning config; every value names the rule and source that set it."""
+    from advisor import api
+    from advisor.facts.task import parse_count
+    from advisor.render.emit import check_format, emit
+
+    check_format(fmt, RESULT)
+    book = o.book(rules)
+    rec = api.recommend(
+        book=book, pins=o.parse_set(set_, book), model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem,
+        gpus=gpus, dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
+        seq_len=seq_len, cycles=cycles, use_case=use_case, situation=situation, sft_lr=sft_lr, variant=variant,
+        detect_gpu=not no_detect,
+    )
+    emit(rec, fmt, output, **({"explain": explain} if fmt == "text" else {}))

@@ -1,0 +1,148 @@
+"""`advisor sweep`: find the learning rate with a grid, an LR range test or successive halving."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from advisor.commands import options as o
+from advisor.errors import AdvisorError
+
+RESULT = "advisor.sweep.runner.Outcome"
+EPILOG = ("Examples:\n\n"
+          "  advisor sweep --model examples/tiny-llama/config.json --method sft --peft qlora --random-init "
+          "--strategy grid --lrs 1e-5,2e-4,1e-3,5e-3\n\n"
+          "  advisor sweep axolotl.yml --strategy halving --steps 120 --out-dir sweep-out --write-rules ./my-rules\n\n"
+          "  advisor sweep axolotl.yml --storage postgresql://me@db/sweeps --study llama-lr   (then on other machines:)\n\n"
+          "  advisor sweep --worker --storage postgresql://me@db/sweeps --study llama-lr\n\n"
+          "Exit codes: 0 an LR was found, 1 no run finished cleanly, 2 bad input, 3 the probe could not run.")
+
+
+def stored(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Plan inputs as a sweep stores them (JSON), files as absolute paths: workers may run elsewhere."""
+    out = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in inputs.items()}
+    model = out.get("model")
+    if model is not None and Path(model).expanduser().exists():
+        out["model"] = str(Path(model).expanduser().resolve())
+    return out
+
+
+def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list[float] | None:
+    """--lrs 1e-5,2e-4 or --lr-range 1e-5:1e-2 [--points N] -> learning rates (None: neither given)."""
+    from advisor.sweep.analysis import log_space
+
+    def number(text: str, flag: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise AdvisorError(f"{flag}: {text!r} is not a number", hint="e.g. 2e-4") from None
+        if not (math.isfinite(value) and 0 < value < 10):
+            raise AdvisorError(f"{flag}: {text!r} is not a learning rate", hint="e.g. 2e-4")
+        return value
+
+    if lrs is not None and lr_range is not None:
+        raise AdvisorError("give --lrs or --lr-range, not both")
+    if lrs is not None:
+        values = [number(x.strip(), "--lrs") for x in lrs.split(",") if x.strip()]
+        if not values:
+            raise AdvisorError("--lrs: no learning rates given", hint="e.g. --lrs 1e-5,2e-4,1e-3,5e-3")
+        return values
+    if lr_range is not None:
+        lo_text, sep, hi_text = lr_range.partition(":")
+        if not sep:
+            raise AdvisorError(f"--lr-range: {lr_range!r} is not LO:HI", hint="e.g. --lr-range 1e-5:1e-2")
+        lo, hi = number(lo_text, "--lr-range"), number(hi_text, "--lr-range")
+        if lo >= hi:
+            raise AdvisorError(f"--lr-range: {lr_range!r}: LO must be below HI")
+        if points is None:
+            raise AdvisorError("--lr-range needs --points", hint="e.g. --points 12")
+        if points < 2:
+            raise AdvisorError(f"--points: {points} must be at least 2")
+        return log_space(lo, hi, points)
+    return None
+
+
+def sweep(
+    config: o.ProbeConfig = None,
+    model: o.ProbeModel = None,
+    method: o.OptMethod = None,
+    peft: o.OptPeft = None,
+    gpu: o.ProbeGpu = None,
+    gpu_mem: o.GpuMem = None,
+    random_init: o.RandomInit = False,
+    data: o.Data = None,
+    no_packing: o.NoPacking = False,
+    seq_len: o.SeqLen = None,
+    micro_batch: o.MicroBatch = None,
+    accumulation: o.Accumulation = None,
+    seed: o.Seed = 0,
+    max_memory: o.MaxMemory = None,
+    device: o.Device = "auto",
+    set_: o.Set = [],  # noqa: B006
+    config_format: o.ConfigFormat = None,
+    no_detect: o.NoDetect = False,
+    strategy: Annotated[str, typer.Option("--strategy", help="halving (default) | grid | range-test")] = "halving",
+    lrs: Annotated[Optional[str], typer.Option("--lrs", help="grid: learning rates, e.g. 1e-5,2e-4,1e-3,5e-3")] = None,
+    lr_range: Annotated[Optional[str], typer.Option(
+        "--lr-range", help="grid: a log range LO:HI (with --points)")] = None,
+    points: Annotated[Optional[int], typer.Option("--points", help="grid: learning rates in --lr-range")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Optimizer steps per run (default: rules/sweep.yaml, 80).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(
+        "--eval-every", help="Evaluate every N steps (default 8).")] = None,
+    suggest: Annotated[str, typer.Option(
+        "--suggest", help="range test suggestion: minimum (fastai's lr_min: a tenth of the LR at the loss minimum) | "
+                          "valley (fastai) | steepest (Lightning)")] = "minimum",
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", help="Directory for the report, plots and the journal.")] = Path("sweep-out"),
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="optuna storage: an RDB URL (postgresql://, sqlite:///) or a journal file. "
+                          "Default: a journal file in --out-dir.")] = None,
+    study: Annotated[str, typer.Option("--study", help="Study name in the storage.")] = "advisor-sweep",
+    worker: Annotated[bool, typer.Option("--worker", help="Join a sweep started elsewhere (--storage, --study).")] = False,
+    write_rules: Annotated[Optional[Path], typer.Option(
+        "--write-rules", help="Write the best LR as a user rule in this directory (use it with --rules).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+    fmt: Annotated[str, o.format_option(RESULT)] = "text",
+    output: o.Output = None,
+    rules: o.Rules = [],  # noqa: B006
+) -> int:
+    """Find the learning rate: a grid, an LR range test, or successive halving over probe runs."""
+    from advisor.exitcodes import Exit
+    from advisor.render.emit import check_format, console, emit
+    from advisor.sweep import runner
+
+    check_format(fmt, RESULT)
+    book = o.book(rules)
+    progress = console()
+
+    def say(text: str) -> None:
+        if fmt == "text":
+            progress.print(text, highlight=False, markup=False)
+
+    def ended(run: Any) -> None:
+        loss = "-" if run.eval_loss_end is None else f"{run.eval_loss_end:.4f}"
+        say(f"  lr {run.lr:.3g}: {run.status}, {run.optimizer_steps} steps, final eval loss {loss}")
+
+    events = runner.Events(message=say, trial_start=lambda n, lr: say(f"run {n}: lr {lr:.3g}"), trial_end=ended,
+                           waiting=lambda n: say(f"waiting for {n} run(s) in other workers"))
+    if worker:
+        if storage is None:
+            raise AdvisorError("--worker needs --storage", hint="the URL the sweep's first process was given")
+        queue, ran = runner.run_worker(book, storage_url=storage, study_name=study, events=events)
+        say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
+        return int(Exit.OK)
+    inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
+                           gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
+                           no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
+                           accumulation=accumulation, max_memory=max_memory, device=device, set_=set_)
+    outcome = runner.start(
+        book, out=out_dir, storage_url=storage, study_name=study, strategy=strategy,
+        lrs=parse_lrs(lrs, lr_range, points), steps=steps, eval_every=eval_every, suggest=suggest, seed=seed,
+        probe=stored(inputs), events=events, plots=not no_plots, write_rules=write_rules,
+    )
+    emit(outcome, fmt, output)
+    return int(Exit.OK if outcome.found() else Exit.FINDINGS)

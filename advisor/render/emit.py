@@ -1,0 +1,142 @@
+"""``emit(result, format, output)``: the one way a command's result reaches stdout or a file.
+
+A renderer is looked up by (result type, format). The table names modules as strings so that a
+command imports only the renderer it uses (start-up time). A text renderer draws on a rich
+Console; every other renderer returns the document as a string.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# result type (module.Class) -> {format: "module:function"}
+RENDERERS: dict[str, dict[str, str]] = {
+    "advisor.recommendation.Recommendation": {
+        "text": "advisor.render.text:render_recommendation",
+        "json": "advisor.render.data:to_json",
+        "yaml": "advisor.render.data:to_yaml",
+    },
+    "advisor.validate.ValidationRun": {
+        "text": "advisor.render.findings:render_text",
+        "json": "advisor.render.findings:to_json",
+        "sarif": "advisor.render.findings:to_sarif",
+        "github": "advisor.render.findings:to_github",
+    },
+    "advisor.schedule.ScheduleResult": {
+        "text": "advisor.render.schedule:render_text",
+        "json": "advisor.render.schedule:to_json",
+        "yaml": "advisor.render.schedule:to_yaml",
+    },
+    "advisor.diagnose.Diagnosis": {
+        "text": "advisor.render.diagnosis:render_text",
+        "json": "advisor.render.diagnosis:to_json",
+    },
+    "advisor.probe.report.ProbeReport": {
+        "text": "advisor.probe.report:render_text",
+        "json": "advisor.probe.report:to_json",
+    },
+    "advisor.sweep.runner.Outcome": {
+        "text": "advisor.sweep.report:render_outcome",
+        "json": "advisor.sweep.report:outcome_json",
+    },
+    "advisor.memory.plan.MemoryAnswer": {
+        "text": "advisor.render.memory:render_answer",
+        "json": "advisor.render.memory:answer_json",
+    },
+    "advisor.listings.RuleListing": {
+        "text": "advisor.render.listings:rules_text",
+        "json": "advisor.render.listings:to_json",
+    },
+    "advisor.listings.RuleCheck": {
+        "text": "advisor.render.listings:check_text",
+        "json": "advisor.render.listings:to_json",
+    },
+    "advisor.listings.RuleView": {
+        "text": "advisor.render.listings:rule_text",
+        "json": "advisor.render.listings:to_json",
+    },
+    "advisor.listings.ModelListing": {
+        "text": "advisor.render.listings:models_text",
+        "json": "advisor.render.listings:to_json",
+    },
+    "advisor.listings.GpuListing": {
+        "text": "advisor.render.listings:gpus_text",
+        "json": "advisor.render.listings:to_json",
+    },
+    "advisor.commands.evidence.EvidenceListing": {
+        "text": "advisor.commands.evidence:listing_text",
+        "json": "advisor.commands.evidence:listing_json",
+    },
+    "advisor.commands.evidence.FitResult": {
+        "text": "advisor.commands.evidence:fit_text",
+        "json": "advisor.commands.evidence:fit_json",
+    },
+}
+
+
+def formats(result_type: str) -> tuple[str, ...]:
+    return tuple(RENDERERS[result_type])
+
+
+def check_format(fmt: str, result_type: str) -> str:
+    """Refuse an unknown --format before any work is done (a probe should not train, then fail here)."""
+    if fmt not in RENDERERS[result_type]:
+        raise AdvisorError(f"--format: unknown format {fmt!r}", hint=f"one of {', '.join(formats(result_type))}")
+    return fmt
+
+
+def type_name(result: Any) -> str:
+    cls = type(result)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _renderer(result: Any, fmt: str) -> Callable[..., Any]:
+    name = type_name(result)
+    if name not in RENDERERS:
+        raise TypeError(f"no renderer for {name}")  # a programming error: every command's result is registered
+    check_format(fmt, name)
+    module, _, function = RENDERERS[name][fmt].partition(":")
+    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+def console(output: Path | None = None) -> Console:
+    """stdout's console, or a recording one for a file. A terminal (or an explicit COLUMNS) sets the
+    width; a pipe or a file gets wide tables, not wrapped ones."""
+    from rich.console import Console
+
+    if output is not None:
+        return Console(record=True, width=200, file=io.StringIO(), soft_wrap=False)
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+
+
+def write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from advisor.output import write_atomic
+
+    write_atomic(output, text)
+
+
+def emit(result: Any, fmt: str, output: Path | None = None, **options: Any) -> None:
+    """Render ``result`` in ``fmt`` to stdout or, atomically, to ``output``. ``options`` go to the
+    renderer (e.g. ``explain`` for a recommendation's text)."""
+    render = _renderer(result, fmt)
+    if fmt != "text":
+        write(render(result, **options), output)
+        return
+    con = console(output)
+    render(result, con, **options)
+    if output is not None:
+        write(con.export_text(), output)
