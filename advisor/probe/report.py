@@ -1,7 +1,7 @@
 """The probe's report: telemetry judged by the signal rules, a verdict, JSON, markdown and a plot.
 
 The probe's steps become the same Telemetry that `advisor diagnose` reads from training logs,
-and the same rules judge it (advisor.diagnose.judge): one mechanism, two sources.
+and the same rules judge it (advisor.rulebook.judge): one mechanism, two sources.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from advisor import __version__
-from advisor.diagnose import Sign, Unjudged, judge, log_facts, signal_rules, unjudged_lines, unmet_need
+from advisor.diagnose import log_facts
 from advisor.exitcodes import Exit, exit_code
 from advisor.output import fmt_number, write_atomic
 from advisor.probe.plan import ProbePlan
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
+from advisor.rulebook.judge import Sign, Unjudged, judge, signal_rules, unjudged_lines, unmet_need
 from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry
 

@@ -10,8 +10,9 @@ from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
 from advisor.recommendation import Recommendation
 from advisor.rulebook import conditions as cond
-from advisor.rulebook.formula import COEF, MissingFact, coefficient_id, parse
+from advisor.rulebook.formula import MissingFact, parse
 from advisor.rulebook.load import TEMPLATE, Rulebook
+from advisor.rulebook.lookup import MISSING, fact_lookup
 from advisor.rulebook.model import SETTING_STAGES, Rule
 
 if TYPE_CHECKING:  # a config is read above the rulebook; checks only read its values
@@ -58,23 +59,17 @@ def _envelope(rec: Recommendation | None, name: str, end: int) -> Any:
 
 def make_lookup(facts: dict[str, Any], cfg: TrainingConfig, rec: Recommendation | None,
                 book: Rulebook | None = None) -> Callable[[str], Any]:
-    def lookup(name: str) -> Any:
-        ns, _, attr = name.partition(".")
-        if ns == COEF and book is not None:
-            return book.coefficient(coefficient_id(name))
-        if ns == "config":
-            if attr in cfg.values:
-                return cfg.values[attr].value
-        elif ns == "params":
-            if rec is not None and attr in rec.parameters:
-                return rec.parameters[attr].value
-        elif ns in ("lo", "hi"):
-            return _envelope(rec, attr, 0 if ns == "lo" else 1)
-        elif facts.get(name) is not None:
-            return facts[name]
-        raise MissingFact(name)
+    """A check reads the config (``config.``), the recommendation (``params.``) and its envelope
+    (``lo.`` / ``hi.``) besides the facts."""
+    def config(attr: str) -> Any:
+        return cfg.values[attr].value if attr in cfg.values else MISSING
 
-    return lookup
+    def params(attr: str) -> Any:
+        return rec.parameters[attr].value if rec is not None and attr in rec.parameters else MISSING
+
+    return fact_lookup(facts, book=book, namespaces={
+        "config": config, "params": params,
+        "lo": lambda attr: _envelope(rec, attr, 0), "hi": lambda attr: _envelope(rec, attr, 1)})
 
 
 def _render(template: str, lookup: Callable[[str], Any]) -> str:

@@ -26,8 +26,9 @@ from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
 from advisor.recommendation import LeftOut, ParameterValue, Recommendation, TraceStep, as_number
 from advisor.rulebook import conditions as cond
-from advisor.rulebook.formula import COEF, Formula, MissingFact, coefficient_id, sig
+from advisor.rulebook.formula import Formula, MissingFact, sig
 from advisor.rulebook.load import Rulebook
+from advisor.rulebook.lookup import MISSING, Handler, fact_lookup
 from advisor.rulebook.model import SETTING_STAGES, STAGES, Case, Parameter, Rule, weakest
 
 FLAGS = {
@@ -111,28 +112,24 @@ class Resolver:
                 use_pins: bool) -> Callable[[str], Any]:
         """Names as a rule sees them. In the baseline world (use_pins False) ``params.X`` is the
         baseline too: a parameter computed from a pinned one is then computed from its baseline."""
+        def value(_: str) -> Any:
+            return MISSING if current is None or current.value is None else current.value
+
+        def parameter(world: str) -> Handler:
+            def read(attr: str) -> Any:
+                state = self.resolve(attr, use_pins=use_pins and world == "params")
+                return MISSING if state is None else state.value
+            return read
+
+        plain = fact_lookup(self.facts, book=self.book, on_coefficient=self.coefficients_read.add,
+                            namespaces={"value": value, "params": parameter("params"),
+                                        "baseline": parameter("baseline")})
+
         def lookup(name: str) -> Any:
-            if name == "value":
-                if current is None or current.value is None:
-                    raise MissingFact("value")
-                value = current.value
-            else:
-                ns, _, attr = name.partition(".")
-                if ns in ("params", "baseline"):
-                    state = self.resolve(attr, use_pins=use_pins and ns == "params")
-                    if state is None:
-                        raise MissingFact(name)
-                    value = state.value
-                elif ns == COEF:
-                    value = self.book.coefficient(coefficient_id(name))
-                    self.coefficients_read.add(coefficient_id(name))
-                elif name in self.facts and self.facts[name] is not None:
-                    value = self.facts[name]
-                else:
-                    raise MissingFact(name)
+            found = plain(name)
             if record is not None:
-                record[name] = value
-            return value
+                record[name] = found
+            return found
 
         return lookup
 

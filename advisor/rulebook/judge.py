@@ -1,0 +1,114 @@
+"""Judging telemetry by the signal rules: which warning signs show, and which could not be judged.
+`advisor diagnose` judges a log, `advisor probe` its own run; both call ``judge``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.errors import FormulaError, ResolveError
+from advisor.output import fmt_value
+from advisor.rulebook.formula import MissingFact, parse
+from advisor.rulebook.load import TEMPLATE, Rulebook
+from advisor.rulebook.lookup import fact_lookup
+from advisor.rulebook.model import Rule
+
+
+@dataclass(frozen=True)
+class Sign:
+    code: str
+    rule: str
+    severity: str
+    summary: str
+    evidence: str
+    advice: str
+    confidence: str
+    marks: tuple[str, tuple[int, ...]] | None = None  # (series, 1-based positions) for plots
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "marks"}
+        out["marks"] = {"series": self.marks[0], "at": list(self.marks[1])} if self.marks else None
+        return out
+
+
+@dataclass(frozen=True)
+class Unjudged:
+    """A sign that could not be judged, and why (a series missing or too short)."""
+
+    code: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "reason": self.reason}
+
+
+def unjudged_lines(unjudged: list[Unjudged]) -> list[str]:
+    """'not judged:' and one line per reason, its codes first (the terminal's view of not_judged)."""
+    by_reason: dict[str, list[str]] = {}
+    for u in unjudged:
+        by_reason.setdefault(u.reason, []).append(u.code)
+    return ["not judged:", *[f"    {', '.join(codes)}: {reason}" for reason, codes in by_reason.items()]] if unjudged else []
+
+
+def unmet_need(rule: Rule, counts: Mapping[str, int]) -> str | None:
+    """Why the rule cannot be judged with this many points per series (None: its needs are met)."""
+    for series, least in rule.needs:
+        got = counts.get(series, 0)
+        if got < least:
+            return f"needs {least} {series} points, got {got}"
+    return None
+
+
+def series_counts(facts: Mapping[str, Any]) -> dict[str, int]:
+    return {name.removeprefix("log."): len(v) for name, v in facts.items()
+            if name.startswith("log.") and isinstance(v, (list, tuple))}
+
+
+def signal_rules(book: Rulebook) -> list[Rule]:
+    return sorted((r for r in book.rules.values() if r.kind == "signal" and r.detect is not None), key=lambda r: r.code)
+
+
+def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjudged]]:
+    """The signs that show, and those that could not be judged with the reason (a series missing,
+    or shorter than the rule's ``needs``)."""
+    lookup = fact_lookup(facts, book=book)
+
+    def render(template: str) -> str:
+        def one(match: Any) -> str:
+            try:
+                return fmt_value(parse(match.group(1)).evaluate(lookup))
+            except (MissingFact, FormulaError):
+                return "?"
+        return TEMPLATE.sub(one, template)
+
+    counts = series_counts(facts)
+    signs: list[Sign] = []
+    unjudged: list[Unjudged] = []
+    for rule in signal_rules(book):
+        assert rule.detect is not None
+        short = unmet_need(rule, counts)
+        if short is not None:
+            unjudged.append(Unjudged(rule.code, short))
+            continue
+        try:
+            shown = bool(rule.detect.evaluate(lookup))
+        except MissingFact as exc:
+            unjudged.append(Unjudged(rule.code, f"no {exc.name.removeprefix('log.')} in the telemetry"))
+            continue
+        except FormulaError as exc:
+            if "empty series" not in str(exc) and "two points" not in str(exc):
+                raise ResolveError(f"{rule.file}: rule {rule.id!r}: {exc}") from exc
+            unjudged.append(Unjudged(rule.code, str(exc)))
+            continue
+        if shown:
+            marks = None
+            if rule.mark is not None:
+                try:
+                    marks = (rule.mark[0], tuple(int(i) for i in rule.mark[1].evaluate(lookup)))
+                except (MissingFact, FormulaError):
+                    marks = None
+            signs.append(Sign(code=rule.code, rule=rule.id, severity=rule.severity, summary=rule.summary,
+                              evidence=render(rule.evidence), advice=rule.advice, confidence=rule.confidence,
+                              marks=marks))
+    return signs, unjudged
