@@ -53,3 +53,15 @@ def test_every_check_has_a_failing_and_a_passing_case(book: Rulebook) -> None:
     codes = {r.code for r in book.rules.values() if r.kind == "check"}
     assert codes <= set(seen), f"checks without cases: {sorted(codes - set(seen))}"
     assert all(v == {"pass", "fail"} for k, v in seen.items() if k in codes), seen
+
+
+def test_each_checks_cases_sit_beside_its_family(book: Rulebook) -> None:
+    """A check lives in its family's rule file (rules/lora.yaml); its cases in the fixture file of
+    the same name (tests/checks/lora.yaml), so a family is one rule file and one case file."""
+    where = {r.code: r.file.stem for r in book.rules.values() if r.kind == "check"}
+    misplaced = []
+    for path in sorted(CASES_DIR.glob("*.yaml")):
+        for case in yaml.safe_load(path.read_text())["cases"]:
+            if where.get(case["code"]) != path.stem:
+                misplaced.append(f"{path.name}: {case['code']} (its rule is in rules/{where.get(case['code'])}.yaml)")
+    assert misplaced == []
