@@ -49,12 +49,18 @@ def print_table(console: Console, columns: list[Column], rows: list[list[str]]) 
             dropped.insert(0, columns[i].name)
     fixed: dict[int, int | None] = {i: None for i in shown}  # None: rich sizes it (everything fits)
     if needed(natural) > console.width:
-        # Rich would shrink every wrapping column alike, through the ids too: give each its least
-        # width, then share what is left in proportion to how much more each would take.
-        spare = max(0, console.width - needed(widths))
-        want = {i: natural[i] - widths[i] for i in shown}
-        total = sum(want.values()) or 1
-        fixed = {i: widths[i] + spare * want[i] // total for i in shown}
+        # As rich does, narrow the widest wrapping columns first, but never below a column's least
+        # width: rich alone would shrink an ids column through its ids.
+        sizes = list(natural)
+        while needed(sizes) > console.width:
+            room = [i for i in shown if sizes[i] > widths[i] and columns[i].kind != "id"]
+            if not room:
+                break
+            widest = max(sizes[i] for i in room)
+            for i in room:
+                if sizes[i] == widest and needed(sizes) > console.width:
+                    sizes[i] -= 1
+        fixed = {i: sizes[i] for i in shown}
     table = Table(box=None, header_style="bold", pad_edge=False)
     for i in shown:
         c = columns[i]
