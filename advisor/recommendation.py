@@ -1,15 +1,16 @@
 """The Recommendation: every resolved value with its range, confidence, unit and trace.
 
-``schemas/recommendation.schema.json`` is generated from these models
-(``python -m advisor.recommendation``); a test keeps the two in step.
+``schemas/recommendation.schema.json`` is generated from these classes
+(``python -m advisor.recommendation``); a test keeps the two in step. They are plain dataclasses,
+not pydantic models: importing pydantic cost about a tenth of `advisor recommend`'s start-up.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Union
-
-from pydantic import BaseModel, ConfigDict, Field
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Literal, Union
 
 from advisor import __version__
 from advisor.output import fmt_value
@@ -25,48 +26,115 @@ NOTICE = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _doc(description: str) -> dict[str, str]:
+    """A field's description in the JSON Schema."""
+    return {"description": description}
 
 
-class TraceStep(_Strict):
+def _jsonable(value: Any) -> Any:
+    """A value as JSON holds it: tuples as lists, a non-finite float as null (as the schema's
+    pydantic-era output wrote them, so the JSON stays byte for byte the same)."""
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _value(value: Any) -> Any:
+    """A parameter value in one of Value's shapes: a sequence becomes a list, a list of numbers a list
+    of floats (list_float); anything else is kept as given."""
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+        return list(value)
+    return value
+
+
+def _span(value: Any) -> list[Any] | None:
+    return None if value is None else list(value)
+
+
+def _as_float(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Record:
+    """The JSON form of a result class: its fields in declaration order."""
+
+    _FLOATS: ClassVar[tuple[str, ...]] = ()  # float fields: a whole number set on one is written as 1.0
+
+    def __post_init__(self) -> None:
+        for name in self._FLOATS:
+            setattr(self, name, _as_float(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        for name in self._FLOATS:  # again: a field may have been set since
+            out[name] = _as_float(out[name])
+        return out
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        """The name pydantic gave to_dict, kept while callers still use it (advisor/cli.py memory)."""
+        return self.to_dict()
+
+
+@dataclass(kw_only=True)
+class TraceStep(_Record):
     stage: Literal["user", "base", "refine", "adjust", "constrain", "derive", "round"]
-    rule: str | None = Field(None, description="rule id, or null for a value the user set")
+    rule: str | None = field(default=None, metadata=_doc("rule id, or null for a value the user set"))
     code: str | None = None
-    case: str | None = Field(None, description="the source table's row that matched")
+    case: str | None = field(default=None, metadata=_doc("the source table's row that matched"))
     before: Value | None = None
     after: Value | None = None
     formula: str | None = None
-    range: list[int | float] | None = Field(
-        None, description="the range after this step: the row's own range for a setting step, moved with the "
-                          "value by an adjustment (scaled) or a constraint (clamped)")
-    inputs: dict[str, Any] = Field(default_factory=dict, description="the facts and parameters the step read")
+    range: list[int | float] | None = field(default=None, metadata=_doc(
+        "the range after this step: the row's own range for a setting step, moved with the value by an "
+        "adjustment (scaled) or a constraint (clamped)"))
+    inputs: dict[str, Any] = field(default_factory=dict, metadata=_doc("the facts and parameters the step read"))
     confidence: Confidence | None = None
-    source: list[dict[str, str]] = Field(default_factory=list)
+    source: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.before, self.after, self.range = _value(self.before), _value(self.after), _span(self.range)
+        self.inputs, self.source = dict(self.inputs), [dict(s) for s in self.source]
 
 
-class ParameterValue(_Strict):
+@dataclass(kw_only=True)
+class ParameterValue(_Record):
     value: Value
     unit: str = ""
-    range: list[int | float] | None = Field(
-        None, description="the range around the final value: the setting row's range, scaled and clamped with "
-                          "the value by every adjustment and constraint in the trace")
-    rule_range: list[int | float] | None = Field(
-        None, description="the setting row's own range, as its source table gives it")
-    outside_rule_range: bool = Field(
-        False, description="true when adjustments or constraints took the value outside rule_range")
+    range: list[int | float] | None = field(default=None, metadata=_doc(
+        "the range around the final value: the setting row's range, scaled and clamped with the value by every "
+        "adjustment and constraint in the trace"))
+    rule_range: list[int | float] | None = field(default=None, metadata=_doc(
+        "the setting row's own range, as its source table gives it"))
+    outside_rule_range: bool = field(default=False, metadata=_doc(
+        "true when adjustments or constraints took the value outside rule_range"))
     choices: list[Value] | None = None
-    confidence: Confidence | None = Field(None, description="weakest confidence along the trace; null when user-set")
+    confidence: Confidence | None = field(default=None, metadata=_doc(
+        "weakest confidence along the trace; null when user-set"))
     set_by: Literal["rule", "user"]
-    rule: str | None = Field(None, description="the rule that set the value (before adjustments)")
+    rule: str | None = field(default=None, metadata=_doc("the rule that set the value (before adjustments)"))
     code: str | None = None
-    source: list[dict[str, str]] = Field(default_factory=list)
-    notes: list[dict[str, Any]] = Field(default_factory=list)
+    source: list[dict[str, str]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
     trace: list[TraceStep]
-    overridden: list[TraceStep] = Field(
-        default_factory=list, description="setting rows that also matched but lost to a rule that overrides them "
-                                          "(e.g. a seed row the evidence rule LR008 replaces), with the value each "
-                                          "would have given; inputs.overridden_by names the winner")
+    overridden: list[TraceStep] = field(default_factory=list, metadata=_doc(
+        "setting rows that also matched but lost to a rule that overrides them (e.g. a seed row the evidence "
+        "rule LR008 replaces), with the value each would have given; inputs.overridden_by names the winner"))
+
+    def __post_init__(self) -> None:
+        self.value = _value(self.value)
+        self.range, self.rule_range = _span(self.range), _span(self.rule_range)
+        self.choices = None if self.choices is None else [
+            list(c) if isinstance(c, tuple) else c for c in self.choices]
+        self.source, self.notes = [dict(s) for s in self.source], [dict(n) for n in self.notes]
+        self.trace, self.overridden = list(self.trace), list(self.overridden)
 
     def number(self) -> float:
         """The value of a numeric parameter (int or float)."""
@@ -98,52 +166,140 @@ def span(rng: list[Any]) -> str:
     return fmt_value(lo) if lo == hi else f"{fmt_value(lo)} – {fmt_value(hi)}"
 
 
-class LeftOut(_Strict):
+@dataclass(kw_only=True)
+class LeftOut(_Record):
     rule: str
     parameter: str
     missing_fact: str
     flag: str | None = None
 
 
-class MemoryItem(_Strict):
+@dataclass(kw_only=True)
+class MemoryItem(_Record):
+    _FLOATS: ClassVar[tuple[str, ...]] = ("gb",)
+
     name: str
-    gb: float = Field(description="GiB")
+    gb: float = field(metadata=_doc("GiB"))
     detail: str
-    sources: list[str] = Field(default_factory=list, description="coefficient ids in rules/memory.yaml")
+    sources: list[str] = field(default_factory=list, metadata=_doc("coefficient ids in rules/memory.yaml"))
     phase: Literal["static", "grads", "paged", "train", "step", "generate", "fixed"]
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sources = list(self.sources)
 
-class MemoryReport(_Strict):
+
+@dataclass(kw_only=True)
+class MemoryReport(_Record):
     """The memory model's prediction for the recommended (or pinned) micro-batch."""
+
+    _FLOATS: ClassVar[tuple[str, ...]] = ("total_gb", "reserved_gb", "gpu_gb", "usable_gb", "safety_margin", "headroom_gb")
 
     micro_batch: int
     seq_len: int
-    total_gb: float = Field(description="predicted peak incl. the CUDA context (GiB)")
-    reserved_gb: float = Field(description="the part comparable with torch.cuda.max_memory_reserved() (GiB)")
-    gpu_gb: float | None = Field(None, description="one GPU's capacity, GiB, as the board reports it "
-                                 "(nvidia-smi memory.total MiB / 1024; --gpu-mem), not the vendor's stated GB")
-    usable_gb: float | None = Field(None, description="gpu_gb less the safety margin (GiB)")
+    total_gb: float = field(metadata=_doc("predicted peak incl. the CUDA context (GiB)"))
+    reserved_gb: float = field(metadata=_doc("the part comparable with torch.cuda.max_memory_reserved() (GiB)"))
+    gpu_gb: float | None = field(default=None, metadata=_doc(
+        "one GPU's capacity, GiB, as the board reports it (nvidia-smi memory.total MiB / 1024; --gpu-mem), not "
+        "the vendor's stated GB"))
+    usable_gb: float | None = field(default=None, metadata=_doc("gpu_gb less the safety margin (GiB)"))
     safety_margin: float | None = None
-    headroom_gb: float | None = Field(None, description="gpu_gb - total_gb (GiB; the safety margin is inside it)")
+    headroom_gb: float | None = field(default=None, metadata=_doc(
+        "gpu_gb - total_gb (GiB; the safety margin is inside it)"))
     fits: bool | None = None
-    max_micro_batch: int | None = Field(None, description="largest micro-batch under the margin (0: none fits)")
+    max_micro_batch: int | None = field(default=None, metadata=_doc(
+        "largest micro-batch under the margin (0: none fits)"))
     items: list[MemoryItem]
-    notes: list[str] = Field(default_factory=list)
-    alternatives: list[str] = Field(default_factory=list, description="what would fit, when nothing does")
+    notes: list[str] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list, metadata=_doc("what would fit, when nothing does"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.micro_batch, self.seq_len = int(self.micro_batch), int(self.seq_len)
+        self.items, self.notes, self.alternatives = list(self.items), list(self.notes), list(self.alternatives)
 
 
-class Recommendation(_Strict):
+@dataclass(kw_only=True)
+class Recommendation(_Record):
     advisor_version: str = __version__
     notice: str = NOTICE
     facts: dict[str, dict[str, Any]]
     parameters: dict[str, ParameterValue]
-    left_out: list[LeftOut] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     memory: MemoryReport | None = None
+
+    def __post_init__(self) -> None:  # its own containers: a second resolve of the same job shares none
+        self.facts = {k: dict(v) for k, v in self.facts.items()}
+        self.parameters, self.left_out, self.warnings = dict(self.parameters), list(self.left_out), list(self.warnings)
+
+
+# --- JSON Schema ----------------------------------------------------------------------------
+# Written out from the classes' type hints in the shape pydantic gave it (titles, anyOf with null,
+# $defs), so the published schema did not change when pydantic went.
+
+_SCALARS: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+}
+
+
+def _type_schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SCALARS:
+        return dict(_SCALARS[hint])
+    if hint is Any:
+        return {}
+    if isinstance(hint, type) and issubclass(hint, _Record):
+        if hint.__name__ not in defs:
+            defs[hint.__name__] = None  # a placeholder while its own fields are written
+            defs[hint.__name__] = _class_schema(hint, defs)
+        return {"$ref": f"#/$defs/{hint.__name__}"}
+    if origin is Literal:
+        return {"enum": list(args), "type": "string"}
+    if origin is Union or origin is types.UnionType:
+        return {"anyOf": [_type_schema(a, defs) for a in args]}
+    if origin is list:
+        return {"items": _type_schema(args[0], defs), "type": "array"}
+    if origin is dict:
+        inner = _type_schema(args[1], defs)
+        return {"additionalProperties": inner or True, "type": "object"}
+    raise TypeError(f"no JSON Schema for {hint!r}")
+
+
+def _class_schema(cls: type[_Record], defs: dict[str, Any]) -> dict[str, Any]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in fields(cls):  # type: ignore[arg-type]
+        prop = _type_schema(hints[f.name], defs)
+        refers = "$ref" in prop or any("$ref" in a for a in prop.get("anyOf", ()))
+        if not refers:  # pydantic gives a field that names a class no title of its own
+            prop["title"] = f.name.replace("_", " ").title()
+        if f.default is not MISSING:
+            prop["default"] = f.default
+        elif f.default_factory is MISSING:
+            required.append(f.name)
+        if "description" in f.metadata:
+            prop["description"] = f.metadata["description"]
+        props[f.name] = prop
+    out: dict[str, Any] = {"additionalProperties": False, "properties": props, "required": required,
+                           "title": cls.__name__, "type": "object"}
+    doc = cls.__doc__ or ""
+    if not doc.startswith(f"{cls.__name__}("):  # not the signature dataclass writes for a class without one
+        out["description"] = doc.strip()
+    return out
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Recommendation.model_json_schema()
+    defs: dict[str, Any] = {}
+    schema = _class_schema(Recommendation, defs)
+    schema["$defs"] = dict(sorted(defs.items()))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://advisor.dev/schemas/recommendation.schema.json"
     return schema

@@ -13,6 +13,19 @@ from advisor.rulebook.load import Rulebook, load_rulebook
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' own user cache (rulebook/cache.py): none reads or fills the developer's ~/.cache/advisor,
+    whose entries a test's temporary rule directories would otherwise push out."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def book() -> Rulebook:
     return load_rulebook()

@@ -13,7 +13,7 @@ YAML_FORMAT_VERSION = 1
 
 
 def to_json(rec: Recommendation) -> str:
-    return json.dumps(rec.model_dump(mode="json"), indent=2) + "\n"
+    return json.dumps(rec.to_dict(), indent=2) + "\n"
 
 
 def to_yaml(rec: Recommendation) -> str:

@@ -16,8 +16,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from advisor.errors import FormulaError, RuleFileError
 from advisor.facts.catalogue import NAMESPACES
 from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir
@@ -74,27 +72,29 @@ class Rulebook:
 
 # --- YAML ----------------------------------------------------------------------------
 
-# libyaml's parser when PyYAML has it: parsing is most of the start-up time otherwise.
-_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@cache
+def _loader() -> Any:
+    """A safe loader that rejects duplicate mapping keys instead of silently keeping the last: libyaml's
+    parser when PyYAML has it (parsing is most of a build otherwise). Made on first use, so that a
+    cached rulebook never imports yaml."""
+    import yaml
 
+    base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class _StrictLoader(_SafeBase):  # type: ignore[valid-type,misc]
-    """A safe loader that rejects duplicate mapping keys instead of silently keeping the last."""
+    def construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)  # type: ignore[arg-type]
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    strict: Any = type("_StrictLoader", (base,), {})
+    strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return strict
 
 
 def read_yaml(path: Path) -> Any:
@@ -111,8 +111,10 @@ def _read_yaml_bytes(path: Path) -> tuple[Any, bytes]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_StrictLoader), raw  # a SafeLoader subclass
+        return yaml.load(text, Loader=_loader()), raw  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -176,16 +178,15 @@ def _validated_marker(text: bytes, kind: str) -> Path | None:
     file's bytes and of the schema's, so an edited file or schema is validated again. None: no cache
     (ADVISOR_NO_CACHE set, or no cache directory)."""
     import hashlib
-    import os
 
-    if os.environ.get("ADVISOR_NO_CACHE"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or (str(Path.home() / ".cache") if Path.home().is_dir() else "")
-    if not base:
+    from advisor.rulebook.cache import cache_dir
+
+    base = cache_dir()
+    if base is None:
         return None
     schema_bytes = (schemas_dir() / FILE_KINDS[kind]).read_bytes()
     digest = hashlib.sha256(schema_bytes + b"\0" + text).hexdigest()
-    return Path(base) / "advisor" / "validated" / digest
+    return base / "validated" / digest
 
 
 def _mark_valid(marker: Path | None) -> None:
@@ -529,7 +530,18 @@ def check_book(book: Rulebook) -> None:
 
 
 def load_rulebook(extra_dirs: Iterable[Path] = (), *, builtin: bool = True) -> Rulebook:
-    """The built-in rulebook with each extra directory layered over it, checked as a whole."""
+    """The built-in rulebook with each extra directory layered over it, checked as a whole; from the
+    user cache when no rule file, schema or advisor module it is built from changed (rulebook/cache.py)."""
+    from advisor.rulebook.cache import cached_rulebook
+
+    extras = [Path(d) for d in extra_dirs]
+    directories = [rules_dir(), *extras] if builtin else extras
+    return cached_rulebook(directories, [_yaml_files(d) for d in directories], builtin,
+                           lambda: build_rulebook(extras, builtin=builtin))
+
+
+def build_rulebook(extra_dirs: Iterable[Path] = (), *, builtin: bool = True) -> Rulebook:
+    """load_rulebook without the cache: read, validate, build and check every file."""
     book = Rulebook()
     if builtin:
         _layer(book, rules_dir(), builtin=True)

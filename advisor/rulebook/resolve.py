@@ -253,7 +253,7 @@ class Resolver:
         if value == state.value:
             return
         state.range = _fit_range(param, state.range, value, param.name)
-        state.trace.append(TraceStep.model_validate({
+        state.trace.append(TraceStep(**{
             "stage": "round", "before": state.value, "after": value, "range": state.range,
             "case": f"stated on the {'-'.join(f'{g:g}' for g in param.grid)} x 10^k grid (rules/parameters.yaml)",
         }))
@@ -269,7 +269,7 @@ class Resolver:
             value = coerce(param, raw, f"{rule.file}: rule {rule.id!r}", self.exact)
         except (MissingFact, ResolveError):
             return  # a row that lost cannot give a value here: nothing to show, and no reason to fail
-        state.overridden.append(TraceStep.model_validate({
+        state.overridden.append(TraceStep(**{
             "stage": rule.stage, "rule": rule.id, "code": rule.code, "case": case.label, "after": value,
             "confidence": case.confidence, "source": [dict(x) for x in case.sources],
             "inputs": {**record, "overridden_by": winner.id},
@@ -289,7 +289,7 @@ class Resolver:
         where = f"{rule.file}: rule {rule.id!r} ({case.label})"
         record: dict[str, Any] = {}
         before, before_range = state.value, state.range
-        step = TraceStep.model_validate({
+        step = TraceStep(**{
             "stage": rule.stage, "rule": rule.id, "code": rule.code, "case": case.label, "before": before,
             "confidence": case.confidence, "source": [dict(s) for s in case.sources],
         })
