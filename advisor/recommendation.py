@@ -78,10 +78,6 @@ class _Record:
             out[name] = _as_float(out[name])
         return out
 
-    def model_dump(self, mode: str = "json") -> dict[str, Any]:
-        """The name pydantic gave to_dict, kept while callers still use it (advisor/cli.py memory)."""
-        return self.to_dict()
-
 
 @dataclass(kw_only=True)
 class TraceStep(_Record):

@@ -112,4 +112,4 @@ class MemoryAnswer:
         m, g = self.rec.facts["model"], self.rec.facts["gpu"]
         return {"model": m["name"], "method": self.method, "peft": self.peft,
                 "gpu": {k: g.get(k) for k in ("name", "memory_gb", "usable_gib", "count")},
-                "parameters": self.settings, **self.memory.model_dump(mode="json"), "warnings": self.rec.warnings}
+                "parameters": self.settings, **self.memory.to_dict(), "warnings": self.rec.warnings}
