@@ -3,8 +3,8 @@ measured in one run.
 
     python bench/startup.py [--runs 9]
 
-The three commands run interleaved (pass, advisor, torch; pass, advisor, torch; ...), so a machine
-that gets busier or quieter during the run slows all three alike; each ratio is the median of the
+The commands run interleaved (pass, advisor, library, torch; pass, advisor, ...), so a machine
+that gets busier or quieter during the run slows them all alike; each ratio is the median of the
 per-round ratios, beside the median wall time of each command. One warm-up round runs first and is
 not counted: it fills the OS file cache and advisor's rulebook cache (~/.cache/advisor), as any
 second run of advisor would find them. advisor's modules are byte-compiled first, as pip does when it
@@ -28,6 +28,11 @@ import time
 from pathlib import Path
 
 ADVISOR = [sys.executable, "-m", "advisor", "recommend", "--model", "llama-8b", "--method", "grpo", "--no-detect"]
+# The same job through the library alone (no typer, no rich), printed as JSON: what advisor's own code
+# costs, the floor a lighter command line could reach.
+LIBRARY = [sys.executable, "-c", "from advisor import api; from advisor.render.data import to_json; "
+           "from advisor.rulebook import load_rulebook; print(to_json(api.recommend(book=load_rulebook(), "
+           "model='llama-8b', method='grpo', detect_gpu=False)))"]
 TORCH = [sys.executable, "-c", "import torch"]
 BARE = [sys.executable, "-c", "pass"]
 
@@ -56,7 +61,7 @@ def main() -> None:
     spec = importlib.util.find_spec("advisor")
     if spec is not None and spec.origin is not None:
         compileall.compile_dir(Path(spec.origin).parent, quiet=1)
-    commands = {"pass": BARE, "advisor": ADVISOR}
+    commands = {"pass": BARE, "advisor": ADVISOR, "library": LIBRARY}
     has_torch = importlib.util.find_spec("torch") is not None
     if has_torch:
         commands["torch"] = TORCH
@@ -66,15 +71,22 @@ def main() -> None:
     print(f"advisor = {shlex.join(['python', *ADVISOR[1:]])}")
     print(f"python -c pass            median {med['pass'] * 1000:7.0f} ms  (interpreter start)")
     print(f"advisor recommend         median {med['advisor'] * 1000:7.0f} ms")
+    print(f"the library alone (JSON)  median {med['library'] * 1000:7.0f} ms  (the same job without typer / rich)")
     if has_torch:
         print(f"python -c 'import torch'  median {med['torch'] * 1000:7.0f} ms")
-        ratio = statistics.median(a / t for a, t in zip(times["advisor"], times["torch"], strict=True))
-        print(f"ratio advisor / import torch = {ratio:.3f}  (1/{1 / ratio:.1f}; median of per-round ratios; "
-              f"target <= 1/8 = 0.125)")
-    else:
+    for name in ("advisor", "library"):
+        label = "advisor recommend" if name == "advisor" else "the library alone"
+        if has_torch:
+            r = _ratio(times[name], times["torch"])
+            print(f"ratio {label} / import torch   = {r:.3f}  (1/{1 / r:.1f}; target <= 1/8 = 0.125)")
+        print(f"ratio {label} / python -c pass = {_ratio(times[name], times['pass']):.1f}")
+    if not has_torch:
         print("torch is not installed: no torch ratio (pip install 'llm-finetune-advisor[probe]')")
-    ratio_bare = statistics.median(a / b for a, b in zip(times["advisor"], times["pass"], strict=True))
-    print(f"ratio advisor / python -c pass = {ratio_bare:.1f}  (median of per-round ratios)")
+    print("(ratios: the median of the per-round ratios)")
+
+
+def _ratio(num: list[float], den: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
 
 
 if __name__ == "__main__":
