@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ADVISOR = [sys.executable, "-m", "advisor", "recommend", "--model", "llama-8b", "--method", "grpo", "--no-detect"]
-# The same job through the library alone (no typer, no rich), printed as JSON: what advisor's own code
+# The same job through the library alone (no click, no rich), printed as JSON: what advisor's own code
 # costs, the floor a lighter command line could reach.
 LIBRARY = [sys.executable, "-c", "from advisor import api; from advisor.render.data import to_json; "
            "from advisor.rulebook import load_rulebook; print(to_json(api.recommend(book=load_rulebook(), "
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"advisor = {shlex.join(['python', *ADVISOR[1:]])}")
     print(f"python -c pass            median {med['pass'] * 1000:7.0f} ms  (interpreter start)")
     print(f"advisor recommend         median {med['advisor'] * 1000:7.0f} ms")
-    print(f"the library alone (JSON)  median {med['library'] * 1000:7.0f} ms  (the same job without typer / rich)")
+    print(f"the library alone (JSON)  median {med['library'] * 1000:7.0f} ms  (the same job without click / rich)")
     if has_torch:
         print(f"python -c 'import torch'  median {med['torch'] * 1000:7.0f} ms")
     for name in ("advisor", "library"):

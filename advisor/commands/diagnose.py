@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Argument, Option
 from advisor.errors import AdvisorError
 
 RESULT = "advisor.diagnose.Diagnosis"
@@ -20,17 +19,17 @@ EPILOG = ("Examples:\n\n"
 
 
 def diagnose(
-    log: Annotated[Optional[Path], typer.Argument(
+    log: Annotated[Optional[Path], Argument(
         help="trainer_state.json, a .jsonl / .csv log, or a TensorBoard directory.")] = None,
-    cycles_dir: Annotated[Optional[Path], typer.Option(
+    cycles_dir: Annotated[Optional[Path], Option(
         "--cycles-dir", help="A directory of RAFT cycle runs, one log per cycle.")] = None,
-    samples: Annotated[Optional[Path], typer.Option(
+    samples: Annotated[Optional[Path], Option(
         "--samples", help="Generated samples (.jsonl with text, or one per line).")] = None,
-    max_grad_norm: Annotated[Optional[float], typer.Option(
+    max_grad_norm: Annotated[Optional[float], Option(
         "--max-grad-norm", help="The run's clipping threshold (default: the rulebook's).")] = None,
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
     fail_on: Annotated[str, o.fail_on_option("warning", "signs")] = "warning",
-    plot: Annotated[Optional[Path], typer.Option(
+    plot: Annotated[Optional[Path], Option(
         "--plot", help="Write the loss and gradient-norm curves here (PNG).")] = None,
     output: o.Output = None,
     rules: o.Rules = [],  # noqa: B006

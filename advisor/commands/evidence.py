@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Option
 from advisor.errors import AdvisorError
 
 if TYPE_CHECKING:  # the evidence modules load only when an evidence command runs
     from advisor.evidence.rows import EvidenceRow
 
-RulesOpt = typer.Option("--rules", help="A directory of your own rule files (and evidence/), layered over the "
+RulesOpt = Option("--rules", help="A directory of your own rule files (and evidence/), layered over the "
                                         "built-in ones. Repeatable.")
 LISTING = "advisor.commands.evidence.EvidenceListing"
 FIT = "advisor.commands.evidence.FitResult"
@@ -78,13 +77,13 @@ def listing_text(result: EvidenceListing, console: Any) -> None:
 
 
 def evidence(
-    method: Annotated[Optional[str], typer.Option(
+    method: Annotated[Optional[str], Option(
         "--method", "-m", help="Only rows of this method (sft, dpo, grpo, ppo).")] = None,
-    peft: Annotated[Optional[str], typer.Option("--peft", help="Only rows of this adapter (lora, qlora, full).")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", help="Only rows of this source id (e.g. tulu3).")] = None,
-    rule: Annotated[Optional[str], typer.Option(
+    peft: Annotated[Optional[str], Option("--peft", help="Only rows of this adapter (lora, qlora, full).")] = None,
+    source: Annotated[Optional[str], Option("--source", help="Only rows of this source id (e.g. tulu3).")] = None,
+    rule: Annotated[Optional[str], Option(
         "--rule", help="Only rows whose LR this rule sets or adjusts (LR008).")] = None,
-    tuned_only: Annotated[bool, typer.Option(
+    tuned_only: Annotated[bool, Option(
         "--tuned", help="Only tuned rows (a released model's recipe, a paper's setting, a sweep optimum), not "
                         "framework demos.")] = False,
     rules: Annotated[list[Path], RulesOpt] = [],  # noqa: B006
@@ -169,10 +168,10 @@ def fit_text(result: FitResult, console: Any) -> None:
 
 def rules_fit(
     rules: Annotated[list[Path], RulesOpt] = [],  # noqa: B006
-    check: Annotated[bool, typer.Option(
+    check: Annotated[bool, Option(
         "--check", help="Write nothing; exit 1 when the committed coefficients differ from a fresh fit of the "
                         "evidence (CI runs this).")] = False,
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Optional[Path], Option(
         "--output", "-o", help="Write the fitted file here instead of over the one that declares the "
                                "coefficients.")] = None,
     fmt: Annotated[str, o.format_option(FIT)] = "text",

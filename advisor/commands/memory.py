@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Option
 
 RESULT = "advisor.memory.plan.MemoryAnswer"
 EPILOG = ("Examples:\n\n"
@@ -24,7 +23,7 @@ def memory(
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
     gpus: o.Gpus = None,
-    attention: Annotated[str, typer.Option(
+    attention: Annotated[str, Option(
         "--attention", help="sdpa | flash | eager (eager keeps the s x s scores).")] = "sdpa",
     set_: o.Set = [],  # noqa: B006
     rules: o.Rules = [],  # noqa: B006

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import typer
-
+from advisor.commands.params import Argument, Option
 from advisor.errors import AdvisorError
 
 if TYPE_CHECKING:
@@ -14,36 +13,36 @@ if TYPE_CHECKING:
 
 GPU_MEM_HELP = "One GPU's memory in GiB, as nvidia-smi's memory.total / 1024 (an 80 GB H100: 79.6)."
 
-Model = Annotated[str, typer.Option(
+Model = Annotated[str, Option(
     "--model", "-m", help="Registry alias (advisor models), hub id, or a config.json / model dir.")]
-Method = Annotated[str, typer.Option("--method", help="sft | dpo | grpo | ppo | raft")]
-Peft = Annotated[str, typer.Option("--peft", help="lora | qlora | full")]
-OptModel = Annotated[Optional[str], typer.Option(
+Method = Annotated[str, Option("--method", help="sft | dpo | grpo | ppo | raft")]
+Peft = Annotated[str, Option("--peft", help="lora | qlora | full")]
+OptModel = Annotated[Optional[str], Option(
     "--model", "-m", help="The model, when the config does not name one the registry knows.")]
-OptMethod = Annotated[Optional[str], typer.Option(
+OptMethod = Annotated[Optional[str], Option(
     "--method", help="sft | dpo | grpo | ppo | raft (overrides the config).")]
-OptPeft = Annotated[Optional[str], typer.Option("--peft", help="lora | qlora | full (overrides the config).")]
-Gpu = Annotated[Optional[str], typer.Option("--gpu", help="GPU name from the registry (advisor gpus).")]
-GpuMem = Annotated[Optional[float], typer.Option("--gpu-mem", help=GPU_MEM_HELP)]
-Gpus = Annotated[Optional[int], typer.Option("--gpus", help="Number of GPUs (default 1).")]
-SeqLen = Annotated[Optional[int], typer.Option(
+OptPeft = Annotated[Optional[str], Option("--peft", help="lora | qlora | full (overrides the config).")]
+Gpu = Annotated[Optional[str], Option("--gpu", help="GPU name from the registry (advisor gpus).")]
+GpuMem = Annotated[Optional[float], Option("--gpu-mem", help=GPU_MEM_HELP)]
+Gpus = Annotated[Optional[int], Option("--gpus", help="Number of GPUs (default 1).")]
+SeqLen = Annotated[Optional[int], Option(
     "--seq-len", help="Pin the maximum sequence length (tokens); a probe trains at this length.")]
-MicroBatch = Annotated[Optional[int], typer.Option("--micro-batch", help="Pin the per-GPU micro-batch.")]
-Accumulation = Annotated[Optional[int], typer.Option("--accumulation", help="Pin the gradient accumulation steps.")]
-Cycles = Annotated[Optional[int], typer.Option("--cycles", help="RAFT cycles.")]
-DatasetSize = Annotated[Optional[str], typer.Option(
+MicroBatch = Annotated[Optional[int], Option("--micro-batch", help="Pin the per-GPU micro-batch.")]
+Accumulation = Annotated[Optional[int], Option("--accumulation", help="Pin the gradient accumulation steps.")]
+Cycles = Annotated[Optional[int], Option("--cycles", help="RAFT cycles.")]
+DatasetSize = Annotated[Optional[str], Option(
     "--dataset-size", help="Training examples, e.g. 20000 or 20k (prompts for GRPO/PPO, samples per cycle for RAFT).")]
-Set = Annotated[list[str], typer.Option(
+Set = Annotated[list[str], Option(
     "--set", help="Pin a parameter: --set lora_rank=64 (repeatable). The LR follows the batch and steps.")]
-Rules = Annotated[list[Path], typer.Option(
+Rules = Annotated[list[Path], Option(
     "--rules", help="A directory of your own rule files, layered over the built-in ones (same id replaces). "
                     "Repeatable.")]
-Output = Annotated[Optional[Path], typer.Option(
+Output = Annotated[Optional[Path], Option(
     "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")]
-NoDetect = Annotated[bool, typer.Option("--no-detect", help="Do not ask nvidia-smi when no --gpu / --gpu-mem is given.")]
-ConfigFormat = Annotated[Optional[str], typer.Option(
+NoDetect = Annotated[bool, Option("--no-detect", help="Do not ask nvidia-smi when no --gpu / --gpu-mem is given.")]
+ConfigFormat = Annotated[Optional[str], Option(
     "--config-format", help="Force the config reader: advisor | axolotl | llama-factory | trl | trainer-state.")]
-Plot = Annotated[Optional[Path], typer.Option(
+Plot = Annotated[Optional[Path], Option(
     "--plot", help="Write a PNG plot to this file (needs llm-finetune-advisor[plot]).")]
 
 
@@ -51,13 +50,13 @@ def format_option(result_type: str) -> Any:
     """--format, listing the formats the result type has renderers for."""
     from advisor.render.emit import formats
 
-    return typer.Option("--format", "-f", help=" | ".join(formats(result_type)))
+    return Option("--format", "-f", help=" | ".join(formats(result_type)))
 
 
 def fail_on_option(default: str, what: str = "findings") -> Any:
     from advisor.exitcodes import FAIL_ON
 
-    return typer.Option("--fail-on", help=f"Exit 1 on {what} at or above: {' | '.join(FAIL_ON)} (default {default}).")
+    return Option("--fail-on", help=f"Exit 1 on {what} at or above: {' | '.join(FAIL_ON)} (default {default}).")
 
 
 def book(rule_dirs: list[Path]) -> Rulebook:
@@ -68,6 +67,8 @@ def book(rule_dirs: list[Path]) -> Rulebook:
 
 def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
     """--set KEY=VALUE pins, each checked against the parameter it names."""
+    if not items:
+        return {}  # yaml's import is a twentieth of a recommend run
     import yaml
 
     pins: dict[str, Any] = {}
@@ -90,22 +91,22 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
 
 
 # What `advisor probe` and `advisor sweep` share: what to probe and how.
-ProbeConfig = Annotated[Optional[Path], typer.Argument(
+ProbeConfig = Annotated[Optional[Path], Argument(
     help="A config advisor validate reads (advisor, Axolotl, LLaMA-Factory, TRL / HF). Or use --model/--method.")]
-ProbeModel = Annotated[Optional[str], typer.Option(
+ProbeModel = Annotated[Optional[str], Option(
     "--model", "-m", help="Registry alias, hub id, model directory, or config.json (with --random-init).")]
-ProbeGpu = Annotated[Optional[str], typer.Option(
+ProbeGpu = Annotated[Optional[str], Option(
     "--gpu", help="GPU name (advisor gpus), for the recommendation's facts.")]
-RandomInit = Annotated[bool, typer.Option("--random-init", help="Build the model from its config with random weights.")]
-Data = Annotated[Optional[Path], typer.Option(
+RandomInit = Annotated[bool, Option("--random-init", help="Build the model from its config with random weights.")]
+Data = Annotated[Optional[Path], Option(
     "--data", help="JSONL (text | prompt/completion | messages | prompt/chosen/rejected) or a datasets directory. "
                    "Default: the built-in corpus.")]
-NoPacking = Annotated[bool, typer.Option(
+NoPacking = Annotated[bool, Option(
     "--no-packing", help="Pad each example to the sequence length instead of packing.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for data order and adapter initialisation.")]
-MaxMemory = Annotated[Optional[float], typer.Option(
+Seed = Annotated[int, Option("--seed", help="Seed for data order and adapter initialisation.")]
+MaxMemory = Annotated[Optional[float], Option(
     "--max-memory", help="Memory cap in GiB (CUDA: the allocator's limit; CPU: peak RSS per step).")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+Device = Annotated[str, Option("--device", help="auto | cpu | cuda")]
 
 
 def plan_inputs(rulebook: Rulebook, *, config: Path | None, config_format: str | None, model: str | None,

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Option
 from advisor.errors import AdvisorError
 
 RESULT = "advisor.probe.report.ProbeReport"
@@ -30,30 +29,30 @@ def probe(
     random_init: o.RandomInit = False,
     data: o.Data = None,
     no_packing: o.NoPacking = False,
-    steps: Annotated[Optional[int], typer.Option(
+    steps: Annotated[Optional[int], Option(
         "--steps", help="Optimizer steps to run (default: through the full run's warmup and 30 steps beyond; 30 "
                         "when it has no warmup).")] = None,
     seq_len: o.SeqLen = None,
     micro_batch: o.MicroBatch = None,
     accumulation: o.Accumulation = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Override the learning rate.")] = None,
+    lr: Annotated[Optional[float], Option("--lr", help="Override the learning rate.")] = None,
     seed: o.Seed = 0,
     max_memory: o.MaxMemory = None,
     device: o.Device = "auto",
-    eval_every: Annotated[int, typer.Option(
+    eval_every: Annotated[int, Option(
         "--eval-every", help="Also evaluate every N steps (start and end always).")] = 0,
-    dataset_size: Annotated[Optional[str], typer.Option(
+    dataset_size: Annotated[Optional[str], Option(
         "--dataset-size", help="Training examples of the full run (projects its time from epochs).")] = None,
-    out_dir: Annotated[Path, typer.Option(
+    out_dir: Annotated[Path, Option(
         "--out-dir", help="Directory for probe-report.json, probe-summary.md, probe-curves.png.")] = Path("probe-out"),
-    save_adapter: Annotated[Optional[Path], typer.Option(
+    save_adapter: Annotated[Optional[Path], Option(
         "--save-adapter", help="Save the trained adapter here (else no weights are written).")] = None,
     fail_on: Annotated[str, o.fail_on_option("error", "signs")] = "error",
     set_: o.Set = [],  # noqa: B006
     config_format: o.ConfigFormat = None,
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
     output: o.Output = None,
-    no_live: Annotated[bool, typer.Option("--no-live", help="No live progress view.")] = False,
+    no_live: Annotated[bool, Option("--no-live", help="No live progress view.")] = False,
     no_detect: o.NoDetect = False,
     rules: o.Rules = [],  # noqa: B006
 ) -> int:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Option
 
 RESULT = "advisor.recommendation.Recommendation"
 EPILOG = ("Examples:\n\n"
@@ -25,20 +24,20 @@ def recommend(
     gpus: o.Gpus = None,
     dataset_size: o.DatasetSize = None,
     seq_len: o.SeqLen = None,
-    cycles: Annotated[Optional[int], typer.Option("--cycles", help="RAFT cycles: adds the per-cycle LR schedule.")] = None,
-    use_case: Annotated[str, typer.Option("--use-case", help="short-qa | chat | long-documents | code")] = "chat",
-    situation: Annotated[Optional[str], typer.Option(
+    cycles: Annotated[Optional[int], Option("--cycles", help="RAFT cycles: adds the per-cycle LR schedule.")] = None,
+    use_case: Annotated[str, Option("--use-case", help="short-qa | chat | long-documents | code")] = "chat",
+    situation: Annotated[Optional[str], Option(
         "--situation",
         help="DPO: new-domain | safety | strong-baseline | weak-baseline (default: beta's standard row).")] = None,
-    sft_lr: Annotated[Optional[float], typer.Option(
+    sft_lr: Annotated[Optional[float], Option(
         "--sft-lr", help="RAFT: the LR your SFT stage used (RAFT starts at a quarter).")] = None,
-    variant: Annotated[Optional[str], typer.Option(
+    variant: Annotated[Optional[str], Option(
         "--variant", help="The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, kto (DPO); "
                           "dr_grpo, dapo, gspo (GRPO); rloo, rlvr (PPO).")] = None,
-    set_: o.Set = [],  # noqa: B006  (typer reads the default; it is never mutated)
+    set_: o.Set = [],  # noqa: B006  (read as the default, never mutated)
     rules: o.Rules = [],  # noqa: B006
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
-    explain: Annotated[bool, typer.Option(
+    explain: Annotated[bool, Option(
         "--explain", help="Print every value's trace: rules, rows, formulas, sources, notes.")] = False,
     output: o.Output = None,
     no_detect: o.NoDetect = False,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Argument, Option
 
 LISTING, VIEW, CHECK = "advisor.listings.RuleListing", "advisor.listings.RuleView", "advisor.listings.RuleCheck"
 SHOW_EPILOG = "Examples:\n\n  advisor rules show LR002\n\n  advisor rules show lora-rank-rl"
@@ -16,7 +15,7 @@ CHECK_EPILOG = "Example:\n\n  advisor rules check ./my-rules"
 
 def rules_list(
     rules: o.Rules = [],  # noqa: B006
-    parameter: Annotated[Optional[str], typer.Option(
+    parameter: Annotated[Optional[str], Option(
         "--parameter", "-p", help="Only rules that set this parameter.")] = None,
     fmt: Annotated[str, o.format_option(LISTING)] = "text",
     output: o.Output = None,
@@ -30,7 +29,7 @@ def rules_list(
 
 
 def rules_show(
-    key: Annotated[str, typer.Argument(
+    key: Annotated[str, Argument(
         help="A rule id (lora-rank-rl), a code (LORA002) or a coefficient id (sweep-steps).")],
     rules: o.Rules = [],  # noqa: B006
     fmt: Annotated[str, o.format_option(VIEW)] = "text",
@@ -45,7 +44,7 @@ def rules_show(
 
 
 def rules_check(
-    directories: Annotated[list[Path], typer.Argument(help="Directories of rule files to check.")],
+    directories: Annotated[list[Path], Argument(help="Directories of rule files to check.")],
     fmt: Annotated[str, o.format_option(CHECK)] = "text",
     output: o.Output = None,
 ) -> None:

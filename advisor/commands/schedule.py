@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Option
 
 RESULT = "advisor.schedule.ScheduleResult"
 EPILOG = ("Examples:\n\n"
@@ -19,24 +18,24 @@ EPILOG = ("Examples:\n\n"
 
 
 def schedule(
-    strategy: Annotated[str, typer.Option("--strategy", help="constant | exponential | manual")] = "exponential",
-    cycles: Annotated[Optional[int], typer.Option("--cycles", help="Number of cycles (default 5).")] = None,
-    base_lr: Annotated[Optional[float], typer.Option(
+    strategy: Annotated[str, Option("--strategy", help="constant | exponential | manual")] = "exponential",
+    cycles: Annotated[Optional[int], Option("--cycles", help="Number of cycles (default 5).")] = None,
+    base_lr: Annotated[Optional[float], Option(
         "--base-lr", help="Cycle-1 LR (default from the rulebook: SFT LR / 4).")] = None,
-    decay: Annotated[Optional[float], typer.Option(
+    decay: Annotated[Optional[float], Option(
         "--decay", help="Per-cycle factor (--compare shows the rulebook's presets).")] = None,
-    manual: Annotated[Optional[str], typer.Option(
+    manual: Annotated[Optional[str], Option(
         "--schedule", help="Manual LRs: cycle_1=5e-5,cycle_2=4e-5,...")] = None,
     peft: o.Peft = "lora",
-    sft_lr: Annotated[Optional[float], typer.Option(
+    sft_lr: Annotated[Optional[float], Option(
         "--sft-lr", help="Your SFT LR: the RAFT base is a quarter of it.")] = None,
-    samples: Annotated[Optional[int], typer.Option(
+    samples: Annotated[Optional[int], Option(
         "--samples", help="Filtered samples per cycle (for steps per cycle).")] = None,
     micro_batch: o.MicroBatch = None,
     accumulation: o.Accumulation = None,
-    do_compare: Annotated[bool, typer.Option("--compare", help="The seeds' decay-factor comparison table.")] = False,
+    do_compare: Annotated[bool, Option("--compare", help="The seeds' decay-factor comparison table.")] = False,
     plot: o.Plot = None,
-    recommendations: Annotated[bool, typer.Option(
+    recommendations: Annotated[bool, Option(
         "--recommendations", help="The seeds' advice and decision tree, from the rules.")] = False,
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
     output: o.Output = None,

@@ -6,9 +6,8 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Option
 from advisor.errors import AdvisorError
 
 RESULT = "advisor.sweep.runner.Outcome"
@@ -84,28 +83,28 @@ def sweep(
     set_: o.Set = [],  # noqa: B006
     config_format: o.ConfigFormat = None,
     no_detect: o.NoDetect = False,
-    strategy: Annotated[str, typer.Option("--strategy", help="halving (default) | grid | range-test")] = "halving",
-    lrs: Annotated[Optional[str], typer.Option("--lrs", help="grid: learning rates, e.g. 1e-5,2e-4,1e-3,5e-3")] = None,
-    lr_range: Annotated[Optional[str], typer.Option(
+    strategy: Annotated[str, Option("--strategy", help="halving (default) | grid | range-test")] = "halving",
+    lrs: Annotated[Optional[str], Option("--lrs", help="grid: learning rates, e.g. 1e-5,2e-4,1e-3,5e-3")] = None,
+    lr_range: Annotated[Optional[str], Option(
         "--lr-range", help="grid: a log range LO:HI (with --points)")] = None,
-    points: Annotated[Optional[int], typer.Option("--points", help="grid: learning rates in --lr-range")] = None,
-    steps: Annotated[Optional[int], typer.Option(
+    points: Annotated[Optional[int], Option("--points", help="grid: learning rates in --lr-range")] = None,
+    steps: Annotated[Optional[int], Option(
         "--steps", help="Optimizer steps per run (default: rules/sweep.yaml, 80).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(
+    eval_every: Annotated[Optional[int], Option(
         "--eval-every", help="Evaluate every N steps (default 8).")] = None,
-    suggest: Annotated[str, typer.Option(
+    suggest: Annotated[str, Option(
         "--suggest", help="range test suggestion: minimum (fastai's lr_min: a tenth of the LR at the loss minimum) | "
                           "valley (fastai) | steepest (Lightning)")] = "minimum",
-    out_dir: Annotated[Path, typer.Option(
+    out_dir: Annotated[Path, Option(
         "--out-dir", help="Directory for the report, plots and the journal.")] = Path("sweep-out"),
-    storage: Annotated[Optional[str], typer.Option(
+    storage: Annotated[Optional[str], Option(
         "--storage", help="optuna storage: an RDB URL (postgresql://, sqlite:///) or a journal file. "
                           "Default: a journal file in --out-dir.")] = None,
-    study: Annotated[str, typer.Option("--study", help="Study name in the storage.")] = "advisor-sweep",
-    worker: Annotated[bool, typer.Option("--worker", help="Join a sweep started elsewhere (--storage, --study).")] = False,
-    write_rules: Annotated[Optional[Path], typer.Option(
+    study: Annotated[str, Option("--study", help="Study name in the storage.")] = "advisor-sweep",
+    worker: Annotated[bool, Option("--worker", help="Join a sweep started elsewhere (--storage, --study).")] = False,
+    write_rules: Annotated[Optional[Path], Option(
         "--write-rules", help="Write the best LR as a user rule in this directory (use it with --rules).")] = None,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+    no_plots: Annotated[bool, Option("--no-plots", help="Skip the PNG plots.")] = False,
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
     output: o.Output = None,
     rules: o.Rules = [],  # noqa: B006

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
-
 from advisor.commands import options as o
+from advisor.commands.params import Argument, Option
 from advisor.errors import AdvisorError
 
 RESULT = "advisor.validate.ValidationRun"
@@ -21,7 +20,7 @@ EPILOG = ("Examples:\n\n"
 
 
 def validate(
-    configs: Annotated[list[Path], typer.Argument(
+    configs: Annotated[list[Path], Argument(
         help="Config files: advisor, Axolotl, LLaMA-Factory, TRL / HF (YAML or JSON), trainer_state.json.")],
     config_format: o.ConfigFormat = None,
     model: o.OptModel = None,
@@ -30,13 +29,13 @@ def validate(
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
     gpus: o.Gpus = None,
-    cycles: Annotated[Optional[int], typer.Option("--cycles", help="RAFT: cycles the config is used for.")] = None,
+    cycles: Annotated[Optional[int], Option("--cycles", help="RAFT: cycles the config is used for.")] = None,
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
     fail_on: Annotated[Optional[str], o.fail_on_option("error, or .advisor.yaml's fail-on")] = None,
-    select: Annotated[list[str], typer.Option(
+    select: Annotated[list[str], Option(
         "--select", help="Only these codes or code prefixes (e.g. VLR,VTM003).")] = [],  # noqa: B006
-    ignore: Annotated[list[str], typer.Option("--ignore", help="Skip these codes or prefixes.")] = [],  # noqa: B006
-    fix: Annotated[Optional[Path], typer.Option(
+    ignore: Annotated[list[str], Option("--ignore", help="Skip these codes or prefixes.")] = [],  # noqa: B006
+    fix: Annotated[Optional[Path], Option(
         "--fix", help="Write a corrected config (same format) to this file.")] = None,
     rules: o.Rules = [],  # noqa: B006
     output: o.Output = None,
