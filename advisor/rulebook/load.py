@@ -211,9 +211,14 @@ def _validated_marker(text: bytes, kind: str) -> Path | None:
     base = os.environ.get("XDG_CACHE_HOME") or (str(Path.home() / ".cache") if Path.home().is_dir() else "")
     if not base:
         return None
-    schema_bytes = b"".join((schemas_dir() / name).read_bytes() for name in (FILE_KINDS[kind], SHARED_SCHEMA))
-    digest = hashlib.sha256(schema_bytes + b"\0" + text).hexdigest()
+    digest = hashlib.sha256(_schema_bytes(kind) + b"\0" + text).hexdigest()
     return Path(base) / "advisor" / "validated" / digest
+
+
+@cache
+def _schema_bytes(kind: str) -> bytes:
+    """The schema a kind of file is validated against, and the shared definitions it $refs."""
+    return b"".join((schemas_dir() / name).read_bytes() for name in (FILE_KINDS[kind], SHARED_SCHEMA))
 
 
 def _mark_valid(marker: Path | None) -> None:
