@@ -49,15 +49,11 @@ class RuleView:
                 "file": str(r.file), "evidence": f"advisor evidence --rule {r.code}" if self.has_evidence else None}
 
 
-def coefficient_entries(book: Rulebook) -> dict[str, dict[str, Any]]:
-    return {**book.memory.get("coefficients", {}), **book.coefficients}
-
-
 def show_rule(book: Rulebook, key: str) -> RuleView:
     from advisor.suggest import closest
 
     rule = book.find(key)
-    coefficients = coefficient_entries(book)
+    coefficients = book.coefficients  # every kind of file's: one id is one coefficient (checked at load)
     if rule is None and key in coefficients:
         return RuleView(coefficient=coefficients[key])
     if rule is None:

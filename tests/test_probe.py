@@ -459,8 +459,8 @@ def test_the_near_capacity_sign_reads_the_memory_models_margin(book: Rulebook, t
     result = ProbeResult(micro_batch_size=4, gradient_accumulation_steps=1, steps=steps, device="cpu",
                          memory_capacity_gb=10.0)
     assert "SIG012" not in {s.code for s in make_report(book, plan, result).signs}  # 8 of 10 GiB: 10% margin kept
-    memory = copy.deepcopy(book.memory)
-    memory["coefficients"]["safety-margin"]["value"] = 0.25
-    wide = make_report(replace(book, memory=memory), plan, result)
+    coefficients = copy.deepcopy(book.coefficients)
+    coefficients["safety-margin"]["value"] = 0.25
+    wide = make_report(replace(book, coefficients=coefficients), plan, result)
     sign = next(s for s in wide.signs if s.code == "SIG012")
     assert "above the 7.5 GiB the safety margin 0.25 leaves" in sign.evidence

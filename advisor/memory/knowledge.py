@@ -1,28 +1,21 @@
 """The memory model's knowledge, read from the rulebook (rules/memory.yaml): coefficients with
-their sources, optimizer state sizes and per-architecture module shapes. Nothing here is a number."""
+their sources, optimizer state sizes and per-architecture module shapes. Nothing here is a number.
+
+The coefficients it reads are the ones rules/memory.yaml's `requires: memory:` names (the load checks
+each is defined) and the ones its optimizer and architecture tables name (checked at load too)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from advisor.errors import FormulaError, RuleFileError
 from advisor.rulebook import formula as fml
 from advisor.rulebook.load import Rulebook
+from advisor.rulebook.model import Coefficient
 
 GIB = 2**30  # not-knowledge: the unit (GPU memory is stated in GiB)
-
-# Coefficients the model reads; a rule directory that drops one is an error at first use.
-REQUIRED = (
-    "bytes-16bit", "bytes-fp32", "nf4-bits", "nf4-bits-double-quant", "int8-bits", "kbit-upcast-bytes",
-    "gptq-int4-bits", "kbit-mlp-act-bytes", "lora-param-bytes", "grad-bytes-lora", "adamw-state-bytes",
-    "adamw-foreach-step-bytes", "full-ft-bytes-per-param",
-    "full-ft-8bit-optimizer-bytes-per-param", "deepspeed-zero2-fp16-lora-bytes", "deepspeed-zero2-buckets",
-    "rmsnorm-saved-bytes", "attention-lse-bytes", "eager-attention-bytes", "lora-input-copy-bytes",
-    "dropout-mask-bytes", "logits-bytes", "logits-bytes-16bit-loss", "grpo-logits-bytes", "cuda-context-gb", "allocator-overhead",
-    "safety-margin", "cross-check-ratio", "max-micro-batch", "min-seq-len-suggestion",
-)
+CONSUMER = "memory"  # the name its `requires:` list goes by (rules/memory.yaml)
 
 
 @cache
@@ -46,54 +39,29 @@ def evaluate(raw: Any, facts: dict[str, Any], where: str) -> Any:
         raise FormulaError(f"{where}: unknown name {exc.name!r}") from exc
 
 
-@dataclass(frozen=True)
-class Coefficient:
-    id: str
-    value: float
-    unit: str
-    summary: str
-    source: tuple[dict[str, str], ...]
-    confidence: str
-
-
 class Knowledge:
     """rules/memory.yaml as the model uses it."""
 
     def __init__(self, book: Rulebook) -> None:
         mem = book.memory
-        raw = mem.get("coefficients", {})
-        missing = [c for c in REQUIRED if c not in raw]
-        if missing:
-            raise RuleFileError(f"memory model: coefficient {missing[0]!r} is not defined in any rules directory",
-                                hint="rules/memory.yaml defines it; a user file may replace it, not drop it")
-        self.coefficients: dict[str, Coefficient] = {}
-        for cid, entry in raw.items():
-            where = f"{entry['_file']}: coefficient {cid!r} key 'value'"
-            value = evaluate(entry["value"], {}, where)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RuleFileError(f"{where}: must be a number, got {value!r}")
-            src = entry["source"]
-            self.coefficients[cid] = Coefficient(cid, float(value), entry["unit"], entry["summary"],
-                                                 tuple(src) if isinstance(src, list) else (src,), entry["confidence"])
         self.optimizers: dict[str, str] = dict(mem.get("optimizers", {}))
         self.optimizer_steps: dict[str, str] = {n: c for n, c in mem.get("optimizer_steps", {}).items() if c}
         self.optimizer_paged: dict[str, bool] = dict(mem.get("optimizer_paged", {}))
         self.optimizer_param_dtype: dict[str, bool] = dict(mem.get("optimizer_param_dtype", {}))
-        for name, cid in [*self.optimizers.items(), *self.optimizer_steps.items()]:
-            if cid not in self.coefficients:
-                raise RuleFileError(f"memory model: optimizer {name!r} names unknown coefficient {cid!r}")
         self.architectures: dict[str, dict[str, Any]] = dict(mem.get("architectures", {}))
-        for arch in self.architectures.values():
-            if arch.get("logits", "logits-bytes") not in self.coefficients:
-                raise RuleFileError(f"{arch['_file']}: architecture {arch['id']!r} key 'logits': "
-                                    f"unknown coefficient {arch['logits']!r}")
         self.cross_check: dict[str, Any] = dict(mem.get("cross_check", {}))
-        if self.cross_check and self.cross_check["rule"] not in book.rules:
-            raise RuleFileError(f"memory model: cross_check names unknown rule {self.cross_check['rule']!r}")
+        named = {*self.optimizers.values(), *self.optimizer_steps.values(),
+                 *(a["logits"] for a in self.architectures.values() if "logits" in a)}
+        # The load checked that each of these is defined: what is left is a lookup.
+        self.coefficients: dict[str, Coefficient] = {
+            cid: book.coefficient_info(cid) for cid in sorted(book.required(CONSUMER) | named)}
         self.gpus = book.gpus
 
     def __getitem__(self, cid: str) -> float:
-        return self.coefficients[cid].value
+        if cid not in self.coefficients:  # a bug, not bad input: the code reads an id it did not declare
+            raise KeyError(f"the memory model reads coefficient {cid!r}, which no `requires: {CONSUMER}:` "
+                           "list names (rules/memory.yaml)")
+        return float(self.coefficients[cid].value)
 
     def architecture(self, family: str, is_moe: bool) -> dict[str, Any]:
         fallback = "unknown-moe" if is_moe else "unknown"

@@ -1,9 +1,10 @@
 """Load the rulebook: YAML -> JSON Schema -> typed rules, registries and load-time checks.
 
 Every file in a rules directory is validated against the schema its top-level key names.
-User directories layer over the built-in one: a rule, model, GPU, family or parameter with
-the same id replaces the earlier one. The checks that need the whole book (unknown facts,
-unknown parameters, duplicate codes, conflicts, cycles) run after layering.
+User directories layer over the built-in one: a rule, model, GPU, family, parameter or
+coefficient with the same id replaces the earlier one (a coefficient keeps its integer /
+range). The checks that need the whole book (unknown facts, unknown parameters, duplicate
+codes, the coefficients each consumer requires, conflicts, cycles) run after layering.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from advisor.facts.catalogue import NAMESPACES
 from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir
 from advisor.rulebook import conditions as cond
 from advisor.rulebook import formula as fml
-from advisor.rulebook.model import DEFAULT_STAGE, SETTING_STAGES, Case, Parameter, Rule
+from advisor.rulebook.model import DEFAULT_STAGE, SETTING_STAGES, Case, Coefficient, Parameter, Rule
+from advisor.suggest import closest
 
 TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
@@ -35,6 +37,7 @@ FILE_KINDS = {
     "coefficients": "coefficients.schema.json",
     "memory": "memory.schema.json",
 }
+SHARED_SCHEMA = "defs.schema.json"  # source, note, confidence, coefficient...: the other schemas $ref them
 MAX_RULE_FILE_BYTES = 2_000_000
 
 
@@ -46,19 +49,35 @@ class Rulebook:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # rules/variants.yaml, by id
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # every coefficient by id (`coefficients:` files and memory.yaml's list alike), as written plus its _file
     coefficients: dict[str, dict[str, Any]] = field(default_factory=dict)
-    memory: dict[str, Any] = field(default_factory=dict)  # rules/memory.yaml, layered by key and id
+    # consumer (memory, sweep, ...) -> the coefficient ids its code reads -> (file, index) declaring each
+    requires: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)  # rules/memory.yaml's other tables, layered by key and id
     directories: list[Path] = field(default_factory=list)
 
     def rules_for(self, parameter: str) -> list[Rule]:
         return [r for r in self.rules.values() if r.parameter == parameter]
 
-    def coefficient(self, cid: str) -> Any:
-        """A named number (rules/*.yaml `coefficients:`) that code reads; a missing one is a rule-file error."""
+    def coefficient(self, cid: str) -> float:
+        """A named number that code or a rule (coef.NAME) reads: its value, a formula evaluated; a missing
+        one is a rule-file error. Code declares the ids it reads (`requires:`), so the load checks them."""
         if cid not in self.coefficients:
             raise RuleFileError(f"coefficient {cid!r} is not defined in any rules directory",
                                 hint="the built-in rules/ declare it; a user directory may replace it by the same id")
-        return self.coefficients[cid]["value"]
+        value = self.coefficients[cid]["value"]
+        return _constant(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+
+    def coefficient_info(self, cid: str) -> Coefficient:
+        """A coefficient with its unit and provenance (what a report that cites it needs)."""
+        value = self.coefficient(cid)
+        raw = self.coefficients[cid]
+        return Coefficient(id=cid, value=value, unit=raw.get("unit", ""), summary=raw["summary"],
+                           sources=_sources(raw["source"]), confidence=raw["confidence"], file=raw["_file"])
+
+    def required(self, consumer: str) -> frozenset[str]:
+        """The coefficient ids ``consumer`` declares in a `requires:` list (each defined: checked at load)."""
+        return frozenset(self.requires.get(consumer, {}))
 
     def find(self, key: str) -> Rule | None:
         """A rule by id or by code (case-insensitive)."""
@@ -131,10 +150,19 @@ def schema(name: str) -> dict[str, Any]:
 
 
 @cache
+def _registry() -> Any:
+    """Every shipped schema by its $id, so a `$ref` to defs.schema.json resolves without the network."""
+    from referencing import Registry, Resource  # deferred, like jsonschema (which depends on it)
+
+    resources = [Resource.from_contents(schema(p.name)) for p in sorted(schemas_dir().glob("*.schema.json"))]
+    return Registry().with_resources((r.contents["$id"], r) for r in resources)
+
+
+@cache
 def _validator(name: str) -> Any:
     import jsonschema  # deferred: only needed when files are loaded
 
-    return jsonschema.Draft202012Validator(schema(name))
+    return jsonschema.Draft202012Validator(schema(name), registry=_registry())
 
 
 def _key_path(parts: Sequence[Any]) -> str:
@@ -184,9 +212,14 @@ def _validated_marker(text: bytes, kind: str) -> Path | None:
     base = cache_dir()
     if base is None:
         return None
-    schema_bytes = (schemas_dir() / FILE_KINDS[kind]).read_bytes()
-    digest = hashlib.sha256(schema_bytes + b"\0" + text).hexdigest()
+    digest = hashlib.sha256(_schema_bytes(kind) + b"\0" + text).hexdigest()
     return base / "validated" / digest
+
+
+@cache
+def _schema_bytes(kind: str) -> bytes:
+    """The schema a kind of file is validated against, and the shared definitions it $refs."""
+    return b"".join((schemas_dir() / name).read_bytes() for name in (FILE_KINDS[kind], SHARED_SCHEMA))
 
 
 def _mark_valid(marker: Path | None) -> None:
@@ -340,6 +373,7 @@ def _yaml_files(directory: Path) -> list[Path]:
 
 
 def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
+    defined: dict[str, str] = {}  # coefficient id -> the file of this directory that defines it
     for path in _yaml_files(directory):
         # Reports name a built-in registry by its place in the package, not this machine's path.
         shown = f"built-in rules/{path.relative_to(directory).as_posix()}" if builtin else str(path)
@@ -353,7 +387,10 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
                 seen.add(raw["id"])
                 book.rules[raw["id"]] = _build_rule(raw, path, data["family"])
         elif kind == "memory":
+            _layer_coefficients(book, data["memory"].get("coefficients", ()), path, shown, defined)
             _layer_memory(book, data["memory"], shown)
+        elif kind == "coefficients":
+            _layer_coefficients(book, data["coefficients"], path, shown, defined)
         elif kind == "parameters":
             for raw in data["parameters"]:
                 book.parameters[raw["name"]] = Parameter(**{**raw, "choices": tuple(raw.get("choices", ())),
@@ -361,17 +398,58 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
         else:
             target: dict[str, dict[str, Any]] = getattr(book, kind)
             for raw in data[kind]:
-                if kind == "coefficients":  # a replacement keeps the built-in one's constraints
-                    kept = {k: v for k, v in target.get(raw["id"], {}).items() if k in ("integer", "range")}
-                    raw = {**kept, **raw}
-                    _check_coefficient(path, raw)
                 target[raw["id"]] = {**raw, "_file": shown}
+        for consumer, ids in data.get("requires", {}).items():
+            declared = book.requires.setdefault(consumer, {})
+            for i, cid in enumerate(ids):
+                declared.setdefault(cid, (shown, i))
     book.directories.append(directory)
 
 
+def _layer_coefficients(book: Rulebook, items: Iterable[dict[str, Any]], path: Path, shown: str,
+                        defined: dict[str, str]) -> None:
+    """One directory's coefficients: the same id replaces an earlier directory's and keeps its integer /
+    range; two files of one directory (or one file twice) defining an id is an error, not a shadow."""
+    for raw in items:
+        cid = raw["id"]
+        if cid in defined:
+            where = "this file" if defined[cid] == shown else defined[cid]
+            raise RuleFileError(f"{path}: coefficient {cid!r} key 'id': already defined in {where}",
+                                hint="an id names one coefficient; a user directory replaces a built-in one by "
+                                     "defining it once")
+        defined[cid] = shown
+        kept = {k: v for k, v in book.coefficients.get(cid, {}).items() if k in ("integer", "range")}
+        raw = {**kept, **raw}
+        _check_coefficient(path, raw)
+        book.coefficients[cid] = {**raw, "_file": shown}
+
+
+@cache
+def _constant(text: str) -> float:
+    """A coefficient's formula value: plain arithmetic, no facts (checked when the file loads)."""
+    value: float = fml.parse(text).evaluate(_no_fact)
+    return value
+
+
+def _no_fact(name: str) -> Any:
+    raise FormulaError(f"a coefficient's formula reads no names, found {name!r}")
+
+
 def _check_coefficient(path: Path, raw: dict[str, Any]) -> None:
-    """A coefficient's value must be whole when it counts something and inside its declared range."""
+    """A coefficient's value is a number or arithmetic that gives one; it must be whole when it counts
+    something and inside its declared range."""
     value, where = raw["value"], f"{path}: coefficient {raw['id']!r} key 'value'"
+    if isinstance(value, str):
+        try:
+            names = fml.parse(value).names
+            if names:
+                raise FormulaError(f"formula {value!r} reads {', '.join(sorted(names))}: a coefficient is a number "
+                                   "or plain arithmetic")
+            value = _constant(value)
+        except FormulaError as exc:
+            raise RuleFileError(f"{where}: {exc}") from exc
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RuleFileError(f"{where}: {raw['value']!r} gives {value!r}, not a number")
     if raw.get("integer") and value != int(value):
         raise RuleFileError(f"{where}: {value!r} must be a whole number")
     if "range" in raw:
@@ -381,12 +459,12 @@ def _check_coefficient(path: Path, raw: dict[str, Any]) -> None:
 
 
 def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
-    """Coefficients and architectures replace by id, optimizers by name; cross_check as a whole."""
+    """Architectures replace by id, optimizers by name; cross_check as a whole (coefficients are layered
+    with every other file's)."""
     mem = book.memory
-    for key in ("coefficients", "architectures"):
-        table: dict[str, dict[str, Any]] = mem.setdefault(key, {})
-        for raw in data.get(key, ()):
-            table[raw["id"]] = {**raw, "_file": shown}
+    table: dict[str, dict[str, Any]] = mem.setdefault("architectures", {})
+    for raw in data.get("architectures", ()):
+        table[raw["id"]] = {**raw, "_file": shown}
     optimizers: dict[str, str] = mem.setdefault("optimizers", {})
     steps: dict[str, str | None] = mem.setdefault("optimizer_steps", {})
     paged: dict[str, bool] = mem.setdefault("optimizer_paged", {})
@@ -493,13 +571,43 @@ def find_cycles(book: Rulebook) -> list[list[str]]:
     return cycles
 
 
+def _check_requires(book: Rulebook) -> None:
+    """Every coefficient a consumer's `requires:` names is defined (a user directory can replace one, not
+    drop it, so a miss is a misspelt id)."""
+    for consumer, ids in book.requires.items():
+        for cid, (shown, i) in ids.items():
+            if cid not in book.coefficients:
+                close = closest(cid, book.coefficients, n=3)
+                raise RuleFileError(f"{shown}: consumer {consumer!r} key 'requires.{consumer}[{i}]': no coefficient "
+                                    f"{cid!r}", hint=f"did you mean {', '.join(close)}?" if close
+                                    else "coefficients are declared in a rules file's `coefficients:` list")
+
+
+def _check_coefficient_ids(book: Rulebook) -> None:
+    """A coefficient id that is also a rule's id or code would leave `advisor rules show ID` one of the two."""
+    names = {key for rule in book.rules.values() for key in (rule.id, rule.code.lower())}
+    for cid, raw in book.coefficients.items():
+        if cid in names:
+            raise RuleFileError(f"{raw['_file']}: coefficient {cid!r} key 'id': a rule has the same id or code",
+                                hint="`advisor rules show` takes either; give one of them another id")
+
+
 def _check_memory(book: Rulebook) -> None:
-    """Every formula of rules/memory.yaml parses (their names are checked when the model runs)."""
+    """Every formula of rules/memory.yaml parses (their names are checked when the model runs), and every
+    coefficient and rule its tables name exists."""
     mem = book.memory
+    for name, cid in [*mem.get("optimizers", {}).items(),
+                      *((n, c) for n, c in mem.get("optimizer_steps", {}).items() if c)]:
+        if cid not in book.coefficients:
+            raise RuleFileError(f"memory model: optimizer {name!r} names unknown coefficient {cid!r}")
+    cross = mem.get("cross_check")
+    if cross and cross["rule"] not in book.rules:
+        raise RuleFileError(f"memory model: cross_check names unknown rule {cross['rule']!r}")
     formulas: list[tuple[str, str, Any]] = []
-    for cid, raw in mem.get("coefficients", {}).items():
-        formulas.append((f"{raw['_file']}: coefficient {cid!r}", "value", raw["value"]))
     for aid, raw in mem.get("architectures", {}).items():
+        logits = raw.get("logits")
+        if logits is not None and logits not in book.coefficients:
+            raise RuleFileError(f"{raw['_file']}: architecture {aid!r} key 'logits': unknown coefficient {logits!r}")
         formulas.append((f"{raw['_file']}: architecture {aid!r}", "norms", raw["norms"]))
         for i, module in enumerate(raw["modules"]):
             for key in ("in", "out", "count"):
@@ -515,6 +623,8 @@ def _check_memory(book: Rulebook) -> None:
 
 def check_book(book: Rulebook) -> None:
     _check_references(book)
+    _check_requires(book)
+    _check_coefficient_ids(book)
     _check_memory(book)
     conflicts = find_conflicts(book)
     if conflicts:

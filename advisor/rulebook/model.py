@@ -127,3 +127,16 @@ class Parameter:
         if self.choices and value not in self.choices:
             return f"{value!r} is not one of {', '.join(self.choices)}"
         return None
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """A named number as code reads it (``Rulebook.coefficient_info``): a formula value evaluated."""
+
+    id: str
+    value: float
+    unit: str
+    summary: str
+    sources: tuple[dict[str, str], ...]
+    confidence: str
+    file: str  # where it was defined ("built-in rules/sweep.yaml", or a user file's path)
