@@ -8,7 +8,8 @@ from typing import Any
 
 from advisor.facts.catalogue import FLAG_PARAMETERS
 from advisor.facts.job import job_facts
-from advisor.recommendation import Recommendation
+from advisor.provenance import Source
+from advisor.recommendation import Provenance, Recommendation
 from advisor.rulebook.load import Rulebook, load_rulebook
 
 
@@ -17,19 +18,25 @@ def recommend(
     rule_dirs: Iterable[Path] = (),
     book: Rulebook | None = None,
     pins: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
     memory_knobs: dict[str, Any] | None = None,
     **facts: Any,
 ) -> Recommendation:
-    """Recommend a config. ``facts`` are job_facts' keywords; ``pins`` are --set values;
-    ``memory_knobs`` the memory model's own settings (e.g. attention)."""
+    """Recommend a config. ``facts`` are job_facts' keywords; ``pins`` are --set values; ``flags``
+    the command-line flags that pin a parameter (facts/catalogue.py FLAG_PARAMETERS), which win
+    over --set (provenance.PRECEDENCE); ``memory_knobs`` the memory model's own settings (attention)."""
     book = book if book is not None else load_rulebook(rule_dirs)
     job = job_facts(book, **facts)
-    all_pins = dict(pins or {})
-    if job.task.seq_len is not None:
-        all_pins.setdefault(FLAG_PARAMETERS["--seq-len"], job.task.seq_len)
+    given = {**({"--seq-len": job.task.seq_len} if job.task.seq_len is not None else {}), **(flags or {})}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    all_pins = {**(pins or {}), **{FLAG_PARAMETERS[flag]: value for flag, value in given.items()}}
     from advisor.memory.plan import recommend_with_memory
 
     rec = recommend_with_memory(book, job, all_pins, memory_knobs)
+    for flag in given:
+        pv = rec.parameters.get(FLAG_PARAMETERS[flag])
+        if pv is not None:
+            pv.provenance = Provenance(source=Source.FLAG.value, detail=flag)
     rec.warnings[:0] = job.task.unused_flags()
     return rec
 
@@ -45,8 +52,7 @@ def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str
         raise AdvisorError(f"--attention: unknown value {attention!r}", hint=f"one of {', '.join(ATTENTIONS)}")
     if micro_batch is not None and micro_batch < 1:
         raise AdvisorError(f"--micro-batch: must be at least 1, got {micro_batch}")
-    all_pins = dict(pins or {})
-    if micro_batch is not None:
-        all_pins[FLAG_PARAMETERS["--micro-batch"]] = micro_batch
-    rec = recommend(book=book, pins=all_pins, memory_knobs={"attention": attention}, **facts)
-    return MemoryAnswer(rec, facts["method"], facts.get("peft", "lora"), all_pins)
+    rec = recommend(book=book, pins=pins, flags={"--micro-batch": micro_batch}, memory_knobs={"attention": attention},
+                    **facts)
+    shown = {**(pins or {}), **({FLAG_PARAMETERS["--micro-batch"]: micro_batch} if micro_batch is not None else {})}
+    return MemoryAnswer(rec, facts["method"], facts.get("peft", "lora"), shown)

@@ -101,6 +101,14 @@ class TraceStep(_Record):
 
 
 @dataclass(kw_only=True)
+class Provenance(_Record):
+    """Where a value came from (advisor/provenance.py's Source and its detail)."""
+
+    source: Literal["flag", "pin", "config", "evidence", "rule", "derived", "default"]
+    detail: str = field(default="", metadata=_doc("the flag, '--set', or the id of the rule that set the value"))
+
+
+@dataclass(kw_only=True)
 class ParameterValue(_Record):
     value: Value
     unit: str = ""
@@ -115,6 +123,9 @@ class ParameterValue(_Record):
     confidence: Confidence | None = field(default=None, metadata=_doc(
         "weakest confidence along the trace; null when user-set"))
     set_by: Literal["rule", "user"]
+    provenance: Provenance = field(metadata=_doc(
+        "where the value came from: a flag (--seq-len), a --set pin, a rule, or a rule fitted to the "
+        "published evidence (rules/evidence/)"))
     rule: str | None = field(default=None, metadata=_doc("the rule that set the value (before adjustments)"))
     code: str | None = None
     source: list[dict[str, str]] = field(default_factory=list)

@@ -15,6 +15,7 @@ from typing import Any
 from advisor.errors import AdvisorError
 from advisor.facts.task import TaskFacts
 from advisor.output import fmt_number
+from advisor.provenance import Source, Sourced
 from advisor.recommendation import Recommendation
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
@@ -29,7 +30,7 @@ class Schedule:
     base_lr: float
     decay: float | None
     lrs: list[float]
-    sources: dict[str, str] = field(default_factory=dict)  # what set base_lr and decay: a rule id or "you"
+    sources: dict[str, Sourced] = field(default_factory=dict)  # what set base_lr and decay: a flag or a rule
     steps_per_cycle: int | None = None
     within_cycle: dict[str, Any] = field(default_factory=dict)
 
@@ -92,8 +93,10 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
     rec = resolve_raft(book, cycles=cycles, peft=peft, sft_lr=sft_lr, pins=pins, strategy=strategy)
     params = rec.parameters
     names = ("learning_rate_schedule",) if strategy == "manual" else ("learning_rate", "lr_decay_factor")
-    sources: dict[str, str] = {name: ("you" if own or params[name].set_by == "user" else str(params[name].rule))
-                               for name in names if name in params}
+    flag = {"learning_rate": "--base-lr", "lr_decay_factor": "--decay", "learning_rate_schedule": "--schedule"}
+    sources = {name: (Sourced(params[name].value, Source.FLAG, flag[name]) if own or params[name].set_by == "user"
+                      else Sourced(params[name].value, Source.RULE, str(params[name].rule)))
+               for name in names if name in params}
     if not own:
         lrs = [float(x) for x in params["learning_rate_schedule"].value]  # type: ignore[union-attr]
     schedule = Schedule(
@@ -165,7 +168,8 @@ def to_yaml(schedule: Schedule) -> str:
 def to_dict(schedule: Schedule) -> dict[str, Any]:
     return {
         "strategy": schedule.strategy, "cycles": schedule.cycles, "base_lr": schedule.base_lr,
-        "decay": schedule.decay, "sources": schedule.sources,
+        "decay": schedule.decay,
+        "sources": {name: {"source": src.source.value, "detail": src.detail} for name, src in schedule.sources.items()},
         "per_cycle": [{"cycle": i, "learning_rate": lr} for i, lr in enumerate(schedule.lrs, 1)],
         "steps_per_cycle": schedule.steps_per_cycle, "within_cycle": schedule.within_cycle,
     }

@@ -284,3 +284,18 @@ def test_method_and_peft_words_are_matched_loosely() -> None:
     assert json.loads(rec.stdout)["facts"]["task"]["use_case"] == "code"
     proc = run_cli("validate", "examples/configs/trl-grpo-lora.yaml", "--method", "GRPO", "--no-detect")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_recommended_value_says_where_it_came_from() -> None:
+    """One provenance vocabulary (advisor/provenance.py): a flag beats --set, a fitted rule says
+    'evidence', any other rule 'rule'."""
+    rec = json.loads(run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--seq-len", "2048",
+                             "--set", "lora_rank=8", "--set", "max_seq_length=1024", "--format", "json",
+                             "--no-detect").stdout)
+    params = rec["parameters"]
+    assert params["max_seq_length"]["value"] == 2048  # the flag wins over --set (provenance.PRECEDENCE)
+    assert params["max_seq_length"]["provenance"] == {"source": "flag", "detail": "--seq-len"}
+    assert params["lora_rank"]["provenance"] == {"source": "pin", "detail": "--set"}
+    assert params["learning_rate"]["provenance"] == {"source": "evidence", "detail": "lr-evidence"}
+    assert params["optimizer"]["provenance"]["source"] == "rule"
+    assert all(p["provenance"]["source"] in ("flag", "pin", "evidence", "rule") for p in params.values())

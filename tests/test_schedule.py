@@ -34,7 +34,10 @@ def test_default_schedule_is_the_seed_strategy_b_table() -> None:
     proc = run_cli("schedule", "--cycles", "5", "--format", "json")
     plan = json.loads(proc.stdout)
     assert [c["learning_rate"] for c in plan["per_cycle"]] == [5.0e-5, 4.25e-5, 3.61e-5, 3.07e-5, 2.61e-5]
-    assert plan["sources"] == {"learning_rate": "lr-raft", "lr_decay_factor": "lr-raft-decay"}
+    assert plan["sources"] == {"learning_rate": {"source": "rule", "detail": "lr-raft"},
+                               "lr_decay_factor": {"source": "rule", "detail": "lr-raft-decay"}}
+    given = json.loads(run_cli("schedule", "--cycles", "5", "--base-lr", "5e-5", "--format", "json").stdout)
+    assert given["sources"]["learning_rate"] == {"source": "flag", "detail": "--base-lr"}
     assert plan["within_cycle"]["warmup_ratio"] == {"value": 0.0, "rule": "opt-warmup-raft"}
     assert plan["within_cycle"]["lr_scheduler_type"]["value"] == "linear"
 
@@ -81,7 +84,7 @@ def test_manual_strategy_without_a_schedule_is_the_seeds_strategy_c() -> None:
     assert seed == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
                     "    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
     plan = json.loads(run_cli("schedule", "--strategy", "manual", "--cycles", "7", "--format", "json").stdout)
-    assert plan["sources"] == {"learning_rate_schedule": "lr-raft-manual-schedule"}
+    assert plan["sources"] == {"learning_rate_schedule": {"source": "rule", "detail": "lr-raft-manual-schedule"}}
     assert [c["learning_rate"] for c in plan["per_cycle"]] == [5e-5, 4e-5, 3e-5, 2.5e-5, 2e-5, 2e-5, 2e-5]
     # The seed's shape, kept when the start differs: an SFT LR of 4e-4 starts RAFT at 1e-4.
     plan = json.loads(run_cli("schedule", "--strategy", "manual", "--sft-lr", "4e-4", "--cycles", "3",

@@ -38,7 +38,7 @@ class TrainingConfig:
 
     def as_dict(self) -> dict[str, Any]:
         def cv(v: ConfigValue | None) -> dict[str, Any] | None:
-            return None if v is None else {"value": v.value, "key": v.key, "line": v.line}
+            return None if v is None else {"value": v.value, "key": v.key, "line": v.line, "source": v.source.value}
 
         return {
             "path": str(self.path),

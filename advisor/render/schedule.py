@@ -46,7 +46,7 @@ def render_text(result: ScheduleResult, console: Console) -> None:
             table.add_row(name, *(sched.compare_cell(v) for v in row["lrs"]))
         console.print(table)
     else:
-        who = ", ".join(f"{k} from {v}" for k, v in plan.sources.items())
+        who = ", ".join(f"{k} from {'you' if v.source.value == 'flag' else v.detail}" for k, v in plan.sources.items())
         say(f"{plan.strategy} schedule, {plan.cycles} cycles ({who})")
         say(terminal_bars(plan.lrs), end="")
     if plan.steps_per_cycle is not None:

@@ -24,9 +24,10 @@ from typing import Any
 
 from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
-from advisor.recommendation import LeftOut, ParameterValue, Recommendation, TraceStep, as_number
+from advisor.provenance import Source
+from advisor.recommendation import LeftOut, ParameterValue, Provenance, Recommendation, TraceStep, as_number
 from advisor.rulebook import conditions as cond
-from advisor.rulebook.formula import Formula, MissingFact, sig
+from advisor.rulebook.formula import COEF, Formula, MissingFact, coefficient_id, sig
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.lookup import MISSING, Handler, fact_lookup
 from advisor.rulebook.model import SETTING_STAGES, STAGES, Case, Parameter, Rule, weakest
@@ -412,6 +413,16 @@ def _inapplicable_pins(resolver: Resolver, facts: dict[str, Any]) -> None:
             f"{', '.join(r.code for r in setters)} sets it here); kept as you gave it")
 
 
+def _provenance(book: Rulebook, setter: Rule | None, *, pinned: bool) -> Provenance:
+    """A pin's, a rule's, or the evidence's: a rule whose formulas read coefficients fitted to the
+    evidence set (a coefficient with a `fit:`) sets its value from the published runs."""
+    if pinned or setter is None:
+        return Provenance(source=Source.PIN.value, detail="--set")
+    fitted = any("fit" in book.coefficients.get(coefficient_id(name), {})
+                 for name in setter.reads() if name.startswith(f"{COEF}."))
+    return Provenance(source=(Source.EVIDENCE if fitted else Source.RULE).value, detail=setter.id)
+
+
 def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dict[str, Any]],
               pins: dict[str, Any] | None = None) -> Recommendation:
     resolver = Resolver(book, facts, pins)
@@ -430,6 +441,7 @@ def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dic
             choices=state.choices,
             confidence=state.confidence,  # type: ignore[arg-type]
             set_by="user" if name in resolver.pins else "rule",
+            provenance=_provenance(book, setter, pinned=name in resolver.pins),
             rule=setter.id if setter else None,
             code=setter.code if setter else None,
             source=[dict(s) for s in setter.sources] if setter else [],
