@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("advisor", "axolotl", "llama-factory", "trl", "trainer-state")
+from advisor.registries import format_ids
+
+FORMATS = format_ids()  # rules/registry/formats.yaml
 
 
 @dataclass(frozen=True)

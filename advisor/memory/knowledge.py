@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 from advisor.errors import FormulaError, RuleFileError
+from advisor.registries import optimizer_table
 from advisor.rulebook import formula as fml
 from advisor.rulebook.load import Rulebook
 
@@ -75,10 +76,14 @@ class Knowledge:
             src = entry["source"]
             self.coefficients[cid] = Coefficient(cid, float(value), entry["unit"], entry["summary"],
                                                  tuple(src) if isinstance(src, list) else (src,), entry["confidence"])
-        self.optimizers: dict[str, str] = dict(mem.get("optimizers", {}))
-        self.optimizer_steps: dict[str, str] = {n: c for n, c in mem.get("optimizer_steps", {}).items() if c}
-        self.optimizer_paged: dict[str, bool] = dict(mem.get("optimizer_paged", {}))
-        self.optimizer_param_dtype: dict[str, bool] = dict(mem.get("optimizer_param_dtype", {}))
+        # The optimizer registry as this rulebook layers it (rules/registry/optimizers.yaml); an
+        # optimizer without states counts as AdamW, like an unknown name.
+        table = optimizer_table(book.optimizers.values())
+        self.optimizers: dict[str, str] = {n: o.states for n, o in table.items() if o.states}
+        self.optimizer_steps: dict[str, str] = {n: o.step for n, o in table.items() if o.states and o.step}
+        self.optimizer_paged: dict[str, bool] = {n: o.paged for n, o in table.items() if o.states}
+        self.optimizer_eight_bit: dict[str, bool] = {n: o.eight_bit for n, o in table.items() if o.states}
+        self.optimizer_param_dtype: dict[str, bool] = {n: o.param_dtype_states for n, o in table.items() if o.states}
         for name, cid in [*self.optimizers.items(), *self.optimizer_steps.items()]:
             if cid not in self.coefficients:
                 raise RuleFileError(f"memory model: optimizer {name!r} names unknown coefficient {cid!r}")
@@ -107,6 +112,10 @@ class Knowledge:
     def optimizer_states(self, name: str | None) -> str:
         """The coefficient id of an optimizer's state bytes; unknown names count as AdamW."""
         return self.optimizers.get(name or "", "adamw-state-bytes")
+
+    def eight_bit(self, name: str | None) -> bool:
+        """Whether an optimizer quantizes its states to 8 bits (bitsandbytes); unknown names count as AdamW."""
+        return self.optimizer_eight_bit.get(name or "", False)
 
     def paged(self, name: str | None) -> bool:
         """Whether an optimizer keeps its states in CUDA managed memory (outside torch's allocator)."""

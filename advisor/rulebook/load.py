@@ -36,7 +36,13 @@ FILE_KINDS = {
     "gpus": "gpus.schema.json",
     "coefficients": "coefficients.schema.json",
     "memory": "memory.schema.json",
+    "methods": "methods.schema.json",
+    "optimizers": "optimizers.schema.json",
+    "formats": "formats.schema.json",
 }
+# Registries advisor.registries reads from the built-in rules/ only: each entry needs code (a trainer
+# step, a reader), so a user directory cannot add one. Optimizers are data all through and layer.
+BUILTIN_REGISTRIES = ("methods", "formats")
 MAX_RULE_FILE_BYTES = 2_000_000
 
 
@@ -50,6 +56,7 @@ class Rulebook:
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)
     coefficients: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)  # rules/memory.yaml, layered by key and id
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)  # rules/registry/optimizers.yaml, by id
     directories: list[Path] = field(default_factory=list)
 
     def rules_for(self, parameter: str) -> list[Rule]:
@@ -352,6 +359,11 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
                 book.rules[raw["id"]] = _build_rule(raw, path, data["family"])
         elif kind == "memory":
             _layer_memory(book, data["memory"], shown)
+        elif kind in BUILTIN_REGISTRIES:
+            if not builtin:
+                raise RuleFileError(f"{path}: {kind} is a built-in registry: a new entry needs code in advisor",
+                                    hint=f"add it to rules/registry/{kind}.yaml in a checkout (see the README's "
+                                         "contributor section)")
         elif kind == "parameters":
             for raw in data["parameters"]:
                 book.parameters[raw["name"]] = Parameter(**{**raw, "choices": tuple(raw.get("choices", ())),
@@ -379,22 +391,12 @@ def _check_coefficient(path: Path, raw: dict[str, Any]) -> None:
 
 
 def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
-    """Coefficients and architectures replace by id, optimizers by name; cross_check as a whole."""
+    """Coefficients and architectures replace by id; cross_check as a whole."""
     mem = book.memory
     for key in ("coefficients", "architectures"):
         table: dict[str, dict[str, Any]] = mem.setdefault(key, {})
         for raw in data.get(key, ()):
             table[raw["id"]] = {**raw, "_file": shown}
-    optimizers: dict[str, str] = mem.setdefault("optimizers", {})
-    steps: dict[str, str | None] = mem.setdefault("optimizer_steps", {})
-    paged: dict[str, bool] = mem.setdefault("optimizer_paged", {})
-    param_dtype: dict[str, bool] = mem.setdefault("optimizer_param_dtype", {})
-    for raw in data.get("optimizers", ()):
-        for name in raw["names"]:
-            optimizers[name] = raw["states"]
-            steps[name] = raw.get("step")
-            paged[name] = bool(raw.get("paged", False))
-            param_dtype[name] = bool(raw.get("param_dtype_states", False))
     if "cross_check" in data:
         mem["cross_check"] = data["cross_check"]
 
