@@ -6,9 +6,10 @@ read. Code asks these flags (``method("dpo").sequences_per_example``) instead of
 method, optimizer or format is one entry here (and, for a format, its reader).
 
 A leaf module: it imports nothing of advisor's beyond errors and paths, so facts, configs, memory
-and probe can all read it. Each file is parsed once per process (libyaml, well under a millisecond);
-the rulebook loader checks them against their schemas with every other rules file, and a user rules
-directory may add or replace optimizers (advisor.rulebook.load), not methods or formats, which need code.
+and probe can all read it. Each file is parsed once per process, when first asked (libyaml: about a
+millisecond each); the rulebook loader checks them against their schemas with every other rules file,
+and a user rules directory may add or replace optimizers (advisor.rulebook.load), not methods or
+formats, which need code.
 """
 
 from __future__ import annotations
