@@ -11,12 +11,13 @@ from typing import Any
 from advisor import exitcodes as codes
 from advisor.configs.document import ConfigError, Document
 from advisor.configs.model import TrainingConfig
-from advisor.configs.readers import TRAINER_KEY_FORMAT, read_config
+from advisor.configs.readers import read_config
 from advisor.errors import AdvisorError, FactError
 from advisor.facts.hardware import GpuFacts
 from advisor.facts.model import resolve_model
 from advisor.facts.task import METHODS, PEFTS, TaskFacts, variant_of
 from advisor.provenance import Source, Sourced, pick
+from advisor.registries import formats
 from advisor.rulebook.check import Finding, run_checks
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
@@ -63,19 +64,21 @@ class Overrides:
 
 
 def own_keys(book: Rulebook, fmt: str) -> dict[str, list[str]]:
-    if fmt == "advisor":
+    """Each parameter's keys in a format (rules/registry/formats.yaml, rules/parameters.yaml trainer_keys)."""
+    spec = formats()[fmt]
+    if spec.parameters_under is not None:
         return {name: [name] for name in book.parameters}
-    fkey = TRAINER_KEY_FORMAT.get(fmt)
     out: dict[str, list[str]] = {}
     for name, param in book.parameters.items():
-        keys: str | list[str] = param.trainer_keys.get(fkey or "", [])
+        keys: str | list[str] = param.trainer_keys.get(spec.trainer_keys or "", [])
         out[name] = [keys] if isinstance(keys, str) else list(keys)
     return out
 
 
 def default_keys(book: Rulebook, fmt: str) -> dict[str, str]:
+    under = formats()[fmt].parameters_under
     keys = own_keys(book, fmt)
-    return {name: (f"training.{name}" if fmt == "advisor" else (k[0] if k else name)) for name, k in keys.items()}
+    return {name: (f"{under}.{name}" if under is not None else (k[0] if k else name)) for name, k in keys.items()}
 
 
 def _silenced(doc: Document, finding: Finding) -> bool:

@@ -101,6 +101,81 @@ def test_no_hyperparameter_number_lives_in_python() -> None:
     assert offenders == []
 
 
+def registry_vocabulary() -> set[str]:
+    """The ids the registries own: methods (and the loss names they alias), optimizers, trainer formats,
+    method variants. A table of them in code restates a registry."""
+    from advisor import registries
+    from advisor.rulebook.load import read_yaml
+
+    variants = {v["id"] for v in read_yaml(rules_dir() / "variants.yaml")["variants"]}
+    return {*registries.method_ids(), *registries.method_aliases(), *registries.optimizer_ids(),
+            *registries.format_ids(), *variants}
+
+
+def string_tables(source: str, vocabulary: set[str]) -> list[int]:
+    """Lines that restate a registry: a tuple / list / set literal, or a dict's keys or values, holding two
+    or more string constants from ``vocabulary``; or an == / != against one (`method == "dpo"`: what DPO
+    feeds is the registry's flag). A literal whose lines (or a comment line just above) say
+    `not-knowledge` is allowed."""
+    import ast
+
+    def known(e: ast.expr) -> bool:
+        return isinstance(e, ast.Constant) and isinstance(e.value, str) and e.value in vocabulary
+
+    lines = source.splitlines()
+    found: list[int] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            hit = sum(map(known, node.elts)) >= 2
+        elif isinstance(node, ast.Dict):
+            hit = sum(known(k) for k in node.keys if k is not None) >= 2 or sum(map(known, node.values)) >= 2
+        elif isinstance(node, ast.Compare):
+            hit = any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops) and any(
+                map(known, [node.left, *node.comparators]))
+        else:
+            continue
+        span = lines[node.lineno - 1:node.end_lineno or node.lineno]
+        above = lines[node.lineno - 2].strip() if node.lineno >= 2 else ""
+        if hit and not any("not-knowledge" in ln for ln in span) and not (above.startswith("#") and "not-knowledge" in above):
+            found.append(node.lineno)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("snippet", "flagged"),
+    [
+        ('_GEN_METHODS = ("grpo", "ppo")', True),  # the memory model's list before the registry
+        ('if method in ["dpo", "ipo"]:\n    pass', True),
+        ('PAIR = {"orpo": "dpo", "simpo": "dpo"}', True),  # keys are ids
+        ('READERS = {"axolotl": read_a, "trl": read_t}', True),
+        ('OPT = {"a": "adamw_torch", "b": "paged_adamw_8bit"}', True),  # values are ids
+        ('x = ("grpo", "ppo")  # not-knowledge: a test of two methods', False),
+        ('# not-knowledge: the example the help shows\nx = ("sft", "dpo")', False),
+        ('sequences = 2 if method == "dpo" else 1', True),  # what DPO feeds is the registry's flag
+        ('if fmt != "llama-factory":\n    pass', True),
+        ('default = "sft"', False),  # one id is a default, not a table
+        ('KINDS = ("text", "json", "yaml")', False),
+        ('pair = ("grpo", 3)', False),
+    ],
+)
+def test_string_table_check_catches_restated_registries(snippet: str, flagged: bool) -> None:
+    assert bool(string_tables(snippet, registry_vocabulary())) is flagged
+
+
+def test_no_method_optimizer_or_format_table_lives_in_python() -> None:
+    """Standard 2 for names: which methods generate, which optimizers exist, which formats are read live
+    in the registries (rules/registry/); code asks them (advisor.registries) rather than listing ids."""
+    vocabulary = registry_vocabulary()
+    advisor_dir = Path(__file__).resolve().parents[1] / "advisor"
+    offenders = []
+    for path in sorted(advisor_dir.rglob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        offenders += [f"{path.relative_to(advisor_dir)}:{n}: {lines[n - 1].strip()}"
+                      for n in string_tables(source, vocabulary)]
+    assert offenders == []
+
+
 def test_user_rules_layer_over_builtin(tmp_path: Path) -> None:
     d = write(tmp_path, GOOD_RULE.replace("id: my-lr", "id: lr-base").replace("MY001", "LR001")
               .replace("default: 1.0e-4", "default: 3.0e-5"))

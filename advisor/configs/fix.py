@@ -12,6 +12,7 @@ from typing import Any
 from advisor.configs.document import Document
 from advisor.configs.model import TrainingConfig
 from advisor.output import yaml_scalar
+from advisor.registries import formats
 from advisor.rulebook.check import Finding
 
 _KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s:#][^:#]*?)(?P<sep>\s*:\s*)(?P<value>[^#]*?)(?P<comment>\s+#.*)?$")
@@ -30,7 +31,7 @@ def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, li
 
 
 def _render_value(value: Any, fmt: str, parameter: str) -> str:
-    if fmt == "llama-factory" and isinstance(value, list):
+    if formats()[fmt].lists == "comma" and isinstance(value, list):
         return ",".join(str(v) for v in value)
     return yaml_scalar(value)
 
@@ -64,7 +65,7 @@ def apply_fixes(doc: Document, cfg: TrainingConfig, fixes: list[Finding], defaul
         value = _render_value(f.fix, cfg.format, f.parameter)
         if f.line is None:
             key = default_key[f.parameter]
-            if "." in key:  # advisor's own format: under `training:`
+            if "." in key:  # a format whose parameters sit under one key (advisor's `training:`)
                 parent, child = key.split(".", 1)
                 at = next(i for i, r in enumerate(rows) if r.startswith(f"{parent}:"))
                 rows.insert(at + 1, f"  {child}: {value}  # advisor --fix: {f.code} {f.rule}")

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from advisor.provenance import Source, Sourced
+from advisor.registries import format_ids
 
-FORMATS = ("advisor", "axolotl", "llama-factory", "trl", "trainer-state")
+FORMATS = format_ids()  # rules/registry/formats.yaml
 
 
 class ConfigValue(Sourced):

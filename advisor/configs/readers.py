@@ -1,47 +1,53 @@
-"""Readers: advisor's own YAML, Axolotl, LLaMA-Factory, TRL / Hugging Face TrainingArguments
-(YAML or JSON) and trainer_state.json, detected automatically, all mapped to TrainingConfig.
+"""Readers: one per format of the trainer-format registry (rules/registry/formats.yaml: advisor's
+own YAML, Axolotl, LLaMA-Factory, TRL / Hugging Face TrainingArguments, trainer_state.json),
+detected automatically, all mapped to TrainingConfig.
 
-Which key means which parameter is data: `trainer_keys` in rules/parameters.yaml.
+What is data: which key means which parameter (`trainer_keys` in rules/parameters.yaml), how a file
+is recognised and how it names its method (the format's registry entry). A reader keeps only what
+is shaped differently in its format.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
 from advisor.configs.model import FORMATS, ConfigValue, TrainingConfig
 from advisor.facts.task import METHODS
+from advisor.registries import Format, MethodMapping, formats
 from advisor.rulebook.load import Rulebook
 
-ADVISOR_KEYS = {"advisor_format", "model", "method", "peft", "training", "gpu"}
+Reader = Callable[[Document, Rulebook, TrainingConfig, Format], None]
+READERS: dict[str, Reader] = {}  # format id (rules/registry/formats.yaml) -> its reader
+
 # The seeds' RAFT config snippets name the cycle-1 LR base_learning_rate.
 ADVISOR_ALIASES = {"base_learning_rate": "learning_rate"}
-TRAINER_KEY_FORMAT = {"axolotl": "axolotl", "llama-factory": "llama_factory", "trl": "hf"}
-
-# Keys that only one format writes: how a file is recognised when --config-format is not given.
-SIGNATURES: dict[str, tuple[str, ...]] = {
-    "axolotl": ("base_model", "micro_batch_size", "sequence_len", "adapter", "lora_target_linear", "num_epochs",
-                "datasets", "rl", "lora_model_dir", "val_set_size"),
-    "llama-factory": ("stage", "finetuning_type", "lora_target", "cutoff_len", "template", "pref_beta", "dataset"),
-    "trl": ("model_name_or_path", "per_device_train_batch_size", "lr_scheduler_type", "use_peft", "lora_r",
-            "num_generations", "dataset_name", "output_dir", "max_length", "max_seq_length"),
-}
-AXOLOTL_RL = {"dpo": "dpo", "ipo": "dpo", "grpo": "grpo"}
 # TRL keys that only server-mode vLLM reads (vllm_device: TRL before vllm_mode existed)
 TRL_VLLM_SERVER_KEYS = ("vllm_device", "vllm_server_host", "vllm_server_base_url", "vllm_server_port")
-LLAMA_FACTORY_STAGE = {"sft": "sft", "dpo": "dpo", "ppo": "ppo"}
+
+
+def reader(fmt: str) -> Callable[[Reader], Reader]:
+    """Register the reader of one format of the registry."""
+    def register(fn: Reader) -> Reader:
+        READERS[fmt] = fn
+        return fn
+    return register
 
 
 def detect_format(data: dict[str, Any]) -> str:
-    if "advisor_format" in data or (isinstance(data.get("training"), dict) and set(data) <= ADVISOR_KEYS):
-        return "advisor"  # advisor's own configs, and the seeds' `training:` snippets
-    if "log_history" in data and "global_step" in data:
-        return "trainer-state"
-    scores = {fmt: sum(k in data for k in keys) for fmt, keys in SIGNATURES.items()}
-    best = max(scores, key=lambda f: (scores[f], f == "trl"))
-    return best if scores[best] else "trl"
+    """The format a file is in, by the registry's `detect` (rules/registry/formats.yaml says the order)."""
+    known = formats().values()
+    for f in known:
+        if (any(k in data for k in f.marks) or (f.all_keys and all(k in data for k in f.all_keys))
+                or (f.shape is not None and isinstance(data.get(f.shape), dict) and set(data) <= set(f.keys))):
+            return f.id
+    fallback = next(f.id for f in known if f.fallback)
+    scores = {f.id: sum(k in data for k in f.signature) for f in known if f.signature}
+    best = max(scores, key=lambda fid: (scores[fid], fid == fallback))
+    return best if scores[best] else fallback
 
 
 def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
@@ -99,6 +105,12 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
     cfg.values[name] = ConfigValue(coerced, ".".join(map(str, key_path)), doc.line_of(key_path))
 
 
+def _naming(fmt: Format) -> MethodMapping:
+    if fmt.method is None:
+        raise ConfigError(f"format {fmt.id!r} has no `method` entry in rules/registry/formats.yaml")
+    return fmt.method
+
+
 def _cv(doc: Document, key: str, value: Any) -> ConfigValue:
     return ConfigValue(value, key, doc.line_of((key,)))
 
@@ -110,9 +122,9 @@ def _unset(name: str, kind: str, value: Any) -> bool:
     return name == "max_steps" and value == -1
 
 
-def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt_key: str) -> None:
+def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
     for name, param in book.parameters.items():
-        keys = param.trainer_keys.get(fmt_key)
+        keys = param.trainer_keys.get(fmt.trainer_keys or "")
         for key in [keys] if isinstance(keys, str) else (keys or []):
             value = doc.data.get(key)
             if value is not None and not _unset(name, param.type, value):
@@ -120,38 +132,48 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt_key: st
                 break
 
 
-def _read_advisor(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
-    training = doc.data.get("training")
+def _loss_keys(book: Rulebook, fmt: Format) -> list[str]:
+    """The keys a format names its loss by (the loss_type parameter's trainer_keys)."""
+    keys = book.parameters["loss_type"].trainer_keys.get(fmt.trainer_keys or "", [])
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+@reader("advisor")
+def _read_advisor(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    under = fmt.parameters_under or ""
+    training = doc.data.get(under)
     if not isinstance(training, dict):
-        raise ConfigError(f"{doc.path}: key 'training' must be a mapping of parameters")
+        raise ConfigError(f"{doc.path}: key '{under}' must be a mapping of parameters")
     for top in doc.data:
-        if top not in ADVISOR_KEYS:
+        if top not in fmt.keys:
             raise ConfigError(f"{doc.path}:{doc.line_of((top,))}: unknown key '{top}'",
                               hint="advisor configs hold advisor_format, model, method, peft and training")
     for key, value in training.items():
         name = ADVISOR_ALIASES.get(key, key)
         if name not in book.parameters:
-            raise ConfigError(f"{doc.path}:{doc.line_of(('training', key))}: unknown key 'training.{key}'",
+            raise ConfigError(f"{doc.path}:{doc.line_of((under, key))}: unknown key '{under}.{key}'",
                               hint="`advisor rules list` shows the parameters")
-        _set(cfg, doc, book, name, ("training", key), value)
+        _set(cfg, doc, book, name, (under, key), value)
     for key in ("model", "method", "peft"):
         if doc.data.get(key) is not None:
             setattr(cfg, key, _cv(doc, key, str(doc.data[key])))
 
 
-def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
-    _read_mapped(doc, book, cfg, "axolotl")
+@reader("axolotl")
+def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    _read_mapped(doc, book, cfg, fmt)
     d = doc.data
     if d.get("lora_target_linear") and "lora_target_modules" not in cfg.values:
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], "lora_target_linear",
                                                         doc.line_of(("lora_target_linear",)))
     if d.get("base_model"):
         cfg.model = _cv(doc, "base_model", str(d["base_model"]))
-    rl = d.get("rl")
+    naming = _naming(fmt)
+    rl = d.get(naming.key or "")
     if rl:
-        cfg.method = _cv(doc, "rl", AXOLOTL_RL.get(str(rl).lower(), str(rl).lower()))
+        cfg.method = _cv(doc, naming.key or "", naming.named(str(rl)))
     else:
-        cfg.method = ConfigValue("sft", "rl", None)
+        cfg.method = ConfigValue(naming.default, naming.key or "", None)
     adapter = d.get("adapter")
     if adapter in ("lora", "qlora"):
         peft = "qlora" if adapter == "qlora" or d.get("load_in_4bit") else "lora"
@@ -160,20 +182,21 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
         cfg.peft = ConfigValue("full", "adapter", doc.line_of(("adapter",)))
 
 
-def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
-    _read_mapped(doc, book, cfg, "llama_factory")
+@reader("llama-factory")
+def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    _read_mapped(doc, book, cfg, fmt)
     d = doc.data
     target = cfg.values.get("lora_target_modules")
     if target is not None and target.value in (["all"], ["all-linear"]):
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], target.key, target.line)
     if d.get("model_name_or_path"):
         cfg.model = _cv(doc, "model_name_or_path", str(d["model_name_or_path"]))
-    stage = str(d.get("stage", "sft")).lower()
-    loss = str(d.get("pref_loss", "sigmoid")).lower()
-    method = LLAMA_FACTORY_STAGE.get(stage, stage)
-    if method == "dpo" and loss in ("orpo", "simpo"):
-        method = loss
-    cfg.method = _cv(doc, "stage", method)
+    naming = _naming(fmt)
+    method = naming.named(str(d.get(naming.key or "", naming.default)))
+    loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
+    if loss in naming.from_loss.get(method, ()):
+        method = loss  # e.g. ORPO, SimPO: a loss that is a method of its own
+    cfg.method = _cv(doc, naming.key or "", method)
     ftype = str(d.get("finetuning_type", "lora")).lower()
     bits = d.get("quantization_bit")
     if bits is not None:
@@ -184,22 +207,18 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig) -> N
     cfg.peft = _cv(doc, "finetuning_type", peft)
 
 
-def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
-    _read_mapped(doc, book, cfg, "hf")
+@reader("trl")
+def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    _read_mapped(doc, book, cfg, fmt)
     d = doc.data
     for key in ("model_name_or_path", "model", "base_model"):
         if isinstance(d.get(key), str):
             cfg.model = _cv(doc, key, d[key])
             break
-    loss = str(d.get("loss_type") or d.get("dpo_loss_type") or "").lower()
-    if "num_generations" in d or loss in ("grpo", "dr_grpo", "dapo", "bnpo"):
-        method = "grpo"
-    elif "beta" in d or "dpo_beta" in d or loss in ("sigmoid", "ipo", "dpo", "dpo_norm", "hinge"):
-        method = "dpo"
-    elif "kl_coef" in d or "init_kl_coef" in d:
-        method = "ppo"
-    else:
-        method = "sft"
+    naming = _naming(fmt)
+    loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
+    method = next((i.method for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types),
+                  naming.default)
     cfg.method = ConfigValue(method, "(inferred from the keys)", None)
     legacy = next((k for k in TRL_VLLM_SERVER_KEYS if k in d), None)
     if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
@@ -215,7 +234,8 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
         cfg.peft = ConfigValue("full", key, doc.line_of((key,)))
 
 
-def _read_trainer_state(doc: Document, book: Rulebook, cfg: TrainingConfig) -> None:
+@reader("trainer-state")
+def _read_trainer_state(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
     """trainer_state.json keeps a few of the run's arguments and the logged LR of every step."""
     d = doc.data
     for name, key in (("max_steps", "max_steps"), ("num_train_epochs", "num_train_epochs"),
@@ -234,15 +254,6 @@ def _read_trainer_state(doc: Document, book: Rulebook, cfg: TrainingConfig) -> N
     cfg.notes.append("trainer_state.json stores few arguments: the LR is the peak logged one")
 
 
-READERS = {
-    "advisor": _read_advisor,
-    "axolotl": _read_axolotl,
-    "llama-factory": _read_llama_factory,
-    "trl": _read_trl,
-    "trainer-state": _read_trainer_state,
-}
-
-
 def check_config_format(fmt: str | None) -> None:
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"--config-format: unknown format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
@@ -253,7 +264,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[Tra
     doc = read_document(path)
     fmt = fmt or detect_format(doc.data)
     cfg = TrainingConfig(path=path, format=fmt)
-    READERS[fmt](doc, book, cfg)
+    READERS[fmt](doc, book, cfg, formats()[fmt])
     if cfg.method is not None and cfg.method.value not in METHODS:
         cfg.notes.append(f"method {cfg.method.value!r} is not in the rulebook: method-specific checks are skipped")
     return cfg, doc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from advisor.registries import format_ids, generating_method_ids, method_ids
+
 MODEL_FACTS: dict[str, str] = {
     "name": "the model's registry id or the path of its config.json",
     "family": "architecture family id (rules/families.yaml), 'unknown' when not calibrated",
@@ -38,11 +40,11 @@ GPU_FACTS: dict[str, str] = {
 }
 
 TASK_FACTS: dict[str, str] = {
-    "method": "sft | dpo | grpo | ppo | raft",
+    "method": " | ".join(method_ids()),
     "peft": "lora | qlora | full",
     "variant": "the method's loss variant (rules/variants.yaml: ipo, simpo, orpo, kto, dr_grpo, dapo, rloo, ...); "
     "the method's own id when none is given",
-    "is_rl": "method is grpo or ppo",
+    "is_rl": f"method is {' or '.join(generating_method_ids())}",
     "adapter": "peft is lora or qlora",
     "dataset_size": "training examples (prompts for grpo/ppo, samples per cycle for raft)",
     "seq_len": "sequence length asked for on the command line",
@@ -51,8 +53,7 @@ TASK_FACTS: dict[str, str] = {
     "situation": "DPO situation, when given: new-domain | safety | strong-baseline | weak-baseline",
     "sft_learning_rate": "the learning rate the SFT stage used (RAFT starts from it)",
     "lr_strategy": "RAFT per-cycle LR strategy asked for (advisor schedule --strategy): constant | exponential | manual",
-    "config_format": "advisor validate: the format of the config being checked "
-    "(advisor, axolotl, llama-factory, trl, trainer-state)",
+    "config_format": f"advisor validate: the format of the config being checked ({', '.join(format_ids())})",
 }
 
 MEMORY_FACTS: dict[str, str] = {

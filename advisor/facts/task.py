@@ -7,20 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import FactError
+from advisor.registries import generating_method_ids, method_ids, methods
 
-METHODS = ("sft", "dpo", "grpo", "ppo", "raft")
+METHODS = method_ids()  # rules/registry/methods.yaml
 PEFTS = ("lora", "qlora", "full")
 USE_CASES = ("short-qa", "chat", "long-documents", "code")
 SITUATIONS = ("new-domain", "safety", "strong-baseline", "weak-baseline")
 LR_STRATEGIES = ("constant", "exponential", "manual")
-RL_METHODS = ("grpo", "ppo")
-# Flags that only mean something for some methods: (field, flag, methods). A flag given for
-# another method is reported, not dropped silently.
-METHOD_FLAGS = (
-    ("situation", "--situation", ("dpo",)),
-    ("cycles", "--cycles", ("raft",)),
-    ("sft_learning_rate", "--sft-lr", ("raft",)),
-)
+RL_METHODS = generating_method_ids()  # task.is_rl: the trainer samples completions in its step
+# The flag that sets each method-only fact. Which methods a fact belongs to is the method registry's
+# `facts`; a flag given for another method is reported, not dropped silently.
+FACT_FLAGS = {"situation": "--situation", "cycles": "--cycles", "sft_learning_rate": "--sft-lr"}
+METHOD_FLAGS = tuple((name, flag, tuple(m.id for m in methods().values() if name in m.facts))
+                     for name, flag in FACT_FLAGS.items())
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 
 

@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from advisor import registries
 from advisor.errors import FactError
 from advisor.facts.job import JobFacts
 from advisor.memory.knowledge import GIB, Knowledge, knowledge
@@ -32,9 +33,7 @@ ATTENTIONS = ("sdpa", "flash", "eager")
 TRAINERS = ("hf", "deepspeed-zero2")
 _BITS = {"nf4": "nf4-bits", "nf4-dq": "nf4-bits-double-quant", "int8": "int8-bits", "gptq-int4": "gptq-int4-bits"}
 _BNB = ("nf4", "nf4-dq", "int8")  # bitsandbytes layers: they return their input's dtype
-_GEN_METHODS = ("grpo", "ppo")
 DEFAULT_VLLM_MODE = "colocate"  # TRL's default (rules/memory.yaml vllm-colocate-default-share says why)
-_REF_METHODS = ("dpo", "grpo", "ppo")
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,11 @@ class Setup:
     vllm_mode_given: bool = True  # False: use_vllm without vllm_mode (TRL's default mode assumed)
     accumulation: int = 1  # micro-batches per optimizer step: from the second on, the gradients are held
     shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
+
+    @property
+    def spec(self) -> registries.Method | None:
+        """What the method feeds the GPU (rules/registry/methods.yaml); None for a method it does not know."""
+        return registries.method(self.method)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
     quantization, attention, trainer, kbit_upcast, shard)."""
     task = job.task
     method = task.method or "sft"
+    spec = registries.method(method)
     seq = params.get("max_seq_length") or task.seq_len
     if not seq:
         raise FactError("memory: no sequence length", hint="give --seq-len or --set max_seq_length=N")
@@ -132,7 +137,7 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
     gpus = max(1, job.gpu.count)
     gen = completion = 0
     generator = "generate"
-    if method in _GEN_METHODS:
+    if spec is not None and spec.generates:
         per_step = params.get("effective_batch_size") or (
             _get(params, "prompts_per_step", 1) * _get(params, "num_generations", 1))
         gen = math.ceil(int(per_step) / gpus)
@@ -190,8 +195,7 @@ class _Builder:
         if s.peft == "full" and s.pure_bf16:
             self._pure_bf16()
         elif s.peft == "full":
-            eight_bit = k.optimizer_states(s.optimizer) == "adamw-8bit-state-bytes"
-            cid = "full-ft-8bit-optimizer-bytes-per-param" if eight_bit else "full-ft-bytes-per-param"
+            cid = "full-ft-8bit-optimizer-bytes-per-param" if k.eight_bit(s.optimizer) else "full-ft-bytes-per-param"
             per = k[cid]
             n = c.total / s.shard
             self.add("weights (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
@@ -207,11 +211,12 @@ class _Builder:
         if s.peft == "full" and s.shard > 1:
             self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
                               "(FSDP full shard / ZeRO-3)")
-        if s.method in _REF_METHODS and s.peft == "full":
+        spec = s.spec
+        if spec is not None and spec.reference_model and s.peft == "full":
             self.add("reference model (frozen copy)", c.total * e / s.shard,
                      f"{_b(c.total)} params x {e:g} B: full fine-tuning keeps a second model", ("bytes-16bit",))
-        if s.method == "ppo":
-            self.notes.append("PPO's value and reward models are not modelled: add their weights")
+        if spec is not None and spec.value_model:
+            self.notes.append(f"{spec.name}'s value and reward models are not modelled: add their weights")
 
     def _pure_bf16(self) -> None:
         k, c, s = self.k, self.c, self.s
@@ -326,13 +331,15 @@ class _Builder:
     def train(self) -> float:
         k, m, c, s = self.k, self.m, self.c, self.s
         e, h = k["bytes-16bit"], m.hidden_size
-        sequences = s.micro_batch * (2 if s.method == "dpo" else 1)  # DPO: chosen + rejected
+        spec = s.spec
+        sequences = s.micro_batch * (spec.sequences_per_example if spec is not None else 1)
         tokens = sequences * s.seq_len
         layer, used = self.layer_bytes_per_token()
-        seq_note = f"{sequences} x {s.seq_len} tokens" + (" (chosen + rejected)" if s.method == "dpo" else "")
+        seq_note = f"{sequences} x {s.seq_len} tokens" + (f" ({spec.sequences})" if spec is not None and spec.sequences
+                                                           else "")
         # What the loss holds: the logits, and under the kbit upcast the 16-bit copy of the fp32 lm_head
         # that autograd keeps for the input gradient (rules/memory.yaml kbit-upcast-bytes, notes).
-        logit_id = "grpo-logits-bytes" if s.method in _GEN_METHODS else c.logits
+        logit_id = "grpo-logits-bytes" if spec is not None and spec.generates else c.logits
         logit_tokens = sequences * s.completion_len if s.completion_len else tokens
         logits = logit_tokens * m.vocab_size * k[logit_id]
         head_copy = m.vocab_size * h * e if s.peft != "full" and s.kbit_upcast and s.quantization != "none" else 0.0
@@ -396,7 +403,7 @@ class _Builder:
 
     def generate(self) -> float:
         k, m, s = self.k, self.m, self.s
-        if s.method not in _GEN_METHODS or s.generation_batch <= 0:
+        if s.spec is None or not s.spec.generates or s.generation_batch <= 0:
             return 0.0
         if s.generator == "vllm-server":
             self.notes.append("completions come from a vLLM server on its own GPUs: no KV cache on this one")

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from advisor.errors import FormulaError, RuleFileError
+from advisor.registries import optimizer_table
 from advisor.rulebook import formula as fml
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.model import Coefficient
@@ -44,10 +45,14 @@ class Knowledge:
 
     def __init__(self, book: Rulebook) -> None:
         mem = book.memory
-        self.optimizers: dict[str, str] = dict(mem.get("optimizers", {}))
-        self.optimizer_steps: dict[str, str] = {n: c for n, c in mem.get("optimizer_steps", {}).items() if c}
-        self.optimizer_paged: dict[str, bool] = dict(mem.get("optimizer_paged", {}))
-        self.optimizer_param_dtype: dict[str, bool] = dict(mem.get("optimizer_param_dtype", {}))
+        # The optimizer registry as this rulebook layers it (rules/registry/optimizers.yaml); an
+        # optimizer without states counts as AdamW, like an unknown name.
+        table = optimizer_table(book.optimizers.values())
+        self.optimizers: dict[str, str] = {n: o.states for n, o in table.items() if o.states}
+        self.optimizer_steps: dict[str, str] = {n: o.step for n, o in table.items() if o.states and o.step}
+        self.optimizer_paged: dict[str, bool] = {n: o.paged for n, o in table.items() if o.states}
+        self.optimizer_eight_bit: dict[str, bool] = {n: o.eight_bit for n, o in table.items() if o.states}
+        self.optimizer_param_dtype: dict[str, bool] = {n: o.param_dtype_states for n, o in table.items() if o.states}
         self.architectures: dict[str, dict[str, Any]] = dict(mem.get("architectures", {}))
         self.cross_check: dict[str, Any] = dict(mem.get("cross_check", {}))
         named = {*self.optimizers.values(), *self.optimizer_steps.values(),
@@ -75,6 +80,10 @@ class Knowledge:
     def optimizer_states(self, name: str | None) -> str:
         """The coefficient id of an optimizer's state bytes; unknown names count as AdamW."""
         return self.optimizers.get(name or "", "adamw-state-bytes")
+
+    def eight_bit(self, name: str | None) -> bool:
+        """Whether an optimizer quantizes its states to 8 bits (bitsandbytes); unknown names count as AdamW."""
+        return self.optimizer_eight_bit.get(name or "", False)
 
     def paged(self, name: str | None) -> bool:
         """Whether an optimizer keeps its states in CUDA managed memory (outside torch's allocator)."""

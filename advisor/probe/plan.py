@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from advisor import registries
 from advisor.errors import AdvisorError, FactError
 from advisor.facts.catalogue import FLAG_PARAMETERS
 from advisor.facts.hardware import GpuFacts, resolve_gpu
@@ -30,20 +31,14 @@ DEFAULT_EVAL_SEQUENCES = 8  # not-knowledge: held-out sequences per evaluation (
 TRANSFORMERS_DEFAULT_SCHEDULER = "linear"
 SQUEEZED_WARMUP_MAX = 0.5  # not-knowledge: a warmup squeezed into a short schedule keeps a decay phase
 DEVICES = ("auto", "cpu", "cuda")
-# Preference methods other than DPO that train on chosen / rejected pairs: the same batch shape.
-PAIR_METHODS = {"orpo": "dpo", "simpo": "dpo", "ipo": "dpo", "kto": "dpo", "cpo": "dpo"}
+# Loss names the probe takes as a method of the same batch shape (ORPO, SimPO, ... as DPO).
+PAIR_METHODS = registries.method_aliases()
 # transformers' schedulers that need no extra arguments.
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
-# Optimizers the probe builds, by Hugging Face `optim` name -> the implementation it uses.
-OPTIMIZERS = {
-    "adamw_torch": "torch.optim.AdamW", "adamw_torch_fused": "torch.optim.AdamW", "adamw_hf": "torch.optim.AdamW",
-    "adamw": "torch.optim.AdamW", "adamw_apex_fused": "torch.optim.AdamW",
-    "adamw_bnb_8bit": "bitsandbytes AdamW8bit", "adamw_8bit": "bitsandbytes AdamW8bit",
-    "paged_adamw_8bit": "bitsandbytes PagedAdamW8bit", "paged_adamw_32bit": "bitsandbytes PagedAdamW32bit",
-    "paged_adamw": "bitsandbytes PagedAdamW32bit",
-    "sgd": "torch.optim.SGD", "adafactor": "transformers Adafactor",
-}
+# Optimizers the probe builds, by Hugging Face `optim` name -> the implementation it uses
+# (rules/registry/optimizers.yaml; the built-in registry: the probe's code builds each implementation).
+OPTIMIZERS = {o.id: o.implementation for o in registries.optimizers().values() if o.implementation}
 
 
 class ProbeInputError(AdvisorError):
@@ -332,11 +327,14 @@ def build_plan(
                               hint="--model takes a registry alias, a hub id, a model directory or a config.json")
     given = (method or (str(cfg.method.value) if cfg is not None and cfg.method is not None else None) or "").lower()
     if not given:
-        raise ProbeInputError("give --method (sft | dpo | grpo | ppo | raft)")
+        raise ProbeInputError(f"give --method ({' | '.join(METHODS)})")
     rule_method = PAIR_METHODS.get(given, given)
-    if rule_method not in METHODS:
+    trained = registries.method(rule_method)
+    if trained is None:
+        also = "".join(f" (and the {m.aliases_called} {', '.join(m.aliases)})"
+                       for m in registries.methods().values() if m.aliases)
         raise ProbeInputError(f"--method: {given!r} is not a method the probe covers",
-                              hint=f"one of {', '.join(METHODS)} (and the pair methods {', '.join(PAIR_METHODS)})")
+                              hint=f"one of {', '.join(METHODS)}{also}")
     adapter = (peft or (str(cfg.peft.value) if cfg is not None and cfg.peft is not None else None) or "lora").lower()
     if adapter not in PEFTS:
         raise ProbeInputError(f"--peft: unknown value {adapter!r}", hint=f"one of {', '.join(PEFTS)}")
@@ -354,7 +352,7 @@ def build_plan(
     lr = float(_flag(values, "--lr", learning_rate))
     seq = int(_flag(values, "--seq-len", seq_len, facts.max_position_embeddings))
     prompt, completion = values.get("max_prompt_length"), values.get("max_completion_length")
-    if seq_len is None and rule_method in ("grpo", "ppo") and prompt and completion:  # TRL's online trainers cap the two parts
+    if seq_len is None and trained.generates and prompt and completion:  # TRL's online trainers cap the two parts
         seq = int(prompt) + int(completion)
         values.note("max_seq_length", seq, Source.DERIVED, "max_prompt_length + max_completion_length")
     if seq > facts.max_position_embeddings:
@@ -390,9 +388,9 @@ def build_plan(
     targets = values.get("lora_target_modules") or ["all-linear"]
     if isinstance(targets, str):
         targets = [targets]
-    sequences = 2 if rule_method == "dpo" else 1
+    sequences = trained.sequences_per_example
     if given != rule_method:
-        notes.append(f"{given} trains on chosen / rejected pairs: probed with DPO's batch shape")
+        notes.append(f"{given} trains on {trained.aliases_train_on}: probed with {trained.name}'s batch shape")
     plan = ProbePlan(
         model=source, facts=facts, gpu=hw, method=rule_method, peft=adapter, learning_rate=lr, steps=n_steps, seed=seed,
         micro_batch_size=micro, gradient_accumulation_steps=accum, seq_len=seq,

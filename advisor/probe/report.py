@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor import __version__
+from advisor import __version__, registries
 from advisor.diagnose import log_facts
 from advisor.exitcodes import Exit, exit_code
 from advisor.output import fmt_number, write_atomic
@@ -25,14 +25,6 @@ from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry
 
 FAIL_ON = ("error", "warning", "never")
-LM_STEP = {
-    "dpo": "DPO is probed as the language-modelling step it trains: every example is a chosen and a rejected "
-           "sequence (2 sequences per pair) at the full sequence length; the DPO loss and the reference model's "
-           "forward pass are not run",
-    "grpo": "GRPO is probed as the policy's language-modelling step: micro-batches of completions at the full "
-            "sequence length; generation, rewards and the reference model's forward pass are not run",
-    "ppo": "PPO is probed as the policy's language-modelling step; generation, the value model and rewards are not run",
-}
 
 
 @dataclass
@@ -195,8 +187,9 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
         facts["log.predicted_memory_gb"] = prediction.reserved_gb
     signs, unjudged = judge(book, facts) if result.steps else ([], [])
     notes = list(plan.notes)
-    if plan.method in LM_STEP:
-        notes.insert(0, LM_STEP[plan.method])
+    spec = registries.method(plan.method)
+    if spec is not None and spec.probe_note:  # what of the method's step the probe runs (rules/registry/methods.yaml)
+        notes.insert(0, spec.probe_note)
     if prediction is None:
         notes.append("no memory prediction: the memory model (advisor.memory) is not available for this job")
     elif result.device != "cuda":

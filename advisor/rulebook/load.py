@@ -36,8 +36,15 @@ FILE_KINDS = {
     "gpus": "gpus.schema.json",
     "coefficients": "coefficients.schema.json",
     "memory": "memory.schema.json",
+    "methods": "methods.schema.json",
+    "optimizers": "optimizers.schema.json",
+    "formats": "formats.schema.json",
 }
 SHARED_SCHEMA = "defs.schema.json"  # source, note, confidence, coefficient...: the other schemas $ref them
+
+# Registries advisor.registries reads from the built-in rules/ only: each entry needs code (a trainer
+# step, a reader), so a user directory cannot add one. Optimizers are data all through and layer.
+BUILTIN_REGISTRIES = ("methods", "formats")
 MAX_RULE_FILE_BYTES = 2_000_000
 
 
@@ -54,6 +61,7 @@ class Rulebook:
     # consumer (memory, sweep, ...) -> the coefficient ids its code reads -> (file, index) declaring each
     requires: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)  # rules/memory.yaml's other tables, layered by key and id
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)  # rules/registry/optimizers.yaml, by id
     directories: list[Path] = field(default_factory=list)
 
     def rules_for(self, parameter: str) -> list[Rule]:
@@ -391,6 +399,11 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
             _layer_memory(book, data["memory"], shown)
         elif kind == "coefficients":
             _layer_coefficients(book, data["coefficients"], path, shown, defined)
+        elif kind in BUILTIN_REGISTRIES:
+            if not builtin:
+                raise RuleFileError(f"{path}: {kind} is a built-in registry: a new entry needs code in advisor",
+                                    hint=f"add it to rules/registry/{kind}.yaml in a checkout (see the README's "
+                                         "contributor section)")
         elif kind == "parameters":
             for raw in data["parameters"]:
                 book.parameters[raw["name"]] = Parameter(**{**raw, "choices": tuple(raw.get("choices", ())),
@@ -459,22 +472,12 @@ def _check_coefficient(path: Path, raw: dict[str, Any]) -> None:
 
 
 def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
-    """Architectures replace by id, optimizers by name; cross_check as a whole (coefficients are layered
-    with every other file's)."""
+    """Architectures replace by id; cross_check as a whole (coefficients are layered with every other
+    file's; optimizers are rules/registry/optimizers.yaml's)."""
     mem = book.memory
     table: dict[str, dict[str, Any]] = mem.setdefault("architectures", {})
     for raw in data.get("architectures", ()):
         table[raw["id"]] = {**raw, "_file": shown}
-    optimizers: dict[str, str] = mem.setdefault("optimizers", {})
-    steps: dict[str, str | None] = mem.setdefault("optimizer_steps", {})
-    paged: dict[str, bool] = mem.setdefault("optimizer_paged", {})
-    param_dtype: dict[str, bool] = mem.setdefault("optimizer_param_dtype", {})
-    for raw in data.get("optimizers", ()):
-        for name in raw["names"]:
-            optimizers[name] = raw["states"]
-            steps[name] = raw.get("step")
-            paged[name] = bool(raw.get("paged", False))
-            param_dtype[name] = bool(raw.get("param_dtype_states", False))
     if "cross_check" in data:
         mem["cross_check"] = data["cross_check"]
 
@@ -596,10 +599,11 @@ def _check_memory(book: Rulebook) -> None:
     """Every formula of rules/memory.yaml parses (their names are checked when the model runs), and every
     coefficient and rule its tables name exists."""
     mem = book.memory
-    for name, cid in [*mem.get("optimizers", {}).items(),
-                      *((n, c) for n, c in mem.get("optimizer_steps", {}).items() if c)]:
-        if cid not in book.coefficients:
-            raise RuleFileError(f"memory model: optimizer {name!r} names unknown coefficient {cid!r}")
+    for oid, raw in book.optimizers.items():
+        for key in ("states", "step"):
+            if raw.get(key) and raw[key] not in book.coefficients:
+                raise RuleFileError(f"{raw.get('_file', 'rules/registry/optimizers.yaml')}: optimizer {oid!r} "
+                                    f"key {key!r}: unknown coefficient {raw[key]!r}")
     cross = mem.get("cross_check")
     if cross and cross["rule"] not in book.rules:
         raise RuleFileError(f"memory model: cross_check names unknown rule {cross['rule']!r}")

@@ -1,0 +1,212 @@
+"""The registries: the methods, optimizers and trainer formats advisor knows, as data.
+
+rules/registry/methods.yaml, optimizers.yaml and formats.yaml (schemas/<name>.schema.json) say what
+each method feeds the GPU, what each optimizer costs and how each config format is recognised and
+read. Code asks these flags (``method("dpo").sequences_per_example``) instead of naming ids, so a new
+method, optimizer or format is one entry here (and, for a format, its reader).
+
+A leaf module: it imports nothing of advisor's beyond errors and paths, so facts, configs, memory
+and probe can all read it. Each file is parsed once per process, when first asked (libyaml: about a
+millisecond each); the rulebook loader checks them against their schemas with every other rules file,
+and a user rules directory may add or replace optimizers (advisor.rulebook.load), not methods or
+formats, which need code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from advisor.errors import RuleFileError
+from advisor.paths import rules_dir
+
+REGISTRY_DIR = "registry"  # the folder of rules/ that holds the registries
+
+
+@dataclass(frozen=True)
+class Method:
+    id: str
+    name: str
+    summary: str
+    sequences_per_example: int
+    generates: bool  # completions are sampled inside the training step (on-policy RL)
+    reference_model: bool
+    source: str
+    sequences: str = ""  # what the sequences of one example are, e.g. "chosen + rejected"
+    value_model: bool = False
+    facts: tuple[str, ...] = ()  # task facts that mean something only for this method
+    aliases: tuple[str, ...] = ()  # loss names the probe takes as this method (same batch shape)
+    aliases_called: str = ""  # what hints call them, e.g. "pair methods"
+    aliases_train_on: str = ""  # what they train on, e.g. "chosen / rejected pairs"
+    probe_note: str = ""
+    trl_trainer: str = ""
+    trl_config: str = ""
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    id: str
+    source: str
+    implementation: str | None = None  # what the probe builds; None: the probe refuses it
+    states: str | None = None  # memory coefficient id of state bytes per parameter; None: AdamW's
+    step: str | None = None  # memory coefficient id of optimizer.step()'s extra buffer
+    paged: bool = False
+    eight_bit: bool = False
+    param_dtype_states: bool = False
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Optimizer:
+        return cls(**{k: v for k, v in raw.items() if not k.startswith("_")})
+
+
+@dataclass(frozen=True)
+class Inference:
+    """One guess of a format's method from its keys: the file has one of ``keys`` or its loss is one of
+    ``loss_types``."""
+
+    method: str
+    keys: tuple[str, ...] = ()
+    loss_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MethodMapping:
+    default: str
+    key: str | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    from_loss: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    infer: tuple[Inference, ...] = ()
+
+    def named(self, word: str) -> str:
+        """The rulebook's method for the trainer's word (lower-cased; an unknown word stays itself)."""
+        word = word.lower()
+        return self.aliases.get(word, word)
+
+
+@dataclass(frozen=True)
+class Format:
+    id: str
+    name: str
+    summary: str
+    lists: str  # how --fix writes a list: yaml | comma
+    files: tuple[str, ...]
+    trainer_keys: str | None = None  # its key table in rules/parameters.yaml trainer_keys
+    marks: tuple[str, ...] = ()
+    shape: str | None = None
+    all_keys: tuple[str, ...] = ()
+    signature: tuple[str, ...] = ()
+    fallback: bool = False
+    keys: tuple[str, ...] = ()
+    parameters_under: str | None = None  # the parameters sit under this key by their rulebook names
+    method: MethodMapping | None = None
+
+
+def _read(name: str) -> tuple[Path, list[dict[str, Any]]]:
+    path = rules_dir() / REGISTRY_DIR / f"{name}.yaml"
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: cannot be read: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get(name), list):
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: expected a list under '{name}'")
+    return path, data[name]
+
+
+def _build(name: str, build: Any) -> dict[str, Any]:
+    path, entries = _read(name)
+    out: dict[str, Any] = {}
+    for i, raw in enumerate(entries):
+        try:
+            item = build(raw)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{path.name}: key '{name}[{i}]': {exc!r} is not "
+                                f"a valid entry", hint=f"see schemas/{name}.schema.json") from exc
+        out[item.id] = item
+    return out
+
+
+def _method(raw: dict[str, Any]) -> Method:
+    trl = raw.get("trl") or {}
+    aliases = raw.get("aliases") or {}
+    plain = {k: v for k, v in raw.items() if k not in ("trl", "facts", "aliases")}
+    return Method(**plain, facts=tuple(raw.get("facts", ())), aliases=tuple(aliases.get("names", ())),
+                  aliases_called=aliases.get("called", ""), aliases_train_on=aliases.get("train_on", ""),
+                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""))
+
+
+def _format(raw: dict[str, Any]) -> Format:
+    detect, mapping = raw["detect"], raw.get("method")
+    method = None if mapping is None else MethodMapping(
+        default=mapping["default"], key=mapping.get("key"), aliases=dict(mapping.get("aliases", {})),
+        from_loss={m: tuple(v) for m, v in mapping.get("from_loss", {}).items()},
+        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())))
+                    for i in mapping.get("infer", ())))
+    return Format(id=raw["id"], name=raw["name"], summary=raw["summary"], lists=raw["lists"],
+                  files=tuple(raw["files"]), trainer_keys=raw.get("trainer_keys"),
+                  marks=tuple(detect.get("marks", ())), shape=detect.get("shape"),
+                  all_keys=tuple(detect.get("all", ())), signature=tuple(detect.get("signature", ())),
+                  fallback=bool(detect.get("fallback", False)), keys=tuple(raw.get("keys", ())),
+                  parameters_under=raw.get("parameters_under"), method=method)
+
+
+@cache
+def methods() -> dict[str, Method]:
+    """The methods, in the registry's order."""
+    return _build("methods", _method)
+
+
+@cache
+def optimizers() -> dict[str, Optimizer]:
+    """The built-in optimizers, in the registry's order (a rulebook may layer more: Rulebook.optimizers)."""
+    return _build("optimizers", Optimizer.from_raw)
+
+
+@cache
+def formats() -> dict[str, Format]:
+    """The trainer formats, in the registry's order (detection tries them in it)."""
+    return _build("formats", _format)
+
+
+def optimizer_table(entries: Iterable[Mapping[str, Any]]) -> dict[str, Optimizer]:
+    """Typed optimizers from raw entries (a layered rulebook's), keyed by id."""
+    return {o.id: o for o in map(Optimizer.from_raw, entries)}
+
+
+def method_ids() -> tuple[str, ...]:
+    """'sft', 'dpo', ...: the --method values, in order (for help text: ' | '.join(method_ids()))."""
+    return tuple(methods())
+
+
+def optimizer_ids() -> tuple[str, ...]:
+    """The optimizer names advisor knows, in order."""
+    return tuple(optimizers())
+
+
+def probe_optimizer_ids() -> tuple[str, ...]:
+    """The optimizer names the probe builds, in order."""
+    return tuple(o.id for o in optimizers().values() if o.implementation)
+
+
+def format_ids() -> tuple[str, ...]:
+    """'advisor', 'axolotl', ...: the --config-format values, in order."""
+    return tuple(formats())
+
+
+def method(mid: str | None) -> Method | None:
+    """The registry's method, or None for a word it does not know."""
+    return methods().get(mid or "")
+
+
+def generating_method_ids() -> tuple[str, ...]:
+    """The methods whose training step samples completions (on-policy RL)."""
+    return tuple(m.id for m in methods().values() if m.generates)
+
+
+def method_aliases() -> dict[str, str]:
+    """Loss names the probe takes as a method of the same batch shape: alias -> method id."""
+    return {alias: m.id for m in methods().values() for alias in m.aliases}
