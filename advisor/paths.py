@@ -33,3 +33,13 @@ def shown_path(path: Path) -> str:
         return f"built-in rules/{path.resolve().relative_to(rules_dir().resolve()).as_posix()}"
     except ValueError:
         return str(path)
+
+
+def cache_dir() -> Path | None:
+    """advisor's folder in the user cache directory; None when caching is off or there is no home."""
+    import os
+
+    if os.environ.get("ADVISOR_NO_CACHE"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or (str(Path.home() / ".cache") if Path.home().is_dir() else "")
+    return Path(base) / "advisor" if base else None

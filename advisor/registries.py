@@ -14,16 +14,15 @@ formats, which need code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from advisor.errors import RuleFileError
-from advisor.paths import rules_dir
+from advisor.paths import cache_dir, rules_dir
 
 REGISTRY_DIR = "registry"  # the folder of rules/ that holds the registries
 
@@ -106,11 +105,41 @@ class Format:
     method: MethodMapping | None = None
 
 
+def _parse(path: Path, text: bytes) -> Any:
+    """The registry file's data: from the user cache by the bytes' hash (start-up imports no yaml),
+    else parsed and cached (JSON: the registries are plain data)."""
+    import hashlib
+    import json
+
+    base = cache_dir()
+    cached = base / "registry" / f"{path.stem}-{hashlib.sha256(text).hexdigest()}.json" if base else None
+    if cached is not None:
+        try:
+            return json.loads(cached.read_bytes())
+        except (OSError, ValueError):
+            pass  # absent or damaged: parse again
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{path.name}: cannot be read: {exc}") from exc
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a cache that cannot be written is no error
+    return data
+
+
 def _read(name: str) -> tuple[Path, list[dict[str, Any]]]:
     path = rules_dir() / REGISTRY_DIR / f"{name}.yaml"
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError) as exc:
+        data = _parse(path, path.read_bytes())
+    except OSError as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: cannot be read: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get(name), list):
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: expected a list under '{name}'")

@@ -198,7 +198,7 @@ def test_every_built_in_coefficient_is_read(book: Rulebook) -> None:
     """By code (a `requires:` list), a rule (coef.NAME) or the memory model's tables: none is stale."""
     read = set().union(*(book.required(c) for c in book.requires))
     read |= {fml.coefficient_id(n) for r in book.rules.values() for n in r.reads() if n.startswith("coef.")}
-    read |= set(book.memory["optimizers"].values()) | {c for c in book.memory["optimizer_steps"].values() if c}
+    read |= {o[key] for o in book.optimizers.values() for key in ("states", "step") if o.get(key)}
     read |= {a["logits"] for a in book.memory["architectures"].values() if "logits" in a}
     assert sorted(set(book.coefficients) - read) == []
 

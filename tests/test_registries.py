@@ -33,8 +33,8 @@ def _at(doc: Any, *path: str | int) -> Any:
 METHOD_ENUMS = [
     ("variants.schema.json", ("properties", "variants", "items", "properties", "method", "enum")),
     ("probe-report.schema.json", ("properties", "plan", "properties", "method", "enum")),
-    ("coefficients.schema.json", ("properties", "coefficients", "items", "properties", "fit", "properties", "select",
-                                  "properties", "method", "enum")),
+    ("defs.schema.json", ("$defs", "coefficient", "properties", "fit", "properties", "select", "properties",
+                          "method", "enum")),
     ("evidence.schema.json", ("$defs", "row", "properties", "method", "enum")),
 ]
 VARIANT_ENUM = ("evidence.schema.json", ("$defs", "row", "properties", "variant", "enum"))
@@ -160,8 +160,9 @@ def test_a_user_directory_layers_optimizers_over_the_registry(tmp_path: Path, bo
 
 def test_a_user_optimizer_naming_no_coefficient_is_an_error(tmp_path: Path) -> None:
     d = _user_dir(tmp_path, "optimizers:\n  - {id: mine, states: no-such-bytes, source: my notes}\n", "opts.yaml")
-    with pytest.raises(RuleFileError, match="optimizer 'mine' names unknown coefficient 'no-such-bytes'"):
-        Knowledge(load_rulebook([d]))
+    with pytest.raises(RuleFileError, match=r"opts\.yaml: optimizer 'mine' key 'states': unknown coefficient "
+                                            "'no-such-bytes'"):
+        load_rulebook([d])  # at load, before the memory model runs
 
 
 @pytest.mark.parametrize("kind", ["methods", "formats"])
@@ -176,3 +177,15 @@ def test_a_registry_entry_that_breaks_its_schema_names_the_file_and_key(tmp_path
     d = _user_dir(tmp_path, "optimizers:\n  - {id: mine, paged: sometimes, source: my notes}\n", "opts.yaml")
     with pytest.raises(RuleFileError, match=r"opts\.yaml: optimizer 'mine' key 'optimizers\[0\]\.paged': 'sometimes'"):
         load_rulebook([d])
+
+
+def test_a_damaged_registry_cache_entry_is_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registries are cached as JSON by their bytes' hash (start-up imports no yaml); a damaged
+    entry is read from the YAML again, never an error."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = registries.rules_dir() / registries.REGISTRY_DIR / "methods.yaml"
+    first = registries._parse(path, path.read_bytes())
+    entries = list((tmp_path / "advisor" / "registry").glob("methods-*.json"))
+    assert len(entries) == 1
+    entries[0].write_text("{not json")
+    assert registries._parse(path, path.read_bytes()) == first

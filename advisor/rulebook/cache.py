@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advisor.paths import schemas_dir
+from advisor.paths import cache_dir, schemas_dir
 
 if TYPE_CHECKING:
     from advisor.rulebook.load import Rulebook
@@ -34,15 +34,7 @@ KEEP = 16  # entries kept, one per set of rules directories (about 0.5 MB each)
 _PKG = Path(__file__).resolve().parent.parent
 # The modules a built book's objects and checks come from (a test keeps this in step with what
 # loading imports): an edit to any of them may change what the same rule files build to.
-SOURCES = ("__init__.py", "errors.py", "paths.py", "suggest.py", "facts/__init__.py", "facts/catalogue.py", "rulebook")
-
-
-def cache_dir() -> Path | None:
-    """advisor's folder in the user cache directory; None when caching is off or there is no home."""
-    if os.environ.get("ADVISOR_NO_CACHE"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or (str(Path.home() / ".cache") if Path.home().is_dir() else "")
-    return Path(base) / "advisor" if base else None
+SOURCES = ("__init__.py", "errors.py", "paths.py", "suggest.py", "registries.py", "facts/__init__.py", "facts/catalogue.py", "rulebook")
 
 
 def _source_files() -> list[Path]:

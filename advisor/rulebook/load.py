@@ -215,7 +215,7 @@ def _validated_marker(text: bytes, kind: str) -> Path | None:
     (ADVISOR_NO_CACHE set, or no cache directory)."""
     import hashlib
 
-    from advisor.rulebook.cache import cache_dir
+    from advisor.paths import cache_dir
 
     base = cache_dir()
     if base is None:
