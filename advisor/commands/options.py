@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from advisor.commands.params import Argument, Option
 from advisor.errors import AdvisorError
+from advisor.facts.task import PEFTS
+from advisor.registries import format_ids, method_ids
 
 if TYPE_CHECKING:
     from advisor.rulebook.load import Rulebook
@@ -15,13 +17,14 @@ GPU_MEM_HELP = "One GPU's memory in GiB, as nvidia-smi's memory.total / 1024 (an
 
 Model = Annotated[str, Option(
     "--model", "-m", help="Registry alias (advisor models), hub id, or a config.json / model dir.")]
-Method = Annotated[str, Option("--method", help="sft | dpo | grpo | ppo | raft")]
-Peft = Annotated[str, Option("--peft", help="lora | qlora | full")]
+METHODS_HELP = " | ".join(method_ids())  # rules/registry/methods.yaml
+PEFTS_HELP = " | ".join(PEFTS)
+Method = Annotated[str, Option("--method", help=METHODS_HELP)]
+Peft = Annotated[str, Option("--peft", help=PEFTS_HELP)]
 OptModel = Annotated[Optional[str], Option(
     "--model", "-m", help="The model, when the config does not name one the registry knows.")]
-OptMethod = Annotated[Optional[str], Option(
-    "--method", help="sft | dpo | grpo | ppo | raft (overrides the config).")]
-OptPeft = Annotated[Optional[str], Option("--peft", help="lora | qlora | full (overrides the config).")]
+OptMethod = Annotated[Optional[str], Option("--method", help=f"{METHODS_HELP} (overrides the config).")]
+OptPeft = Annotated[Optional[str], Option("--peft", help=f"{PEFTS_HELP} (overrides the config).")]
 Gpu = Annotated[Optional[str], Option("--gpu", help="GPU name from the registry (advisor gpus).")]
 GpuMem = Annotated[Optional[float], Option("--gpu-mem", help=GPU_MEM_HELP)]
 Gpus = Annotated[Optional[int], Option("--gpus", help="Number of GPUs (default 1).")]
@@ -41,7 +44,7 @@ Output = Annotated[Optional[Path], Option(
     "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")]
 NoDetect = Annotated[bool, Option("--no-detect", help="Do not ask nvidia-smi when no --gpu / --gpu-mem is given.")]
 ConfigFormat = Annotated[Optional[str], Option(
-    "--config-format", help="Force the config reader: advisor | axolotl | llama-factory | trl | trainer-state.")]
+    "--config-format", help=f"Force the config reader: {' | '.join(format_ids())}.")]
 Plot = Annotated[Optional[Path], Option(
     "--plot", help="Write a PNG plot to this file (needs llm-finetune-advisor[plot]).")]
 
