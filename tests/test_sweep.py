@@ -43,7 +43,7 @@ def _complete_lrs(trials: list[Any]) -> list[float]:
 def test_grid_reproduces_seed_002_and_writes_every_output(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     proc = run_cli("sweep", *FAST, "--strategy", "grid", "--lrs", SEED_LRS, "--steps", "16", "--eval-every", "4",
-                   "-o", str(out))
+                   "--out-dir", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "all_results.json").read_text())
     runs = {r["lr"]: r for r in data["runs"]}
@@ -105,7 +105,7 @@ def test_two_workers_run_every_trial_exactly_once(backend: str, tmp_path: Path, 
 def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["sweep", *FAST, "--strategy", "grid", "--lrs", "1e-4,1e-3,3e-3,1e-2", "--steps", "40", "--no-plots",
-            "-o", str(out)]
+            "--out-dir", str(out)]
     journal = str(out / "optuna-journal.log")
     proc = subprocess.Popen([sys.executable, "-m", "advisor", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -138,7 +138,7 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path
 
 def test_halving_prunes_and_writes_a_rule_that_recommend_uses(tmp_path: Path) -> None:
     out, rules = tmp_path / "out", tmp_path / "my-rules"
-    proc = run_cli("sweep", *FAST, "--steps", "18", "--no-plots", "-o", str(out), "--write-rules", str(rules),
+    proc = run_cli("sweep", *FAST, "--steps", "18", "--no-plots", "--out-dir", str(out), "--write-rules", str(rules),
                    "--format", "json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -163,7 +163,7 @@ def test_halving_prunes_and_writes_a_rule_that_recommend_uses(tmp_path: Path) ->
 
 def test_range_test_suggests_from_one_rising_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = run_cli("sweep", *FAST, "--strategy", "range-test", "--steps", "30", "-o", str(out), "--format", "json")
+    proc = run_cli("sweep", *FAST, "--strategy", "range-test", "--steps", "30", "--out-dir", str(out), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     rt = data["range_test"]
@@ -194,10 +194,10 @@ def test_worker_needs_a_storage_and_an_existing_study(tmp_path: Path) -> None:
 
 def test_resuming_with_other_arguments_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_cli("sweep", *FAST, "--strategy", "grid", "--lrs", "1e-3", "--steps", "4", "--no-plots", "-o", str(out))
+    first = run_cli("sweep", *FAST, "--strategy", "grid", "--lrs", "1e-3", "--steps", "4", "--no-plots", "--out-dir", str(out))
     assert first.returncode == 0, first.stderr
     second = run_cli("sweep", *FAST, "--strategy", "grid", "--lrs", "1e-3,1e-2", "--steps", "4", "--no-plots",
-                     "-o", str(out))
+                     "--out-dir", str(out))
     assert second.returncode == 2 and "exists with a different specification (lrs)" in second.stderr
 
 
@@ -211,7 +211,7 @@ def test_a_config_file_sweeps_and_workers_must_plan_the_same_probe(book: Any, tm
                       "sequence_len: 32\n")
     out = tmp_path / "out"
     proc = run_cli("sweep", str(config), "--random-init", "--no-detect", "--device", "cpu", "--strategy", "grid",
-                   "--lrs", "1e-3,1e-2", "--steps", "6", "--no-plots", "-o", str(out), "--format", "json")
+                   "--lrs", "1e-3,1e-2", "--steps", "6", "--no-plots", "--out-dir", str(out), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert [r["lr"] for r in json.loads(proc.stdout)["runs"]] == [1e-3, 1e-2]
     spec = json.loads(_study_attr(str(out / "optuna-journal.log"), "advisor-sweep", "advisor_sweep_spec"))
