@@ -4,7 +4,9 @@ advisor/exitcodes.py's table (the README's)."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 from typing import Optional
 
 import typer
@@ -13,6 +15,8 @@ from advisor import __version__
 from advisor.commands import COMMANDS
 from advisor.errors import AdvisorError
 from advisor.exitcodes import Exit
+
+MAX_INTERNAL_ECHO = 200  # not-knowledge: characters of an internal error's message on its one line
 
 app = typer.Typer(
     name="advisor",
@@ -38,9 +42,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+DEBUG_ENV = "ADVISOR_DEBUG"
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help=f"Print the traceback of an internal error (or set {DEBUG_ENV}=1)."),
 ) -> None:
     """advisor: fine-tuning hyperparameters from declarative rules, each value with its source."""
 
@@ -50,10 +58,18 @@ def _fail(message: str, code: int = Exit.BAD_INPUT) -> None:
     sys.exit(int(code))
 
 
+def _debugging(argv: list[str]) -> bool:
+    """--debug before the command, or ADVISOR_DEBUG set to anything but 0 / empty."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return "--debug" in words or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: one-line errors and documented exit codes, never a traceback."""
+    """Entry point: one-line errors and documented exit codes; a traceback only for an internal
+    error, and only with --debug or ADVISOR_DEBUG=1."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        result = app(args=argv, prog_name="advisor", standalone_mode=False)
+        result = app(args=args, prog_name="advisor", standalone_mode=False)
     except AdvisorError as exc:
         _fail(str(exc), exc.exit_code)
     except typer.TyperException as exc:  # typer's usage errors (unknown option, bad value, ...)
@@ -69,6 +85,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(0)
     except KeyboardInterrupt:
         _fail("interrupted", Exit.INTERRUPTED)
-    except Exception as exc:  # a bug: still one line, and the exit code of an error
-        _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)")
+    except Exception as exc:  # a bug: still one line (unless debugging), and the exit code of an error
+        if _debugging(args):
+            traceback.print_exc()
+        else:
+            exc_text = str(exc)
+            if len(exc_text) > MAX_INTERNAL_ECHO:
+                exc_text = exc_text[:MAX_INTERNAL_ECHO] + "..."
+            hint = f"; --debug or {DEBUG_ENV}=1 prints the traceback"
+            _fail(f"internal error: {type(exc).__name__}: {exc_text} (please report this{hint})")
+        _fail(f"internal error: {type(exc).__name__} (please report this, with the traceback above)")
     sys.exit(result if isinstance(result, int) else 0)

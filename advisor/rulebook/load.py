@@ -24,6 +24,7 @@ from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir
 from advisor.rulebook import conditions as cond
 from advisor.rulebook import formula as fml
 from advisor.rulebook.model import DEFAULT_STAGE, SETTING_STAGES, Case, Parameter, Rule
+from advisor.safeio import clip_path, compose_yaml, construct, read_bytes
 
 TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
@@ -102,22 +103,27 @@ def read_yaml(path: Path) -> Any:
     return _read_yaml_bytes(path)[0]
 
 
-def _read_yaml_bytes(path: Path) -> tuple[Any, bytes]:
-    """The parsed file and its bytes (the schema cache keys on them)."""
-    if path.stat().st_size > MAX_RULE_FILE_BYTES:
-        raise RuleFileError(f"{path}: file is larger than {MAX_RULE_FILE_BYTES} bytes")
-    raw = path.read_bytes()
+def _read_yaml_bytes(path: Path, *, trusted: bool = False) -> tuple[Any, bytes]:
+    """The parsed file and its bytes (the schema cache keys on them). A user's file is read within
+    safeio's bounds (regular file, size, nesting, alias expansion); the shipped rules are trusted."""
+    raw = read_bytes(path, limit=MAX_RULE_FILE_BYTES, what="rule file", error=RuleFileError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        return yaml.load(text, Loader=_StrictLoader), raw  # a SafeLoader subclass
+        if trusted:
+            return yaml.load(text, Loader=_StrictLoader), raw  # a SafeLoader subclass
+        loader, node = compose_yaml(text, _StrictLoader, str(path), RuleFileError)
+        try:
+            return construct(lambda: loader.construct_document(node), [node], str(path), RuleFileError), raw
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RuleFileError(f"{path}:{where}: not valid YAML: {problem}") from exc
+        raise RuleFileError(f"{path}:{where}: not valid YAML: {clip_path(problem)}") from exc
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -342,7 +348,7 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
     for path in _yaml_files(directory):
         # Reports name a built-in registry by its place in the package, not this machine's path.
         shown = f"built-in rules/{path.relative_to(directory).as_posix()}" if builtin else str(path)
-        data, content = _read_yaml_bytes(path)
+        data, content = _read_yaml_bytes(path, trusted=builtin)
         kind = validate_document(path, data, content)
         if kind == "rules":
             seen: set[str] = set()
