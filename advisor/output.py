@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -84,6 +85,8 @@ def fmt_number(v: float) -> str:
         return str(v)
     if v == 0:
         return "0"
+    if not math.isfinite(v):  # a log's inf / nan losses reach the evidence text
+        return str(v)
     if abs(v) < 1e-2 or abs(v) >= 1e6:  # not-knowledge: when to switch to scientific notation
         mantissa, exp = f"{v:.2e}".split("e")
         mantissa = mantissa.rstrip("0").rstrip(".")

@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,7 +69,9 @@ def classify(call: Callable[[], Any], names: str) -> Outcome:
             return Outcome("unnamed", f"{len(text)} characters: {text[:200]}")
         return Outcome("error", text)
     except Exception as exc:  # the point: anything else is an internal error
-        return Outcome("internal", f"{type(exc).__name__}: {str(exc)[:300]}")
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f" at {Path(frame.filename).name}:{frame.lineno}"
+        return Outcome("internal", f"{type(exc).__name__}: {str(exc)[:300]}{where}")
     if time.monotonic() - start > TIME_LIMIT_S:
         return Outcome("hang", "returned after the limit")
     return Outcome("ok")

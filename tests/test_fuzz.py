@@ -113,8 +113,14 @@ def test_infinite_steps_are_named(name: str, needle: str) -> None:
 
 
 def test_a_bom_csv_and_huge_losses_are_read() -> None:
+    from advisor.diagnose import diagnose
+    from advisor.output import fmt_number
+
     assert len(read_log(CORPUS / "bom.csv").series["loss"]) == 30
-    assert read_log(CORPUS / "huge-loss.jsonl").series["loss"] == [float("inf")] * 3  # SIG009 counts them
+    tel = read_log(CORPUS / "huge-loss.jsonl")
+    assert tel.series["loss"] == [float("inf")] * 3  # SIG009 counts them
+    diagnose(book(), tel)  # the evidence text states inf values
+    assert [fmt_number(x) for x in (float("inf"), float("-inf"), float("nan"))] == ["inf", "-inf", "nan"]
 
 
 @pytest.mark.parametrize(("name", "needle"), [

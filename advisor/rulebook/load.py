@@ -116,7 +116,9 @@ def _read_yaml_bytes(path: Path, *, trusted: bool = False) -> tuple[Any, bytes]:
             return yaml.load(text, Loader=_StrictLoader), raw  # a SafeLoader subclass
         loader, node = compose_yaml(text, _StrictLoader, str(path), RuleFileError)
         try:
-            return construct(lambda: loader.construct_document(node), [node], str(path), RuleFileError), raw
+            data = None if node is None else construct(lambda: loader.construct_document(node), [node], str(path),
+                                                       RuleFileError)
+            return data, raw
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
