@@ -3,7 +3,9 @@ advisor/exitcodes.py's table (the README's)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from typing import Optional
 
 import click
@@ -15,6 +17,8 @@ from advisor.errors import AdvisorError
 from advisor.exitcodes import Exit
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+MAX_INTERNAL_ECHO = 200  # not-knowledge: characters of an internal error's message on its one line
+DEBUG_ENV = "ADVISOR_DEBUG"
 
 
 def _version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
@@ -29,7 +33,9 @@ app = Group(
          "RAFT).\n\nadvisor: fine-tuning hyperparameters from declarative rules, each value with its source.",
     no_args_is_help=True, context_settings=CONTEXT,
     params=[click.Option(["--version"], is_flag=True, expose_value=False, is_eager=True, callback=_version,
-                         help="Print the version.")],
+                         help="Print the version."),
+            click.Option(["--debug"], is_flag=True, expose_value=False,
+                         help=f"Print the traceback of an internal error (or set {DEBUG_ENV}=1).")],
 )
 groups = {"rules": Group("rules", help="List, explain, check and fit rules.", no_args_is_help=True,
                          context_settings=CONTEXT)}
@@ -43,10 +49,18 @@ def _fail(message: str, code: int = Exit.BAD_INPUT) -> None:
     sys.exit(int(code))
 
 
+def _debugging(argv: list[str]) -> bool:
+    """--debug before the command, or ADVISOR_DEBUG set to anything but 0 / empty."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return "--debug" in words or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: one-line errors and documented exit codes, never a traceback."""
+    """Entry point: one-line errors and documented exit codes; a traceback only for an internal
+    error, and only with --debug or ADVISOR_DEBUG=1."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        result = app.main(args=argv, prog_name="advisor", standalone_mode=False)
+        result = app.main(args=args, prog_name="advisor", standalone_mode=False)
     except AdvisorError as exc:
         _fail(str(exc), exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
@@ -62,6 +76,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(0)
     except KeyboardInterrupt:
         _fail("interrupted", Exit.INTERRUPTED)
-    except Exception as exc:  # a bug: still one line, and the exit code of an error
-        _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)")
+    except Exception as exc:  # a bug: still one line (unless debugging), and the exit code of an error
+        if _debugging(args):
+            traceback.print_exc()
+            _fail(f"internal error: {type(exc).__name__} (please report this, with the traceback above)")
+        exc_text = str(exc)
+        if len(exc_text) > MAX_INTERNAL_ECHO:
+            exc_text = exc_text[:MAX_INTERNAL_ECHO] + "..."
+        _fail(f"internal error: {type(exc).__name__}: {exc_text} (please report this; --debug or {DEBUG_ENV}=1 "
+              "prints the traceback)")
     sys.exit(result if isinstance(result, int) else 0)

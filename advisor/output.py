@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -10,22 +11,59 @@ from typing import Any
 from advisor.errors import AdvisorError
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+def check_target(path: Path) -> Path:
+    """Refuse, in one line, an output path an atomic write cannot or must not replace: a directory,
+    a device, a FIFO or a socket (`-o /dev/full` must not turn the device into a file), a missing
+    or read-only directory. Returns the directory the temporary file goes in."""
+    import stat
+
+    from advisor.safeio import check_name, clip_path, file_kind
+
+    shown = clip_path(path)
+    if not str(path) or str(path) == ".":
+        raise AdvisorError(f"output path {shown} is empty or the current directory", hint="give a file name")
+    check_name(str(path), "output path")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise AdvisorError(f"{shown}: cannot write: {exc.strerror}") from exc
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        kind = file_kind(info.st_mode)
+        raise AdvisorError(f"{shown}: is {kind}; advisor writes only regular files",
+                           hint="give a file path" + (" inside it" if stat.S_ISDIR(info.st_mode) else ""))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise AdvisorError(f"{path}: directory {directory} does not exist", hint="create it first or pick another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        raise AdvisorError(f"{shown}: directory {clip_path(directory)} does not exist",
+                           hint="create it first or pick another path")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise AdvisorError(f"{shown}: directory {clip_path(directory)} is not writable",
+                           hint="pick another path")
+    return directory
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename.
+    Only a regular file (or nothing) at ``path`` is replaced (check_target)."""
+    directory = check_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise AdvisorError(f"{path}: cannot write: {exc.strerror}", hint="pick another path") from exc
     try:
         # mkstemp makes the file private (0600); the result should be as readable as any file the user writes.
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise AdvisorError(f"{path}: cannot write: {exc.strerror}", hint="check the disk and the path") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -47,6 +85,8 @@ def fmt_number(v: float) -> str:
         return str(v)
     if v == 0:
         return "0"
+    if not math.isfinite(v):  # a log's inf / nan losses reach the evidence text
+        return str(v)
     if abs(v) < 1e-2 or abs(v) >= 1e6:  # not-knowledge: when to switch to scientific notation
         mantissa, exp = f"{v:.2e}".split("e")
         mantissa = mantissa.rstrip("0").rstrip(".")

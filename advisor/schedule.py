@@ -156,11 +156,13 @@ def compare_cell(lr: float) -> str:
 
 def to_yaml(schedule: Schedule) -> str:
     """The config snippet exactly as the seeds write it for the chosen strategy."""
+    # seed_style writes 5.0e-5, never 5e-5: YAML 1.1 loaders (PyYAML) read an exponent without a dot
+    # as a string, and the snippet must read back as numbers.
     if schedule.strategy == "constant":
-        return f"training:\n  learning_rate: {fmt_number(schedule.base_lr)}  # same all cycles\n"
+        return f"training:\n  learning_rate: {seed_style(schedule.base_lr)}  # same all cycles\n"
     if schedule.strategy == "exponential":
-        return (f"training:\n  base_learning_rate: {fmt_number(schedule.base_lr)}\n"
-                f"  lr_decay_factor: {fmt_number(schedule.decay or 1.0)}\n")
+        return (f"training:\n  base_learning_rate: {seed_style(schedule.base_lr)}\n"
+                f"  lr_decay_factor: {seed_style(schedule.decay or 1.0)}\n")
     rows = "".join(f"    cycle_{i}: {seed_style(lr)}\n" for i, lr in enumerate(schedule.lrs, 1))
     return f"training:\n  learning_rate_schedule:\n{rows}"
 

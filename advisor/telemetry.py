@@ -8,16 +8,18 @@ files (through tensorboard's own reader, an optional extra), and a directory of 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError
+from advisor.safeio import clip, clip_path, load_json, read_text, stat_path
 
 MAX_LOG_BYTES = 200_000_000  # not-knowledge: a log this large is not a training log
+MAX_STEP = 10**15  # not-knowledge: more optimizer steps than any run takes
 
 # Column / tag names the loggers people use write for each series.
 ALIASES = {
@@ -47,6 +49,8 @@ class Telemetry:
     def add(self, name: str, step: int, value: Any) -> None:
         try:
             number = float(value)
+        except OverflowError:  # an integer past float's range: as good as infinite (SIG009 counts it)
+            number = math.inf if value > 0 else -math.inf
         except (TypeError, ValueError):
             return
         self.series.setdefault(name, []).append(number)
@@ -61,14 +65,29 @@ def _canonical(key: str) -> str | None:
     return None
 
 
+def _step(row: dict[str, Any], i: int, source: str) -> int:
+    """The row's step; a row without a readable one counts by position. A step that is a number
+    but not a plausible step (inf, 1e999, 400 digits) is an error naming it."""
+    key = "step" if "step" in row else "global_step"
+    raw = row.get(key, i)
+    try:
+        number = float(raw)
+    except OverflowError:
+        number = math.inf
+    except (TypeError, ValueError):
+        return i
+    if math.isnan(number):
+        return i
+    if not abs(number) <= MAX_STEP:
+        raise LogError(f"{source}: row {i + 1}: key '{key}': {clip(raw)} is not a step number",
+                       hint=f"steps are whole numbers below {MAX_STEP:.0e}")
+    return int(number)
+
+
 def _rows_to_telemetry(rows: list[dict[str, Any]], source: str, reader: str) -> Telemetry:
     tel = Telemetry(source=source, reader=reader)
     for i, row in enumerate(rows):
-        step = row.get("step", row.get("global_step", i))
-        try:
-            step = int(float(step))
-        except (TypeError, ValueError):
-            step = i
+        step = _step(row, i, source)
         for key, value in row.items():
             name = _canonical(str(key))
             if name is not None and value not in (None, ""):
@@ -77,29 +96,18 @@ def _rows_to_telemetry(rows: list[dict[str, Any]], source: str, reader: str) -> 
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise LogError(f"{path}: no such file or directory")
-    if path.is_file() and path.stat().st_size > MAX_LOG_BYTES:
-        raise LogError(f"{path}: too large for a training log")
-    if path.is_file() and path.stat().st_size == 0:
-        raise LogError(f"{path}: empty file")
+    info = stat_path(path, "training log", LogError)
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+        raise LogError(f"{clip_path(path)}: empty file")
 
 
 def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise LogError(f"{path}: binary file; TensorBoard logs are read from their directory")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LogError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return read_text(path, limit=MAX_LOG_BYTES, what="training log", error=LogError,
+                     binary_hint="TensorBoard logs are read from their directory")
 
 
 def read_trainer_state(path: Path) -> Telemetry:
-    try:
-        data = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise LogError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    data = load_json(_read_text(path), clip_path(path), LogError)
     history = data.get("log_history") if isinstance(data, dict) else None
     if not isinstance(history, list):
         raise LogError(f"{path}: no 'log_history' list: not a trainer_state.json")
@@ -111,10 +119,7 @@ def read_jsonl(path: Path) -> Telemetry:
     for no, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LogError(f"{path}:{no}: not a JSON object per line: {exc.msg}") from exc
+        row = load_json(line, f"{clip_path(path)}:{no}", LogError, "a JSON object per line")
         if not isinstance(row, dict):
             raise LogError(f"{path}:{no}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
@@ -123,11 +128,15 @@ def read_jsonl(path: Path) -> Telemetry:
 
 def read_csv(path: Path) -> Telemetry:
     text = _read_text(path)
-    reader = csv.DictReader(text.splitlines())
+    try:
+        reader = csv.DictReader(text.splitlines())
+        rows = list(reader)
+    except csv.Error as exc:  # a field past csv's size limit, a NUL, ...
+        raise LogError(f"{clip_path(path)}: not a CSV log: {clip(str(exc), 120)}") from exc
     if not reader.fieldnames or not any(_canonical(f) for f in reader.fieldnames):
-        raise LogError(f"{path}: no loss, grad_norm, learning_rate or eval_loss column",
-                       hint=f"columns found: {', '.join(reader.fieldnames or [])}")
-    return _rows_to_telemetry(list(reader), str(path), "csv")
+        raise LogError(f"{clip_path(path)}: no loss, grad_norm, learning_rate or eval_loss column",
+                       hint=f"columns found: {clip(', '.join(reader.fieldnames or []))}")
+    return _rows_to_telemetry(rows, str(path), "csv")
 
 
 def read_tensorboard(directory: Path) -> Telemetry:
@@ -174,18 +183,37 @@ def read_log(path: Path) -> Telemetry:
                    hint="trainer_state.json, .jsonl, .csv or a TensorBoard directory")
 
 
+LOG_SUFFIXES = (".jsonl", ".csv", ".json")
+SAMPLE_NAMES = ("samples", "sample", "generations", "outputs")  # what --samples reads, not a log
+
+
+def _cycle_log(folder: Path) -> Path:
+    """The log inside one cycle's folder (cycle_N/log.jsonl): a trainer_state.json or TensorBoard
+    events, else its one .jsonl / .csv / .json file that is not a samples file."""
+    if (folder / "trainer_state.json").is_file() or any(folder.rglob("events.out.tfevents*")):
+        return folder
+    logs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in LOG_SUFFIXES
+                  and not p.name.startswith(".") and p.stem.lower() not in SAMPLE_NAMES)
+    if len(logs) != 1:
+        found = ", ".join(p.name for p in logs[:5]) or "none"
+        raise LogError(f"{clip_path(folder)}: a cycle folder needs exactly one log (.jsonl, .csv, trainer_state.json "
+                       f"or TensorBoard events), found {clip(found)}",
+                       hint="one folder per cycle holding one log, or flat cycle_N.jsonl files")
+    return logs[0]
+
+
 def read_cycles(directory: Path) -> Telemetry:
-    """A directory of RAFT cycle runs, one log (file or directory) per cycle, in natural order."""
-    _check_file(directory)
-    if not directory.is_dir():
-        raise LogError(f"{directory}: --cycles-dir needs a directory of per-cycle logs")
+    """A directory of RAFT cycle runs in natural order, in either layout: one log file per cycle
+    (cycle_1.jsonl, cycle_2.jsonl, ...) or one folder per cycle holding its log (cycle_1/log.jsonl)."""
+    if not stat.S_ISDIR(stat_path(directory, "cycles directory", LogError).st_mode):
+        raise LogError(f"{clip_path(directory)}: --cycles-dir needs a directory of per-cycle logs")
     entries = sorted((p for p in directory.iterdir() if not p.name.startswith(".")), key=_natural_key)
     if len(entries) < 2:
         raise LogError(f"{directory}: found {len(entries)} cycle log(s); a cycle history needs two or more")
     total = Telemetry(source=str(directory), reader="cycles")
     offset = 0
     for entry in entries:
-        tel = read_log(entry)
+        tel = read_log(_cycle_log(entry) if entry.is_dir() else entry)
         for name, values in tel.series.items():
             for step, value in zip(tel.steps[name], values, strict=True):
                 total.add(name, offset + step, value)
@@ -221,10 +249,7 @@ def read_samples(path: Path) -> list[str]:
         if not line.strip():
             continue
         if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LogError(f"{path}:{no}: not JSON: {exc.msg}") from exc
+            row = load_json(line, f"{clip_path(path)}:{no}", LogError)
             text = next((row[k] for k in ("text", "completion", "output", "response") if isinstance(row, dict)
                          and isinstance(row.get(k), str)), None)
             if text is None:

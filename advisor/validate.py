@@ -45,6 +45,8 @@ class FileReport:
     findings: list[Finding] = field(default_factory=list)
     silenced: int = 0
     error: str | None = None
+    # the job the checks ran for: model, method and peft, the flag's over the config's (Overrides.job)
+    job: dict[str, Sourced | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
         report.error = str(exc)
         return report
     report.config, report.document = cfg, doc
+    report.job = {name: over.job(cfg, name) for name in ("model", "method", "peft")}
     facts = _facts(book, cfg, gpu, over)
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
     if rec is not None:

@@ -244,3 +244,23 @@ def test_a_short_log_lists_the_signs_it_is_too_short_for(tmp_path: Path) -> None
     assert "    SIG006: needs 20 loss points, got 5\n" in text and "    SIG001, SIG010: needs 10 loss points, got 5\n" in text
     long_flat = write_jsonl(tmp_path / "flat.jsonl", log_rows([2.0] * 20, [0.15] * 20))
     assert "SIG006" in signs(str(long_flat))  # at 20 points the same loss is judged, and flat
+
+
+def test_cycles_dir_reads_one_folder_per_cycle(tmp_path: Path) -> None:
+    """Issue 16: both layouts, flat cycle_N.jsonl files and cycle_N/<log> folders (beside samples)."""
+    rates = [0.42, 0.48, 0.53, 0.57, 0.60, 0.62, 0.58, 0.55]
+    flat = raft_history(tmp_path / "flat", rates)
+    nested = tmp_path / "nested"
+    for log in sorted(flat.iterdir()):
+        folder = nested / log.stem
+        folder.mkdir(parents=True)
+        (folder / "log.jsonl").write_text(log.read_text())
+        write_jsonl(folder / "samples.jsonl", [{"text": "an answer"}])
+    reports = [json.loads(run_cli("diagnose", "--cycles-dir", str(d), "--format", "json",
+                                  "--fail-on", "never").stdout) for d in (flat, nested)]
+    assert reports[1]["cycles"] == [f"cycle_{i}" for i in range(1, 9)]
+    assert [s["code"] for s in reports[0]["signs"]] == [s["code"] for s in reports[1]["signs"]]
+    assert "SIG004" in [s["code"] for s in reports[1]["signs"]]
+    (nested / "cycle_3" / "other.csv").write_text("step,loss\n1,2\n")
+    proc = run_cli("diagnose", "--cycles-dir", str(nested))
+    assert proc.returncode == 2 and "cycle_3: a cycle folder needs exactly one log" in proc.stderr

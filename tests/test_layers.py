@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "advisor"
 # Lowest first: a module may import its own layer and the layers below it, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("leaf", ("advisor", "advisor.errors", "advisor.exitcodes", "advisor.provenance", "advisor.paths",
-              "advisor.output", "advisor.suggest", "advisor.registries")),
+              "advisor.output", "advisor.suggest", "advisor.registries", "advisor.safeio")),
     ("facts", ("advisor.facts",)),
     ("rulebook", ("advisor.rulebook", "advisor.recommendation", "advisor.telemetry")),
     ("domain", ("advisor.memory", "advisor.configs", "advisor.schedule", "advisor.diagnose", "advisor.evidence")),

@@ -55,9 +55,12 @@ def test_steps_per_cycle_worked_example_and_terminal_plot() -> None:
 
 def test_yaml_snippets_are_the_seeds_and_round_trip_through_validate(tmp_path: Path) -> None:
     constant = run_cli("schedule", "--strategy", "constant", "--base-lr", "5e-5", "--format", "yaml").stdout
-    assert constant == "training:\n  learning_rate: 5e-5  # same all cycles\n"
+    assert constant == "training:\n  learning_rate: 5.0e-5  # same all cycles\n"
     exponential = run_cli("schedule", "--base-lr", "5e-5", "--decay", "0.85", "--format", "yaml").stdout
-    assert exponential == "training:\n  base_learning_rate: 5e-5\n  lr_decay_factor: 0.85\n"
+    assert exponential == "training:\n  base_learning_rate: 5.0e-5\n  lr_decay_factor: 0.85\n"
+    # PyYAML (YAML 1.1) reads the numbers back as numbers, not as the string '5e-5'
+    assert yaml.safe_load(constant)["training"]["learning_rate"] == 5e-5
+    assert yaml.safe_load(exponential)["training"] == {"base_learning_rate": 5e-5, "lr_decay_factor": 0.85}
     manual = run_cli("schedule", "--strategy", "manual", "--format", "yaml",
                      "--schedule", "cycle_1=5e-5,cycle_2=4e-5,cycle_3=3e-5,cycle_4=2.5e-5,cycle_5=2e-5").stdout
     assert manual == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"

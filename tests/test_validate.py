@@ -348,3 +348,15 @@ def test_a_configs_loss_type_is_the_variant(tmp_path: Path, book: Rulebook) -> N
     cfg_path.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nbeta: 0.1\nlearning_rate: 5.0e-7\n")
     cfg, _ = read_config(cfg_path, book)
     assert _facts(book, cfg, gpu, Overrides())["task.variant"] == "dpo"
+
+
+def test_the_text_header_shows_the_overrides_the_checks_used(tmp_path: Path) -> None:
+    """Issue 16: `--model/--method/--peft` are what the checks judged, so the header says so."""
+    config = tmp_path / "x.json"
+    config.write_text(json.dumps({"learning_rate": 5e-6, "per_device_train_batch_size": 2}))
+    proc = run_cli("validate", str(config), "--model", "llama-8b", "--method", "dpo", "--peft", "qlora",
+                   "--no-detect")
+    header = proc.stdout.splitlines()[0]
+    assert header == f"{config}: trl config, model llama-8b, method dpo, qlora", proc.stdout
+    plain = run_cli("validate", str(config), "--no-detect").stdout.splitlines()[0]
+    assert plain == f"{config}: trl config, model ?, method sft, full"  # the config's own, without flags

@@ -72,24 +72,21 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
     """--set KEY=VALUE pins, each checked against the parameter it names."""
     if not items:
         return {}  # yaml's import is a twentieth of a recommend run
-    import yaml
+    from advisor.safeio import clip, load_yaml_value
 
     pins: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise AdvisorError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set lora_rank=64")
+            raise AdvisorError(f"--set {clip(item)}: expected KEY=VALUE", hint="e.g. --set lora_rank=64")
         if key not in rulebook.parameters:
-            raise AdvisorError(f"--set {item!r}: unknown parameter {key!r}",
+            raise AdvisorError(f"--set {clip(item)}: unknown parameter {clip(key)}",
                                hint="`advisor rules list` shows the parameters rules set")
-        try:
-            pins[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise AdvisorError(f"--set {item!r}: value is not a number, word or [list]") from exc
+        pins[key] = load_yaml_value(raw, f"--set {clip(item)}")
         problem = rulebook.parameters[key].problem(pins[key])
         if problem is not None:
-            raise AdvisorError(f"--set {item!r}: {problem}")
+            raise AdvisorError(f"--set {clip(item)}: {problem}")
     return pins
 
 

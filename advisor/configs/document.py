@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import yaml
 
 from advisor.errors import AdvisorError
+from advisor.safeio import clip, clip_path, compose_yaml, construct, load_json, read_text
 
 MAX_CONFIG_BYTES = 5_000_000  # not-knowledge: a training config is kilobytes; larger is a mistake
 
@@ -39,70 +39,66 @@ class Document:
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any) -> Any:
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any, at: list[yaml.Node]) -> Any:
+    """The node's value, recording the line of every key path. ``at`` holds the node being built,
+    for the error line when a tagged value cannot be constructed."""
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            at[0] = key_node
             key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, (dict, list)):
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: a mapping key must be a scalar")
-            if key in out:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (dict, list, set, tuple)) or key is None:
+                raise ConfigError(f"line {line}: a mapping key must be a plain word or number", hint="quote the key")
             child = (*path, key)
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _walk(value_node, child, lines, loader)
+            value = _walk(value_node, child, lines, loader, at)
+            if key in out:
+                if out[key] != value:  # the same value twice is harmless; two values are a mistake
+                    raise ConfigError(f"line {line}: duplicate key {clip(key)} with a different value",
+                                      hint="keep one of them")
+                continue
+            lines[child] = line
+            out[key] = value
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             child = (*path, i)
             lines[child] = item.start_mark.line + 1
-            items.append(_walk(item, child, lines, loader))
+            items.append(_walk(item, child, lines, loader, at))
         return items
+    at[0] = node
     return loader.construct_object(node, deep=True)
 
 
 def read_document(path: Path) -> Document:
     """Read ``path`` as YAML (JSON is read as YAML too, to keep lines). Errors are ConfigError, one line."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory", hint="pass the config files inside it")
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {size} bytes is too large for a training config (limit {MAX_CONFIG_BYTES})")
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise ConfigError(f"{path}: binary file, not a YAML or JSON config")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    text = read_text(path, limit=MAX_CONFIG_BYTES, what="training config", error=ConfigError,
+                     binary_hint="a YAML or JSON config is text")
     if not text.strip():
-        raise ConfigError(f"{path}: empty file")
+        raise ConfigError(f"{clip_path(path)}: empty file")
     syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "yaml"
     lines: dict[KeyPath, int] = {}
+    where = clip_path(path)
     try:
-        loader = _Loader(text)
+        loader, node = compose_yaml(text, _Loader, where, ConfigError)
         try:
-            node = loader.get_single_node()
-            data = _walk(node, (), lines, loader) if node is not None else None
+            at: list[yaml.Node] = [node]
+            data = construct(lambda: _walk(node, (), lines, loader, at), at, where, ConfigError) if node else None
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc.message}") from exc
+            raise exc if exc.message.startswith(where) else ConfigError(f"{where}: {exc.message}",
+                                                                        hint=exc.hint) from exc
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
         if syntax == "json":  # JSON that YAML cannot read (tabs, some escapes): no lines, still checked
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as jexc:
-                raise ConfigError(f"{path}: not valid JSON: {jexc.msg} at line {jexc.lineno}") from jexc
+            data = load_json(text, where, ConfigError)
         else:
             mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
+            line_at = f" at line {mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or "syntax error"
-            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+            raise ConfigError(f"{where}: not valid YAML{line_at}: {clip_path(problem)}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}",
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}",
                           hint="a training config is a YAML or JSON object")
     return Document(path=path, text=text, data=data, lines=lines, syntax=syntax)

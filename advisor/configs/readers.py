@@ -19,6 +19,7 @@ from advisor.configs.model import FORMATS, ConfigValue, TrainingConfig
 from advisor.facts.task import METHODS
 from advisor.registries import Format, MethodMapping, formats
 from advisor.rulebook.load import Rulebook
+from advisor.safeio import clip, finite
 
 Reader = Callable[[Document, Rulebook, TrainingConfig, Format], None]
 READERS: dict[str, Reader] = {}  # format id (rules/registry/formats.yaml) -> its reader
@@ -86,10 +87,13 @@ def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
                 order = sorted(value, key=lambda k: int(str(k).rsplit("_", 1)[-1]))
                 value = [value[k] for k in order]
             if isinstance(value, list):
-                return [float(v) for v in value]
+                numbers = [float(v) for v in value]
+                if not all(map(math.isfinite, numbers)):
+                    raise ValueError
+                return numbers
             raise ValueError
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: value {value!r} is not a {kind.replace('_', ' of ')}",
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{where}: value {clip(value)} is not a {kind.replace('_', ' of ')}",
                           hint="fix the value's type") from exc
     return value
 
@@ -245,8 +249,8 @@ def _read_trainer_state(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     history = d.get("log_history")
     if not isinstance(history, list):
         raise ConfigError(f"{doc.path}: key 'log_history' must be a list")
-    lrs = [(i, e["learning_rate"]) for i, e in enumerate(history)
-           if isinstance(e, dict) and isinstance(e.get("learning_rate"), (int, float))]
+    lrs = [(i, lr) for i, e in enumerate(history)
+           if isinstance(e, dict) and (lr := finite(e.get("learning_rate"))) is not None]
     if lrs:
         i, peak = max(lrs, key=lambda x: x[1])
         cfg.values["learning_rate"] = ConfigValue(float(peak), f"log_history[{i}].learning_rate",

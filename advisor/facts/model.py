@@ -3,19 +3,23 @@ computed from the architecture (so a registry entry and its config.json always a
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advisor.errors import FactError
+from advisor.safeio import check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
 if TYPE_CHECKING:  # the rulebook sits above the facts; they only read its registries
     from advisor.rulebook.load import Rulebook
 
 MAX_CONFIG_BYTES = 5_000_000
+# A sanity bound, not knowledge: far past any real model's width, depth, vocabulary or expert count
+# (the largest published ones are below 10^6), so that `hidden_size: 1e12` is refused, not counted.
+MAX_DIMENSION = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,24 @@ def _int(cfg: dict[str, Any], key: str, origin: str, default: int | None = None)
     if value is None:
         raise FactError(f"{origin}: key '{key}' is missing", hint="is this a causal LM config.json?")
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FactError(f"{origin}: key '{key}' must be a positive integer, got {value!r}")
+        raise FactError(f"{origin}: key '{key}' must be a positive integer, got {clip(value)}")
+    if value > MAX_DIMENSION:
+        raise FactError(f"{origin}: key '{key}' is {clip(value)}, not a plausible model dimension "
+                        f"(at most {MAX_DIMENSION:.0e})", hint="check the config.json")
     return value
+
+
+def _optional(cfg: dict[str, Any], *keys: str, origin: str) -> int:
+    """The first of ``keys`` that is set, as a count (0 when none is): num_local_experts, num_experts,
+    ... A value that is not a whole number (NaN, Infinity, [8], 1e12) is an error naming the key."""
+    for key in keys:
+        value = cfg.get(key)
+        if value is None or value == 0:
+            continue
+        if isinstance(value, float) and value.is_integer() and 0 < value <= MAX_DIMENSION:
+            return int(value)
+        return _int(cfg, key, origin)
+    return 0
 
 
 def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin: str) -> tuple[int, int]:
@@ -109,8 +129,8 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
             n += (2 if gated else 1) * width + h
         return n
 
-    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
-    top_k = int(cfg.get("num_experts_per_tok") or 0)
+    experts = _optional(cfg, "num_local_experts", "num_experts", origin=origin)
+    top_k = _optional(cfg, "num_experts_per_tok", origin=origin)
     if experts > 1 and not 1 <= top_k <= experts:
         raise FactError(f"{origin}: key 'num_experts_per_tok' is {top_k}, not between 1 and {experts} experts")
     if cfg.get("head_dim") is None and h % heads:
@@ -118,8 +138,8 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
     if heads % kv:
         raise FactError(f"{origin}: key 'num_key_value_heads' {kv} does not divide num_attention_heads {heads}")
     if experts > 1:
-        width = int(cfg.get("moe_intermediate_size") or inter)
-        shared = int(cfg.get("shared_expert_intermediate_size") or 0)
+        width = _optional(cfg, "moe_intermediate_size", origin=origin) or inter
+        shared = _optional(cfg, "shared_expert_intermediate_size", origin=origin)
         per_expert = mlp(width)
         ffn_total = experts * per_expert + h * experts + (mlp(shared) + h if shared else 0)
         ffn_active = top_k * per_expert + h * experts + (mlp(shared) + h if shared else 0)
@@ -155,10 +175,11 @@ def facts_from_config(
     total, active = count_parameters(cfg, family, origin)
     heads = _int(cfg, "num_attention_heads", origin)
     h = _int(cfg, "hidden_size", origin)
-    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+    experts = _optional(cfg, "num_local_experts", "num_experts", origin=origin)
     ctx = cfg.get("max_position_embeddings") or cfg.get("max_sequence_length") or cfg.get("seq_length")
-    if not isinstance(ctx, int) or isinstance(ctx, bool) or ctx <= 0:
-        raise FactError(f"{origin}: key 'max_position_embeddings' is missing or not a positive integer")
+    if not isinstance(ctx, int) or isinstance(ctx, bool) or not 0 < ctx <= MAX_DIMENSION * 100:
+        raise FactError(f"{origin}: key 'max_position_embeddings' is missing or not a plausible positive integer, "
+                        f"got {clip(ctx)}")
     inter = _int(cfg, "intermediate_size", origin)
     if family and family.get("intermediate_doubled"):
         inter //= 2
@@ -172,15 +193,15 @@ def facts_from_config(
         num_layers=_int(cfg, "num_hidden_layers", origin),
         num_heads=heads,
         num_kv_heads=_int(cfg, "num_key_value_heads", origin, heads),
-        head_dim=int(cfg.get("head_dim") or h // heads),
-        intermediate_size=int(cfg.get("moe_intermediate_size") or inter) if experts > 1 else inter,
+        head_dim=_optional(cfg, "head_dim", origin=origin) or h // heads,
+        intermediate_size=(_optional(cfg, "moe_intermediate_size", origin=origin) or inter) if experts > 1 else inter,
         vocab_size=_int(cfg, "vocab_size", origin),
         max_position_embeddings=ctx,
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings",
                                          (family or {}).get("tie_word_embeddings_default", False))),
         is_moe=experts > 1,
         num_experts=experts if experts > 1 else 1,
-        experts_per_token=int(cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1,
+        experts_per_token=(_optional(cfg, "num_experts_per_tok", origin=origin) or 1) if experts > 1 else 1,
         params_b=round(total / 1e9, 3),
         active_params_b=round(active / 1e9, 3),
         attention_modules=tuple(family["attention_modules"]) if family else (),
@@ -206,19 +227,25 @@ def registry_model(book: Rulebook, model_id: str) -> ModelFacts:
 
 def read_config_json(path: Path) -> dict[str, Any]:
     file = path / "config.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FactError(f"{path}: no config.json here", hint="pass a config.json file or a model directory holding one")
-    if file.stat().st_size > MAX_CONFIG_BYTES:
-        raise FactError(f"{file}: too large for a config.json ({file.stat().st_size} bytes)")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise FactError(f"{file}: not UTF-8 text (byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise FactError(f"{file}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    if path.is_dir() and not file.exists():
+        raise FactError(f"{clip_path(path)}: no config.json here",
+                        hint="pass a config.json file or a model directory holding one")
+    data = load_json(read_text(file, limit=MAX_CONFIG_BYTES, what="model config.json", error=FactError),
+                     clip_path(file), FactError)
     if not isinstance(data, dict):
-        raise FactError(f"{file}: a config.json must hold a JSON object, got {type(data).__name__}")
+        raise FactError(f"{clip_path(file)}: a config.json must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` names something; a symlink loop or an unreadable name is an error, not 'no'."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        stat_path(path, "model config", FactError)  # raises the one-line error
+    return True
 
 
 def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
@@ -227,8 +254,9 @@ def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
     key = _norm(spec)
     if key in names:
         return registry_model(book, names[key])
+    check_name(spec, "--model / base_model", FactError)
     path = Path(spec).expanduser()
-    if path.exists():
+    if _exists(path):
         file = path / "config.json" if path.is_dir() else path
         return facts_from_config(read_config_json(path), book, name=str(file), source=str(file))
     if "/" in spec and key.rsplit("/", 1)[-1] in names:
@@ -238,6 +266,6 @@ def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
         return replace(facts, source=f"{facts.source}, matched by the repo name of {spec}")
     suggestions = sorted(set(closest(key, names))) or sorted(book.models)[:5]
     raise FactError(
-        f"unknown model {spec!r}: not a registry alias and no such file",
+        f"unknown model {clip(spec)}: not a registry alias and no such file",
         hint=f"closest aliases: {', '.join(suggestions)}; `advisor models` lists all, or pass a config.json",
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from advisor.errors import FactError
 from advisor.registries import generating_method_ids, method_ids, methods
+from advisor.safeio import clip
 
 METHODS = method_ids()  # rules/registry/methods.yaml
 PEFTS = ("lora", "qlora", "full")
@@ -21,16 +22,19 @@ FACT_FLAGS = {"situation": "--situation", "cycles": "--cycles", "sft_learning_ra
 METHOD_FLAGS = tuple((name, flag, tuple(m.id for m in methods().values() if name in m.facts))
                      for name, flag in FACT_FLAGS.items())
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+MAX_COUNT = 10**15  # not-knowledge: a sanity bound far past any data set or step count
 
 
 def parse_count(text: str, flag: str) -> int:
     """'12000', '12k', '1.5M', '50_000' -> int; anything else is a FactError."""
     m = re.fullmatch(r"\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([kKmMbB]?)\s*", text)
     if not m:
-        raise FactError(f"{flag}: {text!r} is not a count", hint="e.g. 12000, 12k or 1.5M")
+        raise FactError(f"{flag}: {clip(text)} is not a count", hint="e.g. 12000, 12k or 1.5M")
     value = float(m.group(1).replace("_", "").replace(",", "")) * _SUFFIX[m.group(2).lower()]
+    if not value <= MAX_COUNT:  # 400 nines reads as inf
+        raise FactError(f"{flag}: {clip(text)} is not a plausible count (at most {MAX_COUNT:.0e})")
     if value < 1 or value != int(value):
-        raise FactError(f"{flag}: {text!r} must be a whole number of at least 1")
+        raise FactError(f"{flag}: {clip(text)} must be a whole number of at least 1")
     return int(value)
 
 

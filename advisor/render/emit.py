@@ -120,10 +120,16 @@ def console(output: Path | None = None) -> Console:
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
+def to_stdout(output: Path | None) -> bool:
+    """No output path, or ``-o -``: the result goes to stdout."""
+    return output is None or str(output) == "-"
+
+
 def write(text: str, output: Path | None) -> None:
-    if output is None:
+    if to_stdout(output):
         sys.stdout.write(text)
         return
+    assert output is not None
     from advisor.output import write_atomic
 
     write_atomic(output, text)
@@ -133,6 +139,8 @@ def emit(result: Any, fmt: str, output: Path | None = None, **options: Any) -> N
     """Render ``result`` in ``fmt`` to stdout or, atomically, to ``output``. ``options`` go to the
     renderer (e.g. ``explain`` for a recommendation's text)."""
     render = _renderer(result, fmt)
+    if to_stdout(output):
+        output = None
     if fmt != "text":
         write(render(result, **options), output)
         return

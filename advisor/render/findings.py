@@ -9,6 +9,7 @@ from rich.text import Text
 
 from advisor import __version__
 from advisor.output import fmt_source, fmt_value
+from advisor.safeio import clip_path
 
 if TYPE_CHECKING:  # renderers read the result's shape; they sit beside validate, not above it
     from rich.console import Console
@@ -33,8 +34,9 @@ def render_text(run: ValidationRun, console: Console) -> None:
             continue
         assert report.config is not None
         cfg = report.config
-        header = (f"{report.path}: {cfg.format} config, model {cfg.model.value if cfg.model else '?'}, "
-                  f"method {cfg.method.value if cfg.method else '?'}, {cfg.peft.value if cfg.peft else '?'}")
+        job = {name: report.job.get(name, getattr(cfg, name)) for name in ("model", "method", "peft")}
+        shown = {name: clip_path(v.value) if v is not None else "?" for name, v in job.items()}
+        header = f"{report.path}: {cfg.format} config, model {shown['model']}, method {shown['method']}, {shown['peft']}"
         console.print(Text(header, style="bold"))
         if not report.findings:
             console.print("  no findings" + (f" ({report.silenced} silenced)" if report.silenced else ""))

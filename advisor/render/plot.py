@@ -3,10 +3,11 @@ and a terminal bar chart that needs nothing."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.output import fmt_number
+from advisor.output import check_target, fmt_number, write_atomic
 
 BAR_WIDTH = 40  # not-knowledge: characters of the longest terminal bar
 
@@ -32,8 +33,7 @@ def png_lines(path: Path, lines: dict[str, list[float]], *, title: str, xlabel: 
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise AdvisorError("--plot needs matplotlib", hint="pip install 'llm-finetune-advisor[plot]'") from exc
-    if not path.parent.is_dir():
-        raise AdvisorError(f"{path}: directory {path.parent} does not exist")
+    check_target(path)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     for name, ys in lines.items():
         x = (xs or {}).get(name) or list(range(1, len(ys) + 1))
@@ -54,10 +54,9 @@ def png_lines(path: Path, lines: dict[str, list[float]], *, title: str, xlabel: 
     ax.grid(alpha=0.3)  # not-knowledge: grid line opacity
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        fig.savefig(buffer, format="png")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
+    write_atomic(path, buffer.getvalue())

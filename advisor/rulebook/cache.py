@@ -34,7 +34,7 @@ KEEP = 16  # entries kept, one per set of rules directories (about 0.5 MB each)
 _PKG = Path(__file__).resolve().parent.parent
 # The modules a built book's objects and checks come from (a test keeps this in step with what
 # loading imports): an edit to any of them may change what the same rule files build to.
-SOURCES = ("__init__.py", "errors.py", "paths.py", "suggest.py", "registries.py", "facts/__init__.py",
+SOURCES = ("__init__.py", "errors.py", "paths.py", "suggest.py", "registries.py", "safeio.py", "facts/__init__.py",
            "facts/catalogue.py", "rulebook")
 
 

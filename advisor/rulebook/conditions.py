@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
+from advisor.errors import FormulaError
 from advisor.rulebook import formula as fml
 from advisor.rulebook.formula import MissingFact
 
+MAX_DEPTH = 16  # not-knowledge: all / any / not levels in one condition (the shipped rules use 3)
 OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "exists", "missing")
 
 
@@ -49,16 +51,19 @@ Condition = Union[Atom, All, AnyOf, Not, Expr]
 TRUE = All(())
 
 
-def parse(raw: Any) -> Condition:
+def parse(raw: Any, depth: int = 1) -> Condition:
     """Build a Condition from its (already schema-checked) YAML form."""
     if raw is None:
         return TRUE
+    if depth > MAX_DEPTH:
+        raise FormulaError(f"a 'when' condition nests all / any / not deeper than {MAX_DEPTH} levels",
+                           hint="flatten it: all / any take lists")
     if "all" in raw:
-        return All(tuple(parse(r) for r in raw["all"]))
+        return All(tuple(parse(r, depth + 1) for r in raw["all"]))
     if "any" in raw:
-        return AnyOf(tuple(parse(r) for r in raw["any"]))
+        return AnyOf(tuple(parse(r, depth + 1) for r in raw["any"]))
     if "not" in raw:
-        return Not(parse(raw["not"]))
+        return Not(parse(raw["not"], depth + 1))
     if "expr" in raw:
         return Expr(fml.parse(raw["expr"]))
     value = raw.get("value")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import FormulaError
+from advisor.safeio import clip
 
 NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "lo", "hi", "log", "coef")
 PARAM_NAMESPACES = ("params", "baseline", "config", "lo", "hi")  # names after the dot are parameters
@@ -34,6 +35,16 @@ def coefficient_name(cid: str) -> str:
 BARE_NAMES = ("value",)
 MAX_EXPONENT = 64
 MAX_LIST = 4096
+# Bounds on what a formula may be and compute (the shipped rules: 483 characters, depth 10): a rule
+# file is data from anyone, and `(10**64)**64` or `'a' * 10**9` must fail at once, not after minutes.
+MAX_TEXT = 2000  # not-knowledge: characters in one formula
+MAX_DEPTH = 40  # not-knowledge: nesting of one formula's syntax tree
+MAX_INT_BITS = 2048  # not-knowledge: an integer result past float's range (1024 bits) is a runaway
+MAX_STR = 10_000  # not-knowledge: characters in a string result
+
+
+class TooLarge(FormulaError):
+    """A formula whose result (or the work to get it) is past the bounds above."""
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -83,12 +94,24 @@ def _nth(xs: list[Any], n: int) -> Any:
     return xs[int(n) - 1]
 
 
+def _members(xs: list[Any]) -> Any:
+    """A set to test membership in (linear, not quadratic), or the list when its items cannot hash."""
+    try:
+        return set(xs)
+    except TypeError:
+        if len(xs) > MAX_LIST:
+            raise TooLarge(f"a list of {len(xs)} unhashable items is too long to compare") from None
+        return xs
+
+
 def _subset(items: list[Any], of: list[Any]) -> bool:
-    return all(x in of for x in items)
+    members = _members(of)
+    return all(x in members for x in items)
 
 
 def _difference(items: list[Any], minus: list[Any]) -> list[Any]:
-    return [x for x in items if x not in minus]
+    members = _members(minus)
+    return [x for x in items if x not in members]
 
 
 # --- series statistics for signal rules (telemetry); thresholds stay in the rules ----------
@@ -279,21 +302,32 @@ class Formula:
     def evaluate(self, lookup: Callable[[str], Any]) -> Any:
         try:
             return _eval(self.tree.body, lookup)
-        except (MissingFact, FormulaError):
+        except MissingFact:
             raise
+        except FormulaError as exc:  # a function's or a bound's complaint: say which formula it came from
+            if exc.message.startswith("formula "):
+                raise
+            raise type(exc)(f"formula {clip(self.text)}: {exc.message}", hint=exc.hint) from exc
         except (ArithmeticError, TypeError, ValueError) as exc:
-            raise FormulaError(f"formula {self.text!r} failed: {exc}") from exc
+            raise FormulaError(f"formula {clip(self.text)} failed: {clip(str(exc), 120)}") from exc
+        except RecursionError as exc:
+            raise TooLarge(f"formula {clip(self.text)} nests too deeply") from exc
 
 
 def parse(text: str) -> Formula:
     """Parse and whitelist-check ``text``; raise FormulaError naming the offending part."""
+    text = str(text)
+    if len(text) > MAX_TEXT:
+        raise TooLarge(f"formula {clip(text)} is longer than {MAX_TEXT} characters", hint="split it into parameters")
     try:
-        tree = ast.parse(str(text).strip(), mode="eval")
-    except SyntaxError as exc:
-        raise FormulaError(f"formula {text!r} is not valid syntax: {exc.msg}") from exc
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:  # ValueError: a NUL byte
+        raise FormulaError(f"formula {clip(text)} is not valid syntax: {getattr(exc, 'msg', exc)}") from exc
+    _check_depth(tree, text)
     names: set[str] = set()
     for node in ast.walk(tree):
         _check_node(node, text, names)
+    _fold_constants(tree.body, text)
     inside: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == GIVEN and node.args:
@@ -303,6 +337,83 @@ def parse(text: str) -> Formula:
     hard: set[str] = set()
     _hard_names(tree.body, hard)
     return Formula(text=str(text), tree=tree, names=frozenset(names), soft=frozenset(inside - hard))
+
+
+def _check_depth(tree: ast.AST, text: str) -> None:
+    """Refuse a syntax tree deeper than MAX_DEPTH before anything walks it recursively."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TooLarge(f"formula {clip(text)} nests deeper than {MAX_DEPTH} levels", hint="simplify it")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
+def _reads_nothing(node: ast.AST) -> bool:
+    return not any(isinstance(n, (ast.Name, ast.Attribute)) and not (isinstance(n, ast.Name) and n.id in FUNCTIONS)
+                   for n in ast.walk(node))
+
+
+def _fold_constants(node: ast.AST, text: str) -> None:
+    """Evaluate every part that reads no fact now, so that a runaway constant (``(10**64)**64``,
+    ``'a' * 10**9``) is a load error, and `rules check` reports it. Other failures (a division by
+    zero in a branch never taken) are left to run time."""
+    if _reads_nothing(node):
+        try:
+            _eval(node, _no_lookup)
+        except TooLarge as exc:
+            raise TooLarge(f"formula {clip(text)}: {exc.message}", hint="a formula's values must stay small") from exc
+        except (FormulaError, MissingFact, ArithmeticError, TypeError, ValueError, IndexError, KeyError):
+            pass
+        return
+    for child in ast.iter_child_nodes(node):
+        _fold_constants(child, text)
+
+
+def _no_lookup(name: str) -> Any:
+    raise MissingFact(name)
+
+
+def _bounded(value: Any) -> Any:
+    """``value``, or TooLarge when it is past the result bounds."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise TooLarge(f"an integer of {value.bit_length()} bits is larger than a formula may compute")
+    if isinstance(value, str) and len(value) > MAX_STR:
+        raise TooLarge(f"a string of {len(value)} characters is longer than a formula may compute")
+    if isinstance(value, list) and len(value) > MAX_LIST:
+        raise TooLarge(f"a list of {len(value)} items is longer than a formula may compute ({MAX_LIST})")
+    return value
+
+
+def _size(x: Any) -> int:
+    """The size an operation scales: bits of an int, length of a string or list, 1 otherwise."""
+    if isinstance(x, bool):
+        return 1
+    if isinstance(x, int):
+        return max(x.bit_length(), 1)
+    if isinstance(x, (str, list)):
+        return len(x)
+    return 1
+
+
+def _check_binop(op: ast.operator, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be past the bounds before computing it."""
+    if isinstance(op, ast.Pow) and isinstance(right, (int, float)) and not isinstance(right, bool):
+        if abs(right) > MAX_EXPONENT:
+            raise TooLarge(f"exponent {clip(right)} is larger than {MAX_EXPONENT}")
+        if isinstance(left, int) and abs(left) > 1 and right > 0 and _size(left) * right > MAX_INT_BITS:
+            raise TooLarge(f"{_size(left)}-bit integer ** {right} is larger than a formula may compute")
+    elif isinstance(op, ast.Mult):
+        seqs = [x for x in (left, right) if isinstance(x, (str, list))]
+        counts = [x for x in (left, right) if isinstance(x, int) and not isinstance(x, bool)]
+        if seqs and counts:
+            limit = MAX_STR if isinstance(seqs[0], str) else MAX_LIST
+            if len(seqs[0]) * counts[0] > limit:
+                raise TooLarge(f"repeating {len(seqs[0])} items {clip(counts[0])} times is past the limit {limit}")
+        elif len(counts) == 2 and _size(left) + _size(right) > MAX_INT_BITS:
+            raise TooLarge("an integer product larger than a formula may compute")
+    elif isinstance(op, ast.Mod) and isinstance(left, str):
+        raise TooLarge("string formatting with % is not part of the formula language")
 
 
 def _hard_names(node: ast.AST, out: set[str]) -> None:
@@ -325,32 +436,32 @@ def _check_node(node: ast.AST, text: str, names: set[str]) -> None:
         ast.And, ast.Or, ast.Not, ast.USub, ast.UAdd, *_BINOPS, *_CMPOPS,
     )
     if not isinstance(node, allowed):
-        raise FormulaError(f"formula {text!r} uses {type(node).__name__}, which is not allowed")
+        raise FormulaError(f"formula {clip(text)} uses {type(node).__name__}, which is not allowed")
     if isinstance(node, ast.Attribute):
         if not (isinstance(node.value, ast.Name) and node.value.id in NAMESPACES):
             raise FormulaError(
-                f"formula {text!r}: only one-level names like model.hidden_size are allowed",
+                f"formula {clip(text)}: only one-level names like model.hidden_size are allowed",
                 hint=f"namespaces: {', '.join(NAMESPACES)}",
             )
         if node.attr.startswith("_"):
-            raise FormulaError(f"formula {text!r}: private name {node.attr!r} is not allowed")
+            raise FormulaError(f"formula {clip(text)}: private name {node.attr!r} is not allowed")
         names.add(f"{node.value.id}.{node.attr}")
     elif isinstance(node, ast.Name) and not isinstance(getattr(node, "ctx", None), ast.Store):
         if node.id in BARE_NAMES:
             names.add(node.id)
         elif node.id not in NAMESPACES and node.id not in FUNCTIONS:
-            raise FormulaError(f"formula {text!r}: unknown name {node.id!r}")
+            raise FormulaError(f"formula {clip(text)}: unknown name {node.id!r}")
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             raise FormulaError(
-                f"formula {text!r}: only these functions may be called: {', '.join(sorted(FUNCTIONS))}"
+                f"formula {clip(text)}: only these functions may be called: {', '.join(sorted(FUNCTIONS))}"
             )
         if node.keywords:
-            raise FormulaError(f"formula {text!r}: keyword arguments are not allowed")
+            raise FormulaError(f"formula {clip(text)}: keyword arguments are not allowed")
         if node.func.id == GIVEN and len(node.args) != 2:
-            raise FormulaError(f"formula {text!r}: given() takes two arguments: a value and its fallback")
+            raise FormulaError(f"formula {clip(text)}: given() takes two arguments: a value and its fallback")
     elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool, type(None))):
-        raise FormulaError(f"formula {text!r}: constant {node.value!r} is not allowed")
+        raise FormulaError(f"formula {clip(text)}: constant {node.value!r} is not allowed")
 
 
 def _eval(node: ast.AST, lookup: Callable[[str], Any]) -> Any:
@@ -363,9 +474,8 @@ def _eval(node: ast.AST, lookup: Callable[[str], Any]) -> Any:
         return lookup(node.id)
     if isinstance(node, ast.BinOp):
         left, right = _eval(node.left, lookup), _eval(node.right, lookup)
-        if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise FormulaError(f"exponent {right} is larger than {MAX_EXPONENT}")
-        return _BINOPS[type(node.op)](left, right)
+        _check_binop(node.op, left, right)
+        return _bounded(_BINOPS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp):
         operand = _eval(node.operand, lookup)
         if isinstance(node.op, ast.USub):
@@ -398,7 +508,7 @@ def _eval(node: ast.AST, lookup: Callable[[str], Any]) -> Any:
     if isinstance(node, ast.IfExp):
         return _eval(node.body, lookup) if _eval(node.test, lookup) else _eval(node.orelse, lookup)
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_eval(e, lookup) for e in node.elts]
+        return _bounded([_eval(e, lookup) for e in node.elts])
     if isinstance(node, ast.Call):
         assert isinstance(node.func, ast.Name)
         if node.func.id == GIVEN:
@@ -409,5 +519,5 @@ def _eval(node: ast.AST, lookup: Callable[[str], Any]) -> Any:
             except MissingFact:
                 return _eval(node.args[1], lookup)
         args = [_eval(a, lookup) for a in node.args]
-        return FUNCTIONS[node.func.id](*args)
+        return _bounded(FUNCTIONS[node.func.id](*args))
     raise FormulaError(f"cannot evaluate {type(node).__name__}")  # unreachable after parse()

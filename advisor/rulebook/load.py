@@ -23,6 +23,7 @@ from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir
 from advisor.rulebook import conditions as cond
 from advisor.rulebook import formula as fml
 from advisor.rulebook.model import DEFAULT_STAGE, SETTING_STAGES, Case, Coefficient, Parameter, Rule
+from advisor.safeio import clip_path, compose_yaml, construct, read_bytes
 from advisor.suggest import closest
 
 TEMPLATE = re.compile(r"\{([^{}]+)\}")
@@ -129,11 +130,10 @@ def read_yaml(path: Path) -> Any:
     return _read_yaml_bytes(path)[0]
 
 
-def _read_yaml_bytes(path: Path) -> tuple[Any, bytes]:
-    """The parsed file and its bytes (the schema cache keys on them)."""
-    if path.stat().st_size > MAX_RULE_FILE_BYTES:
-        raise RuleFileError(f"{path}: file is larger than {MAX_RULE_FILE_BYTES} bytes")
-    raw = path.read_bytes()
+def _read_yaml_bytes(path: Path, *, trusted: bool = False) -> tuple[Any, bytes]:
+    """The parsed file and its bytes (the schema cache keys on them). A user's file is read within
+    safeio's bounds (regular file, size, nesting, alias expansion); the shipped rules are trusted."""
+    raw = read_bytes(path, limit=MAX_RULE_FILE_BYTES, what="rule file", error=RuleFileError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -141,12 +141,21 @@ def _read_yaml_bytes(path: Path) -> tuple[Any, bytes]:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_loader()), raw  # a SafeLoader subclass
+        strict = _loader()
+        if trusted:
+            return yaml.load(text, Loader=strict), raw  # a SafeLoader subclass
+        loader, node = compose_yaml(text, strict, str(path), RuleFileError)
+        try:
+            data = None if node is None else construct(lambda: loader.construct_document(node), [node], str(path),
+                                                       RuleFileError)
+            return data, raw
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RuleFileError(f"{path}:{where}: not valid YAML: {problem}") from exc
+        raise RuleFileError(f"{path}:{where}: not valid YAML: {clip_path(problem)}") from exc
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -385,7 +394,7 @@ def _layer(book: Rulebook, directory: Path, *, builtin: bool = False) -> None:
     for path in _yaml_files(directory):
         # Reports name a built-in registry by its place in the package, not this machine's path.
         shown = f"built-in rules/{path.relative_to(directory).as_posix()}" if builtin else str(path)
-        data, content = _read_yaml_bytes(path)
+        data, content = _read_yaml_bytes(path, trusted=builtin)
         kind = validate_document(path, data, content)
         if kind == "rules":
             seen: set[str] = set()

@@ -9,6 +9,7 @@ from typing import Any, Union
 
 from advisor.rulebook import conditions as cond
 from advisor.rulebook.formula import Formula
+from advisor.safeio import clip
 
 CONFIDENCE_ORDER = ("theoretical", "low", "medium", "high")
 STAGES = ("base", "refine", "adjust", "constrain", "derive")
@@ -19,6 +20,7 @@ DEFAULT_STAGE = {
 }
 
 NumberOrFormula = Union[float, Formula]
+CALIBRATION_FAMILY = "calibration"  # the family of the rules `advisor sweep --write-rules` writes
 
 
 def weakest(*levels: str) -> str:
@@ -120,12 +122,14 @@ class Parameter:
     def problem(self, value: Any) -> str | None:
         """Why ``value`` (already of this parameter's type) is out of bounds, or None."""
         if self.type in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{value!r} is not a finite number"
             if value < self.minimum:
-                return f"{value!r} is below the smallest meaningful value {self.minimum:g}"
+                return f"{clip(value)} is below the smallest meaningful value {self.minimum:g}"
             if self.maximum is not None and value > self.maximum:
-                return f"{value!r} is above the largest meaningful value {self.maximum:g}"
+                return f"{clip(value)} is above the largest meaningful value {self.maximum:g}"
         if self.choices and value not in self.choices:
-            return f"{value!r} is not one of {', '.join(self.choices)}"
+            return f"{clip(value)} is not one of {', '.join(self.choices)}"
         return None
 
 

@@ -30,7 +30,7 @@ from advisor.rulebook import conditions as cond
 from advisor.rulebook.formula import COEF, Formula, MissingFact, coefficient_id, sig
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.lookup import MISSING, Handler, fact_lookup
-from advisor.rulebook.model import SETTING_STAGES, STAGES, Case, Parameter, Rule, weakest
+from advisor.rulebook.model import CALIBRATION_FAMILY, SETTING_STAGES, STAGES, Case, Parameter, Rule, weakest
 
 FLAGS = {
     "gpu.memory_gb": "--gpu or --gpu-mem",
@@ -400,6 +400,23 @@ def _held_back(name: str, pv: ParameterValue, warnings: list[str]) -> None:
                 f"holds it at {fmt_value(step.after)} ({step.case})")
 
 
+def _calibration_held(name: str, pv: ParameterValue, book: Rulebook, warnings: list[str]) -> None:
+    """Say so when a later rule changes a value a sweep calibrated (--write-rules): a constraint
+    that caps it takes the measurement back, silently otherwise."""
+    rule = book.rules.get(pv.rule or "")
+    if rule is None or rule.family != CALIBRATION_FAMILY:
+        return
+    setting = [s for s in pv.trace if s.rule == rule.id]
+    if not setting:
+        return
+    measured = setting[-1].after
+    for step in pv.trace[pv.trace.index(setting[-1]) + 1:]:
+        if step.stage == "constrain" and step.before != step.after:
+            warnings.append(f"{name}: the calibrated value {fmt_value(measured)} ({rule.id}) is held at "
+                            f"{fmt_value(step.after)} by {step.code} {step.rule} ({step.case}); the calibration has "
+                            f"no effect there")
+
+
 def _inapplicable_pins(resolver: Resolver, facts: dict[str, Any]) -> None:
     """A pinned parameter that no rule sets for this job (e.g. lora_rank with full fine-tuning)
     does not apply here: keep the user's value, and say so instead of passing it silently."""
@@ -450,6 +467,7 @@ def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dic
             overridden=state.overridden,
         )
         _held_back(name, parameters[name], resolver.warnings)
+        _calibration_held(name, parameters[name], book, resolver.warnings)
     _inapplicable_pins(resolver, facts)
     _batch_consistency(parameters, facts, resolver.warnings)
     left_out = sorted(resolver.left_out.values(), key=lambda x: (x.missing_fact, x.parameter, x.rule))

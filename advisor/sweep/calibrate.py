@@ -1,5 +1,5 @@
 """--write-rules: turn a sweep's best learning rate into a user rule that `--rules DIR` layers over
-the built-in rulebook (a calibrated LR for this model family, method, adapter and GPU)."""
+the built-in rulebook (a calibrated LR for this model family and size band, method, adapter and GPU)."""
 
 from __future__ import annotations
 
@@ -36,14 +36,22 @@ def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, b
     """The rule (as YAML data) that sets learning_rate to the measured best for these facts."""
     family, method, peft = facts["model.family"], facts["task.method"], facts["task.peft"]
     gpu = facts.get("gpu.name")
-    rid = "-".join(["calibrated-lr", _slug(family), method, peft, *([_slug(gpu)] if gpu else [])])
+    size = float(facts["model.params_b"])
+    band_x = float(book.coefficient("calibration-size-band"))
+    size_lo, size_hi = float(f"{size / band_x:.3g}"), float(f"{size * band_x:.3g}")
+    rid = "-".join(["calibrated-lr", _slug(family), _slug(f"{size:g}b"), method, peft,
+                    _slug(gpu) if gpu else "no-gpu"])
+    # Scoped to what was measured: the family, a size band around the model, the method, the adapter
+    # and the GPU (or no GPU: a CPU sweep says nothing about a GPU's batch and precision).
     when: list[dict[str, Any]] = [
         {"fact": "model.family", "op": "eq", "value": family},
+        {"fact": "model.params_b", "op": "between", "value": [size_lo, size_hi]},
         {"fact": "task.method", "op": "eq", "value": method},
         {"fact": "task.peft", "op": "eq", "value": peft},
+        {"fact": "gpu.name", "op": "eq", "value": gpu} if gpu else {"fact": "gpu.name", "op": "missing"},
     ]
-    if gpu:
-        when.append({"fact": "gpu.name", "op": "eq", "value": gpu})
+    scope = (f"{method} {peft} on {family} models of {size_lo:g}B to {size_hi:g}B parameters "
+             f"(measured: {size:g}B), " + (f"on {gpu}" if gpu else "with no GPU named (measured without one)"))
     # The calibrated value replaces every refine-stage LR rule; interactions (adjust) still apply on top.
     overrides = sorted(r.id for r in book.rules_for("learning_rate") if r.stage == "refine" and r.id != rid)
     lo, hi = band if band else (best_lr, best_lr)
@@ -54,8 +62,7 @@ def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, b
         "kind": "recommend",
         "stage": "refine",
         "parameter": "learning_rate",
-        "summary": f"Calibrated by advisor sweep: {method} {peft} on the {family} family"
-                   + (f" on {gpu}" if gpu else ""),
+        "summary": f"Calibrated by advisor sweep: {scope}",
         "why": f"Measured: the lowest final eval loss of a {strategy} sweep ({runs} runs, {steps} steps each) "
                f"on {what}.",
         "source": {"derived": f"advisor sweep, study {study!r}, {date.today().isoformat()}"},
@@ -78,6 +85,16 @@ def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, b
             "source": {"derived": "advisor sweep --random-init"},
         })
     return rule
+
+
+def capped(directory: Path, facts: dict[str, Any]) -> list[str]:
+    """What recommend will say about the calibrated value for the facts it was measured on: a later
+    rule (a constraint) that caps it, so the calibration would have no effect."""
+    from advisor.rulebook.load import load_rulebook
+    from advisor.rulebook.resolve import recommend
+
+    rec = recommend(load_rulebook([directory]), facts, {})
+    return [w for w in rec.warnings if "the calibrated value" in w]
 
 
 def write_rule_file(directory: Path, rule: dict[str, Any]) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,10 +426,13 @@ def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str
         if best is None:
             raise AdvisorError("--write-rules: the sweep found no learning rate to write",
                                hint="no run finished cleanly; see the report")
-        from advisor.sweep.calibrate import calibration_rule, write_rule_file
+        from advisor.sweep.calibrate import calibration_rule, capped, write_rule_file
 
-        rule = calibration_rule(book, facts=plan.job().flat(), best_lr=best, band=report.band,
+        facts = plan.job().flat()
+        rule = calibration_rule(book, facts=facts, best_lr=best, band=report.band,
                                 random_init=plan.model.random_init, strategy=strategy, runs=len(runs), steps=steps,
                                 study=queue.name)
         rule_file = write_rule_file(write_rules, rule)
+        for warning in capped(write_rules, facts):  # said now, not discovered at the next recommend
+            sys.stderr.write(f"advisor: warning: {warning}\n")
     return Outcome(report=report, written=written, rule_file=rule_file, queue=queue, out=out)
