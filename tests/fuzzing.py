@@ -102,7 +102,7 @@ def values(depth: int = 3) -> st.SearchStrategy[Any]:
 @cache
 def known_keys() -> tuple[str, ...]:
     """Every key some reader looks at: parameter names and trainer spellings, format signatures."""
-    from advisor.configs.readers import SIGNATURES
+    from advisor.registries import formats
 
     keys: set[str] = {"model", "method", "peft", "training", "advisor_format", "rl", "stage", "finetuning_type",
                       "quantization_bit", "pref_loss", "loss_type", "use_peft", "load_in_4bit", "log_history",
@@ -111,8 +111,8 @@ def known_keys() -> tuple[str, ...]:
         keys.add(param.name)
         for spelled in param.trainer_keys.values():
             keys.update([spelled] if isinstance(spelled, str) else spelled)
-    for sig in SIGNATURES.values():
-        keys.update(sig)
+    for fmt in formats().values():
+        keys.update(fmt.signature)
     return tuple(sorted(keys))
 
 
