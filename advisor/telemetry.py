@@ -145,6 +145,15 @@ def read_tensorboard(directory: Path) -> Telemetry:
     except ImportError as exc:
         raise LogError("reading TensorBoard logs needs tensorboard",
                        hint="pip install 'llm-finetune-advisor[tensorboard]'") from exc
+    import stat
+
+    from advisor.safeio import clip_path, file_kind, stat_path
+
+    for event_file in directory.glob("events.out.tfevents*"):  # the files EventAccumulator opens
+        mode = stat_path(event_file, "TensorBoard event file", LogError).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would block the reader for good
+            raise LogError(f"{clip_path(event_file)}: is {file_kind(mode)}, not a regular file",
+                           hint="give a TensorBoard log directory of event files")
     acc = EventAccumulator(str(directory), size_guidance={"scalars": 0})
     acc.Reload()
     tel = Telemetry(source=str(directory), reader="tensorboard")

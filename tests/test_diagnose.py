@@ -264,3 +264,12 @@ def test_cycles_dir_reads_one_folder_per_cycle(tmp_path: Path) -> None:
     (nested / "cycle_3" / "other.csv").write_text("step,loss\n1,2\n")
     proc = run_cli("diagnose", "--cycles-dir", str(nested))
     assert proc.returncode == 2 and "cycle_3: a cycle folder needs exactly one log" in proc.stderr
+
+
+def test_a_fifo_among_tensorboard_event_files_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "events.out.tfevents.1")
+    proc = run_cli("diagnose", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "events.out.tfevents.1: is a FIFO (named pipe), not a regular file" in proc.stderr

@@ -464,3 +464,20 @@ def test_the_near_capacity_sign_reads_the_memory_models_margin(book: Rulebook, t
     wide = make_report(replace(book, coefficients=coefficients), plan, result)
     sign = next(s for s in wide.signs if s.code == "SIG012")
     assert "above the 7.5 GiB the safety margin 0.25 leaves" in sign.evidence
+
+
+def test_data_that_is_not_a_regular_file_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    """--data goes through safeio like every other input: a FIFO is refused at once, never read."""
+    import os
+
+    from advisor.probe.data import _rows_jsonl
+    from advisor.probe.plan import ProbeInputError
+
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(ProbeInputError, match="not a regular file"):
+        list(_rows_jsonl(fifo))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{not json\n')
+    with pytest.raises(ProbeInputError, match=r"bad\.jsonl:2: not a JSON object per line"):
+        list(_rows_jsonl(bad))

@@ -9,7 +9,6 @@ padding are -100, so the loss is the one the trainer would compute.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,16 +79,14 @@ def parse_record(row: Any, codec: Codec, notes: set[str]) -> Record:
 
 
 def _rows_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
-    if path.stat().st_size > MAX_DATA_BYTES:
-        raise ProbeInputError(f"--data {path}: larger than {MAX_DATA_BYTES} bytes; a probe needs a sample")
-    with path.open(encoding="utf-8") as fh:
-        for no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{no}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ProbeInputError(f"--data {path}:{no}: not a JSON object per line: {exc.msg}") from exc
+    from advisor.safeio import load_json, read_text
+
+    # safeio: a regular file only (a FIFO or a device cannot block or fill memory), within the size cap
+    text = read_text(path, limit=MAX_DATA_BYTES, what="--data file", error=ProbeInputError)
+    for no, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield f"{path}:{no}", load_json(line, f"--data {path}:{no}", ProbeInputError,
+                                            expected="a JSON object per line")
 
 
 def _rows_datasets(path: Path) -> tuple[list[Any], list[Any] | None]:
