@@ -112,4 +112,13 @@ class MemoryAnswer:
         m, g = self.rec.facts["model"], self.rec.facts["gpu"]
         return {"model": m["name"], "method": self.method, "peft": self.peft,
                 "gpu": {k: g.get(k) for k in ("name", "memory_gb", "usable_gib", "count")},
-                "parameters": self.settings, **self.memory.to_dict(), "warnings": self.rec.warnings}
+                "parameters": self.settings, "provenance": self.provenance(), **self.memory.to_dict(),
+                "warnings": self.rec.warnings}
+
+    def provenance(self) -> dict[str, dict[str, str]]:
+        """Where each setting came from: the recommendation's provenance, or a pin the memory model reads."""
+        out = {}
+        for name in self.settings:
+            pv = self.rec.parameters.get(name)
+            out[name] = pv.provenance.to_dict() if pv is not None else {"source": "pin", "detail": "--set"}
+        return out
