@@ -31,6 +31,9 @@ def _free_code(book: Rulebook, rid: str) -> str:
     raise AdvisorError("--write-rules: every code CAL001-CAL999 is taken", hint="merge or delete old calibrations")
 
 
+PARAMS_B_STEP = 0.001  # not-knowledge: the precision facts/model.py states params_b at (billions)
+
+
 def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, band: tuple[float, float] | None,
                      random_init: bool, strategy: str, runs: int, steps: int, study: str) -> dict[str, Any]:
     """The rule (as YAML data) that sets learning_rate to the measured best for these facts."""
@@ -39,6 +42,9 @@ def calibration_rule(book: Rulebook, *, facts: dict[str, Any], best_lr: float, b
     size = float(facts["model.params_b"])
     band_x = float(book.coefficient("calibration-size-band"))
     size_lo, size_hi = float(f"{size / band_x:.3g}"), float(f"{size * band_x:.3g}")
+    # `between` is half-open, and facts state params_b to a thousandth of a billion: a model that small
+    # (a test model rounds to 0.0) still falls inside its own band
+    size_hi = max(size_hi, round(size + PARAMS_B_STEP, 3))
     rid = "-".join(["calibrated-lr", _slug(family), _slug(f"{size:g}b"), method, peft,
                     _slug(gpu) if gpu else "no-gpu"])
     # Scoped to what was measured: the family, a size band around the model, the method, the adapter
