@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from advisor.rulebook.judge import Sign, Unjudged, judge, unjudged_lines
+from advisor.rulebook.judge import Sign, Unjudged, judge
 from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry
-
-__all__ = ["Diagnosis", "Sign", "Unjudged", "diagnose", "judge", "log_facts", "unjudged_lines"]
 
 
 def log_facts(tel: Telemetry, *, max_grad_norm: float, distinct_2: float | None = None) -> dict[str, Any]:

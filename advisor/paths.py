@@ -43,3 +43,24 @@ def cache_dir() -> Path | None:
         return None
     base = os.environ.get("XDG_CACHE_HOME") or (str(Path.home() / ".cache") if Path.home().is_dir() else "")
     return Path(base) / "advisor" if base else None
+
+
+def write_cache(path: Path, data: bytes) -> bool:
+    """Put ``data`` at ``path`` in the cache atomically (a reader sees the old entry or the new one,
+    never half); False when it cannot be written, which costs the next run its work, nothing else."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return False
+    return True

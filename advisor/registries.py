@@ -14,7 +14,6 @@ formats, which need code.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import RuleFileError
-from advisor.paths import cache_dir, rules_dir
+from advisor.paths import cache_dir, rules_dir, write_cache
 
 REGISTRY_DIR = "registry"  # the folder of rules/ that holds the registries
 
@@ -125,13 +124,7 @@ def _parse(path: Path, text: bytes) -> Any:
     except yaml.YAMLError as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{path.name}: cannot be read: {exc}") from exc
     if cached is not None:
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, cached)
-        except OSError:
-            pass  # a cache that cannot be written is no error
+        write_cache(cached, json.dumps(data).encode("utf-8"))
     return data
 
 

@@ -193,12 +193,6 @@ def load_project_settings(start: Path) -> dict[str, Any]:
     return {}
 
 
-def exit_code(reports: list[FileReport], fail_on: str) -> int:
-    if any(r.error for r in reports):
-        return int(codes.Exit.BAD_INPUT)
-    return codes.exit_code((f.severity for r in reports for f in r.findings), fail_on)
-
-
 @dataclass
 class ValidationRun:
     """What `advisor validate` found: one report per file, and the threshold its exit code follows."""
@@ -208,7 +202,9 @@ class ValidationRun:
     fail_on: str
 
     def exit_code(self) -> int:
-        return exit_code(self.reports, self.fail_on)
+        if any(r.error for r in self.reports):  # a file that could not be read is bad input
+            return int(codes.Exit.BAD_INPUT)
+        return codes.exit_code((f.severity for r in self.reports for f in r.findings), self.fail_on)
 
 
 def _codes(items: list[str]) -> list[str]:

@@ -9,7 +9,8 @@ from advisor.errors import AdvisorError
 from advisor.facts.job import JobFacts
 from advisor.memory.estimate import Estimate, estimate
 from advisor.memory.fit import Fit, cross_check, fit
-from advisor.recommendation import MemoryItem, MemoryReport, Recommendation
+from advisor.provenance import Source
+from advisor.recommendation import MemoryItem, MemoryReport, Provenance, Recommendation
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend as resolve
 
@@ -120,5 +121,5 @@ class MemoryAnswer:
         out = {}
         for name in self.settings:
             pv = self.rec.parameters.get(name)
-            out[name] = pv.provenance.to_dict() if pv is not None else {"source": "pin", "detail": "--set"}
+            out[name] = (pv.provenance if pv is not None else Provenance(source=Source.PIN.value, detail="--set")).to_dict()
         return out

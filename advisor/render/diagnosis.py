@@ -16,7 +16,7 @@ def to_json(result: Diagnosis) -> str:
 
 
 def render_text(result: Diagnosis, console: Console) -> None:
-    from advisor.diagnose import unjudged_lines
+    from advisor.rulebook.judge import unjudged_lines
 
     def say(text: str) -> None:
         console.print(text, highlight=False, markup=False)

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from advisor.output import fmt_number
+from advisor.provenance import Source
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,7 +47,7 @@ def render_text(result: ScheduleResult, console: Console) -> None:
             table.add_row(name, *(sched.compare_cell(v) for v in row["lrs"]))
         console.print(table)
     else:
-        who = ", ".join(f"{k} from {'you' if v.source.value == 'flag' else v.detail}" for k, v in plan.sources.items())
+        who = ", ".join(f"{k} from {'you' if v.source is Source.FLAG else v.detail}" for k, v in plan.sources.items())
         say(f"{plan.strategy} schedule, {plan.cycles} cycles ({who})")
         say(terminal_bars(plan.lrs), end="")
     if plan.steps_per_cycle is not None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advisor.paths import cache_dir, schemas_dir
+from advisor.paths import cache_dir, schemas_dir, write_cache
 
 if TYPE_CHECKING:
     from advisor.rulebook.load import Rulebook
@@ -106,22 +106,12 @@ def _read(entry: Path, key: bytes) -> Rulebook | None:
 
 
 def _write(entry: Path, key: bytes, book: Rulebook) -> None:
-    import tempfile
-
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(FORMAT + key)
-                pickle.dump(book, out, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, entry)  # atomic: a reader sees the old entry or the new one, never half
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        data = FORMAT + key + pickle.dumps(book, protocol=pickle.HIGHEST_PROTOCOL)
+    except pickle.PicklingError:
+        return  # an unpicklable user rule costs the next run a build, nothing else
+    if write_cache(entry, data):
         _prune(entry.parent)
-    except (OSError, pickle.PicklingError):
-        pass  # an unwritable cache costs the next run a build, nothing else
 
 
 def _prune(folder: Path) -> None:

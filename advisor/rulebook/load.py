@@ -19,7 +19,7 @@ from typing import Any
 
 from advisor.errors import FormulaError, RuleFileError
 from advisor.facts.catalogue import NAMESPACES
-from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir
+from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir, write_cache
 from advisor.rulebook import conditions as cond
 from advisor.rulebook import formula as fml
 from advisor.rulebook.model import DEFAULT_STAGE, SETTING_STAGES, Case, Coefficient, Parameter, Rule
@@ -241,13 +241,8 @@ def _schema_bytes(kind: str) -> bytes:
 
 def _mark_valid(marker: Path | None) -> None:
     """Record a pass; a cache that cannot be written is no error (the next load validates again)."""
-    if marker is None:
-        return
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch(exist_ok=True)  # an empty file: there is nothing in it to corrupt
-    except OSError:
-        pass
+    if marker is not None:
+        write_cache(marker, b"")  # an empty file: there is nothing in it to corrupt
 
 
 def validate_document(path: Path, data: Any, text: bytes | None = None) -> str:
