@@ -1,8 +1,9 @@
 """The registries: the methods, optimizers and trainer formats advisor knows, as data.
 
-rules/registry/methods.yaml, optimizers.yaml and formats.yaml (schemas/<name>.schema.json) say what
-each method feeds the GPU, what each optimizer costs and how each config format is recognised and
-read. Code asks these flags (``method("dpo").sequences_per_example``) instead of naming ids, so a new
+rules/registry/methods.yaml, optimizers.yaml, formats.yaml and sharding.yaml
+(schemas/<name>.schema.json) say what each method feeds the GPU, what each optimizer costs, how each
+config format is recognised and read, and which training-state items each sharding strategy divides
+over the GPUs. Code asks these flags (``method("dpo").sequences_per_example``) instead of naming ids, so a new
 method, optimizer or format is one entry here (and, for a format, its reader).
 
 A leaf module: it imports nothing of advisor's beyond errors and paths, so facts, configs, memory
@@ -104,6 +105,31 @@ class Format:
     method: MethodMapping | None = None
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """A data-parallel sharding strategy (rules/registry/sharding.yaml)."""
+
+    id: str
+    name: str
+    shards: tuple[str, ...]  # of optimizer_states, gradients, parameters
+    names: tuple[str, ...]  # trainer / launch-config words for it
+    offload: tuple[str, ...]  # the offload targets it accepts
+    source: str
+    gathers: bool = False  # parameters are all-gathered layer by layer
+    hybrid: bool = False  # sharded within a node only
+
+    def divides(self, item: str) -> bool:
+        return item in self.shards
+
+
+@dataclass(frozen=True)
+class Offload:
+    id: str
+    name: str
+    requires: tuple[str, ...]  # the strategies that allow it
+    source: str
+
+
 def _parse(path: Path, text: bytes) -> Any:
     """The registry file's data: from the user cache by the bytes' hash (start-up imports no yaml),
     else parsed and cached (JSON: the registries are plain data)."""
@@ -128,25 +154,31 @@ def _parse(path: Path, text: bytes) -> Any:
     return data
 
 
-def _read(name: str) -> tuple[Path, list[dict[str, Any]]]:
+def _read(name: str, under: str | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """The entries of rules/registry/<name>.yaml: the list under ``name`` (or under ``name.under``)."""
     path = rules_dir() / REGISTRY_DIR / f"{name}.yaml"
     try:
         data = _parse(path, path.read_bytes())
     except OSError as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: cannot be read: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get(name), list):
-        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: expected a list under '{name}'")
-    return path, data[name]
+    entries = data.get(name) if isinstance(data, dict) else None
+    if under is not None:
+        entries = entries.get(under) if isinstance(entries, dict) else None
+    if not isinstance(entries, list):
+        where = name if under is None else f"{name}.{under}"
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: expected a list under '{where}'")
+    return path, entries
 
 
-def _build(name: str, build: Any) -> dict[str, Any]:
-    path, entries = _read(name)
+def _build(name: str, build: Any, under: str | None = None) -> dict[str, Any]:
+    path, entries = _read(name, under)
     out: dict[str, Any] = {}
     for i, raw in enumerate(entries):
         try:
             item = build(raw)
         except (KeyError, TypeError, AttributeError) as exc:
-            raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{path.name}: key '{name}[{i}]': {exc!r} is not "
+            key = name if under is None else f"{name}.{under}"
+            raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{path.name}: key '{key}[{i}]': {exc!r} is not "
                                 f"a valid entry", hint=f"see schemas/{name}.schema.json") from exc
         out[item.id] = item
     return out
@@ -192,6 +224,41 @@ def optimizers() -> dict[str, Optimizer]:
 def formats() -> dict[str, Format]:
     """The trainer formats, in the registry's order (detection tries them in it)."""
     return _build("formats", _format)
+
+
+def _tuples(raw: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {**raw, **{k: tuple(raw.get(k, ())) for k in keys}}
+
+
+@cache
+def strategies() -> dict[str, Strategy]:
+    """The sharding strategies, in the registry's order (`none` first)."""
+    return _build("sharding", lambda raw: Strategy(**_tuples(raw, "shards", "names", "offload")), "strategies")
+
+
+@cache
+def offloads() -> dict[str, Offload]:
+    """The CPU offload targets."""
+    return _build("sharding", lambda raw: Offload(**_tuples(raw, "requires")), "offloads")
+
+
+def strategy_named(word: str) -> Strategy | None:
+    """The strategy a flag, config or launch file calls ``word`` (its id or one of its names), or None."""
+    key = str(word).strip().lower().replace("-", "_")
+    for s in strategies().values():
+        if key == s.id or key in s.names:
+            return s
+    return None
+
+
+def sharding_ids() -> tuple[str, ...]:
+    """'none', 'zero1', ...: the --sharding values, in order."""
+    return tuple(strategies())
+
+
+def offload_ids() -> tuple[str, ...]:
+    """'optimizer', 'parameters': the --offload values."""
+    return tuple(offloads())
 
 
 def optimizer_table(entries: Iterable[Mapping[str, Any]]) -> dict[str, Optimizer]:
