@@ -88,6 +88,59 @@ class MethodMapping:
 
 
 @dataclass(frozen=True)
+class Translation:
+    """A parameter a trainer writes under another key or value (rules/registry/formats.yaml `translate`)."""
+
+    parameter: str
+    key: str | None  # None: the value is expressed by leaving the key out
+    equals: Any = None  # only this value of the parameter (None: any value)
+    value: Any = None  # the value written (None: the parameter's own)
+    has_equals: bool = False
+    has_value: bool = False
+    why: str = ""  # how a value left out is expressed (a note in the written file)
+
+    def applies(self, value: Any) -> bool:
+        return not self.has_equals or value == self.equals
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    key: str
+    value: Any
+    why: str
+
+
+@dataclass(frozen=True)
+class Writer:
+    """How `recommend --format <trainer>` writes that trainer's config (a format's `write` entry)."""
+
+    fields: str  # rules/registry/fields/<fields>.json
+    model: str
+    peft_key: str
+    peft_values: Mapping[str, Any]
+    method_key: str | None = None
+    method_omit: tuple[str, ...] = ()
+    method_values: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    translate: tuple[Translation, ...] = ()
+    placeholders: tuple[Placeholder, ...] = ()
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # parameter -> why the trainer cannot take it
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The config keys a trainer accepts at a pinned release (rules/registry/fields/<trainer>.json)."""
+
+    trainer: str
+    name: str  # as people write it: "Axolotl", "TRL"
+    version: str
+    source: str
+    keys: frozenset[str] = frozenset()  # one flat list (Axolotl, LLaMA-Factory; nested keys dotted)
+    classes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # per config class (TRL)
+    choices: Mapping[str, Any] = field(default_factory=dict)  # key -> values (TRL: class -> key -> values)
+
+
+@dataclass(frozen=True)
 class Format:
     id: str
     name: str
@@ -103,6 +156,7 @@ class Format:
     keys: tuple[str, ...] = ()
     parameters_under: str | None = None  # the parameters sit under this key by their rulebook names
     method: MethodMapping | None = None
+    write: Writer | None = None  # None: recommend cannot write this format
 
 
 @dataclass(frozen=True)
@@ -193,6 +247,20 @@ def _method(raw: dict[str, Any]) -> Method:
                   trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""))
 
 
+def _writer(raw: dict[str, Any] | None) -> Writer | None:
+    if raw is None:
+        return None
+    method, peft = raw.get("method", {}), raw["peft"]
+    return Writer(
+        fields=raw["fields"], model=raw["model"], peft_key=peft["key"], peft_values=dict(peft["values"]),
+        method_key=method.get("key"), method_omit=tuple(method.get("omit", ())),
+        method_values=dict(method.get("values", {})), fixed=dict(raw.get("fixed", {})),
+        translate=tuple(Translation(t["parameter"], t["key"], t.get("equals"), t.get("value"),
+                                    "equals" in t, "value" in t, t.get("why", "")) for t in raw.get("translate", ())),
+        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"]) for p in raw.get("placeholders", ())),
+        unsupported=dict(raw.get("unsupported", {})))
+
+
 def _format(raw: dict[str, Any]) -> Format:
     detect, mapping = raw["detect"], raw.get("method")
     method = None if mapping is None else MethodMapping(
@@ -205,7 +273,7 @@ def _format(raw: dict[str, Any]) -> Format:
                   marks=tuple(detect.get("marks", ())), shape=detect.get("shape"),
                   all_keys=tuple(detect.get("all", ())), signature=tuple(detect.get("signature", ())),
                   fallback=bool(detect.get("fallback", False)), keys=tuple(raw.get("keys", ())),
-                  parameters_under=raw.get("parameters_under"), method=method)
+                  parameters_under=raw.get("parameters_under"), method=method, write=_writer(raw.get("write")))
 
 
 @cache
@@ -259,6 +327,31 @@ def sharding_ids() -> tuple[str, ...]:
 def offload_ids() -> tuple[str, ...]:
     """'optimizer', 'parameters': the --offload values."""
     return tuple(offloads())
+
+
+FIELDS_DIR = "fields"  # rules/registry/fields/: the trainers' accepted keys, JSON (tools/trainer_fields.py)
+
+
+@cache
+def trainer_fields(name: str) -> Fields:
+    """The keys trainer ``name`` accepts (a format's `write.fields`)."""
+    import json
+
+    path = rules_dir() / REGISTRY_DIR / FIELDS_DIR / f"{name}.json"
+    try:
+        raw = json.loads(path.read_bytes())
+        return Fields(trainer=raw["trainer"], name=raw["name"], version=raw["version"], source=raw["source"],
+                      keys=frozenset(raw.get("fields", ())),
+                      classes={c: frozenset(v) for c, v in raw.get("classes", {}).items()},
+                      choices=raw.get("choices", {}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{FIELDS_DIR}/{name}.json: cannot be read: {exc}",
+                            hint="regenerate it with tools/trainer_fields.py") from exc
+
+
+def writable_format_ids() -> tuple[str, ...]:
+    """The trainer formats `recommend --format` can write, in the registry's order."""
+    return tuple(f.id for f in formats().values() if f.write is not None)
 
 
 def optimizer_table(entries: Iterable[Mapping[str, Any]]) -> dict[str, Optimizer]:

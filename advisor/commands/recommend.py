@@ -55,4 +55,9 @@ def recommend(
         seq_len=seq_len, cycles=cycles, use_case=use_case, situation=situation, sft_lr=sft_lr, variant=variant,
         detect_gpu=not no_detect,
     )
-    emit(rec, fmt, output, **({"explain": explain} if fmt == "text" else {}))
+    from advisor.registries import writable_format_ids
+
+    options: dict[str, object] = {"explain": explain} if fmt == "text" else {}
+    if fmt in writable_format_ids():
+        options["book"] = book  # the trainer's keys are the rulebook's trainer_keys
+    emit(rec, fmt, output, **options)

@@ -7,7 +7,7 @@ import json
 
 from advisor import __version__
 from advisor.output import yaml_scalar
-from advisor.recommendation import Recommendation, span
+from advisor.recommendation import ParameterValue, Recommendation, span
 
 YAML_FORMAT_VERSION = 1
 
@@ -30,13 +30,17 @@ def to_yaml(rec: Recommendation) -> str:
         "training:",
     ]
     for name, pv in rec.parameters.items():
-        if pv.set_by == "user":
-            comment = "set by you"
-        else:
-            step = next((s for s in reversed(pv.trace) if s.stage in ("base", "refine", "derive")), None)
-            row = f" · {step.case}" if step and step.case else ""
-            comment = f"{pv.code} {pv.rule}{row} · {pv.confidence}"
-            if pv.range_moved():
-                comment += f" · range {span(pv.range or [])} ({pv.range_note(short=True)})"
-        lines.append(f"  {name}: {yaml_scalar(pv.value)}  # {comment}")
+        lines.append(f"  {name}: {yaml_scalar(pv.value)}  # {value_comment(pv)}")
     return "\n".join(lines) + "\n"
+
+
+def value_comment(pv: ParameterValue) -> str:
+    """The rule, the matching row and the confidence behind a value, for a YAML comment."""
+    if pv.set_by == "user":
+        return "set by you"
+    step = next((s for s in reversed(pv.trace) if s.stage in ("base", "refine", "derive")), None)
+    row = f" · {step.case}" if step and step.case else ""
+    comment = f"{pv.code} {pv.rule}{row} · {pv.confidence}"
+    if pv.range_moved():
+        comment += f" · range {span(pv.range or [])} ({pv.range_note(short=True)})"
+    return comment

@@ -26,6 +26,9 @@ RENDERERS: dict[str, dict[str, str]] = {
         "text": "advisor.render.text:render_recommendation",
         "json": "advisor.render.data:to_json",
         "yaml": "advisor.render.data:to_yaml",
+        "axolotl": "advisor.render.trainer:to_axolotl",
+        "llama-factory": "advisor.render.trainer:to_llama_factory",
+        "trl": "advisor.render.trainer:to_trl",
     },
     "advisor.validate.ValidationRun": {
         "text": "advisor.render.findings:render_text",

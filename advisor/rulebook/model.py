@@ -109,6 +109,7 @@ class Parameter:
     choices: tuple[str, ...] = ()
     trainer_keys: dict[str, str | list[str]] = field(default_factory=dict)
     grid: tuple[float, ...] = ()  # mantissas a recommended value is stated on (rules/parameters.yaml grid.steps)
+    written_as: str = ""  # how trainer configs express a parameter that has no key of its own
 
     def on_grid(self, value: Any) -> Any:
         """The grid value nearest ``value`` in log space (unchanged without a grid or for a non-positive value)."""

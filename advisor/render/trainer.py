@@ -1,0 +1,252 @@
+"""Trainer-native configs: `advisor recommend --format axolotl | llama-factory | trl`.
+
+Each value is written under the key the trainer's own reader takes it from: the same
+`trainer_keys` (rules/parameters.yaml) advisor's config readers use, so `advisor validate` reads
+the file back as that format with the same values. What is particular to a trainer (its method and
+adapter keys, translated values, the keys it needs that advisor does not decide) is its format's
+`write` entry in rules/registry/formats.yaml; which keys it accepts at a pinned release is
+rules/registry/fields/<trainer>.json. A value the trainer has no key for is a warning, in the file
+and on stderr, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from advisor import __version__
+from advisor.errors import AdvisorError
+from advisor.output import yaml_scalar
+from advisor.recommendation import ParameterValue, Recommendation
+from advisor.registries import Fields, Format, Writer, formats, method, trainer_fields
+from advisor.render.data import value_comment
+
+if TYPE_CHECKING:
+    from advisor.rulebook.load import Rulebook
+
+# TRL's scripts (`trl sft|dpo|grpo --config FILE`) parse ScriptArguments, the method's config and
+# ModelConfig together (trl/scripts/sft.py: TrlParser((ScriptArguments, SFTConfig, ModelConfig))).
+TRL_SHARED_CLASSES = ("ScriptArguments", "ModelConfig")
+
+
+@dataclass
+class Entry:
+    key: str  # dotted for a nested key (Axolotl's trl.beta)
+    value: Any
+    comment: str
+
+
+@dataclass
+class TrainerConfig:
+    """A recommendation laid out in one trainer's keys."""
+
+    format: Format
+    fields: Fields
+    entries: list[Entry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # values the trainer cannot express
+    notes: list[str] = field(default_factory=list)  # values the trainer expresses through others
+    config_class: str | None = None  # TRL: the config class the file is parsed as
+
+    def add(self, key: str, value: Any, comment: str) -> None:
+        clash = next((e for e in self.entries if e.key == key), None)
+        if clash is not None:
+            self.warnings.append(f"{key}: {yaml_scalar(value)} ({comment}) not written: the key already holds "
+                                 f"{yaml_scalar(clash.value)} ({clash.comment})")
+            return
+        self.entries.append(Entry(key, value, comment))
+
+
+def _allowed(fmt: Format, fields: Fields, config_class: str | None) -> frozenset[str]:
+    if config_class is None:
+        return fields.keys
+    return frozenset().union(fields.classes[config_class], *(fields.classes.get(c, ()) for c in TRL_SHARED_CLASSES))
+
+
+def _choices(fields: Fields, config_class: str | None, key: str) -> list[Any] | None:
+    table = fields.choices.get(config_class, {}) if config_class is not None else fields.choices
+    values = table.get(key) if isinstance(table, dict) else None
+    return list(values) if values is not None else None
+
+
+def _variant_words(book: Rulebook, variant: str) -> list[str]:
+    entry = book.variants.get(variant, {})
+    return [variant, *entry.get("loss_types", ())]
+
+
+def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
+    fmt = formats()[fmt_id]
+    writer = fmt.write
+    if writer is None:
+        raise AdvisorError(f"--format {fmt_id}: advisor reads this format but does not write it")
+    fields = trainer_fields(writer.fields)
+    task, model = rec.facts.get("task", {}), rec.facts.get("model", {})
+    mid, peft = str(task.get("method")), str(task.get("peft"))
+    variant = str(task.get("variant") or mid)
+    who = f"{fields.name} {fields.version}"
+    config_class = None
+    if fields.classes:
+        entry = method(mid)
+        config_class = entry.trl_config if entry is not None else ""
+        if config_class not in fields.classes:
+            known = ", ".join(sorted(c for c in fields.classes if c not in TRL_SHARED_CLASSES))
+            raise AdvisorError(f"--format {fmt_id}: {who} has no {config_class or 'config class'} to train {mid}",
+                               hint=f"its config classes: {known}; `--format yaml` writes advisor's own config")
+    out = TrainerConfig(fmt, fields, config_class=config_class)
+    allowed = _allowed(fmt, fields, config_class)
+    out.add(writer.model, model.get("hf_id") or model.get("name"),
+            f"the base model ({model.get('source', 'model facts')})")
+    expressed = _write_method(out, writer, mid, variant, book, fields, config_class, who)
+    peft_value = writer.peft_values.get(peft)
+    if peft_value is not None:
+        out.add(writer.peft_key, peft_value, f"peft {peft}")
+    for key, value in writer.fixed.items():
+        out.add(key, value, f"{fields.name} trains only with it set")
+    if not expressed and "loss_type" not in rec.parameters:
+        _write_loss(out, fmt, book, variant, mid, allowed, fields, config_class)
+    for name, pv in rec.parameters.items():
+        _write_parameter(out, fmt, book, name, pv, allowed)
+    for p in writer.placeholders:
+        out.add(p.key, p.value, f"PLACEHOLDER: {p.why}; advisor does not choose it")
+    return out
+
+
+def _write_method(out: TrainerConfig, writer: Writer, mid: str, variant: str, book: Rulebook, fields: Fields,
+                  config_class: str | None, who: str) -> bool:
+    """Write the method key; True when its word also names the loss variant (Axolotl's rl: ipo)."""
+    if config_class is not None:  # TRL: the config class is the method
+        if variant != mid and book.variants.get(variant, {}).get("method") != mid:
+            out.warnings.append(f"variant {variant}: not a variant of {mid}")
+        return False
+    key = writer.method_key
+    if key is None or mid in writer.method_omit:
+        return variant == mid
+    choices = _choices(fields, None, key)
+    word = writer.method_values.get(mid, mid)
+    variant_word = next((w for w in _variant_words(book, variant) if choices and w in choices), None)
+    if variant != mid and variant_word is not None:
+        out.add(key, variant_word, f"method {mid}, variant {variant}")
+        return True
+    if choices is not None and word not in choices:
+        raise AdvisorError(f"--format {out.format.id}: {who} cannot train {mid}: its `{key}` is one of "
+                           f"{', '.join(map(str, choices))}",
+                           hint="`--format yaml` writes advisor's own config, or pick a trainer that trains it")
+    out.add(key, word, f"method {mid}" + (f", trained as {word}" if word != mid else ""))
+    return variant == mid
+
+
+def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, mid: str, allowed: frozenset[str],
+                fields: Fields, config_class: str | None) -> None:
+    """The variant's loss under the format's loss key: TRL's defaults differ from the methods' base
+    losses (GRPOConfig.loss_type defaults to dapo in trl 1.16), so the loss is written explicitly."""
+    words = _variant_words(book, variant)[1:]
+    if not words:
+        return
+    keys = _keys(book, "loss_type", fmt)
+    key = next((k for k in keys if k in allowed), None)
+    choices = _choices(fields, config_class, key) if key else None
+    word = next((w for w in words if choices is None or w in choices), None)
+    if key is None or word is None:
+        if variant != mid:
+            out.warnings.append(f"variant {variant} (loss {' / '.join(words)}): {fields.name} {fields.version} has no "
+                                f"key or value for it; the trainer's default loss applies")
+        return
+    out.add(key, word, f"the {variant} loss ({book.variants[variant].get('summary', variant)})")
+
+
+def _keys(book: Rulebook, name: str, fmt: Format) -> list[str]:
+    keys = book.parameters[name].trainer_keys.get(fmt.trainer_keys or "") if name in book.parameters else None
+    return [keys] if isinstance(keys, str) else list(keys or [])
+
+
+def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str, pv: ParameterValue,
+                     allowed: frozenset[str]) -> None:
+    writer = fmt.write
+    assert writer is not None
+    comment = value_comment(pv)
+    value = pv.value
+    translation = next((t for t in writer.translate if t.parameter == name and t.applies(value)), None)
+    if translation is not None:
+        if translation.key is None:  # expressed by leaving the key out (LLaMA-Factory without quantization_bit)
+            if translation.why:
+                out.notes.append(f"{name} {yaml_scalar(pv.value)}: {translation.why}")
+            return
+        key = translation.key
+        value = translation.value if translation.has_value else value
+    else:
+        key = next((k for k in _keys(book, name, fmt) if k in allowed), "")
+    if not key or key not in allowed:
+        param = book.parameters.get(name)
+        written_as = getattr(param, "written_as", None)
+        shown = f"{name} {yaml_scalar(pv.value)}"
+        if written_as:
+            out.notes.append(f"{shown}: {written_as}")
+        elif name in writer.unsupported:
+            out.warnings.append(f"{shown} ({comment}): not written: {writer.unsupported[name]}")
+        else:
+            out.warnings.append(f"{shown} ({comment}): {out.fields.name} {out.fields.version} has no key for it; "
+                                "not written")
+        return
+    if isinstance(value, list) and fmt.lists == "comma":
+        value = ",".join(map(str, value))
+    out.add(key, value, comment)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+def _tree(entries: list[Entry]) -> dict[str, Any]:
+    """Dotted keys as nested mappings, in first-seen order; a leaf is its Entry."""
+    root: dict[str, Any] = {}
+    for e in entries:
+        node = root
+        *parents, last = e.key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = e
+    return root
+
+
+def _emit(node: dict[str, Any], indent: str, lines: list[str]) -> None:
+    for key, item in node.items():
+        if isinstance(item, dict):
+            lines.append(f"{indent}{key}:")
+            _emit(item, indent + "  ", lines)
+            continue
+        value = item.value
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{indent}{key}:  # {item.comment}")
+            for mapping in value:  # a list of mappings (Axolotl's datasets) in block style
+                for i, (k, v) in enumerate(mapping.items()):
+                    lines.append(f"{indent}  {'- ' if i == 0 else '  '}{k}: {yaml_scalar(v)}")
+            continue
+        lines.append(f"{indent}{key}: {yaml_scalar(value)}  # {item.comment}")
+
+
+def render(tc: TrainerConfig) -> str:
+    fields = tc.fields
+    parsed_as = f" (parsed as {tc.config_class} + {' + '.join(TRL_SHARED_CLASSES)})" if tc.config_class else ""
+    lines = [
+        f"# {fields.name} config written by advisor {__version__} `recommend`: every value is a hypothesis from",
+        "# advisor's rulebook, with its rule (code and id), the matching row and its confidence after it.",
+        f"# Keys as {fields.name} {fields.version} takes them{parsed_as}.",
+        "# Replace every REPLACE_ME before training.",
+    ]
+    lines += [f"# WARNING: {w}" for w in tc.warnings]
+    lines += [f"# note: {n}" for n in tc.notes]
+    _emit(_tree(tc.entries), "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _writer(fmt_id: str) -> Any:
+    def to_format(rec: Recommendation, *, book: Rulebook) -> str:
+        tc = build(rec, fmt_id, book)
+        for warning in tc.warnings:  # in the file too; stderr so that `-o FILE` does not hide them
+            sys.stderr.write(f"advisor: warning: {warning}\n")
+        return render(tc)
+    to_format.__name__ = f"to_{fmt_id.replace('-', '_')}"
+    return to_format
+
+
+to_axolotl = _writer("axolotl")
+to_llama_factory = _writer("llama-factory")
+to_trl = _writer("trl")
