@@ -8,7 +8,6 @@ the tables advisor reads and writes them by.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import pytest
 import yaml
 
 from advisor import api, registries
-from advisor.errors import AdvisorError
 from advisor.configs.readers import read_config
+from advisor.errors import AdvisorError
 from advisor.facts.task import variant_of
 from advisor.paths import rules_dir
 from advisor.recommendation import Recommendation
@@ -127,7 +126,7 @@ def test_the_trl_field_list_is_the_installed_trls() -> None:
     pytest.importorskip("trl")
     import sys
 
-    sys.path.insert(0, str(rules_dir().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's tools/
     from tools.trainer_fields import trl_fields
 
     committed = json.loads((rules_dir() / "registry" / "fields" / "trl.json").read_text())
