@@ -63,6 +63,13 @@ def test_the_written_config_reads_back_as_that_format_with_the_same_values(
         assert (fmt, method) == ("llama-factory", "grpo")  # LLaMA-Factory 0.9.5 has no GRPO stage
         return
     rec, tc, path = written
+    fields = registries.trainer_fields(registries.formats()[fmt].write.fields)  # type: ignore[union-attr]
+    accepted = fields.keys or fields.classes[str(tc.config_class)].union(
+        *(fields.classes[c] for c in TRL_SHARED_CLASSES))
+    raw = yaml.safe_load(path.read_text())
+    keys = [f"{k}.{sub}" if isinstance(v, dict) else k for k, v in raw.items()
+            for sub in (v if isinstance(v, dict) else [None])]
+    assert not [k for k in keys if k not in accepted], f"keys {fields.name} {fields.version} does not take"
     cfg, _ = read_config(path, book, fmt)
     assert cfg.model is not None and cfg.model.value == rec.facts["model"]["hf_id"]
     assert cfg.method is not None and cfg.method.value == (method if method != "raft" else "sft")
@@ -75,7 +82,6 @@ def test_the_written_config_reads_back_as_that_format_with_the_same_values(
         assert cfg.values[name].value == pv.value, name
     wanted = variant or method
     if wanted in book.variants and book.variants[wanted].get("loss_types"):
-        raw = yaml.safe_load(path.read_text())
         loss = cfg.values["loss_type"].value if "loss_type" in cfg.values else raw.get(
             registries.formats()[fmt].write.method_key or "")  # type: ignore[union-attr]
         assert variant_of(book.variants, method, loss) == wanted or f"variant {wanted}" in unwritten
