@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
-from advisor.configs.model import FORMATS, ConfigValue, TrainingConfig
+from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
 from advisor.facts.task import METHODS
-from advisor.registries import Format, MethodMapping, formats
+from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
 from advisor.rulebook.load import Rulebook
 from advisor.safeio import clip, finite
 
@@ -49,6 +49,31 @@ def detect_format(data: dict[str, Any]) -> str:
     scores = {f.id: sum(k in data for k in f.signature) for f in known if f.signature}
     best = max(scores, key=lambda fid: (scores[fid], fid == fallback))
     return best if scores[best] else fallback
+
+
+def nested(data: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key path (``trl.beta``: data["trl"]["beta"]), or None."""
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _is_set(data: dict[str, Any], key: str) -> bool:
+    return nested(data, key) not in (None, False)
+
+
+def not_a_config(data: dict[str, Any]) -> NotConfig | None:
+    """The kind of non-training file ``data`` is (rules/registry/formats.yaml `not_configs`), or None."""
+    for kind in not_configs().values():
+        if any(_is_set(data, k) for k in kind.unless):
+            continue
+        if (any(_is_set(data, k) for k in kind.marks) or (kind.all and all(k in data for k in kind.all))
+                or (kind.only and set(data) <= set(kind.only))):
+            return kind
+    return None
 
 
 def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
@@ -102,11 +127,24 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
     if value is None:
         return
     param = book.parameters[name]
+    where = ".".join(map(str, key_path))
+    line = doc.line_of(key_path)
+    words = param.words.get("values", {})
+    if isinstance(value, str) and value.lower() in words:
+        meant = words[value.lower()]
+        cfg.read_as.append(ReadAs(where, line, f"{where}: {value!r} is read as {meant!r}, as the trainer reads it "
+                                               f"({param.words['source']})"))
+        value = meant
+    fraction = param.fraction_as.get("parameter")
+    if fraction and isinstance(value, float) and 0 < value < 1 and fraction in book.parameters:
+        cfg.read_as.append(ReadAs(where, line, f"{where}: {value:g} is a fraction, read as {fraction} {value:g} "
+                                               f"({param.fraction_as['source']})"))
+        name, param = fraction, book.parameters[fraction]
     coerced = _coerce(doc, key_path, param.type, value)
     problem = param.problem(coerced)
     if problem is not None:
-        raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{'.'.join(map(str, key_path))}': {problem}")
-    cfg.values[name] = ConfigValue(coerced, ".".join(map(str, key_path)), doc.line_of(key_path))
+        raise ConfigError(f"{doc.path}:{line or '?'}: key '{where}': {problem}")
+    cfg.values[name] = ConfigValue(coerced, where, line)
 
 
 def _naming(fmt: Format) -> MethodMapping:
@@ -127,12 +165,17 @@ def _unset(name: str, kind: str, value: Any) -> bool:
 
 
 def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    """Each parameter from the first of its trainer_keys the file sets (dotted: nested; "!key": negated)."""
     for name, param in book.parameters.items():
         keys = param.trainer_keys.get(fmt.trainer_keys or "")
         for key in [keys] if isinstance(keys, str) else (keys or []):
-            value = doc.data.get(key)
+            negated = key.startswith("!")
+            key = key.lstrip("!")
+            value = nested(doc.data, key)
             if value is not None and not _unset(name, param.type, value):
-                _set(cfg, doc, book, name, (key,), value)
+                if negated:
+                    value = not _coerce(doc, tuple(key.split(".")), "bool", value)
+                _set(cfg, doc, book, name, tuple(key.split(".")), value)
                 break
 
 
@@ -184,6 +227,22 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
         cfg.peft = _cv(doc, "adapter", peft)
     else:
         cfg.peft = ConfigValue("full", "adapter", doc.line_of(("adapter",)))
+
+
+@reader("llama-factory-v1")
+def _read_llama_factory_v1(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    """v1 nests its plugins (peft_config.r, quant_config.quantization_bit): trainer_keys' dotted keys read them."""
+    _read_mapped(doc, book, cfg, fmt)
+    d = doc.data
+    if isinstance(d.get("model"), str):
+        cfg.model = _cv(doc, "model", d["model"])
+    naming = _naming(fmt)
+    method = next((i.method for i in naming.infer if any(k in d for k in i.keys)), naming.default)
+    cfg.method = ConfigValue(method, "(the llamafactory-cli command; inferred from the keys)", None)
+    kind = str(nested(d, "peft_config.name") or "full").lower()
+    bits = cfg.values.get("quantization_bit")
+    peft = "full" if kind in ("full", "freeze") else ("qlora" if bits is not None and bits.value == 4 else "lora")
+    cfg.peft = ConfigValue(peft, "peft_config.name", doc.line_of(("peft_config", "name")))
 
 
 @reader("llama-factory")
@@ -258,6 +317,12 @@ def _read_trainer_state(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     cfg.notes.append("trainer_state.json stores few arguments: the LR is the peak logged one")
 
 
+def _names_method(doc: Document, fmt: Format) -> bool:
+    """The file names its method (Axolotl rl, LLaMA-Factory stage): a training config however few keys it sets."""
+    key = fmt.method.key if fmt.method is not None else None
+    return key is not None and _is_set(doc.data, key)
+
+
 def check_config_format(fmt: str | None) -> None:
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"--config-format: unknown format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
@@ -266,9 +331,19 @@ def check_config_format(fmt: str | None) -> None:
 def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[TrainingConfig, Document]:
     check_config_format(fmt)
     doc = read_document(path)
+    kind = not_a_config(doc.data) if fmt != "advisor" else None
+    if kind is not None:
+        raise ConfigError(f"{doc.path}: this is {kind.name}, not a training config", hint=kind.hint)
+    detected = fmt is None
     fmt = fmt or detect_format(doc.data)
     cfg = TrainingConfig(path=path, format=fmt)
     READERS[fmt](doc, book, cfg, formats()[fmt])
+    cfg.read_as.extend(ReadAs(key, again, f"key '{key}' is given twice with the same value (lines {first} and "
+                                          f"{again}): the trainer reads one") for key, first, again in doc.duplicates)
+    if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
+        raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
+                          "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",
+                          hint="give the training config (Axolotl, LLaMA-Factory, TRL or advisor YAML / JSON)")
     if cfg.method is not None and cfg.method.value not in METHODS:
         cfg.notes.append(f"method {cfg.method.value!r} is not in the rulebook: method-specific checks are skipped")
     return cfg, doc

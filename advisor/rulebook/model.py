@@ -109,6 +109,8 @@ class Parameter:
     choices: tuple[str, ...] = ()
     trainer_keys: dict[str, str | list[str]] = field(default_factory=dict)
     grid: tuple[float, ...] = ()  # mantissas a recommended value is stated on (rules/parameters.yaml grid.steps)
+    words: dict[str, Any] = field(default_factory=dict)  # trainer word -> the value the trainer reads (+ source)
+    fraction_as: dict[str, str] = field(default_factory=dict)  # a value in (0, 1) is this parameter (+ source)
 
     def on_grid(self, value: Any) -> Any:
         """The grid value nearest ``value`` in log space (unchanged without a grid or for a non-positive value)."""
