@@ -72,6 +72,7 @@ class Inference:
     method: str
     keys: tuple[str, ...] = ()
     loss_types: tuple[str, ...] = ()
+    variant: str | None = None  # the loss variant these keys mean (KTOConfig's desirable_weight: kto)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def _format(raw: dict[str, Any]) -> Format:
     method = None if mapping is None else MethodMapping(
         default=mapping["default"], key=mapping.get("key"), aliases=dict(mapping.get("aliases", {})),
         from_loss={m: tuple(v) for m, v in mapping.get("from_loss", {}).items()},
-        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())))
+        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"))
                     for i in mapping.get("infer", ())))
     return Format(id=raw["id"], name=raw["name"], summary=raw["summary"], lists=raw["lists"],
                   files=tuple(raw["files"]), trainer_keys=raw.get("trainer_keys"),

@@ -122,11 +122,53 @@ def test_an_optimizer_outside_adamw_is_not_judged_by_adamws_bands(book: Rulebook
         assert "VOP005" in codes[optim] and not any(c.startswith("VLR") for c in codes[optim]), codes[optim]
 
 
-def test_an_unknown_method_is_named(book: Rulebook, tmp_path: Path) -> None:
-    path = tmp_path / "kto.yaml"
-    path.write_text("base_model: mistralai/Mistral-7B-v0.1\nrl: kto\nadapter: lora\nlearning_rate: 5.0e-6\n")
+@pytest.mark.parametrize(("text", "method", "variant"), [
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: orpo\norpo_alpha: 0.1\n", "dpo", "orpo"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: kto\n", "dpo", "kto"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: simpo\nsimpo_gamma: 0.5\n", "dpo", "simpo"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: ipo\n", "dpo", "ipo"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: grpo\ntrl:\n  loss_type: dapo\n", "grpo", "dapo"),
+    ("stage: dpo\npref_loss: orpo\nfinetuning_type: lora\n", "dpo", "orpo"),
+    ("stage: dpo\npref_loss: simpo\nsimpo_gamma: 0.5\nfinetuning_type: lora\n", "dpo", "simpo"),
+    ("stage: kto\nkto_chosen_weight: 1.0\nfinetuning_type: lora\n", "dpo", "kto"),
+    ("model_name_or_path: m\nbeta: 0.1\ndesirable_weight: 1.33\n", "dpo", "kto"),
+    ("model_name_or_path: m\nbeta: 2.0\nloss_type: simpo\n", "dpo", "simpo"),
+    ("model_name_or_path: m\nbeta: 0.05\nloss_type: dpo_norm\n", "dpo", "ldpo"),
+    ("model_name_or_path: m\nnum_generations: 8\nloss_type: dr_grpo\n", "grpo", "dr_grpo"),
+])
+def test_every_preference_and_rl_loss_is_its_variant_never_plain_dpo(text: str, method: str, variant: str,
+                                                                    book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "learning_rate: 5.0e-6\n")
+    report = _report(path, book)
+    assert report.error is None and report.config is not None
+    assert report.config.method is not None and report.config.method.value == method
+    from advisor.facts.task import variant_of
+    loss = report.config.values["loss_type"].value
+    assert variant_of(book.variants, method, loss) == variant
+
+
+@pytest.mark.parametrize(("text", "word"), [
+    ("model_name_or_path: m\nstage: rm\nfinetuning_type: lora\n", "rm"),
+    ("model_name_or_path: m\nstage: pt\nfinetuning_type: lora\n", "pt"),
+    ("model_name_or_path: m\ncenter_rewards_coefficient: 0.01\n", "rm"),
+    ("model_name_or_path: m\nbeta: 0.1\ncpo_alpha: 1.0\n", "cpo"),
+    ("base_model: m\nrl: ebft\n", "ebft"),
+])
+def test_a_method_without_rules_is_named_never_read_as_another(text: str, word: str, book: Rulebook,
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "learning_rate: 5.0e-6\n")
     found = [f for f in _report(path, book).findings if f.code == "VCF002"]
-    assert found and found[0].message.startswith("method kto: advisor has no rules for it")
+    assert found and found[0].message.startswith(f"method {word}: advisor has no rules for it")
+
+
+def test_orpo_beta_is_not_judged_by_dpos_table(book: Rulebook, tmp_path: Path) -> None:
+    orpo, dpo = tmp_path / "orpo.yaml", tmp_path / "dpo.yaml"
+    orpo.write_text("base_model: mistralai/Mistral-7B-v0.1\nrl: orpo\nadapter: lora\nrl_beta: 2.0\nlearning_rate: 8.0e-6\n")
+    dpo.write_text("base_model: mistralai/Mistral-7B-v0.1\nrl: dpo\nadapter: lora\nrl_beta: 2.0\nlearning_rate: 8.0e-6\n")
+    assert "VPM001" in {f.code for f in _report(dpo, book).findings}
+    assert "VPM001" not in {f.code for f in _report(orpo, book).findings}
 
 
 def test_duplicate_keys_same_value_is_a_warning_naming_both_lines_different_values_an_error(
@@ -141,3 +183,11 @@ def test_duplicate_keys_same_value_is_a_warning_naming_both_lines_different_valu
     other.write_text("base_model: meta-llama/Llama-3.1-8B\nlearning_rate: 2.0e-5\nlearning_rate: 3.0e-5\n")
     error = _report(other, book).error
     assert error is not None and "lines 2 and 3" in error and "2e-05" in error and "3e-05" in error
+
+
+def test_open_instruct_use_qlora_is_qlora(book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "tulu2_7b_qlora.yaml"  # shaped like open-instruct configs/train_configs/sft/tulu2_7b_qlora.yaml
+    path.write_text("model_name_or_path: meta-llama/Llama-2-7b-hf\nuse_lora: true\nuse_qlora: true\nlora_rank: 64\n"
+                    "learning_rate: 1.0e-4\nper_device_train_batch_size: 1\n")
+    cfg, _ = read_config(path, book)
+    assert cfg.peft is not None and cfg.peft.value == "qlora" and cfg.values["load_in_4bit"].value is True

@@ -179,6 +179,13 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
                 break
 
 
+def _named_loss(cfg: TrainingConfig, word: str, key: str, line: int | None) -> None:
+    """A method word an alias maps to another method is the file's loss variant (rl: orpo is DPO's orpo),
+    unless the file names its loss itself."""
+    if "loss_type" not in cfg.values:
+        cfg.values["loss_type"] = ConfigValue(word.lower(), key, line)
+
+
 def _loss_keys(book: Rulebook, fmt: Format) -> list[str]:
     """The keys a format names its loss by (the loss_type parameter's trainer_keys)."""
     keys = book.parameters["loss_type"].trainer_keys.get(fmt.trainer_keys or "", [])
@@ -219,6 +226,8 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
     rl = d.get(naming.key or "")
     if rl:
         cfg.method = _cv(doc, naming.key or "", naming.named(str(rl)))
+        if cfg.method.value != str(rl).lower():
+            _named_loss(cfg, str(rl), naming.key or "", cfg.method.line)
     else:
         cfg.method = ConfigValue(naming.default, naming.key or "", None)
     adapter = d.get("adapter")
@@ -255,7 +264,10 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     if d.get("model_name_or_path"):
         cfg.model = _cv(doc, "model_name_or_path", str(d["model_name_or_path"]))
     naming = _naming(fmt)
-    method = naming.named(str(d.get(naming.key or "", naming.default)))
+    word = str(d.get(naming.key or "", naming.default))
+    method = naming.named(word)
+    if method != word.lower():
+        _named_loss(cfg, word, naming.key or "", doc.line_of((naming.key or "",)))
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
     if loss in naming.from_loss.get(method, ()):
         method = loss  # e.g. ORPO, SimPO: a loss that is a method of its own
@@ -280,17 +292,21 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
             break
     naming = _naming(fmt)
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
-    method = next((i.method for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types),
-                  naming.default)
-    cfg.method = ConfigValue(method, "(inferred from the keys)", None)
+    guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types), None)
+    cfg.method = ConfigValue(guess.method if guess else naming.default, "(inferred from the keys)", None)
+    named = next((k for k in guess.keys if k in d), None) if guess is not None else None
+    if guess is not None and guess.variant is not None and named is not None:  # matched by its loss: already read
+        _named_loss(cfg, guess.variant, named, doc.line_of((named,)))
     legacy = next((k for k in TRL_VLLM_SERVER_KEYS if k in d), None)
     if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
         cfg.values["vllm_mode"] = ConfigValue("server", legacy, doc.line_of((legacy,)))
-    use_peft = bool(d.get("use_peft") or d.get("use_lora") or d.get("peft_config") or "lora_r" in d)
+    use_peft = bool(d.get("use_peft") or d.get("use_lora") or d.get("use_qlora") or d.get("peft_config")
+                    or "lora_r" in d)
     if use_peft:
-        peft = "qlora" if d.get("load_in_4bit") else "lora"
-        key = next(k for k in ("use_peft", "use_lora", "peft_config", "lora_r") if k in d)
+        four_bit = cfg.values.get("load_in_4bit")  # load_in_4bit, or open-instruct's use_qlora
+        peft = "qlora" if four_bit is not None and four_bit.value else "lora"
+        key = next(k for k in ("use_peft", "use_lora", "use_qlora", "peft_config", "lora_r") if d.get(k) or k in d)
         cfg.peft = _cv(doc, key, peft)
     else:
         key = "use_lora" if "use_lora" in d else "use_peft"
