@@ -115,7 +115,7 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
         facts["task.config_method"] = str(method)  # VCF002 names it
     if "optimizer" in cfg.values:
         entry = book.optimizers.get(str(cfg.values["optimizer"].value).lower(), {})
-        facts["task.optimizer_lr_rules"] = entry.get("lr_rules") == "adamw"
+        facts["task.optimizer_lr_rules"] = bool(entry.get("lr_rules"))  # the rulebook's LR rules are AdamW's
     return facts
 
 

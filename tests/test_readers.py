@@ -191,3 +191,37 @@ def test_open_instruct_use_qlora_is_qlora(book: Rulebook, tmp_path: Path) -> Non
                     "learning_rate: 1.0e-4\nper_device_train_batch_size: 1\n")
     cfg, _ = read_config(path, book)
     assert cfg.peft is not None and cfg.peft.value == "qlora" and cfg.values["load_in_4bit"].value is True
+
+
+def test_llama_factory_optimizer_flags_name_the_optimizer(book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "galore.yaml"  # shaped like LLaMA-Factory examples/extras/galore/llama3_full_sft.yaml
+    path.write_text("model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nstage: sft\ndo_train: true\n"
+                    "finetuning_type: full\nuse_galore: true\ngalore_layerwise: true\ngalore_target: mlp,self_attn\n"
+                    "galore_rank: 128\nlearning_rate: 1.0e-5\noptim: adamw_torch\n")
+    report = _report(path, book)
+    assert report.config is not None and report.config.values["optimizer"].value == "galore_adamw"
+    assert report.config.values["optimizer"].key == "use_galore"
+    assert "VOP005" in {f.code for f in report.findings}
+    path.write_text(path.read_text().replace("use_galore: true", "use_galore: false"))
+    report = _report(path, book)
+    assert report.config is not None and report.config.values["optimizer"].value == "adamw_torch"
+    assert "VOP005" not in {f.code for f in report.findings}
+
+
+def test_torchao_low_bit_adamw_is_judged_by_adamws_bands(book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\noptimizer: adamw_torch_8bit\nlearning_rate: 0.02\n")
+    codes = {f.code for f in _report(path, book).findings}
+    assert "VOP005" not in codes and any(c.startswith("VLR") for c in codes)
+
+
+def test_fix_writes_a_nested_key_in_its_block(book: Rulebook, tmp_path: Path) -> None:
+    text = (FIXTURES / "readers" / "axolotl-grpo-trl-block.yaml").read_text().replace("temperature: 0.9",
+                                                                                       "temperature: 1.8")
+    path, out = tmp_path / "grpo.yaml", tmp_path / "fixed.yaml"
+    path.write_text(text)
+    result = run_cli("validate", str(path), "--fix", str(out))
+    assert out.is_file(), result.stderr
+    fixed = read_config(out, book)[0]
+    assert fixed.values["temperature"].value == 0.7 and fixed.values["temperature"].key == "trl.temperature"
+    assert out.read_text().count("temperature:") == 1

@@ -170,8 +170,10 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
         keys = param.trainer_keys.get(fmt.trainer_keys or "")
         for key in [keys] if isinstance(keys, str) else (keys or []):
             negated = key.startswith("!")
-            key = key.lstrip("!")
+            key, _, word = key.lstrip("!").partition("=")
             value = nested(doc.data, key)
+            if word and value is not None:  # a flag naming the value: only when true
+                value = word if _coerce(doc, tuple(key.split(".")), "bool", value) else None
             if value is not None and not _unset(name, param.type, value):
                 if negated:
                     value = not _coerce(doc, tuple(key.split(".")), "bool", value)
@@ -347,7 +349,7 @@ def check_config_format(fmt: str | None) -> None:
 def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[TrainingConfig, Document]:
     check_config_format(fmt)
     doc = read_document(path)
-    kind = not_a_config(doc.data) if fmt != "advisor" else None
+    kind = not_a_config(doc.data)
     if kind is not None:
         raise ConfigError(f"{doc.path}: this is {kind.name}, not a training config", hint=kind.hint)
     detected = fmt is None
