@@ -57,6 +57,7 @@ class Optimizer:
     paged: bool = False
     eight_bit: bool = False
     param_dtype_states: bool = False
+    lr_rules: str | None = None  # the LR rules that judge it (adamw); None: the LR is not judged
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Optimizer:
@@ -71,6 +72,7 @@ class Inference:
     method: str
     keys: tuple[str, ...] = ()
     loss_types: tuple[str, ...] = ()
+    variant: str | None = None  # the loss variant these keys mean (KTOConfig's desirable_weight: kto)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,20 @@ class Format:
     parameters_under: str | None = None  # the parameters sit under this key by their rulebook names
     method: MethodMapping | None = None
     write: Writer | None = None  # None: recommend cannot write this format
+
+
+@dataclass(frozen=True)
+class NotConfig:
+    """A kind of file that sits beside training configs and is not one (formats.yaml `not_configs`)."""
+
+    id: str
+    name: str
+    hint: str
+    source: str
+    marks: tuple[str, ...] = ()  # any of these keys set (dotted: nested) claims the file
+    all: tuple[str, ...] = ()  # all of these top-level keys claim it
+    only: tuple[str, ...] = ()  # its top-level keys are all among these
+    unless: tuple[str, ...] = ()  # one of these set: a training config after all
 
 
 @dataclass(frozen=True)
@@ -266,7 +282,7 @@ def _format(raw: dict[str, Any]) -> Format:
     method = None if mapping is None else MethodMapping(
         default=mapping["default"], key=mapping.get("key"), aliases=dict(mapping.get("aliases", {})),
         from_loss={m: tuple(v) for m, v in mapping.get("from_loss", {}).items()},
-        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())))
+        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"))
                     for i in mapping.get("infer", ())))
     return Format(id=raw["id"], name=raw["name"], summary=raw["summary"], lists=raw["lists"],
                   files=tuple(raw["files"]), trainer_keys=raw.get("trainer_keys"),
@@ -292,6 +308,15 @@ def optimizers() -> dict[str, Optimizer]:
 def formats() -> dict[str, Format]:
     """The trainer formats, in the registry's order (detection tries them in it)."""
     return _build("formats", _format)
+
+
+@cache
+def not_configs() -> dict[str, NotConfig]:
+    """The kinds of file that are not training configs, in the order detection tries them."""
+    path = rules_dir() / REGISTRY_DIR / "formats.yaml"
+    data = _parse(path, path.read_bytes())
+    entries = data.get("not_configs", []) if isinstance(data, dict) else []
+    return {e["id"]: NotConfig(**_tuples(e, "marks", "all", "only", "unless")) for e in entries}
 
 
 def _tuples(raw: dict[str, Any], *keys: str) -> dict[str, Any]:

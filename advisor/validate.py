@@ -111,6 +111,11 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
     facts.update(TaskFacts(method=known, peft=peft, cycles=over.cycles,
                            variant=variant_of(book.variants, known, loss)).as_facts())
     facts["task.config_format"] = cfg.format
+    if method is not None and known is None:
+        facts["task.config_method"] = str(method)  # VCF002 names it
+    if "optimizer" in cfg.values:
+        entry = book.optimizers.get(str(cfg.values["optimizer"].value).lower(), {})
+        facts["task.optimizer_lr_rules"] = bool(entry.get("lr_rules"))  # the rulebook's LR rules are AdamW's
     return facts
 
 
@@ -150,6 +155,15 @@ def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any],
             rec.parameters[name] = at_config.parameters[name]
 
 
+def _read_as_findings(book: Rulebook, cfg: TrainingConfig) -> list[Finding]:
+    """One VCF003 finding per value the reader took as the trainer does (rules/config.yaml)."""
+    rule = book.rules.get("check-config-read-as")
+    if rule is None:
+        return []
+    return [Finding(code=rule.code, rule=rule.id, severity=rule.severity, parameter=rule.parameter, key=r.key,
+                    line=r.line, message=r.message, expected=rule.expected) for r in cfg.read_as]
+
+
 def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, selection: Selection) -> FileReport:
     report = FileReport(path=path)
     try:
@@ -163,9 +177,13 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
     if rec is not None:
         _judge_at_config(book, cfg, facts, rec)
+        if facts.get("task.optimizer_lr_rules") is False:  # AdamW's bands: no judge of another optimizer's LR
+            for name in ("learning_rate", "learning_rate_published"):
+                rec.parameters.pop(name, None)
     if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
         facts.update(_memory_facts(book, cfg, gpu, facts, rec))
-    for finding in run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]):
+    for finding in [*run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]),
+                    *_read_as_findings(book, cfg)]:
         if not selection.wants(finding.code):
             continue
         if _silenced(doc, finding):

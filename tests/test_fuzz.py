@@ -69,7 +69,7 @@ CONFIG_ERRORS = {
     "long-value.yaml": "is not a float",
     "latin1.yaml": "not UTF-8 text",
     "nul.yaml": "binary file",
-    "duplicate-different.yaml": "duplicate key 'learning_rate' with a different value",
+    "duplicate-different.yaml": "duplicate key 'learning_rate' with different values",
 }
 
 

@@ -27,6 +27,7 @@ class Document:
     data: dict[str, Any]
     lines: dict[KeyPath, int] = field(default_factory=dict)  # key path -> 1-based line of its value
     syntax: str = "yaml"  # yaml | json
+    duplicates: list[tuple[str, int, int]] = field(default_factory=list)  # key, first line, repeated line
 
     def line_of(self, path: KeyPath) -> int | None:
         return self.lines.get(path)
@@ -39,9 +40,10 @@ class Document:
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any, at: list[yaml.Node]) -> Any:
-    """The node's value, recording the line of every key path. ``at`` holds the node being built,
-    for the error line when a tagged value cannot be constructed."""
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any, at: list[yaml.Node],
+          dups: list[tuple[str, int, int]]) -> Any:
+    """The node's value, recording the line of every key path and every key given twice with the same
+    value. ``at`` holds the node being built, for the error line when a tagged value cannot be constructed."""
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -51,11 +53,14 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
             if isinstance(key, (dict, list, set, tuple)) or key is None:
                 raise ConfigError(f"line {line}: a mapping key must be a plain word or number", hint="quote the key")
             child = (*path, key)
-            value = _walk(value_node, child, lines, loader, at)
+            value = _walk(value_node, child, lines, loader, at, dups)
             if key in out:
+                first = lines.get(child, line)
+                dotted = ".".join(map(str, child))
                 if out[key] != value:  # the same value twice is harmless; two values are a mistake
-                    raise ConfigError(f"line {line}: duplicate key {clip(key)} with a different value",
-                                      hint="keep one of them")
+                    raise ConfigError(f"lines {first} and {line}: duplicate key {clip(dotted)} with different values "
+                                      f"({clip(out[key])} and {clip(value)})", hint="keep one of them")
+                dups.append((dotted, first, line))
                 continue
             lines[child] = line
             out[key] = value
@@ -65,7 +70,7 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
         for i, item in enumerate(node.value):
             child = (*path, i)
             lines[child] = item.start_mark.line + 1
-            items.append(_walk(item, child, lines, loader, at))
+            items.append(_walk(item, child, lines, loader, at, dups))
         return items
     at[0] = node
     return loader.construct_object(node, deep=True)
@@ -79,12 +84,13 @@ def read_document(path: Path) -> Document:
         raise ConfigError(f"{clip_path(path)}: empty file")
     syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "yaml"
     lines: dict[KeyPath, int] = {}
+    dups: list[tuple[str, int, int]] = []
     where = clip_path(path)
     try:
         loader, node = compose_yaml(text, _Loader, where, ConfigError)
         try:
             at: list[yaml.Node] = [node]
-            data = construct(lambda: _walk(node, (), lines, loader, at), at, where, ConfigError) if node else None
+            data = construct(lambda: _walk(node, (), lines, loader, at, dups), at, where, ConfigError) if node else None
         except ConfigError as exc:
             raise exc if exc.message.startswith(where) else ConfigError(f"{where}: {exc.message}",
                                                                         hint=exc.hint) from exc
@@ -101,4 +107,4 @@ def read_document(path: Path) -> Document:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}",
                           hint="a training config is a YAML or JSON object")
-    return Document(path=path, text=text, data=data, lines=lines, syntax=syntax)
+    return Document(path=path, text=text, data=data, lines=lines, syntax=syntax, duplicates=dups)

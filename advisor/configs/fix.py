@@ -24,7 +24,8 @@ def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, li
     for f in findings:
         if not f.has_fix or f.parameter in out:
             continue
-        if f.line is not None and f.key.split(".")[-1] not in own_keys.get(f.parameter, []):
+        keys = own_keys.get(f.parameter, [])
+        if f.line is not None and f.key not in keys and f.key.split(".")[-1] not in keys:
             continue  # e.g. lora_target_linear, quantization_bit: a different shape of setting
         out[f.parameter] = f
     return list(out.values())
@@ -65,10 +66,15 @@ def apply_fixes(doc: Document, cfg: TrainingConfig, fixes: list[Finding], defaul
         value = _render_value(f.fix, cfg.format, f.parameter)
         if f.line is None:
             key = default_key[f.parameter]
-            if "." in key:  # a format whose parameters sit under one key (advisor's `training:`)
+            if "." in key:  # under one key: advisor's `training:`, a nested trainer key (peft_config.r)
                 parent, child = key.split(".", 1)
-                at = next(i for i, r in enumerate(rows) if r.startswith(f"{parent}:"))
-                rows.insert(at + 1, f"  {child}: {value}  # advisor --fix: {f.code} {f.rule}")
+                at = next((i for i, r in enumerate(rows) if r.startswith(f"{parent}:")), None)
+                if "." in child:
+                    continue  # two levels down: left to the user rather than guessed
+                if at is None:  # no such block yet: one of its own
+                    appended += [f"{parent}:", f"  {child}: {value}  # advisor --fix: {f.code} {f.rule}"]
+                else:
+                    rows.insert(at + 1, f"  {child}: {value}  # advisor --fix: {f.code} {f.rule}")
             else:
                 appended.append(f"{key}: {value}  # advisor --fix: {f.code} {f.rule}")
             continue

@@ -27,6 +27,16 @@ class ConfigValue(Sourced):
         return (ConfigValue, (self.value, self.detail, self.line))
 
 
+@dataclass(frozen=True)
+class ReadAs:
+    """A value the reader took as the trainer does, not as written (a duplicate key, Axolotl's
+    gradient_checkpointing: offload, a fractional warmup_steps): validate reports it as a finding."""
+
+    key: str
+    line: int | None
+    message: str
+
+
 @dataclass
 class TrainingConfig:
     path: Path
@@ -36,6 +46,7 @@ class TrainingConfig:
     method: ConfigValue | None = None  # normalized: sft | dpo | grpo | ppo | raft, or the file's own word
     peft: ConfigValue | None = None  # lora | qlora | full
     notes: list[str] = field(default_factory=list)
+    read_as: list[ReadAs] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         def cv(v: ConfigValue | None) -> dict[str, Any] | None:

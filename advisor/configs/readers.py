@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
-from advisor.configs.model import FORMATS, ConfigValue, TrainingConfig
+from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
 from advisor.facts.task import METHODS
-from advisor.registries import Format, MethodMapping, formats
+from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
 from advisor.rulebook.load import Rulebook
 from advisor.safeio import clip, finite
 
@@ -49,6 +49,31 @@ def detect_format(data: dict[str, Any]) -> str:
     scores = {f.id: sum(k in data for k in f.signature) for f in known if f.signature}
     best = max(scores, key=lambda fid: (scores[fid], fid == fallback))
     return best if scores[best] else fallback
+
+
+def nested(data: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key path (``trl.beta``: data["trl"]["beta"]), or None."""
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _is_set(data: dict[str, Any], key: str) -> bool:
+    return nested(data, key) not in (None, False)
+
+
+def not_a_config(data: dict[str, Any]) -> NotConfig | None:
+    """The kind of non-training file ``data`` is (rules/registry/formats.yaml `not_configs`), or None."""
+    for kind in not_configs().values():
+        if any(_is_set(data, k) for k in kind.unless):
+            continue
+        if (any(_is_set(data, k) for k in kind.marks) or (kind.all and all(k in data for k in kind.all))
+                or (kind.only and set(data) <= set(kind.only))):
+            return kind
+    return None
 
 
 def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
@@ -102,11 +127,24 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
     if value is None:
         return
     param = book.parameters[name]
+    where = ".".join(map(str, key_path))
+    line = doc.line_of(key_path)
+    words = param.words.get("values", {})
+    if isinstance(value, str) and value.lower() in words:
+        meant = words[value.lower()]
+        cfg.read_as.append(ReadAs(where, line, f"{where}: {value!r} is read as {meant!r}, as the trainer reads it "
+                                               f"({param.words['source']})"))
+        value = meant
+    fraction = param.fraction_as.get("parameter")
+    if fraction and isinstance(value, float) and 0 < value < 1 and fraction in book.parameters:
+        cfg.read_as.append(ReadAs(where, line, f"{where}: {value:g} is a fraction, read as {fraction} {value:g} "
+                                               f"({param.fraction_as['source']})"))
+        name, param = fraction, book.parameters[fraction]
     coerced = _coerce(doc, key_path, param.type, value)
     problem = param.problem(coerced)
     if problem is not None:
-        raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{'.'.join(map(str, key_path))}': {problem}")
-    cfg.values[name] = ConfigValue(coerced, ".".join(map(str, key_path)), doc.line_of(key_path))
+        raise ConfigError(f"{doc.path}:{line or '?'}: key '{where}': {problem}")
+    cfg.values[name] = ConfigValue(coerced, where, line)
 
 
 def _naming(fmt: Format) -> MethodMapping:
@@ -127,13 +165,27 @@ def _unset(name: str, kind: str, value: Any) -> bool:
 
 
 def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    """Each parameter from the first of its trainer_keys the file sets (dotted: nested; "!key": negated)."""
     for name, param in book.parameters.items():
         keys = param.trainer_keys.get(fmt.trainer_keys or "")
         for key in [keys] if isinstance(keys, str) else (keys or []):
-            value = doc.data.get(key)
+            negated = key.startswith("!")
+            key, _, word = key.lstrip("!").partition("=")
+            value = nested(doc.data, key)
+            if word and value is not None:  # a flag naming the value: only when true
+                value = word if _coerce(doc, tuple(key.split(".")), "bool", value) else None
             if value is not None and not _unset(name, param.type, value):
-                _set(cfg, doc, book, name, (key,), value)
+                if negated:
+                    value = not _coerce(doc, tuple(key.split(".")), "bool", value)
+                _set(cfg, doc, book, name, tuple(key.split(".")), value)
                 break
+
+
+def _named_loss(cfg: TrainingConfig, word: str, key: str, line: int | None) -> None:
+    """A method word an alias maps to another method is the file's loss variant (rl: orpo is DPO's orpo),
+    unless the file names its loss itself."""
+    if "loss_type" not in cfg.values:
+        cfg.values["loss_type"] = ConfigValue(word.lower(), key, line)
 
 
 def _loss_keys(book: Rulebook, fmt: Format) -> list[str]:
@@ -176,6 +228,8 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
     rl = d.get(naming.key or "")
     if rl:
         cfg.method = _cv(doc, naming.key or "", naming.named(str(rl)))
+        if cfg.method.value != str(rl).lower():
+            _named_loss(cfg, str(rl), naming.key or "", cfg.method.line)
     else:
         cfg.method = ConfigValue(naming.default, naming.key or "", None)
     adapter = d.get("adapter")
@@ -184,6 +238,22 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
         cfg.peft = _cv(doc, "adapter", peft)
     else:
         cfg.peft = ConfigValue("full", "adapter", doc.line_of(("adapter",)))
+
+
+@reader("llama-factory-v1")
+def _read_llama_factory_v1(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
+    """v1 nests its plugins (peft_config.r, quant_config.quantization_bit): trainer_keys' dotted keys read them."""
+    _read_mapped(doc, book, cfg, fmt)
+    d = doc.data
+    if isinstance(d.get("model"), str):
+        cfg.model = _cv(doc, "model", d["model"])
+    naming = _naming(fmt)
+    method = next((i.method for i in naming.infer if any(k in d for k in i.keys)), naming.default)
+    cfg.method = ConfigValue(method, "(the llamafactory-cli command; inferred from the keys)", None)
+    kind = str(nested(d, "peft_config.name") or "full").lower()
+    bits = cfg.values.get("quantization_bit")
+    peft = "full" if kind in ("full", "freeze") else ("qlora" if bits is not None and bits.value == 4 else "lora")
+    cfg.peft = ConfigValue(peft, "peft_config.name", doc.line_of(("peft_config", "name")))
 
 
 @reader("llama-factory")
@@ -196,7 +266,10 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     if d.get("model_name_or_path"):
         cfg.model = _cv(doc, "model_name_or_path", str(d["model_name_or_path"]))
     naming = _naming(fmt)
-    method = naming.named(str(d.get(naming.key or "", naming.default)))
+    word = str(d.get(naming.key or "", naming.default))
+    method = naming.named(word)
+    if method != word.lower():
+        _named_loss(cfg, word, naming.key or "", doc.line_of((naming.key or "",)))
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
     if loss in naming.from_loss.get(method, ()):
         method = loss  # e.g. ORPO, SimPO: a loss that is a method of its own
@@ -221,17 +294,21 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
             break
     naming = _naming(fmt)
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
-    method = next((i.method for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types),
-                  naming.default)
-    cfg.method = ConfigValue(method, "(inferred from the keys)", None)
+    guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types), None)
+    cfg.method = ConfigValue(guess.method if guess else naming.default, "(inferred from the keys)", None)
+    named = next((k for k in guess.keys if k in d), None) if guess is not None else None
+    if guess is not None and guess.variant is not None and named is not None:  # matched by its loss: already read
+        _named_loss(cfg, guess.variant, named, doc.line_of((named,)))
     legacy = next((k for k in TRL_VLLM_SERVER_KEYS if k in d), None)
     if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
         cfg.values["vllm_mode"] = ConfigValue("server", legacy, doc.line_of((legacy,)))
-    use_peft = bool(d.get("use_peft") or d.get("use_lora") or d.get("peft_config") or "lora_r" in d)
+    use_peft = bool(d.get("use_peft") or d.get("use_lora") or d.get("use_qlora") or d.get("peft_config")
+                    or "lora_r" in d)
     if use_peft:
-        peft = "qlora" if d.get("load_in_4bit") else "lora"
-        key = next(k for k in ("use_peft", "use_lora", "peft_config", "lora_r") if k in d)
+        four_bit = cfg.values.get("load_in_4bit")  # load_in_4bit, or open-instruct's use_qlora
+        peft = "qlora" if four_bit is not None and four_bit.value else "lora"
+        key = next(k for k in ("use_peft", "use_lora", "use_qlora", "peft_config", "lora_r") if d.get(k) or k in d)
         cfg.peft = _cv(doc, key, peft)
     else:
         key = "use_lora" if "use_lora" in d else "use_peft"
@@ -258,6 +335,12 @@ def _read_trainer_state(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     cfg.notes.append("trainer_state.json stores few arguments: the LR is the peak logged one")
 
 
+def _names_method(doc: Document, fmt: Format) -> bool:
+    """The file names its method (Axolotl rl, LLaMA-Factory stage): a training config however few keys it sets."""
+    key = fmt.method.key if fmt.method is not None else None
+    return key is not None and _is_set(doc.data, key)
+
+
 def check_config_format(fmt: str | None) -> None:
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"--config-format: unknown format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
@@ -266,9 +349,19 @@ def check_config_format(fmt: str | None) -> None:
 def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[TrainingConfig, Document]:
     check_config_format(fmt)
     doc = read_document(path)
+    kind = not_a_config(doc.data)
+    if kind is not None:
+        raise ConfigError(f"{doc.path}: this is {kind.name}, not a training config", hint=kind.hint)
+    detected = fmt is None
     fmt = fmt or detect_format(doc.data)
     cfg = TrainingConfig(path=path, format=fmt)
     READERS[fmt](doc, book, cfg, formats()[fmt])
+    cfg.read_as.extend(ReadAs(key, again, f"key '{key}' is given twice with the same value (lines {first} and "
+                                          f"{again}): the trainer reads one") for key, first, again in doc.duplicates)
+    if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
+        raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
+                          "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",
+                          hint="give the training config (Axolotl, LLaMA-Factory, TRL or advisor YAML / JSON)")
     if cfg.method is not None and cfg.method.value not in METHODS:
         cfg.notes.append(f"method {cfg.method.value!r} is not in the rulebook: method-specific checks are skipped")
     return cfg, doc

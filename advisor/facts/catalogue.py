@@ -54,6 +54,11 @@ TASK_FACTS: dict[str, str] = {
     "sft_learning_rate": "the learning rate the SFT stage used (RAFT starts from it)",
     "lr_strategy": "RAFT per-cycle LR strategy asked for (advisor schedule --strategy): constant | exponential | manual",
     "config_format": f"advisor validate: the format of the config being checked ({', '.join(format_ids())})",
+    "config_method": "advisor validate: the method a config names when the rulebook has no rules for it (orpo, kto, ...)",
+    "optimizer_lr_rules": "advisor validate: the config's optimizer is one the LR rules cover (rules/registry/optimizers.yaml "
+    "lr_rules); unset when the config names none",
+    "config_read_as": "advisor validate: never set; VCF003's findings come from the readers (a value read as the trainer "
+    "reads it)",
 }
 
 MEMORY_FACTS: dict[str, str] = {

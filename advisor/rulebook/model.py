@@ -110,6 +110,8 @@ class Parameter:
     trainer_keys: dict[str, str | list[str]] = field(default_factory=dict)
     grid: tuple[float, ...] = ()  # mantissas a recommended value is stated on (rules/parameters.yaml grid.steps)
     written_as: str = ""  # how trainer configs express a parameter that has no key of its own
+    words: dict[str, Any] = field(default_factory=dict)  # trainer word -> the value the trainer reads (+ source)
+    fraction_as: dict[str, str] = field(default_factory=dict)  # a value in (0, 1) is this parameter (+ source)
 
     def on_grid(self, value: Any) -> Any:
         """The grid value nearest ``value`` in log space (unchanged without a grid or for a non-positive value)."""

@@ -1,0 +1,227 @@
+"""The readers see what the trainers read (issue 12): files that are not training configs are refused
+naming what they are; nested keys (Axolotl's trl: block, LLaMA-Factory v1's plugins) are read through
+dotted trainer_keys; trainer words and fractional step counts are read as the trainer reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from advisor.configs.document import ConfigError
+from advisor.configs.readers import read_config
+from advisor.facts.hardware import resolve_gpu
+from advisor.registries import not_configs
+from advisor.rulebook.load import Rulebook
+from advisor.validate import Overrides, Selection, validate_file
+from tests.conftest import run_cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOT_CONFIGS = sorted(p for p in (FIXTURES / "not_configs").iterdir() if p.suffix in (".yaml", ".json"))
+
+
+def _report(path: Path, book: Rulebook):  # type: ignore[no-untyped-def]
+    gpu = resolve_gpu(book, name=None, memory_gb=None, count=None, detect=False)
+    return validate_file(path, book, gpu, Overrides(), Selection())
+
+
+def test_every_not_config_kind_has_a_fixture() -> None:
+    assert set(not_configs()) <= {p.stem for p in NOT_CONFIGS}
+
+
+@pytest.mark.parametrize("path", NOT_CONFIGS, ids=lambda p: p.stem)
+def test_a_file_that_is_not_a_training_config_is_refused_naming_its_kind(path: Path, book: Rulebook) -> None:
+    with pytest.raises(ConfigError) as exc:
+        read_config(path, book)
+    kind = not_configs().get(path.stem)
+    text = str(exc.value)
+    assert "\n" not in text and str(path) in text
+    if kind is None:  # none.yaml: no kind, and no key a trainer reads
+        assert "sets none of the keys a trainer reads" in text
+    else:
+        assert f"this is {kind.name}, not a training config" in text and kind.hint in text
+
+
+def test_deepspeed_json_is_named_not_judged_key_by_key_and_other_files_are_still_checked(tmp_path: Path) -> None:
+    good = tmp_path / "train.yaml"
+    good.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nlearning_rate: 2.0e-4\n")
+    result = run_cli("validate", str(FIXTURES / "not_configs" / "deepspeed.json"), str(good))
+    assert result.returncode == 2, result.stderr
+    out = result.stdout + result.stderr
+    assert "this is a DeepSpeed config" in out and "`deepspeed`" in out and "is not a bool" not in out
+    assert "train.yaml" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("text", [
+    # a prediction key beside do_train: LLaMA-Factory trains, then predicts
+    "stage: sft\ndo_train: true\ndo_predict: true\nfinetuning_type: lora\nlearning_rate: 1.0e-4\n",
+    # a training config that names its DeepSpeed file
+    "base_model: meta-llama/Llama-3.1-8B\ndeepspeed: deepspeed_configs/zero3.json\nlearning_rate: 2.0e-5\n",
+    # vLLM's keys beside training ones: a GRPO config
+    "model_name_or_path: Qwen/Qwen2.5-1.5B\nnum_generations: 8\ngpu_memory_utilization: 0.3\nlearning_rate: 1.0e-6\n",
+])
+def test_a_training_config_with_a_kinds_key_is_still_read(text: str, book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text(text)
+    cfg, _ = read_config(path, book)
+    assert "learning_rate" in cfg.values
+
+
+def test_axolotl_nested_trl_block_and_reader_keys(book: Rulebook) -> None:
+    path = FIXTURES / "readers" / "axolotl-grpo-trl-block.yaml"
+    cfg, _ = read_config(path, book)
+    v = {k: c.value for k, c in cfg.values.items()}
+    assert (cfg.format, cfg.method.value if cfg.method else None) == ("axolotl", "grpo")
+    assert (v["beta"], v["num_generations"], v["max_completion_length"], v["temperature"]) == (0.001, 8, 512, 0.9)
+    assert (v["use_vllm"], v["vllm_mode"], v["loss_type"]) == (True, "colocate", "dr_grpo")
+    assert cfg.values["beta"].key == "trl.beta" and cfg.values["beta"].line == 15
+    assert v["min_lr_rate"] == 0.1 and cfg.values["min_lr_rate"].key == "lr_scheduler_kwargs.min_lr_rate"
+    assert v["lora_modules_to_save"] == ["embed_tokens", "lm_head"]
+    assert (v["use_dora"], v["loraplus_lr_ratio"], v["packing"], v["use_liger_kernel"]) == (True, 16.0, True, True)
+    assert v["bnb_4bit_use_double_quant"] is True
+    # the trainer's readings: offload is checkpointing on; a warmup_steps below 1 is a ratio
+    assert v["gradient_checkpointing"] is True and "warmup_steps" not in v and v["warmup_ratio"] == 0.1
+    assert cfg.values["warmup_ratio"].key == "warmup_steps"
+    report = _report(path, book)
+    read_as = [f for f in report.findings if f.code == "VCF003"]
+    assert {f.key for f in read_as} == {"gradient_checkpointing", "warmup_steps"}
+    assert all(f.severity == "warning" and f.line for f in read_as)
+    assert report.job["method"] is not None and report.job["method"].value == "grpo"
+
+
+def test_llama_factory_v1_format(book: Rulebook) -> None:
+    cfg, _ = read_config(FIXTURES / "readers" / "llama-factory-v1-qlora.yaml", book)
+    v = {k: c.value for k, c in cfg.values.items()}
+    assert cfg.format == "llama-factory-v1"
+    assert cfg.model is not None and cfg.model.value == "Qwen/Qwen3-0.6B"
+    assert (cfg.method.value if cfg.method else None, cfg.peft.value if cfg.peft else None) == ("sft", "qlora")
+    assert (v["lora_rank"], v["lora_alpha"], v["quantization_bit"], v["quantization_method"]) == (16, 32, 4, "bnb")
+    assert (v["micro_batch_size"], v["max_seq_length"], v["max_steps"]) == (1, 2048, 10)
+    assert cfg.values["lora_rank"].key == "peft_config.r" and cfg.values["lora_rank"].line == 6
+
+
+def test_llama_factory_quantized_base_negated_and_kernel_keys(book: Rulebook) -> None:
+    cfg, _ = read_config(FIXTURES / "readers" / "llama-factory-gptq.yaml", book)
+    v = {k: c.value for k, c in cfg.values.items()}
+    assert (v["quantization_method"], v["quantization_bit"], v["bnb_4bit_use_double_quant"]) == ("gptq", 4, False)
+    assert v["gradient_checkpointing"] is False  # disable_gradient_checkpointing: true
+    assert cfg.values["gradient_checkpointing"].key == "disable_gradient_checkpointing"
+    assert (v["use_liger_kernel"], v["neat_packing"], v["packing"], v["use_dora"]) == (True, True, True, True)
+    assert v["lora_modules_to_save"] == ["embed_tokens"]
+
+
+def test_an_optimizer_outside_adamw_is_not_judged_by_adamws_bands(book: Rulebook, tmp_path: Path) -> None:
+    body = "model_name_or_path: meta-llama/Llama-3.1-8B\nlearning_rate: 0.02\n"
+    codes = {}
+    for optim in ("adamw_torch", "muon", "lion_32bit"):
+        path = tmp_path / f"{optim}.yaml"
+        path.write_text(body + f"optim: {optim}\n")
+        codes[optim] = {f.code for f in _report(path, book).findings}
+    assert any(c.startswith("VLR") for c in codes["adamw_torch"]) and "VOP005" not in codes["adamw_torch"]
+    for optim in ("muon", "lion_32bit"):
+        assert "VOP005" in codes[optim] and not any(c.startswith("VLR") for c in codes[optim]), codes[optim]
+
+
+@pytest.mark.parametrize(("text", "method", "variant"), [
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: orpo\norpo_alpha: 0.1\n", "dpo", "orpo"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: kto\n", "dpo", "kto"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: simpo\nsimpo_gamma: 0.5\n", "dpo", "simpo"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: ipo\n", "dpo", "ipo"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nrl: grpo\ntrl:\n  loss_type: dapo\n", "grpo", "dapo"),
+    ("stage: dpo\npref_loss: orpo\nfinetuning_type: lora\n", "dpo", "orpo"),
+    ("stage: dpo\npref_loss: simpo\nsimpo_gamma: 0.5\nfinetuning_type: lora\n", "dpo", "simpo"),
+    ("stage: kto\nkto_chosen_weight: 1.0\nfinetuning_type: lora\n", "dpo", "kto"),
+    ("model_name_or_path: m\nbeta: 0.1\ndesirable_weight: 1.33\n", "dpo", "kto"),
+    ("model_name_or_path: m\nbeta: 2.0\nloss_type: simpo\n", "dpo", "simpo"),
+    ("model_name_or_path: m\nbeta: 0.05\nloss_type: dpo_norm\n", "dpo", "ldpo"),
+    ("model_name_or_path: m\nnum_generations: 8\nloss_type: dr_grpo\n", "grpo", "dr_grpo"),
+])
+def test_every_preference_and_rl_loss_is_its_variant_never_plain_dpo(text: str, method: str, variant: str,
+                                                                    book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "learning_rate: 5.0e-6\n")
+    report = _report(path, book)
+    assert report.error is None and report.config is not None
+    assert report.config.method is not None and report.config.method.value == method
+    from advisor.facts.task import variant_of
+    loss = report.config.values["loss_type"].value
+    assert variant_of(book.variants, method, loss) == variant
+
+
+@pytest.mark.parametrize(("text", "word"), [
+    ("model_name_or_path: m\nstage: rm\nfinetuning_type: lora\n", "rm"),
+    ("model_name_or_path: m\nstage: pt\nfinetuning_type: lora\n", "pt"),
+    ("model_name_or_path: m\ncenter_rewards_coefficient: 0.01\n", "rm"),
+    ("model_name_or_path: m\nbeta: 0.1\ncpo_alpha: 1.0\n", "cpo"),
+    ("base_model: m\nrl: ebft\n", "ebft"),
+])
+def test_a_method_without_rules_is_named_never_read_as_another(text: str, word: str, book: Rulebook,
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "learning_rate: 5.0e-6\n")
+    found = [f for f in _report(path, book).findings if f.code == "VCF002"]
+    assert found and found[0].message.startswith(f"method {word}: advisor has no rules for it")
+
+
+def test_orpo_beta_is_not_judged_by_dpos_table(book: Rulebook, tmp_path: Path) -> None:
+    orpo, dpo = tmp_path / "orpo.yaml", tmp_path / "dpo.yaml"
+    orpo.write_text("base_model: mistralai/Mistral-7B-v0.1\nrl: orpo\nadapter: lora\nrl_beta: 2.0\nlearning_rate: 8.0e-6\n")
+    dpo.write_text("base_model: mistralai/Mistral-7B-v0.1\nrl: dpo\nadapter: lora\nrl_beta: 2.0\nlearning_rate: 8.0e-6\n")
+    assert "VPM001" in {f.code for f in _report(dpo, book).findings}
+    assert "VPM001" not in {f.code for f in _report(orpo, book).findings}
+
+
+def test_duplicate_keys_same_value_is_a_warning_naming_both_lines_different_values_an_error(
+        book: Rulebook, tmp_path: Path) -> None:
+    same = tmp_path / "same.yaml"
+    same.write_text("base_model: meta-llama/Llama-3.1-8B\nlearning_rate: 2.0e-5\nadapter: lora\nlearning_rate: 2.0e-5\n")
+    report = _report(same, book)
+    assert report.error is None
+    dup = [f for f in report.findings if f.code == "VCF003"]
+    assert dup and "lines 2 and 4" in dup[0].message and dup[0].line == 4
+    other = tmp_path / "other.yaml"
+    other.write_text("base_model: meta-llama/Llama-3.1-8B\nlearning_rate: 2.0e-5\nlearning_rate: 3.0e-5\n")
+    error = _report(other, book).error
+    assert error is not None and "lines 2 and 3" in error and "2e-05" in error and "3e-05" in error
+
+
+def test_open_instruct_use_qlora_is_qlora(book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "tulu2_7b_qlora.yaml"  # shaped like open-instruct configs/train_configs/sft/tulu2_7b_qlora.yaml
+    path.write_text("model_name_or_path: meta-llama/Llama-2-7b-hf\nuse_lora: true\nuse_qlora: true\nlora_rank: 64\n"
+                    "learning_rate: 1.0e-4\nper_device_train_batch_size: 1\n")
+    cfg, _ = read_config(path, book)
+    assert cfg.peft is not None and cfg.peft.value == "qlora" and cfg.values["load_in_4bit"].value is True
+
+
+def test_llama_factory_optimizer_flags_name_the_optimizer(book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "galore.yaml"  # shaped like LLaMA-Factory examples/extras/galore/llama3_full_sft.yaml
+    path.write_text("model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nstage: sft\ndo_train: true\n"
+                    "finetuning_type: full\nuse_galore: true\ngalore_layerwise: true\ngalore_target: mlp,self_attn\n"
+                    "galore_rank: 128\nlearning_rate: 1.0e-5\noptim: adamw_torch\n")
+    report = _report(path, book)
+    assert report.config is not None and report.config.values["optimizer"].value == "galore_adamw"
+    assert report.config.values["optimizer"].key == "use_galore"
+    assert "VOP005" in {f.code for f in report.findings}
+    path.write_text(path.read_text().replace("use_galore: true", "use_galore: false"))
+    report = _report(path, book)
+    assert report.config is not None and report.config.values["optimizer"].value == "adamw_torch"
+    assert "VOP005" not in {f.code for f in report.findings}
+
+
+def test_torchao_low_bit_adamw_is_judged_by_adamws_bands(book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\noptimizer: adamw_torch_8bit\nlearning_rate: 0.02\n")
+    codes = {f.code for f in _report(path, book).findings}
+    assert "VOP005" not in codes and any(c.startswith("VLR") for c in codes)
+
+
+def test_fix_writes_a_nested_key_in_its_block(book: Rulebook, tmp_path: Path) -> None:
+    text = (FIXTURES / "readers" / "axolotl-grpo-trl-block.yaml").read_text().replace("temperature: 0.9",
+                                                                                       "temperature: 1.8")
+    path, out = tmp_path / "grpo.yaml", tmp_path / "fixed.yaml"
+    path.write_text(text)
+    result = run_cli("validate", str(path), "--fix", str(out))
+    assert out.is_file(), result.stderr
+    fixed = read_config(out, book)[0]
+    assert fixed.values["temperature"].value == 0.7 and fixed.values["temperature"].key == "trl.temperature"
+    assert out.read_text().count("temperature:") == 1
