@@ -140,6 +140,13 @@ class Fields:
     keys: frozenset[str] = frozenset()  # one flat list (Axolotl, LLaMA-Factory; nested keys dotted)
     classes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # per config class (TRL)
     choices: Mapping[str, Any] = field(default_factory=dict)  # key -> values (TRL: class -> key -> values)
+    mappings: frozenset[str] = frozenset()  # keys holding a free-form mapping: any sub-key goes
+
+    def takes(self, key: str, accepted: frozenset[str]) -> bool:
+        """Whether ``key`` (dotted for a nested one) is one of ``accepted`` or a sub-key of a free-form
+        mapping among them (lr_scheduler_kwargs.min_lr_rate)."""
+        parent = key.split(".", 1)[0]
+        return key in accepted or (parent != key and parent in accepted and parent in self.mappings)
 
 
 @dataclass(frozen=True)
@@ -368,7 +375,7 @@ def trainer_fields(name: str) -> Fields:
         return Fields(trainer=raw["trainer"], name=raw["name"], version=raw["version"], source=raw["source"],
                       keys=frozenset(raw.get("fields", ())),
                       classes={c: frozenset(v) for c, v in raw.get("classes", {}).items()},
-                      choices=raw.get("choices", {}))
+                      choices=raw.get("choices", {}), mappings=frozenset(raw.get("mappings", ())))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{FIELDS_DIR}/{name}.json: cannot be read: {exc}",
                             hint="regenerate it with tools/trainer_fields.py") from exc

@@ -95,9 +95,20 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _mappings(fields: dict[str, str]) -> set[str]:
+    """Keys whose value is a free-form mapping (lr_scheduler_kwargs: dict[str, Any]): any sub-key goes."""
+    return {k for k, annotation in fields.items() if "dict" in annotation.lower()}
+
+
 def axolotl(wheel: Path) -> dict[str, Any]:
     classes = _classes(_wheel_sources(wheel, "axolotl/utils/schemas/"))
     top = _walk(classes, "AxolotlInputConfig")
+    # A plugin (plugins: [axolotl.integrations.liger.LigerPlugin]) merges its args model into the
+    # config's keys (axolotl/integrations/base.py get_input_args; axolotl/utils/config merge_input_args).
+    plugins = _classes(_wheel_sources(wheel, "axolotl/integrations/"))
+    for name in plugins:
+        if name.endswith("Args") and not name.startswith("_"):
+            top.update({k: v for k, v in _walk(plugins, name).items() if k not in top})
     keys = set(top)
     for name, annotation in top.items():
         nested = [c for c in classes if c.endswith("Config") and c in annotation.replace("|", " ").split()]
@@ -107,7 +118,7 @@ def axolotl(wheel: Path) -> dict[str, Any]:
     return {"trainer": "axolotl", "name": "Axolotl", "version": _version(wheel),
             "source": f"PyPI {wheel.name} (sha256 {_sha256(wheel)}): axolotl/utils/schemas/*.py, "
                       "AxolotlInputConfig and its bases; nested models as dotted keys; rl: RLType",
-            "choices": choices, "fields": sorted(keys)}
+            "choices": choices, "fields": sorted(keys), "mappings": sorted(_mappings(top))}
 
 
 def llama_factory(wheel: Path, hf_wheel: Path) -> dict[str, Any]:
@@ -120,14 +131,15 @@ def llama_factory(wheel: Path, hf_wheel: Path) -> dict[str, Any]:
         keys.update(_walk(classes, cls))
     hf_classes = _classes({n: t for n, t in _wheel_sources(hf_wheel, "transformers/").items()
                            if n.endswith(("/training_args.py", "/training_args_seq2seq.py"))})
-    hf = set(_walk(hf_classes, "Seq2SeqTrainingArguments"))
+    hf_fields = _walk(hf_classes, "Seq2SeqTrainingArguments")
+    hf = set(hf_fields)
     choices = {k: _literal(v) for k, v in keys.items() if _literal(v)}
     return {"trainer": "llama-factory", "name": "LLaMA-Factory", "version": _version(wheel),
             "source": f"PyPI {wheel.name} (sha256 {_sha256(wheel)}): llamafactory/hparams/*.py, the Model / Data / "
                       f"Finetuning / Generating / TrainingArguments dataclasses, plus Seq2SeqTrainingArguments of "
                       f"PyPI {hf_wheel.name} (sha256 {_sha256(hf_wheel)})",
             "choices": {k: v for k, v in sorted(choices.items()) if k in ("stage", "finetuning_type", "pref_loss")},
-            "fields": sorted({*keys, *hf})}
+            "fields": sorted({*keys, *hf}), "mappings": sorted(_mappings({**hf_fields, **keys}))}
 
 
 def _help_choices(help_text: str) -> list[str]:
@@ -140,16 +152,23 @@ def _help_choices(help_text: str) -> list[str]:
 
 def trl_fields() -> dict[str, Any]:
     import trl
+    from trl.experimental.cpo import CPOConfig
+    from trl.experimental.orpo import ORPOConfig
 
     from advisor.registries import methods
 
-    classes = {"ModelConfig": trl.ModelConfig, "ScriptArguments": trl.ScriptArguments}
-    for m in methods().values():
-        if m.trl_config and hasattr(trl, m.trl_config):
-            classes[m.trl_config] = getattr(trl, m.trl_config)
-    return {"trainer": "trl", "name": "TRL", "version": trl.__version__,
+    # every training config trl exports, and the preference ones it keeps in trl.experimental
+    classes: dict[str, Any] = {n: getattr(trl, n) for n in trl.__all__ if n.endswith("Config")
+                               and dataclasses.is_dataclass(getattr(trl, n)) and n != "DatasetMixtureConfig"}
+    classes |= {"ScriptArguments": trl.ScriptArguments, "CPOConfig": CPOConfig, "ORPOConfig": ORPOConfig}
+    missing = [m.trl_config for m in methods().values() if m.trl_config and m.trl_config not in classes]
+    return {"trainer": "trl", "name": "TRL", "version": trl.__version__, "absent": sorted(set(missing)),
             "source": f"trl {trl.__version__} (PyPI): the dataclass fields of " + ", ".join(sorted(classes)),
             "classes": {name: sorted(f.name for f in dataclasses.fields(cls)) for name, cls in sorted(classes.items())},
+            # the declared annotations: HfArgumentParser rewrites a parsed class's dict fields' types
+            "mappings": sorted({name for cls in classes.values() for c in cls.__mro__
+                                for name, annotation in vars(c).get("__annotations__", {}).items()
+                                if "dict" in str(annotation).lower()}),
             "choices": {name: {"loss_type": values} for name, cls in sorted(classes.items())
                         for f in dataclasses.fields(cls) if f.name == "loss_type"
                         and (values := _help_choices(str(f.metadata.get("help", ""))))}}

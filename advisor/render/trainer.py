@@ -143,7 +143,7 @@ def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, m
     if not words:
         return
     keys = _keys(book, "loss_type", fmt)
-    key = next((k for k in keys if k in allowed), None)
+    key = next((k for k in keys if fields.takes(k, allowed)), None)
     choices = _choices(fields, config_class, key) if key else None
     word = next((w for w in words if choices is None or w in choices), None)
     if key is None or word is None:
@@ -174,8 +174,8 @@ def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str,
         key = translation.key
         value = translation.value if translation.has_value else value
     else:
-        key = next((k for k in _keys(book, name, fmt) if k in allowed), "")
-    if not key or key not in allowed:
+        key = next((k for k in _keys(book, name, fmt) if out.fields.takes(k, allowed)), "")
+    if not key or not out.fields.takes(key, allowed):
         param = book.parameters.get(name)
         written_as = getattr(param, "written_as", None)
         shown = f"{name} {yaml_scalar(pv.value)}"
