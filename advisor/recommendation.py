@@ -189,7 +189,7 @@ class MemoryItem(_Record):
     gb: float = field(metadata=_doc("GiB"))
     detail: str
     sources: list[str] = field(default_factory=list, metadata=_doc("coefficient ids in rules/memory.yaml"))
-    phase: Literal["static", "grads", "paged", "train", "step", "generate", "fixed"]
+    phase: Literal["static", "grads", "paged", "train", "step", "generate", "fixed", "cpu"]
 
     def __post_init__(self) -> None:
         super().__post_init__()

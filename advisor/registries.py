@@ -130,6 +130,20 @@ class Offload:
     source: str
 
 
+@dataclass(frozen=True)
+class Bundled:
+    """A DeepSpeed config file a trainer ships (a config may name it without the file beside it)."""
+
+    name: str
+    strategy: str
+    offload: tuple[str, ...]
+    source: str
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+
 def _parse(path: Path, text: bytes) -> Any:
     """The registry file's data: from the user cache by the bytes' hash (start-up imports no yaml),
     else parsed and cached (JSON: the registries are plain data)."""
@@ -240,6 +254,22 @@ def strategies() -> dict[str, Strategy]:
 def offloads() -> dict[str, Offload]:
     """The CPU offload targets."""
     return _build("sharding", lambda raw: Offload(**_tuples(raw, "requires")), "offloads")
+
+
+@cache
+def bundled_deepspeed() -> dict[str, Bundled]:
+    """Trainer-shipped DeepSpeed files by file name (Axolotl's deepspeed_configs/)."""
+    return _build("sharding", lambda raw: Bundled(**_tuples(raw, "offload")), "bundled")
+
+
+@cache
+def sharding_keys() -> dict[str, tuple[str, ...]]:
+    """Where configs say how they shard (rules/registry/sharding.yaml `keys`)."""
+    path = rules_dir() / REGISTRY_DIR / "sharding.yaml"
+    raw = (_parse(path, path.read_bytes()).get("sharding") or {}).get("keys")
+    if not isinstance(raw, dict):
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/sharding.yaml: expected a mapping under 'sharding.keys'")
+    return {k: tuple(str(w) for w in v) for k, v in raw.items()}
 
 
 def strategy_named(word: str) -> Strategy | None:

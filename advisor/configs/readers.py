@@ -269,6 +269,10 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[Tra
     fmt = fmt or detect_format(doc.data)
     cfg = TrainingConfig(path=path, format=fmt)
     READERS[fmt](doc, book, cfg, formats()[fmt])
+    if formats()[fmt].parameters_under is None:  # advisor's own format states `sharding` as a parameter
+        from advisor.configs.sharding import read_sharding
+
+        read_sharding(doc, cfg)
     if cfg.method is not None and cfg.method.value not in METHODS:
         cfg.notes.append(f"method {cfg.method.value!r} is not in the rulebook: method-specific checks are skipped")
     return cfg, doc

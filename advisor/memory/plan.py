@@ -59,7 +59,7 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     micro = final.get("micro_batch_size", 1)
     if not f.fits:
         what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
-                                            "bigger GPUs, up to 8 GPUs sharded)"
+                                            "bigger GPUs, sharding, offload, more GPUs)"
         rec.warnings.append(
             f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GiB, above the "
             f"{f.usable_gb:.1f} GiB usable of the {f.capacity_gib:.1f} GiB GPU ({_largest(f.at_one)} GiB). "
