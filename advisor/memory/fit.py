@@ -163,12 +163,14 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
 
     # ZeRO stages in order, over the GPUs given (FSDP full shard divides as ZeRO-3 does)
     zero = [sid for sid in ("zero1", "zero2", "zero3") if order.index(sid) > current]
+    stage_fits = False
     if job.gpu.count > 1:
         for sid in zero:
             g = at(job.gpu.count, sid, now["offload"])
             if g <= usable:
                 out.append(f"{name(sid)} over your {job.gpu.count} GPUs: {g:.1f} GiB per GPU "
                            f"({_flags(now, {'sharding': sid})})")
+                stage_fits = True
                 break
     stage = now["sharding"] if strategies()[now["sharding"]].divides("parameters") else "zero3"
     if not out:
@@ -184,7 +186,7 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
                            f"({_flags(now, {'sharding': stage, 'offload': list(offload)})})")
                 break
     n = max(2, job.gpu.count * 2)
-    while not (out and out[0].startswith(name(stage)) and "over your" in out[0]) and n <= int(know["max-gpus-suggestion"]):
+    while not stage_fits and n <= int(know["max-gpus-suggestion"]):  # more GPUs: when no stage fits those given
         g = at(n, stage, now["offload"])
         if g <= usable:
             out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({_flags(now, {'gpus': n, 'sharding': stage})})")
