@@ -117,6 +117,7 @@ class Strategy:
     source: str
     gathers: bool = False  # parameters are all-gathered layer by layer
     hybrid: bool = False  # sharded within a node only
+    offload_together: bool = False  # offload moves every target at once (FSDP CPUOffload)
 
     def divides(self, item: str) -> bool:
         return item in self.shards

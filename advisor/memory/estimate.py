@@ -193,6 +193,8 @@ def sharding_of(params: dict[str, Any]) -> dict[str, Any]:
             allowed = registries.offloads()[target].requires
             raise FactError(f"offload {target}: {strategy.name} cannot offload it",
                             hint=f"--sharding {' | '.join(allowed)} offloads {target}")
+    if offload and strategy.offload_together:
+        offload = strategy.offload
     return {"sharding": strategy.id, "offload": offload}
 
 
