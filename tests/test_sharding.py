@@ -53,7 +53,7 @@ def test_each_stage_divides_what_the_registry_says(book: Rulebook) -> None:
     base = {i.name: i.gb for i in estimate(book, job, _params()).items}
     for sid, strategy in strategies().items():
         got = {i.name: i.gb for i in estimate(book, job, _params(sharding=sid)).items}
-        for item, name in zip(("parameters", "gradients", "optimizer_states"), STATE_ITEMS):
+        for item, name in zip(("parameters", "gradients", "optimizer_states"), STATE_ITEMS, strict=True):
             ratio = base[name] / got[name]
             assert ratio == pytest.approx(8 if strategy.divides(item) else 1), (sid, name)
 

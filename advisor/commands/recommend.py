@@ -58,7 +58,8 @@ def recommend(
 
         launch = read_launch_config(launch_config)
     rec = api.recommend(
-        book=book, pins=o.parse_set(set_, book), flags=o.sharding_flags(sharding, offload), launch=launch, model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem,
+        book=book, pins=o.parse_set(set_, book), flags=o.sharding_flags(sharding, offload), launch=launch,
+        model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem,
         gpus=gpus, dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
         seq_len=seq_len, cycles=cycles, use_case=use_case, situation=situation, sft_lr=sft_lr, variant=variant,
         detect_gpu=not no_detect,
