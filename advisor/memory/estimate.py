@@ -238,12 +238,14 @@ class _Builder:
     def offloaded(self, target: str) -> bool:
         return target in self.s.offload
 
-    def add_weights(self, name: str, n_params: float, per: float, sources: tuple[str, ...], what: str = "") -> None:
-        """Weights: divided by the GPUs that shard the parameters; in CPU RAM under parameter offload."""
+    def add_weights(self, name: str, n_params: float, per: float, sources: tuple[str, ...], what: str = "",
+                    size: str = "") -> None:
+        """Weights: divided by the GPUs that shard the parameters; in CPU RAM under parameter offload.
+        ``what`` follows the count, ``size`` replaces the bytes each ("4.127 bits")."""
         if self.offloaded("parameters"):
             return
         self.add(name, self.share(n_params, "parameters") * per,
-                 f"{_b(n_params)} params x {per:g} B{what}{self.over('parameters')}", sources)
+                 f"{_b(n_params)} params{what} x {size or f'{per:g} B'}{self.over('parameters')}", sources)
 
     def add_grads(self, name: str, n_params: float, per: float, sources: tuple[str, ...]) -> None:
         """Gradients: divided where they are sharded; with the optimizer in CPU RAM they go there too."""
@@ -339,7 +341,7 @@ class _Builder:
         spec = s.spec
         if spec is not None and spec.reference_model and s.peft == "full":
             self.add_weights("reference model (frozen copy)", c.total, e, ("bytes-16bit",),
-                             ": full fine-tuning keeps a second model")
+                             size=f"{e:g} B: full fine-tuning keeps a second model")
         if spec is not None and spec.value_model:
             self.notes.append(f"{spec.name}'s value and reward models are not modelled: add their weights")
 
@@ -379,12 +381,12 @@ class _Builder:
         bits_id = _BITS[s.quantization]
         bits = k[bits_id]
         self.add_weights(f"weights ({s.quantization}, linear layers)", c.linear_weights, bits / 8, (bits_id,),
-                         f" ({bits:.3f} bits)")
+                         size=f"{bits:.3f} bits")
         keep_id = "kbit-upcast-bytes" if s.kbit_upcast else "bytes-16bit"
         keep = k[keep_id]
         what = "fp32 after prepare_model_for_kbit_training" if s.kbit_upcast else "16-bit"
         self.add_weights("weights (kept unquantized)", c.other, keep, (keep_id,),
-                         f" (embeddings, lm_head, norms, biases), {what}")
+                         " (embeddings, lm_head, norms, biases)", size=f"{keep:g} B, {what}")
         if c.experts:
             self.add_weights("weights (fused MoE experts, unquantized)", c.experts, keep, (keep_id,))
             self.notes.append("transformers >= 5 stores MoE experts as fused 3-D parameters: bitsandbytes does "
