@@ -31,9 +31,14 @@ def recommend(
     book = book if book is not None else load_rulebook(rule_dirs)
     from_launch = {} if launch is None else {name: cv for name, cv in launch.values.items()
                                              if name in book.parameters and name != "world_size"}
-    if launch is not None and facts.get("gpus") is None and "world_size" in launch.values:
-        facts["gpus"] = launch.values["world_size"].value
+    world = launch.values.get("world_size") if launch is not None and facts.get("gpus") is None else None
+    if world is not None:
+        facts["gpus"] = world.value
     job = job_facts(book, **facts)
+    if world is not None:
+        from dataclasses import replace
+
+        job = replace(job, gpu=replace(job.gpu, source=f"{job.gpu.source}; count: {launch.path.name} {world.key}"))
     given = {**({"--seq-len": job.task.seq_len} if job.task.seq_len is not None else {}), **(flags or {})}
     given = {flag: value for flag, value in given.items() if value is not None}
     all_pins = {**{name: cv.value for name, cv in from_launch.items()}, **(pins or {}),

@@ -5,6 +5,7 @@ the world size in the effective batch."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,17 @@ def test_deepspeed_dict_and_bundled_names(book: Rulebook, tmp_path: Path) -> Non
         assert _read(book, ax) == {"sharding": "zero3", "offload": ["optimizer", "parameters"]}
 
 
-def test_bundled_names_are_axolotls_files() -> None:
+def test_bundled_names_cite_the_trainers_files() -> None:
     for name, entry in bundled_deepspeed().items():
-        assert entry.strategy in strategies() and f"deepspeed_configs/{name}" in entry.source
-        assert "067b021c8b87a9e5e380b9173c704cf7340e30f5" in entry.source
+        assert entry.strategy in strategies() and set(entry.offload) <= set(strategies()[entry.strategy].offload)
+        assert re.search(rf"(axolotl-ai-cloud/axolotl deepspeed_configs|hiyouga/LLaMA-Factory examples/deepspeed)/"
+                         rf"{re.escape(name)} @ [0-9a-f]{{40}}", entry.source), entry.source
+
+
+def test_llama_factory_names_its_example_deepspeed_files(book: Rulebook, tmp_path: Path) -> None:
+    lf = _write(tmp_path / "lf.yaml", {"model_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct", "stage": "sft",
+                                       "finetuning_type": "full", "deepspeed": "examples/deepspeed/ds_z3_config.json"})
+    assert _read(book, lf) == {"sharding": "zero3"}
 
 
 def test_missing_deepspeed_file_is_a_note_not_a_guess(book: Rulebook, tmp_path: Path) -> None:
@@ -198,3 +206,26 @@ def test_launch_config_sets_the_world_size_in_recommend(tmp_path: Path) -> None:
     eff = params["effective_batch_size"]["value"]
     micro, accum = params["micro_batch_size"]["value"], params["gradient_accumulation_steps"]["value"]
     assert micro * accum * 8 >= eff and out["memory"]["fits"] is True
+
+
+def test_trl_config_with_zero3_beside_it_fits_8_h100(tmp_path: Path) -> None:
+    """Issue 13's first 'done when': full fine-tuning of Llama-3.1-8B at 1 x 4096 tokens, ds_z3.json beside."""
+    (tmp_path / "ds_z3.json").write_text(json.dumps({"zero_optimization": {"stage": 3}, "bf16": {"enabled": "auto"}}))
+    cfg = _write(tmp_path / "sft.yaml", {"model_name_or_path": "meta-llama/Llama-3.1-8B", "learning_rate": 1e-5,
+                                         "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
+                                         "max_length": 4096, "gradient_checkpointing": True, "deepspeed": "ds_z3.json"})
+    r = run_cli("validate", str(cfg), "--gpu", "h100", "--gpus", "8", "--format", "json", "--no-detect")
+    codes = {f["code"] for f in json.loads(r.stdout)["files"][0]["findings"]}
+    assert not codes & {"VSQ002", "VSQ003"}, codes
+    ddp = run_cli("validate", str(cfg), "--gpu", "h100", "--gpus", "8", "--sharding", "none", "--format", "json",
+                  "--no-detect")
+    assert "VSQ003" in {f["code"] for f in json.loads(ddp.stdout)["files"][0]["findings"]}  # the flag beats the file
+
+
+def test_memory_says_how_the_gpus_share_the_job() -> None:
+    base = ("memory", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--gpu", "h100", "--gpus", "8",
+            "--format", "json")
+    assert "DDP" in json.loads(run_cli(*base).stdout)["parallel"]
+    sharded = json.loads(run_cli(*base, "--sharding", "zero3").stdout)
+    assert "ZeRO stage 3" in sharded["parallel"] and sharded["fits"] is True
+    assert sharded["parameters"]["sharding"] == "zero3" and sharded["provenance"]["sharding"]["source"] == "flag"
