@@ -20,19 +20,36 @@ def recommend(
     pins: dict[str, Any] | None = None,
     flags: dict[str, Any] | None = None,
     memory_knobs: dict[str, Any] | None = None,
+    launch: Any = None,
     **facts: Any,
 ) -> Recommendation:
     """Recommend a config. ``facts`` are job_facts' keywords; ``pins`` are --set values; ``flags``
     the command-line flags that pin a parameter (facts/catalogue.py FLAG_PARAMETERS), which win
-    over --set (provenance.PRECEDENCE); ``memory_knobs`` the memory model's own settings (attention)."""
+    over --set (provenance.PRECEDENCE); ``memory_knobs`` the memory model's own settings (attention);
+    ``launch`` an accelerate launch config read by advisor.configs.sharding (a TrainingConfig): its
+    sharding, offload and world size, below the flags."""
     book = book if book is not None else load_rulebook(rule_dirs)
+    from_launch = {} if launch is None else {name: cv for name, cv in launch.values.items()
+                                             if name in book.parameters and name != "world_size"}
+    world = launch.values.get("world_size") if launch is not None and facts.get("gpus") is None else None
+    if world is not None:
+        facts["gpus"] = world.value
     job = job_facts(book, **facts)
+    if world is not None:
+        from dataclasses import replace
+
+        job = replace(job, gpu=replace(job.gpu, source=f"{job.gpu.source}; count: {launch.path.name} {world.key}"))
     given = {**({"--seq-len": job.task.seq_len} if job.task.seq_len is not None else {}), **(flags or {})}
     given = {flag: value for flag, value in given.items() if value is not None}
-    all_pins = {**(pins or {}), **{FLAG_PARAMETERS[flag]: value for flag, value in given.items()}}
+    all_pins = {**{name: cv.value for name, cv in from_launch.items()}, **(pins or {}),
+                **{FLAG_PARAMETERS[flag]: value for flag, value in given.items()}}
     from advisor.memory.plan import recommend_with_memory
 
     rec = recommend_with_memory(book, job, all_pins, memory_knobs)
+    for name, cv in from_launch.items():
+        pv = rec.parameters.get(name)
+        if pv is not None and name not in (pins or {}):
+            pv.provenance = Provenance(source=Source.CONFIG.value, detail=f"{launch.path.name}: {cv.key}")
     for flag in given:
         pv = rec.parameters.get(FLAG_PARAMETERS[flag])
         if pv is not None:
@@ -42,7 +59,7 @@ def recommend(
 
 
 def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str = "sdpa",
-           micro_batch: int | None = None, **facts: Any) -> Any:
+           micro_batch: int | None = None, flags: dict[str, Any] | None = None, **facts: Any) -> Any:
     """`advisor memory`: the recommendation's memory estimate, itemised (an advisor.memory.plan.MemoryAnswer)."""
     from advisor.errors import AdvisorError
     from advisor.memory.estimate import ATTENTIONS
@@ -52,7 +69,7 @@ def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str
         raise AdvisorError(f"--attention: unknown value {attention!r}", hint=f"one of {', '.join(ATTENTIONS)}")
     if micro_batch is not None and micro_batch < 1:
         raise AdvisorError(f"--micro-batch: must be at least 1, got {micro_batch}")
-    rec = recommend(book=book, pins=pins, flags={"--micro-batch": micro_batch}, memory_knobs={"attention": attention},
-                    **facts)
-    shown = {**(pins or {}), **({FLAG_PARAMETERS["--micro-batch"]: micro_batch} if micro_batch is not None else {})}
+    given = {"--micro-batch": micro_batch, **(flags or {})}
+    rec = recommend(book=book, pins=pins, flags=given, memory_knobs={"attention": attention}, **facts)
+    shown = {**(pins or {}), **{FLAG_PARAMETERS[f]: v for f, v in given.items() if v is not None}}
     return MemoryAnswer(rec, facts["method"], facts.get("peft", "lora"), shown)

@@ -189,7 +189,7 @@ class MemoryItem(_Record):
     gb: float = field(metadata=_doc("GiB"))
     detail: str
     sources: list[str] = field(default_factory=list, metadata=_doc("coefficient ids in rules/memory.yaml"))
-    phase: Literal["static", "grads", "paged", "train", "step", "generate", "fixed"]
+    phase: Literal["static", "grads", "paged", "train", "step", "generate", "fixed", "cpu"]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -219,6 +219,8 @@ class MemoryReport(_Record):
     items: list[MemoryItem]
     notes: list[str] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list, metadata=_doc("what would fit, when nothing does"))
+    parallel: str | None = field(default=None, metadata=_doc(
+        "how the GPUs share the job when there are several: DDP replicas or a sharding strategy (the total is per GPU)"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

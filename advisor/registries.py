@@ -194,6 +194,7 @@ class Strategy:
     source: str
     gathers: bool = False  # parameters are all-gathered layer by layer
     hybrid: bool = False  # sharded within a node only
+    offload_together: bool = False  # offload moves every target at once (FSDP CPUOffload)
 
     def divides(self, item: str) -> bool:
         return item in self.shards
@@ -205,6 +206,20 @@ class Offload:
     name: str
     requires: tuple[str, ...]  # the strategies that allow it
     source: str
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A DeepSpeed config file a trainer ships (a config may name it without the file beside it)."""
+
+    name: str
+    strategy: str
+    offload: tuple[str, ...]
+    source: str
+
+    @property
+    def id(self) -> str:
+        return self.name
 
 
 def _parse(path: Path, text: bytes) -> Any:
@@ -340,6 +355,22 @@ def strategies() -> dict[str, Strategy]:
 def offloads() -> dict[str, Offload]:
     """The CPU offload targets."""
     return _build("sharding", lambda raw: Offload(**_tuples(raw, "requires")), "offloads")
+
+
+@cache
+def bundled_deepspeed() -> dict[str, Bundled]:
+    """Trainer-shipped DeepSpeed files by file name (Axolotl's deepspeed_configs/)."""
+    return _build("sharding", lambda raw: Bundled(**_tuples(raw, "offload")), "bundled")
+
+
+@cache
+def sharding_keys() -> dict[str, tuple[str, ...]]:
+    """Where configs say how they shard (rules/registry/sharding.yaml `keys`)."""
+    path = rules_dir() / REGISTRY_DIR / "sharding.yaml"
+    raw = (_parse(path, path.read_bytes()).get("sharding") or {}).get("keys")
+    if not isinstance(raw, dict):
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/sharding.yaml: expected a mapping under 'sharding.keys'")
+    return {k: tuple(str(w) for w in v) for k, v in raw.items()}
 
 
 def strategy_named(word: str) -> Strategy | None:

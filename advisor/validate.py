@@ -49,7 +49,7 @@ class FileReport:
     job: dict[str, Sourced | None] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Overrides:
     """What the command line says about the job; provenance.PRECEDENCE puts it above the config."""
 
@@ -58,6 +58,9 @@ class Overrides:
     peft: str | None = None
     cycles: int | None = None
     config_format: str | None = None
+    gpus: int | None = None  # --gpus: the world size, over the launch config's num_processes
+    sharding: dict[str, Any] = field(default_factory=dict)  # --sharding / --offload (options.sharding_flags)
+    launch: TrainingConfig | None = None  # --launch-config, read by advisor.configs.sharding
 
     def job(self, cfg: TrainingConfig, name: str) -> Sourced | None:
         """The job's model, method or peft: the flag's, else the config's (by provenance.PRECEDENCE)."""
@@ -120,15 +123,32 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
 
 
 def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dict[str, Any],
-                  rec: Any) -> dict[str, Any]:
-    """The memory model at the config's own values (check VSQ002 reads them)."""
+                  rec: Any, over: Overrides) -> dict[str, Any]:
+    """The memory model at the config's own values (check VSQ002 reads them), under the sharding
+    the flags give, else the config's (provenance.PRECEDENCE)."""
+    from advisor.facts.catalogue import FLAG_PARAMETERS
     from advisor.facts.job import JobFacts
     from advisor.memory.plan import config_facts
 
     model = resolve_model(str(facts["model.name"]), book)
     task = TaskFacts(method=facts["task.method"], peft=facts["task.peft"])
-    return config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec,
-                        {name: v.value for name, v in cfg.values.items()})
+    values = {name: v.value for name, v in cfg.values.items()}
+    values.update({FLAG_PARAMETERS[flag]: value for flag, value in over.sharding.items()})
+    if over.sharding:  # the flags' pair with the config's: an offload its strategy refuses is a usage error
+        from advisor.memory.estimate import sharding_of
+
+        sharding_of(values)
+    return config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec, values)
+
+
+def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) -> GpuFacts:
+    """The GPUs the config runs on: --gpus, else its launch config's num_processes, else the hardware's."""
+    from dataclasses import replace
+
+    world = cfg.values.get("world_size")
+    if over.gpus is not None or world is None:
+        return gpu
+    return replace(gpu, count=int(world.value), source=f"{gpu.source}; {world.describe()}")
 
 
 def lr_inputs(book: Rulebook) -> set[str]:
@@ -138,12 +158,19 @@ def lr_inputs(book: Rulebook) -> set[str]:
     return names - {"learning_rate"}
 
 
-def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: Any) -> None:
+def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: Any,
+                     world_known: bool = False) -> None:
     """The LR (and its published span) as the rules give it for the inputs the config states (its
     max_steps; its effective_batch_size where its format has one): a recipe's 15,000 steps are not the
-    seed's default 5,000. A per-device micro-batch is not pinned: without the GPU count it is not the
-    effective batch."""
+    seed's default 5,000. A per-device micro-batch is the effective batch only with the world size:
+    micro x accumulation x GPUs when --gpus or the launch config says how many."""
     pins = {name: cfg.values[name].value for name in sorted(lr_inputs(book)) if name in cfg.values}
+    micro = cfg.values.get("micro_batch_size")
+    if (world_known and micro is not None and "effective_batch_size" in lr_inputs(book)
+            and "effective_batch_size" not in pins):
+        accumulation = cfg.values.get("gradient_accumulation_steps")
+        pins["effective_batch_size"] = (int(micro.value) * int(accumulation.value if accumulation else 1)
+                                        * int(facts.get("gpu.count", 1)))
     if not pins:
         return
     try:
@@ -171,17 +198,22 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     except ConfigError as exc:
         report.error = str(exc)
         return report
+    if over.launch is not None:
+        from advisor.configs.sharding import merge_launch
+
+        merge_launch(cfg, over.launch)
     report.config, report.document = cfg, doc
     report.job = {name: over.job(cfg, name) for name in ("model", "method", "peft")}
+    gpu = world_gpu(cfg, gpu, over)
     facts = _facts(book, cfg, gpu, over)
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
     if rec is not None:
-        _judge_at_config(book, cfg, facts, rec)
+        _judge_at_config(book, cfg, facts, rec, over.gpus is not None or "world_size" in cfg.values)
         if facts.get("task.optimizer_lr_rules") is False:  # AdamW's bands: no judge of another optimizer's LR
             for name in ("learning_rate", "learning_rate_published"):
                 rec.parameters.pop(name, None)
     if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
-        facts.update(_memory_facts(book, cfg, gpu, facts, rec))
+        facts.update(_memory_facts(book, cfg, gpu, facts, rec, over))
     for finding in [*run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]),
                     *_read_as_findings(book, cfg)]:
         if not selection.wants(finding.code):

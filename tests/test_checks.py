@@ -30,6 +30,12 @@ def run_case(case: dict[str, Any], book: Rulebook, tmp_path: Path) -> list[str]:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(case["config"], sort_keys=False))
     gpu = resolve_gpu(book, name=args.pop("gpu", None), memory_gb=None, count=args.pop("gpus", None), detect=False)
+    if "launch" in case:  # an accelerate launch config beside the training config (--launch-config)
+        from advisor.configs.sharding import read_launch_config
+
+        launch = tmp_path / "launch.yaml"
+        launch.write_text(yaml.safe_dump(case["launch"], sort_keys=False))
+        args["launch"] = read_launch_config(launch)
     over = Overrides(config_format=case.get("format"), **args)
     report = validate_file(path, book, gpu, over, Selection())
     assert report.error is None, report.error

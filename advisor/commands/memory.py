@@ -11,6 +11,7 @@ RESULT = "advisor.memory.plan.MemoryAnswer"
 EPILOG = ("Examples:\n\n"
           "  advisor memory --model llama-8b --method sft --peft qlora --gpu rtx-4090\n\n"
           "  advisor memory --model qwen2.5-7b --method dpo --seq-len 2048 --micro-batch 2 --gpu a100-40gb --format json\n\n"
+          "  advisor memory --model llama-3.1-70b --method sft --peft full --gpu h100 --gpus 32 --sharding zero3\n\n"
           "Exit code 1 when the job does not fit the GPU (under the safety margin).")
 
 
@@ -23,6 +24,8 @@ def memory(
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
     gpus: o.Gpus = None,
+    sharding: o.Sharding = None,
+    offload: o.Offload = [],  # noqa: B006
     attention: Annotated[str, Option(
         "--attention", help="sdpa | flash | eager (eager keeps the s x s scores).")] = "sdpa",
     set_: o.Set = [],  # noqa: B006
@@ -40,6 +43,7 @@ def memory(
     check_format(fmt, RESULT)
     book = o.book(rules)
     answer = api.memory(book=book, pins=o.parse_set(set_, book), attention=attention, micro_batch=micro_batch,
+                        flags=o.sharding_flags(sharding, offload),
                         model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem, gpus=gpus, seq_len=seq_len,
                         detect_gpu=not no_detect)
     emit(answer, fmt, output)

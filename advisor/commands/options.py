@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 from advisor.commands.params import Argument, Option
 from advisor.errors import AdvisorError
 from advisor.facts.task import PEFTS
-from advisor.registries import format_ids, method_ids
+from advisor.registries import format_ids, method_ids, offload_ids, sharding_ids
 
 if TYPE_CHECKING:
     from advisor.rulebook.load import Rulebook
@@ -27,7 +27,17 @@ OptMethod = Annotated[Optional[str], Option("--method", help=f"{METHODS_HELP} (o
 OptPeft = Annotated[Optional[str], Option("--peft", help=f"{PEFTS_HELP} (overrides the config).")]
 Gpu = Annotated[Optional[str], Option("--gpu", help="GPU name from the registry (advisor gpus).")]
 GpuMem = Annotated[Optional[float], Option("--gpu-mem", help=GPU_MEM_HELP)]
-Gpus = Annotated[Optional[int], Option("--gpus", help="Number of GPUs (default 1).")]
+Gpus = Annotated[Optional[int], Option(
+    "--gpus", help="Number of GPUs, the data-parallel world size (default 1). Without --sharding each holds a "
+                   "full replica (DDP).")]
+Sharding = Annotated[Optional[str], Option(
+    "--sharding", help=f"How the GPUs split the training state: {' | '.join(sharding_ids())} "
+                       "(overrides the config's deepspeed / fsdp keys).")]
+Offload = Annotated[list[str], Option(
+    "--offload", help=f"CPU offload: {' | '.join(offload_ids())} (repeatable or comma list; ZeRO / FSDP only).")]
+LaunchConfig = Annotated[Optional[Path], Option(
+    "--launch-config", help="An accelerate launch config (accelerate launch --config_file): sharding, offload and "
+                            "num_processes.")]
 SeqLen = Annotated[Optional[int], Option(
     "--seq-len", help="Pin the maximum sequence length (tokens); a probe trains at this length.")]
 MicroBatch = Annotated[Optional[int], Option("--micro-batch", help="Pin the per-GPU micro-batch.")]
@@ -60,6 +70,28 @@ def fail_on_option(default: str, what: str = "findings") -> Any:
     from advisor.exitcodes import FAIL_ON
 
     return Option("--fail-on", help=f"Exit 1 on {what} at or above: {' | '.join(FAIL_ON)} (default {default}).")
+
+
+def sharding_flags(sharding: str | None, offload: list[str]) -> dict[str, Any]:
+    """--sharding and --offload as the flags that pin `sharding` and `offload` (checked: exit 2 on a word
+    the registry lacks, or an offload the strategy does not take)."""
+    from advisor.memory.estimate import sharding_of
+
+    flags: dict[str, Any] = {}
+    if sharding is not None:
+        flags["--sharding"] = sharding
+    words = [w.strip() for item in offload for w in item.split(",") if w.strip()]
+    if words:
+        flags["--offload"] = words
+    if sharding is not None:  # the pair is checked where both are known; alone, each against the registry
+        checked = sharding_of({"sharding": sharding, "offload": words})
+        flags["--sharding"] = checked["sharding"]
+    for word in words:
+        if word.lower() not in offload_ids():
+            raise AdvisorError(f"--offload: unknown target {word!r}", hint=f"one of {', '.join(offload_ids())}")
+    if words:
+        flags["--offload"] = [w.lower() for w in words]
+    return flags
 
 
 def book(rule_dirs: list[Path]) -> Rulebook:

@@ -22,6 +22,9 @@ def recommend(
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
     gpus: o.Gpus = None,
+    sharding: o.Sharding = None,
+    offload: o.Offload = [],  # noqa: B006
+    launch_config: o.LaunchConfig = None,
     dataset_size: o.DatasetSize = None,
     seq_len: o.SeqLen = None,
     cycles: Annotated[Optional[int], Option("--cycles", help="RAFT cycles: adds the per-cycle LR schedule.")] = None,
@@ -49,8 +52,14 @@ def recommend(
 
     check_format(fmt, RESULT)
     book = o.book(rules)
+    launch = None
+    if launch_config is not None:
+        from advisor.configs.sharding import read_launch_config
+
+        launch = read_launch_config(launch_config)
     rec = api.recommend(
-        book=book, pins=o.parse_set(set_, book), model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem,
+        book=book, pins=o.parse_set(set_, book), flags=o.sharding_flags(sharding, offload), launch=launch,
+        model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem,
         gpus=gpus, dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
         seq_len=seq_len, cycles=cycles, use_case=use_case, situation=situation, sft_lr=sft_lr, variant=variant,
         detect_gpu=not no_detect,

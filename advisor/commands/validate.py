@@ -16,6 +16,7 @@ EPILOG = ("Examples:\n\n"
           "  advisor validate configs/*.yaml --gpu rtx-4090 --format sarif -o advisor.sarif\n\n"
           "  advisor validate axolotl.yml --select VLR,VLO --fail-on warning\n\n"
           "  advisor validate sft.yaml --fix sft.fixed.yaml\n\n"
+          "  advisor validate recipes/zephyr/sft/config_full.yaml --launch-config accelerate/zero3.yaml --gpu h100\n\n"
           "Silence one finding with a comment on its line: `lora_r: 256  # advisor: ignore[VLO002]`.")
 
 
@@ -29,6 +30,9 @@ def validate(
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
     gpus: o.Gpus = None,
+    sharding: o.Sharding = None,
+    offload: o.Offload = [],  # noqa: B006
+    launch_config: o.LaunchConfig = None,
     cycles: Annotated[Optional[int], Option("--cycles", help="RAFT: cycles the config is used for.")] = None,
     fmt: Annotated[str, o.format_option(RESULT)] = "text",
     fail_on: Annotated[Optional[str], o.fail_on_option("error, or .advisor.yaml's fail-on")] = None,
@@ -53,7 +57,13 @@ def validate(
     check_config_format(config_format)
     book = o.book(rules)
     method, peft = (v.strip().lower() if v is not None else None for v in (method, peft))  # as recommend reads them
-    over = Overrides(model=model, method=method, peft=peft, cycles=cycles, config_format=config_format)
+    launch = None
+    if launch_config is not None:
+        from advisor.configs.sharding import read_launch_config
+
+        launch = read_launch_config(launch_config)
+    over = Overrides(model=model, method=method, peft=peft, cycles=cycles, config_format=config_format, gpus=gpus,
+                     sharding=o.sharding_flags(sharding, offload), launch=launch)
     hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=gpus, detect=not no_detect)
     run = validate_paths(configs, book, hw, over, select=select, ignore=ignore, fail_on=fail_on,
                          project_dir=Path.cwd())

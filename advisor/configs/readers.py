@@ -362,6 +362,10 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[Tra
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",
                           hint="give the training config (Axolotl, LLaMA-Factory, TRL or advisor YAML / JSON)")
+    if formats()[fmt].parameters_under is None:  # advisor's own format states `sharding` as a parameter
+        from advisor.configs.sharding import read_sharding
+
+        read_sharding(doc, cfg)
     if cfg.method is not None and cfg.method.value not in METHODS:
         cfg.notes.append(f"method {cfg.method.value!r} is not in the rulebook: method-specific checks are skipped")
     return cfg, doc

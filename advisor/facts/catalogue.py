@@ -96,4 +96,6 @@ FLAG_PARAMETERS: dict[str, str] = {
     "--micro-batch": "micro_batch_size",
     "--accumulation": "gradient_accumulation_steps",
     "--lr": "learning_rate",
+    "--sharding": "sharding",
+    "--offload": "offload",
 }

@@ -61,7 +61,13 @@ class Setup:
     pure_bf16: bool = False  # full fine-tuning in bf16 throughout: no fp32 master weights, bf16 AdamW states
     vllm_mode_given: bool = True  # False: use_vllm without vllm_mode (TRL's default mode assumed)
     accumulation: int = 1  # micro-batches per optimizer step: from the second on, the gradients are held
-    shard: int = 1  # GPUs the static state is sharded over (FSDP full shard / ZeRO-3)
+    sharding: str = "none"  # rules/registry/sharding.yaml: which items divide by the world size
+    offload: tuple[str, ...] = ()  # what CPU offload moves to CPU RAM (optimizer, parameters)
+    world_size: int = 1  # data-parallel GPUs (gpu.count)
+
+    @property
+    def strategy(self) -> registries.Strategy:
+        return registries.strategies()[self.sharding]
 
     @property
     def spec(self) -> registries.Method | None:
@@ -112,7 +118,8 @@ def _get(params: dict[str, Any], name: str, default: Any) -> Any:
 
 def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
     """The Setup for ``job`` with ``params`` (resolved parameter values, plus the memory-only knobs
-    quantization, attention, trainer, kbit_upcast, shard)."""
+    quantization, attention, trainer, kbit_upcast). Sharding and offload are parameters (`sharding`,
+    `offload`); the world size is the job's GPU count."""
     task = job.task
     method = task.method or "sft"
     spec = registries.method(method)
@@ -161,12 +168,34 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         quantization=quant, kbit_upcast=bool(_get(params, "kbit_upcast", quant in ("nf4", "nf4-dq", "int8"))),
         optimizer=str(_get(params, "optimizer", "adamw_torch")), attention=str(_get(params, "attention", "sdpa")),
         trainer=str(_get(params, "trainer", "hf")), adapter_dtype=str(_get(params, "adapter_dtype", "fp32")),
-        generation_batch=gen, shard=int(_get(params, "shard", 1)), completion_len=completion,
+        generation_batch=gen, completion_len=completion, world_size=gpus, **sharding_of(params),
         generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
         vllm_mode_given=params.get("vllm_mode") is not None,
         accumulation=int(_get(params, "gradient_accumulation_steps", 1)),
     )
+
+
+def sharding_of(params: dict[str, Any]) -> dict[str, Any]:
+    """The `sharding` and `offload` parameters, checked against the registry (a one-line error for a
+    strategy it does not know or an offload the strategy does not take)."""
+    word = str(_get(params, "sharding", "none"))
+    strategy = registries.strategy_named(word)
+    if strategy is None:
+        raise FactError(f"sharding: unknown strategy {word!r}", hint=f"one of {', '.join(registries.sharding_ids())}")
+    raw = _get(params, "offload", ())
+    offload = tuple(dict.fromkeys(
+        w.strip().lower() for item in ([raw] if isinstance(raw, str) else raw) for w in str(item).split(",") if w.strip()))
+    for target in offload:
+        if target not in registries.offloads():
+            raise FactError(f"offload: unknown target {target!r}", hint=f"one of {', '.join(registries.offload_ids())}")
+        if target not in strategy.offload:
+            allowed = registries.offloads()[target].requires
+            raise FactError(f"offload {target}: {strategy.name} cannot offload it",
+                            hint=f"--sharding {' | '.join(allowed)} offloads {target}")
+    if offload and strategy.offload_together:
+        offload = strategy.offload
+    return {"sharding": strategy.id, "offload": offload}
 
 
 def _gb(n_bytes: float) -> float:
@@ -188,6 +217,104 @@ class _Builder:
         if n_bytes > 0:
             self.items.append(Item(name, _gb(n_bytes), detail, sources, phase))
 
+    # -- sharding ------------------------------------------------------------------------
+    def divisor(self, item: str) -> int:
+        """How many GPUs share ``item`` (optimizer_states, gradients, parameters): the world size
+        where the strategy shards it, the GPUs of one node for hybrid sharding, else 1."""
+        s = self.s
+        if not s.strategy.divides(item):
+            return 1
+        if s.strategy.hybrid:
+            return max(1, min(s.world_size, int(self.k["gpus-per-node"])))
+        return max(1, s.world_size)
+
+    def share(self, n_params: float, item: str) -> float:
+        return n_params / self.divisor(item)
+
+    def over(self, item: str) -> str:
+        d = self.divisor(item)
+        return f" / {d} GPUs ({self.s.strategy.id})" if d > 1 else ""
+
+    def offloaded(self, target: str) -> bool:
+        return target in self.s.offload
+
+    def add_weights(self, name: str, n_params: float, per: float, sources: tuple[str, ...], what: str = "",
+                    size: str = "") -> None:
+        """Weights: divided by the GPUs that shard the parameters; in CPU RAM under parameter offload.
+        ``what`` follows the count, ``size`` replaces the bytes each ("4.127 bits")."""
+        if self.offloaded("parameters"):
+            return
+        self.add(name, self.share(n_params, "parameters") * per,
+                 f"{_b(n_params)} params{what} x {size or f'{per:g} B'}{self.over('parameters')}", sources)
+
+    def add_grads(self, name: str, n_params: float, per: float, sources: tuple[str, ...]) -> None:
+        """Gradients: divided where they are sharded; with the optimizer in CPU RAM they go there too."""
+        if self.offloaded("optimizer"):
+            return
+        self.add(name, self.share(n_params, "gradients") * per,
+                 f"{_b(n_params)} params x {per:g} B{self.over('gradients')}", sources, "grads")
+
+    def sharding_notes(self) -> None:
+        s = self.s
+        if s.world_size > 1 and s.sharding == "none":
+            self.notes.append(f"{s.world_size} GPUs without sharding: data parallel (DDP), each GPU holds a full "
+                              "replica of weights, gradients and optimizer states; --sharding zero3 (or a "
+                              "DeepSpeed / FSDP config) divides them")
+        elif s.sharding != "none":
+            parts = ", ".join(i.replace("_", " ") for i in s.strategy.shards)
+            self.notes.append(f"{s.strategy.name}: {parts} divided over {self.divisor(s.strategy.shards[-1])} GPUs"
+                              + (f"; offloaded to CPU RAM: {', '.join(s.offload)}" if s.offload else ""))
+
+    def gathered(self) -> float:
+        """ZeRO-3 / FSDP all-gather each layer for forward and backward: those buffers, and DeepSpeed's
+        reduce (and ZeRO-3 prefetch) buckets, held through the training pass."""
+        k, c, s = self.k, self.c, self.s
+        total = 0.0
+        if s.strategy.gathers:
+            layer = (c.total - c.embed - c.head - c.final_norm) / max(1, c.layers)
+            largest = max(layer, c.embed, c.head)
+            fsdp = s.sharding.startswith("fsdp")
+            cid = "fsdp-gathered-unit-bytes" if fsdp else "zero3-gathered-layer-bytes"
+            n_bytes = largest * k[cid]
+            ids: tuple[str, ...] = (cid,)
+            how = "two units' 16-bit parameters and one unit's gradient" if fsdp else "16-bit parameters and gradients"
+            if not fsdp:
+                n_bytes += k["zero3-prefetch-bucket-bytes"]
+                ids += ("zero3-prefetch-bucket-bytes",)
+            self.add("all-gathered layers (sharded parameters made whole)", n_bytes,
+                     f"the largest layer ({_b(largest)} params): {how}", ids, "train")
+            total += n_bytes
+        if s.sharding in ("zero2", "zero3") and s.trainer != "deepspeed-zero2":
+            buckets = k["zero-reduce-bucket-bytes"]
+            self.add("DeepSpeed gradient reduce bucket", buckets, "reduce_bucket_size (default 5e8) x 16-bit",
+                     ("zero-reduce-bucket-bytes",), "train")
+            total += buckets
+        return total
+
+    def cpu_offload(self) -> None:
+        """What offload moves to CPU RAM, per node (an item of its own: not on the GPU)."""
+        k, c, s = self.k, self.c, self.s
+        if not s.offload:
+            return
+        trainable = c.total if s.peft == "full" else c.lora
+        nodes = max(1, -(-s.world_size // int(k["gpus-per-node"])))
+        ids: list[str] = []
+        n_bytes = 0.0
+        parts = []
+        if self.offloaded("optimizer"):
+            n_bytes += trainable * k["offload-optimizer-cpu-bytes"]
+            ids.append("offload-optimizer-cpu-bytes")
+            parts.append(f"{_b(trainable)} trainable x {k['offload-optimizer-cpu-bytes']:g} B")
+        if self.offloaded("parameters"):
+            n_bytes += c.total * k["offload-parameters-cpu-bytes"]
+            ids.append("offload-parameters-cpu-bytes")
+            parts.append(f"{_b(c.total)} params x {k['offload-parameters-cpu-bytes']:g} B")
+        factor = k["offload-cpu-buffer-factor"]
+        ids.append("offload-cpu-buffer-factor")
+        per_node = n_bytes / nodes * factor
+        self.add("CPU RAM for offload (per node, not on the GPU)", per_node,
+                 f"({' + '.join(parts)}) / {nodes} node(s) x {factor:g}", tuple(ids), "cpu")
+
     # -- static --------------------------------------------------------------------------
     def static(self) -> None:
         k, c, s = self.k, self.c, self.s
@@ -197,42 +324,44 @@ class _Builder:
         elif s.peft == "full":
             cid = "full-ft-8bit-optimizer-bytes-per-param" if k.eight_bit(s.optimizer) else "full-ft-bytes-per-param"
             per = k[cid]
-            n = c.total / s.shard
-            self.add("weights (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
-            self.add("gradients (16-bit)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",), "grads")
+            self.add_weights("weights (16-bit)", c.total, e, ("bytes-16bit",))
+            self.add_grads("gradients (16-bit)", c.total, e, ("bytes-16bit",))
             states_id = k.optimizer_states(s.optimizer)
             paged = k[states_id] if k.paged(s.optimizer) else 0.0
-            self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
-                     f"{_b(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})", (cid,))
-            self.add_paged(n, states_id)
+            n = self.share(c.total, "optimizer_states")
+            if not self.offloaded("optimizer"):
+                self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
+                         f"{_b(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer}){self.over('optimizer_states')}",
+                         (cid,))
+                self.add_paged(n, states_id)
         else:
             self._frozen_weights()
             self._adapters()
-        if s.peft == "full" and s.shard > 1:
-            self.notes.append(f"weights, gradients and optimizer states sharded over {s.shard} GPUs "
-                              "(FSDP full shard / ZeRO-3)")
+        self.sharding_notes()
         spec = s.spec
         if spec is not None and spec.reference_model and s.peft == "full":
-            self.add("reference model (frozen copy)", c.total * e / s.shard,
-                     f"{_b(c.total)} params x {e:g} B: full fine-tuning keeps a second model", ("bytes-16bit",))
+            self.add_weights("reference model (frozen copy)", c.total, e, ("bytes-16bit",),
+                             size=f"{e:g} B: full fine-tuning keeps a second model")
         if spec is not None and spec.value_model:
             self.notes.append(f"{spec.name}'s value and reward models are not modelled: add their weights")
 
     def _pure_bf16(self) -> None:
         k, c, s = self.k, self.c, self.s
         e = k["bytes-16bit"]
-        n = c.total / s.shard
+        n = self.share(c.total, "optimizer_states")
         sid = k.optimizer_states(s.optimizer)
-        self.add("weights (bf16, trained in place)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
-        self.add("gradients (bf16)", n * e, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",), "grads")
-        if k.paged(s.optimizer):  # bitsandbytes: its own state dtype (fp32 or 8-bit), whatever the weights'
+        self.add_weights("weights (bf16, trained in place)", c.total, e, ("bytes-16bit",))
+        self.add_grads("gradients (bf16)", c.total, e, ("bytes-16bit",))
+        if self.offloaded("optimizer"):
+            pass
+        elif k.paged(s.optimizer):  # bitsandbytes: its own state dtype (fp32 or 8-bit), whatever the weights'
             self.add_paged(n, sid)
         else:
             # torch's AdamW keeps its states in the weights' dtype: bf16 halves them; bitsandbytes' do not
             halved = k.states_in_param_dtype(s.optimizer)
             per = k[sid] * (e / k["bytes-fp32"] if halved else 1)
             self.add("optimizer states (bf16, no fp32 master)" if halved else "optimizer states", n * per,
-                     f"{_b(c.total)} params x {per:g} B ({s.optimizer})",
+                     f"{_b(c.total)} params x {per:g} B ({s.optimizer}){self.over('optimizer_states')}",
                      (sid, "bytes-16bit", "bytes-fp32") if halved else (sid,))
         self.notes.append("pure bf16: no fp32 master weights; updates smaller than bf16's resolution are lost "
                           "(the reason mixed precision keeps them)")
@@ -247,20 +376,19 @@ class _Builder:
         k, c, s = self.k, self.c, self.s
         e = k["bytes-16bit"]
         if s.quantization == "none":
-            self.add("weights (16-bit)", c.total * e / s.shard, f"{_b(c.total)} params x {e:g} B", ("bytes-16bit",))
+            self.add_weights("weights (16-bit)", c.total, e, ("bytes-16bit",))
             return
         bits_id = _BITS[s.quantization]
         bits = k[bits_id]
-        self.add(f"weights ({s.quantization}, linear layers)", c.linear_weights * bits / 8 / s.shard,
-                 f"{_b(c.linear_weights)} params x {bits:.3f} bits", (bits_id,))
+        self.add_weights(f"weights ({s.quantization}, linear layers)", c.linear_weights, bits / 8, (bits_id,),
+                         size=f"{bits:.3f} bits")
         keep_id = "kbit-upcast-bytes" if s.kbit_upcast else "bytes-16bit"
         keep = k[keep_id]
         what = "fp32 after prepare_model_for_kbit_training" if s.kbit_upcast else "16-bit"
-        self.add("weights (kept unquantized)", c.other * keep / s.shard,
-                 f"{_b(c.other)} params (embeddings, lm_head, norms, biases) x {keep:g} B, {what}", (keep_id,))
+        self.add_weights("weights (kept unquantized)", c.other, keep, (keep_id,),
+                         " (embeddings, lm_head, norms, biases)", size=f"{keep:g} B, {what}")
         if c.experts:
-            self.add("weights (fused MoE experts, unquantized)", c.experts * keep / s.shard,
-                     f"{_b(c.experts)} params x {keep:g} B", (keep_id,))
+            self.add_weights("weights (fused MoE experts, unquantized)", c.experts, keep, (keep_id,))
             self.notes.append("transformers >= 5 stores MoE experts as fused 3-D parameters: bitsandbytes does "
                               "not quantize them and LoRA target_modules do not reach them (peft target_parameters does)")
 
@@ -393,7 +521,9 @@ class _Builder:
         sid = None if s.trainer == "deepspeed-zero2" else self.k.optimizer_step(s.optimizer)
         if sid is None:
             return 0.0
-        trainable = c.total / s.shard if s.peft == "full" else c.lora
+        if self.offloaded("optimizer"):
+            return 0.0  # the step runs on the CPU
+        trainable = self.share(c.total, "optimizer_states") if s.peft == "full" else c.lora
         halve = s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")  # the buffer has the states' dtype
         per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if halve else 1)
         n_bytes = trainable * per
@@ -457,7 +587,8 @@ def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     # through the forward / backward pass only while micro-batches accumulate, and at the step always.
     # GRPO generates at the start of an accumulation window, before any gradient exists.
     grads = sum(i.gb for i in b.items if i.phase == "grads") * GIB
-    train = b.train() + (grads if s.accumulation > 1 else 0.0)
+    train = b.train() + b.gathered() + (grads if s.accumulation > 1 else 0.0)
+    b.cpu_offload()
     gen = b.generate()
     step = b.step() + grads
     if gen > max(train, step):

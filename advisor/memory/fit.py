@@ -77,7 +77,9 @@ def _job(job: JobFacts, **task: Any) -> JobFacts:
 
 
 def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: float) -> list[str]:
-    """What would fit micro-batch 1, each checked by the estimate (never guessed)."""
+    """What would fit micro-batch 1, each checked by the estimate (never guessed), and none of them
+    the flags the job already has: a sharding stage over the GPUs given, CPU offload, the number of
+    GPUs of this kind that fits, another adapter, checkpointing, a shorter sequence, a bigger GPU."""
     know = knowledge(book)
     one = _with(params, micro_batch_size=1)
     out: list[str] = []
@@ -85,6 +87,7 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
     def peak(j: JobFacts, p: dict[str, Any]) -> float:
         return estimate(book, j, p).total_gb
 
+    out.extend(sharded(book, job, one, usable))
     peft = job.task.peft
     # What the user set beyond the rulebook's parameters (vLLM, prompt / completion caps, attention)
     # stays with an alternative adapter, whose own rule parameters are resolved afresh.
@@ -125,15 +128,70 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
             out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB, {registry_usable_gib(gpu):.1f} GiB "
                        f"usable) holds {need:.1f} GiB (--gpu {gpu['id']})")
             break
-    have = job.gpu.count
-    for n in sorted({have, 2, 4, 8}):  # not-knowledge: the GPU counts a node usually has
-        if n < max(2, have):
+    return out
+
+
+def _flags(now: dict[str, Any], changes: dict[str, Any]) -> str:
+    """The flags an alternative needs beyond what the job already has."""
+    words = []
+    for name, flag in (("gpus", "--gpus"), ("sharding", "--sharding"), ("offload", "--offload")):
+        value = changes.get(name)
+        if value is None or value == now.get(name):
             continue
-        g = peak(replace(job, gpu=replace(job.gpu, count=n)), _with(one, shard=n))
+        words.append(f"{flag} {','.join(value) if isinstance(value, (list, tuple)) else value}")
+    return " ".join(words)
+
+
+def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -> list[str]:
+    """A sharding stage over the GPUs given, CPU offload, and the GPUs of this kind that fit."""
+    from advisor.memory.estimate import sharding_of
+    from advisor.registries import strategies
+
+    know = knowledge(book)
+    now = {"gpus": job.gpu.count, **sharding_of(one)}
+    order = list(strategies())
+    current = order.index(now["sharding"])
+    gpu_name = str((know.gpus.get(job.gpu.name or "") or {}).get("name") or job.gpu.name or "GPU")
+    out: list[str] = []
+
+    def at(n: int, sharding: str, offload: tuple[str, ...] = ()) -> float:
+        j = replace(job, gpu=replace(job.gpu, count=n))
+        return estimate(book, j, _with(one, sharding=sharding, offload=list(offload))).total_gb
+
+    def name(sid: str) -> str:
+        return strategies()[sid].name.split(" (")[0]
+
+    # ZeRO stages in order, over the GPUs given (FSDP full shard divides as ZeRO-3 does)
+    zero = [sid for sid in ("zero1", "zero2", "zero3") if order.index(sid) > current]
+    stage_fits = False
+    if job.gpu.count > 1:
+        for sid in zero:
+            g = at(job.gpu.count, sid, now["offload"])
+            if g <= usable:
+                out.append(f"{name(sid)} over your {job.gpu.count} GPUs: {g:.1f} GiB per GPU "
+                           f"({_flags(now, {'sharding': sid})})")
+                stage_fits = True
+                break
+    stage = now["sharding"] if strategies()[now["sharding"]].divides("parameters") else "zero3"
+    if not out:
+        for offload in (("optimizer",), ("optimizer", "parameters")):
+            if set(offload) <= set(now["offload"]):
+                continue
+            est = estimate(book, replace(job, gpu=replace(job.gpu, count=job.gpu.count)),
+                           _with(one, sharding=stage, offload=list(offload)))
+            if est.total_gb <= usable:
+                cpu = sum(i.gb for i in est.items if i.phase == "cpu")
+                out.append(f"{name(stage)} with {' and '.join(offload)} offload: {est.total_gb:.1f} GiB per GPU, "
+                           f"{cpu:.0f} GiB CPU RAM per node "
+                           f"({_flags(now, {'sharding': stage, 'offload': list(offload)})})")
+                break
+    n = max(2, job.gpu.count * 2)
+    while not stage_fits and n <= int(know["max-gpus-suggestion"]):  # more GPUs: when no stage fits those given
+        g = at(n, stage, now["offload"])
         if g <= usable:
-            how = f"shard over your {n} GPUs" if n == have else f"{n} GPUs"
-            out.append(f"{how} with FSDP full sharding / ZeRO-3: {g:.1f} GiB per GPU (--gpus {n})")
+            out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({_flags(now, {'gpus': n, 'sharding': stage})})")
             break
+        n *= 2
     return out
 
 

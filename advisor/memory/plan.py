@@ -23,13 +23,24 @@ def report(est: Estimate, f: Fit | None) -> MemoryReport:
     items = [MemoryItem(name=i.name, gb=round(i.gb, 2), detail=i.detail, sources=list(i.sources),
                         phase=i.phase) for i in est.items]  # type: ignore[arg-type]
     out = MemoryReport(micro_batch=est.setup.micro_batch, seq_len=est.setup.seq_len, total_gb=round(est.total_gb, 2),
-                       reserved_gb=round(est.reserved_gb, 2), items=items, notes=list(est.notes))
+                       reserved_gb=round(est.reserved_gb, 2), items=items, notes=list(est.notes),
+                       parallel=parallel(est))
     if f is not None:
         out.gpu_gb, out.usable_gb, out.safety_margin = round(f.capacity_gib, 3), round(f.usable_gb, 2), f.margin
         out.headroom_gb = round(f.capacity_gib - est.total_gb, 2)
         out.fits, out.max_micro_batch = est.total_gb <= f.usable_gb, f.max_micro_batch
         out.alternatives = list(f.alternatives)
     return out
+
+
+def parallel(est: Estimate) -> str | None:
+    """'8 GPUs, data parallel (DDP: a full replica each)' / '8 GPUs, ZeRO stage 3, optimizer offload': what
+    the per-GPU total assumes (None on one GPU without sharding)."""
+    s = est.setup
+    if s.sharding == "none":
+        return f"{s.world_size} GPUs, data parallel (DDP: a full replica each)" if s.world_size > 1 else None
+    offload = f", {' and '.join(s.offload)} offloaded to CPU RAM" if s.offload else ""
+    return f"{s.world_size} GPU{'s' if s.world_size > 1 else ''}, {s.strategy.name.split(' (')[0]}{offload}"
 
 
 def _largest(est: Estimate, n: int = 3) -> str:  # not-knowledge: how many items a message names
@@ -59,7 +70,7 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     micro = final.get("micro_batch_size", 1)
     if not f.fits:
         what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
-                                            "bigger GPUs, up to 8 GPUs sharded)"
+                                            "bigger GPUs, sharding, offload, more GPUs)"
         rec.warnings.append(
             f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GiB, above the "
             f"{f.usable_gb:.1f} GiB usable of the {f.capacity_gib:.1f} GiB GPU ({_largest(f.at_one)} GiB). "
@@ -93,8 +104,9 @@ def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dic
     return out
 
 
+# the recommendation's settings the memory estimate depends on
 SHOWN_SETTINGS = ("lora_rank", "lora_target_modules", "gradient_checkpointing", "load_in_4bit", "optimizer",
-                  "gradient_accumulation_steps")  # the recommendation's settings the memory estimate depends on
+                  "gradient_accumulation_steps", "sharding", "offload")
 
 
 class MemoryAnswer:

@@ -465,8 +465,11 @@ def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int
         return int(cv.value), f"config {cv.key}"
     if cfg is not None and "num_train_epochs" in cfg.values and dataset_size:
         epochs = float(cfg.values["num_train_epochs"].value)
+        world = cfg.values.get("world_size")  # the full run's data-parallel GPUs: micro x accumulation x GPUs
+        effective *= int(world.value) if world is not None else 1
         return math.ceil(epochs * dataset_size / max(1, effective)), \
-            f"{epochs:g} epochs x {dataset_size} examples / effective batch {effective}"
+            f"{epochs:g} epochs x {dataset_size} examples / effective batch {effective}" + (
+                f" ({world.describe()})" if world is not None else "")
     if cfg is not None and "num_train_epochs" in cfg.values:
         return None, ""  # epochs of an unknown data set: the recommendation's step count is not this run's
     steps = values.get("max_steps")
