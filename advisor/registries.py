@@ -363,14 +363,24 @@ def bundled_deepspeed() -> dict[str, Bundled]:
     return _build("sharding", lambda raw: Bundled(**_tuples(raw, "offload")), "bundled")
 
 
+def _sharding_mapping(key: str) -> dict[str, Any]:
+    path = rules_dir() / REGISTRY_DIR / "sharding.yaml"
+    raw = (_parse(path, path.read_bytes()).get("sharding") or {}).get(key)
+    if not isinstance(raw, dict):
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/sharding.yaml: expected a mapping under 'sharding.{key}'")
+    return raw
+
+
 @cache
 def sharding_keys() -> dict[str, tuple[str, ...]]:
     """Where configs say how they shard (rules/registry/sharding.yaml `keys`)."""
-    path = rules_dir() / REGISTRY_DIR / "sharding.yaml"
-    raw = (_parse(path, path.read_bytes()).get("sharding") or {}).get("keys")
-    if not isinstance(raw, dict):
-        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/sharding.yaml: expected a mapping under 'sharding.keys'")
-    return {k: tuple(str(w) for w in v) for k, v in raw.items()}
+    return {k: tuple(str(w) for w in v) for k, v in _sharding_mapping("keys").items()}
+
+
+@cache
+def sharding_writes() -> dict[str, Any]:
+    """How trainer configs are written for a strategy (rules/registry/sharding.yaml `write`)."""
+    return _sharding_mapping("write")
 
 
 def strategy_named(word: str) -> Strategy | None:

@@ -206,3 +206,24 @@ def test_llama_factory_writes_lists_comma_separated_and_quantization_as_bits(boo
     assert data["quantization_bit"] == 4 and data["finetuning_type"] == "lora" and data["do_train"] is True
     assert data["lora_target"] == ",".join(rec.parameters["lora_target_modules"].value)  # type: ignore[arg-type]
     assert "load_in_4bit" not in data
+
+
+@pytest.mark.parametrize("fmt", TRAINERS)
+@pytest.mark.parametrize(("sharding", "offload"), [("zero3", ["optimizer"]), ("zero2", []), ("fsdp_full", [])])
+def test_sharding_is_written_as_the_trainers_deepspeed_or_fsdp_key_and_reads_back(
+        book: Rulebook, tmp_path: Path, fmt: str, sharding: str, offload: list[str]) -> None:
+    flags: dict[str, Any] = {"--sharding": sharding, **({"--offload": offload} if offload else {})}
+    rec = api.recommend(book=book, model="llama-3.1-70b", method="sft", peft="full", gpu="h100", gpus=32,
+                        flags=flags, detect_gpu=False)
+    tc = build(rec, fmt, book)
+    path = tmp_path / "sharded.yaml"
+    path.write_text(render(tc))
+    raw = yaml.safe_load(path.read_text())
+    if sharding.startswith("zero"):  # an inline DeepSpeed config with the HF integration's 'auto' batch
+        assert raw["deepspeed"]["zero_optimization"]["stage"] == int(sharding[-1])
+        assert raw["deepspeed"]["train_micro_batch_size_per_gpu"] == "auto"
+    else:
+        assert raw["fsdp"] == "full_shard auto_wrap"
+    cfg, _ = read_config(path, book, fmt)
+    assert cfg.values["sharding"].value == sharding
+    assert (cfg.values["offload"].value if "offload" in cfg.values else []) == offload

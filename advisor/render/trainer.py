@@ -25,6 +25,8 @@ from advisor.render.data import value_comment
 if TYPE_CHECKING:
     from advisor.rulebook.load import Rulebook
 
+# The parameters of the sharding fact: written together as one `deepspeed` or `fsdp` value.
+SHARDING_PARAMETERS = ("sharding", "offload")
 # TRL's scripts (`trl sft|dpo|grpo --config FILE`) parse ScriptArguments, the method's config and
 # ModelConfig together (trl/scripts/sft.py: TrlParser((ScriptArguments, SFTConfig, ModelConfig))).
 TRL_SHARED_CLASSES = ("ScriptArguments", "ModelConfig")
@@ -105,7 +107,9 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
     if not expressed and "loss_type" not in rec.parameters:
         _write_loss(out, fmt, book, variant, mid, allowed, fields, config_class)
     for name, pv in rec.parameters.items():
-        _write_parameter(out, fmt, book, name, pv, allowed)
+        if name not in SHARDING_PARAMETERS:
+            _write_parameter(out, fmt, book, name, pv, allowed)
+    _write_sharding(out, rec, allowed)
     for p in writer.placeholders:
         out.add(p.key, p.value, f"PLACEHOLDER: {p.why}; advisor does not choose it")
     return out
@@ -190,6 +194,39 @@ def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str,
     if isinstance(value, list) and fmt.lists == "comma":
         value = ",".join(map(str, value))
     out.add(key, value, comment)
+
+
+def _write_sharding(out: TrainerConfig, rec: Recommendation, allowed: frozenset[str]) -> None:
+    """The sharding strategy and offload as TrainingArguments' `deepspeed` (an inline DeepSpeed config)
+    or `fsdp` words, which Axolotl, LLaMA-Factory and TRL all read (rules/registry/sharding.yaml write)."""
+    from advisor.registries import sharding_writes, strategy_named
+
+    pv = rec.parameters.get("sharding")
+    if pv is None:
+        return
+    strategy = strategy_named(str(pv.value))
+    offload_pv = rec.parameters.get("offload")
+    offload = [str(o) for o in (offload_pv.value if offload_pv is not None else None) or []]  # type: ignore[union-attr]
+    comment = value_comment(pv) + (f"; offload {', '.join(offload)} ({value_comment(offload_pv)})"
+                                   if offload and offload_pv is not None else "")
+    if strategy is None or strategy.id == "none":
+        out.notes.append(f"sharding {yaml_scalar(pv.value)}: DDP, each GPU a full replica (no deepspeed / fsdp key)")
+        return
+    table = sharding_writes()
+    ds, fsdp = table["deepspeed"], table["fsdp"]
+    if strategy.id in ds["stage"] and out.fields.takes("deepspeed", allowed):
+        zero: dict[str, Any] = {"stage": ds["stage"][strategy.id]}
+        zero.update({ds["offload"][o]: {"device": "cpu"} for o in offload if o in ds["offload"]})
+        out.add("deepspeed", {**ds["base"], "zero_optimization": zero}, comment)
+    elif strategy.id in fsdp["words"] and out.fields.takes("fsdp", allowed):
+        words = fsdp["words"][strategy.id]
+        if offload and not (strategy.offload_together and set(offload) == set(strategy.offload)):
+            out.warnings.append(f"offload {', '.join(offload)}: FSDP offloads parameters, gradients and optimizer "
+                                "states together; written as full offload")
+        out.add("fsdp", f"{words} {fsdp['offload_word']}" if offload else words, comment)
+    else:
+        out.warnings.append(f"sharding {strategy.id} ({comment}): {out.fields.name} {out.fields.version} has no key "
+                            "for it; not written (set it in the launch config)")
 
 
 # --- rendering ---------------------------------------------------------------------------
