@@ -230,3 +230,21 @@ def test_memory_says_how_the_gpus_share_the_job() -> None:
     sharded = json.loads(run_cli(*base, "--sharding", "zero3").stdout)
     assert "ZeRO stage 3" in sharded["parallel"] and sharded["fits"] is True
     assert sharded["parameters"]["sharding"] == "zero3" and sharded["provenance"]["sharding"]["source"] == "flag"
+
+
+def test_each_sharding_alternative_holds_when_run_as_it_says(book: Rulebook) -> None:
+    """The flags an alternative names, given back, make the job fit (the claim is re-estimated, not guessed)."""
+    for model, gpus in (("llama-3.1-8b", 8), ("llama-3.1-70b", 1)):
+        rec = api.recommend(book=book, model=model, method="sft", peft="full", gpu="h100", gpus=gpus, detect_gpu=False)
+        assert rec.memory is not None and not rec.memory.fits
+        sharded = [a for a in rec.memory.alternatives if "--sharding" in a]
+        assert sharded, rec.memory.alternatives
+        for text in sharded:
+            words = text.rsplit("(", 1)[1].rstrip(")").split()
+            flags = dict(zip(words[::2], words[1::2], strict=True))
+            offload = flags.get("--offload", "")
+            there = api.recommend(book=book, model=model, method="sft", peft="full", gpu="h100",
+                                  gpus=int(flags.get("--gpus", gpus)), detect_gpu=False,
+                                  flags={"--sharding": flags["--sharding"],
+                                         **({"--offload": offload.split(",")} if offload else {})})
+            assert there.memory is not None and there.memory.fits, text
