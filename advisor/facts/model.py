@@ -1,15 +1,18 @@
-"""Model facts: from a registry alias or a Hugging Face config.json, with the parameter count
-computed from the architecture (so a registry entry and its config.json always agree)."""
+"""Model facts: from a config.json (a path, the local Hugging Face cache or the hub) or the
+registry, with the parameter count computed from the architecture (so a registry entry and its
+config.json always agree). ``MODEL_SOURCES`` is the one order they are tried in."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import FactError
+from advisor.facts import hub
 from advisor.safeio import check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
@@ -22,10 +25,15 @@ MAX_CONFIG_BYTES = 5_000_000
 MAX_DIMENSION = 10_000_000
 
 
+# Where a model's facts came from: a config.json the user named (file), the local Hugging Face
+# cache (cache), rules/models.yaml (registry) or the hub's config.json fetched now (hub).
+SourceKind = Literal["file", "cache", "registry", "hub"]
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     name: str
-    source: str
+    source: str  # a SourceKind
     family: str
     model_type: str
     calibrated: bool
@@ -46,6 +54,12 @@ class ModelFacts:
     attention_modules: tuple[str, ...] = ()
     mlp_modules: tuple[str, ...] = ()
     hf_id: str | None = None
+    source_detail: str = ""  # the config.json path, or the registry file (and how the name matched)
+    revision: str | None = None  # the hub commit of a cached or fetched config.json
+
+    def describe_source(self) -> str:
+        """'cache: /path/config.json @ 0123abcd': how the text output names where the facts came from."""
+        return describe_source(self.source, self.source_detail, self.revision)
 
     @property
     def linear_modules(self) -> list[str]:
@@ -53,8 +67,8 @@ class ModelFacts:
 
     def as_facts(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("source")
-        out.pop("hf_id")
+        for key in ("source", "source_detail", "revision", "hf_id"):
+            out.pop(key)
         facts = {f"model.{k}": v for k, v in out.items()}
         for key in ("attention_modules", "mlp_modules"):
             facts[f"model.{key}"] = list(getattr(self, key))
@@ -63,6 +77,11 @@ class ModelFacts:
         if self.linear_modules:
             facts["model.linear_modules"] = self.linear_modules
         return facts
+
+
+def describe_source(kind: str, detail: str = "", revision: str | None = None) -> str:
+    out = f"{kind}: {detail}" if detail else kind
+    return f"{out} @ {revision[:12]}" if revision else out
 
 
 def _norm(name: str) -> str:
@@ -164,9 +183,10 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
 
 
 def facts_from_config(
-    cfg: dict[str, Any], book: Rulebook, *, name: str, source: str, hf_id: str | None = None
+    cfg: dict[str, Any], book: Rulebook, *, name: str, source: str, hf_id: str | None = None,
+    detail: str = "", revision: str | None = None,
 ) -> ModelFacts:
-    origin = source
+    origin = detail or source
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM in text_config
         cfg = {**cfg["text_config"], "tie_word_embeddings": cfg.get("tie_word_embeddings",
                                                                     cfg["text_config"].get("tie_word_embeddings"))}
@@ -207,6 +227,8 @@ def facts_from_config(
         attention_modules=tuple(family["attention_modules"]) if family else (),
         mlp_modules=tuple(family["mlp_modules"]) if family else (),
         hf_id=hf_id,
+        source_detail=detail,
+        revision=revision,
     )
 
 
@@ -222,7 +244,8 @@ def registry_names(book: Rulebook) -> dict[str, str]:
 def registry_model(book: Rulebook, model_id: str) -> ModelFacts:
     entry = book.models[model_id]
     cfg = {k: v for k, v in entry.items() if not k.startswith(("_", "published"))}
-    return facts_from_config(cfg, book, name=model_id, source=f"registry ({entry['_file']})", hf_id=entry["hf_id"])
+    return facts_from_config(cfg, book, name=model_id, source="registry", detail=str(entry["_file"]),
+                             hf_id=entry["hf_id"])
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
@@ -248,23 +271,98 @@ def _exists(path: Path) -> bool:
     return True
 
 
+# --- resolution: one ordered tuple of sources -------------------------------------------------
+# Each source answers ModelFacts, or None and (in ``why``) why it passed, for the final error.
+
+Lookup = Callable[[str, "Rulebook", list[str]], "ModelFacts | None"]
+
+
+def _from_file(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    path = Path(spec).expanduser()
+    if not _exists(path):
+        return None
+    file = path / "config.json" if path.is_dir() else path
+    return facts_from_config(read_config_json(path), book, name=str(file), source="file", detail=str(file))
+
+
+def _from_alias(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    """A registry id or alias that is no hub id (llama-8b): no cache or hub could know it."""
+    if hub.is_repo_id(spec):
+        return None
+    mid = registry_names(book).get(_norm(spec))
+    return registry_model(book, mid) if mid else None
+
+
+def _from_found(found: hub.Found, spec: str, book: Rulebook, kind: SourceKind) -> ModelFacts:
+    return facts_from_config(read_config_json(found.path), book, name=spec, source=kind,
+                             detail=str(found.path), revision=found.revision, hf_id=spec)
+
+
+def _from_cache(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    found = hub.cached_config(spec)
+    if found is None:
+        if hub.is_repo_id(spec):
+            why.append(f"not in the Hugging Face cache ({clip_path(hub.cache_dir())})")
+        return None
+    return _from_found(found, spec, book, "cache")
+
+
+def _from_hub_id(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    """A hub id (or alias) the registry lists."""
+    mid = registry_names(book).get(_norm(spec))
+    return registry_model(book, mid) if mid else None
+
+
+def _from_hub(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    found = hub.hub_config(spec)
+    if isinstance(found, str):
+        if hub.is_repo_id(spec):
+            why.append(found)
+        return None
+    return _from_found(found, spec, book, "hub")
+
+
+def _from_repo_name(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    """A hub id outside the registry whose repo name is a registry alias (a mirror, an -Instruct
+    variant, a local models/NAME path that is not there): same architecture, a guess said as such."""
+    key = _norm(spec)
+    if "/" not in spec or key.rsplit("/", 1)[-1] not in (names := registry_names(book)):
+        return None
+    facts = registry_model(book, names[key.rsplit("/", 1)[-1]])
+    return replace(facts, source_detail=f"{facts.source_detail}, matched by the repo name of {spec}")
+
+
+# The order a --model / base_model is resolved in. A path on disk comes first, as transformers'
+# from_pretrained loads a local directory before the hub; then a short registry alias (never a hub
+# id); then the user's own cached config.json of a hub id (their revision), before the registry's
+# copy of it; then the hub; and a repo-name match, the one guess, last.
+MODEL_SOURCES: tuple[tuple[SourceKind, Lookup], ...] = (
+    ("file", _from_file),
+    ("registry", _from_alias),
+    ("cache", _from_cache),
+    ("registry", _from_hub_id),
+    ("hub", _from_hub),
+    ("registry", _from_repo_name),
+)
+
+
 def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
-    """A registry id / alias / hub id, or a path to a config.json or a model directory."""
+    """A model's facts from the first of MODEL_SOURCES that knows ``spec``."""
+    check_name(spec, "--model / base_model", FactError)
+    why: list[str] = []
+    for _kind, lookup in MODEL_SOURCES:
+        facts = lookup(spec, book, why)
+        if facts is not None:
+            return facts
     names = registry_names(book)
     key = _norm(spec)
-    if key in names:
-        return registry_model(book, names[key])
-    check_name(spec, "--model / base_model", FactError)
-    path = Path(spec).expanduser()
-    if _exists(path):
-        file = path / "config.json" if path.is_dir() else path
-        return facts_from_config(read_config_json(path), book, name=str(file), source=str(file))
-    if "/" in spec and key.rsplit("/", 1)[-1] in names:
-        # A hub id outside the registry whose repo name is a registry alias (a mirror or an
-        # -Instruct variant): same architecture. advisor does not download config.json itself.
-        facts = registry_model(book, names[key.rsplit("/", 1)[-1]])
-        return replace(facts, source=f"{facts.source}, matched by the repo name of {spec}")
     suggestions = sorted(set(closest(key, names))) or sorted(book.models)[:5]
+    if hub.is_repo_id(spec):
+        raise FactError(
+            f"unknown model {clip(spec)}: not a file, not in the registry, " + "; ".join(why),
+            hint=f"pass its config.json or model directory, or let advisor fetch config.json online "
+                 f"({hub.HUB_EXTRA}, HF_HUB_OFFLINE unset); closest aliases: {', '.join(suggestions)}",
+        )
     raise FactError(
         f"unknown model {clip(spec)}: not a registry alias and no such file",
         hint=f"closest aliases: {', '.join(suggestions)}; `advisor models` lists all, or pass a config.json",
