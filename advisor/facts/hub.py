@@ -107,7 +107,7 @@ def hub_config(repo_id: str) -> Found | str:
     try:
         # cache_dir passed: huggingface_hub reads HF_HUB_CACHE once at import, advisor at each call
         path = Path(hf_hub_download(repo_id, "config.json", cache_dir=cache_dir()))
-    except Exception as exc:  # noqa: BLE001  # no network, no such repo, gated, a proxy's error: one reason either way
+    except Exception as exc:  # no network, no such repo, gated, a proxy's error: one reason either way
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         _FAILED[repo_id] = f"the hub did not serve its config.json: {type(exc).__name__}: {first}"
         return _FAILED[repo_id]

@@ -133,14 +133,18 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
     if fam.get("intermediate_doubled"):
         inter //= 2
 
+    # Biases, each switched on by the family (structure) or by config.json's own key.
+    switched = any(cfg.get(key) for key in fam.get("bias_keys", ()))  # starcoder2's use_bias: every linear
     attn = h * heads * d + 2 * h * kv * d + heads * d * h
-    if fam.get("qkv_bias") or cfg.get("qkv_bias"):
+    if fam.get("qkv_bias") or cfg.get("qkv_bias") or cfg.get("attention_bias") or switched:
         attn += (heads + 2 * kv) * d
-    if cfg.get("attention_bias"):
-        attn += (heads + 2 * kv) * d + h
+    if (cfg.get("attention_bias") and fam.get("o_bias", True)) or switched:
+        attn += h
+    if fam.get("attention_sinks"):  # gpt-oss: one learned sink logit per head
+        attn += heads
 
     gated = fam.get("gated_mlp", True)
-    mlp_bias = bool(fam.get("mlp_bias") or cfg.get("mlp_bias"))
+    mlp_bias = bool(fam.get("mlp_bias") or cfg.get("mlp_bias") or switched)
 
     def mlp(width: int) -> int:
         n = (3 if gated else 2) * h * width
@@ -149,23 +153,35 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
         return n
 
     experts = _optional(cfg, "num_local_experts", "num_experts", origin=origin)
-    top_k = _optional(cfg, "num_experts_per_tok", origin=origin)
+    top_k = _optional(cfg, "num_experts_per_tok", "experts_per_token", origin=origin)
     if experts > 1 and not 1 <= top_k <= experts:
         raise FactError(f"{origin}: key 'num_experts_per_tok' is {top_k}, not between 1 and {experts} experts")
     if cfg.get("head_dim") is None and h % heads:
         raise FactError(f"{origin}: key 'hidden_size' {h} is not divisible by num_attention_heads {heads}")
     if heads % kv:
         raise FactError(f"{origin}: key 'num_key_value_heads' {kv} does not divide num_attention_heads {heads}")
+    moe_layers = 0
+    dense_ffn = mlp(inter)
     if experts > 1:
         width = _optional(cfg, "moe_intermediate_size", origin=origin) or inter
-        shared = _optional(cfg, "shared_expert_intermediate_size", origin=origin)
-        per_expert = mlp(width)
-        ffn_total = experts * per_expert + h * experts + (mlp(shared) + h if shared else 0)
-        ffn_active = top_k * per_expert + h * experts + (mlp(shared) + h if shared else 0)
+        # The shared expert's width: its own key (Qwen2-MoE), or a key the family names (Llama 4:
+        # intermediate_size, the experts' own width).
+        shared = _optional(cfg, "shared_expert_intermediate_size", *fam.get("shared_expert_width_keys", ()),
+                           origin=origin)
+        shared_n = (mlp(shared) + (h if fam.get("shared_expert_gate") else 0)) if shared else 0
+        router = h * experts + (experts if fam.get("router_bias") else 0)
+        ffn_total = experts * mlp(width) + router + shared_n
+        ffn_active = top_k * mlp(width) + router + shared_n
+        # Interleaved MoE (Llama 4's interleave_moe_layer_step): every step-th layer has experts,
+        # the others a dense MLP of the width the family's dense_width_key names.
+        step = _optional(cfg, *fam.get("moe_layer_step_keys", ()), origin=origin) or 1
+        moe_layers = layers // step
+        if step > 1:
+            dense_ffn = mlp(_optional(cfg, *fam.get("dense_width_keys", ()), origin=origin) or inter)
     else:
-        ffn_total = ffn_active = mlp(inter)
+        ffn_total = ffn_active = dense_ffn
 
-    norm = h * (2 if fam.get("norm_bias") else 1)
+    norm = 0 if fam.get("norm_weights") is False else h * (2 if fam.get("norm_bias") else 1)
     norms = int(fam.get("norms_per_layer", 2)) * norm
     qk = fam.get("qk_norm", "none")
     if qk == "head_dim":
@@ -177,8 +193,9 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
     tied = bool(cfg.get("tie_word_embeddings", fam.get("tie_word_embeddings_default", False)))
     head = 0 if tied else vocab * h
     outer = embed + head + norm
-    total = outer + layers * (attn + ffn_total + norms)
-    active = outer + layers * (attn + ffn_active + norms)
+    dense_layers = layers - moe_layers
+    total = outer + layers * (attn + norms) + moe_layers * ffn_total + dense_layers * dense_ffn
+    active = outer + layers * (attn + norms) + moe_layers * ffn_active + dense_layers * dense_ffn
     return total, active
 
 
@@ -221,7 +238,8 @@ def facts_from_config(
                                          (family or {}).get("tie_word_embeddings_default", False))),
         is_moe=experts > 1,
         num_experts=experts if experts > 1 else 1,
-        experts_per_token=(_optional(cfg, "num_experts_per_tok", origin=origin) or 1) if experts > 1 else 1,
+        experts_per_token=(_optional(cfg, "num_experts_per_tok", "experts_per_token", origin=origin) or 1)
+        if experts > 1 else 1,
         params_b=round(total / 1e9, 3),
         active_params_b=round(active / 1e9, 3),
         attention_modules=tuple(family["attention_modules"]) if family else (),
