@@ -135,10 +135,12 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
 
     # Biases, each switched on by the family (structure) or by config.json's own key.
     switched = any(cfg.get(key) for key in fam.get("bias_keys", ()))  # starcoder2's use_bias: every linear
+    all_attn = bool(fam.get("attention_bias") or cfg.get("attention_bias") or switched)  # q, k, v and o
     attn = h * heads * d + 2 * h * kv * d + heads * d * h
-    if fam.get("qkv_bias") or cfg.get("qkv_bias") or cfg.get("attention_bias") or switched:
+    if (all_attn or fam.get("qkv_bias") or cfg.get("qkv_bias")
+            or any(cfg.get(key) for key in fam.get("qkv_bias_keys", ()))):  # stablelm's use_qkv_bias
         attn += (heads + 2 * kv) * d
-    if (cfg.get("attention_bias") and fam.get("o_bias", True)) or switched:
+    if all_attn and fam.get("o_bias", True):
         attn += h
     if fam.get("attention_sinks"):  # gpt-oss: one learned sink logit per head
         attn += heads
@@ -191,7 +193,7 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
 
     embed = vocab * h
     tied = bool(cfg.get("tie_word_embeddings", fam.get("tie_word_embeddings_default", False)))
-    head = 0 if tied else vocab * h
+    head = (0 if tied else vocab * h) + (vocab if fam.get("lm_head_bias") else 0)
     outer = embed + head + norm
     dense_layers = layers - moe_layers
     total = outer + layers * (attn + norms) + moe_layers * ffn_total + dense_layers * dense_ffn
@@ -340,14 +342,34 @@ def _from_hub(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
     return _from_found(found, spec, book, "hub")
 
 
+_SIZED = re.compile(r"(?:^|[-_.])\d+(?:\.\d+)?[bm](?:$|-)")
+
+
+def _registry_name_in(repo: str, names: dict[str, str]) -> str | None:
+    """The longest registry name ``repo`` is, begins with or ends with at a '-' boundary:
+    Meta-Llama-3-8B-Instruct-AWQ, Qwen3-30B-A3B-NVFP4 (a quantized copy), smollm2-1.7B-sft,
+    Skywork-Reward-V2-Qwen3-8B (a fine-tune that names its base)."""
+    if repo in names:
+        return repo
+    # Only a name that states a size (7b, 360m, 30b-a3b) stands for one model: 'mistral' alone does not.
+    found = [n for n in names if (repo.startswith(n + "-") or repo.endswith("-" + n)) and _SIZED.search(n)]
+    return max(found, key=len) if found else None
+
+
 def _from_repo_name(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
-    """A hub id outside the registry whose repo name is a registry alias (a mirror, an -Instruct
-    variant, a local models/NAME path that is not there): same architecture, a guess said as such."""
-    key = _norm(spec)
-    if "/" not in spec or key.rsplit("/", 1)[-1] not in (names := registry_names(book)):
+    """A hub id outside the registry whose repo name is, or begins or ends with, a registry name (a
+    mirror, a quantized copy, a fine-tune named after its base, a local models/NAME path that is not
+    there): the base's architecture, a guess said as such in source_detail."""
+    if "/" not in spec:
         return None
-    facts = registry_model(book, names[key.rsplit("/", 1)[-1]])
-    return replace(facts, source_detail=f"{facts.source_detail}, matched by the repo name of {spec}")
+    names = registry_names(book)
+    repo = _norm(spec).rstrip("/").rsplit("/", 1)[-1]
+    name = _registry_name_in(repo, {n: mid for n, mid in names.items() if "/" not in n})
+    if name is None:
+        return None
+    facts = registry_model(book, names[name])
+    how = "the repo name" if name == repo else f"the repo name (it names {name})"
+    return replace(facts, source_detail=f"{facts.source_detail}, matched by {how} of {spec}")
 
 
 # The order a --model / base_model is resolved in. A path on disk comes first, as transformers'
