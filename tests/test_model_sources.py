@@ -157,4 +157,5 @@ def test_counts_agree_with_transformers_for_every_family(book: Rulebook) -> None
         assert total == sum(p.numel() for p in model.parameters()), mid
         checked.append(fam)
     assert {"llama", "qwen2", "qwen3", "qwen3_moe", "gemma3", "phi3", "gpt_oss", "llama4", "olmo", "olmoe",
-            "glm4", "starcoder2", "smollm3", "mixtral"} <= set(checked)
+            "glm4", "starcoder2", "smollm3", "mixtral", "gpt_neox", "stablelm", "phi", "falcon", "qwen2_moe",
+            "gemma", "gemma2", "olmo2", "mistral"} <= set(checked)
