@@ -232,7 +232,10 @@ class MemoryReport(_Record):
 class Recommendation(_Record):
     advisor_version: str = __version__
     notice: str = NOTICE
-    facts: dict[str, dict[str, Any]]
+    facts: dict[str, dict[str, Any]] = field(metadata=_doc(
+        "the job's facts: model, gpu, task. model.source says where the model's came from (file: a config.json "
+        "named; cache: the local Hugging Face cache; registry: rules/models.yaml; hub: config.json fetched from "
+        "the Hugging Face Hub), model.source_detail the path or registry file, model.revision the hub commit"))
     parameters: dict[str, ParameterValue]
     left_out: list[LeftOut] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

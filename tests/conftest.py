@@ -19,6 +19,7 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     whose entries a test's temporary rule directories would otherwise push out."""
     saved = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model resolution never asks the hub in a test
     yield
     if saved is None:
         os.environ.pop("XDG_CACHE_HOME", None)

@@ -1,15 +1,18 @@
-"""Model facts: from a registry alias or a Hugging Face config.json, with the parameter count
-computed from the architecture (so a registry entry and its config.json always agree)."""
+"""Model facts: from a config.json (a path, the local Hugging Face cache or the hub) or the
+registry, with the parameter count computed from the architecture (so a registry entry and its
+config.json always agree). ``MODEL_SOURCES`` is the one order they are tried in."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import FactError
+from advisor.facts import hub
 from advisor.safeio import check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
@@ -22,10 +25,15 @@ MAX_CONFIG_BYTES = 5_000_000
 MAX_DIMENSION = 10_000_000
 
 
+# Where a model's facts came from: a config.json the user named (file), the local Hugging Face
+# cache (cache), rules/models.yaml (registry) or the hub's config.json fetched now (hub).
+SourceKind = Literal["file", "cache", "registry", "hub"]
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     name: str
-    source: str
+    source: str  # a SourceKind
     family: str
     model_type: str
     calibrated: bool
@@ -46,6 +54,12 @@ class ModelFacts:
     attention_modules: tuple[str, ...] = ()
     mlp_modules: tuple[str, ...] = ()
     hf_id: str | None = None
+    source_detail: str = ""  # the config.json path, or the registry file (and how the name matched)
+    revision: str | None = None  # the hub commit of a cached or fetched config.json
+
+    def describe_source(self) -> str:
+        """'cache: /path/config.json @ 0123abcd': how the text output names where the facts came from."""
+        return describe_source(self.source, self.source_detail, self.revision)
 
     @property
     def linear_modules(self) -> list[str]:
@@ -53,8 +67,8 @@ class ModelFacts:
 
     def as_facts(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("source")
-        out.pop("hf_id")
+        for key in ("source", "source_detail", "revision", "hf_id"):
+            out.pop(key)
         facts = {f"model.{k}": v for k, v in out.items()}
         for key in ("attention_modules", "mlp_modules"):
             facts[f"model.{key}"] = list(getattr(self, key))
@@ -63,6 +77,11 @@ class ModelFacts:
         if self.linear_modules:
             facts["model.linear_modules"] = self.linear_modules
         return facts
+
+
+def describe_source(kind: str, detail: str = "", revision: str | None = None) -> str:
+    out = f"{kind}: {detail}" if detail else kind
+    return f"{out} @ {revision[:12]}" if revision else out
 
 
 def _norm(name: str) -> str:
@@ -114,14 +133,20 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
     if fam.get("intermediate_doubled"):
         inter //= 2
 
+    # Biases, each switched on by the family (structure) or by config.json's own key.
+    switched = any(cfg.get(key) for key in fam.get("bias_keys", ()))  # starcoder2's use_bias: every linear
+    all_attn = bool(fam.get("attention_bias") or cfg.get("attention_bias") or switched)  # q, k, v and o
     attn = h * heads * d + 2 * h * kv * d + heads * d * h
-    if fam.get("qkv_bias") or cfg.get("qkv_bias"):
+    if (all_attn or fam.get("qkv_bias") or cfg.get("qkv_bias")
+            or any(cfg.get(key) for key in fam.get("qkv_bias_keys", ()))):  # stablelm's use_qkv_bias
         attn += (heads + 2 * kv) * d
-    if cfg.get("attention_bias"):
-        attn += (heads + 2 * kv) * d + h
+    if all_attn and fam.get("o_bias", True):
+        attn += h
+    if fam.get("attention_sinks"):  # gpt-oss: one learned sink logit per head
+        attn += heads
 
     gated = fam.get("gated_mlp", True)
-    mlp_bias = bool(fam.get("mlp_bias") or cfg.get("mlp_bias"))
+    mlp_bias = bool(fam.get("mlp_bias") or cfg.get("mlp_bias") or switched)
 
     def mlp(width: int) -> int:
         n = (3 if gated else 2) * h * width
@@ -130,23 +155,35 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
         return n
 
     experts = _optional(cfg, "num_local_experts", "num_experts", origin=origin)
-    top_k = _optional(cfg, "num_experts_per_tok", origin=origin)
+    top_k = _optional(cfg, "num_experts_per_tok", "experts_per_token", origin=origin)
     if experts > 1 and not 1 <= top_k <= experts:
         raise FactError(f"{origin}: key 'num_experts_per_tok' is {top_k}, not between 1 and {experts} experts")
     if cfg.get("head_dim") is None and h % heads:
         raise FactError(f"{origin}: key 'hidden_size' {h} is not divisible by num_attention_heads {heads}")
     if heads % kv:
         raise FactError(f"{origin}: key 'num_key_value_heads' {kv} does not divide num_attention_heads {heads}")
+    moe_layers = 0
+    dense_ffn = mlp(inter)
     if experts > 1:
         width = _optional(cfg, "moe_intermediate_size", origin=origin) or inter
-        shared = _optional(cfg, "shared_expert_intermediate_size", origin=origin)
-        per_expert = mlp(width)
-        ffn_total = experts * per_expert + h * experts + (mlp(shared) + h if shared else 0)
-        ffn_active = top_k * per_expert + h * experts + (mlp(shared) + h if shared else 0)
+        # The shared expert's width: its own key (Qwen2-MoE), or a key the family names (Llama 4:
+        # intermediate_size, the experts' own width).
+        shared = _optional(cfg, "shared_expert_intermediate_size", *fam.get("shared_expert_width_keys", ()),
+                           origin=origin)
+        shared_n = (mlp(shared) + (h if fam.get("shared_expert_gate") else 0)) if shared else 0
+        router = h * experts + (experts if fam.get("router_bias") else 0)
+        ffn_total = experts * mlp(width) + router + shared_n
+        ffn_active = top_k * mlp(width) + router + shared_n
+        # Interleaved MoE (Llama 4's interleave_moe_layer_step): every step-th layer has experts,
+        # the others a dense MLP of the width the family's dense_width_key names.
+        step = _optional(cfg, *fam.get("moe_layer_step_keys", ()), origin=origin) or 1
+        moe_layers = layers // step
+        if step > 1:
+            dense_ffn = mlp(_optional(cfg, *fam.get("dense_width_keys", ()), origin=origin) or inter)
     else:
-        ffn_total = ffn_active = mlp(inter)
+        ffn_total = ffn_active = dense_ffn
 
-    norm = h * (2 if fam.get("norm_bias") else 1)
+    norm = 0 if fam.get("norm_weights") is False else h * (2 if fam.get("norm_bias") else 1)
     norms = int(fam.get("norms_per_layer", 2)) * norm
     qk = fam.get("qk_norm", "none")
     if qk == "head_dim":
@@ -156,17 +193,19 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
 
     embed = vocab * h
     tied = bool(cfg.get("tie_word_embeddings", fam.get("tie_word_embeddings_default", False)))
-    head = 0 if tied else vocab * h
+    head = (0 if tied else vocab * h) + (vocab if fam.get("lm_head_bias") else 0)
     outer = embed + head + norm
-    total = outer + layers * (attn + ffn_total + norms)
-    active = outer + layers * (attn + ffn_active + norms)
+    dense_layers = layers - moe_layers
+    total = outer + layers * (attn + norms) + moe_layers * ffn_total + dense_layers * dense_ffn
+    active = outer + layers * (attn + norms) + moe_layers * ffn_active + dense_layers * dense_ffn
     return total, active
 
 
 def facts_from_config(
-    cfg: dict[str, Any], book: Rulebook, *, name: str, source: str, hf_id: str | None = None
+    cfg: dict[str, Any], book: Rulebook, *, name: str, source: str, hf_id: str | None = None,
+    detail: str = "", revision: str | None = None,
 ) -> ModelFacts:
-    origin = source
+    origin = detail or source
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM in text_config
         cfg = {**cfg["text_config"], "tie_word_embeddings": cfg.get("tie_word_embeddings",
                                                                     cfg["text_config"].get("tie_word_embeddings"))}
@@ -201,12 +240,15 @@ def facts_from_config(
                                          (family or {}).get("tie_word_embeddings_default", False))),
         is_moe=experts > 1,
         num_experts=experts if experts > 1 else 1,
-        experts_per_token=(_optional(cfg, "num_experts_per_tok", origin=origin) or 1) if experts > 1 else 1,
+        experts_per_token=(_optional(cfg, "num_experts_per_tok", "experts_per_token", origin=origin) or 1)
+        if experts > 1 else 1,
         params_b=round(total / 1e9, 3),
         active_params_b=round(active / 1e9, 3),
         attention_modules=tuple(family["attention_modules"]) if family else (),
         mlp_modules=tuple(family["mlp_modules"]) if family else (),
         hf_id=hf_id,
+        source_detail=detail,
+        revision=revision,
     )
 
 
@@ -222,7 +264,8 @@ def registry_names(book: Rulebook) -> dict[str, str]:
 def registry_model(book: Rulebook, model_id: str) -> ModelFacts:
     entry = book.models[model_id]
     cfg = {k: v for k, v in entry.items() if not k.startswith(("_", "published"))}
-    return facts_from_config(cfg, book, name=model_id, source=f"registry ({entry['_file']})", hf_id=entry["hf_id"])
+    return facts_from_config(cfg, book, name=model_id, source="registry", detail=str(entry["_file"]),
+                             hf_id=entry["hf_id"])
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
@@ -248,23 +291,118 @@ def _exists(path: Path) -> bool:
     return True
 
 
+# --- resolution: one ordered tuple of sources -------------------------------------------------
+# Each source answers ModelFacts, or None and (in ``why``) why it passed, for the final error.
+
+Lookup = Callable[[str, "Rulebook", list[str]], "ModelFacts | None"]
+
+
+def _from_file(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    path = Path(spec).expanduser()
+    if not _exists(path):
+        return None
+    file = path / "config.json" if path.is_dir() else path
+    return facts_from_config(read_config_json(path), book, name=str(file), source="file", detail=str(file))
+
+
+def _from_alias(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    """A registry id or alias that is no hub id (llama-8b): no cache or hub could know it."""
+    if hub.is_repo_id(spec):
+        return None
+    mid = registry_names(book).get(_norm(spec))
+    return registry_model(book, mid) if mid else None
+
+
+def _from_found(found: hub.Found, spec: str, book: Rulebook, kind: SourceKind) -> ModelFacts:
+    return facts_from_config(read_config_json(found.path), book, name=spec, source=kind,
+                             detail=str(found.path), revision=found.revision, hf_id=spec)
+
+
+def _from_cache(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    found = hub.cached_config(spec)
+    if found is None:
+        if hub.is_repo_id(spec):
+            why.append(f"not in the Hugging Face cache ({clip_path(hub.cache_dir())})")
+        return None
+    return _from_found(found, spec, book, "cache")
+
+
+def _from_hub_id(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    """A hub id (or alias) the registry lists."""
+    mid = registry_names(book).get(_norm(spec))
+    return registry_model(book, mid) if mid else None
+
+
+def _from_hub(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    found = hub.hub_config(spec)
+    if isinstance(found, str):
+        if hub.is_repo_id(spec):
+            why.append(found)
+        return None
+    return _from_found(found, spec, book, "hub")
+
+
+_SIZED = re.compile(r"(?:^|[-_.])\d+(?:\.\d+)?[bm](?:$|-)")
+
+
+def _registry_name_in(repo: str, names: dict[str, str]) -> str | None:
+    """The longest registry name ``repo`` is, begins with or ends with at a '-' boundary:
+    Meta-Llama-3-8B-Instruct-AWQ, Qwen3-30B-A3B-NVFP4 (a quantized copy), smollm2-1.7B-sft,
+    Skywork-Reward-V2-Qwen3-8B (a fine-tune that names its base)."""
+    if repo in names:
+        return repo
+    # Only a name that states a size (7b, 360m, 30b-a3b) stands for one model: 'mistral' alone does not.
+    found = [n for n in names if (repo.startswith(n + "-") or repo.endswith("-" + n)) and _SIZED.search(n)]
+    return max(found, key=len) if found else None
+
+
+def _from_repo_name(spec: str, book: Rulebook, why: list[str]) -> ModelFacts | None:
+    """A hub id outside the registry whose repo name is, or begins or ends with, a registry name (a
+    mirror, a quantized copy, a fine-tune named after its base, a local models/NAME path that is not
+    there): the base's architecture, a guess said as such in source_detail."""
+    if "/" not in spec:
+        return None
+    names = registry_names(book)
+    repo = _norm(spec).rstrip("/").rsplit("/", 1)[-1]
+    name = _registry_name_in(repo, {n: mid for n, mid in names.items() if "/" not in n})
+    if name is None:
+        return None
+    facts = registry_model(book, names[name])
+    how = "the repo name" if name == repo else f"the repo name (it names {name})"
+    return replace(facts, source_detail=f"{facts.source_detail}, matched by {how} of {spec}")
+
+
+# The order a --model / base_model is resolved in. A path on disk comes first, as transformers'
+# from_pretrained loads a local directory before the hub; then a short registry alias (never a hub
+# id); then the user's own cached config.json of a hub id (their revision), before the registry's
+# copy of it; then the hub; and a repo-name match, the one guess, last.
+MODEL_SOURCES: tuple[tuple[SourceKind, Lookup], ...] = (
+    ("file", _from_file),
+    ("registry", _from_alias),
+    ("cache", _from_cache),
+    ("registry", _from_hub_id),
+    ("hub", _from_hub),
+    ("registry", _from_repo_name),
+)
+
+
 def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
-    """A registry id / alias / hub id, or a path to a config.json or a model directory."""
+    """A model's facts from the first of MODEL_SOURCES that knows ``spec``."""
+    check_name(spec, "--model / base_model", FactError)
+    why: list[str] = []
+    for _kind, lookup in MODEL_SOURCES:
+        facts = lookup(spec, book, why)
+        if facts is not None:
+            return facts
     names = registry_names(book)
     key = _norm(spec)
-    if key in names:
-        return registry_model(book, names[key])
-    check_name(spec, "--model / base_model", FactError)
-    path = Path(spec).expanduser()
-    if _exists(path):
-        file = path / "config.json" if path.is_dir() else path
-        return facts_from_config(read_config_json(path), book, name=str(file), source=str(file))
-    if "/" in spec and key.rsplit("/", 1)[-1] in names:
-        # A hub id outside the registry whose repo name is a registry alias (a mirror or an
-        # -Instruct variant): same architecture. advisor does not download config.json itself.
-        facts = registry_model(book, names[key.rsplit("/", 1)[-1]])
-        return replace(facts, source=f"{facts.source}, matched by the repo name of {spec}")
     suggestions = sorted(set(closest(key, names))) or sorted(book.models)[:5]
+    if hub.is_repo_id(spec):
+        raise FactError(
+            f"unknown model {clip(spec)}: not a file, not in the registry, " + "; ".join(why),
+            hint=f"pass its config.json or model directory, or let advisor fetch config.json online "
+                 f"({hub.HUB_EXTRA}, HF_HUB_OFFLINE unset); closest aliases: {', '.join(suggestions)}",
+        )
     raise FactError(
         f"unknown model {clip(spec)}: not a registry alias and no such file",
         hint=f"closest aliases: {', '.join(suggestions)}; `advisor models` lists all, or pass a config.json",

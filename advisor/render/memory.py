@@ -57,12 +57,14 @@ def answer_json(answer: MemoryAnswer) -> str:
 
 
 def render_answer(answer: MemoryAnswer, console: Console) -> None:
+    from advisor.facts.model import describe_source
     from advisor.render.text import gpu_memory_text
 
     m, g = answer.rec.facts["model"], answer.rec.facts["gpu"]
     gpu = f"{g.get('count')} x {g.get('name') or 'GPU'} {gpu_memory_text(g)}" if g.get("usable_gib") else "no GPU known"
     shown = ", ".join(f"{k} {v if not isinstance(v, list) else '+'.join(str(x) for x in v)}"
                       for k, v in answer.settings.items())
-    render_memory(answer.memory, console, f"{m['name']} {answer.method} with {answer.peft} on {gpu}; {shown}")
+    model = f"{m['name']} [{describe_source(str(m.get('source')), m.get('source_detail') or '', m.get('revision'))}]"
+    render_memory(answer.memory, console, f"{model} {answer.method} with {answer.peft} on {gpu}; {shown}")
     for warning in answer.rec.warnings:
         console.print(f"warning: {warning}", highlight=False, markup=False)

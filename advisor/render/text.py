@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from advisor.facts.model import describe_source
 from advisor.output import fmt_source, fmt_value
 from advisor.paths import shown_path
 from advisor.recommendation import ParameterValue, Recommendation, span
@@ -78,7 +79,7 @@ def _facts_lines(rec: Recommendation) -> list[str]:
         out.append(
             f"model  {m.get('name')}: {m.get('family')}, {m.get('params_b', 0):.2f}B params{active}, "
             f"hidden {m.get('hidden_size')}, {m.get('num_layers')} layers{moe}, context {m.get('max_position_embeddings')}"
-            f"  [{m.get('source')}]"
+            f"  [{describe_source(str(m.get('source')), m.get('source_detail') or '', m.get('revision'))}]"
         )
         if m.get("family") == "unknown":
             out.append("       family not in rules/families.yaml: LoRA targets fall back to peft's all-linear; "
