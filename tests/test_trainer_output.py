@@ -227,3 +227,10 @@ def test_sharding_is_written_as_the_trainers_deepspeed_or_fsdp_key_and_reads_bac
     cfg, _ = read_config(path, book, fmt)
     assert cfg.values["sharding"].value == sharding
     assert (cfg.values["offload"].value if "offload" in cfg.values else []) == offload
+
+
+def test_the_recommendations_own_warnings_are_in_the_file(book: Rulebook) -> None:
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="full", gpu="rtx-4090", detect_gpu=False)
+    assert any(w.startswith("does not fit") for w in rec.warnings)
+    text = render(build(rec, "axolotl", book))
+    assert "# WARNING: does not fit" in text

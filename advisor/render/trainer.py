@@ -49,6 +49,7 @@ class TrainerConfig:
     warnings: list[str] = field(default_factory=list)  # values the trainer cannot express
     notes: list[str] = field(default_factory=list)  # values the trainer expresses through others
     config_class: str | None = None  # TRL: the config class the file is parsed as
+    recommendation_warnings: list[str] = field(default_factory=list)  # the recommendation's own (memory, pins)
 
     def add(self, key: str, value: Any, comment: str) -> None:
         clash = next((e for e in self.entries if e.key == key), None)
@@ -94,7 +95,7 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
             known = ", ".join(sorted(c for c in fields.classes if c not in TRL_SHARED_CLASSES))
             raise AdvisorError(f"--format {fmt_id}: {who} has no {config_class or 'config class'} to train {mid}",
                                hint=f"its config classes: {known}; `--format yaml` writes advisor's own config")
-    out = TrainerConfig(fmt, fields, config_class=config_class)
+    out = TrainerConfig(fmt, fields, config_class=config_class, recommendation_warnings=list(rec.warnings))
     allowed = _allowed(fmt, fields, config_class)
     out.add(writer.model, model.get("hf_id") or model.get("name"),
             f"the base model ({model.get('source', 'model facts')})")
@@ -268,6 +269,7 @@ def render(tc: TrainerConfig) -> str:
         f"# Keys as {fields.name} {fields.version} takes them{parsed_as}.",
         "# Replace every REPLACE_ME before training.",
     ]
+    lines += [f"# WARNING: {' '.join(w.split())}" for w in tc.recommendation_warnings]
     lines += [f"# WARNING: {w}" for w in tc.warnings]
     lines += [f"# note: {n}" for n in tc.notes]
     _emit(_tree(tc.entries), "", lines)
