@@ -235,6 +235,7 @@ def build_unwrapped(plan: ProbePlan, device: str) -> Built:
     from peft import prepare_model_for_kbit_training
 
     prec = precision_for(plan, device)
+    base: Any
     _BASE_CACHE.clear()  # memory is the thing being measured: no cached base of an earlier run beside this one
     src = plan.model
     notes: list[str] = []

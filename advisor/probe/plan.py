@@ -491,13 +491,28 @@ def _method_settings(book: Rulebook, values: _Values) -> tuple[dict[str, Sourced
 def load_reward(spec: str) -> Any:
     """``module:function`` -> the function (TRL's reward signature: prompts, completions, **kwargs -> floats)."""
     import importlib
+    import importlib.util
+    import sys
 
-    module, _, name = spec.partition(":")
-    hint = "--reward takes module:function, e.g. my_rewards:correct (the module on the Python path)"
+    module, _, name = spec.rpartition(":")
+    hint = ("--reward takes module:function or path/to/file.py:function, e.g. my_rewards:correct "
+            "(a module on the Python path or in the current directory)")
     if not module or not name:
         raise ProbeInputError(f"--reward {spec!r}: not module:function", hint=hint)
     try:
-        mod = importlib.import_module(module)
+        if module.endswith(".py"):
+            if not Path(module).is_file():
+                raise ProbeInputError(f"--reward {spec}: no such file {module}", hint=hint)
+            loader = importlib.util.spec_from_file_location(Path(module).stem, module)
+            assert loader is not None and loader.loader is not None
+            mod = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(mod)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.append(str(Path.cwd()))  # the console script's sys.path[0] is its bin directory
+            mod = importlib.import_module(module)
+    except ProbeInputError:
+        raise
     except Exception as exc:  # the user's module failing to import is their input's error: one line
         raise ProbeInputError(f"--reward {spec}: cannot import {module!r} ({type(exc).__name__}: {exc})",
                               hint=hint) from exc

@@ -17,12 +17,12 @@ from advisor import __version__, registries
 from advisor.diagnose import log_facts
 from advisor.exitcodes import Exit, exit_code
 from advisor.output import fmt_number, write_atomic
+from advisor.probe.checks import plan_findings
 from advisor.probe.plan import ProbePlan
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
-from advisor.probe.checks import plan_findings
 from advisor.rulebook.check import Finding
-from advisor.rulebook.judge import Sign, Unjudged, judge, signal_rules, unjudged_lines, unmet_need
+from advisor.rulebook.judge import Sign, Unjudged, applicable, judge, signal_rules, unjudged_lines, unmet_need
 from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry, distinct_n, series_name
 
@@ -127,6 +127,7 @@ class ProbeReport:
             "trainer": res.trainer,
             "method_telemetry": self.method_summary(),
             "samples": res.samples[:SAMPLES_IN_REPORT],
+            "trainer_logs": res.logs,
             "findings": [f.as_dict() for f in self.findings],
             "signs": [s.as_dict() for s in self.signs],
             "not_judged": [u.as_dict() for u in self.not_judged],
@@ -225,8 +226,8 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
     findings = plan_findings(book, plan)
     notes = list(plan.notes)
     spec = registries.method(plan.method)
-    if spec is not None and spec.probe_note and not result.logs:
-        notes.insert(0, spec.probe_note)  # what of the method's step the LM-step probe runs (methods.yaml)
+    if spec is not None and spec.probe_note:
+        notes.insert(0, spec.probe_note)  # what of the method's step the probe runs (rules/registry/methods.yaml)
     if result.trainer:
         notes.insert(0, f"trained by {result.trainer}")
     if spec is not None and spec.value_model:
@@ -242,7 +243,7 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
         verdict, code = "interrupted", Exit.INTERRUPTED
     elif exit_code([*(s.severity for s in signs), *(f.severity for f in findings)], fail_on):
         verdict, code = "fail", Exit.FINDINGS
-    elif _nothing_judged(book, signs, unjudged or []):
+    elif _nothing_judged(book, facts, unjudged or []):
         verdict, code = "not-judged", Exit.OK
     else:
         verdict, code = "pass", Exit.OK
@@ -251,11 +252,15 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
                        findings=findings)
 
 
-def _nothing_judged(book: Rulebook, signs: list[Sign], unjudged: list[Unjudged]) -> bool:
-    """No sign showed, and no sign on the training loss could be judged (too few steps): the run says nothing
-    either way, so the verdict is "not judged", not a pass."""
-    on_loss = {r.code for r in signal_rules(book) if any(series == "loss" for series, _ in r.needs)}
-    return not signs and bool(on_loss) and on_loss <= {u.code for u in unjudged}
+LR_DIRECTIONS = ("lr-too-high", "lr-too-low")  # rules.schema.json directions of the signs that judge the LR
+
+
+def _nothing_judged(book: Rulebook, facts: dict[str, Any], unjudged: list[Unjudged]) -> bool:
+    """Nothing failed, and no LR sign that reads a curve (a rule with `needs`) could be judged: too few steps
+    for the run to say anything about the LR, so the verdict is "not judged", not a pass (warnings and the
+    one-point signs, NaN or clipping, are still shown)."""
+    curves = {r.code for r in applicable(book, facts) if r.direction in LR_DIRECTIONS and r.needs}
+    return curves <= {u.code for u in unjudged}
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -334,7 +339,7 @@ def _loss_change(first: Any, last: Any) -> str:
     if first == last or a == b:
         return f"{a} -> {b} (unchanged)"
     change = (last - first) / abs(first) if first else math.inf
-    return f"{a} -> {b} ({'fell' if last < first else 'rose'} {abs(change):.1%})"
+    return f"{a} -> {b} ({'fell' if last < first else 'rose'} {abs(change) * 100:.2g}%)"
 
 
 def _share(rate: float | None, steps: int) -> str:
@@ -404,7 +409,7 @@ def verdict_lines(report: ProbeReport) -> list[str]:
     errors = severities.count("error")
     out.append(f"verdict: {word} ({errors} error(s), {warnings} warning(s); fail on {report.fail_on})"
                + (f"; {report.result.stop_reason}" if report.result.stop_reason else "")
-               + ("; too few steps to judge the loss signs: give --steps for a verdict" if word == "NOT JUDGED" else ""))
+               + ("; too few steps to judge the LR by its curves: more --steps for a verdict" if word == "NOT JUDGED" else ""))
     return out
 
 

@@ -210,8 +210,9 @@ class _Recorder:
 
     def _add(self, values: list[Any]) -> None:
         for sample, v in zip(self.pending, values, strict=False):
-            if sample["reward"] is not None and _num(v) is not None:
-                sample["reward"] += _num(v)
+            got, add = sample["reward"], _num(v)
+            if isinstance(got, float) and add is not None:
+                sample["reward"] = got + add
 
 
 def _num(v: Any) -> float | None:

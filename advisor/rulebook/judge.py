@@ -77,6 +77,12 @@ def _applies(rule: Rule, lookup: Any) -> bool:
         return False
 
 
+def applicable(book: Rulebook, facts: dict[str, Any]) -> list[Rule]:
+    """The signal rules whose `when` holds for this telemetry (the others are another trainer's signs)."""
+    lookup = fact_lookup(facts, book=book)
+    return [rule for rule in signal_rules(book) if _applies(rule, lookup)]
+
+
 def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjudged]]:
     """The signs that show, and those that could not be judged with the reason (a series missing,
     or shorter than the rule's ``needs``)."""
