@@ -22,7 +22,15 @@ from advisor.probe.plan import ProbePlan
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
 from advisor.rulebook.check import Finding
-from advisor.rulebook.judge import Sign, Unjudged, applicable, judge, signal_rules, unjudged_lines, unmet_need
+from advisor.rulebook.judge import (
+    Sign,
+    Unjudged,
+    applicable,
+    judge,
+    signal_rules,
+    unjudged_lines,
+    unmet_need,
+)
 from advisor.rulebook.load import Rulebook
 from advisor.telemetry import Telemetry, distinct_n, series_name
 
@@ -243,7 +251,8 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
         verdict, code = "interrupted", Exit.INTERRUPTED
     elif exit_code([*(s.severity for s in signs), *(f.severity for f in findings)], fail_on):
         verdict, code = "fail", Exit.FINDINGS
-    elif _nothing_judged(book, facts, unjudged or []):
+    elif _nothing_judged(book, facts, unjudged or [], {*STEP_SERIES, *(n for row in result.logs for k in row
+                                                                         if (n := series_name(k)) is not None)}):
         verdict, code = "not-judged", Exit.OK
     else:
         verdict, code = "pass", Exit.OK
@@ -255,11 +264,13 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
 LR_DIRECTIONS = ("lr-too-high", "lr-too-low")  # rules.schema.json directions of the signs that judge the LR
 
 
-def _nothing_judged(book: Rulebook, facts: dict[str, Any], unjudged: list[Unjudged]) -> bool:
-    """Nothing failed, and no LR sign that reads a curve (a rule with `needs`) could be judged: too few steps
-    for the run to say anything about the LR, so the verdict is "not judged", not a pass (warnings and the
-    one-point signs, NaN or clipping, are still shown)."""
-    curves = {r.code for r in applicable(book, facts) if r.direction in LR_DIRECTIONS and r.needs}
+def _nothing_judged(book: Rulebook, facts: dict[str, Any], unjudged: list[Unjudged], per_step: set[str]) -> bool:
+    """Nothing failed, and no LR sign that reads a per-step curve (a rule whose `needs` are series with a
+    point every step) could be judged: too few steps for the run to say anything about the LR, so the verdict
+    is "not judged", not a pass (warnings, the one-point signs such as NaN or clipping, and the start-to-end
+    evaluation are still shown)."""
+    curves = {r.code for r in applicable(book, facts)
+              if r.direction in LR_DIRECTIONS and r.needs and all(series in per_step for series, _ in r.needs)}
     return curves <= {u.code for u in unjudged}
 
 
