@@ -350,7 +350,9 @@ def _loss_change(first: Any, last: Any) -> str:
     if first == last or a == b:
         return f"{a} -> {b} (unchanged)"
     change = (last - first) / abs(first) if first else math.inf
-    return f"{a} -> {b} ({'fell' if last < first else 'rose'} {abs(change) * 100:.2g}%)"
+    pct = abs(change) * 100
+    return f"{a} -> {b} ({'fell' if last < first else 'rose'} {pct:.0f}%)" if pct >= 10 else \
+        f"{a} -> {b} ({'fell' if last < first else 'rose'} {pct:.2g}%)"
 
 
 def _share(rate: float | None, steps: int) -> str:

@@ -52,8 +52,9 @@ def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
         return None
     import trl
 
-    for where in ("trl", f"trl.experimental.{spec.trl_trainer.removesuffix('Trainer').lower()}"):
-        if where != "trl" and importlib.util.find_spec(where) is None:
+    top = trl.__name__
+    for where in (top, f"{top}.experimental.{spec.trl_trainer.removesuffix('Trainer').lower()}"):
+        if where != top and importlib.util.find_spec(where) is None:
             continue
         module = importlib.import_module(where)
         trainer, config = getattr(module, spec.trl_trainer, None), getattr(module, spec.trl_config, None)
