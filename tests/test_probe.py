@@ -137,8 +137,11 @@ def test_lr_far_too_low_shows_the_loss_flat_rule(book: Rulebook, tiny: Path) -> 
     report = make_report(book, plan, run_probe(plan))
     codes = {s.code: s for s in report.signs}
     assert "SIG006" in codes and codes["SIG006"].summary.startswith("LR too low")
-    assert "Increase LR 2-5x" in codes["SIG006"].advice
-    assert report.verdict == "pass"  # a warning: printed, not a failure unless --fail-on warning
+    assert "Increase LR 2-5x" in codes["SIG006"].advice and codes["SIG006"].severity == "warning"
+    # 1e-7 is far below the rulebook's band: validate's check says so beside the sign (a warning, as validate's)
+    findings = {f.code: f for f in report.findings}
+    assert findings["VLR003"].severity == "warning" and findings["VLR003"].key == "--lr"
+    assert report.verdict == "pass"  # warnings: printed, not a failure unless --fail-on warning
     assert make_report(book, plan, report.result, fail_on="warning").verdict == "fail"
 
 
