@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor import registries
+from advisor.probe.data import _rows_jsonl
 from advisor.probe.measure import MemoryMeter, is_oom
 from advisor.probe.plan import ProbeInputError, ProbePlan, load_reward
 from advisor.probe.result import ProbeResult, StepRecord
@@ -105,14 +106,6 @@ def _loss_type(plan: ProbePlan, config_cls: Any, notes: list[str]) -> str | None
     return None
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    from advisor.safeio import load_json, read_text
-
-    text = read_text(path, limit=2_000_000_000, what="--data file", error=ProbeInputError)  # not-knowledge: cap
-    return [load_json(line, f"--data {path}:{no}", ProbeInputError, expected="a JSON object per line")
-            for no, line in enumerate(text.splitlines(), 1) if line.strip()]
-
-
 def _dataset(plan: ProbePlan, kind: str) -> tuple[Any, str]:
     """The training rows the trainer takes, and where they came from."""
     import datasets
@@ -122,7 +115,7 @@ def _dataset(plan: ProbePlan, kind: str) -> tuple[Any, str]:
 
     builtin = RL_PROMPTS if kind == "online" else PREFERENCES
     path = Path(plan.data.path) if plan.data.path is not None else builtin
-    rows = _rows(path)
+    rows = [row for _, row in _rows_jsonl(path)]
     need = {"paired": ("prompt", "chosen", "rejected"), "unpaired": ("prompt", "chosen", "rejected"),
             "online": ("prompt",)}[kind]
     for no, row in enumerate(rows, 1):
