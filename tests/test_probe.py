@@ -356,6 +356,14 @@ def test_without_a_gpu_the_probe_keeps_the_runs_effective_batch(book: Rulebook, 
     assert plan.micro_batch_size == 1 and plan.gradient_accumulation_steps == effective > 1
     how = plan.sources["gradient_accumulation_steps"].describe()
     assert how.startswith(f"ceil(effective batch {effective} (rule ") and how.endswith("/ micro-batch 1 (probe default))")
+    from advisor.probe import make_report
+    from advisor.probe.report import headline
+    from advisor.probe.result import ProbeResult
+
+    report = make_report(book, plan, ProbeResult(micro_batch_size=1, gradient_accumulation_steps=effective,
+                                                 device="cpu"))
+    assert f"batch: micro-batch 1 (probe default), accumulation {effective} ({how}): effective batch {effective}" \
+        in headline(report)
 
 
 def test_loss_and_clipping_words_match_the_numbers() -> None:

@@ -21,6 +21,7 @@ from advisor.probe.checks import plan_findings
 from advisor.probe.plan import ProbePlan
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
+from advisor.provenance import Source
 from advisor.rulebook.check import Finding
 from advisor.rulebook.judge import (
     Sign,
@@ -296,6 +297,11 @@ def headline(report: ProbeReport) -> list[str]:
              f"micro-batch {res.micro_batch_size} x accumulation {res.gradient_accumulation_steps}, "
              f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})",
              f"LR schedule: {plan.schedule_words()}"]
+    batch = [plan.sources.get(name) for name in ("micro_batch_size", "gradient_accumulation_steps")]
+    if any(b is not None and b.source is not Source.FLAG for b in batch):  # not both the user's own flags
+        lines.append(f"batch: micro-batch {plan.micro_batch_size} ({batch[0].describe() if batch[0] else '?'}), "
+                     f"accumulation {plan.gradient_accumulation_steps} "
+                     f"({batch[1].describe() if batch[1] else '?'}): effective batch {plan.effective_batch}")
     if plan.has_warmup and plan.steps < plan.warmup_steps:
         lines.append(f"the probe ends inside the warmup (step {plan.steps} of {plan.warmup_steps}): it trained at up "
                      f"to {(plan.steps - 1) / plan.warmup_steps:.0%} of the peak LR, so the verdict is on those first "
