@@ -65,6 +65,25 @@ def _canonical(key: str) -> str | None:
     return None
 
 
+STEP_KEYS = ("step", "global_step")
+LOGGER_PREFIX = "train/"  # what TensorBoard / W&B put before a trainer's own keys
+
+
+def series_name(key: str) -> str | None:
+    """The series a log key feeds: a known alias's name, else the key itself with every run of characters
+    other than letters and digits as one underscore (TRL's ``rewards/margins`` -> ``rewards_margins``,
+    ``completions/clipped_ratio`` -> ``completions_clipped_ratio``): the signal rules name these series, so a
+    trainer's own metrics need no list here. None: a step counter, or nothing left."""
+    name = _canonical(key)
+    if name is not None:
+        return name
+    low = key.strip().lower()
+    if low in STEP_KEYS:
+        return None
+    low = low.removeprefix(LOGGER_PREFIX)
+    return re.sub(r"[^a-z0-9]+", "_", low).strip("_") or None
+
+
 def _step(row: dict[str, Any], i: int, source: str) -> int:
     """The row's step; a row without a readable one counts by position. A step that is a number
     but not a plausible step (inf, 1e999, 400 digits) is an error naming it."""
@@ -89,8 +108,8 @@ def _rows_to_telemetry(rows: list[dict[str, Any]], source: str, reader: str) -> 
     for i, row in enumerate(rows):
         step = _step(row, i, source)
         for key, value in row.items():
-            name = _canonical(str(key))
-            if name is not None and value not in (None, ""):
+            name = series_name(str(key))
+            if name is not None and value not in (None, "") and not isinstance(value, bool):
                 tel.add(name, step, value)
     return tel
 
@@ -158,7 +177,7 @@ def read_tensorboard(directory: Path) -> Telemetry:
     acc.Reload()
     tel = Telemetry(source=str(directory), reader="tensorboard")
     for tag in acc.Tags().get("scalars", []):
-        name = _canonical(tag)
+        name = series_name(tag)
         if name is None:
             continue
         for event in acc.Scalars(tag):

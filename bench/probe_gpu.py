@@ -1,10 +1,12 @@
 """A real QLoRA probe of a 1B+ model on a CUDA GPU, built from the registry config with random weights.
 
-    python bench/probe_gpu.py [--steps 30] [--out bench/results]
+    python bench/probe_gpu.py [--steps 30] [--out bench/results] [--method grpo]
 
 Runs exactly
     advisor probe --model llama-3.2-1b --method sft --peft qlora --random-init --gpu h100 --device cuda
-and writes bench/results/probe_gpu.md: the command, the device, the measured peak allocated /
+(with --method grpo: TRL's GRPOTrainer, generation included, the recommendation's group size, temperature
+and completion cap; bench/results/probe_gpu_grpo.md) and writes bench/results/probe_gpu.md: the command, the
+device, the measured peak allocated /
 reserved memory, tokens/s, step time, the micro-batch search if one ran, and the memory model's
 prediction beside the measurement when advisor.memory exists. Needs a CUDA build of torch and
 llm-finetune-advisor[probe]; exits 3 without a GPU.
@@ -28,6 +30,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--gpu", default="h100", help="registry GPU name for the recommendation's facts")
+    parser.add_argument("--method", default="sft", help="sft (the LM step) or a method TRL trains (grpo, dpo)")
     args = parser.parse_args()
     try:
         import torch
@@ -38,8 +41,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         sys.stderr.write("bench/probe_gpu.py needs a CUDA GPU\n")
         return 3
-    probe_dir = args.out / "probe-gpu"
-    command = ["advisor", "probe", "--model", MODEL, "--method", "sft", "--peft", "qlora", "--random-init",
+    suffix = "" if args.method == "sft" else f"_{args.method}"
+    probe_dir = args.out / f"probe-gpu{suffix.replace('_', '-')}"
+    command = ["advisor", "probe", "--model", MODEL, "--method", args.method, "--peft", "qlora", "--random-init",
                "--gpu", args.gpu, "--device", "cuda", "--steps", str(args.steps), "--no-detect", "--no-live",
                "--out-dir", str(probe_dir), "--format", "json"]
     proc = subprocess.run([sys.executable, "-m", "advisor", *command[1:]], capture_output=True, text=True, check=False,
@@ -52,7 +56,7 @@ def main() -> int:
     predicted = mem["predicted"]
     measured = s["peak_reserved_gb"]
     lines = [
-        "# advisor probe on a CUDA GPU: 1B+ model, QLoRA, random init from the registry config",
+        f"# advisor probe on a CUDA GPU: 1B+ model, {args.method} with QLoRA, random init from the registry config",
         "",
         f"Run {datetime.date.today().isoformat()} with `python bench/probe_gpu.py --steps {args.steps}`, which runs:",
         "",
@@ -75,7 +79,13 @@ def main() -> int:
         f"| tokens/s (median step) | {s['median_tokens_per_s']:.0f} |",
         f"| step time (median) | {s['median_step_time_s']:.3f} s |",
         f"| model load | {s['load_time_s']:.1f} s |",
+        f"| trainer | {report['trainer']} |",
     ]
+    method = report.get("method_telemetry") or {}
+    for name in ("reward", "frac_reward_zero_std", "kl", "completions_mean_length", "completions_clipped_ratio",
+                 "rewards_margins"):  # not-knowledge: the TRL series this table shows
+        if name in method:
+            lines.append(f"| {name} (first -> last) | {method[name]['first']} -> {method[name]['last']} |")
     if predicted is not None:
         lines.append(f"| memory model prediction (reserved) | {predicted['reserved_gb']:.2f} GiB "
                      f"(predicted / measured = {predicted['reserved_gb'] / measured:.2f}) |")
@@ -90,7 +100,7 @@ def main() -> int:
     lines += ["", "Signs: " + (", ".join(f"{x['code']} {x['severity']}" for x in report["signs"]) or "none"), ""]
     lines += ["Notes:", "", *[f"- {n}" for n in [*report["notes"], *report["model"]["notes"]]], ""]
     args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "probe_gpu.md"
+    target = args.out / f"probe_gpu{suffix}.md"
     target.write_text("\n".join(lines))
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

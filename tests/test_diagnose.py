@@ -273,3 +273,55 @@ def test_a_fifo_among_tensorboard_event_files_is_one_line_not_a_hang(tmp_path: P
     proc = run_cli("diagnose", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "events.out.tfevents.1: is a FIFO (named pipe), not a regular file" in proc.stderr
+
+
+TRL_FIXTURES = Path(__file__).parent / "fixtures" / "trl"  # written by real TRL runs: make_fixtures.py there
+DPO_SIGNS, GRPO_SIGNS = {"SIG014", "SIG015"}, {"SIG016", "SIG017", "SIG018", "SIG019"}
+
+
+def trl_rows(name: str) -> list[dict[str, Any]]:
+    state = json.loads((TRL_FIXTURES / name / "trainer_state.json").read_text())
+    return [r for r in state["log_history"] if "loss" in r]
+
+
+def diagnosis(path: Path) -> dict[str, Any]:
+    proc = run_cli("diagnose", str(path), "--format", "json", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def test_a_trl_grpo_log_is_judged_by_the_rl_signs() -> None:
+    rows = trl_rows("grpo")
+    data = diagnosis(TRL_FIXTURES / "grpo" / "trainer_state.json")
+    codes, unjudged = {s["code"] for s in data["signs"]}, {u["code"] for u in data["not_judged"]}
+    assert {"reward", "reward_std", "frac_reward_zero_std", "kl", "entropy", "completions_clipped_ratio"} <= set(
+        data["points"])
+    assert data["points"]["frac_reward_zero_std"] == len(rows)
+    assert ("SIG019" in codes) == (mean([r["completions/clipped_ratio"] for r in rows]) > 0.5)
+    assert ("SIG016" in codes) == (mean([r["frac_reward_zero_std"] for r in rows]) > 0.5)
+    assert ("SIG018" in codes) == (max(r["kl"] for r in rows) > 1)
+    assert not (DPO_SIGNS & (codes | unjudged))  # DPO's signs do not apply to a GRPO log: not even "not judged"
+
+
+def test_a_trl_dpo_log_is_judged_by_the_preference_signs() -> None:
+    rows = trl_rows("dpo")
+    data = diagnosis(TRL_FIXTURES / "dpo" / "trainer_state.json")
+    codes, unjudged = {s["code"] for s in data["signs"]}, {u["code"] for u in data["not_judged"]}
+    assert {"rewards_chosen", "rewards_rejected", "rewards_margins", "rewards_accuracies"} <= set(data["points"])
+    half = rows[len(rows) - round(len(rows) * 0.5):]
+    flat = (mean([r["rewards/accuracies"] for r in half]) < 0.55
+            and abs(mean([r["rewards/margins"] for r in half])) < 0.05)
+    assert ("SIG014" in codes) == flat and "SIG014" not in unjudged  # 10 steps: judged
+    falls = mean([r["rewards/chosen"] for r in half]) < -0.5 and mean([r["rewards/margins"] for r in half]) > 0
+    assert ("SIG015" in codes) == falls
+    assert not (GRPO_SIGNS & (codes | unjudged))
+
+
+def test_an_sft_log_is_not_judged_on_rl_signs(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "log.jsonl", log_rows(falling(), HEALTHY_GRAD))
+    data = diagnosis(path)
+    assert not ((DPO_SIGNS | GRPO_SIGNS) & {u["code"] for u in data["not_judged"]})

@@ -137,8 +137,11 @@ def test_lr_far_too_low_shows_the_loss_flat_rule(book: Rulebook, tiny: Path) -> 
     report = make_report(book, plan, run_probe(plan))
     codes = {s.code: s for s in report.signs}
     assert "SIG006" in codes and codes["SIG006"].summary.startswith("LR too low")
-    assert "Increase LR 2-5x" in codes["SIG006"].advice
-    assert report.verdict == "pass"  # a warning: printed, not a failure unless --fail-on warning
+    assert "Increase LR 2-5x" in codes["SIG006"].advice and codes["SIG006"].severity == "warning"
+    # 1e-7 is far below the rulebook's band: validate's check says so beside the sign (a warning, as validate's)
+    findings = {f.code: f for f in report.findings}
+    assert findings["VLR003"].severity == "warning" and findings["VLR003"].key == "--lr"
+    assert report.verdict == "pass"  # warnings: printed, not a failure unless --fail-on warning
     assert make_report(book, plan, report.result, fail_on="warning").verdict == "fail"
 
 
@@ -233,20 +236,144 @@ def test_a_grpo_config_probes_prompt_plus_completion_tokens(book: Rulebook, tiny
     assert longer.seq_len == 96  # --seq-len pins, as in recommend: it does not only cap
 
 
-def test_dpo_pairs_are_two_sequences_per_example(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+TRL_TINY = {**TINY, "hidden_size": 32, "intermediate_size": 64, "head_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def trl_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("trl-tiny") / "config.json"
+    path.write_text(json.dumps(TRL_TINY))
+    return path
+
+
+def test_dpo_trains_its_own_loss_through_trl_and_a_far_too_high_lr_fails(book: Rulebook, trl_tiny: Path,
+                                                                         tmp_path: Path) -> None:
+    """LoRA DPO on the user's pairs: TRL's DPOTrainer at the config's beta and loss type (IPO here), its rewards
+    in the report; an LR 100x above the rulebook's band fails by the config check however the curve looks."""
     from advisor.probe import make_report, run_probe
+    from advisor.probe.report import headline, write_outputs
 
     data = tmp_path / "pairs.jsonl"
-    rows = [{"prompt": f"Question {i}: what does {w} do?", "chosen": f"The {w} statement runs a block.",
-             "rejected": "No idea."} for i, w in enumerate(["if", "for", "while", "with", "try"] * 4)]
+    rows = [{"prompt": f"Question {i}: what does {w} do?", "chosen": f" The {w} statement runs a block.",
+             "rejected": " No idea."} for i, w in enumerate(["if", "for", "while", "with", "try"] * 4)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plan = plan_for(book, tiny, method="dpo", data=data, steps=3, micro_batch=2)
-    assert plan.sequences_per_example == 2
-    result = run_probe(plan)
-    assert result.steps[0].tokens > 0
-    report = make_report(book, plan, result)
-    assert any("DPO is probed as the language-modelling step" in n for n in report.notes)
-    assert "padded" in result.data_notes[0] and "pairs are not packed" in result.data_notes[0]
+    plan = plan_for(book, trl_tiny, method="ipo", peft="lora", data=data, steps=4, micro_batch=2, learning_rate=0.1,
+                    pins={"warmup_ratio": 0.0, "beta": 0.2})
+    assert plan.variant == "ipo" and plan.settings["beta"].value == 0.2
+    report = make_report(book, plan, run_probe(plan))
+    res = report.result
+    assert res.trainer.startswith("trl.DPOTrainer 1.") and len(res.steps) == 4 and len(res.logs) == 4
+    assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(res.logs[0])
+    margins = [row["rewards/margins"] for row in res.logs]
+    assert margins[0] == 0 and any(m != 0 for m in margins[1:])  # the policy moved away from its reference
+    summary = report.method_summary()
+    assert summary is not None and summary["rewards_margins"]["last"] == pytest.approx(margins[-1])
+    assert any(line.startswith("preference: chosen reward ") for line in headline(report))
+    # IPO's loss, (log-ratio margin - 1 / (2 beta))^2, at the first step (the adapter starts at zero: margin 0)
+    assert res.logs[0]["loss"] == pytest.approx((1 / (2 * 0.2)) ** 2, rel=1e-3)
+    findings = {f.code: f for f in report.findings}
+    assert "VLR005" in findings and findings["VLR005"].severity == "error" and findings["VLR005"].key == "--lr"
+    assert report.verdict == "fail" and report.exit_code == 1
+    written = write_outputs(report, tmp_path / "out")
+    data_out = json.loads(written["json"].read_text())
+    validate_report(data_out)
+    assert data_out["trainer_logs"][0]["rewards/margins"] == 0 and data_out["findings"][0]["code"]
+    state = json.loads(written["trainer_state"].read_text())
+    assert [row["step"] for row in state["log_history"] if "loss" in row] == [1, 2, 3, 4]
+
+
+def test_grpo_qlora_trains_real_rl_steps_through_trl(book: Rulebook, trl_tiny: Path, tmp_path: Path) -> None:
+    """4-bit QLoRA GRPO: G=4 completions per prompt, built-in rewards that vary within a group, KL to the
+    adapter-disabled base, the config's loss type; completions, rewards per step and zero-variance shares."""
+    from advisor.probe import make_report, run_probe
+    from advisor.probe.report import headline, verdict_lines
+
+    plan = plan_for(book, trl_tiny, method="grpo", peft="qlora", steps=4, micro_batch=4, learning_rate=None,
+                    pins={"warmup_ratio": 0.0, "num_generations": 4, "max_completion_length": 10, "beta": 0.04,
+                          "loss_type": "dr_grpo", "temperature": 1.0})
+    report = make_report(book, plan, run_probe(plan))
+    res = report.result
+    assert res.trainer.startswith("trl.GRPOTrainer 1.") and len(res.steps) == 4
+    assert any("4-bit" in n for n in res.model_notes)
+    for row in res.logs:
+        assert {"reward", "reward_std", "frac_reward_zero_std", "kl", "entropy", "completions/mean_length",
+                "completions/clipped_ratio"} <= set(row)
+        assert 0 <= row["frac_reward_zero_std"] <= 1 and row["completions/max_length"] <= 10
+    assert any(row["frac_reward_zero_std"] < 1 for row in res.logs)  # rewards vary within a group: a signal
+    assert len(res.samples) == 4 * 4 and {s["step"] for s in res.samples} == {1, 2, 3, 4}
+    assert all(isinstance(s["completion"], str) and s["reward"] is not None for s in res.samples)
+    lines = headline(report)
+    assert any(line.startswith("RL: reward mean ") and "zero-variance groups" in line for line in lines)
+    assert any(line.startswith("completions: mean length ") and "distinct-2" in line for line in lines)
+    assert any("rewards: target_token_reward, length_reward, format_reward (built-in)" in n for n in res.data_notes)
+    clipped = sum(row["completions/clipped_ratio"] for row in res.logs) / len(res.logs)
+    assert ("SIG019" in {s.code for s in report.signs}) == (clipped > 0.5)  # completions at the cap
+    judged = {u.code for u in report.not_judged}
+    assert {"SIG017", "SIG018"}.isdisjoint(judged)  # entropy and KL: judged over 4 steps
+    assert {"SIG001", "SIG006", "SIG010"}.isdisjoint(judged | {s.code for s in report.signs})  # not GRPO's loss
+    errors = [s for s in [*report.signs, *report.findings] if s.severity == "error"]
+    assert report.verdict == ("fail" if errors else "pass")
+    assert verdict_lines(report)[-1].startswith(f"verdict: {report.verdict.upper()}")
+    validate_report(report.as_dict())
+
+
+def test_a_reward_spec_is_checked_before_anything_loads(book: Rulebook, trl_tiny: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.probe.plan import ProbeInputError
+
+    (tmp_path / "my_rewards.py").write_text("def short(prompts, completions, **kw):\n"
+                                            "    return [-float(len(c)) for c in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plan = plan_for(book, trl_tiny, method="grpo", reward="my_rewards:short")
+    assert plan.reward == "my_rewards:short"
+    for spec, needle in (("my_rewards:nope", "has no function 'nope'"), ("no_such_module:f", "cannot import"),
+                         ("justaname", "not module:function")):
+        with pytest.raises(ProbeInputError, match=needle):
+            plan_for(book, trl_tiny, method="grpo", reward=spec)
+    with pytest.raises(ProbeInputError, match="samples no completions"):
+        plan_for(book, trl_tiny, method="dpo", reward="my_rewards:short")
+    proc = run_cli("probe", "--model", str(trl_tiny), "--method", "grpo", "--random-init", "--reward", "nope:f",
+                   "--no-detect")
+    assert proc.returncode == 2 and "--reward nope:f: cannot import 'nope'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ppo_is_probed_as_its_policy_step_and_says_why(book: Rulebook, tiny: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    plan = plan_for(book, tiny, method="ppo", peft="lora", steps=2, micro_batch=2)
+    report = make_report(book, plan, run_probe(plan))
+    assert "has no PPOTrainer (neither trl nor trl.experimental)" in report.result.trainer
+    assert any("value and reward models are neither trained nor measured" in n for n in report.notes)
+    assert report.verdict == "not-judged"
+
+
+def test_without_a_gpu_the_probe_keeps_the_runs_effective_batch(book: Rulebook, tiny: Path) -> None:
+    from advisor.probe import build_plan
+
+    plan = build_plan(book, model=str(tiny), method="sft", peft="lora", random_init=True, detect_gpu=False)
+    effective = plan.params["effective_batch_size"]
+    assert plan.micro_batch_size == 1 and plan.gradient_accumulation_steps == effective > 1
+    how = plan.sources["gradient_accumulation_steps"].describe()
+    assert how.startswith(f"ceil(effective batch {effective} (rule ") and how.endswith("/ micro-batch 1 (probe default))")
+    from advisor.probe import make_report
+    from advisor.probe.report import headline
+    from advisor.probe.result import ProbeResult
+
+    report = make_report(book, plan, ProbeResult(micro_batch_size=1, gradient_accumulation_steps=effective,
+                                                 device="cpu"))
+    assert f"batch: micro-batch 1 (probe default), accumulation {effective} ({how}): effective batch {effective}" \
+        in headline(report)
+
+
+def test_loss_and_clipping_words_match_the_numbers() -> None:
+    from advisor.probe.report import _loss_change, _share
+
+    assert _loss_change(7.631, 7.629) == "7.631 -> 7.629 (fell 0.026%)"
+    assert _loss_change(7.63, 7.63) == "7.63 -> 7.63 (unchanged)"
+    assert _loss_change(2.0, 3.0) == "2 -> 3 (rose 50%)"
+    assert _share(1.0, 1) == "the one step" and _share(1.0, 4) == "all 4 steps"
+    assert _share(0.0, 4) == "none of the 4 steps" and _share(0.25, 4) == "1 of 4 steps (25%)"
 
 
 def test_jsonl_records_mask_prompts_and_render_chats(book: Rulebook, tiny: Path, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ EPILOG = ("Examples:\n\n"
           "  advisor probe --model llama-3.2-1b --method sft --peft qlora --random-init --gpu h100\n\n"
           "  advisor probe --model ./tiny/config.json --method sft --peft qlora --random-init --seq-len 64 --steps 30\n\n"
           "  advisor probe train.yaml --data my.jsonl --max-memory 20 --out-dir probe-out\n\n"
-          "Exit codes: 0 pass (warnings printed), 1 fail verdict, 2 bad input, 3 the probe could not run, 130 interrupted.")
+          "Exit codes: 0 pass (warnings printed) or not judged (too few steps to judge the loss signs),\n"
+          "1 fail verdict, 2 bad input, 3 the probe could not run, 130 interrupted.")
 
 
 def probe(
@@ -37,6 +38,10 @@ def probe(
     accumulation: o.Accumulation = None,
     lr: Annotated[Optional[float], Option("--lr", help="Override the learning rate.")] = None,
     seed: o.Seed = 0,
+    reward: Annotated[Optional[str], Option(
+        "--reward", help="GRPO: your reward function as module:function (TRL's signature: prompts, completions, "
+                         "**columns -> list of floats); default: the built-in format / length / target-word "
+                         "rewards on the built-in prompts.")] = None,
     max_memory: o.MaxMemory = None,
     device: o.Device = "auto",
     eval_every: Annotated[int, Option(
@@ -44,7 +49,8 @@ def probe(
     dataset_size: Annotated[Optional[str], Option(
         "--dataset-size", help="Training examples of the full run (projects its time from epochs).")] = None,
     out_dir: Annotated[Path, Option(
-        "--out-dir", help="Directory for probe-report.json, probe-summary.md, probe-curves.png.")] = Path("probe-out"),
+        "--out-dir", help="Directory for probe-report.json, probe-summary.md, probe-curves.png (and a TRL run's "
+                          "trainer_state.json).")] = Path("probe-out"),
     save_adapter: Annotated[Optional[Path], Option(
         "--save-adapter", help="Save the trained adapter here (else no weights are written).")] = None,
     fail_on: Annotated[str, o.fail_on_option("error", "signs")] = "error",
@@ -72,7 +78,7 @@ def probe(
                            no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
                            accumulation=accumulation, max_memory=max_memory, device=device, set_=set_)
     plan = build_plan(
-        book, **inputs, steps=steps, learning_rate=lr, seed=seed,
+        book, **inputs, steps=steps, learning_rate=lr, seed=seed, reward=reward,
         dataset_size=parse_count(dataset_size, "--dataset-size") if dataset_size is not None else None,
     )
     if save_adapter is not None and plan.peft == "full":

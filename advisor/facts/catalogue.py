@@ -84,6 +84,18 @@ LOG_FACTS: dict[str, str] = {
     "memory_capacity_gb": "memory the run may use, GiB (the GPU's, or the probe's --max-memory cap)",
     "memory_margin": "the memory model's safety margin, a fraction of capacity (rules/memory.yaml safety-margin)",
     "predicted_memory_gb": "the memory model's predicted peak reserved memory for the probed shape, GiB",
+    # The series TRL's DPOTrainer / GRPOTrainer log (their keys with '/' as '_': advisor.telemetry.series_name)
+    "rewards_chosen": "DPO: beta x the policy-to-reference log-ratio of the chosen response, per step (list)",
+    "rewards_rejected": "DPO: the same for the rejected response (list)",
+    "rewards_margins": "DPO: chosen minus rejected reward, per step (list)",
+    "rewards_accuracies": "DPO: share of pairs whose chosen reward beats the rejected one, per step (list)",
+    "reward": "GRPO: mean total reward of the step's completions (list)",
+    "reward_std": "GRPO: standard deviation of the step's rewards (list)",
+    "frac_reward_zero_std": "GRPO: share of the step's groups whose rewards all agree (no learning signal) (list)",
+    "kl": "GRPO: mean per-token KL of the policy to the reference, logged when beta > 0 (list)",
+    "entropy": "mean per-token entropy of the policy over the step's completions (list)",
+    "completions_mean_length": "GRPO: mean completion length in tokens (list)",
+    "completions_clipped_ratio": "GRPO: share of completions truncated at max_completion_length (list)",
 }
 
 NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS,

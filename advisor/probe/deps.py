@@ -39,3 +39,10 @@ def require(*, bitsandbytes: bool = False) -> None:
     # transformers 5 renamed gradient checkpointing; peft still calls the old name.
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     warnings.filterwarnings("ignore", message=".*use_reentrant.*")
+
+
+def require_trl() -> None:
+    """TRL, for the methods TRL's trainers train (DPO, GRPO, ...)."""
+    _import("trl")
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="trl")

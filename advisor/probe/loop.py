@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from advisor import registries
 from advisor.probe import deps
 from advisor.probe.data import IGNORE, ProbeData, Sequence, load_data
 from advisor.probe.measure import MemoryMeter, is_oom
@@ -335,13 +336,34 @@ def _train(plan: ProbePlan, built: Built, data: ProbeData, meter: MemoryMeter, r
     run_eval(len(result.steps))
 
 
+def _trl_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
+    """TRL's trainer for the plan's method (advisor.probe.trl_run), or None: the probe's own LM step trains it."""
+    from advisor.probe import trl_run
+
+    spec = registries.method(plan.method)
+    if spec is None or not spec.trl_trainer or spec.trl_trainer == "SFTTrainer":
+        return None
+    deps.require_trl()
+    return trl_run.trainer_classes(plan)
+
+
+def _missing_trainer(plan: ProbePlan) -> str | None:
+    spec = registries.method(plan.method)
+    if spec is None or not spec.trl_trainer or spec.trl_trainer == "SFTTrainer":
+        return None
+    from advisor.probe.trl_run import missing_trainer_note
+
+    return missing_trainer_note(plan)
+
+
 def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: EvalCallback | None = None,
               eval_every: int = 0, lr_lambda: Callable[[int], float] | None = None, model_cache: bool = True,
               save_adapter: str | None = None) -> ProbeResult:
     """Train ``plan.steps`` optimizer steps for real and return what was measured (see the package docstring)."""
     needs_bnb = plan.peft == "qlora" or OPTIMIZERS[plan.optimizer].startswith("bitsandbytes")
     deps.require(bitsandbytes=needs_bnb)
-    result = ProbeResult(micro_batch_size=plan.micro_batch_size, gradient_accumulation_steps=plan.gradient_accumulation_steps)
+    result = ProbeResult(micro_batch_size=plan.micro_batch_size, gradient_accumulation_steps=plan.gradient_accumulation_steps,
+                         trainer="the probe's own language-modelling step (advisor.probe.loop)")
     started = time.perf_counter()
     device = pick_device(plan)
     meter = MemoryMeter(device, plan.max_memory_gb)
@@ -357,8 +379,15 @@ def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: 
         result.device_name = platform.processor() or platform.machine()
     built: Built | None = None
     micro, accum = plan.micro_batch_size, plan.gradient_accumulation_steps
+    classes = _trl_classes(plan)
+    if classes is None and (missing := _missing_trainer(plan)):
+        result.trainer += f"; {missing}"
     try:
-        for search in range(MAX_OOM_SEARCHES + 1):
+        if classes is not None:
+            from advisor.probe.trl_run import run_trl
+
+            run_trl(plan, classes, result, device, meter, on_step, lr_lambda, save_adapter)
+        for search in range(0 if classes is not None else MAX_OOM_SEARCHES + 1):
             built = build(plan, device, cache=model_cache)
             result.model_notes[:] = built.notes
             result.precision, result.tokenizer = built.precision.label, built.codec.name
@@ -393,7 +422,7 @@ def run_probe(plan: ProbePlan, *, on_step: StepCallback | None = None, on_eval: 
                                           f"{MAX_OOM_SEARCHES} searches whose checks had passed")
                     return result
                 micro, accum = report.largest_fit, report.accumulation or 1
-        if save_adapter is not None and built is not None:
+        if save_adapter is not None and built is not None and classes is None:
             built.model.save_pretrained(save_adapter)
     except StopProbe as stop:
         result.status, result.stop_reason = "stopped", str(stop) or "stopped by a callback"

@@ -212,3 +212,49 @@ def release(built: Built | None) -> None:
     if built.cache_key is not None and hasattr(model, "unload"):
         _BASE_CACHE[built.cache_key] = (model.unload(), built.codec, built.notes)
     del model
+
+
+def lora_config(plan: ProbePlan, exclude: tuple[str, ...] = ()) -> Any:
+    """The plan's adapter as a peft LoraConfig (None for full fine-tuning), less the ``exclude`` targets."""
+    from peft import LoraConfig
+
+    if plan.peft == "full":
+        return None
+    targets: Any = [t for t in plan.lora_target_modules if t not in exclude]
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(r=plan.lora_rank, lora_alpha=plan.lora_alpha, lora_dropout=plan.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+
+
+def build_unwrapped(plan: ProbePlan, device: str) -> Built:
+    """The base model for a TRL trainer, without the adapter: the trainer wraps it from ``lora_config`` and
+    disables the adapter for the reference pass, as it does for a user's run. A random-init model is loaded
+    from its saved checkpoint, so a trainer that builds a frozen reference copy (full fine-tuning) can load
+    it from the model's own path."""
+    from peft import prepare_model_for_kbit_training
+
+    prec = precision_for(plan, device)
+    base: Any
+    _BASE_CACHE.clear()  # memory is the thing being measured: no cached base of an earlier run beside this one
+    src = plan.model
+    notes: list[str] = []
+    if src.random_init and plan.peft != "qlora":
+        from transformers import AutoModelForCausalLM
+
+        notes.append(f"random-init weights from the config of {src.spec} (seed {INIT_SEED}): memory and speed are "
+                     "the real model's, the loss is not a pretrained model's")
+        base = AutoModelForCausalLM.from_pretrained(_random_checkpoint(plan, prec), dtype=prec.weights,
+                                                    device_map={"": prec.device})
+    else:
+        base, notes = _load_base(plan, prec)
+    base.config.use_cache = False
+    if plan.peft == "qlora":
+        if device == "cpu":
+            _keep_cpu_4bit_trainable(base)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=plan.gradient_checkpointing,
+                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+    codec = load_codec(src.load_from, src.kind, int(base.get_input_embeddings().num_embeddings),
+                       allow_hub=not src.random_init or src.kind == "hub")
+    total = sum(p.numel() for p in base.parameters())
+    return Built(model=base, codec=codec, precision=prec, notes=notes, cache_key=None, trainable=0, total=total)

@@ -18,7 +18,7 @@ from advisor.facts.catalogue import FLAG_PARAMETERS
 from advisor.facts.hardware import GpuFacts, resolve_gpu
 from advisor.facts.job import JobFacts
 from advisor.facts.model import ModelFacts, facts_from_config, read_config_json, registry_names, resolve_model
-from advisor.facts.task import METHODS, PEFTS, TaskFacts
+from advisor.facts.task import METHODS, PEFTS, TaskFacts, variant_of
 from advisor.provenance import Source, Sourced, pick
 from advisor.rulebook.load import Rulebook
 
@@ -116,6 +116,12 @@ class ProbePlan:
     sources: dict[str, Sourced] = field(default_factory=dict, compare=False, hash=False)
     notes: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The method's own knobs the trainer's config takes (beta, loss_type, num_generations, temperature, ...):
+    # every rulebook parameter a flag, pin, config or rule sets, by its Hugging Face / TRL key.
+    settings: dict[str, Sourced] = field(default_factory=dict, compare=False, hash=False)
+    setting_keys: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)  # hf keys
+    variant: str | None = None  # the loss variant (rules/variants.yaml) the method word or loss_type names
+    reward: str | None = field(default=None, metadata=setting())  # --reward module:function (RL probes)
 
     def with_(self, **changes: Any) -> ProbePlan:
         """A copy with some values changed (learning_rate, steps, seed, micro_batch_size, ...)."""
@@ -305,6 +311,7 @@ def build_plan(
     accumulation: int | None = None,
     learning_rate: float | None = None,
     seed: int = 0,
+    reward: str | None = None,
     max_memory_gb: float | None = None,
     device: str = "auto",
     pins: dict[str, Any] | None = None,
@@ -360,10 +367,13 @@ def build_plan(
                     f"the model's context ({values.sources['max_seq_length'].describe()} asked for {seq})")
         seq = facts.max_position_embeddings
     micro = int(_flag(values, "--micro-batch", micro_batch, 1))
-    if micro_batch is not None and accumulation is None:
+    given_accum = _flag(values, "--accumulation", accumulation, None)
+    if (micro_batch is not None and accumulation is None) or given_accum is None:
+        # Nothing sets the accumulation (no --gpu: no rule sizes the micro-batch): the probe keeps the run's
+        # effective batch rather than training a step of micro-batch x 1.
         accum = _accumulation_for(values, cfg, rec, micro)
     else:
-        accum = int(_flag(values, "--accumulation", accumulation, 1))
+        accum = int(given_accum)
     n_steps = int(steps) if steps is not None else DEFAULT_STEPS
     values.note("steps", n_steps, *((Source.FLAG, "--steps") if steps is not None else (Source.DEFAULT, "probe default")))
     values.note("seed", seed, Source.FLAG, "--seed")
@@ -389,6 +399,14 @@ def build_plan(
     if isinstance(targets, str):
         targets = [targets]
     sequences = trained.sequences_per_example
+    settings, setting_keys = _method_settings(book, values)
+    loss = settings["loss_type"].value if "loss_type" in settings else given
+    variant = variant_of(book.variants, rule_method, loss) or variant_of(book.variants, rule_method, given)
+    if reward is not None:
+        if not trained.generates:
+            raise ProbeInputError(f"--reward {reward}: {trained.name} samples no completions to reward",
+                                  hint="--reward is for the methods that generate (GRPO)")
+        load_reward(reward)  # a bad spec fails here, before anything heavy loads
     if given != rule_method:
         notes.append(f"{given} trains on {trained.aliases_train_on}: probed with {trained.name}'s batch shape")
     plan = ProbePlan(
@@ -409,6 +427,7 @@ def build_plan(
         method_given=given, config_path=str(config) if config is not None else None,
         config_format=cfg.format if cfg is not None else None, sources=values.sources, notes=tuple(notes),
         params={name: pv.value for name, pv in rec.parameters.items()},
+        settings=settings, setting_keys=setting_keys, variant=variant, reward=reward,
     )
     if steps is None and plan.spans_full_run and plan.has_warmup:
         # The first DEFAULT_STEPS steps of a run that warms up for longer never reach the peak LR, which is
@@ -439,9 +458,68 @@ def _accumulation_for(values: _Values, cfg: Any, rec: Any, micro: int) -> int:
         values.note("gradient_accumulation_steps", 1, Source.DEFAULT, "no effective batch known: 1")
         return 1
     accum = max(1, math.ceil(effective / micro))
+    src = values.sources.get("micro_batch_size")
+    how = "--micro-batch" if src is None or src.source is Source.FLAG else "micro-batch"
+    tail = "" if src is None or src.source is Source.FLAG else f" ({src.describe()})"
     values.note("gradient_accumulation_steps", accum, Source.DERIVED,
-                f"ceil(effective batch {effective} ({source}) / --micro-batch {micro})")
+                f"ceil(effective batch {effective} ({source}) / {how} {micro}{tail})")
     return accum
+
+
+SETTING_GROUPS = ("method", "data")  # rules/parameters.yaml groups of a method's own knobs (the rest are plan fields)
+
+
+def _method_settings(book: Rulebook, values: _Values) -> tuple[dict[str, Sourced], dict[str, tuple[str, ...]]]:
+    """The method's knobs (a parameter of a SETTING_GROUPS group with a Hugging Face / TRL key) that a pin,
+    the config or a rule sets, and their keys: the trainer's config takes those it has (advisor.probe.trl_run)."""
+    out: dict[str, Sourced] = {}
+    keys: dict[str, tuple[str, ...]] = {}
+    for name, param in book.parameters.items():
+        hf = param.trainer_keys.get("hf")
+        if not hf or param.group not in SETTING_GROUPS:
+            continue
+        pv = values.rec.parameters.get(name) if values.rec is not None else None
+        won = pick(Sourced(values.pins[name], Source.PIN) if name in values.pins else None,
+                   values.config.values.get(name) if values.config is not None else None,
+                   Sourced(pv.value, Source.RULE, pv.rule or "") if pv is not None else None)
+        if won is not None:
+            out[name] = won
+            keys[name] = (hf,) if isinstance(hf, str) else tuple(hf)
+    return out, keys
+
+
+def load_reward(spec: str) -> Any:
+    """``module:function`` -> the function (TRL's reward signature: prompts, completions, **kwargs -> floats)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    module, _, name = spec.rpartition(":")
+    hint = ("--reward takes module:function or path/to/file.py:function, e.g. my_rewards:correct "
+            "(a module on the Python path or in the current directory)")
+    if not module or not name:
+        raise ProbeInputError(f"--reward {spec!r}: not module:function", hint=hint)
+    try:
+        if module.endswith(".py"):
+            if not Path(module).is_file():
+                raise ProbeInputError(f"--reward {spec}: no such file {module}", hint=hint)
+            loader = importlib.util.spec_from_file_location(Path(module).stem, module)
+            assert loader is not None and loader.loader is not None
+            mod = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(mod)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.append(str(Path.cwd()))  # the console script's sys.path[0] is its bin directory
+            mod = importlib.import_module(module)
+    except ProbeInputError:
+        raise
+    except Exception as exc:  # the user's module failing to import is their input's error: one line
+        raise ProbeInputError(f"--reward {spec}: cannot import {module!r} ({type(exc).__name__}: {exc})",
+                              hint=hint) from exc
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        raise ProbeInputError(f"--reward {spec}: {module!r} has no function {name!r}", hint=hint)
+    return fn
 
 
 def _lora_size(values: _Values, adapter: str, name: str) -> int:

@@ -17,12 +17,23 @@ from advisor import __version__, registries
 from advisor.diagnose import log_facts
 from advisor.exitcodes import Exit, exit_code
 from advisor.output import fmt_number, write_atomic
+from advisor.probe.checks import plan_findings
 from advisor.probe.plan import ProbePlan
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
-from advisor.rulebook.judge import Sign, Unjudged, judge, signal_rules, unjudged_lines, unmet_need
+from advisor.provenance import Source
+from advisor.rulebook.check import Finding
+from advisor.rulebook.judge import (
+    Sign,
+    Unjudged,
+    applicable,
+    judge,
+    signal_rules,
+    unjudged_lines,
+    unmet_need,
+)
 from advisor.rulebook.load import Rulebook
-from advisor.telemetry import Telemetry
+from advisor.telemetry import Telemetry, distinct_n, series_name
 
 FAIL_ON = ("error", "warning", "never")
 
@@ -39,6 +50,7 @@ class ProbeReport:
     fail_on: str
     prediction: Prediction | None
     notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # validate's checks on the plan (advisor.probe.checks)
     written: dict[str, Path] = field(default_factory=dict)  # the artefacts write_outputs wrote
 
     def summary(self) -> dict[str, Any]:
@@ -61,6 +73,25 @@ class ProbeReport:
             "wall_time_s": self.result.wall_time_s,
             "load_time_s": self.result.load_time_s,
         }
+
+    def method_summary(self) -> dict[str, Any] | None:
+        """The method's own telemetry, first and last logged step (DPO's rewards, GRPO's reward and groups),
+        by the series names the signal rules read; None for the LM-step probe."""
+        if not self.result.logs:
+            return None
+        series = self.telemetry.series
+        out: dict[str, Any] = {"trainer": self.result.trainer}
+        for name in sorted(series):
+            if name in STEP_SERIES or name in SKIP_SERIES or not series[name]:
+                continue
+            values = series[name]
+            out[name] = {"first": _num(values[0]), "last": _num(values[-1]),
+                         "mean": _num(sum(values) / len(values))}
+        texts = [str(x["completion"]) for x in self.result.samples]
+        if texts:
+            out["distinct_2"] = _num(distinct_n(texts, 2))
+            out["samples"] = len(texts)
+        return out
 
     def projection(self) -> dict[str, Any] | None:
         step_time = self.summary()["median_step_time_s"]
@@ -102,6 +133,11 @@ class ProbeReport:
                        "prediction_compared": bool(self.prediction is not None and res.device == "cuda")},
             "oom": res.oom.as_dict() if res.oom else None,
             "projection": self.projection(),
+            "trainer": res.trainer,
+            "method_telemetry": self.method_summary(),
+            "samples": res.samples[:SAMPLES_IN_REPORT],
+            "trainer_logs": res.logs,
+            "findings": [f.as_dict() for f in self.findings],
             "signs": [s.as_dict() for s in self.signs],
             "not_judged": [u.as_dict() for u in self.not_judged],
             "notes": self.notes,
@@ -150,10 +186,17 @@ def to_telemetry(plan: ProbePlan, result: ProbeResult) -> Telemetry:
         tel.add("peak_memory_gb", s.step, s.peak_reserved_gb)
     for e in result.evals:
         tel.add("eval_loss", e.step, e.loss)
+    for row in result.logs:  # a TRL trainer's own keys, named as `advisor diagnose` names them
+        for key, value in row.items():
+            name = series_name(key)
+            if name is not None and name not in STEP_SERIES and not isinstance(value, bool):
+                tel.add(name, int(row.get("step", 0)), value)
     return tel
 
 
 STEP_SERIES = ("loss", "grad_norm", "learning_rate", "peak_memory_gb")  # one point per optimizer step
+SKIP_SERIES = ("epoch", "num_tokens", "step_time")  # TRL's bookkeeping keys: not the method's telemetry
+SAMPLES_IN_REPORT = 16  # not-knowledge: completions shown in probe-report.json (distinct-n reads them all)
 
 
 def short_probe_warning(book: Rulebook, plan: ProbePlan) -> str | None:
@@ -185,11 +228,20 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
         facts["log.memory_margin"] = margin
     if prediction is not None and result.device == "cuda":
         facts["log.predicted_memory_gb"] = prediction.reserved_gb
+    texts = [str(x["completion"]) for x in result.samples]
+    if texts:
+        facts["log.distinct_2"] = distinct_n(texts, 2)  # the seeds' "outputs become repetitive" (SIG005)
     signs, unjudged = judge(book, facts) if result.steps else ([], [])
+    findings = plan_findings(book, plan)
     notes = list(plan.notes)
     spec = registries.method(plan.method)
-    if spec is not None and spec.probe_note:  # what of the method's step the probe runs (rules/registry/methods.yaml)
-        notes.insert(0, spec.probe_note)
+    if spec is not None and spec.probe_note:
+        notes.insert(0, spec.probe_note)  # what of the method's step the probe runs (rules/registry/methods.yaml)
+    if result.trainer:
+        notes.insert(0, f"trained by {result.trainer}")
+    if spec is not None and spec.value_model:
+        notes.append(f"{spec.name}'s value and reward models are neither trained nor measured here, and the memory "
+                     "prediction counts the policy (and reference) only: add them to the memory you plan for")
     if prediction is None:
         notes.append("no memory prediction: the memory model (advisor.memory) is not available for this job")
     elif result.device != "cuda":
@@ -198,12 +250,29 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
         verdict, code = "could-not-run", Exit.COULD_NOT_RUN
     elif result.status == "interrupted":
         verdict, code = "interrupted", Exit.INTERRUPTED
-    elif exit_code((s.severity for s in signs), fail_on):
+    elif exit_code([*(s.severity for s in signs), *(f.severity for f in findings)], fail_on):
         verdict, code = "fail", Exit.FINDINGS
+    elif _nothing_judged(book, facts, unjudged or [], {*STEP_SERIES, *(n for row in result.logs for k in row
+                                                                         if (n := series_name(k)) is not None)}):
+        verdict, code = "not-judged", Exit.OK
     else:
         verdict, code = "pass", Exit.OK
     return ProbeReport(plan=plan, result=result, telemetry=tel, signs=signs, not_judged=unjudged or [],
-                       verdict=verdict, exit_code=code, fail_on=fail_on, prediction=prediction, notes=notes)
+                       verdict=verdict, exit_code=code, fail_on=fail_on, prediction=prediction, notes=notes,
+                       findings=findings)
+
+
+LR_DIRECTIONS = ("lr-too-high", "lr-too-low")  # rules.schema.json directions of the signs that judge the LR
+
+
+def _nothing_judged(book: Rulebook, facts: dict[str, Any], unjudged: list[Unjudged], per_step: set[str]) -> bool:
+    """Nothing failed, and no LR sign that reads a per-step curve (a rule whose `needs` are series with a
+    point every step) could be judged: too few steps for the run to say anything about the LR, so the verdict
+    is "not judged", not a pass (warnings, the one-point signs such as NaN or clipping, and the start-to-end
+    evaluation are still shown)."""
+    curves = {r.code for r in applicable(book, facts)
+              if r.direction in LR_DIRECTIONS and r.needs and all(series in per_step for series, _ in r.needs)}
+    return curves <= {u.code for u in unjudged}
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -228,15 +297,20 @@ def headline(report: ProbeReport) -> list[str]:
              f"micro-batch {res.micro_batch_size} x accumulation {res.gradient_accumulation_steps}, "
              f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})",
              f"LR schedule: {plan.schedule_words()}"]
+    batch = [plan.sources.get(name) for name in ("micro_batch_size", "gradient_accumulation_steps")]
+    if any(b is not None and b.source is not Source.FLAG for b in batch):  # not both the user's own flags
+        lines.append(f"batch: micro-batch {plan.micro_batch_size} ({batch[0].describe() if batch[0] else '?'}), "
+                     f"accumulation {plan.gradient_accumulation_steps} "
+                     f"({batch[1].describe() if batch[1] else '?'}): effective batch {plan.effective_batch}")
     if plan.has_warmup and plan.steps < plan.warmup_steps:
         lines.append(f"the probe ends inside the warmup (step {plan.steps} of {plan.warmup_steps}): it trained at up "
                      f"to {(plan.steps - 1) / plan.warmup_steps:.0%} of the peak LR, so the verdict is on those first "
                      f"steps; "
                      f"--steps {plan.warmup_steps} reaches the peak")
     if s["loss_first"] is not None:
-        lines.append(f"loss {_fmt(s['loss_first'])} -> {_fmt(s['loss_last'])} "
-                     f"({'fell' if s['loss_fell'] else 'did not fall'}); grad norm median {_fmt(s['median_grad_norm'])}, "
-                     f"clipped in {s['clip_rate']:.0%} of steps")
+        lines.append(f"loss {_loss_change(s['loss_first'], s['loss_last'])}; grad norm median "
+                     f"{_fmt(s['median_grad_norm'])}, clipped in {_share(s['clip_rate'], s['steps_run'])}")
+    lines += method_lines(report)
     ev0, ev1 = res.eval_start, res.eval_end
     if ev0 is not None and ev1 is not None:
         lines.append(f"held-out loss {_fmt(ev0.loss)} -> {_fmt(ev1.loss)}, token accuracy "
@@ -271,6 +345,68 @@ def headline(report: ProbeReport) -> list[str]:
     return lines
 
 
+def _loss_change(first: Any, last: Any) -> str:
+    """'7.63 -> 7.41 (fell 2.9%)': the change in words that match the printed numbers (a change the
+    printed digits hide is shown with more of them)."""
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (first, last)):
+        return f"{_fmt(first)} -> {_fmt(last)}"
+    a, b = _fmt(first), _fmt(last)
+    if a == b and first != last:
+        a, b = f"{first:.6g}", f"{last:.6g}"
+    if first == last or a == b:
+        return f"{a} -> {b} (unchanged)"
+    change = (last - first) / abs(first) if first else math.inf
+    pct = abs(change) * 100
+    return f"{a} -> {b} ({'fell' if last < first else 'rose'} {pct:.0f}%)" if pct >= 10 else \
+        f"{a} -> {b} ({'fell' if last < first else 'rose'} {pct:.2g}%)"
+
+
+def _share(rate: float | None, steps: int) -> str:
+    """'3 of 24 steps (12%)', 'all 4 steps', 'none of the 4 steps'."""
+    if rate is None or not steps:
+        return "no steps"
+    n = round(rate * steps)
+    if n == 0:
+        return f"none of the {steps} steps"
+    if n == steps:
+        return f"all {steps} steps" if steps > 1 else "the one step"
+    return f"{n} of {steps} steps ({rate:.0%})"
+
+
+def method_lines(report: ProbeReport) -> list[str]:
+    """The method's own telemetry (a TRL run): DPO's rewards, GRPO's rewards, groups and completions."""
+    m = report.method_summary()
+    if m is None:
+        return []
+    out = [f"trainer: {m['trainer']}"]
+
+    def span(name: str, label: str) -> str | None:
+        v = m.get(name)
+        return None if v is None else f"{label} {_fmt(v['first'])} -> {_fmt(v['last'])}"
+
+    dpo = [x for x in (span("rewards_chosen", "chosen reward"), span("rewards_rejected", "rejected"),
+                       span("rewards_margins", "margin"), span("rewards_accuracies", "reward accuracy")) if x]
+    if dpo:
+        out.append("preference: " + ", ".join(dpo))
+    rl = [x for x in (span("reward", "reward mean"), span("reward_std", "std"),
+                      span("frac_reward_zero_std", "zero-variance groups"), span("kl", "KL")) if x]
+    if rl:
+        out.append("RL: " + ", ".join(rl))
+    if "entropy" in m:
+        out.append(f"policy entropy {_fmt(m['entropy']['first'])} -> {_fmt(m['entropy']['last'])}")
+    if "completions_mean_length" in m:
+        length = m["completions_mean_length"]
+        clipped = m.get("completions_clipped_ratio")
+        out.append(f"completions: mean length {_fmt(length['mean'])} tokens"
+                   + (f", {clipped['mean']:.0%} of them at the cap" if clipped and isinstance(clipped["mean"], float)
+                      else "")
+                   + (f", distinct-2 {_fmt(m['distinct_2'])} over {m['samples']}" if "distinct_2" in m else ""))
+    for sample in report.result.samples[:2]:
+        text = " ".join(str(sample["completion"]).split())[:80]  # not-knowledge: a line's worth
+        out.append(f"  sample (step {sample['step']}, reward {_fmt(sample['reward'])}): {text!r}")
+    return out
+
+
 def _fmt(v: Any) -> str:
     return fmt_number(v) if isinstance(v, (int, float)) and math.isfinite(v) else str(v)
 
@@ -281,12 +417,18 @@ def verdict_lines(report: ProbeReport) -> list[str]:
         out.append(f"{s.code} {s.severity}: {s.summary}")
         out.append(f"    measured: {s.evidence}")
         out.append(f"    advice: {s.advice} ({s.rule}, confidence {s.confidence})")
+    for f in report.findings:
+        out.append(f"{f.code} {f.severity} (config check): {f.message}")
+        out.append(f"    from: {f.key}; expected: {f.expected}")
     out += unjudged_lines(report.not_judged)
-    word = {"pass": "PASS", "fail": "FAIL", "could-not-run": "COULD NOT RUN", "interrupted": "INTERRUPTED"}[report.verdict]
-    warnings = sum(1 for s in report.signs if s.severity == "warning")
-    errors = sum(1 for s in report.signs if s.severity == "error")
+    word = {"pass": "PASS", "fail": "FAIL", "could-not-run": "COULD NOT RUN", "interrupted": "INTERRUPTED",
+            "not-judged": "NOT JUDGED"}[report.verdict]
+    severities = [*(s.severity for s in report.signs), *(f.severity for f in report.findings)]
+    warnings = severities.count("warning")
+    errors = severities.count("error")
     out.append(f"verdict: {word} ({errors} error(s), {warnings} warning(s); fail on {report.fail_on})"
-               + (f"; {report.result.stop_reason}" if report.result.stop_reason else ""))
+               + (f"; {report.result.stop_reason}" if report.result.stop_reason else "")
+               + ("; too few steps to judge the LR by its curves: more --steps for a verdict" if word == "NOT JUDGED" else ""))
     return out
 
 
@@ -312,11 +454,13 @@ def to_markdown(report: ProbeReport, plot: str | None) -> str:
              f"**Verdict: {report.verdict}** (exit code {report.exit_code})", ""]
     lines += [f"- {line}" for line in headline(report)]
     lines += ["", "## Signs", ""]
-    if not report.signs:
+    if not report.signs and not report.findings:
         lines.append("No warning signs.")
     for s in report.signs:
         lines += [f"- **{s.code} {s.severity}**: {s.summary}", f"  - measured: {s.evidence}",
                   f"  - advice: {s.advice} (`{s.rule}`, confidence {s.confidence})"]
+    for f in report.findings:
+        lines += [f"- **{f.code} {f.severity}** (config check): {f.message}", f"  - from: {f.key}; expected: {f.expected}"]
     if report.not_judged:
         lines += ["", "Not judged:", "", *[f"- {u.code}: {u.reason}" for u in report.not_judged]]
     if plot:
@@ -360,5 +504,8 @@ def write_outputs(report: ProbeReport, out_dir: Path) -> dict[str, Path]:
     write_atomic(out_dir / "probe-report.json", json.dumps(report.as_dict(), indent=2) + "\n")
     written["json"] = out_dir / "probe-report.json"
     write_atomic(out_dir / "probe-summary.md", to_markdown(report, plot_name))
+    if report.result.trainer_state is not None:  # TRL's own log, as a user's run writes it: `advisor diagnose` reads it
+        write_atomic(out_dir / "trainer_state.json", json.dumps(report.result.trainer_state, indent=2) + "\n")
+        written["trainer_state"] = out_dir / "trainer_state.json"
     written["markdown"] = out_dir / "probe-summary.md"
     return written

@@ -111,6 +111,10 @@ class ProbeResult:
     model_notes: list[str] = field(default_factory=list)
     data_notes: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    trainer: str = ""  # the trainer that ran the steps: "trl.GRPOTrainer 1.16.0", or the probe's own LM step
+    logs: list[dict[str, Any]] = field(default_factory=list)  # the trainer's own log rows, one per step (TRL keys)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # RL: step, prompt, completion, reward
+    trainer_state: dict[str, Any] | None = None  # TRL's TrainerState as trainer_state.json holds it
 
     @property
     def eval_start(self) -> EvalRecord | None:

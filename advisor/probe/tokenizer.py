@@ -31,6 +31,17 @@ class Codec:
     bos_id: int | None
     chat: Any  # a transformers tokenizer with a chat template, or None
     name: str
+    hf: Any = None  # the transformers tokenizer itself, or the stand-in's `tokenizers` object (TRL's trainers need one)
+
+    def hf_tokenizer(self) -> Any:
+        """A transformers tokenizer (TRL's trainers take nothing else): the model's own, or the stand-in wrapped."""
+        from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+        if isinstance(self.hf, PreTrainedTokenizerBase):
+            if self.hf.pad_token is None:
+                self.hf.pad_token = self.hf.eos_token
+            return self.hf
+        return PreTrainedTokenizerFast(tokenizer_object=self.hf, eos_token=EOS, pad_token=EOS)
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = list(self.encode_fn(text))
@@ -72,7 +83,7 @@ def standin_codec(model_vocab: int) -> Codec:
     eos = tok.token_to_id(EOS)
     return Codec(encode_fn=lambda text: tok.encode(text).ids, eos_id=eos, pad_id=eos, bos_id=None, chat=None,
                  name=f"stand-in byte-level BPE, {tok.get_vocab_size()} tokens, trained on the built-in corpus "
-                      f"(the model has no tokenizer here)")
+                      f"(the model has no tokenizer here)", hf=tok)
 
 
 def hf_codec(tok: Any, where: str) -> Codec:
@@ -82,7 +93,7 @@ def hf_codec(tok: Any, where: str) -> Codec:
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
     return Codec(encode_fn=lambda text: tok(text, add_special_tokens=False)["input_ids"], eos_id=int(eos),
                  pad_id=int(pad), bos_id=tok.bos_token_id, chat=tok if getattr(tok, "chat_template", None) else None,
-                 name=f"{type(tok).__name__} from {where}")
+                 name=f"{type(tok).__name__} from {where}", hf=tok)
 
 
 def load_codec(load_from: str, kind: str, model_vocab: int, *, allow_hub: bool) -> Codec:

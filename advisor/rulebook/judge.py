@@ -9,6 +9,7 @@ from typing import Any
 
 from advisor.errors import FormulaError, ResolveError
 from advisor.output import fmt_value
+from advisor.rulebook import conditions as cond
 from advisor.rulebook.formula import MissingFact, parse
 from advisor.rulebook.load import TEMPLATE, Rulebook
 from advisor.rulebook.lookup import fact_lookup
@@ -69,6 +70,19 @@ def signal_rules(book: Rulebook) -> list[Rule]:
     return sorted((r for r in book.rules.values() if r.kind == "signal" and r.detect is not None), key=lambda r: r.code)
 
 
+def _applies(rule: Rule, lookup: Any) -> bool:
+    try:
+        return cond.evaluate(rule.when, lookup)
+    except MissingFact:
+        return False
+
+
+def applicable(book: Rulebook, facts: dict[str, Any]) -> list[Rule]:
+    """The signal rules whose `when` holds for this telemetry (the others are another trainer's signs)."""
+    lookup = fact_lookup(facts, book=book)
+    return [rule for rule in signal_rules(book) if _applies(rule, lookup)]
+
+
 def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjudged]]:
     """The signs that show, and those that could not be judged with the reason (a series missing,
     or shorter than the rule's ``needs``)."""
@@ -87,6 +101,8 @@ def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjud
     unjudged: list[Unjudged] = []
     for rule in signal_rules(book):
         assert rule.detect is not None
+        if not _applies(rule, lookup):
+            continue  # a sign of another trainer's telemetry (its `when`): neither shown nor "not judged"
         short = unmet_need(rule, counts)
         if short is not None:
             unjudged.append(Unjudged(rule.code, short))

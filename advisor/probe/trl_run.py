@@ -1,0 +1,390 @@
+"""The probe of a method TRL trains: TRL's own trainer runs the probe's steps, a callback records them.
+
+Which trainer is the method registry's (rules/registry/methods.yaml `trl`): DPO's DPOTrainer, GRPO's
+GRPOTrainer, and any method whose trainer takes the same data (KTOTrainer: unpaired completions;
+RLOOTrainer: prompts and reward functions). A trainer the installed TRL does not have (PPOTrainer is
+in neither ``trl`` nor ``trl.experimental`` in TRL 1.16) leaves the method to the probe's own
+language-modelling step, and the report says so.
+
+What runs is the real step: DPO's loss on chosen / rejected pairs at the config's beta and loss type,
+against the reference TRL builds (the adapter-disabled base for LoRA / QLoRA, a frozen copy for full
+fine-tuning); GRPO's G completions per prompt sampled with HF generation (vLLM when the config asks
+for it and it is installed) at the config's temperature and completion cap, scored by reward
+functions, with group-relative advantages, the KL term when beta > 0 and the config's loss type.
+The optimizer and LR schedule are the probe's own (the full run's first steps, as the LM probe
+trains), handed to the trainer before it starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from advisor import registries
+from advisor.probe.data import _rows_jsonl
+from advisor.probe.measure import MemoryMeter, is_oom
+from advisor.probe.plan import ProbeInputError, ProbePlan, load_reward
+from advisor.probe.result import ProbeResult, StepRecord
+
+DATA = Path(__file__).resolve().parent / "data"
+PREFERENCES = DATA / "preferences.jsonl"  # built-in pairs (data/PROVENANCE.md)
+RL_PROMPTS = DATA / "rl_prompts.jsonl"  # built-in prompts with a target answer (data/PROVENANCE.md)
+PAIRED = ("DPOTrainer", "CPOTrainer", "ORPOTrainer")  # trainers of prompt / chosen / rejected rows
+UNPAIRED = ("KTOTrainer",)  # prompt / completion / label rows
+ONLINE = ("GRPOTrainer", "RLOOTrainer")  # prompts and reward functions; completions sampled in the step
+OUTPUT_LAYER = "lm_head"  # the module name TRL's trainers refuse an adapter on (transformers' causal-LM head)
+SAMPLES_KEPT = 64  # not-knowledge: completions kept for the report (distinct-n reads them all)
+
+
+def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
+    """(trainer class, config class, "trl.X version") for the plan's method, or None: the method has no TRL
+    trainer of a kind the probe drives, or the installed TRL lacks it (``trl``, then ``trl.experimental.<name>``)."""
+    spec = registries.method(plan.method)
+    if spec is None or spec.trl_trainer not in (*PAIRED, *UNPAIRED, *ONLINE):
+        return None
+    import trl
+
+    top = trl.__name__
+    for where in (top, f"{top}.experimental.{spec.trl_trainer.removesuffix('Trainer').lower()}"):
+        if where != top and importlib.util.find_spec(where) is None:
+            continue
+        module = importlib.import_module(where)
+        trainer, config = getattr(module, spec.trl_trainer, None), getattr(module, spec.trl_config, None)
+        if trainer is not None and config is not None:
+            return trainer, config, f"{where}.{spec.trl_trainer} {trl.__version__}"
+    return None
+
+
+def missing_trainer_note(plan: ProbePlan) -> str | None:
+    """Why a method whose registry entry names a TRL trainer is probed as its LM step (None: it is not)."""
+    spec = registries.method(plan.method)
+    if spec is None or not spec.trl_trainer or spec.trl_trainer == "SFTTrainer":
+        return None
+    import trl
+
+    return (f"TRL {trl.__version__} has no {spec.trl_trainer} (neither trl nor trl.experimental): {spec.name} is "
+            "probed as the policy's language-modelling step")
+
+
+def loss_types(config_cls: Any) -> set[str]:
+    """The loss types the installed TRL config documents (its loss_type field's help: "'sigmoid', 'ipo', ...")."""
+    for f in fields(config_cls):
+        if f.name == "loss_type":
+            return set(re.findall(r"'([a-z][a-z0-9_]*)'", str(f.metadata.get("help", ""))))
+    return set()
+
+
+def _loss_type(plan: ProbePlan, config_cls: Any, notes: list[str]) -> str | None:
+    """The config's loss type, else the variant's (rules/variants.yaml loss_types) that TRL has; None: TRL's default."""
+    accepted = loss_types(config_cls)
+    given = plan.settings.get("loss_type")
+    if given is not None:
+        value = str(given.value).lower()
+        if accepted and value not in accepted:
+            raise ProbeInputError(f"loss_type: {value!r} ({given.describe()}) is not a loss type of TRL's "
+                                  f"{config_cls.__name__}", hint=f"one of {', '.join(sorted(accepted))}")
+        return value
+    if plan.variant is None:
+        return None
+    from advisor.rulebook.load import load_rulebook
+
+    names = [str(t).lower() for t in load_rulebook().variants.get(plan.variant, {}).get("loss_types", ())]
+    for name in [plan.variant, *names]:
+        if name in accepted:
+            return name
+    notes.append(f"TRL's {config_cls.__name__} has no loss for the variant {plan.variant} (its loss types: "
+                 f"{', '.join(sorted(accepted))}): probed with TRL's default loss")
+    return None
+
+
+def _dataset(plan: ProbePlan, kind: str) -> tuple[Any, str]:
+    """The training rows the trainer takes, and where they came from."""
+    import datasets
+    from datasets import Dataset
+
+    datasets.disable_progress_bars()
+
+    builtin = RL_PROMPTS if kind == "online" else PREFERENCES
+    path = Path(plan.data.path) if plan.data.path is not None else builtin
+    rows = [row for _, row in _rows_jsonl(path)]
+    need = {"paired": ("prompt", "chosen", "rejected"), "unpaired": ("prompt", "chosen", "rejected"),
+            "online": ("prompt",)}[kind]
+    for no, row in enumerate(rows, 1):
+        missing = [k for k in need if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ProbeInputError(f"--data {path}:{no}: no {', '.join(missing)} field "
+                                  f"(the {plan.method} probe reads {' / '.join(need)})")
+    if kind == "unpaired":  # KTO: each pair gives a desirable and an undesirable completion
+        rows = [r for row in rows for r in ({"prompt": row["prompt"], "completion": row["chosen"], "label": True},
+                                            {"prompt": row["prompt"], "completion": row["rejected"], "label": False})]
+    where = "built-in " + ("prompt set" if kind == "online" else "preference pairs") if path == builtin else str(path)
+    return Dataset.from_list(rows), f"{where} ({len(rows)} rows; data/PROVENANCE.md)" if path == builtin else where
+
+
+# --- built-in verifiable rewards: they vary within a group even for a random-init model -------------------
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def target_token_reward(prompts: list[Any], completions: list[Any], target: list[str] | None = None,
+                        **_: Any) -> list[float]:
+    """The share of the target answer's words the completion contains."""
+    out = []
+    for i, completion in enumerate(completions):
+        want = set(_words(target[i])) if target else set()
+        got = set(_words(_text(completion)))
+        out.append(len(want & got) / len(want) if want else 0.0)
+    return out
+
+
+def length_reward(prompts: list[Any], completions: list[Any], target: list[str] | None = None,
+                  **_: Any) -> list[float]:
+    """1 at the target answer's length in words, falling linearly to 0 at twice (or zero) that length."""
+    out = []
+    for i, completion in enumerate(completions):
+        want = len(_words(target[i])) if target else 1
+        out.append(max(0.0, 1.0 - abs(len(_words(_text(completion))) - want) / max(1, want)))
+    return out
+
+
+def format_reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+    """1 when the completion is one sentence: it ends with a full stop and holds no other."""
+    out = []
+    for completion in completions:
+        text = _text(completion).strip()
+        out.append(1.0 if text.endswith(".") and text.count(".") == 1 else 0.0)
+    return out
+
+
+BUILTIN_REWARDS = (target_token_reward, length_reward, format_reward)
+
+
+def _text(completion: Any) -> str:
+    if isinstance(completion, list):  # conversational: a list of messages
+        return " ".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+class _Recorder:
+    """Wraps the reward functions: each call's completions and total rewards become the report's samples."""
+
+    def __init__(self, funcs: list[Callable[..., Any]], result: ProbeResult, state: dict[str, int]) -> None:
+        self.funcs, self.result, self.state = funcs, result, state
+
+    def wrapped(self) -> list[Callable[..., Any]]:
+        out: list[Callable[..., Any]] = []
+        for i, fn in enumerate(self.funcs):
+            def call(prompts: list[Any], completions: list[Any], _fn: Callable[..., Any] = fn, _i: int = i,
+                     **kwargs: Any) -> list[float]:
+                values = list(_fn(prompts=prompts, completions=completions, **kwargs))
+                if _i == 0:
+                    self._keep(prompts, completions, values)
+                else:
+                    self._add(values)
+                return values
+            call.__name__ = getattr(fn, "__name__", f"reward_{i}")
+            out.append(call)
+        return out
+
+    def _keep(self, prompts: list[Any], completions: list[Any], values: list[Any]) -> None:
+        step = self.state["step"] + 1
+        self.pending = [{"step": step, "prompt": _text(p), "completion": _text(c), "reward": _num(v)}
+                        for p, c, v in zip(prompts, completions, values, strict=False)]
+        self.result.samples.extend(self.pending)
+
+    def _add(self, values: list[Any]) -> None:
+        for sample, v in zip(self.pending, values, strict=False):
+            got, add = sample["reward"], _num(v)
+            if isinstance(got, float) and add is not None:
+                sample["reward"] = got + add
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _config(plan: ProbePlan, config_cls: Any, kind: str, device: str, prec: Any, out_dir: str,
+            notes: list[str]) -> Any:
+    names = {f.name for f in fields(config_cls)}
+    kwargs: dict[str, Any] = {}
+    for name, sourced in plan.settings.items():  # the method's knobs, by their TRL key
+        key = next((k for k in plan.setting_keys.get(name, (name,)) if k in names), None)
+        if key is not None and sourced.value is not None:
+            kwargs[key] = sourced.value
+    if kwargs.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        kwargs["use_vllm"] = False
+        notes.append("the config asks for vLLM generation, which is not installed: completions were generated "
+                     "with HF generate (slower; generation memory is HF's KV cache, not vLLM's reserved share)")
+    elif kwargs.get("use_vllm") and device != "cuda":
+        kwargs["use_vllm"] = False
+        notes.append("the config asks for vLLM generation, which needs CUDA: HF generate ran on the CPU")
+    loss = _loss_type(plan, config_cls, notes)
+    if loss is not None:
+        kwargs["loss_type"] = loss
+    micro, accum = plan.micro_batch_size, plan.gradient_accumulation_steps
+    if kind == "online":
+        groups = int(kwargs.get("num_generations") or 0)
+        if groups and (micro * accum) % groups:
+            accum = math.ceil(groups * math.ceil(micro * accum / groups) / micro)
+            notes.append(f"{micro} x {plan.gradient_accumulation_steps} completions per step is no whole number of "
+                         f"groups of {groups}: accumulation raised to {accum}")
+    if "max_length" in names:
+        kwargs["max_length"] = plan.seq_len
+    kwargs.update(
+        output_dir=out_dir, report_to="none", save_strategy="no", logging_steps=1, max_steps=plan.steps,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=accum, learning_rate=plan.learning_rate,
+        weight_decay=plan.weight_decay, max_grad_norm=plan.max_grad_norm if plan.max_grad_norm is not None else 0.0,
+        seed=plan.seed, data_seed=plan.seed, use_cpu=device != "cuda", disable_tqdm=True, dataloader_num_workers=0,
+        gradient_checkpointing=plan.gradient_checkpointing and plan.peft != "qlora",  # QLoRA: prepared already
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=prec.label == "bf16", fp16=prec.fp16_scaler,
+    )
+    if "eval_strategy" in names:
+        kwargs["eval_strategy"] = "no"
+    return config_cls(**kwargs), micro, accum
+
+
+def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult, device: str, meter: MemoryMeter,
+            on_step: Callable[[StepRecord], None] | None, lr_lambda: Callable[[int], float] | None,
+            save_adapter: str | None) -> None:
+    """Train ``plan.steps`` steps with TRL's trainer; the steps, TRL's logs and the samples go into ``result``."""
+    from advisor.probe.loop import _optimizer, _scheduler
+    from advisor.probe.model import build_unwrapped, lora_config
+
+    trainer_cls, config_cls, name = classes
+    spec = registries.method(plan.method)
+    assert spec is not None
+    kind = ("paired" if spec.trl_trainer in PAIRED else "unpaired" if spec.trl_trainer in UNPAIRED else "online")
+    result.trainer = name
+    started = time.perf_counter()
+    built = build_unwrapped(plan, device)
+    result.model_notes[:] = built.notes
+    result.precision, result.tokenizer = built.precision.label, built.codec.name
+    result.load_time_s = time.perf_counter() - started
+    dataset, described = _dataset(plan, kind)
+    notes: list[str] = []
+    state = {"step": 0}
+    with tempfile.TemporaryDirectory(prefix="advisor-probe-trl-") as out_dir:
+        args, micro, accum = _config(plan, config_cls, kind, device, built.precision, out_dir, notes)
+        result.micro_batch_size, result.gradient_accumulation_steps = micro, accum
+        extra: dict[str, Any] = {}
+        if kind == "online":
+            funcs = [load_reward(plan.reward)] if plan.reward else list(BUILTIN_REWARDS)
+            extra["reward_funcs"] = _Recorder(funcs, result, state).wrapped()
+            rewards = plan.reward or ", ".join(f.__name__ for f in BUILTIN_REWARDS) + " (built-in)"
+            notes.append(f"rewards: {rewards}; completions sampled with "
+                         + ("vLLM" if getattr(args, "use_vllm", False) else "HF generate"))
+        callback = _callback(_Steps(plan, result, meter, on_step, state))
+        exclude = tuple(t for t in plan.lora_target_modules if t == OUTPUT_LAYER)
+        if exclude and plan.peft != "full":
+            notes.append(f"TRL refuses a LoRA adapter on {OUTPUT_LAYER} (its trainers read the log-probabilities from "
+                         f"{OUTPUT_LAYER}.weight directly, trl/trainer/dpo_trainer.py and grpo_trainer.py): the probe "
+                         "trains the other target modules")
+        trainer = trainer_cls(model=built.model, args=args, train_dataset=dataset,
+                              processing_class=built.codec.hf_tokenizer(), peft_config=lora_config(plan, exclude),
+                              callbacks=[callback], **extra)
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for printer in (PrinterCallback, ProgressCallback):  # the probe has its own live view
+            trainer.remove_callback(printer)
+        model = trainer.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        result.trainable_params = sum(p.numel() for p in params)
+        result.total_params = sum(p.numel() for p in model.parameters())
+        # The probe's optimizer and schedule (the full run's first steps), not the trainer's own over max_steps.
+        trainer.optimizer = _optimizer(plan, params, device, result.model_notes)
+        trainer.lr_scheduler = _scheduler(plan, trainer.optimizer, lr_lambda)
+        result.data_notes[:] = [described, *notes]
+        try:
+            trainer.train()
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            result.status = "no_fit"
+            result.stop_reason = (f"out of memory in {name} at micro-batch {micro} (the micro-batch search runs on "
+                                  "the LM-step probe only): give a smaller --micro-batch")
+        finally:
+            state_file = Path(out_dir) / "trainer_state.json"
+            trainer.state.save_to_json(str(state_file))  # what a user's run writes, for `advisor diagnose`
+            result.trainer_state = json.loads(state_file.read_text())
+            if save_adapter is not None and result.status == "completed":
+                trainer.model.save_pretrained(save_adapter)
+            del trainer, model, params
+            built.model = None
+            meter.release()
+
+
+class _Steps:
+    """Each optimizer step's time and peak memory (the meter) and TRL's log row become a StepRecord
+    (the TrainerCallback methods; ``_callback`` makes it one without importing transformers at import time)."""
+
+    def __init__(self, plan: ProbePlan, result: ProbeResult, meter: MemoryMeter,
+                 on_step: Callable[[StepRecord], None] | None, state: dict[str, int]) -> None:
+        self.plan, self.result, self.meter, self.on_step, self.state = plan, result, meter, on_step, state
+        self.started = 0.0
+        self.peak = (0.0, 0.0)
+        self.elapsed = 0.0
+        self.tokens_seen = 0.0
+        self.lr = plan.learning_rate
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.meter.start_step()
+        optimizer = kwargs.get("optimizer")
+        if optimizer is not None:
+            self.lr = float(optimizer.param_groups[0]["lr"])  # the LR this step trains at
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.peak = self.meter.end_step()
+        self.elapsed = time.perf_counter() - self.started
+        self.meter.check(self.peak[1])
+        self.state["step"] = int(state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or "loss" not in logs:
+            return  # the end-of-training summary row
+        row = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        self.result.logs.append({"step": int(state.global_step), **row})
+        seen = float(row.get("num_tokens", self.tokens_seen))
+        tokens = int(max(0.0, seen - self.tokens_seen))
+        self.tokens_seen = seen
+        norm = float(row.get("grad_norm", math.nan))
+        clip = self.plan.max_grad_norm
+        rec = StepRecord(step=int(state.global_step), loss=float(row["loss"]), grad_norm=norm,
+                         clipped=clip is not None and norm > clip, learning_rate=self.lr, tokens=tokens,
+                         tokens_per_s=tokens / self.elapsed if self.elapsed > 0 else 0.0, step_time_s=self.elapsed,
+                         peak_allocated_gb=self.peak[0], peak_reserved_gb=self.peak[1])
+        self.result.steps.append(rec)
+        if self.on_step is not None:
+            self.on_step(rec)
+
+
+def _callback(steps: _Steps) -> Any:
+    from transformers import TrainerCallback
+
+    class Callback(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            steps.on_step_begin(args, state, control, **kwargs)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            steps.on_step_end(args, state, control, **kwargs)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            steps.on_log(args, state, control, logs=logs, **kwargs)
+
+    return Callback()
