@@ -427,3 +427,19 @@ def test_a_bigger_gpu_keeps_bf16_when_the_job_has_it(book: Rulebook) -> None:
     on_t4 = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpu="t4", detect_gpu=False)
     assert on_t4.memory is not None
     assert any(a.startswith("a bigger GPU") and "--gpu v100-32gb" in a for a in on_t4.memory.alternatives)
+
+
+def test_ppo_counts_its_value_model_trained_in_full_and_its_frozen_reward_model(book: Rulebook) -> None:
+    """TRL's PPOTrainer wraps only the policy with peft; the value model trains in full beside it."""
+    ppo = api.recommend(book=book, model="llama-8b", method="ppo", peft="lora", gpu="a100", detect_gpu=False)
+    grpo = api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", gpu="a100", detect_gpu=False,
+                         pins={"micro_batch_size": ppo.parameters["micro_batch_size"].value})
+    assert ppo.memory is not None and grpo.memory is not None
+    items = {i.name: i.gb for i in ppo.memory.items}
+    weights = items["weights (16-bit)"]
+    assert items["PPO reward model (frozen, 16-bit)"] == weights
+    assert items["PPO value model weights (16-bit)"] == weights
+    # 12 B of fp32 master + Adam states per value-model parameter: six times its 16-bit weights
+    assert items["PPO value model optimizer (fp32 master + states)"] == pytest.approx(6 * weights, rel=1e-3)
+    assert not ppo.memory.fits  # 8B PPO does not fit one 80 GB GPU, the issue's "fits, 22.9 GiB headroom" was wrong
+    assert ppo.memory.total_gb > grpo.memory.total_gb + 8 * weights

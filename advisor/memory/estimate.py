@@ -296,7 +296,7 @@ class _Builder:
         k, c, s = self.k, self.c, self.s
         if not s.offload:
             return
-        trainable = c.total if s.peft == "full" else c.lora
+        trainable = (c.total if s.peft == "full" else c.lora) + self.value_params()
         nodes = max(1, -(-s.world_size // int(k["gpus-per-node"])))
         ids: list[str] = []
         n_bytes = 0.0
@@ -306,9 +306,10 @@ class _Builder:
             ids.append("offload-optimizer-cpu-bytes")
             parts.append(f"{_b(trainable)} trainable x {k['offload-optimizer-cpu-bytes']:g} B")
         if self.offloaded("parameters"):
-            n_bytes += c.total * k["offload-parameters-cpu-bytes"]
+            params = c.total + 2 * self.value_params()  # PPO: the value and reward models' weights too
+            n_bytes += params * k["offload-parameters-cpu-bytes"]
             ids.append("offload-parameters-cpu-bytes")
-            parts.append(f"{_b(c.total)} params x {k['offload-parameters-cpu-bytes']:g} B")
+            parts.append(f"{_b(params)} params x {k['offload-parameters-cpu-bytes']:g} B")
         factor = k["offload-cpu-buffer-factor"]
         ids.append("offload-cpu-buffer-factor")
         per_node = n_bytes / nodes * factor
@@ -343,7 +344,30 @@ class _Builder:
             self.add_weights("reference model (frozen copy)", c.total, e, ("bytes-16bit",),
                              size=f"{e:g} B: full fine-tuning keeps a second model")
         if spec is not None and spec.value_model:
-            self.notes.append(f"{spec.name}'s value and reward models are not modelled: add their weights")
+            self._value_and_reward_models(spec.name)
+
+    def value_params(self) -> float:
+        """The value model's parameters (PPO trains it in full); 0 for a method without one."""
+        spec = self.s.spec
+        return self.c.total * self.k["value-reward-model-params-ratio"] if spec is not None and spec.value_model else 0.0
+
+    def _value_and_reward_models(self, method: str) -> None:
+        """PPO trains a value model in full beside the policy (peft wraps only the policy) and scores with
+        a frozen reward model; both at `value-reward-model-params-ratio` of the policy's size."""
+        k = self.k
+        e, ratio = k["bytes-16bit"], k["value-reward-model-params-ratio"]
+        n = self.value_params()
+        self.add_weights(f"{method} reward model (frozen, 16-bit)", n, e, ("bytes-16bit", "value-reward-model-params-ratio"))
+        per = k["full-ft-bytes-per-param"]
+        self.add_weights(f"{method} value model weights (16-bit)", n, e, ("bytes-16bit", "value-reward-model-params-ratio"))
+        self.add_grads(f"{method} value model gradients (16-bit)", n, e, ("bytes-16bit", "value-reward-model-params-ratio"))
+        if not self.offloaded("optimizer"):
+            self.add(f"{method} value model optimizer (fp32 master + states)",
+                     self.share(n, "optimizer_states") * (per - 2 * e),
+                     f"{_b(n)} params x {per - 2 * e:g} B{self.over('optimizer_states')}",
+                     ("full-ft-bytes-per-param", "value-reward-model-params-ratio"))
+        self.notes.append(f"{method}: the value and reward models are counted at {ratio:g} x the policy's size "
+                          "(value-reward-model-params-ratio); a smaller value or reward model needs less")
 
     def _pure_bf16(self) -> None:
         k, c, s = self.k, self.c, self.s
