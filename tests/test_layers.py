@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from advisor.commands import COMMANDS
-from advisor.render.emit import RENDERERS
+from advisor.render.emit import RENDERERS, TRAINER_WRITERS
 from tests.conftest import run_cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "advisor"
@@ -107,7 +107,7 @@ def test_every_commands_result_type_has_text_and_json_renderers() -> None:
         assert results, f"advisor.commands.{module} names no result type of emit's table"
         for result in results:
             assert {"text", "json"} <= set(RENDERERS[result]), (name, result)
-    for formats in RENDERERS.values():
+    for formats in [*RENDERERS.values(), TRAINER_WRITERS]:
         for target in formats.values():
             module, _, function = target.partition(":")
             assert callable(getattr(importlib.import_module(module), function)), target

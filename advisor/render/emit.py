@@ -26,9 +26,6 @@ RENDERERS: dict[str, dict[str, str]] = {
         "text": "advisor.render.text:render_recommendation",
         "json": "advisor.render.data:to_json",
         "yaml": "advisor.render.data:to_yaml",
-        "axolotl": "advisor.render.trainer:to_axolotl",
-        "llama-factory": "advisor.render.trainer:to_llama_factory",
-        "trl": "advisor.render.trainer:to_trl",
     },
     "advisor.validate.ValidationRun": {
         "text": "advisor.render.findings:render_text",
@@ -88,13 +85,30 @@ RENDERERS: dict[str, dict[str, str]] = {
 }
 
 
+# result type -> the renderer of every trainer format the registry can write (rules/registry/formats.yaml
+# `write`: --format axolotl | llama-factory | trl); it is called with fmt=<the format's id>.
+TRAINER_WRITERS: dict[str, str] = {
+    "advisor.recommendation.Recommendation": "advisor.render.trainer:to_trainer_config",
+}
+
+
+def table(result_type: str) -> dict[str, str]:
+    """The formats a result type renders in: its own and, for a recommendation, the trainers'."""
+    own = RENDERERS[result_type]
+    if result_type not in TRAINER_WRITERS:
+        return own
+    from advisor.registries import writable_format_ids
+
+    return {**own, **dict.fromkeys(writable_format_ids(), TRAINER_WRITERS[result_type])}
+
+
 def formats(result_type: str) -> tuple[str, ...]:
-    return tuple(RENDERERS[result_type])
+    return tuple(table(result_type))
 
 
 def check_format(fmt: str, result_type: str) -> str:
     """Refuse an unknown --format before any work is done (a probe should not train, then fail here)."""
-    if fmt not in RENDERERS[result_type]:
+    if fmt not in table(result_type):
         raise AdvisorError(f"--format: unknown format {fmt!r}", hint=f"one of {', '.join(formats(result_type))}")
     return fmt
 
@@ -109,8 +123,11 @@ def _renderer(result: Any, fmt: str) -> Callable[..., Any]:
     if name not in RENDERERS:
         raise TypeError(f"no renderer for {name}")  # a programming error: every command's result is registered
     check_format(fmt, name)
-    module, _, function = RENDERERS[name][fmt].partition(":")
-    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+    module, _, function = table(name)[fmt].partition(":")
+    render = getattr(importlib.import_module(module), function)
+    if fmt in RENDERERS[name]:
+        return render  # type: ignore[no-any-return]
+    return lambda result, **options: render(result, fmt=fmt, **options)
 
 
 def console(output: Path | None = None) -> Console:

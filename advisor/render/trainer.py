@@ -276,16 +276,10 @@ def render(tc: TrainerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _writer(fmt_id: str) -> Any:
-    def to_format(rec: Recommendation, *, book: Rulebook) -> str:
-        tc = build(rec, fmt_id, book)
-        for warning in tc.warnings:  # in the file too; stderr so that `-o FILE` does not hide them
-            sys.stderr.write(f"advisor: warning: {warning}\n")
-        return render(tc)
-    to_format.__name__ = f"to_{fmt_id.replace('-', '_')}"
-    return to_format
-
-
-to_axolotl = _writer("axolotl")
-to_llama_factory = _writer("llama-factory")
-to_trl = _writer("trl")
+def to_trainer_config(rec: Recommendation, *, fmt: str, book: Rulebook) -> str:
+    """`recommend --format <trainer>`: the config in that trainer's keys. Its warnings also go to stderr,
+    so that `-o FILE` does not hide them."""
+    tc = build(rec, fmt, book)
+    for warning in tc.warnings:
+        sys.stderr.write(f"advisor: warning: {warning}\n")
+    return render(tc)
