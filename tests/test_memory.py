@@ -22,7 +22,9 @@ from tests.conftest import REPO, run_cli
 REFERENCES = yaml.safe_load((REPO / "tests/fixtures/memory/references.yaml").read_text())["cases"]
 # One registry model per family advisor knows (Qwen v1 has no transformers implementation).
 FAMILY_MODELS = ["llama-3.1-8b", "mistral-7b", "mixtral-8x7b", "qwen2.5-7b", "qwen3-8b", "qwen3-30b-a3b",
-                 "gemma-7b", "gemma-2-9b", "gemma-3-12b", "phi-3-mini", "olmo-2-7b"]
+                 "gemma-7b", "gemma-2-9b", "gemma-3-12b", "phi-3-mini", "olmo-2-7b", "olmo-1b", "olmoe-1b-7b",
+                 "smollm3-3b", "gpt-oss-20b", "llama-4-scout-17b-16e", "glm-4-9b-0414", "starcoder2-3b",
+                 "pythia-1.4b", "stablelm-2-1.6b", "falcon-7b"]
 
 
 def resolved(book: Rulebook, model: str, method: str = "sft", peft: str = "lora", **facts: Any) -> dict[str, Any]:
@@ -38,12 +40,6 @@ def test_every_registry_family_has_an_architecture(book: Rulebook) -> None:
     know = knowledge(book)
     for fam in book.families:
         if fam in ("qwen2_moe", "phi"):  # no registry model uses them; they fall back
-            continue
-        # The families issue 12 added to rules/families.yaml: the parameter count is right (facts), the
-        # memory model still falls back to its llama-style / unknown-moe architecture for them until
-        # rules/memory.yaml gets theirs (its weights line is then off: starcoder2-3b 4.16B, not 3.03B).
-        if fam in ("olmo", "olmoe", "smollm3", "gpt_oss", "llama4", "glm4", "starcoder2", "gpt_neox", "stablelm",
-                   "falcon"):
             continue
         assert any(fam in a["families"] for a in know.architectures.values()), fam
 
@@ -336,6 +332,15 @@ def test_a_broken_coefficient_names_the_file_and_id(tmp_path: Path) -> None:
     with pytest.raises(RuleFileError) as exc:
         load_rulebook([tmp_path])
     assert "safety-margin" in str(exc.value) and "mem.yaml" in str(exc.value) and "'value'" in str(exc.value)
+
+
+def test_a_broken_final_norm_formula_names_the_file_architecture_and_key(tmp_path: Path) -> None:
+    (tmp_path / "mem.yaml").write_text(yaml.safe_dump({"memory": {"architectures": [{
+        "id": "falcon", "families": ["falcon"], "source": "team wiki", "norms": 0, "final_norm": "2 *",
+        "modules": [{"name": "dense", "in": "model.hidden_size", "out": "model.hidden_size"}]}]}}))
+    with pytest.raises(RuleFileError) as exc:
+        load_rulebook([tmp_path])
+    assert "mem.yaml" in str(exc.value) and "'falcon'" in str(exc.value) and "'final_norm'" in str(exc.value)
 
 
 def test_memory_file_schema_rejects_unknown_keys(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from advisor.memory.knowledge import Knowledge, evaluate
 @dataclass(frozen=True)
 class Module:
     name: str
-    kind: str  # linear | experts | router
+    kind: str  # linear | experts | router | parameter
     in_features: int
     out_features: int
     count: int  # per decoder layer
@@ -49,7 +49,8 @@ class Counts:
 
     @property
     def biases(self) -> int:
-        return self.layers * sum(m.count * m.out_features for m in self.modules if m.bias)
+        """The nn.Linear modules' biases (experts and routers count theirs in their own params)."""
+        return self.layers * sum(m.count * m.out_features for m in self.modules if m.bias and m.kind == "linear")
 
     @property
     def experts(self) -> int:
@@ -57,9 +58,10 @@ class Counts:
 
     @property
     def other(self) -> int:
-        """Everything outside the quantized linears and fused experts: embeddings, lm_head, norms, routers, biases."""
-        routers = self.layers * sum(m.params for m in self.modules if m.kind == "router")
-        return self.embed + self.head + self.final_norm + self.layers * self.norms_per_layer + routers + self.biases
+        """Everything outside the quantized linears and fused experts: embeddings, lm_head, norms, routers,
+        plain parameters (attention sinks), biases."""
+        plain = self.layers * sum(m.params for m in self.modules if m.kind in ("router", "parameter"))
+        return self.embed + self.head + self.final_norm + self.layers * self.norms_per_layer + plain + self.biases
 
     @property
     def total(self) -> int:
@@ -89,7 +91,9 @@ def count(know: Knowledge, model: ModelFacts, targets: list[str] | None = None, 
     h, vocab = model.hidden_size, model.vocab_size
     counts = Counts(layers=model.num_layers, modules=tuple(modules),
                     norms_per_layer=int(evaluate(arch["norms"], facts, f"{where} key 'norms'")),
-                    embed=vocab * h, head=0 if model.tie_word_embeddings else vocab * h, final_norm=h,
+                    embed=vocab * h, head=0 if model.tie_word_embeddings else vocab * h,
+                    final_norm=h if "final_norm" not in arch  # an RMSNorm weight unless the architecture says
+                    else int(evaluate(arch["final_norm"], facts, f"{where} key 'final_norm'")),
                     architecture=arch["id"], logits=arch.get("logits", "logits-bytes"))
     if not targets or rank <= 0:
         return counts
