@@ -115,3 +115,19 @@ def test_a_configs_loss_key_picks_the_variants_trainer_and_its_rules(book: Ruleb
     assert plan.settings["beta"].value == 0.2  # orpo_alpha is ORPOConfig's beta
     ipo = trl_spec(plan_for(book, trl_tiny, method="ipo", peft="lora"))
     assert ipo is not None and (ipo.trainer, ipo.variant) == ("DPOTrainer", None)  # no trainer of its own
+
+
+def test_length_normalized_dpo_takes_trls_name_for_another_trainers_loss(book: Rulebook, trl_tiny: Path) -> None:
+    from trl import DPOConfig
+
+    from advisor.probe.plan import ProbeInputError
+    from advisor.probe.trl_run import _loss_type, trl_spec
+
+    for given in ("dpo_norm", "sigmoid_norm"):  # open-instruct's name, TRL's name
+        plan = plan_for(book, trl_tiny, method="dpo", peft="lora", pins={"loss_type": given})
+        spec = trl_spec(plan)
+        assert plan.variant == "ldpo" and spec is not None and spec.trainer == "DPOTrainer"
+        assert _loss_type(plan, spec, DPOConfig, []) == "sigmoid_norm"
+    plan = plan_for(book, trl_tiny, method="dpo", peft="lora", pins={"loss_type": "no_such_loss"})
+    with pytest.raises(ProbeInputError, match="not a loss type of TRL's DPOConfig"):
+        _loss_type(plan, trl_spec(plan), DPOConfig, [])  # type: ignore[arg-type]

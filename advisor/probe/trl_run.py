@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor import registries
+from advisor.facts.task import variant_of
 from advisor.probe.data import _rows_jsonl
 from advisor.probe.measure import MemoryMeter, is_oom
 from advisor.probe.plan import ProbeInputError, ProbePlan, load_reward
@@ -120,17 +121,20 @@ def _loss_type(plan: ProbePlan, spec: TrlSpec, config_cls: Any, notes: list[str]
         return spec.loss_type
     accepted = loss_types(config_cls)
     given = plan.settings.get("loss_type")
-    if given is not None:
-        value = str(given.value).lower()
-        if accepted and value not in accepted:
-            raise ProbeInputError(f"loss_type: {value!r} ({given.describe()}) is not a loss type of TRL's "
-                                  f"{config_cls.__name__}", hint=f"one of {', '.join(sorted(accepted))}")
-        return value
-    if plan.variant is None:
-        return None
     from advisor.rulebook.load import load_rulebook
 
-    names = [str(t).lower() for t in load_rulebook().variants.get(plan.variant, {}).get("loss_types", ())]
+    variants = load_rulebook().variants
+    if given is not None:
+        value = str(given.value).lower()
+        names_variant = plan.variant is not None and variant_of(variants, plan.method, value) == plan.variant
+        if accepted and value not in accepted and not names_variant:
+            raise ProbeInputError(f"loss_type: {value!r} ({given.describe()}) is not a loss type of TRL's "
+                                  f"{config_cls.__name__}", hint=f"one of {', '.join(sorted(accepted))}")
+        if not accepted or value in accepted:
+            return value  # else another trainer's name for the variant (open-instruct's dpo_norm): TRL's own below
+    if plan.variant is None:
+        return None
+    names = [str(t).lower() for t in variants.get(plan.variant, {}).get("loss_types", ())]
     for name in [plan.variant, *names]:
         if name in accepted:
             return name
