@@ -351,7 +351,12 @@ def build_plan(
                                    "or a datasets directory")
     source, facts = resolve_source(book, spec, random_init=random_init)
     hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=None, detect=detect_gpu)
-    task = TaskFacts(method=rule_method, peft=adapter, dataset_size=dataset_size, seq_len=None)
+    # The variant the method word or the config's loss key names, before the rules run: SimPO's, ORPO's and
+    # KTO's own knobs (rules/methods.yaml PREF002-PREF006) are rules on task.variant.
+    named = (pins or {}).get("loss_type", cfg.values["loss_type"].value if cfg is not None and "loss_type" in cfg.values
+                             else None)
+    early = variant_of(book.variants, rule_method, named) or variant_of(book.variants, rule_method, given)
+    task = TaskFacts(method=rule_method, peft=adapter, dataset_size=dataset_size, seq_len=None, variant=early)
     job = JobFacts(model=facts, gpu=hw, task=task)
     rec = recommend_with_memory(book, job, dict(pins or {}), None)
     values = _Values(cfg, rec, dict(pins or {}))

@@ -235,7 +235,7 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
     findings = plan_findings(book, plan)
     notes = list(plan.notes)
     spec = registries.method(plan.method)
-    if spec is not None and spec.probe_note:
+    if spec is not None and spec.probe_note and spec.trl_trainer in result.trainer:  # not a variant's own trainer
         notes.insert(0, spec.probe_note)  # what of the method's step the probe runs (rules/registry/methods.yaml)
     if result.trainer:
         notes.insert(0, f"trained by {result.trainer}")

@@ -25,11 +25,12 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from advisor import registries
+from advisor.facts.task import variant_of
 from advisor.probe.data import _rows_jsonl
 from advisor.probe.measure import MemoryMeter, is_oom
 from advisor.probe.plan import ProbeInputError, ProbePlan, load_reward
@@ -45,59 +46,95 @@ OUTPUT_LAYER = "lm_head"  # the module name TRL's trainers refuse an adapter on 
 SAMPLES_KEPT = 64  # not-knowledge: completions kept for the report (distinct-n reads them all)
 
 
-def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
-    """(trainer class, config class, "trl.X version") for the plan's method, or None: the method has no TRL
-    trainer of a kind the probe drives, or the installed TRL lacks it (``trl``, then ``trl.experimental.<name>``)."""
+@dataclass(frozen=True)
+class TrlSpec:
+    """The TRL trainer that trains a plan: its variant's (rules/variants.yaml `trl`) where it has one, else its
+    method's (rules/registry/methods.yaml `trl`)."""
+
+    trainer: str
+    config: str
+    variant: str | None = None  # the variant whose own trainer this is; None: the method's trainer
+    loss_type: str | None = None  # the variant's loss in that trainer; None: TRL's default
+    settings: tuple[tuple[str, Any], ...] = ()  # config fields the variant fixes (SimPO: cpo_alpha 0)
+
+
+def trl_spec(plan: ProbePlan) -> TrlSpec | None:
+    """The plan's TRL trainer and config names, or None: its method names none."""
+    if plan.variant is not None:
+        from advisor.rulebook.load import load_rulebook
+
+        own = load_rulebook().variants.get(plan.variant, {}).get("trl")
+        if own:
+            return TrlSpec(trainer=own["trainer"], config=own["config"], variant=plan.variant,
+                           loss_type=own.get("loss_type"), settings=tuple((own.get("settings") or {}).items()))
     spec = registries.method(plan.method)
-    if spec is None or spec.trl_trainer not in (*PAIRED, *UNPAIRED, *ONLINE):
+    if spec is None or not spec.trl_trainer:
+        return None
+    return TrlSpec(trainer=spec.trl_trainer, config=spec.trl_config)
+
+
+def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
+    """(trainer class, config class, "trl.X version") for the plan, or None: no TRL trainer of a kind the probe
+    drives, or the installed TRL lacks it (``trl``, then ``trl.experimental.<name>``)."""
+    spec = trl_spec(plan)
+    if spec is None or spec.trainer not in (*PAIRED, *UNPAIRED, *ONLINE):
         return None
     import trl
 
     top = trl.__name__
-    for where in (top, f"{top}.experimental.{spec.trl_trainer.removesuffix('Trainer').lower()}"):
+    for where in (top, f"{top}.experimental.{spec.trainer.removesuffix('Trainer').lower()}"):
         if where != top and importlib.util.find_spec(where) is None:
             continue
         module = importlib.import_module(where)
-        trainer, config = getattr(module, spec.trl_trainer, None), getattr(module, spec.trl_config, None)
+        trainer, config = getattr(module, spec.trainer, None), getattr(module, spec.config, None)
         if trainer is not None and config is not None:
-            return trainer, config, f"{where}.{spec.trl_trainer} {trl.__version__}"
+            return trainer, config, f"{where}.{spec.trainer} {trl.__version__}"
     return None
 
 
 def missing_trainer_note(plan: ProbePlan) -> str | None:
     """Why a method whose registry entry names a TRL trainer is probed as its LM step (None: it is not)."""
-    spec = registries.method(plan.method)
-    if spec is None or not spec.trl_trainer or spec.trl_trainer == "SFTTrainer":
+    spec = trl_spec(plan)
+    if spec is None or spec.trainer == "SFTTrainer":
         return None
     import trl
 
-    return (f"TRL {trl.__version__} has no {spec.trl_trainer} (neither trl nor trl.experimental): {spec.name} is "
+    method = registries.method(plan.method)
+    whose = f"the variant {spec.variant}" if spec.variant or method is None else method.name
+    return (f"TRL {trl.__version__} has no {spec.trainer} (neither trl nor trl.experimental): {whose} is "
             "probed as the policy's language-modelling step")
 
 
 def loss_types(config_cls: Any) -> set[str]:
     """The loss types the installed TRL config documents (its loss_type field's help: "'sigmoid', 'ipo', ...")."""
     for f in fields(config_cls):
-        if f.name == "loss_type":
-            return set(re.findall(r"'([a-z][a-z0-9_]*)'", str(f.metadata.get("help", ""))))
+        if f.name == "loss_type":  # TRL's newer configs list them as the field's choices
+            named = set(re.findall(r"'([a-z][a-z0-9_]*)'", str(f.metadata.get("help", ""))))
+            return named | {str(c) for c in f.metadata.get("choices", ())}
     return set()
 
 
-def _loss_type(plan: ProbePlan, config_cls: Any, notes: list[str]) -> str | None:
-    """The config's loss type, else the variant's (rules/variants.yaml loss_types) that TRL has; None: TRL's default."""
+def _loss_type(plan: ProbePlan, spec: TrlSpec, config_cls: Any, notes: list[str]) -> str | None:
+    """The config's loss type, else the variant's (rules/variants.yaml loss_types) that TRL has; None: TRL's default.
+    A variant with its own trainer trains that trainer's loss for it: the config's loss key named the variant."""
+    if spec.variant is not None:
+        return spec.loss_type
     accepted = loss_types(config_cls)
     given = plan.settings.get("loss_type")
-    if given is not None:
-        value = str(given.value).lower()
-        if accepted and value not in accepted:
-            raise ProbeInputError(f"loss_type: {value!r} ({given.describe()}) is not a loss type of TRL's "
-                                  f"{config_cls.__name__}", hint=f"one of {', '.join(sorted(accepted))}")
-        return value
-    if plan.variant is None:
-        return None
     from advisor.rulebook.load import load_rulebook
 
-    names = [str(t).lower() for t in load_rulebook().variants.get(plan.variant, {}).get("loss_types", ())]
+    variants = load_rulebook().variants
+    if given is not None:
+        value = str(given.value).lower()
+        names_variant = plan.variant is not None and variant_of(variants, plan.method, value) == plan.variant
+        if accepted and value not in accepted and not names_variant:
+            raise ProbeInputError(f"loss_type: {value!r} ({given.describe()}) is not a loss type of TRL's "
+                                  f"{config_cls.__name__}", hint=f"one of {', '.join(sorted(accepted))}")
+        if not accepted or value in accepted:
+            return value  # else another trainer's name for the variant (open-instruct's dpo_norm): TRL's own below
+    if plan.variant is None:
+        return None
+    names = [str(t).lower() for t in variants.get(plan.variant, {}).get("loss_types", ())]
     for name in [plan.variant, *names]:
         if name in accepted:
             return name
@@ -217,7 +254,7 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _config(plan: ProbePlan, config_cls: Any, kind: str, device: str, prec: Any, out_dir: str,
+def _config(plan: ProbePlan, spec: TrlSpec, config_cls: Any, kind: str, device: str, prec: Any, out_dir: str,
             notes: list[str]) -> Any:
     names = {f.name for f in fields(config_cls)}
     kwargs: dict[str, Any] = {}
@@ -232,9 +269,11 @@ def _config(plan: ProbePlan, config_cls: Any, kind: str, device: str, prec: Any,
     elif kwargs.get("use_vllm") and device != "cuda":
         kwargs["use_vllm"] = False
         notes.append("the config asks for vLLM generation, which needs CUDA: HF generate ran on the CPU")
-    loss = _loss_type(plan, config_cls, notes)
-    if loss is not None:
+    kwargs.pop("loss_type", None)
+    loss = _loss_type(plan, spec, config_cls, notes)
+    if loss is not None and "loss_type" in names:
         kwargs["loss_type"] = loss
+    kwargs.update((k, v) for k, v in spec.settings if k in names)
     micro, accum = plan.micro_batch_size, plan.gradient_accumulation_steps
     if kind == "online":
         groups = int(kwargs.get("num_generations") or 0)
@@ -266,9 +305,9 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
     from advisor.probe.model import build_unwrapped, lora_config
 
     trainer_cls, config_cls, name = classes
-    spec = registries.method(plan.method)
+    spec = trl_spec(plan)
     assert spec is not None
-    kind = ("paired" if spec.trl_trainer in PAIRED else "unpaired" if spec.trl_trainer in UNPAIRED else "online")
+    kind = ("paired" if spec.trainer in PAIRED else "unpaired" if spec.trainer in UNPAIRED else "online")
     result.trainer = name
     started = time.perf_counter()
     built = build_unwrapped(plan, device)
@@ -279,7 +318,7 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
     notes: list[str] = []
     state = {"step": 0}
     with tempfile.TemporaryDirectory(prefix="advisor-probe-trl-") as out_dir:
-        args, micro, accum = _config(plan, config_cls, kind, device, built.precision, out_dir, notes)
+        args, micro, accum = _config(plan, spec, config_cls, kind, device, built.precision, out_dir, notes)
         result.micro_batch_size, result.gradient_accumulation_steps = micro, accum
         extra: dict[str, Any] = {}
         if kind == "online":
@@ -288,6 +327,10 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
             rewards = plan.reward or ", ".join(f.__name__ for f in BUILTIN_REWARDS) + " (built-in)"
             notes.append(f"rewards: {rewards}; completions sampled with "
                          + ("vLLM" if getattr(args, "use_vllm", False) else "HF generate"))
+        if spec.variant is not None:
+            notes.append(f"the variant {spec.variant} trains its own loss through TRL's {spec.trainer} "
+                         f"(rules/variants.yaml)" + (f", loss_type {spec.loss_type}" if spec.loss_type else "")
+                         + "".join(f", {k} {v}" for k, v in spec.settings))
         callback = _callback(_Steps(plan, result, meter, on_step, state))
         exclude = tuple(t for t in plan.lora_target_modules if t == OUTPUT_LAYER)
         if exclude and plan.peft != "full":
@@ -318,6 +361,9 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
             result.stop_reason = (f"out of memory in {name} at micro-batch {micro} (the micro-batch search runs on "
                                   "the LM-step probe only): give a smaller --micro-batch")
         finally:
+            if result.logs and not any("num_tokens" in row for row in result.logs):
+                result.data_notes.append(f"TRL's {spec.trainer} logs no token count (num_tokens): tokens/s is not "
+                                         "measured (0), the step time is")
             state_file = Path(out_dir) / "trainer_state.json"
             trainer.state.save_to_json(str(state_file))  # what a user's run writes, for `advisor diagnose`
             result.trainer_state = json.loads(state_file.read_text())
