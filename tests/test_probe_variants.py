@@ -131,3 +131,19 @@ def test_length_normalized_dpo_takes_trls_name_for_another_trainers_loss(book: R
     plan = plan_for(book, trl_tiny, method="dpo", peft="lora", pins={"loss_type": "no_such_loss"})
     with pytest.raises(ProbeInputError, match="not a loss type of TRL's DPOConfig"):
         _loss_type(plan, trl_spec(plan), DPOConfig, [])  # type: ignore[arg-type]
+
+
+def test_rloo_trains_rloo_trainers_leave_one_out_step(book: Rulebook, trl_tiny: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    plan = plan_for(book, trl_tiny, method="grpo", peft="lora", steps=2, micro_batch=4, learning_rate=None,
+                    pins={"warmup_ratio": 0.0, "num_generations": 4, "max_completion_length": 8, "loss_type": "rloo",
+                          "temperature": 1.0})
+    assert plan.variant == "rloo"
+    report = make_report(book, plan, run_probe(plan))
+    res = report.result
+    assert res.trainer.startswith("trl.RLOOTrainer 1.") and len(res.steps) == 2
+    for row in res.logs:  # RLOO's own telemetry: rewards per group, completions at the config's cap
+        assert {"reward", "reward_std", "completions/mean_length"} <= set(row)
+        assert row["completions/max_length"] <= 8
+    assert len(res.samples) == 2 * 4
