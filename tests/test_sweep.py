@@ -34,6 +34,20 @@ def _trials(storage: str, study: str) -> list[Any]:
     return list(optuna.load_study(study_name=study, storage=open_storage(storage, None)).get_trials(deepcopy=False))
 
 
+def _queued(storage: str) -> bool:
+    """Whether the study has a WAITING trial. SQLite is read through a read-only connection: opening it
+    with optuna would create its tables beside the sweep's own first run, which then fails on them."""
+    if not storage.startswith("sqlite:///"):
+        return any(t.state.name == "WAITING" for t in _trials(storage, "shared"))
+    import sqlite3
+
+    path = storage.removeprefix("sqlite:///")
+    if not Path(path).exists():
+        return False
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return bool(db.execute("SELECT count(*) FROM trials WHERE state = 'WAITING'").fetchone()[0])
+
+
 def _complete_lrs(trials: list[Any]) -> list[float]:
     from optuna.trial import TrialState
 
@@ -82,7 +96,7 @@ def test_two_workers_run_every_trial_exactly_once(backend: str, tmp_path: Path, 
     deadline = time.monotonic() + 120
     while True:  # the worker joins once the first process has queued the learning rates
         try:
-            if any(t.state.name == "WAITING" for t in _trials(storage, "shared")):
+            if _queued(storage):
                 break
         except Exception:  # the database or the study may not exist yet
             pass
