@@ -308,7 +308,12 @@ def headline(report: ProbeReport) -> list[str]:
                      f"steps; "
                      f"--steps {plan.warmup_steps} reaches the peak")
     if s["loss_first"] is not None:
-        lines.append(f"loss {_loss_change(s['loss_first'], s['loss_last'])}; grad norm median "
+        # An RL loss is the policy-gradient surrogate (zero-mean advantages): its change means nothing, and
+        # the loss signs skip such logs (rules/signals.yaml `when: log.reward missing`), so no fell / rose.
+        rl = any("reward" in row for row in res.logs)
+        loss = (f"{_fmt(s['loss_first'])} -> {_fmt(s['loss_last'])} (the policy-gradient surrogate, near zero by "
+                "construction: the RL signs judge this run)") if rl else _loss_change(s["loss_first"], s["loss_last"])
+        lines.append(f"loss {loss}; grad norm median "
                      f"{_fmt(s['median_grad_norm'])}, clipped in {_share(s['clip_rate'], s['steps_run'])}")
     lines += method_lines(report)
     ev0, ev1 = res.eval_start, res.eval_end
