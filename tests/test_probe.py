@@ -305,12 +305,15 @@ def test_grpo_qlora_trains_real_rl_steps_through_trl(book: Rulebook, trl_tiny: P
     lines = headline(report)
     assert any(line.startswith("RL: reward mean ") and "zero-variance groups" in line for line in lines)
     assert any(line.startswith("completions: mean length ") and "distinct-2" in line for line in lines)
+    assert any(line.startswith("loss ") and "surrogate" in line and "fell" not in line and "rose" not in line
+               for line in lines)  # GRPO's loss is not a learning curve
     assert any("rewards: target_token_reward, length_reward, format_reward (built-in)" in n for n in res.data_notes)
     clipped = sum(row["completions/clipped_ratio"] for row in res.logs) / len(res.logs)
     assert ("SIG019" in {s.code for s in report.signs}) == (clipped > 0.5)  # completions at the cap
     judged = {u.code for u in report.not_judged}
     assert {"SIG017", "SIG018"}.isdisjoint(judged)  # entropy and KL: judged over 4 steps
     assert {"SIG001", "SIG006", "SIG010"}.isdisjoint(judged | {s.code for s in report.signs})  # not GRPO's loss
+    assert {"SIG004", "SIG007"}.isdisjoint(judged)  # RAFT's cycle signs: nothing a GRPO log lacks
     errors = [s for s in [*report.signs, *report.findings] if s.severity == "error"]
     assert report.verdict == ("fail" if errors else "pass")
     assert verdict_lines(report)[-1].startswith(f"verdict: {report.verdict.upper()}")
