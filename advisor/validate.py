@@ -183,12 +183,11 @@ def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any],
 
 
 def _read_as_findings(book: Rulebook, cfg: TrainingConfig) -> list[Finding]:
-    """One VCF003 finding per value the reader took as the trainer does (rules/config.yaml)."""
-    rule = book.rules.get("check-config-read-as")
-    if rule is None:
-        return []
+    """One finding per value the reader took as the trainer does, under the check the reader names
+    (rules/config.yaml: VCF003, or VCF004 for a key given twice with different values)."""
     return [Finding(code=rule.code, rule=rule.id, severity=rule.severity, parameter=rule.parameter, key=r.key,
-                    line=r.line, message=r.message, expected=rule.expected) for r in cfg.read_as]
+                    line=r.line, message=r.message, expected=rule.expected)
+            for r in cfg.read_as if (rule := book.rules.get(r.rule)) is not None]
 
 
 def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, selection: Selection) -> FileReport:

@@ -28,7 +28,8 @@ def _cases() -> list[Any]:
 def run_case(case: dict[str, Any], book: Rulebook, tmp_path: Path) -> list[str]:
     args = dict(case.get("args", {}))
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(case["config"], sort_keys=False))
+    # `text`: the file as written, for what a mapping cannot hold (a key given twice)
+    path.write_text(case["text"] if "text" in case else yaml.safe_dump(case["config"], sort_keys=False))
     gpu = resolve_gpu(book, name=args.pop("gpu", None), memory_gb=None, count=args.pop("gpus", None), detect=False)
     if "launch" in case:  # an accelerate launch config beside the training config (--launch-config)
         from advisor.configs.sharding import read_launch_config

@@ -181,8 +181,14 @@ def test_duplicate_keys_same_value_is_a_warning_naming_both_lines_different_valu
     assert dup and "lines 2 and 4" in dup[0].message and dup[0].line == 4
     other = tmp_path / "other.yaml"
     other.write_text("base_model: meta-llama/Llama-3.1-8B\nlearning_rate: 2.0e-5\nlearning_rate: 3.0e-5\n")
-    error = _report(other, book).error
-    assert error is not None and "lines 2 and 3" in error and "2e-05" in error and "3e-05" in error
+    report = _report(other, book)
+    assert report.error is None  # the trainer runs it: a finding, not a refusal
+    assert report.config is not None and report.config.values["learning_rate"].value == 3e-5  # the last, as yaml keeps
+    assert report.config.values["learning_rate"].line == 3
+    (dup,) = [f for f in report.findings if f.code == "VCF004"]
+    assert dup.severity == "error" and dup.line == 3
+    assert "line 2" in dup.message and "line 3" in dup.message and "2e-05" in dup.message and "3e-05" in dup.message
+    assert "VCF003" not in {f.code for f in report.findings}
 
 
 def test_open_instruct_use_qlora_is_qlora(book: Rulebook, tmp_path: Path) -> None:

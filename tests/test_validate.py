@@ -123,7 +123,6 @@ def test_recommend_yaml_validates_clean_for_every_registry_model(book: Rulebook,
          "unknown key 'training.learnin_rate'"),
         ("binary.yaml", b"\x00\x01\x02binary", "binary file"),
         ("latin1.yaml", "learning_rate: caf\u00e9".encode("latin-1"), "not UTF-8"),
-        ("dupe.yaml", b"learning_rate: 1.0e-4\nlearning_rate: 2.0e-4\n", "duplicate key 'learning_rate'"),
         ("negative.yaml", b"use_peft: true\nlora_r: -4\n", "key 'lora_r': -4 is below the smallest meaningful value 1"),
     ],
 )

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from advisor.errors import AdvisorError
-from advisor.safeio import clip, clip_path, compose_yaml, construct, load_json, read_text
+from advisor.safeio import clip_path, compose_yaml, construct, load_json, read_text
 
 MAX_CONFIG_BYTES = 5_000_000  # not-knowledge: a training config is kilobytes; larger is a mistake
 
@@ -20,6 +20,19 @@ class ConfigError(AdvisorError):
     """A config file that cannot be read as a training config."""
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """A key given twice in one mapping. The value kept is the last, as yaml.safe_load (which Axolotl, TRL's
+    HfArgumentParser and open-instruct read configs with) keeps it; ``earlier`` is the value it replaced."""
+
+    key: str
+    first: int
+    again: int
+    differs: bool = False
+    earlier: Any = None
+    value: Any = None
+
+
 @dataclass
 class Document:
     path: Path
@@ -27,7 +40,7 @@ class Document:
     data: dict[str, Any]
     lines: dict[KeyPath, int] = field(default_factory=dict)  # key path -> 1-based line of its value
     syntax: str = "yaml"  # yaml | json
-    duplicates: list[tuple[str, int, int]] = field(default_factory=list)  # key, first line, repeated line
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     def line_of(self, path: KeyPath) -> int | None:
         return self.lines.get(path)
@@ -41,9 +54,9 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any, at: list[yaml.Node],
-          dups: list[tuple[str, int, int]]) -> Any:
-    """The node's value, recording the line of every key path and every key given twice with the same
-    value. ``at`` holds the node being built, for the error line when a tagged value cannot be constructed."""
+          dups: list[Duplicate]) -> Any:
+    """The node's value, recording the line of every key path and every key given twice. ``at`` holds the
+    node being built, for the error line when a tagged value cannot be constructed."""
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -57,11 +70,12 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
             if key in out:
                 first = lines.get(child, line)
                 dotted = ".".join(map(str, child))
-                if out[key] != value:  # the same value twice is harmless; two values are a mistake
-                    raise ConfigError(f"lines {first} and {line}: duplicate key {clip(dotted)} with different values "
-                                      f"({clip(out[key])} and {clip(value)})", hint="keep one of them")
-                dups.append((dotted, first, line))
-                continue
+                if out[key] == value:  # the same value twice is harmless: keep the first line
+                    dups.append(Duplicate(dotted, first, line))
+                    continue
+                # Two values are a mistake, but the trainer still runs: it keeps the last, and so does advisor
+                # (validate's VCF004 error names both lines).
+                dups.append(Duplicate(dotted, first, line, differs=True, earlier=out[key], value=value))
             lines[child] = line
             out[key] = value
         return out
@@ -84,7 +98,7 @@ def read_document(path: Path) -> Document:
         raise ConfigError(f"{clip_path(path)}: empty file")
     syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "yaml"
     lines: dict[KeyPath, int] = {}
-    dups: list[tuple[str, int, int]] = []
+    dups: list[Duplicate] = []
     where = clip_path(path)
     try:
         loader, node = compose_yaml(text, _Loader, where, ConfigError)

@@ -35,6 +35,7 @@ class ReadAs:
     key: str
     line: int | None
     message: str
+    rule: str = "check-config-read-as"  # the check that reports it (rules/config.yaml)
 
 
 @dataclass

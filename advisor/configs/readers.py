@@ -356,8 +356,15 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[Tra
     fmt = fmt or detect_format(doc.data)
     cfg = TrainingConfig(path=path, format=fmt)
     READERS[fmt](doc, book, cfg, formats()[fmt])
-    cfg.read_as.extend(ReadAs(key, again, f"key '{key}' is given twice with the same value (lines {first} and "
-                                          f"{again}): the trainer reads one") for key, first, again in doc.duplicates)
+    for dup in doc.duplicates:
+        if dup.differs:
+            cfg.read_as.append(ReadAs(dup.key, dup.again, f"key '{dup.key}' is given twice with different values: "
+                                      f"{clip(dup.earlier)} (line {dup.first}) and {clip(dup.value)} (line {dup.again}); "
+                                      f"the trainer's YAML loader keeps the last, {clip(dup.value)}",
+                                      rule="check-config-duplicate-differs"))
+        else:
+            cfg.read_as.append(ReadAs(dup.key, dup.again, f"key '{dup.key}' is given twice with the same value (lines "
+                                      f"{dup.first} and {dup.again}): the trainer reads one"))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",
