@@ -47,7 +47,8 @@ def native_config(book: Rulebook, mid: str) -> dict[str, Any]:
     return out
 
 
-def built_count(model_type: str, cfg: dict[str, Any]) -> int:
+def built(model_type: str, cfg: dict[str, Any]) -> tuple[Any, int]:
+    """The model on the meta device (None for a bare text tower) and its parameter count."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
@@ -60,8 +61,8 @@ def built_count(model_type: str, cfg: dict[str, Any]) -> int:
         except ValueError:  # a text tower with no causal-LM class of its own (glm4v_text): add the head
             model = AutoModel.from_config(conf)
             head = 0 if cfg.get("tie_word_embeddings") else cfg["vocab_size"] * cfg["hidden_size"]
-            return sum(p.numel() for p in model.parameters()) + head
-    return sum(p.numel() for p in model.parameters())
+            return None, sum(p.numel() for p in model.parameters()) + head
+    return model, sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("mid", MODELS)
@@ -69,12 +70,20 @@ def test_count_equals_the_model_built_from_its_own_config_keys(book: Rulebook, m
     pytest.importorskip("transformers")
     cfg = native_config(book, mid)
     model_type = cfg.pop("model_type")
-    built = built_count(model_type, cfg)
+    model, n = built(model_type, cfg)
     facts = facts_from_config({"model_type": model_type, **cfg}, book, name=mid, source="file")
     assert facts.family == registry_model(book, mid).family != "unknown"
-    assert round(built / 1e9, 3) == facts.params_b == registry_model(book, mid).params_b
-    # the memory model's module shapes give the same total
-    assert count(knowledge(book), facts).total == built
+    assert round(n / 1e9, 3) == facts.params_b == registry_model(book, mid).params_b
+    # the memory model's module shapes give the same total, and peft the same LoRA parameters
+    targets = [*facts.attention_modules, *facts.mlp_modules]
+    c = count(knowledge(book), facts, targets, 8)
+    assert c.total == n
+    if model is not None:
+        from peft import LoraConfig, get_peft_model
+
+        reachable = [t for t in targets if t not in c.unmatched_targets]  # fused 3-D experts take none
+        lora = get_peft_model(model, LoraConfig(r=8, target_modules=reachable))
+        assert c.lora == sum(p.numel() for p in lora.parameters() if p.requires_grad)
 
 
 def test_native_keys_are_read_not_required_in_the_standard_spelling(book: Rulebook) -> None:
