@@ -16,7 +16,7 @@ from advisor.rulebook.load import Rulebook
 
 # One registry entry per family of the uniform section, and the text towers of known families.
 MODELS = ["dbrx", "gpt-j-6b", "mpt-7b", "minimax-m2", "seed-oss-36b", "command-r7b", "apertus-8b", "afm-4.5b",
-          "nemotron-mini-4b", "olmo-3-7b", "ministral-3-3b", "glm-4.6v-flash", "llava-1.5-7b", "internvl3.5-8b"]
+          "nemotron-mini-4b", "olmo-3-7b", "gpt2", "cerebras-gpt-1.3b", "ministral-3-3b", "glm-4.6v-flash", "llava-1.5-7b", "internvl3.5-8b", "paddleocr-vl", "orpheus-3b-0.1"]
 
 
 def native_config(book: Rulebook, mid: str) -> dict[str, Any]:
@@ -105,3 +105,13 @@ def test_a_text_tower_says_the_encoder_is_not_counted(book: Rulebook) -> None:
     assert "text tower of a mistral3 model" in facts.describe_source() and "not counted" in facts.describe_source()
     assert "text tower of a mistral3 model" in registry_model(book, "ministral-3-3b").describe_source()
     assert "text tower" not in registry_model(book, "dbrx").describe_source()
+
+
+@pytest.mark.parametrize(("mid", "wrapper", "text_type"), [("paddleocr-vl", "paddleocr_vl", "paddleocr_vl_text"),
+                                                          ("glm-4.6v-flash", "glm4v", "glm4v_text")])
+def test_a_wrapper_config_counts_its_text_tower_as_the_registry_does(book: Rulebook, mid: str, wrapper: str,
+                                                                     text_type: str) -> None:
+    text = {**native_config(book, mid), "model_type": text_type}
+    facts = facts_from_config({"model_type": wrapper, "text_config": text}, book, name=mid, source="file")
+    assert (facts.family, facts.params_b) == (registry_model(book, mid).family, registry_model(book, mid).params_b)
+    assert f"text tower of a {wrapper} model" in facts.describe_source()

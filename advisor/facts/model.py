@@ -224,6 +224,8 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
     tied = bool(cfg.get("tie_word_embeddings", fam.get("tie_word_embeddings_default", False)))
     head = (0 if tied else vocab * h) + (vocab if fam.get("lm_head_bias") else 0)
     outer = embed + head + norm
+    if fam.get("learned_positions"):  # GPT-2's wpe
+        outer += _int(cfg, "max_position_embeddings", origin) * h
     dense_layers = layers - moe_layers
     total = outer + layers * (attn + norms) + moe_layers * ffn_total + dense_layers * dense_ffn
     active = outer + layers * (attn + norms) + moe_layers * ffn_active + dense_layers * dense_ffn
