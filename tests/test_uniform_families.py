@@ -17,7 +17,8 @@ from advisor.rulebook.load import Rulebook
 # One registry entry per family of the uniform section, and the text towers of known families.
 MODELS = ["dbrx", "gpt-j-6b", "mpt-7b", "minimax-m2", "seed-oss-36b", "command-r7b", "apertus-8b", "afm-4.5b",
           "nemotron-mini-4b", "olmo-3-7b", "gpt2", "cerebras-gpt-1.3b", "orpheus-3b-0.1",
-          "ministral-3-3b", "glm-4.6v-flash", "llava-1.5-7b", "internvl3.5-8b", "paddleocr-vl"]
+          "ministral-3-3b", "glm-4.6v-flash", "llava-1.5-7b", "internvl3.5-8b", "paddleocr-vl",
+          "pixtral-12b", "voxtral-mini-3b", "smolvlm2-2.2b", "xgen-7b-8k"]
 
 
 def native_config(book: Rulebook, mid: str) -> dict[str, Any]:
