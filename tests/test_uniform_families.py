@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from advisor.facts.model import facts_from_config, registry_model
+from advisor.facts.model import count_parameters, facts_from_config, registry_model
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
 from advisor.rulebook.load import Rulebook
@@ -117,3 +117,28 @@ def test_a_wrapper_config_counts_its_text_tower_as_the_registry_does(book: Ruleb
     facts = facts_from_config({"model_type": wrapper, "text_config": text}, book, name=mid, source="file")
     assert (facts.family, facts.params_b) == (registry_model(book, mid).family, registry_model(book, mid).params_b)
     assert f"text tower of a {wrapper} model" in facts.describe_source()
+
+
+# Families no registry entry uses yet: a small config.json of each, built and counted the same way.
+SMALL = {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,
+         "intermediate_size": 384, "vocab_size": 1000, "max_position_embeddings": 512, "tie_word_embeddings": True}
+
+
+@pytest.mark.parametrize(("model_type", "extra"), [
+    ("granite", {}), ("granitemoe", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+    ("hunyuan_v1_dense", {"head_dim": 32}), ("cohere", {}), ("ernie4_5", {"head_dim": 32}),
+])
+def test_a_family_without_a_registry_entry_counts_its_config(book: Rulebook, model_type: str,
+                                                             extra: dict[str, Any]) -> None:
+    pytest.importorskip("transformers")
+    cfg = {**SMALL, **extra}
+    model, n = built(model_type, cfg)
+    facts = facts_from_config({"model_type": model_type, **cfg}, book, name=model_type, source="file")
+    c = count(knowledge(book), facts, [*facts.attention_modules, *facts.mlp_modules], 8)
+    assert facts.family != "unknown"
+    assert count_parameters({"model_type": model_type, **cfg}, book.families[facts.family], model_type)[0] == n == c.total
+    from peft import LoraConfig, get_peft_model
+
+    reachable = [t for t in [*facts.attention_modules, *facts.mlp_modules] if t not in c.unmatched_targets]
+    lora = get_peft_model(model, LoraConfig(r=8, target_modules=reachable))
+    assert c.lora == sum(p.numel() for p in lora.parameters() if p.requires_grad)
