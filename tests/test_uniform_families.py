@@ -142,3 +142,11 @@ def test_a_family_without_a_registry_entry_counts_its_config(book: Rulebook, mod
     reachable = [t for t in [*facts.attention_modules, *facts.mlp_modules] if t not in c.unmatched_targets]
     lora = get_peft_model(model, LoraConfig(r=8, target_modules=reachable))
     assert c.lora == sum(p.numel() for p in lora.parameters() if p.requires_grad)
+
+
+def test_every_text_tower_names_a_real_multimodal_model_type(book: Rulebook) -> None:
+    transformers = pytest.importorskip("transformers")
+    wrappers = {e["text_of"] for e in book.models.values() if "text_of" in e}
+    assert wrappers and wrappers <= set(transformers.models.auto.configuration_auto.CONFIG_MAPPING)
+    for wrapper in wrappers:  # each is a wrapper whose config nests the language model in text_config
+        assert "text_config" in transformers.AutoConfig.for_model(wrapper).to_dict(), wrapper
