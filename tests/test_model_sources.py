@@ -144,6 +144,9 @@ def test_counts_agree_with_transformers_for_every_family(book: Rulebook) -> None
         entry = book.models[mid]
         cfg = {k: v for k, v in entry.items() if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id")}
         model_type = cfg.pop("model_type")
+        if book.families[registry_model(book, mid).family].get("config_keys"):
+            continue  # its config.json keys differ: tests/test_uniform_families.py builds it from them
+        cfg.pop("text_of", None)
         if model_type not in transformers.models.auto.configuration_auto.CONFIG_MAPPING:
             continue  # remote code (Qwen v1)
         conf = transformers.AutoConfig.for_model(model_type, **cfg)

@@ -120,9 +120,37 @@ def _optional(cfg: dict[str, Any], *keys: str, origin: str) -> int:
     return 0
 
 
+def _at(cfg: dict[str, Any], path: str) -> Any:
+    """config.json's value at a dotted path (DBRX's attn_config.kv_n_heads), None where absent."""
+    value: Any = cfg
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def canonical_config(cfg: dict[str, Any], family: dict[str, Any] | None, origin: str) -> dict[str, Any]:
+    """``cfg`` with the standard key names filled in from the ones the family's config.json uses
+    (GPT-J's n_embd, MPT's d_model, DBRX's attn_config.kv_n_heads: the family's ``config_keys``),
+    then from the products its ``derived_keys`` name (MPT's intermediate_size = expansion_ratio x
+    d_model). A key config.json itself sets is kept."""
+    fam = family or {}
+    out = dict(cfg)
+    for key, paths in fam.get("config_keys", {}).items():
+        if out.get(key) is None:
+            out[key] = next((v for v in (_at(cfg, p) for p in paths) if v is not None), None)
+    for key, factors in fam.get("derived_keys", {}).items():
+        if out.get(key) is None:
+            value = 1
+            for factor in factors:
+                value *= factor if isinstance(factor, int) else _int(out, factor, origin)
+            out[key] = value
+    return out
+
+
 def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin: str) -> tuple[int, int]:
     """(total, active per token) parameters of a decoder-only transformer described by ``cfg``."""
     fam = family or {}
+    cfg = canonical_config(cfg, family, origin)
     h = _int(cfg, "hidden_size", origin)
     layers = _int(cfg, "num_hidden_layers", origin)
     heads = _int(cfg, "num_attention_heads", origin)
@@ -190,11 +218,14 @@ def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
         norms += 2 * d
     elif qk == "full":
         norms += (heads + kv) * d
+    norms += int(fam.get("activation_params", 0))  # Apertus' xIELU: alpha_p and alpha_n per layer
 
     embed = vocab * h
     tied = bool(cfg.get("tie_word_embeddings", fam.get("tie_word_embeddings_default", False)))
     head = (0 if tied else vocab * h) + (vocab if fam.get("lm_head_bias") else 0)
     outer = embed + head + norm
+    if fam.get("learned_positions"):  # GPT-2's wpe
+        outer += _int(cfg, "max_position_embeddings", origin) * h
     dense_layers = layers - moe_layers
     total = outer + layers * (attn + norms) + moe_layers * ffn_total + dense_layers * dense_ffn
     active = outer + layers * (attn + norms) + moe_layers * ffn_active + dense_layers * dense_ffn
@@ -206,12 +237,17 @@ def facts_from_config(
     detail: str = "", revision: str | None = None,
 ) -> ModelFacts:
     origin = detail or source
+    wrapper = cfg.get("text_of")  # a registry entry of a multimodal model's text tower
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM in text_config
+        wrapper = cfg.get("model_type")
         cfg = {**cfg["text_config"], "tie_word_embeddings": cfg.get("tie_word_embeddings",
                                                                     cfg["text_config"].get("tie_word_embeddings"))}
+    if wrapper:
+        detail = f"{detail}; the text tower of a {wrapper} model (its vision or audio encoder is not counted)"
     model_type = str(cfg.get("model_type") or "unknown")
     family = _family_for(book, model_type)
     total, active = count_parameters(cfg, family, origin)
+    cfg = canonical_config(cfg, family, origin)
     heads = _int(cfg, "num_attention_heads", origin)
     h = _int(cfg, "hidden_size", origin)
     experts = _optional(cfg, "num_local_experts", "num_experts", origin=origin)
