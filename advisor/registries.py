@@ -45,6 +45,8 @@ class Method:
     probe_note: str = ""
     trl_trainer: str = ""
     trl_config: str = ""
+    trl_model: str = ""  # the transformers auto class the trainer takes; "": AutoModelForCausalLM
+    head: str = ""  # "score": a reward model's scalar head in place of lm_head; "": the language-modelling head
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ def _method(raw: dict[str, Any]) -> Method:
     plain = {k: v for k, v in raw.items() if k not in ("trl", "facts", "aliases")}
     return Method(**plain, facts=tuple(raw.get("facts", ())), aliases=tuple(aliases.get("names", ())),
                   aliases_called=aliases.get("called", ""), aliases_train_on=aliases.get("train_on", ""),
-                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""))
+                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""), trl_model=trl.get("model", ""))
 
 
 def _writer(raw: dict[str, Any] | None) -> Writer | None:
