@@ -75,6 +75,16 @@ class Inference:
     keys: tuple[str, ...] = ()
     loss_types: tuple[str, ...] = ()
     variant: str | None = None  # the loss variant these keys mean (KTOConfig's desirable_weight: kto)
+    every: tuple[str, str, tuple[str, ...]] | None = None  # (list key, item key, values): every item matches
+
+    def matches_items(self, data: Mapping[str, Any]) -> bool:
+        """Every item of the file's ``every`` list has its key among the values (False: no such list)."""
+        if self.every is None:
+            return False
+        key, field_, values = self.every
+        items = data.get(key)
+        return (isinstance(items, list) and bool(items)
+                and all(isinstance(i, Mapping) and str(i.get(field_, "")).lower() in values for i in items))
 
 
 @dataclass(frozen=True)
@@ -306,7 +316,9 @@ def _format(raw: dict[str, Any]) -> Format:
     method = None if mapping is None else MethodMapping(
         default=mapping["default"], key=mapping.get("key"), aliases=dict(mapping.get("aliases", {})),
         from_loss={m: tuple(v) for m, v in mapping.get("from_loss", {}).items()},
-        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"))
+        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"),
+                              None if "every" not in i else
+                              (i["every"]["list"], i["every"]["key"], tuple(i["every"]["values"])))
                     for i in mapping.get("infer", ())))
     return Format(id=raw["id"], name=raw["name"], summary=raw["summary"], lists=raw["lists"],
                   files=tuple(raw["files"]), trainer_keys=raw.get("trainer_keys"),
