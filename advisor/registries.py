@@ -76,9 +76,13 @@ class Inference:
     loss_types: tuple[str, ...] = ()
     variant: str | None = None  # the loss variant these keys mean (KTOConfig's desirable_weight: kto)
     every: tuple[str, str, tuple[str, ...]] | None = None  # (list key, item key, values): every item matches
+    equals: Mapping[str, Any] = field(default_factory=dict)  # the file sets each key to its value
 
     def matches_items(self, data: Mapping[str, Any]) -> bool:
-        """Every item of the file's ``every`` list has its key among the values (False: no such list)."""
+        """Every item of the file's ``every`` list has its key among the values, or the file sets every key of
+        ``equals`` to its value (False: neither is given)."""
+        if self.equals:
+            return all(k in data and data[k] == v for k, v in self.equals.items())
         if self.every is None:
             return False
         key, field_, values = self.every
@@ -122,6 +126,10 @@ class Placeholder:
     key: str
     value: Any
     why: str
+    methods: tuple[str, ...] = ()  # only for these methods; (): every method
+
+    def applies(self, method: str) -> bool:
+        return not self.methods or method in self.methods
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class Writer:
     method_key: str | None = None
     method_omit: tuple[str, ...] = ()
     method_values: Mapping[str, str] = field(default_factory=dict)
+    method_flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # method -> keys naming it instead
     fixed: Mapping[str, Any] = field(default_factory=dict)
     translate: tuple[Translation, ...] = ()
     placeholders: tuple[Placeholder, ...] = ()
@@ -304,10 +313,12 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
     return Writer(
         fields=raw["fields"], model=raw["model"], peft_key=peft["key"], peft_values=dict(peft["values"]),
         method_key=method.get("key"), method_omit=tuple(method.get("omit", ())),
-        method_values=dict(method.get("values", {})), fixed=dict(raw.get("fixed", {})),
+        method_values=dict(method.get("values", {})), method_flags=dict(method.get("flags", {})),
+        fixed=dict(raw.get("fixed", {})),
         translate=tuple(Translation(t["parameter"], t["key"], t.get("equals"), t.get("value"),
                                     "equals" in t, "value" in t, t.get("why", "")) for t in raw.get("translate", ())),
-        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"]) for p in raw.get("placeholders", ())),
+        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"], tuple(p.get("methods", ())))
+                           for p in raw.get("placeholders", ())),
         unsupported=dict(raw.get("unsupported", {})))
 
 
@@ -318,7 +329,8 @@ def _format(raw: dict[str, Any]) -> Format:
         from_loss={m: tuple(v) for m, v in mapping.get("from_loss", {}).items()},
         infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"),
                               None if "every" not in i else
-                              (i["every"]["list"], i["every"]["key"], tuple(i["every"]["values"])))
+                              (i["every"]["list"], i["every"]["key"], tuple(i["every"]["values"])),
+                              dict(i.get("equals", {})))
                     for i in mapping.get("infer", ())))
     return Format(id=raw["id"], name=raw["name"], summary=raw["summary"], lists=raw["lists"],
                   files=tuple(raw["files"]), trainer_keys=raw.get("trainer_keys"),

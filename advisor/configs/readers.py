@@ -300,7 +300,8 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
             break
     naming = _naming(fmt)
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
-    guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types), None)
+    guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types
+                  or i.matches_items(d)), None)
     cfg.method = ConfigValue(guess.method if guess else naming.default, "(inferred from the keys)", None)
     named = next((k for k in guess.keys if k in d), None) if guess is not None else None
     if guess is not None and guess.variant is not None and named is not None:  # matched by its loss: already read
