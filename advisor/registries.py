@@ -46,6 +46,8 @@ class Method:
     trl_trainer: str = ""
     trl_config: str = ""
     trl_model: str = ""  # the transformers auto class the trainer takes; "": AutoModelForCausalLM
+    trl_model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # what that class is built with
+    peft_task: str = "CAUSAL_LM"  # peft's task_type for the method's adapter
     head: str = ""  # "score": a reward model's scalar head in place of lm_head; "": the language-modelling head
 
 
@@ -303,7 +305,8 @@ def _method(raw: dict[str, Any]) -> Method:
     plain = {k: v for k, v in raw.items() if k not in ("trl", "facts", "aliases")}
     return Method(**plain, facts=tuple(raw.get("facts", ())), aliases=tuple(aliases.get("names", ())),
                   aliases_called=aliases.get("called", ""), aliases_train_on=aliases.get("train_on", ""),
-                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""), trl_model=trl.get("model", ""))
+                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""), trl_model=trl.get("model", ""),
+                  trl_model_kwargs=dict(trl.get("model_kwargs", {})), peft_task=trl.get("peft_task", "CAUSAL_LM"))
 
 
 def _writer(raw: dict[str, Any] | None) -> Writer | None:
