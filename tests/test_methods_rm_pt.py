@@ -59,6 +59,18 @@ def test_a_reference_free_variant_saves_exactly_the_frozen_copy(book: Rulebook) 
     assert dpo.allocated_gb - simpo.allocated_gb == pytest.approx(item(dpo, REFERENCE), rel=1e-9)
 
 
+def test_cli_memory_takes_the_variant() -> None:
+    def reference(*variant: str) -> list[str]:
+        out = run_cli("memory", "--model", "llama-3.2-1b", "--method", "dpo", "--peft", "full", "--gpu", "h100",
+                      *variant, "--format", "json")
+        assert out.returncode == 0, out.stderr
+        return [i["name"] for i in json.loads(out.stdout)["items"] if i["name"] == REFERENCE]
+
+    assert reference() == [REFERENCE] and reference("--variant", "simpo") == []
+    out = run_cli("memory", "--model", "llama-8b", "--method", "rm", "--variant", "simpo")
+    assert out.returncode == 2 and "simpo is a variant of dpo, not of rm" in out.stderr
+
+
 def test_the_probe_plans_job_carries_its_variant(book: Rulebook, trl_tiny: Path) -> None:
     plan = plan_for(book, trl_tiny, method="simpo", peft="full", steps=3)
     assert plan.job().task.variant == "simpo"

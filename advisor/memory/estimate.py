@@ -552,7 +552,8 @@ class _Builder:
                      f"{k[logit_id]:g} B",
                      (logit_id,), "train")
             self.add("lm_head 16-bit copy (saved for backward)", head_copy,
-                     f"{_b(self.outputs * h)} params x {e:g} B: the fp32 output layer cast under autocast",
+                     f"{_b(self.outputs * h)} params x {e:g} B: the fp32 {'score head' if s.score_head else 'lm_head'} "
+                     "cast under autocast",
                      ("kbit-upcast-bytes", "bytes-16bit"), "train")
         transient = 0.0
         if s.quantization != "none" and s.peft != "full" and layer_at_peak:
