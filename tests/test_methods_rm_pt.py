@@ -110,6 +110,13 @@ def test_continued_pretraining_is_one_sequence_like_sft(book: Rulebook) -> None:
     assert [(i.name, i.gb) for i in pt.items] == [(i.name, i.gb) for i in sft.items]
 
 
+def test_lora_continued_pretraining_says_its_full_trained_embeddings_are_not_counted(book: Rulebook) -> None:
+    est = peak(book, "llama-3.1-8b", "pt", "lora")
+    assert est.setup.modules_to_save == ("embed_tokens", "lm_head")
+    assert any("lora_modules_to_save embed_tokens, lm_head" in n and "1.05B params" in n for n in est.notes)
+    assert not any("lora_modules_to_save" in n for n in peak(book, "llama-3.1-8b", "sft", "lora").notes)
+
+
 def test_cli_memory_for_rm_and_pt() -> None:
     peaks = {}
     for method in ("rm", "pt", "sft"):

@@ -65,6 +65,7 @@ class Setup:
     offload: tuple[str, ...] = ()  # what CPU offload moves to CPU RAM (optimizer, parameters)
     world_size: int = 1  # data-parallel GPUs (gpu.count)
     variant: str | None = None  # the method's loss variant (rules/variants.yaml); None: the method's own
+    modules_to_save: tuple[str, ...] = ()  # modules trained in full beside the adapters (lora_modules_to_save)
     reference_free: bool = False  # the variant needs no reference model though its method does (SimPO, ORPO)
 
     @property
@@ -191,6 +192,7 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         vllm_mode_given=params.get("vllm_mode") is not None,
         accumulation=int(_get(params, "gradient_accumulation_steps", 1)),
         variant=variant, reference_free=reference_free,
+        modules_to_save=tuple(str(m) for m in (_get(params, "lora_modules_to_save", ()) or ())) if adapter else (),
     )
 
 
@@ -445,6 +447,13 @@ class _Builder:
 
     def _adapters(self) -> None:
         k, c, s = self.k, self.c, self.s
+        full = {"embed_tokens": c.embed, "lm_head": c.head}  # transformers' Llama-style names (rules/lora.yaml LORA009)
+        saved = [m for m in s.modules_to_save if full.get(m)]
+        if saved:
+            # Not yet modelled: peft's trainable copies of these modules, their gradients and optimizer states
+            self.notes.append(f"lora_modules_to_save {', '.join(saved)} train in full beside the adapters "
+                              f"({_b(sum(full[m] for m in saved))} params): their copies, gradients and optimizer "
+                              "states are not counted here; plan memory for them")
         if not c.lora:
             if s.lora_targets:
                 self.notes.append(f"no LoRA target matches a linear module: {', '.join(s.lora_targets)}")
