@@ -45,6 +45,10 @@ class Method:
     probe_note: str = ""
     trl_trainer: str = ""
     trl_config: str = ""
+    trl_model: str = ""  # the transformers auto class the trainer takes; "": AutoModelForCausalLM
+    trl_model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # what that class is built with
+    peft_task: str = "CAUSAL_LM"  # peft's task_type for the method's adapter
+    head: str = ""  # "score": a reward model's scalar head in place of lm_head; "": the language-modelling head
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,20 @@ class Inference:
     keys: tuple[str, ...] = ()
     loss_types: tuple[str, ...] = ()
     variant: str | None = None  # the loss variant these keys mean (KTOConfig's desirable_weight: kto)
+    every: tuple[str, str, tuple[str, ...]] | None = None  # (list key, item key, values): every item matches
+    equals: Mapping[str, Any] = field(default_factory=dict)  # the file sets each key to its value
+
+    def matches_items(self, data: Mapping[str, Any]) -> bool:
+        """Every item of the file's ``every`` list has its key among the values, or the file sets every key of
+        ``equals`` to its value (False: neither is given)."""
+        if self.equals:
+            return all(k in data and data[k] == v for k, v in self.equals.items())
+        if self.every is None:
+            return False
+        key, field_, values = self.every
+        items = data.get(key)
+        return (isinstance(items, list) and bool(items)
+                and all(isinstance(i, Mapping) and str(i.get(field_, "")).lower() in values for i in items))
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,10 @@ class Placeholder:
     key: str
     value: Any
     why: str
+    methods: tuple[str, ...] = ()  # only for these methods; (): every method
+
+    def applies(self, method: str) -> bool:
+        return not self.methods or method in self.methods
 
 
 @dataclass(frozen=True)
@@ -123,6 +145,7 @@ class Writer:
     method_key: str | None = None
     method_omit: tuple[str, ...] = ()
     method_values: Mapping[str, str] = field(default_factory=dict)
+    method_flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # method -> keys naming it instead
     fixed: Mapping[str, Any] = field(default_factory=dict)
     translate: tuple[Translation, ...] = ()
     placeholders: tuple[Placeholder, ...] = ()
@@ -282,7 +305,8 @@ def _method(raw: dict[str, Any]) -> Method:
     plain = {k: v for k, v in raw.items() if k not in ("trl", "facts", "aliases")}
     return Method(**plain, facts=tuple(raw.get("facts", ())), aliases=tuple(aliases.get("names", ())),
                   aliases_called=aliases.get("called", ""), aliases_train_on=aliases.get("train_on", ""),
-                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""))
+                  trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""), trl_model=trl.get("model", ""),
+                  trl_model_kwargs=dict(trl.get("model_kwargs", {})), peft_task=trl.get("peft_task", "CAUSAL_LM"))
 
 
 def _writer(raw: dict[str, Any] | None) -> Writer | None:
@@ -292,10 +316,12 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
     return Writer(
         fields=raw["fields"], model=raw["model"], peft_key=peft["key"], peft_values=dict(peft["values"]),
         method_key=method.get("key"), method_omit=tuple(method.get("omit", ())),
-        method_values=dict(method.get("values", {})), fixed=dict(raw.get("fixed", {})),
+        method_values=dict(method.get("values", {})), method_flags=dict(method.get("flags", {})),
+        fixed=dict(raw.get("fixed", {})),
         translate=tuple(Translation(t["parameter"], t["key"], t.get("equals"), t.get("value"),
                                     "equals" in t, "value" in t, t.get("why", "")) for t in raw.get("translate", ())),
-        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"]) for p in raw.get("placeholders", ())),
+        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"], tuple(p.get("methods", ())))
+                           for p in raw.get("placeholders", ())),
         unsupported=dict(raw.get("unsupported", {})))
 
 
@@ -304,7 +330,10 @@ def _format(raw: dict[str, Any]) -> Format:
     method = None if mapping is None else MethodMapping(
         default=mapping["default"], key=mapping.get("key"), aliases=dict(mapping.get("aliases", {})),
         from_loss={m: tuple(v) for m, v in mapping.get("from_loss", {}).items()},
-        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"))
+        infer=tuple(Inference(i["method"], tuple(i.get("keys", ())), tuple(i.get("loss_types", ())), i.get("variant"),
+                              None if "every" not in i else
+                              (i["every"]["list"], i["every"]["key"], tuple(i["every"]["values"])),
+                              dict(i.get("equals", {})))
                     for i in mapping.get("infer", ())))
     return Format(id=raw["id"], name=raw["name"], summary=raw["summary"], lists=raw["lists"],
                   files=tuple(raw["files"]), trainer_keys=raw.get("trainer_keys"),

@@ -149,9 +149,7 @@ def test_every_preference_and_rl_loss_is_its_variant_never_plain_dpo(text: str, 
 
 
 @pytest.mark.parametrize(("text", "word"), [
-    ("model_name_or_path: m\nstage: rm\nfinetuning_type: lora\n", "rm"),
-    ("model_name_or_path: m\nstage: pt\nfinetuning_type: lora\n", "pt"),
-    ("model_name_or_path: m\ncenter_rewards_coefficient: 0.01\n", "rm"),
+    ("base_model: m\nprocess_reward_model: true\n", "prm"),
     ("model_name_or_path: m\nbeta: 0.1\ncpo_alpha: 1.0\n", "cpo"),
     ("base_model: m\nrl: ebft\n", "ebft"),
 ])

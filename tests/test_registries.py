@@ -100,7 +100,7 @@ def test_every_method_fact_has_its_flag_and_is_a_task_fact() -> None:
 
 
 def test_help_text_functions_list_the_registries_in_order() -> None:
-    assert registries.method_ids() == ("sft", "dpo", "grpo", "ppo", "raft")
+    assert registries.method_ids() == ("sft", "dpo", "grpo", "ppo", "raft", "rm", "pt")
     assert registries.format_ids() == ("advisor", "axolotl", "llama-factory-v1", "llama-factory", "trl", "trainer-state")
     assert registries.optimizer_ids()[:2] == ("adamw_torch", "adamw_torch_fused")
     assert set(registries.probe_optimizer_ids()) < set(registries.optimizer_ids())

@@ -30,6 +30,7 @@ CASES = [
     ("sft", "lora", None), ("sft", "qlora", None), ("sft", "full", None),
     ("dpo", "lora", None), ("dpo", "lora", "ipo"), ("dpo", "full", "ldpo"),
     ("grpo", "lora", None), ("grpo", "qlora", "dr_grpo"), ("raft", "lora", None),
+    ("rm", "lora", None), ("rm", "full", None), ("pt", "lora", None), ("pt", "full", None),
 ]
 TRAINERS = registries.writable_format_ids()
 

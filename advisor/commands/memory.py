@@ -12,6 +12,7 @@ EPILOG = ("Examples:\n\n"
           "  advisor memory --model llama-8b --method sft --peft qlora --gpu rtx-4090\n\n"
           "  advisor memory --model qwen2.5-7b --method dpo --seq-len 2048 --micro-batch 2 --gpu a100-40gb --format json\n\n"
           "  advisor memory --model llama-3.1-70b --method sft --peft full --gpu h100 --gpus 32 --sharding zero3\n\n"
+          "  advisor memory --model llama-8b --method dpo --variant simpo --peft full --gpu h100 --gpus 8 --sharding zero3\n\n"
           "Exit code 1 when the job does not fit the GPU (under the safety margin).")
 
 
@@ -19,6 +20,7 @@ def memory(
     model: o.Model,
     method: o.Method,
     peft: o.Peft = "lora",
+    variant: o.Variant = None,
     seq_len: o.SeqLen = None,
     micro_batch: o.MicroBatch = None,
     gpu: o.Gpu = None,
@@ -44,7 +46,7 @@ def memory(
     book = o.book(rules)
     answer = api.memory(book=book, pins=o.parse_set(set_, book), attention=attention, micro_batch=micro_batch,
                         flags=o.sharding_flags(sharding, offload),
-                        model=model, method=method, peft=peft, gpu=gpu, gpu_mem=gpu_mem, gpus=gpus, seq_len=seq_len,
-                        detect_gpu=not no_detect)
+                        model=model, method=method, peft=peft, variant=variant, gpu=gpu, gpu_mem=gpu_mem, gpus=gpus,
+                        seq_len=seq_len, detect_gpu=not no_detect)
     emit(answer, fmt, output)
     return int(Exit.FINDINGS if answer.memory.fits is False else Exit.OK)

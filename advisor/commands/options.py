@@ -24,6 +24,9 @@ Peft = Annotated[str, Option("--peft", help=PEFTS_HELP)]
 OptModel = Annotated[Optional[str], Option(
     "--model", "-m", help="The model, when the config does not name one the registry knows.")]
 OptMethod = Annotated[Optional[str], Option("--method", help=f"{METHODS_HELP} (overrides the config).")]
+Variant = Annotated[Optional[str], Option(
+    "--variant", help="The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, kto (DPO); "
+                      "dr_grpo, dapo, gspo (GRPO); rloo, rlvr (PPO).")]
 OptPeft = Annotated[Optional[str], Option("--peft", help=f"{PEFTS_HELP} (overrides the config).")]
 Gpu = Annotated[Optional[str], Option("--gpu", help="GPU name from the registry (advisor gpus).")]
 GpuMem = Annotated[Optional[float], Option("--gpu-mem", help=GPU_MEM_HELP)]

@@ -34,9 +34,7 @@ def recommend(
         help="DPO: new-domain | safety | strong-baseline | weak-baseline (default: beta's standard row).")] = None,
     sft_lr: Annotated[Optional[float], Option(
         "--sft-lr", help="RAFT: the LR your SFT stage used (RAFT starts at a quarter).")] = None,
-    variant: Annotated[Optional[str], Option(
-        "--variant", help="The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, kto (DPO); "
-                          "dr_grpo, dapo, gspo (GRPO); rloo, rlvr (PPO).")] = None,
+    variant: o.Variant = None,
     set_: o.Set = [],  # noqa: B006  (read as the default, never mutated)
     rules: o.Rules = [],  # noqa: B006
     fmt: Annotated[str, o.format_option(RESULT)] = "text",

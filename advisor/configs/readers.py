@@ -231,7 +231,13 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
         if cfg.method.value != str(rl).lower():
             _named_loss(cfg, str(rl), naming.key or "", cfg.method.line)
     else:
-        cfg.method = ConfigValue(naming.default, naming.key or "", None)
+        # No rl: a reward-model or pretraining config says so by its own keys (formats.yaml axolotl infer)
+        guess = next((i for i in naming.infer if any(d.get(k) for k in i.keys) or i.matches_items(d)), None)
+        if guess is None:
+            cfg.method = ConfigValue(naming.default, naming.key or "", None)
+        else:
+            named = next((k for k in guess.keys if d.get(k)), guess.every[0] if guess.every else "")
+            cfg.method = ConfigValue(guess.method, named, doc.line_of((named,)))
     adapter = d.get("adapter")
     if adapter in ("lora", "qlora"):
         peft = "qlora" if adapter == "qlora" or d.get("load_in_4bit") else "lora"
@@ -294,7 +300,8 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
             break
     naming = _naming(fmt)
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
-    guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types), None)
+    guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types
+                  or i.matches_items(d)), None)
     cfg.method = ConfigValue(guess.method if guess else naming.default, "(inferred from the keys)", None)
     named = next((k for k in guess.keys if k in d), None) if guess is not None else None
     if guess is not None and guess.variant is not None and named is not None:  # matched by its loss: already read

@@ -18,7 +18,7 @@ of the GPU (rules/memory.yaml vllm-colocate-default-share when not given).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from advisor import registries
@@ -64,6 +64,9 @@ class Setup:
     sharding: str = "none"  # rules/registry/sharding.yaml: which items divide by the world size
     offload: tuple[str, ...] = ()  # what CPU offload moves to CPU RAM (optimizer, parameters)
     world_size: int = 1  # data-parallel GPUs (gpu.count)
+    variant: str | None = None  # the method's loss variant (rules/variants.yaml); None: the method's own
+    modules_to_save: tuple[str, ...] = ()  # modules trained in full beside the adapters (lora_modules_to_save)
+    reference_free: bool = False  # the variant needs no reference model though its method does (SimPO, ORPO)
 
     @property
     def strategy(self) -> registries.Strategy:
@@ -73,6 +76,18 @@ class Setup:
     def spec(self) -> registries.Method | None:
         """What the method feeds the GPU (rules/registry/methods.yaml); None for a method it does not know."""
         return registries.method(self.method)
+
+    @property
+    def reference_model(self) -> bool:
+        """A frozen reference model scores each batch: the method's flag, unless its variant's loss has none."""
+        spec = self.spec
+        return spec is not None and spec.reference_model and not self.reference_free
+
+    @property
+    def score_head(self) -> bool:
+        """The model ends in a scalar score head instead of lm_head (a reward model)."""
+        spec = self.spec
+        return spec is not None and spec.head == "score"
 
 
 @dataclass(frozen=True)
@@ -116,11 +131,14 @@ def _get(params: dict[str, Any], name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
+def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[str, Any]] | None = None) -> Setup:
     """The Setup for ``job`` with ``params`` (resolved parameter values, plus the memory-only knobs
     quantization, attention, trainer, kbit_upcast). Sharding and offload are parameters (`sharding`,
-    `offload`); the world size is the job's GPU count."""
+    `offload`); the world size is the job's GPU count. ``variants`` (rules/variants.yaml) say whether the
+    job's loss variant drops its method's reference model."""
     task = job.task
+    variant = task.variant
+    reference_free = (variant is not None and (variants or {}).get(variant, {}).get("reference_model") is False)
     method = task.method or "sft"
     spec = registries.method(method)
     seq = params.get("max_seq_length") or task.seq_len
@@ -173,6 +191,8 @@ def setup_from(job: JobFacts, params: dict[str, Any]) -> Setup:
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
         vllm_mode_given=params.get("vllm_mode") is not None,
         accumulation=int(_get(params, "gradient_accumulation_steps", 1)),
+        variant=variant, reference_free=reference_free,
+        modules_to_save=tuple(str(m) for m in (_get(params, "lora_modules_to_save", ()) or ())) if adapter else (),
     )
 
 
@@ -212,6 +232,15 @@ class _Builder:
         self.c = count(know, job.model, list(s.lora_targets), s.lora_rank)
         self.items: list[Item] = []
         self.notes: list[str] = []
+        # What the loss's logits span per token: the vocabulary, or a reward model's one score
+        self.outputs = job.model.vocab_size
+        if s.score_head:
+            # AutoModelForSequenceClassification: nn.Linear(hidden, num_labels=1, bias=False) replaces lm_head,
+            # tied or not (transformers' *ForSequenceClassification `score`)
+            self.c = replace(self.c, head=job.model.hidden_size)
+            self.outputs = 1
+            self.notes.append("reward model: a score head (hidden x 1) replaces lm_head, so the loss holds one score "
+                              "per token, not the vocabulary's logits")
 
     def add(self, name: str, n_bytes: float, detail: str, sources: tuple[str, ...], phase: str = "static") -> None:
         if n_bytes > 0:
@@ -340,7 +369,7 @@ class _Builder:
             self._adapters()
         self.sharding_notes()
         spec = s.spec
-        if spec is not None and spec.reference_model and s.peft == "full":
+        if s.reference_model and s.peft == "full":
             self.add_weights("reference model (frozen copy)", c.total, e, ("bytes-16bit",),
                              size=f"{e:g} B: full fine-tuning keeps a second model")
         if spec is not None and spec.value_model:
@@ -418,6 +447,13 @@ class _Builder:
 
     def _adapters(self) -> None:
         k, c, s = self.k, self.c, self.s
+        full = {"embed_tokens": c.embed, "lm_head": c.head}  # transformers' Llama-style names (rules/lora.yaml LORA009)
+        saved = [m for m in s.modules_to_save if full.get(m)]
+        if saved:
+            # Not yet modelled: peft's trainable copies of these modules, their gradients and optimizer states
+            self.notes.append(f"lora_modules_to_save {', '.join(saved)} train in full beside the adapters "
+                              f"({_b(sum(full[m] for m in saved))} params): their copies, gradients and optimizer "
+                              "states are not counted here; plan memory for them")
         if not c.lora:
             if s.lora_targets:
                 self.notes.append(f"no LoRA target matches a linear module: {', '.join(s.lora_targets)}")
@@ -493,8 +529,8 @@ class _Builder:
         # that autograd keeps for the input gradient (rules/memory.yaml kbit-upcast-bytes, notes).
         logit_id = "grpo-logits-bytes" if spec is not None and spec.generates else c.logits
         logit_tokens = sequences * s.completion_len if s.completion_len else tokens
-        logits = logit_tokens * m.vocab_size * k[logit_id]
-        head_copy = m.vocab_size * h * e if s.peft != "full" and s.kbit_upcast and s.quantization != "none" else 0.0
+        logits = logit_tokens * self.outputs * k[logit_id]
+        head_copy = self.outputs * h * e if s.peft != "full" and s.kbit_upcast and s.quantization != "none" else 0.0
         loss = logits + head_copy
         kept = tokens * h * k["rmsnorm-saved-bytes"]  # the final norm
         if s.peft != "full" and "lm_head" in c.lora_modules:
@@ -521,10 +557,12 @@ class _Builder:
         self.add("activations", acts, detail + f", {s.attention} attention", tuple(used), "train")
         if not layer_at_peak:
             which = f"{logit_tokens} completion tokens" if s.completion_len else f"{tokens} tokens"
-            self.add("logits and loss", logits, f"{which} x {m.vocab_size} vocab x {k[logit_id]:g} B",
+            self.add("logits and loss", logits, f"{which} x {self.outputs} {'score' if s.score_head else 'vocab'} x "
+                     f"{k[logit_id]:g} B",
                      (logit_id,), "train")
             self.add("lm_head 16-bit copy (saved for backward)", head_copy,
-                     f"{_b(m.vocab_size * h)} params x {e:g} B: the fp32 lm_head cast under autocast",
+                     f"{_b(self.outputs * h)} params x {e:g} B: the fp32 {'score head' if s.score_head else 'lm_head'} "
+                     "cast under autocast",
                      ("kbit-upcast-bytes", "bytes-16bit"), "train")
         transient = 0.0
         if s.quantization != "none" and s.peft != "full" and layer_at_peak:
@@ -602,7 +640,7 @@ class _Builder:
 def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     """Predicted peak GPU memory of one training step of ``job`` with ``params``."""
     know = knowledge(book)
-    s = setup_from(job, params)
+    s = setup_from(job, params, book.variants)
     b = _Builder(know, job, s)
     b.static()
     static = sum(i.gb for i in b.items if i.phase == "static") * GIB

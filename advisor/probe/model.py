@@ -118,26 +118,32 @@ def _random_checkpoint(plan: ProbePlan, prec: Precision) -> str:
     return _TMP_CHECKPOINTS[key]
 
 
-def _load_base(plan: ProbePlan, prec: Precision) -> tuple[Any, list[str]]:
-    from transformers import AutoModelForCausalLM
+def _auto(name: str) -> Any:
+    """The transformers Auto class of that name ("": AutoModelForCausalLM)."""
+    import transformers
 
+    return getattr(transformers, name or "AutoModelForCausalLM")
+
+
+def _load_base(plan: ProbePlan, prec: Precision, auto_class: str = "", model_kwargs: dict[str, Any] | None = None
+               ) -> tuple[Any, list[str]]:
     notes: list[str] = []
     src = plan.model
     if src.random_init:
         origin = {"registry": "registry entry", "config": "config.json", "local": "config.json", "hub": "hub config.json"}
         notes.append(f"random-init weights from the {origin[src.kind]} of {src.spec} (seed {INIT_SEED}): "
                      "memory and speed are the real model's, the loss is not a pretrained model's")
-        if plan.peft != "qlora":
+        if plan.peft != "qlora" and not auto_class:
             return _random_model(plan, prec), notes
         where = _random_checkpoint(plan, prec)
         notes.append("quantized by saving the random-init model and loading it back with the 4-bit config")
     else:
         where = src.load_from
-    kwargs: dict[str, Any] = {"dtype": prec.weights, "device_map": {"": prec.device}}
+    kwargs: dict[str, Any] = {"dtype": prec.weights, "device_map": {"": prec.device}, **(model_kwargs or {})}
     if plan.peft == "qlora":
         kwargs["quantization_config"] = _quant_config(prec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+        model = _auto(auto_class).from_pretrained(where, **kwargs)
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CouldNotRun(f"cannot load model {src.spec!r}: {first[:200]}",
@@ -214,8 +220,9 @@ def release(built: Built | None) -> None:
     del model
 
 
-def lora_config(plan: ProbePlan, exclude: tuple[str, ...] = ()) -> Any:
-    """The plan's adapter as a peft LoraConfig (None for full fine-tuning), less the ``exclude`` targets."""
+def lora_config(plan: ProbePlan, exclude: tuple[str, ...] = (), task_type: str = "CAUSAL_LM") -> Any:
+    """The plan's adapter as a peft LoraConfig (None for full fine-tuning), less the ``exclude`` targets.
+    ``task_type`` is peft's (SEQ_CLS for a reward model: peft then trains its score head in full)."""
     from peft import LoraConfig
 
     if plan.peft == "full":
@@ -224,14 +231,16 @@ def lora_config(plan: ProbePlan, exclude: tuple[str, ...] = ()) -> Any:
     if targets == ["all-linear"]:
         targets = "all-linear"
     return LoraConfig(r=plan.lora_rank, lora_alpha=plan.lora_alpha, lora_dropout=plan.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+                      target_modules=targets, task_type=task_type, bias="none")
 
 
-def build_unwrapped(plan: ProbePlan, device: str) -> Built:
+def build_unwrapped(plan: ProbePlan, device: str, auto_class: str = "", model_kwargs: dict[str, Any] | None = None
+                    ) -> Built:
     """The base model for a TRL trainer, without the adapter: the trainer wraps it from ``lora_config`` and
     disables the adapter for the reference pass, as it does for a user's run. A random-init model is loaded
     from its saved checkpoint, so a trainer that builds a frozen reference copy (full fine-tuning) can load
-    it from the model's own path."""
+    it from the model's own path. ``auto_class`` (a transformers Auto class name, built with ``model_kwargs``)
+    is the trainer's model class when it is not the causal LM: a reward model's sequence classifier."""
     from peft import prepare_model_for_kbit_training
 
     prec = precision_for(plan, device)
@@ -239,15 +248,14 @@ def build_unwrapped(plan: ProbePlan, device: str) -> Built:
     _BASE_CACHE.clear()  # memory is the thing being measured: no cached base of an earlier run beside this one
     src = plan.model
     notes: list[str] = []
+    extra = dict(model_kwargs or {})
     if src.random_init and plan.peft != "qlora":
-        from transformers import AutoModelForCausalLM
-
         notes.append(f"random-init weights from the config of {src.spec} (seed {INIT_SEED}): memory and speed are "
                      "the real model's, the loss is not a pretrained model's")
-        base = AutoModelForCausalLM.from_pretrained(_random_checkpoint(plan, prec), dtype=prec.weights,
-                                                    device_map={"": prec.device})
+        base = _auto(auto_class).from_pretrained(_random_checkpoint(plan, prec), dtype=prec.weights,
+                                                 device_map={"": prec.device}, **extra)
     else:
-        base, notes = _load_base(plan, prec)
+        base, notes = _load_base(plan, prec, auto_class, extra)
     base.config.use_cache = False
     if plan.peft == "qlora":
         if device == "cpu":

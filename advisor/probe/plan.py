@@ -172,7 +172,7 @@ class ProbePlan:
 
     def job(self) -> JobFacts:
         return JobFacts(model=self.facts, gpu=self.gpu, task=TaskFacts(method=self.method, peft=self.peft,
-                                                                         seq_len=self.seq_len))
+                                                                         seq_len=self.seq_len, variant=self.variant))
 
 
 def _check(plan: ProbePlan) -> None:

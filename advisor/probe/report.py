@@ -235,8 +235,11 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
     findings = plan_findings(book, plan)
     notes = list(plan.notes)
     spec = registries.method(plan.method)
-    if spec is not None and spec.probe_note and spec.trl_trainer in result.trainer:  # not a variant's own trainer
-        notes.insert(0, spec.probe_note)  # what of the method's step the probe runs (rules/registry/methods.yaml)
+    # What of the method's step the probe runs (rules/registry/methods.yaml): for its own TRL trainer, not a
+    # variant's; a method SFTTrainer trains (continued pretraining) runs as the probe's own LM step, its loss
+    lm_step = spec is not None and spec.trl_trainer == "SFTTrainer" and not result.trainer.startswith("trl.")
+    if spec is not None and spec.probe_note and (spec.trl_trainer in result.trainer or lm_step):
+        notes.insert(0, spec.probe_note)
     if result.trainer:
         notes.insert(0, f"trained by {result.trainer}")
     if spec is not None and spec.value_model:

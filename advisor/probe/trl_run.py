@@ -39,7 +39,7 @@ from advisor.probe.result import ProbeResult, StepRecord
 DATA = Path(__file__).resolve().parent / "data"
 PREFERENCES = DATA / "preferences.jsonl"  # built-in pairs (data/PROVENANCE.md)
 RL_PROMPTS = DATA / "rl_prompts.jsonl"  # built-in prompts with a target answer (data/PROVENANCE.md)
-PAIRED = ("DPOTrainer", "CPOTrainer", "ORPOTrainer")  # trainers of prompt / chosen / rejected rows
+PAIRED = ("DPOTrainer", "CPOTrainer", "ORPOTrainer", "RewardTrainer")  # trainers of prompt / chosen / rejected rows
 UNPAIRED = ("KTOTrainer",)  # prompt / completion / label rows
 ONLINE = ("GRPOTrainer", "RLOOTrainer")  # prompts and reward functions; completions sampled in the step
 OUTPUT_LAYER = "lm_head"  # the module name TRL's trainers refuse an adapter on (transformers' causal-LM head)
@@ -56,6 +56,9 @@ class TrlSpec:
     variant: str | None = None  # the variant whose own trainer this is; None: the method's trainer
     loss_type: str | None = None  # the variant's loss in that trainer; None: TRL's default
     settings: tuple[tuple[str, Any], ...] = ()  # config fields the variant fixes (SimPO: cpo_alpha 0)
+    model: str = ""  # the transformers Auto class the trainer takes ("": the causal LM)
+    model_kwargs: tuple[tuple[str, Any], ...] = ()  # what it is built with (a reward model: num_labels 1)
+    peft_task: str = "CAUSAL_LM"  # peft's task_type for the adapter
 
 
 def trl_spec(plan: ProbePlan) -> TrlSpec | None:
@@ -70,7 +73,8 @@ def trl_spec(plan: ProbePlan) -> TrlSpec | None:
     spec = registries.method(plan.method)
     if spec is None or not spec.trl_trainer:
         return None
-    return TrlSpec(trainer=spec.trl_trainer, config=spec.trl_config)
+    return TrlSpec(trainer=spec.trl_trainer, config=spec.trl_config, model=spec.trl_model,
+                   model_kwargs=tuple(spec.trl_model_kwargs.items()), peft_task=spec.peft_task)
 
 
 def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
@@ -138,6 +142,8 @@ def _loss_type(plan: ProbePlan, spec: TrlSpec, config_cls: Any, notes: list[str]
     for name in [plan.variant, *names]:
         if name in accepted:
             return name
+    if plan.variant == plan.method and not names:
+        return None  # the method's own loss, which is the trainer's (RewardTrainer's Bradley-Terry loss)
     notes.append(f"TRL's {config_cls.__name__} has no loss for the variant {plan.variant} (its loss types: "
                  f"{', '.join(sorted(accepted))}): probed with TRL's default loss")
     return None
@@ -310,7 +316,7 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
     kind = ("paired" if spec.trainer in PAIRED else "unpaired" if spec.trainer in UNPAIRED else "online")
     result.trainer = name
     started = time.perf_counter()
-    built = build_unwrapped(plan, device)
+    built = build_unwrapped(plan, device, spec.model, dict(spec.model_kwargs))
     result.model_notes[:] = built.notes
     result.precision, result.tokenizer = built.precision.label, built.codec.name
     result.load_time_s = time.perf_counter() - started
@@ -333,12 +339,16 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
                          + "".join(f", {k} {v}" for k, v in spec.settings))
         callback = _callback(_Steps(plan, result, meter, on_step, state))
         exclude = tuple(t for t in plan.lora_target_modules if t == OUTPUT_LAYER)
-        if exclude and plan.peft != "full":
+        if exclude and plan.peft != "full" and spec.model:
+            notes.append(f"a {spec.model} has no {OUTPUT_LAYER} (a score head replaces it): the probe trains the "
+                         "other target modules")
+        elif exclude and plan.peft != "full":
             notes.append(f"TRL refuses a LoRA adapter on {OUTPUT_LAYER} (its trainers read the log-probabilities from "
                          f"{OUTPUT_LAYER}.weight directly, trl/trainer/dpo_trainer.py and grpo_trainer.py): the probe "
                          "trains the other target modules")
         trainer = trainer_cls(model=built.model, args=args, train_dataset=dataset,
-                              processing_class=built.codec.hf_tokenizer(), peft_config=lora_config(plan, exclude),
+                              processing_class=built.codec.hf_tokenizer(),
+                              peft_config=lora_config(plan, exclude, spec.peft_task),
                               callbacks=[callback], **extra)
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

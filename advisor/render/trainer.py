@@ -111,14 +111,22 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
         if name not in SHARDING_PARAMETERS:
             _write_parameter(out, fmt, book, name, pv, allowed)
     _write_sharding(out, rec, allowed)
-    for p in writer.placeholders:
-        out.add(p.key, p.value, f"PLACEHOLDER: {p.why}; advisor does not choose it")
+    placed: set[str] = set()
+    for p in writer.placeholders:  # a method's own placeholder comes before the general one of its key
+        if p.applies(mid) and p.key not in placed:
+            placed.add(p.key)
+            out.add(p.key, p.value, f"PLACEHOLDER: {p.why}; advisor does not choose it")
     return out
 
 
 def _write_method(out: TrainerConfig, writer: Writer, mid: str, variant: str, book: Rulebook, fields: Fields,
                   config_class: str | None, who: str) -> bool:
     """Write the method key; True when its word also names the loss variant (Axolotl's rl: ipo)."""
+    flags = writer.method_flags.get(mid)
+    if flags is not None:  # named by keys of its own (Axolotl's reward_model: true), not the method key
+        for flag, value in flags.items():
+            out.add(flag, value, f"method {mid}")
+        return variant == mid
     if config_class is not None:  # TRL: the config class is the method
         if variant != mid and book.variants.get(variant, {}).get("method") != mid:
             out.warnings.append(f"variant {variant}: not a variant of {mid}")
