@@ -21,8 +21,9 @@ from advisor.safeio import clip
 
 # A sanity bound, not knowledge (as model.MAX_DIMENSION): past any real model's module size.
 MAX_VALUE = 10**13
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
-_CALLS = {"max": max, "min": min}
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+        ast.Div: operator.truediv}
+_CALLS = {"max": max, "min": min, "int": int}
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Gt: operator.gt, ast.Lt: operator.lt}
 
 
@@ -121,10 +122,10 @@ class _Env:
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             left, right = self._eval(node.left, where), self._eval(node.right, where)
             for side in (left, right):
-                if isinstance(side, bool) or not isinstance(side, int):
-                    raise FactError(f"{self.origin}: {where}: {clip(side)} is not a whole number",
+                if isinstance(side, bool) or not isinstance(side, int | float) or side != side:
+                    raise FactError(f"{self.origin}: {where}: {clip(side)} is not a number",
                                     hint="check the config.json keys it reads")
-            if isinstance(node.op, ast.FloorDiv) and right == 0:
+            if isinstance(node.op, ast.FloorDiv | ast.Div) and right == 0:
                 raise FactError(f"{self.origin}: {where} divides by zero", hint="check the config.json keys it reads")
             return _OPS[type(node.op)](left, right)
         if isinstance(node, ast.IfExp):
@@ -133,7 +134,11 @@ class _Env:
             return _CMP[type(node.ops[0])](self._eval(node.left, where), self._eval(node.comparators[0], where))
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS
                 and node.args and not node.keywords):
-            return _CALLS[node.func.id](*(self._eval(arg, where) for arg in node.args))
+            args = [self._eval(arg, where) for arg in node.args]
+            if not all(isinstance(a, int | float) and not isinstance(a, bool) and abs(a) <= MAX_VALUE for a in args):
+                raise FactError(f"{self.origin}: {where}: {node.func.id}() of {clip(args)}",
+                                hint="check the config.json keys it reads")
+            return _CALLS[node.func.id](*args)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" \
                 and len(node.args) == 1:
             items = self._eval(node.args[0], where)
