@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from advisor.safeio import clip
 MAX_VALUE = 10**13
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
         ast.Div: operator.truediv}
-_CALLS = {"max": max, "min": min, "int": int}
+_CALLS: dict[str, Callable[..., Any]] = {"max": max, "min": min, "int": int}
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Gt: operator.gt, ast.Lt: operator.lt}
 
 
