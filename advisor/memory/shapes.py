@@ -131,9 +131,16 @@ def _lora(counts: Counts, model: ModelFacts, targets: list[str] | None, rank: in
     lora = 0
     hit: set[str] = set()
     every = "all-linear" in targets  # peft's shorthand: every linear layer but the output layer
+    # The per-expert names peft converts onto fused expert parameters (transformers' conversion mapping)
+    # adapt those parameters only: an nn.Linear of the same name (a dense layer's or the shared expert's
+    # gate_proj) is then left without an adapter (measured: tests/test_layered.py against peft).
+    converted = {t for m in modules if m.kind == "experts" and m.targets and all(t in targets for t in m.targets)
+                 for t in m.targets}
     for m in modules:
         last = m.name.rsplit(".", 1)[-1]
         if not m.count:  # a module the config switches off (DeepSeek's q_a_proj without q_lora_rank)
+            continue
+        if last in converted and m.kind == "linear":
             continue
         if m.kind == "linear" and (every or m.name in targets or last in targets):
             lora += counts.held(m) * m.count * rank * (m.in_features + m.out_features)
