@@ -67,6 +67,9 @@ TINY: dict[str, dict[str, Any]] = {
     "lfm2_moe": {"model_type": "lfm2_moe", "num_hidden_layers": 3, "layer_types": ["conv", "full_attention", "conv"],
                  "intermediate_size": 96, "moe_intermediate_size": 24, "num_experts": 4, "num_experts_per_tok": 2,
                  "num_dense_layers": 1},
+    "mamba": {"model_type": "falcon_mamba", "num_hidden_layers": 2, "state_size": 8, "time_step_rank": 6},
+    "mamba2": {"model_type": "mamba2", "num_hidden_layers": 2, "state_size": 8, "num_heads": 8, "head_dim": 16,
+               "n_groups": 2},
     "llama4": {"model_type": "llama4_text", "num_hidden_layers": 4, "head_dim": 16, "intermediate_size": 48,
                "intermediate_size_mlp": 96, "num_local_experts": 4, "interleave_moe_layer_step": 2},
 }
