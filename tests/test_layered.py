@@ -70,6 +70,10 @@ TINY: dict[str, dict[str, Any]] = {
     "mamba": {"model_type": "falcon_mamba", "num_hidden_layers": 2, "state_size": 8, "time_step_rank": 6},
     "mamba2": {"model_type": "mamba2", "num_hidden_layers": 2, "state_size": 8, "num_heads": 8, "head_dim": 16,
                "n_groups": 2},
+    "kimi_linear": {"model_type": "kimi_linear", "num_hidden_layers": 3, "num_experts": 4, "num_experts_per_token": 2,
+                    "num_shared_experts": 1, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+                    "linear_attn_config": {"kda_layers": [1, 2], "full_attn_layers": [3], "head_dim": 8, "num_heads": 4,
+                                           "short_conv_kernel_size": 4}, **MLA},
     "llama4": {"model_type": "llama4_text", "num_hidden_layers": 4, "head_dim": 16, "intermediate_size": 48,
                "intermediate_size_mlp": 96, "num_local_experts": 4, "interleave_moe_layer_step": 2},
 }

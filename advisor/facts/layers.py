@@ -24,6 +24,7 @@ from advisor.safeio import clip
 MAX_VALUE = 10**13
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
         ast.Div: operator.truediv}
+# Besides these: given(key, ..., fallback), the first key config.json sets.
 _CALLS: dict[str, Callable[..., Any]] = {"max": max, "min": min, "int": int}
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Gt: operator.gt, ast.Lt: operator.lt}
 
@@ -140,6 +141,15 @@ class _Env:
                 raise FactError(f"{self.origin}: {where}: {node.func.id}() of {clip(args)}",
                                 hint="check the config.json keys it reads")
             return _CALLS[node.func.id](*args)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "given" and node.args:
+            # the first argument config.json sets (a key spelled two ways: num_experts / num_local_experts)
+            for arg in node.args[:-1]:
+                if not isinstance(arg, ast.Name | ast.Attribute):
+                    raise FactError(f"rules/families.yaml: {where}: given() takes key names but the last")
+                key = _path(arg, where)
+                if (len(key) == 1 and key[0] in self.dims) or self.has(".".join(key)):
+                    return self.lookup(key)
+            return self._eval(node.args[-1], where)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" \
                 and len(node.args) == 1:
             items = self._eval(node.args[0], where)
