@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from advisor import api
 from advisor.errors import FactError
@@ -229,3 +231,26 @@ def test_maverick_counts_its_dense_layers_and_scout_none(book: Rulebook) -> None
     for mid, moe in (("llama-4-maverick-17b-128e", 24), ("llama-4-scout-17b-16e", 48)):
         kinds = {k.id: k.layers for k in registry_model(book, mid).layer_kinds}
         assert kinds.get("moe") == moe and kinds.get("mlp", 0) == 48 - moe
+
+
+# What a config.json may hold in a key the descriptions read: odd numbers, lists, strings, nulls.
+ODD = st.one_of(st.integers(-2, 70), st.sampled_from([0, 10**13, 1e300, float("nan"), float("inf"), 2.5, True]),
+                st.lists(st.one_of(st.integers(-1, 5), st.sampled_from(["conv", "mamba", "dense", "x"])), max_size=5),
+                st.sampled_from(["auto", "M-*E", "", "full_attention"]), st.none(), st.dictionaries(
+                    st.sampled_from(["num_heads", "head_dim", "full_attn_layers", "kda_layers"]),
+                    st.one_of(st.integers(0, 8), st.lists(st.integers(0, 5), max_size=3)), max_size=3))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(family=st.sampled_from(sorted(TINY)), data=st.data())
+def test_odd_config_values_give_facts_or_a_one_line_error(book: Rulebook, family: str, data: st.DataObject) -> None:
+    cfg = _config(family)
+    keys = sorted({*cfg, "layer_types", "hybrid_override_pattern", "linear_attn_config", "q_lora_rank",
+                   "time_step_rank", "mlp_layer_types", "full_attention_interval", "moe_latent_size"} - {"model_type"})
+    changes = data.draw(st.dictionaries(st.sampled_from(keys), ODD, min_size=1, max_size=3))
+    try:
+        facts = facts_from_config({**cfg, **changes}, book, name=family, source="file")
+    except FactError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert facts.params_b >= 0 and count(knowledge(book), facts).total >= 0

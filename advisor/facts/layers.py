@@ -22,6 +22,7 @@ from advisor.safeio import clip
 
 # A sanity bound, not knowledge (as model.MAX_DIMENSION): past any real model's module size.
 MAX_VALUE = 10**13
+MAX_LAYERS = 100_000  # not-knowledge: each layer is assigned a kind, so the count bounds the work
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
         ast.Div: operator.truediv}
 # Besides these: given(key, ..., fallback), the first key config.json sets.
@@ -133,7 +134,12 @@ class _Env:
         if isinstance(node, ast.IfExp):
             return self._eval(node.body if self._eval(node.test, where) else node.orelse, where)
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
-            return _CMP[type(node.ops[0])](self._eval(node.left, where), self._eval(node.comparators[0], where))
+            left, right = self._eval(node.left, where), self._eval(node.comparators[0], where)
+            try:
+                return _CMP[type(node.ops[0])](left, right)
+            except TypeError as exc:  # 'auto' < 3: a config.json value of another type than the rule expects
+                raise FactError(f"{self.origin}: {where}: cannot compare {clip(left)} with {clip(right)}",
+                                hint="check the config.json keys it reads") from exc
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS
                 and node.args and not node.keywords):
             args = [self._eval(arg, where) for arg in node.args]
@@ -233,8 +239,9 @@ def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) 
     cfg = with_defaults(cfg, spec)
     env = _Env(cfg, spec.get("dims", {}), origin)
     layers = env.number("num_hidden_layers", "num_hidden_layers")
-    if layers == 0:
-        raise FactError(f"{origin}: key 'num_hidden_layers' must be a positive integer, got 0")
+    if not 0 < layers <= MAX_LAYERS:
+        raise FactError(f"{origin}: key 'num_hidden_layers' is {layers}, not a plausible layer count "
+                        f"(1 to {MAX_LAYERS:.0e})", hint="check the config.json")
     per_layer: list[list[str]] = []
     for n, slot in enumerate(spec["slots"]):
         for alt, source in enumerate(slot):
@@ -270,5 +277,5 @@ def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) 
     outer = vocab * h * (1 if tied else 2) + final + layers * norms
     total = outer + sum(k.layers * sum(m.params for m in k.modules) for k in out)
     active = outer + sum(k.layers * sum(m.active_params for m in k.modules) for k in out)
-    facts = {name: env.value(text, f"family {family} layers.facts.{name}") for name, text in spec.get("facts", {}).items()}
+    facts = {name: env.number(text, f"family {family} layers.facts.{name}") for name, text in spec.get("facts", {}).items()}
     return Layout(total=total, active=active, kinds=tuple(out), facts=facts, norms=norms, final_norm=final)
