@@ -3,29 +3,21 @@ parameters for the chosen target modules (real in / out features per module, fus
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from advisor.errors import RuleFileError
+from advisor.facts.layers import LayerModule
 from advisor.facts.model import ModelFacts
 from advisor.memory.knowledge import Knowledge, evaluate
 
 
 @dataclass(frozen=True)
-class Module:
-    name: str
-    kind: str  # linear | experts | router | parameter
-    in_features: int
-    out_features: int
-    count: int  # per decoder layer
-    bias: bool
-    mlp: str | None
-    targets: tuple[str, ...] = ()  # experts: the per-expert names peft maps onto this fused parameter
-    layers: int | None = None  # how many decoder layers hold it (None: every one; a layer kind's count)
+class Module(LayerModule):
+    """One module of a decoder layer (name, kind, in / out features, count per layer, bias, its place in
+    the MLP, the per-expert names peft maps onto a fused parameter), and how many layers hold it."""
 
-    @property
-    def params(self) -> int:
-        return self.count * (self.in_features * self.out_features + (self.out_features if self.bias else 0))
+    layers: int | None = None  # None: every decoder layer; a layer kind's count otherwise
 
 
 @dataclass(frozen=True)
@@ -112,9 +104,7 @@ def _layered(arch: dict[str, Any], model: ModelFacts, targets: list[str] | None,
     if not model.layer_kinds:
         raise RuleFileError(f"rules/memory.yaml architecture {arch['id']!r}: family {model.family!r} has no "
                             "`layers` description in rules/families.yaml", hint="add one, or list its modules here")
-    modules = tuple(Module(name=m.name, kind=m.kind, in_features=m.in_features, out_features=m.out_features,
-                           count=m.count, bias=m.bias, mlp=m.mlp, targets=m.targets, layers=kind.layers)
-                    for kind in model.layer_kinds for m in kind.modules)
+    modules = tuple(Module(**asdict(m), layers=kind.layers) for kind in model.layer_kinds for m in kind.modules)
     h, vocab = model.hidden_size, model.vocab_size
     counts = Counts(layers=model.num_layers, modules=modules, norms_per_layer=model.layer_norms, embed=vocab * h,
                     head=0 if model.tie_word_embeddings else vocab * h, final_norm=model.final_norm,
