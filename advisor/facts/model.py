@@ -31,6 +31,10 @@ MAX_DIMENSION = 10_000_000
 SourceKind = Literal["file", "cache", "registry", "hub"]
 
 
+# The fields only the memory model reads (a layered family's module shapes): neither rule facts nor output.
+LAYOUT_FIELDS = ("layer_kinds", "layer_norms", "final_norm")
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     name: str
@@ -73,7 +77,7 @@ class ModelFacts:
 
     def as_facts(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("source", "source_detail", "revision", "hf_id", "layer_kinds", "layer_norms", "final_norm"):
+        for key in ("source", "source_detail", "revision", "hf_id", *LAYOUT_FIELDS):
             out.pop(key)
         facts = {f"model.{k}": v for k, v in out.items()}
         for key in ("attention_modules", "mlp_modules"):
