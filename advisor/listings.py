@@ -104,7 +104,10 @@ class ModelListing:
         return list(self.book.models[model_id].get("aliases", []))
 
     def as_data(self) -> Any:
-        return [{**dict(f.__dict__), "aliases": self.aliases(f.name)} for f in self.facts()]
+        from advisor.facts.model import LAYOUT_FIELDS
+
+        return [{**{k: v for k, v in f.__dict__.items() if k not in LAYOUT_FIELDS}, "aliases": self.aliases(f.name)}
+                for f in self.facts()]
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import FactError
 from advisor.facts import hub
+from advisor.facts.layers import LayerKind, layout, with_defaults
 from advisor.safeio import check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
@@ -28,6 +29,10 @@ MAX_DIMENSION = 10_000_000
 # Where a model's facts came from: a config.json the user named (file), the local Hugging Face
 # cache (cache), rules/models.yaml (registry) or the hub's config.json fetched now (hub).
 SourceKind = Literal["file", "cache", "registry", "hub"]
+
+
+# The fields only the memory model reads (a layered family's module shapes): neither rule facts nor output.
+LAYOUT_FIELDS = ("layer_kinds", "layer_norms", "final_norm")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class ModelFacts:
     hf_id: str | None = None
     source_detail: str = ""  # the config.json path, or the registry file (and how the name matched)
     revision: str | None = None  # the hub commit of a cached or fetched config.json
+    # Non-uniform layers (rules/families.yaml `layers`): each layer kind with its modules, for the
+    # memory model; empty for a family whose layers are all alike.
+    layer_kinds: tuple[LayerKind, ...] = ()
+    layer_norms: int = 0  # with layer_kinds: the norm parameters of every decoder layer
+    final_norm: int = 0  # with layer_kinds: the norm after the last layer
 
     def describe_source(self) -> str:
         """'cache: /path/config.json @ 0123abcd': how the text output names where the facts came from."""
@@ -67,7 +77,7 @@ class ModelFacts:
 
     def as_facts(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("source", "source_detail", "revision", "hf_id"):
+        for key in ("source", "source_detail", "revision", "hf_id", *LAYOUT_FIELDS):
             out.pop(key)
         facts = {f"model.{k}": v for k, v in out.items()}
         for key in ("attention_modules", "mlp_modules"):
@@ -150,6 +160,9 @@ def canonical_config(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
 def count_parameters(cfg: dict[str, Any], family: dict[str, Any] | None, origin: str) -> tuple[int, int]:
     """(total, active per token) parameters of a decoder-only transformer described by ``cfg``."""
     fam = family or {}
+    if "layers" in fam:  # layers not all alike: counted kind by kind (advisor/facts/layers.py)
+        lay = layout(cfg, fam["layers"], fam["id"], origin)
+        return lay.total, lay.active
     cfg = canonical_config(cfg, family, origin)
     h = _int(cfg, "hidden_size", origin)
     layers = _int(cfg, "num_hidden_layers", origin)
@@ -246,6 +259,8 @@ def facts_from_config(
         detail = f"{detail}; the text tower of a {wrapper} model (its vision or audio encoder is not counted)"
     model_type = str(cfg.get("model_type") or "unknown")
     family = _family_for(book, model_type)
+    if family and "layers" in family:
+        return _layered_facts(cfg, family, name=name, source=source, hf_id=hf_id, detail=detail, revision=revision)
     total, active = count_parameters(cfg, family, origin)
     cfg = canonical_config(cfg, family, origin)
     heads = _int(cfg, "num_attention_heads", origin)
@@ -285,6 +300,42 @@ def facts_from_config(
         hf_id=hf_id,
         source_detail=detail,
         revision=revision,
+    )
+
+
+def _layered_facts(
+    cfg: dict[str, Any], family: dict[str, Any], *, name: str, source: str, hf_id: str | None, detail: str,
+    revision: str | None,
+) -> ModelFacts:
+    """A family whose layers are not all alike: counted layer kind by layer kind (advisor/facts/layers.py);
+    the fields its description's `facts:` names (num_experts from n_routed_experts, ...) come from there."""
+    origin = detail or source
+    spec = family["layers"]
+    cfg = with_defaults(cfg, spec)
+    lay = layout(cfg, spec, family["id"], origin)
+    f = lay.facts
+    h = _int(cfg, "hidden_size", origin)
+    heads = int(f.get("num_heads") or _int(cfg, "num_attention_heads", origin))
+    experts = int(f.get("num_experts") or 0)
+    ctx = cfg.get("max_position_embeddings")
+    if not isinstance(ctx, int) or isinstance(ctx, bool) or not 0 < ctx <= MAX_DIMENSION * 100:
+        raise FactError(f"{origin}: key 'max_position_embeddings' is missing or not a plausible positive integer, "
+                        f"got {clip(ctx)}")
+    return ModelFacts(
+        name=name, source=source, family=family["id"], model_type=str(cfg.get("model_type")),
+        calibrated=bool(family.get("calibrated")), hidden_size=h,
+        num_layers=_int(cfg, "num_hidden_layers", origin), num_heads=heads,
+        num_kv_heads=int(f.get("num_kv_heads") or _int(cfg, "num_key_value_heads", origin, heads)),
+        head_dim=int(f.get("head_dim") or _optional(cfg, "head_dim", origin=origin) or h // heads),
+        intermediate_size=int(f.get("intermediate_size") or _int(cfg, "intermediate_size", origin)),
+        vocab_size=_int(cfg, "vocab_size", origin), max_position_embeddings=ctx,
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings")), is_moe=experts > 1,
+        num_experts=experts if experts > 1 else 1,
+        experts_per_token=int(f.get("experts_per_token") or 1) if experts > 1 else 1,
+        params_b=round(lay.total / 1e9, 3), active_params_b=round(lay.active / 1e9, 3),
+        attention_modules=tuple(family["attention_modules"]), mlp_modules=tuple(family["mlp_modules"]),
+        hf_id=hf_id, source_detail=detail, revision=revision, layer_kinds=lay.kinds,
+        layer_norms=lay.norms, final_norm=lay.final_norm,
     )
 
 

@@ -513,7 +513,8 @@ class _Builder:
             used += ["lora-input-copy-bytes"] + (["dropout-mask-bytes"] if s.lora_dropout > 0 else [])
             for mod in c.modules:
                 if mod.kind == "linear" and mod.name.rsplit(".", 1)[-1] in c.lora_modules:
-                    total += mod.count * (mod.in_features * copy + s.lora_rank * e)
+                    # per layer on average: a layer kind's module is in its kind's layers only
+                    total += c.held(mod) / c.layers * mod.count * (mod.in_features * copy + s.lora_rank * e)
         return total, used
 
     def train(self) -> float:
@@ -604,11 +605,22 @@ class _Builder:
             return 0.0  # vLLM's reservation is a fixed share of the GPU: see colocated_vllm()
         e = k["bytes-16bit"]
         tokens = s.generation_batch * s.seq_len
-        cache = 2 * m.num_layers * m.num_kv_heads * m.head_dim * e * tokens
+        if m.layer_kinds:
+            # Layers not all alike (rules/families.yaml `layers`): attention layers cache kv_per_token
+            # elements per token; linear-attention, SSM and conv layers keep a fixed state per sequence.
+            per_token = sum(kind.layers * kind.kv_per_token for kind in m.layer_kinds)
+            state = sum(kind.layers * kind.state for kind in m.layer_kinds)
+            cache = (per_token * tokens + state * s.generation_batch) * e
+            cached = sum(kind.layers for kind in m.layer_kinds if kind.kv_per_token)
+            detail = (f"{per_token} elements per token ({cached} attention layers) x {e:g} B x {s.generation_batch} "
+                      f"completions x {s.seq_len} tokens"
+                      + (f" + a fixed state of {state} elements per completion" if state else ""))
+        else:
+            cache = 2 * m.num_layers * m.num_kv_heads * m.head_dim * e * tokens
+            detail = (f"2 x {m.num_layers} layers x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x "
+                      f"{s.generation_batch} completions x {s.seq_len} tokens")
         logits = s.generation_batch * m.vocab_size * k["bytes-fp32"]
-        self.add("KV cache (generation)", cache,
-                 f"2 x {m.num_layers} layers x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x "
-                 f"{s.generation_batch} completions x {s.seq_len} tokens", ("bytes-16bit",), "generate")
+        self.add("KV cache (generation)", cache, detail, ("bytes-16bit",), "generate")
         self.add("next-token logits (generation)", logits, f"{s.generation_batch} x {m.vocab_size} x fp32",
                  ("bytes-fp32",), "generate")
         return cache + logits

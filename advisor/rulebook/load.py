@@ -617,10 +617,11 @@ def _check_memory(book: Rulebook) -> None:
         logits = raw.get("logits")
         if logits is not None and logits not in book.coefficients:
             raise RuleFileError(f"{raw['_file']}: architecture {aid!r} key 'logits': unknown coefficient {logits!r}")
-        formulas.append((f"{raw['_file']}: architecture {aid!r}", "norms", raw["norms"]))
+        if "norms" in raw:  # absent for `layers: family` (the family's own description has them)
+            formulas.append((f"{raw['_file']}: architecture {aid!r}", "norms", raw["norms"]))
         if "final_norm" in raw:
             formulas.append((f"{raw['_file']}: architecture {aid!r}", "final_norm", raw["final_norm"]))
-        for i, module in enumerate(raw["modules"]):
+        for i, module in enumerate(raw.get("modules", ())):
             for key in ("in", "out", "count"):
                 if key in module:
                     formulas.append((f"{raw['_file']}: architecture {aid!r}", f"modules[{i}].{key}", module[key]))
