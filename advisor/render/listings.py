@@ -51,7 +51,7 @@ def models_text(result: ModelListing, console: Console) -> None:
         rows.append([f.name, ", ".join(result.aliases(f.name)), f.family, params, str(f.hidden_size),
                      str(f.num_layers), f"{f.num_heads}/{f.num_kv_heads}", str(f.max_position_embeddings),
                      str(f.vocab_size)])
-    print_table(console, [Column("id", "id"), Column("aliases", "ids"), Column("family", "id"), Column("params"),
+    print_table(console, [Column("id", "id"), Column("aliases", "ids"), Column("family", "id", optional=True), Column("params"),
                           Column("hidden", optional=True), Column("layers", optional=True),
                           Column("heads/kv", optional=True), Column("context", optional=True),
                           Column("vocab", optional=True)], rows)
