@@ -43,7 +43,7 @@ def item(est: Any, name: str) -> float:
 # --- memory: the variant decides the reference model ---------------------------------------------------------
 
 @pytest.mark.parametrize(("variant", "reference"), [(None, True), ("ipo", True), ("kto", True), ("simpo", False),
-                                                    ("orpo", False)])
+                                                    ("orpo", False), ("cpo", False)])
 def test_a_reference_free_variant_counts_no_frozen_copy_with_full_fine_tuning(
         book: Rulebook, variant: str | None, reference: bool) -> None:
     est = peak(book, "llama-3.2-1b", "dpo", "full", variant)

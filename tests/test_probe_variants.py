@@ -1,5 +1,5 @@
-"""advisor probe of DPO's variants with a TRL trainer of their own (rules/variants.yaml `trl`): SimPO through
-CPOTrainer, ORPO through ORPOTrainer, KTO through KTOTrainer, each on a tiny Llama built from a config."""
+"""advisor probe of DPO's variants with a TRL trainer of their own (rules/variants.yaml `trl`): SimPO and CPO
+through CPOTrainer, ORPO through ORPOTrainer, KTO through KTOTrainer, each on a tiny Llama built from a config."""
 
 from __future__ import annotations
 
@@ -56,6 +56,22 @@ def test_simpo_trains_cpo_trainers_simpo_loss_at_the_rulebooks_beta_and_gamma(bo
     for row in res.logs:
         assert row["loss"] == pytest.approx(softplus(gamma.value - row["rewards/margins"]), rel=1e-4)
     assert any(abs(row["rewards/margins"]) > 1e-3 for row in res.logs)  # a real margin, not DPO's zero at step 1
+
+
+def test_cpo_trains_cpo_trainers_sigmoid_loss_plus_its_nll_term(book: Rulebook, trl_tiny: Path) -> None:
+    plan, report = probe(book, trl_tiny, "cpo", micro_batch=1)
+    assert plan.variant == "cpo"
+    alpha = plan.settings["cpo_alpha"]
+    assert alpha.source is Source.RULE and alpha.describe() == "rule cpo-alpha" and alpha.value == 1.0
+    assert plan.settings["beta"].describe() == "rule cpo-beta"
+    res = report.result
+    assert res.trainer.startswith("trl.experimental.cpo.CPOTrainer 1.")
+    # CPO's loss, -log sigmoid(margin) + cpo_alpha * NLL of the chosen response, no reference model: one pair
+    # a step, so the logs give it exactly.
+    for row in res.logs:
+        assert row["loss"] == pytest.approx(softplus(-row["rewards/margins"]) + alpha.value * row["nll_loss"],
+                                            rel=1e-4)
+    assert all(row["nll_loss"] > 0 for row in res.logs)  # the behaviour-cloning term is on
 
 
 def test_orpo_trains_orpo_trainers_nll_plus_odds_ratio_loss_at_its_lambda(book: Rulebook, trl_tiny: Path) -> None:

@@ -135,6 +135,10 @@ def test_an_optimizer_outside_adamw_is_not_judged_by_adamws_bands(book: Rulebook
     ("model_name_or_path: m\nbeta: 2.0\nloss_type: simpo\n", "dpo", "simpo"),
     ("model_name_or_path: m\nbeta: 0.05\nloss_type: dpo_norm\n", "dpo", "ldpo"),
     ("model_name_or_path: m\nnum_generations: 8\nloss_type: dr_grpo\n", "grpo", "dr_grpo"),
+    # TRL CPOConfig: cpo_alpha is CPO's; its loss_type sigmoid (the default) is CPO's own loss, not DPO's
+    ("model_name_or_path: m\nbeta: 0.1\ncpo_alpha: 1.0\n", "dpo", "cpo"),
+    ("model_name_or_path: m\nbeta: 0.1\ncpo_alpha: 1.0\nloss_type: sigmoid\nsimpo_gamma: 0.5\n", "dpo", "cpo"),
+    ("model_name_or_path: m\nbeta: 2.0\ncpo_alpha: 0.0\nloss_type: simpo\nsimpo_gamma: 0.5\n", "dpo", "simpo"),
 ])
 def test_every_preference_and_rl_loss_is_its_variant_never_plain_dpo(text: str, method: str, variant: str,
                                                                     book: Rulebook, tmp_path: Path) -> None:
@@ -150,7 +154,6 @@ def test_every_preference_and_rl_loss_is_its_variant_never_plain_dpo(text: str, 
 
 @pytest.mark.parametrize(("text", "word"), [
     ("base_model: m\nprocess_reward_model: true\n", "prm"),
-    ("model_name_or_path: m\nbeta: 0.1\ncpo_alpha: 1.0\n", "cpo"),
     ("base_model: m\nrl: ebft\n", "ebft"),
 ])
 def test_a_method_without_rules_is_named_never_read_as_another(text: str, word: str, book: Rulebook,

@@ -16,7 +16,7 @@ from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
 from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
-from advisor.facts.task import METHODS
+from advisor.facts.task import METHODS, variant_of
 from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
 from advisor.rulebook.load import Rulebook
 from advisor.safeio import clip, finite
@@ -181,10 +181,12 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
                 break
 
 
-def _named_loss(cfg: TrainingConfig, word: str, key: str, line: int | None) -> None:
+def _named_loss(cfg: TrainingConfig, word: str, key: str, line: int | None, over_base: bool = False) -> None:
     """A method word an alias maps to another method is the file's loss variant (rl: orpo is DPO's orpo),
-    unless the file names its loss itself."""
-    if "loss_type" not in cfg.values:
+    unless the file names its loss itself. ``over_base``: the file's loss is its method's base loss, which the
+    variant's own trainer also calls by that name (CPOConfig's loss_type 'sigmoid' is CPO's loss, not DPO's),
+    so the variant wins."""
+    if "loss_type" not in cfg.values or over_base:
         cfg.values["loss_type"] = ConfigValue(word.lower(), key, line)
 
 
@@ -305,7 +307,9 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
     cfg.method = ConfigValue(guess.method if guess else naming.default, "(inferred from the keys)", None)
     named = next((k for k in guess.keys if k in d), None) if guess is not None else None
     if guess is not None and guess.variant is not None and named is not None:  # matched by its loss: already read
-        _named_loss(cfg, guess.variant, named, doc.line_of((named,)))
+        given = cfg.values.get("loss_type")
+        base = given is not None and variant_of(book.variants, guess.method, given.value) == guess.method
+        _named_loss(cfg, guess.variant, named, doc.line_of((named,)), over_base=base)
     legacy = next((k for k in TRL_VLLM_SERVER_KEYS if k in d), None)
     if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
