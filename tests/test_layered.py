@@ -83,6 +83,21 @@ TINY: dict[str, dict[str, Any]] = {
                                            "short_conv_kernel_size": 4}, **MLA},
     "llama4": {"model_type": "llama4_text", "num_hidden_layers": 4, "head_dim": 16, "intermediate_size": 48,
                "intermediate_size_mlp": 96, "num_local_experts": 4, "interleave_moe_layer_step": 2},
+    # the last layers reuse earlier keys and values; per-layer embeddings; AltUp and Laurel
+    "gemma3n": {"model_type": "gemma3n_text", "num_hidden_layers": 5, "head_dim": 16, "intermediate_size": [96] * 5,
+                "num_kv_shared_layers": 2, "vocab_size_per_layer_input": 96, "hidden_size_per_layer_input": 8,
+                "laurel_rank": 6, "altup_num_inputs": 3, "tie_word_embeddings": False,
+                "layer_types": ["sliding_attention", "full_attention"] * 2 + ["sliding_attention"]},
+    # full layers with their own head size, double-wide MLPs in the KV-sharing layers, experts, PLE
+    "gemma4": {"model_type": "gemma4_text", "num_hidden_layers": 6, "head_dim": 16, "global_head_dim": 32,
+               "intermediate_size": 96, "num_kv_shared_layers": 2, "use_double_wide_mlp": True,
+               "enable_moe_block": True, "num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 24,
+               "hidden_size_per_layer_input": 8, "vocab_size_per_layer_input": 96,
+               "layer_types": ["sliding_attention", "full_attention"] * 3},
+    # keys as values and global KV heads in the full layers (Gemma 4 31B's and 12B's layout)
+    "gemma4_unified": {"model_type": "gemma4_unified_text", "num_hidden_layers": 7, "head_dim": 16,
+                       "global_head_dim": 32, "intermediate_size": 96, "attention_k_eq_v": True,
+                       "num_global_key_value_heads": 1, "attention_bias": True},
 }
 
 
