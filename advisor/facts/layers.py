@@ -148,7 +148,7 @@ class _Env:
             if node.func.id != "int":
                 args = [a for arg in args for a in (arg if isinstance(arg, list) else [arg])]
             if not args or not all(isinstance(a, int | float) and not isinstance(a, bool) and abs(a) <= MAX_VALUE for a in args):
-                raise FactError(f"{self.origin}: {where}: {node.func.id}() of {clip(args)}",
+                raise FactError(f"{self.origin}: {where}: {clip(ast.unparse(node))} of {clip(args)}",
                                 hint="check the config.json keys it reads")
             return _CALLS[node.func.id](*args)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "given" and node.args:
