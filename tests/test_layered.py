@@ -83,6 +83,21 @@ TINY: dict[str, dict[str, Any]] = {
                                            "short_conv_kernel_size": 4}, **MLA},
     "llama4": {"model_type": "llama4_text", "num_hidden_layers": 4, "head_dim": 16, "intermediate_size": 48,
                "intermediate_size_mlp": 96, "num_local_experts": 4, "interleave_moe_layer_step": 2},
+    # the last layers reuse earlier keys and values; per-layer embeddings; AltUp and Laurel
+    "gemma3n": {"model_type": "gemma3n_text", "num_hidden_layers": 5, "head_dim": 16, "intermediate_size": [96] * 5,
+                "num_kv_shared_layers": 2, "vocab_size_per_layer_input": 96, "hidden_size_per_layer_input": 8,
+                "laurel_rank": 6, "altup_num_inputs": 3, "tie_word_embeddings": False,
+                "layer_types": ["sliding_attention", "full_attention"] * 2 + ["sliding_attention"]},
+    # full layers with their own head size, double-wide MLPs in the KV-sharing layers, experts, PLE
+    "gemma4": {"model_type": "gemma4_text", "num_hidden_layers": 6, "head_dim": 16, "global_head_dim": 32,
+               "intermediate_size": 96, "num_kv_shared_layers": 2, "use_double_wide_mlp": True,
+               "enable_moe_block": True, "num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 24,
+               "hidden_size_per_layer_input": 8, "vocab_size_per_layer_input": 96,
+               "layer_types": ["sliding_attention", "full_attention"] * 3},
+    # keys as values and global KV heads in the full layers (Gemma 4 31B's and 12B's layout)
+    "gemma4_unified": {"model_type": "gemma4_unified_text", "num_hidden_layers": 7, "head_dim": 16,
+                       "global_head_dim": 32, "intermediate_size": 96, "attention_k_eq_v": True,
+                       "num_global_key_value_heads": 1, "attention_bias": True},
 }
 
 
@@ -156,6 +171,8 @@ def test_a_layer_list_and_its_interval_agree(book: Rulebook) -> None:
         ("lfm2", {"full_attn_idxs": [7]}, "full_attn_idxs"),
         ("deepseek_v3", {"kv_lora_rank": None}, "kv_lora_rank"),
         ("jamba", {"attn_layer_period": 0}, "attn_layer_period"),
+        ("gemma4", {"num_kv_shared_layers": 9}, "num_kv_shared_layers"),
+        ("gemma3n", {"intermediate_size": [96, "wide", 96, 96, 96]}, "intermediate_size"),
     ],
 )
 def test_a_bad_layer_description_is_one_line_naming_the_key(book: Rulebook, family: str, change: dict[str, Any],
@@ -254,3 +271,41 @@ def test_odd_config_values_give_facts_or_a_one_line_error(book: Rulebook, family
         assert "\n" not in str(exc)
     else:
         assert facts.params_b >= 0 and count(knowledge(book), facts).total >= 0
+
+
+def test_gemma_kv_sharing_layers_keep_no_cache_and_build_no_keys(book: Rulebook) -> None:
+    facts = registry_model(book, "gemma-4-e2b")
+    kinds = {k.id: k for k in facts.layer_kinds}
+    # 35 layers: the last 20 reuse the keys and values of layers 0-14 (3 of them full, 4 sliding first)
+    assert (kinds["sliding_kv"].layers, kinds["full_kv"].layers, kinds["kv_shared"].layers) == (12, 3, 20)
+    assert not kinds["kv_shared"].modules and kinds["kv_shared"].kv_per_token == 0
+    short, long = _kv_cache(book, "gemma-4-e2b", 1024), _kv_cache(book, "gemma-4-e2b", 2048)
+    per_token = (long - short) / (2 * 1024 * 2)
+    # a full layer caches its own head size (global_head_dim 512), a sliding one head_dim 256
+    assert per_token == 12 * 2 * 1 * 256 + 3 * 2 * 1 * 512
+    # the KV-sharing layers' MLPs are twice as wide (use_double_wide_mlp)
+    widths = {k.id: next(m.out_features for m in k.modules if m.name == "up_proj")
+              for k in facts.layer_kinds if k.id in ("mlp", "kv_shared_mlp")}
+    assert widths == {"mlp": 6144, "kv_shared_mlp": 12288}
+
+
+def test_gemma3n_per_layer_widths_of_a_sliced_model_are_counted_at_their_mean(book: Rulebook) -> None:
+    cfg = {**_config("gemma3n"), "intermediate_size": [96, 64, 96, 64, 96]}
+    facts = facts_from_config(cfg, book, name="sliced", source="file")
+    real = _params(_build(cfg))
+    assert facts.intermediate_size == 83  # 416 // 5
+    # three matrices of hidden_size x width per layer: the mean loses under one column per layer
+    assert abs(count(knowledge(book), facts).total - real) <= 3 * cfg["hidden_size"] * cfg["num_hidden_layers"]
+
+
+def test_a_gemma3n_config_json_in_the_hub_cache_is_its_text_tower(book: Rulebook, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _config("gemma3n")
+    wrapper = {"architectures": ["Gemma3nForConditionalGeneration"], "model_type": "gemma3n", "text_config": text,
+               "vision_config": {"model_type": "gemma3n_vision"}, "audio_config": {"model_type": "gemma3n_audio"}}
+    monkeypatch.setenv("HF_HUB_CACHE", str(make_cache(tmp_path / "hub", "acme/gemma3n-tiny", wrapper)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    facts = resolve_model("acme/gemma3n-tiny", book)
+    assert (facts.source, facts.family) == ("cache", "gemma3n")
+    assert "text tower of a gemma3n model" in facts.source_detail
+    assert facts.params_b == round(_params(_build(text)) / 1e9, 3)

@@ -25,8 +25,9 @@ MAX_VALUE = 10**13
 MAX_LAYERS = 100_000  # not-knowledge: each layer is assigned a kind, so the count bounds the work
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
         ast.Div: operator.truediv}
-# Besides these: given(key, ..., fallback), the first key config.json sets.
-_CALLS: dict[str, Callable[..., Any]] = {"max": max, "min": min, "int": int}
+# Besides these: given(key, ..., fallback), the first key config.json sets. max, min and sum also take
+# a config.json list of numbers (Gemma 3n's per-layer intermediate_size).
+_CALLS: dict[str, Callable[..., Any]] = {"max": max, "min": min, "int": int, "sum": lambda *a: sum(a)}
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Gt: operator.gt, ast.Lt: operator.lt}
 
 
@@ -68,6 +69,7 @@ class Layout:
     total: int
     active: int
     kinds: tuple[LayerKind, ...]
+    outer: tuple[LayerModule, ...]  # modules outside the decoder layers, held once (per-layer embeddings)
     facts: dict[str, Any]  # the ModelFacts fields the family's `facts:` maps (num_experts, head_dim, ...)
     norms: int  # the norm parameters of each decoder layer (the kinds' own norms are modules)
     final_norm: int
@@ -143,8 +145,10 @@ class _Env:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS
                 and node.args and not node.keywords):
             args = [self._eval(arg, where) for arg in node.args]
-            if not all(isinstance(a, int | float) and not isinstance(a, bool) and abs(a) <= MAX_VALUE for a in args):
-                raise FactError(f"{self.origin}: {where}: {node.func.id}() of {clip(args)}",
+            if node.func.id != "int":
+                args = [a for arg in args for a in (arg if isinstance(arg, list) else [arg])]
+            if not args or not all(isinstance(a, int | float) and not isinstance(a, bool) and abs(a) <= MAX_VALUE for a in args):
+                raise FactError(f"{self.origin}: {where}: {clip(ast.unparse(node))} of {clip(args)}",
                                 hint="check the config.json keys it reads")
             return _CALLS[node.func.id](*args)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "given" and node.args:
@@ -172,7 +176,21 @@ def _path(node: ast.AST, where: str) -> list[str]:
 
 
 def _assign(env: _Env, source: dict[str, Any], layers: int, where: str) -> list[str] | None:
-    """Each layer's kind by one slot source; None when the source's key is not in config.json."""
+    """Each layer's kind by one slot source (its ``tail`` overriding the last layers); None when the
+    source's key is not in config.json."""
+    kinds = _assign_source(env, source, layers, where)
+    if kinds is None:
+        return None
+    for n, tail in enumerate(source.get("tail", ())):
+        last = env.number(tail["layers"], f"{where}.tail[{n}].layers")
+        if last > layers:
+            raise FactError(f"{env.origin}: {where}: key '{tail['layers']}' is {last}, more than the "
+                            f"{layers} layers (num_hidden_layers)", hint="check the config.json")
+        kinds = kinds[:layers - last] + [str(tail["kind"])] * last
+    return kinds
+
+
+def _assign_source(env: _Env, source: dict[str, Any], layers: int, where: str) -> list[str] | None:
     if "all" in source:
         return [str(source["all"])] * layers
     if "list" in source:
@@ -269,13 +287,15 @@ def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) 
         out.append(LayerKind(id=kid, layers=counted[kid], modules=modules,
                              kv_per_token=env.number(raw.get("kv_per_token", 0), f"{where} kv_per_token"),
                              state=env.number(raw.get("state", 0), f"{where} state")))
+    outer = tuple(_module(env, m, f"family {family} layers.outer") for m in spec.get("outer", ()))
     norms = env.number(spec.get("norms_per_layer", 0), f"family {family} layers.norms_per_layer")
     h = env.number("hidden_size", "hidden_size")
     vocab = env.number("vocab_size", "vocab_size")
     final = env.number(spec.get("final_norm", "hidden_size"), f"family {family} layers.final_norm")
     tied = bool(env.value(spec.get("tied", "tie_word_embeddings"), f"family {family} layers.tied"))
-    outer = vocab * h * (1 if tied else 2) + final + layers * norms
-    total = outer + sum(k.layers * sum(m.params for m in k.modules) for k in out)
-    active = outer + sum(k.layers * sum(m.active_params for m in k.modules) for k in out)
+    held = vocab * h * (1 if tied else 2) + final + layers * norms + sum(m.params for m in outer)
+    total = held + sum(k.layers * sum(m.params for m in k.modules) for k in out)
+    active = held + sum(k.layers * sum(m.active_params for m in k.modules) for k in out)
     facts = {name: env.number(text, f"family {family} layers.facts.{name}") for name, text in spec.get("facts", {}).items()}
-    return Layout(total=total, active=active, kinds=tuple(out), facts=facts, norms=norms, final_norm=final)
+    return Layout(total=total, active=active, kinds=tuple(out), outer=outer, facts=facts, norms=norms,
+                  final_norm=final)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import FactError
 from advisor.facts import hub
-from advisor.facts.layers import LayerKind, layout, with_defaults
+from advisor.facts.layers import LayerKind, LayerModule, layout, with_defaults
 from advisor.safeio import check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
@@ -32,7 +32,7 @@ SourceKind = Literal["file", "cache", "registry", "hub"]
 
 
 # The fields only the memory model reads (a layered family's module shapes): neither rule facts nor output.
-LAYOUT_FIELDS = ("layer_kinds", "layer_norms", "final_norm")
+LAYOUT_FIELDS = ("layer_kinds", "layer_norms", "final_norm", "outer_modules")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class ModelFacts:
     layer_kinds: tuple[LayerKind, ...] = ()
     layer_norms: int = 0  # with layer_kinds: the norm parameters of every decoder layer
     final_norm: int = 0  # with layer_kinds: the norm after the last layer
+    outer_modules: tuple[LayerModule, ...] = ()  # with layer_kinds: modules outside the layers, held once
 
     def describe_source(self) -> str:
         """'cache: /path/config.json @ 0123abcd': how the text output names where the facts came from."""
@@ -335,7 +336,7 @@ def _layered_facts(
         params_b=round(lay.total / 1e9, 3), active_params_b=round(lay.active / 1e9, 3),
         attention_modules=tuple(family["attention_modules"]), mlp_modules=tuple(family["mlp_modules"]),
         hf_id=hf_id, source_detail=detail, revision=revision, layer_kinds=lay.kinds,
-        layer_norms=lay.norms, final_norm=lay.final_norm,
+        layer_norms=lay.norms, final_norm=lay.final_norm, outer_modules=lay.outer,
     )
 
 

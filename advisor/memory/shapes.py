@@ -17,7 +17,7 @@ class Module(LayerModule):
     """One module of a decoder layer (name, kind, in / out features, count per layer, bias, its place in
     the MLP, the per-expert names peft maps onto a fused parameter), and how many layers hold it."""
 
-    layers: int | None = None  # None: every decoder layer; a layer kind's count otherwise
+    layers: int | None = None  # None: every decoder layer; a layer kind's count otherwise (1: held once)
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ def _layered(arch: dict[str, Any], model: ModelFacts, targets: list[str] | None,
         raise RuleFileError(f"rules/memory.yaml architecture {arch['id']!r}: family {model.family!r} has no "
                             "`layers` description in rules/families.yaml", hint="add one, or list its modules here")
     modules = tuple(Module(**asdict(m), layers=kind.layers) for kind in model.layer_kinds for m in kind.modules)
+    # modules outside the decoder layers (Gemma's per-layer embedding table and projections): held once
+    modules += tuple(Module(**asdict(m), layers=1) for m in model.outer_modules)
     h, vocab = model.hidden_size, model.vocab_size
     counts = Counts(layers=model.num_layers, modules=modules, norms_per_layer=model.layer_norms, embed=vocab * h,
                     head=0 if model.tie_word_embeddings else vocab * h, final_norm=model.final_norm,
