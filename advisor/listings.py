@@ -104,10 +104,7 @@ class ModelListing:
         return list(self.book.models[model_id].get("aliases", []))
 
     def as_data(self) -> Any:
-        from advisor.facts.model import LAYOUT_FIELDS
-
-        return [{**{k: v for k, v in f.__dict__.items() if k not in LAYOUT_FIELDS}, "aliases": self.aliases(f.name)}
-                for f in self.facts()]
+        return [{**f.as_dict(), "aliases": self.aliases(f.name)} for f in self.facts()]
 
 
 @dataclass

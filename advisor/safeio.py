@@ -148,6 +148,17 @@ def finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def at_path(data: Any, dotted: str) -> Any:
+    """The value at a dotted key path of parsed YAML / JSON (``trl.beta``: data["trl"]["beta"]), or None
+    where a part is missing or not a mapping."""
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 # --- JSON and YAML ------------------------------------------------------------------------
 
 def check_depth(data: Any, where: str, error: Error = AdvisorError, limit: int = MAX_DEPTH) -> None:

@@ -19,7 +19,7 @@ from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
 from advisor.facts.task import METHODS, variant_of
 from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
 from advisor.rulebook.load import Rulebook
-from advisor.safeio import clip, finite
+from advisor.safeio import at_path, clip, finite
 
 Reader = Callable[[Document, Rulebook, TrainingConfig, Format], None]
 READERS: dict[str, Reader] = {}  # format id (rules/registry/formats.yaml) -> its reader
@@ -51,18 +51,8 @@ def detect_format(data: dict[str, Any]) -> str:
     return best if scores[best] else fallback
 
 
-def nested(data: dict[str, Any], dotted: str) -> Any:
-    """The value at a dotted key path (``trl.beta``: data["trl"]["beta"]), or None."""
-    value: Any = data
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
 def _is_set(data: dict[str, Any], key: str) -> bool:
-    return nested(data, key) not in (None, False)
+    return at_path(data, key) not in (None, False)
 
 
 def not_a_config(data: dict[str, Any]) -> NotConfig | None:
@@ -171,7 +161,7 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
         for key in [keys] if isinstance(keys, str) else (keys or []):
             negated = key.startswith("!")
             key, _, word = key.lstrip("!").partition("=")
-            value = nested(doc.data, key)
+            value = at_path(doc.data, key)
             if word and value is not None:  # a flag naming the value: only when true
                 value = word if _coerce(doc, tuple(key.split(".")), "bool", value) else None
             if value is not None and not _unset(name, param.type, value):
@@ -258,7 +248,7 @@ def _read_llama_factory_v1(doc: Document, book: Rulebook, cfg: TrainingConfig, f
     naming = _naming(fmt)
     method = next((i.method for i in naming.infer if any(k in d for k in i.keys)), naming.default)
     cfg.method = ConfigValue(method, "(the llamafactory-cli command; inferred from the keys)", None)
-    kind = str(nested(d, "peft_config.name") or "full").lower()
+    kind = str(at_path(d, "peft_config.name") or "full").lower()
     bits = cfg.values.get("quantization_bit")
     peft = "full" if kind in ("full", "freeze") else ("qlora" if bits is not None and bits.value == 4 else "lora")
     cfg.peft = ConfigValue(peft, "peft_config.name", doc.line_of(("peft_config", "name")))

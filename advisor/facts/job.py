@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from advisor.facts.hardware import GpuFacts, resolve_gpu
-from advisor.facts.model import LAYOUT_FIELDS, ModelFacts, resolve_model
+from advisor.facts.model import ModelFacts, resolve_model
 from advisor.facts.task import TaskFacts, check_variant
 
 if TYPE_CHECKING:  # the rulebook sits above the facts; they only read its registries
@@ -23,9 +23,7 @@ class JobFacts:
         return {**self.model.as_facts(), **self.gpu.as_facts(), **self.task.as_facts()}
 
     def report(self) -> dict[str, dict[str, Any]]:
-        model = asdict(self.model)
-        for key in LAYOUT_FIELDS:
-            model.pop(key)
+        model = self.model.as_dict()
         model["attention_modules"] = list(self.model.attention_modules)
         model["mlp_modules"] = list(self.model.mlp_modules)
         return {"model": model, "gpu": asdict(self.gpu), "task": asdict(self.task)}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import FactError
-from advisor.safeio import clip
+from advisor.safeio import at_path, clip
 
 # A sanity bound, not knowledge (as model.MAX_DIMENSION): past any real model's module size.
 MAX_VALUE = 10**13
@@ -96,12 +96,7 @@ class _Env:
         return value
 
     def has(self, key: str) -> bool:
-        value: Any = self.cfg
-        for part in key.split("."):
-            if not isinstance(value, dict) or value.get(part) is None:
-                return False
-            value = value[part]
-        return True
+        return at_path(self.cfg, key) is not None
 
     def value(self, raw: Any, where: str) -> Any:
         if isinstance(raw, bool | int):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import FactError
 from advisor.facts import hub
 from advisor.facts.layers import LayerKind, LayerModule, layout, with_defaults
-from advisor.safeio import check_name, clip, clip_path, load_json, read_text, stat_path
+from advisor.safeio import at_path, check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
 if TYPE_CHECKING:  # the rulebook sits above the facts; they only read its registries
@@ -76,9 +76,13 @@ class ModelFacts:
     def linear_modules(self) -> list[str]:
         return [*self.attention_modules, *self.mlp_modules]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The facts as data, less the layout only the memory model reads (LAYOUT_FIELDS)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in LAYOUT_FIELDS}
+
     def as_facts(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("source", "source_detail", "revision", "hf_id", *LAYOUT_FIELDS):
+        out = self.as_dict()
+        for key in ("source", "source_detail", "revision", "hf_id"):
             out.pop(key)
         facts = {f"model.{k}": v for k, v in out.items()}
         for key in ("attention_modules", "mlp_modules"):
@@ -131,14 +135,6 @@ def _optional(cfg: dict[str, Any], *keys: str, origin: str) -> int:
     return 0
 
 
-def _at(cfg: dict[str, Any], path: str) -> Any:
-    """config.json's value at a dotted path (DBRX's attn_config.kv_n_heads), None where absent."""
-    value: Any = cfg
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
 def canonical_config(cfg: dict[str, Any], family: dict[str, Any] | None, origin: str) -> dict[str, Any]:
     """``cfg`` with the standard key names filled in from the ones the family's config.json uses
     (GPT-J's n_embd, MPT's d_model, DBRX's attn_config.kv_n_heads: the family's ``config_keys``),
@@ -148,7 +144,8 @@ def canonical_config(cfg: dict[str, Any], family: dict[str, Any] | None, origin:
     out = dict(cfg)
     for key, paths in fam.get("config_keys", {}).items():
         if out.get(key) is None:
-            out[key] = next((v for v in (_at(cfg, p) for p in paths) if v is not None), None)
+            # a dotted path reads a nested key (DBRX's attn_config.kv_n_heads)
+            out[key] = next((v for v in (at_path(cfg, p) for p in paths) if v is not None), None)
     for key, factors in fam.get("derived_keys", {}).items():
         if out.get(key) is None:
             value = 1
