@@ -448,3 +448,41 @@ def test_ppo_counts_its_value_model_trained_in_full_and_its_frozen_reward_model(
     assert items["PPO value model optimizer (fp32 master + states)"] == pytest.approx(6 * weights, rel=1e-3)
     assert not ppo.memory.fits  # 8B PPO does not fit one 80 GB GPU, the issue's "fits, 22.9 GiB headroom" was wrong
     assert ppo.memory.total_gb > grpo.memory.total_gb + 8 * weights
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_lora_modules_to_save_copies_match_peft_after_an_adamw_step(book: Rulebook, tmp_path: Path, tied: bool) -> None:
+    """peft deep-copies each module in lora_modules_to_save in its loaded dtype and trains the copy: the
+    estimate's copies, gradients and AdamW states equal what torch holds for them after one step."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shape = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1024, "max_position_embeddings": 256,
+             "tie_word_embeddings": tied}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**shape, "architectures": ["LlamaForCausalLM"]}))
+    saved = ["embed_tokens", "lm_head"]
+    params = {**resolved(book, str(path)), "micro_batch_size": 1, "optimizer": "adamw_torch",
+              "lora_modules_to_save": saved}
+    est = estimate(book, job(book, str(path)), params)
+    predicted = sum(i.gb for i in est.items if i.name.startswith("lora_modules_to_save")) * 2**30
+    assert not any("not counted" in n for n in est.notes)
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**shape), dtype=torch.bfloat16)
+    peft_model = get_peft_model(model, LoraConfig(r=params["lora_rank"], target_modules=params["lora_target_modules"],
+                                                  modules_to_save=saved))
+    copies = [p for n, p in peft_model.named_parameters() if p.requires_grad and "modules_to_save" in n]
+    assert copies and all(p.dtype == torch.bfloat16 for p in copies)  # not upcast like the LoRA weights
+    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, shape["vocab_size"], (1, 16))
+    peft_model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    held = sum(p.numel() * p.element_size() * 2 for p in copies)  # the copy and its gradient
+    held += sum(t.numel() * t.element_size() for p in copies for t in opt.state[p].values() if t.dim())
+    assert predicted == pytest.approx(held)
+    assert sum(p.numel() for p in copies) == 2 * shape["vocab_size"] * shape["hidden_size"]  # a tied head is copied too

@@ -110,11 +110,19 @@ def test_continued_pretraining_is_one_sequence_like_sft(book: Rulebook) -> None:
     assert [(i.name, i.gb) for i in pt.items] == [(i.name, i.gb) for i in sft.items]
 
 
-def test_lora_continued_pretraining_says_its_full_trained_embeddings_are_not_counted(book: Rulebook) -> None:
+def test_lora_continued_pretraining_counts_its_full_trained_embeddings(book: Rulebook) -> None:
     est = peak(book, "llama-3.1-8b", "pt", "lora")
     assert est.setup.modules_to_save == ("embed_tokens", "lm_head")
-    assert any("lora_modules_to_save embed_tokens, lm_head" in n and "1.05B params" in n for n in est.notes)
-    assert not any("lora_modules_to_save" in n for n in peak(book, "llama-3.1-8b", "sft", "lora").notes)
+    copies = [i for i in est.items if i.name.startswith("lora_modules_to_save")]
+    assert [i.name.split(" (")[0] for i in copies] == ["lora_modules_to_save copies", "lora_modules_to_save gradients",
+                                                        "lora_modules_to_save optimizer states"]
+    assert all("1.05B params" in i.detail for i in copies)
+    sft = peak(book, "llama-3.1-8b", "sft", "lora")
+    assert not any(i.name.startswith("lora_modules_to_save") for i in sft.items)
+    def step(e: Any) -> float:
+        return next(i.gb for i in e.items if i.name == "optimizer step buffer")
+
+    assert step(est) * 2**30 == pytest.approx(step(sft) * 2**30 + 1.05e9 * 2, rel=0.01)  # AdamW's sqrt buffer, bf16
 
 
 def test_cli_memory_for_rm_and_pt() -> None:

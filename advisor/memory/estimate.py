@@ -445,15 +445,45 @@ class _Builder:
             self.notes.append("transformers >= 5 stores MoE experts as fused 3-D parameters: bitsandbytes does "
                               "not quantize them and LoRA target_modules do not reach them (peft target_parameters does)")
 
+    def saved_modules(self) -> dict[str, float]:
+        """lora_modules_to_save that peft copies and trains in full: module -> its parameters. A tied
+        lm_head is deep-copied from the embedding's weight, so its copy is the embedding's size."""
+        c = self.c
+        sizes = {"embed_tokens": c.embed, "lm_head": c.head or c.embed}  # Llama-style names (rules/lora.yaml LORA009)
+        return {m: float(sizes[m]) for m in dict.fromkeys(self.s.modules_to_save) if sizes.get(m)}
+
+    def saved_dtype(self) -> str:
+        """The coefficient id of the saved copies' bytes per parameter: the dtype the module was loaded in."""
+        return "kbit-upcast-bytes" if self.s.quantization != "none" and self.s.kbit_upcast else "bytes-16bit"
+
+    def _saved_copies(self) -> None:
+        """peft's ModulesToSaveWrapper deep-copies each module in its loaded dtype (16-bit, or fp32 after
+        prepare_model_for_kbit_training) and trains the copy: weights, gradients and optimizer states.
+        peft's adapter upcast (cast_adapter_dtype) reaches only LoRA layers, not these copies."""
+        k, s = self.k, self.s
+        saved = self.saved_modules()
+        if not saved:
+            return
+        n = sum(saved.values())
+        keep_id = self.saved_dtype()
+        per = k[keep_id]
+        what = ", ".join(saved)
+        self.add_weights(f"lora_modules_to_save copies ({what})", n, per, (keep_id,))
+        self.add_grads(f"lora_modules_to_save gradients ({what})", n, per, (keep_id,))
+        states = k.optimizer_states(s.optimizer)
+        if k.paged(s.optimizer):
+            self.add_paged(n, states)
+            return
+        halved = keep_id == "bytes-16bit" and k.states_in_param_dtype(s.optimizer)
+        state_bytes = k[states] * (k["bytes-16bit"] / k["bytes-fp32"] if halved else 1)
+        dtype = ", in the copies' 16-bit dtype" if halved else ""
+        self.add(f"lora_modules_to_save optimizer states ({what})", self.share(n, "optimizer_states") * state_bytes,
+                 f"{_b(n)} params x {state_bytes:g} B ({s.optimizer}{dtype})",
+                 (states, "bytes-16bit", "bytes-fp32") if halved else (states,))
+
     def _adapters(self) -> None:
         k, c, s = self.k, self.c, self.s
-        full = {"embed_tokens": c.embed, "lm_head": c.head}  # transformers' Llama-style names (rules/lora.yaml LORA009)
-        saved = [m for m in s.modules_to_save if full.get(m)]
-        if saved:
-            # Not yet modelled: peft's trainable copies of these modules, their gradients and optimizer states
-            self.notes.append(f"lora_modules_to_save {', '.join(saved)} train in full beside the adapters "
-                              f"({_b(sum(full[m] for m in saved))} params): their copies, gradients and optimizer "
-                              "states are not counted here; plan memory for them")
+        self._saved_copies()
         if not c.lora:
             if s.lora_targets:
                 self.notes.append(f"no LoRA target matches a linear module: {', '.join(s.lora_targets)}")
@@ -590,8 +620,14 @@ class _Builder:
         halve = s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")  # the buffer has the states' dtype
         per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if halve else 1)
         n_bytes = trainable * per
-        self.add("optimizer step buffer", n_bytes, f"{_b(trainable)} trainable params x {per:g} B ({s.optimizer}: "
-                 "foreach AdamW's sqrt of the second moment)", (sid,), "step")
+        detail = f"{_b(trainable)} trainable params x {per:g} B"
+        if s.peft != "full" and (saved := sum(self.saved_modules().values())):
+            halve_saved = self.saved_dtype() == "bytes-16bit" and k.states_in_param_dtype(s.optimizer)
+            saved_per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if halve_saved else 1)
+            n_bytes += saved * saved_per
+            detail += f" + {_b(saved)} lora_modules_to_save x {saved_per:g} B"
+        self.add("optimizer step buffer", n_bytes, f"{detail} ({s.optimizer}: foreach AdamW's sqrt of the second "
+                 "moment)", (sid,), "step")
         return n_bytes
 
     def generate(self) -> float:
