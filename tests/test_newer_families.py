@@ -1,0 +1,125 @@
+"""The families issue 12 left for last (rules/families.yaml, the 'newer families' section, and Falcon's
+new decoder): each count equals the transformers model built on the meta device from the same config,
+LoRA's trainable parameters equal peft's, and the generation cache is what each layer kind keeps
+(Llama 3.2 Vision's cross-attention layers cache the image once, not per token; transformers caches
+Falcon's new decoder at every query head)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from advisor.facts.model import facts_from_config, registry_model
+from advisor.memory.knowledge import knowledge
+from advisor.memory.shapes import count
+from advisor.rulebook.load import Rulebook
+from tests.test_layered import _kv_cache
+
+SMALL = {"hidden_size": 64, "vocab_size": 128, "max_position_embeddings": 256, "num_attention_heads": 4,
+         "num_key_value_heads": 2}
+# mllama's token ids default to Llama 3's, past a tiny vocabulary
+TOKENS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+# One tiny config per family (and per switch of Falcon's decoder), choosing the less common branches.
+TINY: dict[str, dict[str, Any]] = {
+    "falcon_old_mha": {"model_type": "falcon", "num_hidden_layers": 2, "multi_query": False, "parallel_attn": False},
+    "falcon_new": {"model_type": "falcon", "num_hidden_layers": 2, "new_decoder_architecture": True,
+                   "num_kv_heads": 2},
+    "falcon_new_one_ln": {"model_type": "falcon", "num_hidden_layers": 2, "new_decoder_architecture": True,
+                          "num_kv_heads": 1, "num_ln_in_parallel_attn": 1, "bias": True, "ffn_hidden_size": 96,
+                          "tie_word_embeddings": False},
+    "mllama": {"model_type": "mllama_text_model", "num_hidden_layers": 5, "intermediate_size": 96,
+               "cross_attention_layers": [1, 3], **TOKENS},
+}
+# a text tower is built through its multimodal wrapper's causal-LM class (MllamaForCausalLM reads text_config)
+WRAPPERS = {"mllama_text_model": "mllama"}
+
+
+def _build(cfg: dict[str, Any]) -> Any:
+    import torch
+    import transformers
+
+    kwargs = {k: v for k, v in cfg.items() if k != "model_type"}
+    wrapper = WRAPPERS.get(cfg["model_type"])
+    conf = (transformers.AutoConfig.for_model(wrapper, text_config=cfg) if wrapper
+            else transformers.AutoConfig.for_model(cfg["model_type"], **kwargs))
+    with torch.device("meta"):
+        return transformers.AutoModelForCausalLM.from_config(conf)
+
+
+def _params(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _entry(book: Rulebook, mid: str) -> dict[str, Any]:
+    return {k: v for k, v in book.models[mid].items()
+            if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id", "text_of")}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    cfg = {**SMALL, **TINY[name]}
+    facts = facts_from_config(cfg, book, name=name, source="file")
+    assert facts.family == name.split("_")[0] and facts.layer_kinds
+    model = _build(cfg)
+    real = _params(model)
+    targets = [*facts.attention_modules, *facts.mlp_modules]
+    c = count(knowledge(book), facts, targets, 4)
+    assert c.total == real and round(real / 1e9, 3) == facts.params_b
+    reachable = [t for t in targets if t not in c.unmatched_targets]
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=reachable))
+    assert c.lora == sum(p.numel() for p in lora.parameters() if p.requires_grad)
+
+
+NEW_ENTRIES = ["llama-3.2-11b-vision", "llama-3.2-90b-vision", "falcon-40b", "falcon-180b"]
+
+
+@pytest.mark.parametrize("mid", [*NEW_ENTRIES, "falcon-7b"])
+def test_registry_counts_match_transformers(book: Rulebook, mid: str) -> None:
+    entry = _entry(book, mid)
+    if entry["model_type"] in WRAPPERS:
+        entry = {**entry, **TOKENS}
+    real = _params(_build(entry))
+    facts = registry_model(book, mid)
+    assert facts.params_b == round(real / 1e9, 3)
+    assert count(knowledge(book), facts).total == real
+
+
+def test_falcon_new_decoder_is_switched_by_its_keys(book: Rulebook) -> None:
+    old, new = registry_model(book, "falcon-7b"), registry_model(book, "falcon-40b")
+    assert (old.num_kv_heads, new.num_kv_heads) == (1, 8)
+    # one LayerNorm (weight and bias) per old layer, ln_attn and ln_mlp per new one
+    assert (old.layer_norms, new.layer_norms) == (2 * 4544, 4 * 8192)
+    one = facts_from_config({**SMALL, **TINY["falcon_new_one_ln"]}, book, name="x", source="file")
+    assert one.layer_norms == 2 * SMALL["hidden_size"]
+
+
+def test_falcon_new_decoder_caches_keys_and_values_at_every_query_head(book: Rulebook) -> None:
+    for mid, heads in (("falcon-7b", 1), ("falcon-40b", 128)):  # multi_query: one; the new decoder: all 128
+        entry = book.models[mid]
+        short, long = _kv_cache(book, mid, 1024), _kv_cache(book, mid, 2048)
+        per_token = (long - short) / (2 * 1024 * 2)  # two completions, 16-bit
+        assert per_token == entry["num_hidden_layers"] * 2 * heads * (entry["hidden_size"] // entry["num_attention_heads"])
+
+
+def test_llama_vision_caches_text_tokens_in_self_attention_and_the_image_once(book: Rulebook) -> None:
+    facts = registry_model(book, "llama-3.2-11b-vision")
+    kinds = {k.id: k for k in facts.layer_kinds}
+    cross, self_attn = kinds["cross_attention"], kinds["self_attention"]
+    assert (cross.layers, self_attn.layers) == (8, 32) and cross.kv_per_token == 0
+    short, long = _kv_cache(book, "llama-3.2-11b-vision", 1024), _kv_cache(book, "llama-3.2-11b-vision", 2048)
+    per_token = (long - short) / (2 * 1024 * 2)
+    assert per_token == 32 * 2 * 8 * 128
+    # the rest is the image's keys and values in each of the 8 cross-attention layers, per completion
+    assert short - 2 * 1024 * 2 * per_token == 2 * 2 * 8 * (2 * 8 * 128 * 6404)
+
+
+def test_a_llama_vision_config_json_counts_its_text_tower(book: Rulebook) -> None:
+    text = {**_entry(book, "llama-3.2-11b-vision"), **TOKENS}
+    wrapper = {"model_type": "mllama", "architectures": ["MllamaForConditionalGeneration"], "text_config": text,
+               "vision_config": {"model_type": "mllama_vision_model", "image_size": 560}}
+    facts = facts_from_config(wrapper, book, name="v", source="file", detail="config.json")
+    assert (facts.family, facts.params_b) == ("mllama", registry_model(book, "llama-3.2-11b-vision").params_b)
+    assert "text tower of a mllama model" in facts.describe_source()
