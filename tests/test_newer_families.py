@@ -20,6 +20,10 @@ SMALL = {"hidden_size": 64, "vocab_size": 128, "max_position_embeddings": 256, "
          "num_key_value_heads": 2}
 # mllama's token ids default to Llama 3's, past a tiny vocabulary
 TOKENS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+DSA = {"num_key_value_heads": 4, "intermediate_size": 96, "moe_intermediate_size": 24, "n_routed_experts": 8,
+       "num_experts_per_tok": 2, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4,
+       "v_head_dim": 12, "n_group": 1, "topk_group": 1, "q_lora_rank": 24, "index_n_heads": 2,
+       "index_head_dim": 8, "first_k_dense_replace": 1}
 # One tiny config per family (and per switch of Falcon's decoder), choosing the less common branches.
 TINY: dict[str, dict[str, Any]] = {
     "falcon_old_mha": {"model_type": "falcon", "num_hidden_layers": 2, "multi_query": False, "parallel_attn": False},
@@ -30,6 +34,14 @@ TINY: dict[str, dict[str, Any]] = {
                           "tie_word_embeddings": False},
     "mllama": {"model_type": "mllama_text_model", "num_hidden_layers": 5, "intermediate_size": 96,
                "cross_attention_layers": [1, 3], **TOKENS},
+    "deepseek_v32": {"model_type": "deepseek_v32", "num_hidden_layers": 3, "first_k_dense_replace": 1,
+                     "n_shared_experts": 2, **DSA},
+    # GLM-5's layers that share an earlier indexer's top-k: listed, as a pattern, and by frequency and offset
+    "glm_moe_dsa_listed": {"model_type": "glm_moe_dsa", "num_hidden_layers": 4,
+                           "indexer_types": ["full", "shared", "full", "shared"], **DSA},
+    "glm_moe_dsa_pattern": {"model_type": "glm_moe_dsa", "num_hidden_layers": 4, "index_topk_pattern": "FSSF", **DSA},
+    "glm_moe_dsa_freq": {"model_type": "glm_moe_dsa", "num_hidden_layers": 7, "index_topk_freq": 2,
+                         "index_skip_topk_offset": 4, **DSA},
 }
 # a text tower is built through its multimodal wrapper's causal-LM class (MllamaForCausalLM reads text_config)
 WRAPPERS = {"mllama_text_model": "mllama"}
@@ -62,7 +74,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
 
     cfg = {**SMALL, **TINY[name]}
     facts = facts_from_config(cfg, book, name=name, source="file")
-    assert facts.family == name.split("_")[0] and facts.layer_kinds
+    assert facts.family == cfg["model_type"].removesuffix("_text_model") and facts.layer_kinds
     model = _build(cfg)
     real = _params(model)
     targets = [*facts.attention_modules, *facts.mlp_modules]
@@ -73,7 +85,8 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
     assert c.lora == sum(p.numel() for p in lora.parameters() if p.requires_grad)
 
 
-NEW_ENTRIES = ["llama-3.2-11b-vision", "llama-3.2-90b-vision", "falcon-40b", "falcon-180b"]
+NEW_ENTRIES = ["llama-3.2-11b-vision", "llama-3.2-90b-vision", "falcon-40b", "falcon-180b", "deepseek-v3.2-exp",
+               "glm-5"]
 
 
 @pytest.mark.parametrize("mid", [*NEW_ENTRIES, "falcon-7b"])
@@ -123,3 +136,22 @@ def test_a_llama_vision_config_json_counts_its_text_tower(book: Rulebook) -> Non
     facts = facts_from_config(wrapper, book, name="v", source="file", detail="config.json")
     assert (facts.family, facts.params_b) == ("mllama", registry_model(book, "llama-3.2-11b-vision").params_b)
     assert "text tower of a mllama model" in facts.describe_source()
+
+
+def test_the_sparse_attention_indexer_caches_its_keys_beside_the_mla_latent(book: Rulebook) -> None:
+    for mid in ("deepseek-v3.2-exp", "glm-5"):
+        entry = book.models[mid]
+        short, long = _kv_cache(book, mid, 1024), _kv_cache(book, mid, 2048)
+        per_token = (long - short) / (2 * 1024 * 2)
+        latent = entry["kv_lora_rank"] + entry["qk_rope_head_dim"]
+        assert per_token == entry["num_hidden_layers"] * (latent + entry["index_head_dim"]), mid
+
+
+def test_glm5_layers_sharing_a_top_k_build_no_indexer_and_cache_no_index_keys(book: Rulebook) -> None:
+    cfg = {**SMALL, **TINY["glm_moe_dsa_freq"]}
+    kinds = {k.id: k for k in facts_from_config(cfg, book, name="g", source="file").layer_kinds}
+    # transformers: full where max(i - 4 + 1, 0) % 2 == 0, i.e. layers 0-3 and 5
+    assert (kinds["indexer"].layers, kinds["shared_topk"].layers) == (5, 2)
+    assert not kinds["shared_topk"].modules and kinds["shared_topk"].kv_per_token == 0
+    conf = _build(cfg).config
+    assert conf.indexer_types.count("full") == 5

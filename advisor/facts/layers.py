@@ -171,17 +171,21 @@ def _path(node: ast.AST, where: str) -> list[str]:
 
 
 def _assign(env: _Env, source: dict[str, Any], layers: int, where: str) -> list[str] | None:
-    """Each layer's kind by one slot source (its ``tail`` overriding the last layers); None when the
-    source's key is not in config.json."""
+    """Each layer's kind by one slot source (its ``head`` and ``tail`` overriding the first and last
+    layers); None when the source's key is not in config.json."""
     kinds = _assign_source(env, source, layers, where)
     if kinds is None:
         return None
-    for n, tail in enumerate(source.get("tail", ())):
-        last = env.number(tail["layers"], f"{where}.tail[{n}].layers")
-        if last > layers:
-            raise FactError(f"{env.origin}: {where}: key '{tail['layers']}' is {last}, more than the "
-                            f"{layers} layers (num_hidden_layers)", hint="check the config.json")
-        kinds = kinds[:layers - last] + [str(tail["kind"])] * last
+    for end in ("head", "tail"):
+        for n, part in enumerate(source.get(end, ())):
+            span = env.number(part["layers"], f"{where}.{end}[{n}].layers")
+            if span > layers:
+                raise FactError(f"{env.origin}: {where}: key '{part['layers']}' is {span}, more than the "
+                                f"{layers} layers (num_hidden_layers)", hint="check the config.json")
+            if end == "head":
+                kinds = [str(part["kind"])] * span + kinds[span:]
+            else:
+                kinds = kinds[:layers - span] + [str(part["kind"])] * span
     return kinds
 
 
