@@ -24,6 +24,8 @@ DSA = {"num_key_value_heads": 4, "intermediate_size": 96, "moe_intermediate_size
        "num_experts_per_tok": 2, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4,
        "v_head_dim": 12, "n_group": 1, "topk_group": 1, "q_lora_rank": 24, "index_n_heads": 2,
        "index_head_dim": 8, "first_k_dense_replace": 1}
+MIMO = {"intermediate_size": 96, "moe_intermediate_size": 24, "n_routed_experts": 8, "num_experts_per_tok": 2,
+        "head_dim": 16, "v_head_dim": 8}
 # One tiny config per family (and per switch of Falcon's decoder), choosing the less common branches.
 TINY: dict[str, dict[str, Any]] = {
     "falcon_old_mha": {"model_type": "falcon", "num_hidden_layers": 2, "multi_query": False, "parallel_attn": False},
@@ -42,6 +44,10 @@ TINY: dict[str, dict[str, Any]] = {
     "glm_moe_dsa_pattern": {"model_type": "glm_moe_dsa", "num_hidden_layers": 4, "index_topk_pattern": "FSSF", **DSA},
     "glm_moe_dsa_freq": {"model_type": "glm_moe_dsa", "num_hidden_layers": 7, "index_topk_freq": 2,
                          "index_skip_topk_offset": 4, **DSA},
+    "mimo_v2_flash": {"model_type": "mimo_v2_flash", "num_hidden_layers": 7, **MIMO},
+    "mimo_v2_flash_listed": {"model_type": "mimo_v2_flash", "num_hidden_layers": 3, "attention_bias": True,
+                             "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+                             "mlp_layer_types": ["sparse", "dense", "dense"], **MIMO},
 }
 # a text tower is built through its multimodal wrapper's causal-LM class (MllamaForCausalLM reads text_config)
 WRAPPERS = {"mllama_text_model": "mllama"}
@@ -86,7 +92,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
 
 
 NEW_ENTRIES = ["llama-3.2-11b-vision", "llama-3.2-90b-vision", "falcon-40b", "falcon-180b", "deepseek-v3.2-exp",
-               "glm-5"]
+               "glm-5", "mimo-v2-flash"]
 
 
 @pytest.mark.parametrize("mid", [*NEW_ENTRIES, "falcon-7b"])
@@ -155,3 +161,15 @@ def test_glm5_layers_sharing_a_top_k_build_no_indexer_and_cache_no_index_keys(bo
     assert not kinds["shared_topk"].modules and kinds["shared_topk"].kv_per_token == 0
     conf = _build(cfg).config
     assert conf.indexer_types.count("full") == 5
+
+
+def test_mimo_sliding_layers_keep_only_their_window(book: Rulebook) -> None:
+    facts = registry_model(book, "mimo-v2-flash")
+    kinds = {k.id: k for k in facts.layer_kinds}
+    # layer 0 and every 6th of 48 are full attention (MiMoV2FlashConfig)
+    assert (kinds["full"].layers, kinds["sliding"].layers) == (9, 39)
+    short, long = _kv_cache(book, "mimo-v2-flash", 1024), _kv_cache(book, "mimo-v2-flash", 2048)
+    per_token = (long - short) / (2 * 1024 * 2)
+    assert per_token == 9 * 4 * (192 + 128)  # only the full layers grow with the sequence
+    # a sliding layer keeps 128 tokens (sliding_window 129 - 1) at twice the KV heads
+    assert short - 2 * 1024 * 2 * per_token == 2 * 2 * 39 * 128 * 8 * (192 + 128)
