@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from advisor.errors import FactError
 from advisor.facts.model import facts_from_config, registry_model
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
@@ -26,6 +27,9 @@ DSA = {"num_key_value_heads": 4, "intermediate_size": 96, "moe_intermediate_size
        "index_head_dim": 8, "first_k_dense_replace": 1}
 MIMO = {"intermediate_size": 96, "moe_intermediate_size": 24, "n_routed_experts": 8, "num_experts_per_tok": 2,
         "head_dim": 16, "v_head_dim": 8}
+LARGE4 = {"intermediate_size": 96, "moe_intermediate_size": 24, "n_routed_experts": 8, "num_experts_per_tok": 2,
+          "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 12, "index_n_heads": 2,
+          "index_head_dim": 8, "num_key_value_heads": 4}
 # One tiny config per family (and per switch of Falcon's decoder), choosing the less common branches.
 TINY: dict[str, dict[str, Any]] = {
     "falcon_old_mha": {"model_type": "falcon", "num_hidden_layers": 2, "multi_query": False, "parallel_attn": False},
@@ -45,15 +49,23 @@ TINY: dict[str, dict[str, Any]] = {
     "glm_moe_dsa_freq": {"model_type": "glm_moe_dsa", "num_hidden_layers": 7, "index_topk_freq": 2,
                          "index_skip_topk_offset": 4, **DSA},
     "mimo_v2_flash": {"model_type": "mimo_v2_flash", "num_hidden_layers": 7, **MIMO},
+    "mistral_large4": {"model_type": "mistral_large4_text", "num_hidden_layers": 5, **LARGE4},
+    # listed NoPE layers and indexers, a second dense layer, an explicit kv_source_layers without sharing
+    "mistral_large4_listed": {"model_type": "mistral_large4_text", "num_hidden_layers": 4, "no_rope_layers": [1, 0, 0, 1],
+                              "indexer_types": ["full", "shared", "full", "shared"], "first_k_dense_replace": 2,
+                              "kv_source_layers": [0, 1, 2, 3], "attention_bias": True, **LARGE4},
     "mimo_v2_flash_listed": {"model_type": "mimo_v2_flash", "num_hidden_layers": 3, "attention_bias": True,
                              "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
                              "mlp_layer_types": ["sparse", "dense", "dense"], **MIMO},
 }
 # a text tower is built through its multimodal wrapper's causal-LM class (MllamaForCausalLM reads text_config)
 WRAPPERS = {"mllama_text_model": "mllama"}
+# text towers without a causal-LM class: the base model, plus the lm_head counted by hand
+TOWERS = ("mistral_large4_text",)
 
 
 def _build(cfg: dict[str, Any]) -> Any:
+    """The causal LM on the meta device, or the bare text tower where there is none (Mistral Large 4's)."""
     import torch
     import transformers
 
@@ -62,11 +74,18 @@ def _build(cfg: dict[str, Any]) -> Any:
     conf = (transformers.AutoConfig.for_model(wrapper, text_config=cfg) if wrapper
             else transformers.AutoConfig.for_model(cfg["model_type"], **kwargs))
     with torch.device("meta"):
+        if cfg["model_type"] in TOWERS:
+            return transformers.AutoModel.from_config(conf)
         return transformers.AutoModelForCausalLM.from_config(conf)
 
 
 def _params(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Its parameters, with the untied lm_head a bare tower lacks."""
+    n = sum(p.numel() for p in model.parameters())
+    conf = model.config
+    if conf.model_type in TOWERS and not conf.tie_word_embeddings:
+        n += conf.vocab_size * conf.hidden_size
+    return n
 
 
 def _entry(book: Rulebook, mid: str) -> dict[str, Any]:
@@ -80,7 +99,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
 
     cfg = {**SMALL, **TINY[name]}
     facts = facts_from_config(cfg, book, name=name, source="file")
-    assert facts.family == cfg["model_type"].removesuffix("_text_model") and facts.layer_kinds
+    assert facts.family == cfg["model_type"].removesuffix("_text_model").removesuffix("_text") and facts.layer_kinds
     model = _build(cfg)
     real = _params(model)
     targets = [*facts.attention_modules, *facts.mlp_modules]
@@ -92,7 +111,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
 
 
 NEW_ENTRIES = ["llama-3.2-11b-vision", "llama-3.2-90b-vision", "falcon-40b", "falcon-180b", "deepseek-v3.2-exp",
-               "glm-5", "mimo-v2-flash"]
+               "glm-5", "mimo-v2-flash", "mistral-large-4"]
 
 
 @pytest.mark.parametrize("mid", [*NEW_ENTRIES, "falcon-7b"])
@@ -173,3 +192,15 @@ def test_mimo_sliding_layers_keep_only_their_window(book: Rulebook) -> None:
     assert per_token == 9 * 4 * (192 + 128)  # only the full layers grow with the sequence
     # a sliding layer keeps 128 tokens (sliding_window 129 - 1) at twice the KV heads
     assert short - 2 * 1024 * 2 * per_token == 2 * 2 * 39 * 128 * 8 * (192 + 128)
+
+
+def test_mistral_large4_nope_layers_cache_no_rotary_key_and_kv_sharing_is_refused(book: Rulebook) -> None:
+    entry = book.models["mistral-large-4"]
+    kinds = {k.id: k for k in registry_model(book, "mistral-large-4").layer_kinds}
+    assert (kinds["rope"].layers, kinds["nope"].layers) == (54, 18)  # every 4th of 72 is NoPE
+    short, long = _kv_cache(book, "mistral-large-4", 1024), _kv_cache(book, "mistral-large-4", 2048)
+    per_token = (long - short) / (2 * 1024 * 2)
+    assert per_token == 72 * (entry["kv_lora_rank"] + entry["index_head_dim"]) + 54 * entry["qk_rope_head_dim"]
+    shared = {**SMALL, **TINY["mistral_large4_listed"], "kv_source_layers": [0, 0, 2, 2]}
+    with pytest.raises(FactError, match="kv_source_layers"):
+        facts_from_config(shared, book, name="m", source="file")
