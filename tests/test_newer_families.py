@@ -30,6 +30,9 @@ MIMO = {"intermediate_size": 96, "moe_intermediate_size": 24, "n_routed_experts"
 LARGE4 = {"intermediate_size": 96, "moe_intermediate_size": 24, "n_routed_experts": 8, "num_experts_per_tok": 2,
           "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 12, "index_n_heads": 2,
           "index_head_dim": 8, "num_key_value_heads": 4}
+V4 = {"q_lora_rank": 24, "head_dim": 32, "o_groups": 2, "o_lora_rank": 12, "index_n_heads": 2, "index_head_dim": 16,
+      "sliding_window": 8, "hc_mult": 2, "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 24,
+      "num_key_value_heads": 1}
 # One tiny config per family (and per switch of Falcon's decoder), choosing the less common branches.
 TINY: dict[str, dict[str, Any]] = {
     "falcon_old_mha": {"model_type": "falcon", "num_hidden_layers": 2, "multi_query": False, "parallel_attn": False},
@@ -50,6 +53,12 @@ TINY: dict[str, dict[str, Any]] = {
                          "index_skip_topk_offset": 4, **DSA},
     "mimo_v2_flash": {"model_type": "mimo_v2_flash", "num_hidden_layers": 7, **MIMO},
     "mistral_large4": {"model_type": "mistral_large4_text", "num_hidden_layers": 5, **LARGE4},
+    # V4's default layers (2 HCA, then CSA / HCA), a release's compress_ratios, sliding-only layers by name
+    "deepseek_v4": {"model_type": "deepseek_v4", "num_hidden_layers": 5, **V4},
+    "deepseek_v4_ratios": {"model_type": "deepseek_v4", "num_hidden_layers": 3, "compress_ratios": [0, 4, 128],
+                           "mlp_bias": True, **V4},
+    "deepseek_v4_listed": {"model_type": "deepseek_v4", "num_hidden_layers": 3, **V4,
+                           "layer_types": ["sliding_attention", "compressed_sparse_attention", "sliding_attention"]},
     # listed NoPE layers and indexers, a second dense layer, an explicit kv_source_layers without sharing
     "mistral_large4_listed": {"model_type": "mistral_large4_text", "num_hidden_layers": 4, "no_rope_layers": [1, 0, 0, 1],
                               "indexer_types": ["full", "shared", "full", "shared"], "first_k_dense_replace": 2,
@@ -111,7 +120,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
 
 
 NEW_ENTRIES = ["llama-3.2-11b-vision", "llama-3.2-90b-vision", "falcon-40b", "falcon-180b", "deepseek-v3.2-exp",
-               "glm-5", "mimo-v2-flash", "mistral-large-4"]
+               "glm-5", "mimo-v2-flash", "mistral-large-4", "deepseek-v4-flash"]
 
 
 @pytest.mark.parametrize("mid", [*NEW_ENTRIES, "falcon-7b"])
@@ -204,3 +213,21 @@ def test_mistral_large4_nope_layers_cache_no_rotary_key_and_kv_sharing_is_refuse
     shared = {**SMALL, **TINY["mistral_large4_listed"], "kv_source_layers": [0, 0, 2, 2]}
     with pytest.raises(FactError, match="kv_source_layers"):
         facts_from_config(shared, book, name="m", source="file")
+
+
+def test_deepseek_v4_caches_compressed_entries_per_token_and_each_window_once(book: Rulebook) -> None:
+    facts = registry_model(book, "deepseek-v4-flash")
+    kinds = {k.id: k.layers for k in facts.layer_kinds}
+    assert (kinds["sliding"], kinds["csa"], kinds["hca"]) == (2, 21, 20)
+    short, long = _kv_cache(book, "deepseek-v4-flash", 1024), _kv_cache(book, "deepseek-v4-flash", 2048)
+    per_token = (long - short) / (2 * 1024 * 2)
+    # CSA: a 512-wide entry and the indexer's 128-wide key every 4 tokens; HCA: a 512-wide entry every 128
+    assert per_token == 21 * (512 + 128) // 4 + 20 * 512 // 128
+    # a 127-token window per layer, keys apart from values only in the sliding-only layers
+    assert short - 2 * 1024 * 2 * per_token == 2 * 2 * 127 * 512 * (2 * 2 + 41)
+    # transformers' own default pattern agrees with the description's (V4-Pro's: 2 HCA layers first)
+    cfg = {**SMALL, **TINY["deepseek_v4"]}
+    layer_types = _build(cfg).config.layer_types
+    described = {k.id: k.layers for k in facts_from_config(cfg, book, name="v4", source="file").layer_kinds}
+    assert (described["hca"], described["csa"]) == (layer_types.count("heavily_compressed_attention"),
+                                                    layer_types.count("compressed_sparse_attention"))
