@@ -171,17 +171,21 @@ def _path(node: ast.AST, where: str) -> list[str]:
 
 
 def _assign(env: _Env, source: dict[str, Any], layers: int, where: str) -> list[str] | None:
-    """Each layer's kind by one slot source (its ``tail`` overriding the last layers); None when the
-    source's key is not in config.json."""
+    """Each layer's kind by one slot source (its ``head`` and ``tail`` overriding the first and last
+    layers); None when the source's key is not in config.json."""
     kinds = _assign_source(env, source, layers, where)
     if kinds is None:
         return None
-    for n, tail in enumerate(source.get("tail", ())):
-        last = env.number(tail["layers"], f"{where}.tail[{n}].layers")
-        if last > layers:
-            raise FactError(f"{env.origin}: {where}: key '{tail['layers']}' is {last}, more than the "
-                            f"{layers} layers (num_hidden_layers)", hint="check the config.json")
-        kinds = kinds[:layers - last] + [str(tail["kind"])] * last
+    for end in ("head", "tail"):
+        for n, part in enumerate(source.get(end, ())):
+            span = env.number(part["layers"], f"{where}.{end}[{n}].layers")
+            if span > layers:
+                raise FactError(f"{env.origin}: {where}: key '{part['layers']}' is {span}, more than the "
+                                f"{layers} layers (num_hidden_layers)", hint="check the config.json")
+            if end == "head":
+                kinds = [str(part["kind"])] * span + kinds[span:]
+            else:
+                kinds = kinds[:layers - span] + [str(part["kind"])] * span
     return kinds
 
 
@@ -193,11 +197,13 @@ def _assign_source(env: _Env, source: dict[str, Any], layers: int, where: str) -
         if not env.has(key):
             return None
         items = env.lookup(key.split("."))
-        if not isinstance(items, list) or len(items) != layers or not all(isinstance(i, str) for i in items):
+        # names, or per-layer flags (Mistral Large 4's no_rope_layers: 1 rope, 0 none), which `map` names
+        if not isinstance(items, list) or len(items) != layers or not all(
+                isinstance(i, str) or (isinstance(i, int) and not isinstance(i, bool)) for i in items):
             raise FactError(f"{env.origin}: key '{key}' must list {layers} layer kinds (num_hidden_layers), "
                             f"got {clip(items)}")
         mapping = source.get("map", {})
-        return [str(mapping.get(i, i)) for i in items]
+        return [str(mapping.get(str(i), i)) for i in items]
     if "pattern" in source:
         key = source["pattern"]
         if not env.has(key):
@@ -255,6 +261,11 @@ def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) 
     if not 0 < layers <= MAX_LAYERS:
         raise FactError(f"{origin}: key 'num_hidden_layers' is {layers}, not a plausible layer count "
                         f"(1 to {MAX_LAYERS:.0e})", hint="check the config.json")
+    for n, refusal in enumerate(spec.get("refuse", ())):
+        # a layout the description does not cover (Mistral Large 4's KV sharing): said, not miscounted
+        if env.value(refusal["when"], f"family {family} layers.refuse[{n}]"):
+            raise FactError(f"{origin}: {refusal['says']}", hint="its parameter count is not described; "
+                            "pass a config.json without it, or judge it with the generic rule")
     per_layer: list[list[str]] = []
     for n, slot in enumerate(spec["slots"]):
         for alt, source in enumerate(slot):
