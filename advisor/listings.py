@@ -103,8 +103,18 @@ class ModelListing:
     def aliases(self, model_id: str) -> list[str]:
         return list(self.book.models[model_id].get("aliases", []))
 
+    def unverified(self, model_id: str) -> list[str] | str:
+        """The entry's keys no citable copy of its config.json covered ('all': none was checked)."""
+        keys: list[str] | str = self.book.models[model_id].get("unverified", [])
+        return keys
+
+    def checked(self, model_id: str) -> str:
+        keys = self.unverified(model_id)
+        return "no" if keys == "all" else "partly" if keys else "yes"
+
     def as_data(self) -> Any:
-        return [{**f.as_dict(), "aliases": self.aliases(f.name)} for f in self.facts()]
+        return [{**f.as_dict(), "aliases": self.aliases(f.name), "unverified": self.unverified(f.name)}
+                for f in self.facts()]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from advisor import api
 from advisor.errors import FactError
-from advisor.facts.model import facts_from_config, registry_model, resolve_model
+from advisor.facts.model import entry_config, facts_from_config, registry_model, resolve_model
 from advisor.memory import estimate
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
@@ -214,8 +214,7 @@ def test_registry_counts_match_transformers_one_per_family(book: Rulebook) -> No
             smallest.setdefault(fam, mid)
     assert len(smallest) >= 13
     for fam, mid in smallest.items():
-        cfg = {k: v for k, v in book.models[mid].items()
-               if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id")}
+        cfg = entry_config(book.models[mid])
         if cfg["model_type"] == "kimi_k2":
             cfg["model_type"] = "deepseek_v3"  # Kimi K2 runs as DeepseekV3ForCausalLM
         assert registry_model(book, mid).params_b == round(_params(_build(cfg)) / 1e9, 3), (fam, mid)

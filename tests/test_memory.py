@@ -12,6 +12,7 @@ import yaml
 
 from advisor import api
 from advisor.errors import RuleFileError
+from advisor.facts.model import entry_config
 from advisor.memory import estimate
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
@@ -53,8 +54,7 @@ def test_counts_match_the_real_model_on_the_meta_device(book: Rulebook, name: st
     j = job(book, name)
     params = resolved(book, name)
     c = count(knowledge(book), j.model, params["lora_target_modules"], params["lora_rank"])
-    entry = {k: v for k, v in book.models[name].items()
-             if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id")}
+    entry = entry_config(book.models[name])
     model_type = entry.pop("model_type")
     cfg = AutoConfig.for_model("gemma3_text" if model_type == "gemma3" else model_type, **entry)
     with torch.device("meta"):

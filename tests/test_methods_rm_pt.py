@@ -14,6 +14,7 @@ import yaml
 
 from advisor import api
 from advisor.configs.readers import read_config
+from advisor.facts.model import entry_config
 from advisor.memory import estimate
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
@@ -84,8 +85,7 @@ def test_a_reward_model_counts_its_score_head_not_lm_head(book: Rulebook) -> Non
 
     for name in ("llama-3.1-8b", "qwen2.5-0.5b"):  # untied lm_head; tied embeddings
         est = peak(book, name, "rm", "full")
-        entry = {k: v for k, v in book.models[name].items()
-                 if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id")}
+        entry = entry_config(book.models[name])
         cfg = AutoConfig.for_model(entry.pop("model_type"), num_labels=1, **entry)
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(cfg, dtype=torch.bfloat16)

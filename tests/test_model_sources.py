@@ -12,7 +12,7 @@ import pytest
 
 from advisor.errors import FactError
 from advisor.facts import hub
-from advisor.facts.model import count_parameters, registry_model, resolve_model
+from advisor.facts.model import count_parameters, entry_config, registry_model, resolve_model
 from advisor.rulebook.load import Rulebook
 from tests.conftest import run_cli
 
@@ -142,7 +142,7 @@ def test_counts_agree_with_transformers_for_every_family(book: Rulebook) -> None
     checked = []
     for mid in _one_per_family(book):
         entry = book.models[mid]
-        cfg = {k: v for k, v in entry.items() if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id")}
+        cfg = entry_config(entry)
         model_type = cfg.pop("model_type")
         if book.families[registry_model(book, mid).family].get("config_keys"):
             continue  # its config.json keys differ: tests/test_uniform_families.py builds it from them
@@ -162,3 +162,32 @@ def test_counts_agree_with_transformers_for_every_family(book: Rulebook) -> None
     assert {"llama", "qwen2", "qwen3", "qwen3_moe", "gemma3", "phi3", "gpt_oss", "llama4", "olmo", "olmoe",
             "glm4", "starcoder2", "smollm3", "mixtral", "gpt_neox", "stablelm", "phi", "falcon", "qwen2_moe",
             "gemma", "gemma2", "olmo2", "mistral"} <= set(checked)
+
+
+def test_registry_keys_no_copy_covered_are_named_wherever_the_facts_are_shown(book: Rulebook) -> None:
+    """`unverified:` names keys of its own entry, and the facts' source says which were not checked."""
+    marked = {mid: e["unverified"] for mid, e in book.models.items() if e.get("unverified")}
+    assert marked and len(marked) < len(book.models)
+    for mid, keys in marked.items():
+        entry = book.models[mid]
+        assert keys == "all" or all(k in entry for k in keys), (mid, keys)
+        detail = registry_model(book, mid).source_detail
+        assert "not checked against a copy of its config.json" in detail
+        if keys != "all":
+            assert all(k in detail for k in keys)
+    assert "not checked" not in registry_model(book, "llama-3.1-8b").source_detail
+    assert "unverified" not in entry_config(book.models[next(iter(marked))])  # bookkeeping, not a config.json key
+    proc = run_cli("recommend", "--model", "THUDM/GLM-4-9B-0414", "--method", "sft", "--no-detect", "--format", "json")
+    model = json.loads(proc.stdout)["facts"]["model"] if proc.returncode == 0 else None
+    assert model is not None, proc.stderr
+    assert "its shapes are not checked" in model["source_detail"]
+
+
+def test_the_registry_file_marks_nothing_unverified_outside_its_data() -> None:
+    """The mark lives in `unverified:` lists only (a comment saying 'unverified' would be invisible to users)."""
+    from advisor.paths import rules_dir
+
+    text = (rules_dir() / "models.yaml").read_text()
+    stray = [n for n, line in enumerate(text.splitlines(), 1)
+             if "unverified" in line.split("#", 1)[-1] and "#" in line and not line.lstrip().startswith("#")]
+    assert not stray, f"rules/models.yaml lines {stray}: say it in the entry's `unverified:` list"

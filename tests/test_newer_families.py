@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from advisor.errors import FactError
-from advisor.facts.model import facts_from_config, registry_model
+from advisor.facts.model import entry_config, facts_from_config, registry_model
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
 from advisor.rulebook.load import Rulebook
@@ -98,8 +98,7 @@ def _params(model: Any) -> int:
 
 
 def _entry(book: Rulebook, mid: str) -> dict[str, Any]:
-    return {k: v for k, v in book.models[mid].items()
-            if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id", "text_of")}
+    return {k: v for k, v in entry_config(book.models[mid]).items() if k != "text_of"}
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

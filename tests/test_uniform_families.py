@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from advisor.facts.model import count_parameters, facts_from_config, registry_model
+from advisor.facts.model import count_parameters, entry_config, facts_from_config, registry_model
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
 from advisor.rulebook.load import Rulebook
@@ -24,8 +24,7 @@ MODELS = ["dbrx", "gpt-j-6b", "mpt-7b", "minimax-m2", "seed-oss-36b", "command-r
 def native_config(book: Rulebook, mid: str) -> dict[str, Any]:
     """The registry entry written with the keys the family's config.json uses (its config_keys'
     first spelling, nested where the path is dotted), as the model's own config.json has them."""
-    entry = {k: v for k, v in book.models[mid].items()
-             if not k.startswith(("_", "published")) and k not in ("id", "aliases", "hf_id", "text_of")}
+    entry = {k: v for k, v in entry_config(book.models[mid]).items() if k != "text_of"}
     fam = book.families[registry_model(book, mid).family]
     out: dict[str, Any] = {}
     for key, value in entry.items():

@@ -346,11 +346,30 @@ def registry_names(book: Rulebook) -> dict[str, str]:
     return names
 
 
+REGISTRY_KEYS = ("id", "aliases", "hf_id", "unverified")  # the registry's own bookkeeping, not config.json keys
+
+
+def entry_config(entry: dict[str, Any]) -> dict[str, Any]:
+    """A registry entry as the config.json it stands for: less the registry's bookkeeping, the
+    published counts and the loader's marks (``_file``)."""
+    return {k: v for k, v in entry.items() if k not in REGISTRY_KEYS and not k.startswith(("_", "published"))}
+
+
+def unverified_note(entry: dict[str, Any]) -> str:
+    """What of a registry entry no citable copy of its config.json covered, said where its facts are shown."""
+    keys = entry.get("unverified")
+    if not keys:
+        return ""
+    if keys == "all":
+        return "; its shapes are not checked against a copy of its config.json"
+    said = [("aliases (taken to share these shapes)" if k == "aliases" else k) for k in keys]
+    return f"; not checked against a copy of its config.json: {', '.join(said)}"
+
+
 def registry_model(book: Rulebook, model_id: str) -> ModelFacts:
     entry = book.models[model_id]
-    cfg = {k: v for k, v in entry.items() if not k.startswith(("_", "published"))}
-    return facts_from_config(cfg, book, name=model_id, source="registry", detail=str(entry["_file"]),
-                             hf_id=entry["hf_id"])
+    return facts_from_config(entry_config(entry), book, name=model_id, source="registry",
+                             detail=str(entry["_file"]) + unverified_note(entry), hf_id=entry["hf_id"])
 
 
 def read_config_json(path: Path) -> dict[str, Any]:

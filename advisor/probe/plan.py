@@ -206,9 +206,9 @@ def _check(plan: ProbePlan) -> None:
 # --- the model ------------------------------------------------------------------------------
 
 def _registry_config(book: Rulebook, model_id: str) -> dict[str, Any]:
-    entry = book.models[model_id]
-    skip = ("id", "aliases", "hf_id")
-    return {k: v for k, v in entry.items() if k not in skip and not k.startswith(("_", "published"))}
+    from advisor.facts.model import entry_config
+
+    return entry_config(book.models[model_id])
 
 
 def _hub_config(hub_id: str) -> dict[str, Any]:

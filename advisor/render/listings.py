@@ -50,11 +50,13 @@ def models_text(result: ModelListing, console: Console) -> None:
         params = f"{f.params_b:.1f}B" + (f" ({f.active_params_b:.1f}B act.)" if f.is_moe else "")
         rows.append([f.name, ", ".join(result.aliases(f.name)), f.family, params, str(f.hidden_size),
                      str(f.num_layers), f"{f.num_heads}/{f.num_kv_heads}", str(f.max_position_embeddings),
-                     str(f.vocab_size)])
+                     str(f.vocab_size), result.checked(f.name)])
     print_table(console, [Column("id", "id"), Column("aliases", "ids"), Column("family", "id", optional=True), Column("params"),
                           Column("hidden", optional=True), Column("layers", optional=True),
                           Column("heads/kv", optional=True), Column("context", optional=True),
-                          Column("vocab", optional=True)], rows)
+                          Column("vocab", optional=True), Column("checked", optional=True)], rows)
+    console.print("checked: no number marked unverified in rules/models.yaml, whose comments cite the config.json copies; "
+                  "partly / no: `--format json` lists the keys under `unverified`", highlight=False, markup=False)
 
 
 def gpus_text(result: GpuListing, console: Console) -> None:
