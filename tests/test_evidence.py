@@ -46,8 +46,12 @@ def test_the_evidence_set_is_large_independent_and_cited() -> None:
             or ("paper" in c and c["section"]) or c.get("url", "").startswith("https://"), r.id
     # every method and adapter the fit speaks for is there, and the variants the issue names
     assert {(r.method, r.adapter) for r in tuned} >= {("sft", True), ("sft", False), ("dpo", False), ("grpo", False),
-                                                      ("ppo", False)}
+                                                      ("ppo", False), ("dpo", True), ("grpo", True), ("ppo", True)}
     assert {r.variant for r in rows} >= {"ipo", "ldpo", "simpo", "orpo", "kto", "dr_grpo", "dapo", "rlvr"}
+    assert {r.variant for r in tuned} >= {"cpo", "rloo"}
+    # the settings the fit knew least (issue 11) rest on more than one independent group of tuned runs
+    for method in ("dpo", "grpo"):
+        assert len({r.group for r in tuned if r.method == method and r.adapter}) >= 2, method
 
 
 def test_a_bad_row_is_refused_naming_file_row_and_key(tmp_path: Path) -> None:

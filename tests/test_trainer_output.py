@@ -183,7 +183,7 @@ def test_the_command_writes_the_file_and_warns_on_stderr_about_what_it_cannot_ex
     # every written value names its rule, as --format yaml does
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert all("  # " in line for line in lines)
-    assert "learning_rate: 1.0e-05  # LR008 lr-evidence" in text
+    assert "learning_rate: 5.0e-06  # LR008 lr-evidence" in text
     assert "dataset_name: REPLACE_ME  # PLACEHOLDER:" in text
 
 
