@@ -35,6 +35,13 @@ def test_realworld_configs_are_all_present() -> None:
     assert len(REAL_FILES) == 12, "shared/realworld/configs should sit beside the repository"
 
 
+def _demo_paths() -> set[str]:
+    """Repository paths the evidence cites for framework demos (`tuned: false`), not tuned recipes."""
+    from advisor.evidence.rows import load_evidence
+
+    return {r.citation["path"] for r in load_evidence() if not r.tuned and "path" in r.citation}
+
+
 @pytest.mark.parametrize("path", REAL_FILES, ids=[p.name for p in REAL_FILES])
 def test_realworld_configs_read_and_no_published_recipe_is_an_error(path: Path, book: Rulebook) -> None:
     cfg, _ = read_config(path, book)
@@ -43,7 +50,13 @@ def test_realworld_configs_read_and_no_published_recipe_is_an_error(path: Path, 
     assert cfg.model is not None and cfg.method is not None and cfg.peft is not None
     assert "learning_rate" in cfg.values and cfg.values["learning_rate"].line
     findings = _validate(path, book)
-    assert not [f for f in findings if f.endswith(":error")], findings
+    errors = [f for f in findings if f.endswith(":error")]
+    if "/".join(path.stem.split("__")[1:]) + path.suffix in _demo_paths():
+        # A demo the evidence does not count as tuned may sit far outside the tuned runs' band (open-r1's
+        # full-weight GRPO demo at 2e-5, 20x the tuned runs at 1.5B): only its learning rate may be an error.
+        assert all(f.startswith("VLR") for f in errors), findings
+    else:
+        assert not errors, findings
 
 
 def test_realworld_values_and_lines(book: Rulebook) -> None:
