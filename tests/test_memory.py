@@ -486,3 +486,48 @@ def test_lora_modules_to_save_copies_match_peft_after_an_adamw_step(book: Rulebo
     held += sum(t.numel() * t.element_size() for p in copies for t in opt.state[p].values() if t.dim())
     assert predicted == pytest.approx(held)
     assert sum(p.numel() for p in copies) == 2 * shape["vocab_size"] * shape["hidden_size"]  # a tied head is copied too
+
+
+SLIDING_MODELS = {
+    "gemma3_text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 7, "num_attention_heads": 4,
+                    "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512, "max_position_embeddings": 256,
+                    "sliding_window": 16, "sliding_window_pattern": 3},
+    "gpt_oss": {"hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512, "max_position_embeddings": 256,
+                "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 8},
+}
+
+
+@pytest.mark.parametrize("model_type", list(SLIDING_MODELS))
+def test_sliding_window_layers_cache_only_their_window_as_transformers_does(
+        book: Rulebook, tmp_path: Path, model_type: str) -> None:
+    """GRPO's generation cache: sliding-window layers keep their window's last tokens, the others every
+    token; the estimate equals the bytes of transformers' own DynamicCache after the same prefill."""
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
+
+    shape = SLIDING_MODELS[model_type]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**shape, "model_type": model_type}))
+    cfg = AutoConfig.for_model(model_type, **shape)
+    j = job(book, str(path), "grpo", "full")
+    assert j.model.sliding_layers == sum(t == "sliding_attention" for t in cfg.layer_types) > 0
+    assert j.model.sliding_window == shape["sliding_window"]
+    batch, prompt, completion = 2, 24, 16
+    params = {**resolved(book, str(path), "grpo", "full"), "micro_batch_size": 1, "effective_batch_size": batch,
+              "max_prompt_length": prompt, "max_completion_length": completion, "use_vllm": False}
+    cache_item = next(i for i in estimate(book, j, params).items if i.name == "KV cache (generation)")
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+    past = DynamicCache(config=cfg)
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, shape["vocab_size"], (batch, prompt + completion)), past_key_values=past,
+              use_cache=True)
+    held = sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
+    full_length = 2 * cfg.num_hidden_layers * shape["num_key_value_heads"] * shape["head_dim"] * 2 * batch * (
+        prompt + completion)
+    assert held < full_length  # the window is real, not a rounding
+    assert cache_item.gb * 2**30 == pytest.approx(held)

@@ -32,7 +32,7 @@ SourceKind = Literal["file", "cache", "registry", "hub"]
 
 
 # The fields only the memory model reads (a layered family's module shapes): neither rule facts nor output.
-LAYOUT_FIELDS = ("layer_kinds", "layer_norms", "final_norm", "outer_modules")
+LAYOUT_FIELDS = ("layer_kinds", "layer_norms", "final_norm", "outer_modules", "sliding_layers", "sliding_window")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,10 @@ class ModelFacts:
     layer_norms: int = 0  # with layer_kinds: the norm parameters of every decoder layer
     final_norm: int = 0  # with layer_kinds: the norm after the last layer
     outer_modules: tuple[LayerModule, ...] = ()  # with layer_kinds: modules outside the layers, held once
+    # Uniform layers with sliding-window attention (rules/families.yaml `sliding`): how many layers
+    # cache only their window while generating, and the window (transformers keeps window - 1 tokens).
+    sliding_layers: int = 0
+    sliding_window: int = 0
 
     def describe_source(self) -> str:
         """'cache: /path/config.json @ 0123abcd': how the text output names where the facts came from."""
@@ -271,6 +275,7 @@ def facts_from_config(
     inter = _int(cfg, "intermediate_size", origin)
     if family and family.get("intermediate_doubled"):
         inter //= 2
+    sliding = _sliding(cfg, (family or {}).get("sliding"), _int(cfg, "num_hidden_layers", origin), origin)
     return ModelFacts(
         name=name,
         source=source,
@@ -298,7 +303,29 @@ def facts_from_config(
         hf_id=hf_id,
         source_detail=detail,
         revision=revision,
+        sliding_layers=sliding[0],
+        sliding_window=sliding[1],
     )
+
+
+def _sliding(cfg: dict[str, Any], spec: dict[str, Any] | None, layers: int, origin: str) -> tuple[int, int]:
+    """How many layers attend through a sliding window, and the window: from config.json's layer_types
+    when it lists them, else the family's every-Nth-layer-is-full pattern (rules/families.yaml `sliding`)."""
+    if not spec:
+        return 0, 0
+    window = _optional(cfg, spec["window_key"], origin=origin) if cfg.get(spec["window_key"]) is not None \
+        else int(spec["window_default"])
+    types = cfg.get(spec.get("layer_types_key", ""))
+    if types is not None:
+        if not isinstance(types, list) or len(types) != layers:
+            raise FactError(f"{origin}: key '{spec['layer_types_key']}' must list {layers} layer types "
+                            f"(num_hidden_layers), got {clip(types)}")
+        sliding = sum(t == spec["sliding_type"] for t in types)
+    else:
+        every = _optional(cfg, spec.get("full_every_key", ""), origin=origin) if spec.get("full_every_key") \
+            and cfg.get(spec["full_every_key"]) is not None else int(spec["full_every_default"])
+        sliding = sum(1 for i in range(layers) if (i + 1) % max(1, every))
+    return (sliding, window) if sliding and window else (0, 0)
 
 
 def _layered_facts(

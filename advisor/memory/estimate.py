@@ -651,6 +651,15 @@ class _Builder:
             detail = (f"{per_token} elements per token ({cached} attention layers) x {e:g} B x {s.generation_batch} "
                       f"completions x {s.seq_len} tokens"
                       + (f" + a fixed state of {state} elements per completion" if state else ""))
+        elif m.sliding_layers:
+            # Sliding-window layers keep only their window's last tokens (transformers'
+            # DynamicSlidingWindowLayer: window - 1), the other layers every token.
+            kept = min(s.seq_len, m.sliding_window - 1)
+            full = m.num_layers - m.sliding_layers
+            per = 2 * m.num_kv_heads * m.head_dim * e * s.generation_batch
+            cache = per * (full * s.seq_len + m.sliding_layers * kept)
+            detail = (f"2 x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x {s.generation_batch} completions x "
+                      f"({full} full layers x {s.seq_len} tokens + {m.sliding_layers} sliding-window layers x {kept})")
         else:
             cache = 2 * m.num_layers * m.num_kv_heads * m.head_dim * e * tokens
             detail = (f"2 x {m.num_layers} layers x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x "
