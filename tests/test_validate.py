@@ -3,6 +3,7 @@ input, selection, silencing, --fix, and every output format."""
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from pathlib import Path
@@ -35,11 +36,12 @@ def test_realworld_configs_are_all_present() -> None:
     assert len(REAL_FILES) == 12, "shared/realworld/configs should sit beside the repository"
 
 
-def _demo_paths() -> set[str]:
-    """Repository paths the evidence cites for framework demos (`tuned: false`), not tuned recipes."""
+@functools.cache
+def _demo_paths() -> frozenset[str]:
+    """Repository paths the evidence cites for framework demos (`tuned: false`), not tuned recipes (read once)."""
     from advisor.evidence.rows import load_evidence
 
-    return {r.citation["path"] for r in load_evidence() if not r.tuned and "path" in r.citation}
+    return frozenset(r.citation["path"] for r in load_evidence() if not r.tuned and "path" in r.citation)
 
 
 @pytest.mark.parametrize("path", REAL_FILES, ids=[p.name for p in REAL_FILES])

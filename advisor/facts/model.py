@@ -275,7 +275,8 @@ def facts_from_config(
     inter = _int(cfg, "intermediate_size", origin)
     if family and family.get("intermediate_doubled"):
         inter //= 2
-    sliding = _sliding(cfg, (family or {}).get("sliding"), _int(cfg, "num_hidden_layers", origin), origin)
+    layers = _int(cfg, "num_hidden_layers", origin)
+    sliding = _sliding(cfg, (family or {}).get("sliding"), layers, origin)
     return ModelFacts(
         name=name,
         source=source,
@@ -283,7 +284,7 @@ def facts_from_config(
         model_type=model_type,
         calibrated=bool(family and family.get("calibrated")),
         hidden_size=h,
-        num_layers=_int(cfg, "num_hidden_layers", origin),
+        num_layers=layers,
         num_heads=heads,
         num_kv_heads=_int(cfg, "num_key_value_heads", origin, heads),
         head_dim=_optional(cfg, "head_dim", origin=origin) or h // heads,
@@ -313,8 +314,7 @@ def _sliding(cfg: dict[str, Any], spec: dict[str, Any] | None, layers: int, orig
     when it lists them, else the family's every-Nth-layer-is-full pattern (rules/families.yaml `sliding`)."""
     if not spec:
         return 0, 0
-    window = _optional(cfg, spec["window_key"], origin=origin) if cfg.get(spec["window_key"]) is not None \
-        else int(spec["window_default"])
+    window = _optional(cfg, spec["window_key"], origin=origin) or int(spec["window_default"])
     types = cfg.get(spec.get("layer_types_key", ""))
     if types is not None:
         if not isinstance(types, list) or len(types) != layers:
@@ -322,9 +322,8 @@ def _sliding(cfg: dict[str, Any], spec: dict[str, Any] | None, layers: int, orig
                             f"(num_hidden_layers), got {clip(types)}")
         sliding = sum(t == spec["sliding_type"] for t in types)
     else:
-        every = _optional(cfg, spec.get("full_every_key", ""), origin=origin) if spec.get("full_every_key") \
-            and cfg.get(spec["full_every_key"]) is not None else int(spec["full_every_default"])
-        sliding = sum(1 for i in range(layers) if (i + 1) % max(1, every))
+        every = _optional(cfg, spec.get("full_every_key", ""), origin=origin) or int(spec["full_every_default"])
+        sliding = sum(1 for i in range(layers) if (i + 1) % every)
     return (sliding, window) if sliding and window else (0, 0)
 
 

@@ -435,7 +435,7 @@ class _Builder:
         bits = k[bits_id]
         self.add_weights(f"weights ({s.quantization}, linear layers)", c.linear_weights, bits / 8, (bits_id,),
                          size=f"{bits:.3f} bits")
-        keep_id = "kbit-upcast-bytes" if s.kbit_upcast else "bytes-16bit"
+        keep_id = self.kept_dtype()
         keep = k[keep_id]
         what = "fp32 after prepare_model_for_kbit_training" if s.kbit_upcast else "16-bit"
         self.add_weights("weights (kept unquantized)", c.other, keep, (keep_id,),
@@ -452,9 +452,17 @@ class _Builder:
         sizes = {"embed_tokens": c.embed, "lm_head": c.head or c.embed}  # Llama-style names (rules/lora.yaml LORA009)
         return {m: float(sizes[m]) for m in dict.fromkeys(self.s.modules_to_save) if sizes.get(m)}
 
-    def saved_dtype(self) -> str:
-        """The coefficient id of the saved copies' bytes per parameter: the dtype the module was loaded in."""
+    def kept_dtype(self) -> str:
+        """The coefficient id of the bytes per parameter of weights left unquantized (embeddings, lm_head,
+        norms), and so of peft's copies of them: fp32 after prepare_model_for_kbit_training, else 16-bit."""
         return "kbit-upcast-bytes" if self.s.quantization != "none" and self.s.kbit_upcast else "bytes-16bit"
+
+    def saved_state_scale(self) -> float:
+        """The saved copies' optimizer states (and step buffer) against fp32 ones: torch's AdamW keeps them
+        in a 16-bit copy's dtype; bitsandbytes' and an fp32 copy's stay fp32."""
+        k = self.k
+        halved = self.kept_dtype() == "bytes-16bit" and k.states_in_param_dtype(self.s.optimizer)
+        return k["bytes-16bit"] / k["bytes-fp32"] if halved else 1.0
 
     def _saved_copies(self) -> None:
         """peft's ModulesToSaveWrapper deep-copies each module in its loaded dtype (16-bit, or fp32 after
@@ -465,7 +473,7 @@ class _Builder:
         if not saved:
             return
         n = sum(saved.values())
-        keep_id = self.saved_dtype()
+        keep_id = self.kept_dtype()
         per = k[keep_id]
         what = ", ".join(saved)
         self.add_weights(f"lora_modules_to_save copies ({what})", n, per, (keep_id,))
@@ -474,8 +482,9 @@ class _Builder:
         if k.paged(s.optimizer):
             self.add_paged(n, states)
             return
-        halved = keep_id == "bytes-16bit" and k.states_in_param_dtype(s.optimizer)
-        state_bytes = k[states] * (k["bytes-16bit"] / k["bytes-fp32"] if halved else 1)
+        scale = self.saved_state_scale()
+        halved = scale != 1
+        state_bytes = k[states] * scale
         dtype = ", in the copies' 16-bit dtype" if halved else ""
         self.add(f"lora_modules_to_save optimizer states ({what})", self.share(n, "optimizer_states") * state_bytes,
                  f"{_b(n)} params x {state_bytes:g} B ({s.optimizer}{dtype})",
@@ -622,8 +631,7 @@ class _Builder:
         n_bytes = trainable * per
         detail = f"{_b(trainable)} trainable params x {per:g} B"
         if s.peft != "full" and (saved := sum(self.saved_modules().values())):
-            halve_saved = self.saved_dtype() == "bytes-16bit" and k.states_in_param_dtype(s.optimizer)
-            saved_per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if halve_saved else 1)
+            saved_per = k[sid] * self.saved_state_scale()
             n_bytes += saved * saved_per
             detail += f" + {_b(saved)} lora_modules_to_save x {saved_per:g} B"
         self.add("optimizer step buffer", n_bytes, f"{detail} ({s.optimizer}: foreach AdamW's sqrt of the second "
@@ -651,19 +659,17 @@ class _Builder:
             detail = (f"{per_token} elements per token ({cached} attention layers) x {e:g} B x {s.generation_batch} "
                       f"completions x {s.seq_len} tokens"
                       + (f" + a fixed state of {state} elements per completion" if state else ""))
-        elif m.sliding_layers:
+        else:
             # Sliding-window layers keep only their window's last tokens (transformers'
             # DynamicSlidingWindowLayer: window - 1), the other layers every token.
-            kept = min(s.seq_len, m.sliding_window - 1)
+            kept = min(s.seq_len, m.sliding_window - 1) if m.sliding_layers else 0
             full = m.num_layers - m.sliding_layers
-            per = 2 * m.num_kv_heads * m.head_dim * e * s.generation_batch
-            cache = per * (full * s.seq_len + m.sliding_layers * kept)
-            detail = (f"2 x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x {s.generation_batch} completions x "
-                      f"({full} full layers x {s.seq_len} tokens + {m.sliding_layers} sliding-window layers x {kept})")
-        else:
-            cache = 2 * m.num_layers * m.num_kv_heads * m.head_dim * e * tokens
-            detail = (f"2 x {m.num_layers} layers x {m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x "
-                      f"{s.generation_batch} completions x {s.seq_len} tokens")
+            cache = 2 * m.num_kv_heads * m.head_dim * e * s.generation_batch * (full * s.seq_len + m.sliding_layers * kept)
+            lengths = (f"({full} full layers x {s.seq_len} tokens + {m.sliding_layers} sliding-window layers x {kept})"
+                       if m.sliding_layers else f"{s.seq_len} tokens")
+            layers = "" if m.sliding_layers else f"{m.num_layers} layers x "
+            detail = (f"2 x {layers}{m.num_kv_heads} kv heads x {m.head_dim} x {e:g} B x {s.generation_batch} "
+                      f"completions x {lengths}")
         logits = s.generation_batch * m.vocab_size * k["bytes-fp32"]
         self.add("KV cache (generation)", cache, detail, ("bytes-16bit",), "generate")
         self.add("next-token logits (generation)", logits, f"{s.generation_batch} x {m.vocab_size} x fp32",
