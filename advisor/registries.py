@@ -49,6 +49,17 @@ class Method:
     trl_model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # what that class is built with
     peft_task: str = "CAUSAL_LM"  # peft's task_type for the method's adapter
     head: str = ""  # "score": a reward model's scalar head in place of lm_head; "": the language-modelling head
+    reference_off: tuple[str, float] | None = None  # (parameter, value) at which the trainer loads no reference model
+
+    def loads_reference(self, params: Mapping[str, Any]) -> bool:
+        """Whether a job with these resolved ``params`` has a reference model (GRPO at beta 0 has none)."""
+        if not self.reference_model:
+            return False
+        if self.reference_off is None:
+            return True
+        name, value = self.reference_off
+        given = params.get(name)
+        return not (isinstance(given, (int, float)) and not isinstance(given, bool) and given == value)
 
 
 @dataclass(frozen=True)
@@ -302,7 +313,9 @@ def _build(name: str, build: Any, under: str | None = None) -> dict[str, Any]:
 def _method(raw: dict[str, Any]) -> Method:
     trl = raw.get("trl") or {}
     aliases = raw.get("aliases") or {}
-    plain = {k: v for k, v in raw.items() if k not in ("trl", "facts", "aliases")}
+    plain = {k: v for k, v in raw.items() if k not in ("trl", "facts", "aliases", "reference_off")}
+    off = raw.get("reference_off")
+    plain["reference_off"] = (off["parameter"], float(off["equals"])) if off else None
     return Method(**plain, facts=tuple(raw.get("facts", ())), aliases=tuple(aliases.get("names", ())),
                   aliases_called=aliases.get("called", ""), aliases_train_on=aliases.get("train_on", ""),
                   trl_trainer=trl.get("trainer", ""), trl_config=trl.get("config", ""), trl_model=trl.get("model", ""),

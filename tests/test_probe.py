@@ -320,6 +320,40 @@ def test_grpo_qlora_trains_real_rl_steps_through_trl(book: Rulebook, trl_tiny: P
     validate_report(report.as_dict())
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_full_grpo_has_a_reference_model_exactly_when_trl_loads_one(book: Rulebook, trl_tiny: Path, tmp_path: Path,
+                                                                     beta: float) -> None:
+    """TRL's GRPOTrainer builds a frozen reference copy for full fine-tuning only when beta > 0; the memory
+    estimate counts one exactly then (RL001 gives Dr. GRPO and DAPO beta 0)."""
+    import torch
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+    from trl import GRPOConfig, GRPOTrainer
+
+    from advisor import api
+    from advisor.memory import estimate
+
+    cfg = AutoConfig.for_model(**TRL_TINY)
+    saved = tmp_path / "model"  # TRL builds the reference copy from the policy's path, as from a hub id
+    AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).save_pretrained(saved)
+    words = Tokenizer(models.WordLevel({"<eos>": 0, "a": 1, "b": 2}, unk_token="<eos>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=words, eos_token="<eos>", pad_token="<eos>")
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), beta=beta, num_generations=2, per_device_train_batch_size=2,
+                      max_completion_length=4, max_steps=1, report_to="none", use_cpu=True)
+    trainer = GRPOTrainer(model=str(saved), reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
+                          train_dataset=Dataset.from_list([{"prompt": "a b"}] * 4), processing_class=tok)
+    assert (trainer.ref_model is not None) == (beta > 0)
+
+    job = api.job_facts(book, model=str(trl_tiny), method="grpo", peft="full", detect_gpu=False)
+    rec = api.recommend(book=book, model=str(trl_tiny), method="grpo", peft="full", detect_gpu=False,
+                        pins={"beta": beta})
+    est = estimate(book, job, {name: pv.value for name, pv in rec.parameters.items()})
+    assert any(i.name == "reference model (frozen copy)" for i in est.items) == (beta > 0)
+    assert any("loads no reference model" in n for n in est.notes) == (beta == 0)
+
+
 def test_a_reward_spec_is_checked_before_anything_loads(book: Rulebook, trl_tiny: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from advisor.probe.plan import ProbeInputError

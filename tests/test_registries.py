@@ -99,6 +99,17 @@ def test_every_method_fact_has_its_flag_and_is_a_task_fact() -> None:
         assert set(m.facts) <= set(FACT_FLAGS) <= fields, m.id
 
 
+def test_a_reference_off_setting_is_a_rulebook_parameter_and_drops_only_at_its_value(book: Rulebook) -> None:
+    grpo = registries.method("grpo")
+    assert grpo is not None and grpo.reference_off == ("beta", 0.0)
+    assert not grpo.loads_reference({"beta": 0.0}) and not grpo.loads_reference({"beta": 0})
+    assert grpo.loads_reference({"beta": 0.04}) and grpo.loads_reference({})  # not given: the method's flag
+    dpo = registries.method("dpo")
+    assert dpo is not None and dpo.reference_off is None and dpo.loads_reference({"beta": 0.0})
+    for m in registries.methods().values():
+        assert m.reference_off is None or m.reference_off[0] in book.parameters, m.id
+
+
 def test_help_text_functions_list_the_registries_in_order() -> None:
     assert registries.method_ids() == ("sft", "dpo", "grpo", "ppo", "raft", "rm", "pt")
     assert registries.format_ids() == ("advisor", "axolotl", "llama-factory-v1", "llama-factory", "trl", "trainer-state")

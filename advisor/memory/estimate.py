@@ -66,7 +66,8 @@ class Setup:
     world_size: int = 1  # data-parallel GPUs (gpu.count)
     variant: str | None = None  # the method's loss variant (rules/variants.yaml); None: the method's own
     modules_to_save: tuple[str, ...] = ()  # modules trained in full beside the adapters (lora_modules_to_save)
-    reference_free: bool = False  # the variant needs no reference model though its method does (SimPO, ORPO)
+    reference_free: bool = False  # no reference model though the method has one: the variant's loss (SimPO, ORPO)
+    reference_off: str = ""  # or the setting that drops it ("beta 0" for GRPO); "": none given
 
     @property
     def strategy(self) -> registries.Strategy:
@@ -141,6 +142,9 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
     reference_free = (variant is not None and (variants or {}).get(variant, {}).get("reference_model") is False)
     method = task.method or "sft"
     spec = registries.method(method)
+    reference_off = ""
+    if spec is not None and spec.reference_off is not None and not spec.loads_reference(params):
+        reference_off = f"{spec.reference_off[0]} {spec.reference_off[1]:g}"
     seq = params.get("max_seq_length") or task.seq_len
     if not seq:
         raise FactError("memory: no sequence length", hint="give --seq-len or --set max_seq_length=N")
@@ -191,7 +195,7 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
         vllm_mode_given=params.get("vllm_mode") is not None,
         accumulation=int(_get(params, "gradient_accumulation_steps", 1)),
-        variant=variant, reference_free=reference_free,
+        variant=variant, reference_free=reference_free or bool(reference_off), reference_off=reference_off,
         modules_to_save=tuple(str(m) for m in (_get(params, "lora_modules_to_save", ()) or ())) if adapter else (),
     )
 
@@ -372,6 +376,9 @@ class _Builder:
         if s.reference_model and s.peft == "full":
             self.add_weights("reference model (frozen copy)", c.total, e, ("bytes-16bit",),
                              size=f"{e:g} B: full fine-tuning keeps a second model")
+        elif s.reference_off and s.peft == "full":
+            self.notes.append(f"{s.reference_off}: the KL term is off, so the trainer loads no reference model "
+                              "(none counted)")
         if spec is not None and spec.value_model:
             self._value_and_reward_models(spec.name)
 
