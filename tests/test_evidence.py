@@ -123,6 +123,26 @@ def test_the_shipped_rules_reproduce_the_committed_agreement_figures(book: Ruleb
             and f"default within 2x for {100 * tuned['within_2x_share']:.0f}%" in readme), "README figures are stale"
 
 
+@pytest.mark.parametrize(("method", "scales"), [("grpo", True), ("dpo", True), ("sft", False)])
+def test_a_preference_or_rl_lora_lr_falls_with_lora_alpha_and_sft_does_not(book: Rulebook, method: str,
+                                                                          scales: bool) -> None:
+    """LR008's alpha term: 8x the alpha is about an eighth of the LR for DPO / GRPO LoRA (the fitted power),
+    and nothing for SFT LoRA, whose tuned runs do not show it."""
+    from advisor import api
+
+    def low(alpha: int) -> float:
+        rec = api.recommend(book=book, model="qwen2.5-7b", method=method, peft="lora", detect_gpu=False,
+                            pins={"lora_alpha": alpha, "lora_rank": 32})
+        rng = rec.parameters["learning_rate"].range
+        assert rng is not None
+        return float(rng[0])  # computed before the default is stated on the grid
+
+    ratio = low(16) / low(128)
+    power = float(book.coefficient("lr-alpha-exp-pref-rl"))
+    assert ratio == pytest.approx(8 ** -power if scales else 1.0, rel=1e-2)  # ranges are shown to 3 figures
+    assert (ratio > 4) == scales
+
+
 def test_learning_rates_are_stated_on_the_grid_the_evidence_uses(book: Rulebook) -> None:
     rows = load_evidence()
     param = book.parameters["learning_rate"]
