@@ -57,6 +57,10 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
     "gemma4": ({**LAYERED["gemma4"], "sliding_window": 8}, True),
     "gemma4_unified": ({**LAYERED["gemma4_unified"], "sliding_window": 8}, True),
     "mimo_v2_flash": ({**NEWER["mimo_v2_flash"], "sliding_window": 8}, True),
+    # compressed entries every 4 (CSA) and 8 (HCA) tokens, 40 a multiple of both (no part-filled buffer)
+    "deepseek_v4": ({**NEWER["deepseek_v4"], "compress_rate_hca": 8}, True),
+    "deepseek_v4_ratios": ({**NEWER["deepseek_v4_ratios"], "compress_rate_hca": 8}, True),
+    "deepseek_v4_listed": ({**NEWER["deepseek_v4_listed"], "compress_rate_hca": 8}, True),
 }
 
 
@@ -92,12 +96,25 @@ def test_the_generation_kv_cache_equals_transformers_dynamic_cache(book: Ruleboo
         ids = torch.randint(3, min(cfg["vocab_size"], cfg.get("vocab_size_per_layer_input", cfg["vocab_size"])),
                             (BATCH, tokens))
         model(input_ids=ids, past_key_values=past, use_cache=True)
-    kept = [t for layer in past.layers for t in (layer.keys, layer.values) if t is not None]
-    held = sum(t.numel() * t.element_size() for t in kept)
+    held = sum(t.numel() * t.element_size() for t in _cached(past))
     assert held > 0
     # a window shows as a cached length below the sequence's, in some layer or in none
-    assert any(t.shape[-2] < tokens for t in kept) == slides
+    assert any(layer.keys.shape[-2] < tokens for layer in past.layers if layer.keys is not None) == slides
     assert predicted == pytest.approx(held)
+
+
+def _cached(past: Any) -> list[Any]:
+    """Every tensor the cache's layers hold, each once: keys and values, and DeepSeek-V4's compressed
+    entries and overlap state in dicts (its keys are its values: one tensor)."""
+    import torch
+
+    found: dict[int, Any] = {}
+    for layer in past.layers:
+        for value in vars(layer).values():
+            for t in value.values() if isinstance(value, dict) else [value]:
+                if isinstance(t, torch.Tensor) and t.dim() >= 2:
+                    found.setdefault(t.data_ptr(), t)
+    return list(found.values())
 
 
 def test_every_registry_models_windows_are_the_ones_transformers_caches(book: Rulebook) -> None:
@@ -105,7 +122,10 @@ def test_every_registry_models_windows_are_the_ones_transformers_caches(book: Ru
     them from the same config.json (no forward pass: the layer classes and their windows)."""
     import collections
 
+    # DeepSeek-V4 registers its own cache layers on import; its sliding-only ones are counted here
+    import transformers.models.deepseek_v4.modeling_deepseek_v4  # noqa: F401
     from transformers import AutoConfig, DynamicCache
+    from transformers.cache_utils import DynamicSlidingWindowLayer
 
     from advisor.facts.model import entry_config, registry_model
 
@@ -116,9 +136,11 @@ def test_every_registry_models_windows_are_the_ones_transformers_caches(book: Ru
         try:
             conf = AutoConfig.for_model(model_type, **cfg)
             layers = DynamicCache(config=conf).layers
-        except (ValueError, KeyError):  # no transformers class (Qwen v1, Kimi K2), or its own cache (DeepSeek-V4)
+        except ValueError:  # no transformers class: Qwen v1, Kimi K2
             continue
-        windows = collections.Counter(layer.sliding_window for layer in layers if getattr(layer, "is_sliding", False))
+        # DeepSeek-V4's compressed layers subclass it, their windows a fixed state (the prefill test above)
+        windows = collections.Counter(layer.sliding_window for layer in layers
+                                      if type(layer) is DynamicSlidingWindowLayer)
         facts = registry_model(book, mid)
         described = collections.Counter({facts.sliding_window: facts.sliding_layers} if facts.sliding_layers else {})
         for kind in facts.layer_kinds:
