@@ -283,8 +283,10 @@ def test_gemma_kv_sharing_layers_keep_no_cache_and_build_no_keys(book: Rulebook)
     assert not kinds["kv_shared"].modules and kinds["kv_shared"].kv_per_token == 0
     short, long = _kv_cache(book, "gemma-4-e2b", 1024), _kv_cache(book, "gemma-4-e2b", 2048)
     per_token = (long - short) / (2 * 1024 * 2)
-    # a full layer caches its own head size (global_head_dim 512), a sliding one head_dim 256
-    assert per_token == 12 * 2 * 1 * 256 + 3 * 2 * 1 * 512
+    # only the full layers grow with the sequence, at their own head size (global_head_dim 512); a
+    # sliding one keeps its window's last 511 tokens (sliding_window 512) at head_dim 256
+    assert per_token == 3 * 2 * 1 * 512
+    assert short - 2 * 1024 * 2 * per_token == 2 * 2 * 12 * 2 * 1 * 256 * 511
     # the KV-sharing layers' MLPs are twice as wide (use_double_wide_mlp)
     widths = {k.id: next(m.out_features for m in k.modules if m.name == "up_proj")
               for k in facts.layer_kinds if k.id in ("mlp", "kv_shared_mlp")}

@@ -222,8 +222,9 @@ def test_deepseek_v4_caches_compressed_entries_per_token_and_each_window_once(bo
     per_token = (long - short) / (2 * 1024 * 2)
     # CSA: a 512-wide entry and the indexer's 128-wide key every 4 tokens; HCA: a 512-wide entry every 128
     assert per_token == 21 * (512 + 128) // 4 + 20 * 512 // 128
-    # a 127-token window per layer, keys apart from values only in the sliding-only layers
-    assert short - 2 * 1024 * 2 * per_token == 2 * 2 * 127 * 512 * (2 * 2 + 41)
+    # a 127-token window per layer, keys apart from values only in the sliding-only layers; each CSA
+    # layer's overlap state (4 tokens of the compressor's and indexer's keys, 16-bit, and gates, fp32)
+    assert short - 2 * 1024 * 2 * per_token == 2 * 2 * (127 * 512 * (2 * 2 + 41) + 21 * 3 * 4 * (512 + 128))
     # transformers' own default pattern agrees with the description's (V4-Pro's: 2 HCA layers first)
     cfg = {**SMALL, **TINY["deepseek_v4"]}
     layer_types = _build(cfg).config.layer_types

@@ -62,6 +62,19 @@ class LayerKind:
     modules: tuple[LayerModule, ...]
     kv_per_token: int = 0  # KV-cache elements per token for one such layer
     state: int = 0  # fixed state elements per sequence for one such layer (SSM, conv, linear attention)
+    # A sliding-window (or chunked) layer's window: it caches at most window - 1 tokens, as
+    # transformers' DynamicSlidingWindowLayer does; 0: every token.
+    window: int = 0
+
+    def cached_tokens(self, seq_len: int) -> int:
+        """The tokens of a sequence of seq_len whose keys and values this layer keeps."""
+        return cached_tokens(seq_len, self.window)
+
+
+def cached_tokens(seq_len: int, window: int) -> int:
+    """Tokens a DynamicSlidingWindowLayer of this window keeps: the last window - 1 (a window of 0 or 1
+    keeps all: transformers slices [-window + 1:], which for 1 is the whole sequence)."""
+    return min(seq_len, window - 1) if window > 1 else seq_len
 
 
 @dataclass(frozen=True)
@@ -194,8 +207,8 @@ def _assign_source(env: _Env, source: dict[str, Any], layers: int, where: str) -
         return [str(source["all"])] * layers
     if "list" in source:
         key = source["list"]
-        if not env.has(key):
-            return None
+        if not env.has(key) or env.lookup(key.split(".")) == []:
+            return None  # unset, or empty: transformers derives it (Llama 4's no_rope_layers [])
         items = env.lookup(key.split("."))
         # names, or per-layer flags (Mistral Large 4's no_rope_layers: 1 rope, 0 none), which `map` names
         if not isinstance(items, list) or len(items) != layers or not all(
@@ -248,8 +261,10 @@ def _module(env: _Env, raw: dict[str, Any], where: str) -> LayerModule:
 
 
 def with_defaults(cfg: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """config.json over the family's defaults; a key set to null takes the default, as unset."""
-    return {**spec.get("defaults", {}), **{k: v for k, v in cfg.items() if v is not None}}
+    """config.json over the family's defaults; a key set to null takes the default, as unset, but for
+    the description's ``nullable`` keys, whose null switches a feature off (Llama 4's attention_chunk_size)."""
+    keep = set(spec.get("nullable", ()))
+    return {**spec.get("defaults", {}), **{k: v for k, v in cfg.items() if v is not None or k in keep}}
 
 
 def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) -> Layout:
@@ -292,7 +307,8 @@ def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) 
         modules = tuple(_module(env, m, where) for m in raw.get("modules", ()))
         out.append(LayerKind(id=kid, layers=counted[kid], modules=modules,
                              kv_per_token=env.number(raw.get("kv_per_token", 0), f"{where} kv_per_token"),
-                             state=env.number(raw.get("state", 0), f"{where} state")))
+                             state=env.number(raw.get("state", 0), f"{where} state"),
+                             window=env.number(raw.get("window", 0), f"{where} window")))
     outer = tuple(_module(env, m, f"family {family} layers.outer") for m in spec.get("outer", ()))
     norms = env.number(spec.get("norms_per_layer", 0), f"family {family} layers.norms_per_layer")
     h = env.number("hidden_size", "hidden_size")
@@ -305,3 +321,32 @@ def layout(cfg: dict[str, Any], spec: dict[str, Any], family: str, origin: str) 
     facts = {name: env.number(text, f"family {family} layers.facts.{name}") for name, text in spec.get("facts", {}).items()}
     return Layout(total=total, active=active, kinds=tuple(out), outer=outer, facts=facts, norms=norms,
                   final_norm=final)
+
+
+def sliding_layers(cfg: dict[str, Any], blocks: list[dict[str, Any]], model_type: str, family: str,
+                   origin: str) -> tuple[int, int]:
+    """Uniform layers with sliding-window attention (a family's ``sliding`` blocks): how many layers
+    cache only their window while generating, and the window; (0, 0) when none do. The first block
+    naming ``model_type`` (or naming none) applies. Its defaults fill only the keys config.json omits:
+    a key set to null stays null, as transformers reads it (Mistral v0.3's sliding_window: no window)."""
+    n = next((i for i, b in enumerate(blocks) if model_type in b.get("model_types", [model_type])), None)
+    if n is None:
+        return 0, 0
+    block = blocks[n]
+    where = f"family {family} sliding[{n}]"
+    env = _Env({**block.get("defaults", {}), **cfg}, {}, origin)
+    window = env.number(block["window"], f"{where}.window")
+    if not window:
+        return 0, 0
+    layers = env.number("num_hidden_layers", "num_hidden_layers")
+    for alt, source in enumerate(block["layers"]):
+        kinds = _assign(env, source, layers, f"{where}.layers[{alt}]")
+        if kinds is not None:
+            break
+    else:
+        return 0, 0
+    odd = sorted(set(kinds) - {"sliding", "full"})
+    if odd:
+        raise FactError(f"{origin}: layer kind {odd[0]!r} is neither sliding nor full attention",
+                        hint="check the config.json's layer list")
+    return kinds.count("sliding"), window

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import FactError
 from advisor.facts import hub
-from advisor.facts.layers import LayerKind, LayerModule, layout, with_defaults
+from advisor.facts.layers import LayerKind, LayerModule, layout, sliding_layers, with_defaults
 from advisor.safeio import at_path, check_name, clip, clip_path, load_json, read_text, stat_path
 from advisor.suggest import closest
 
@@ -276,7 +276,7 @@ def facts_from_config(
     if family and family.get("intermediate_doubled"):
         inter //= 2
     layers = _int(cfg, "num_hidden_layers", origin)
-    sliding = _sliding(cfg, (family or {}).get("sliding"), layers, origin)
+    sliding = sliding_layers(cfg, (family or {}).get("sliding", []), model_type, (family or {}).get("id", ""), origin)
     return ModelFacts(
         name=name,
         source=source,
@@ -307,24 +307,6 @@ def facts_from_config(
         sliding_layers=sliding[0],
         sliding_window=sliding[1],
     )
-
-
-def _sliding(cfg: dict[str, Any], spec: dict[str, Any] | None, layers: int, origin: str) -> tuple[int, int]:
-    """How many layers attend through a sliding window, and the window: from config.json's layer_types
-    when it lists them, else the family's every-Nth-layer-is-full pattern (rules/families.yaml `sliding`)."""
-    if not spec:
-        return 0, 0
-    window = _optional(cfg, spec["window_key"], origin=origin) or int(spec["window_default"])
-    types = cfg.get(spec.get("layer_types_key", ""))
-    if types is not None:
-        if not isinstance(types, list) or len(types) != layers:
-            raise FactError(f"{origin}: key '{spec['layer_types_key']}' must list {layers} layer types "
-                            f"(num_hidden_layers), got {clip(types)}")
-        sliding = sum(t == spec["sliding_type"] for t in types)
-    else:
-        every = _optional(cfg, spec.get("full_every_key", ""), origin=origin) or int(spec["full_every_default"])
-        sliding = sum(1 for i in range(layers) if (i + 1) % every)
-    return (sliding, window) if sliding and window else (0, 0)
 
 
 def _layered_facts(

@@ -24,6 +24,7 @@ from typing import Any
 from advisor import registries
 from advisor.errors import FactError
 from advisor.facts.job import JobFacts
+from advisor.facts.layers import cached_tokens
 from advisor.memory.knowledge import GIB, Knowledge, knowledge
 from advisor.memory.shapes import Counts, count
 from advisor.rulebook.load import Rulebook
@@ -655,21 +656,26 @@ class _Builder:
         if s.generator == "vllm-colocate":
             return 0.0  # vLLM's reservation is a fixed share of the GPU: see colocated_vllm()
         e = k["bytes-16bit"]
-        tokens = s.generation_batch * s.seq_len
         if m.layer_kinds:
             # Layers not all alike (rules/families.yaml `layers`): attention layers cache kv_per_token
-            # elements per token; linear-attention, SSM and conv layers keep a fixed state per sequence.
-            per_token = sum(kind.layers * kind.kv_per_token for kind in m.layer_kinds)
+            # elements per token (a sliding-window kind only its window's last tokens); linear-attention,
+            # SSM and conv layers keep a fixed state per sequence.
+            per_token = sum(kind.layers * kind.kv_per_token for kind in m.layer_kinds if not kind.window)
+            windowed = [kind for kind in m.layer_kinds if kind.window and kind.kv_per_token]
+            per_seq = per_token * s.seq_len + sum(kind.layers * kind.kv_per_token * kind.cached_tokens(s.seq_len)
+                                                  for kind in windowed)
             state = sum(kind.layers * kind.state for kind in m.layer_kinds)
-            cache = (per_token * tokens + state * s.generation_batch) * e
-            cached = sum(kind.layers for kind in m.layer_kinds if kind.kv_per_token)
-            detail = (f"{per_token} elements per token ({cached} attention layers) x {e:g} B x {s.generation_batch} "
-                      f"completions x {s.seq_len} tokens"
+            cache = (per_seq + state) * s.generation_batch * e
+            cached = sum(kind.layers for kind in m.layer_kinds if kind.kv_per_token and not kind.window)
+            detail = (f"({per_token} elements per token ({cached} attention layers) x {s.seq_len} tokens"
+                      + "".join(f" + {kind.layers * kind.kv_per_token} per token ({kind.layers} sliding-window "
+                                f"layers) x {kind.cached_tokens(s.seq_len)}" for kind in windowed)
+                      + f") x {e:g} B x {s.generation_batch} completions"
                       + (f" + a fixed state of {state} elements per completion" if state else ""))
         else:
             # Sliding-window layers keep only their window's last tokens (transformers'
             # DynamicSlidingWindowLayer: window - 1), the other layers every token.
-            kept = min(s.seq_len, m.sliding_window - 1) if m.sliding_layers else 0
+            kept = cached_tokens(s.seq_len, m.sliding_window) if m.sliding_layers else 0
             full = m.num_layers - m.sliding_layers
             cache = 2 * m.num_kv_heads * m.head_dim * e * s.generation_batch * (full * s.seq_len + m.sliding_layers * kept)
             lengths = (f"({full} full layers x {s.seq_len} tokens + {m.sliding_layers} sliding-window layers x {kept})"
