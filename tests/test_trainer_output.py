@@ -21,7 +21,7 @@ from advisor.errors import AdvisorError
 from advisor.facts.task import variant_of
 from advisor.paths import rules_dir
 from advisor.recommendation import Recommendation
-from advisor.render.trainer import TRL_SHARED_CLASSES, TrainerConfig, build, render
+from advisor.render.trainer import TrainerConfig, build, render
 from advisor.rulebook.load import Rulebook
 from tests.conftest import run_cli
 
@@ -98,7 +98,7 @@ def test_the_written_config_reads_back_as_that_format_with_the_same_values(
 @pytest.mark.parametrize(("method", "peft", "variant"), [c for c in CASES if c[0] != "raft"])
 def test_trls_own_parser_takes_the_trl_config_with_extra_keys_refused(
         book: Rulebook, tmp_path: Path, method: str, peft: str, variant: str | None) -> None:
-    trl = pytest.importorskip("trl")  # the probe extra; the dev extra installs it
+    pytest.importorskip("trl")  # the probe extra; the dev extra installs it
     from transformers import HfArgumentParser
 
     written = _written(book, "trl", method, peft, variant, tmp_path)
@@ -326,8 +326,10 @@ def test_every_key_advisor_reads_a_trainer_by_is_in_its_pinned_key_list_or_says_
                 and name not in writer.unsupported):
             missing.append(f"{name}: {keys}")
     written = [writer.model, writer.peft_key, *writer.fixed, *(p.key for p in writer.placeholders),
+               *(c.key for c in writer.companions),
                *(t.key for t in writer.translate if t.key)] + ([writer.method_key] if writer.method_key else [])
     missing += [k for k in written if not fields.takes(k, accepted)]
+    missing += [c for pair in writer.scripts.items() for c in pair if c not in fields.classes]
     assert not missing, f"{fields.name} {fields.version} has no such key: {missing}"
 
 
