@@ -186,6 +186,7 @@ class Writer:
     unsupported: Mapping[str, str] = field(default_factory=dict)  # parameter -> why the trainer cannot take it
     companions: tuple[Companion, ...] = ()
     scripts: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> its script's arguments class
+    loss_choices: Mapping[str, str] = field(default_factory=dict)  # method -> "fields:ConfigClass" its loss word goes to
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,7 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
         unsupported=dict(raw.get("unsupported", {})),
         companions=tuple(Companion(c["parameter"], c["key"], c["why"], c.get("value"), "value" in c, c.get("equals"),
                                    "equals" in c, tuple(c.get("methods", ()))) for c in raw.get("with", ())),
-        scripts=dict(raw.get("scripts", {})))
+        scripts=dict(raw.get("scripts", {})), loss_choices=dict(raw.get("loss_choices", {})))
 
 
 def _format(raw: dict[str, Any]) -> Format:

@@ -404,3 +404,17 @@ def test_the_recommendations_own_warnings_are_in_the_file(book: Rulebook) -> Non
     assert any(w.startswith("does not fit") for w in rec.warnings)
     text = render(build(rec, "axolotl", book))
     assert "# WARNING: does not fit" in text
+
+
+@pytest.mark.parametrize("variant", ["cpo", "gspo", "rloo", "ldpo", "dr_grpo"])
+def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp_path: Path, variant: str) -> None:
+    """Axolotl passes trl.loss_type on to TRL's DPOConfig / GRPOConfig: a word they refuse fails the run."""
+    method = book.variants[variant]["method"]
+    _, tc, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method=method, variant=variant)
+    trl_class = {"dpo": "DPOConfig", "grpo": "GRPOConfig"}[method]
+    choices = registries.trainer_fields("trl").choices[trl_class]["loss_type"]
+    loss = (raw.get("trl") or {}).get("loss_type")
+    if loss is None:
+        assert any(w.startswith(f"variant {variant} ") for w in tc.warnings)
+    else:
+        assert loss in choices and loss in book.variants[variant]["loss_types"]

@@ -199,6 +199,10 @@ def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, m
     keys = _keys(book, "loss_type", fmt)
     key = next((k for k in keys if fields.takes(k, allowed)), None)
     choices = _choices(fields, config_class, key) if key else None
+    passed_to = fmt.write.loss_choices.get(mid) if fmt.write is not None else None
+    if choices is None and passed_to is not None:  # the loss word goes on to a TRL config (Axolotl's trl.loss_type)
+        trl_fields, _, trl_class = passed_to.partition(":")
+        choices = _choices(trainer_fields(trl_fields), trl_class, "loss_type")
     word = next((w for w in words if choices is None or w in choices), None)
     if key is None or word is None:
         if variant != mid:
