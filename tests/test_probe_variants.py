@@ -163,3 +163,17 @@ def test_rloo_trains_rloo_trainers_leave_one_out_step(book: Rulebook, trl_tiny: 
         assert {"reward", "reward_std", "completions/mean_length"} <= set(row)
         assert row["completions/max_length"] <= 8
     assert len(res.samples) == 2 * 4
+
+
+def test_gspo_trains_grpo_trainers_step_with_sequence_level_ratios(book: Rulebook, trl_tiny: Path) -> None:
+    from advisor.probe import make_report, run_probe
+
+    plan = plan_for(book, trl_tiny, method="grpo", peft="lora", steps=2, micro_batch=4, learning_rate=None,
+                    pins={"warmup_ratio": 0.0, "num_generations": 4, "max_completion_length": 8, "loss_type": "gspo",
+                          "temperature": 1.0})
+    assert plan.variant == "gspo"
+    report = make_report(book, plan, run_probe(plan))
+    res = report.result
+    assert res.trainer.startswith("trl.GRPOTrainer 1.") and len(res.steps) == 2
+    # TRL has no loss_type gspo: GSPO is GRPOConfig's importance_sampling_level sequence (rules/variants.yaml trl)
+    assert any("importance_sampling_level sequence" in n for n in res.data_notes), res.data_notes
