@@ -15,7 +15,7 @@ formats, which need code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -129,9 +129,30 @@ class Translation:
     has_equals: bool = False
     has_value: bool = False
     why: str = ""  # how a value left out is expressed (a note in the written file)
+    methods: tuple[str, ...] = ()  # only for these methods; (): every method
+    warn: bool = False  # key None: the trainer cannot express the value (a warning, not a note)
 
-    def applies(self, value: Any) -> bool:
-        return not self.has_equals or value == self.equals
+    def applies(self, value: Any, method: str | None = None) -> bool:
+        return ((not self.has_equals or value == self.equals)
+                and (not self.methods or method is None or method in self.methods))
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A key a trainer needs beside a parameter's own for the value to take effect (formats.yaml `with`):
+    fp16 where bf16 is false, eval_strategy beside eval_steps."""
+
+    parameter: str
+    key: str
+    why: str
+    value: Any = None  # None with has_value False: the parameter's own value
+    has_value: bool = False
+    equals: Any = None
+    has_equals: bool = False
+    methods: tuple[str, ...] = ()
+
+    def applies(self, value: Any, method: str) -> bool:
+        return (not self.has_equals or value == self.equals) and (not self.methods or method in self.methods)
 
 
 @dataclass(frozen=True)
@@ -140,9 +161,11 @@ class Placeholder:
     value: Any
     why: str
     methods: tuple[str, ...] = ()  # only for these methods; (): every method
+    with_parameter: str | None = None  # only when the recommendation has this parameter
 
-    def applies(self, method: str) -> bool:
-        return not self.methods or method in self.methods
+    def applies(self, method: str, parameters: Collection[str] = ()) -> bool:
+        return ((not self.methods or method in self.methods)
+                and (self.with_parameter is None or self.with_parameter in parameters))
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,9 @@ class Writer:
     translate: tuple[Translation, ...] = ()
     placeholders: tuple[Placeholder, ...] = ()
     unsupported: Mapping[str, str] = field(default_factory=dict)  # parameter -> why the trainer cannot take it
+    companions: tuple[Companion, ...] = ()
+    scripts: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> its script's arguments class
+    loss_choices: Mapping[str, str] = field(default_factory=dict)  # method -> "fields:ConfigClass" its loss word goes to
 
 
 @dataclass(frozen=True)
@@ -332,10 +358,14 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
         method_values=dict(method.get("values", {})), method_flags=dict(method.get("flags", {})),
         fixed=dict(raw.get("fixed", {})),
         translate=tuple(Translation(t["parameter"], t["key"], t.get("equals"), t.get("value"),
-                                    "equals" in t, "value" in t, t.get("why", "")) for t in raw.get("translate", ())),
-        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"], tuple(p.get("methods", ())))
-                           for p in raw.get("placeholders", ())),
-        unsupported=dict(raw.get("unsupported", {})))
+                                    "equals" in t, "value" in t, t.get("why", ""), tuple(t.get("methods", ())),
+                                    bool(t.get("warn", False))) for t in raw.get("translate", ())),
+        placeholders=tuple(Placeholder(p["key"], p["value"], p["why"], tuple(p.get("methods", ())),
+                                       p.get("with_parameter")) for p in raw.get("placeholders", ())),
+        unsupported=dict(raw.get("unsupported", {})),
+        companions=tuple(Companion(c["parameter"], c["key"], c["why"], c.get("value"), "value" in c, c.get("equals"),
+                                   "equals" in c, tuple(c.get("methods", ()))) for c in raw.get("with", ())),
+        scripts=dict(raw.get("scripts", {})), loss_choices=dict(raw.get("loss_choices", {})))
 
 
 def _format(raw: dict[str, Any]) -> Format:

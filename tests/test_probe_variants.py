@@ -149,17 +149,28 @@ def test_length_normalized_dpo_takes_trls_name_for_another_trainers_loss(book: R
         _loss_type(plan, trl_spec(plan), DPOConfig, [])  # type: ignore[arg-type]
 
 
-def test_rloo_trains_rloo_trainers_leave_one_out_step(book: Rulebook, trl_tiny: Path) -> None:
+def probe_grpo_variant(book: Rulebook, trl_tiny: Path, loss: str) -> Any:
+    """Two steps of a GRPO variant named by its loss, four completions of at most 8 tokens a prompt."""
     from advisor.probe import make_report, run_probe
 
     plan = plan_for(book, trl_tiny, method="grpo", peft="lora", steps=2, micro_batch=4, learning_rate=None,
-                    pins={"warmup_ratio": 0.0, "num_generations": 4, "max_completion_length": 8, "loss_type": "rloo",
+                    pins={"warmup_ratio": 0.0, "num_generations": 4, "max_completion_length": 8, "loss_type": loss,
                           "temperature": 1.0})
-    assert plan.variant == "rloo"
-    report = make_report(book, plan, run_probe(plan))
-    res = report.result
+    assert plan.variant == loss
+    return make_report(book, plan, run_probe(plan)).result
+
+
+def test_rloo_trains_rloo_trainers_leave_one_out_step(book: Rulebook, trl_tiny: Path) -> None:
+    res = probe_grpo_variant(book, trl_tiny, "rloo")
     assert res.trainer.startswith("trl.RLOOTrainer 1.") and len(res.steps) == 2
     for row in res.logs:  # RLOO's own telemetry: rewards per group, completions at the config's cap
         assert {"reward", "reward_std", "completions/mean_length"} <= set(row)
         assert row["completions/max_length"] <= 8
     assert len(res.samples) == 2 * 4
+
+
+def test_gspo_trains_grpo_trainers_step_with_sequence_level_ratios(book: Rulebook, trl_tiny: Path) -> None:
+    res = probe_grpo_variant(book, trl_tiny, "gspo")
+    assert res.trainer.startswith("trl.GRPOTrainer 1.") and len(res.steps) == 2
+    # TRL has no loss_type gspo: GSPO is GRPOConfig's importance_sampling_level sequence (rules/variants.yaml trl)
+    assert any("importance_sampling_level sequence" in n for n in res.data_notes), res.data_notes

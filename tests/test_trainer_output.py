@@ -21,7 +21,7 @@ from advisor.errors import AdvisorError
 from advisor.facts.task import variant_of
 from advisor.paths import rules_dir
 from advisor.recommendation import Recommendation
-from advisor.render.trainer import TRL_SHARED_CLASSES, TrainerConfig, build, render
+from advisor.render.trainer import TrainerConfig, build, render
 from advisor.rulebook.load import Rulebook
 from tests.conftest import run_cli
 
@@ -66,7 +66,7 @@ def test_the_written_config_reads_back_as_that_format_with_the_same_values(
     rec, tc, path = written
     fields = registries.trainer_fields(registries.formats()[fmt].write.fields)  # type: ignore[union-attr]
     accepted = fields.keys or fields.classes[str(tc.config_class)].union(
-        *(fields.classes[c] for c in TRL_SHARED_CLASSES))
+        *(fields.classes[c] for c in tc.shared_classes))
     raw = yaml.safe_load(path.read_text())
     keys = [f"{k}.{sub}" if isinstance(v, dict) else k for k, v in raw.items()
             for sub in (v if isinstance(v, dict) else [None])]
@@ -76,9 +76,16 @@ def test_the_written_config_reads_back_as_that_format_with_the_same_values(
     assert cfg.method is not None and cfg.method.value == (method if method != "raft" else "sft")
     assert cfg.peft is not None and cfg.peft.value == peft
     unwritten = " ".join(tc.warnings + tc.notes)
+    writer = registries.formats()[fmt].write
+    assert writer is not None
     for name, pv in rec.parameters.items():
         if f"{name} " in unwritten and name not in cfg.values:
             continue  # named in the file's warnings or notes, not silently dropped
+        moved = next((t for t in writer.translate if t.parameter == name and t.key and not t.has_value
+                      and t.applies(pv.value, method)), None)
+        if moved is not None and name not in cfg.values:  # its value under the key the trainer caps it by
+            assert yaml.safe_load(path.read_text()).get(moved.key) == pv.value, name  # type: ignore[arg-type]
+            continue
         assert name in cfg.values, f"{name} = {pv.value!r} was neither written nor warned about"
         assert cfg.values[name].value == pv.value, name
     wanted = variant or method
@@ -91,7 +98,7 @@ def test_the_written_config_reads_back_as_that_format_with_the_same_values(
 @pytest.mark.parametrize(("method", "peft", "variant"), [c for c in CASES if c[0] != "raft"])
 def test_trls_own_parser_takes_the_trl_config_with_extra_keys_refused(
         book: Rulebook, tmp_path: Path, method: str, peft: str, variant: str | None) -> None:
-    trl = pytest.importorskip("trl")  # the probe extra; the dev extra installs it
+    pytest.importorskip("trl")  # the probe extra; the dev extra installs it
     from transformers import HfArgumentParser
 
     written = _written(book, "trl", method, peft, variant, tmp_path)
@@ -103,7 +110,7 @@ def test_trls_own_parser_takes_the_trl_config_with_extra_keys_refused(
     assert data["bf16"] is True
     data["bf16"] = False
     path.write_text(yaml.safe_dump(data))
-    classes = [getattr(trl, c) for c in (TRL_SHARED_CLASSES[0], tc.config_class, TRL_SHARED_CLASSES[1])]
+    classes = _trl_classes(tc)
     script, config, model = HfArgumentParser(classes).parse_yaml_file(str(path), allow_extra_keys=False)
     assert type(config).__name__ == registries.method(method).trl_config  # type: ignore[union-attr]
     p = {k: v.value for k, v in rec.parameters.items()}
@@ -122,11 +129,172 @@ def test_trls_own_parser_takes_the_trl_config_with_extra_keys_refused(
     if method == "grpo":
         assert (config.num_generations, config.temperature) == (p["num_generations"], p["temperature"])
         assert config.loss_type == (variant or "grpo")  # TRL's own default is dapo: written explicitly
+        # the completion cap the memory estimate sized, not TRL's default; a reward source GRPOTrainer needs
+        assert config.max_completion_length == p["max_seq_length"]
+        assert script.reward_funcs == ["REPLACE_ME"]
+    # the recommended eval frequency runs: TrainingArguments' eval_strategy defaults to "no"
+    if "eval_steps" in p:
+        assert (config.eval_strategy, config.eval_steps) == ("steps", p["eval_steps"])
+        assert script.dataset_test_split == "REPLACE_ME"
+    else:
+        assert config.eval_strategy == "no" and "dataset_test_split" not in data
     if variant == "ipo":
         assert config.loss_type == ["ipo"]
     if variant == "ldpo":
         assert config.loss_type == ["sigmoid_norm"]
     assert script.dataset_name == "REPLACE_ME"
+
+
+def _trl_classes(tc: TrainerConfig) -> list[Any]:
+    """The classes `trl <method>` parses the file with (its script arguments, the config, ModelConfig), found
+    where TRL 1.16 keeps them: trl, its scripts (GRPOScriptArguments) or trl.experimental (CPOConfig)."""
+    import importlib
+
+    found = []
+    for name in (tc.shared_classes[0], tc.config_class, *tc.shared_classes[1:]):
+        assert name is not None
+        stem = name.removesuffix("ScriptArguments").removesuffix("Config").lower()
+        for where in ("trl", f"trl.scripts.{stem}", f"trl.experimental.{stem}"):
+            cls = getattr(importlib.import_module(where), name, None) if importlib.util.find_spec(where) else None
+            if cls is not None:
+                found.append(cls)
+                break
+        else:
+            raise AssertionError(f"trl has no {name}")
+    return found
+
+
+def _exported(book: Rulebook, fmt: str, tmp_path: Path, **kwargs: Any) -> tuple[Recommendation, TrainerConfig,
+                                                                                 dict[str, Any]]:
+    rec = api.recommend(book=book, detect_gpu=False, **{"peft": "lora", "gpu": "a100", **kwargs})
+    tc = build(rec, fmt, book)
+    path = tmp_path / f"{fmt}.yaml"
+    path.write_text(render(tc))
+    return rec, tc, yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("fmt", TRAINERS)
+def test_the_exported_model_is_the_hub_id_or_directory_the_user_named(book: Rulebook, tmp_path: Path,
+                                                                      fmt: str) -> None:
+    model_key = registries.formats()[fmt].write.model  # type: ignore[union-attr]
+    # an -Instruct id matched to the base model's registry entry: the entry lends its shapes, not its id
+    rec, _, raw = _exported(book, fmt, tmp_path, model="meta-llama/Llama-3.1-8B-Instruct", method="sft")
+    assert rec.facts["model"]["hf_id"] == "meta-llama/Llama-3.1-8B"
+    assert raw[model_key] == "meta-llama/Llama-3.1-8B-Instruct"
+    # a config.json or its directory: from_pretrained takes the directory, never the file
+    directory = Path(__file__).resolve().parent.parent / "examples" / "my-model"
+    for spec in (directory / "config.json", directory):
+        _, _, raw = _exported(book, fmt, tmp_path, model=str(spec), method="sft")
+        assert raw[model_key] == str(directory)
+    transformers = pytest.importorskip("transformers")
+    written = json.loads((directory / "config.json").read_text())["model_type"]
+    assert transformers.AutoConfig.from_pretrained(raw[model_key]).model_type == written
+
+
+@pytest.mark.parametrize("fmt", TRAINERS)
+def test_a_gpu_without_bf16_trains_in_fp16(book: Rulebook, tmp_path: Path, fmt: str) -> None:
+    rec, _, raw = _exported(book, fmt, tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="t4")
+    assert rec.parameters["bf16"].value is False
+    assert raw["bf16"] is False and raw["fp16"] is True  # transformers' fp16 defaults to False: fp32 otherwise
+    _, _, raw = _exported(book, fmt, tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="a100")
+    assert raw["bf16"] is True and "fp16" not in raw
+
+
+def test_trl_parses_the_t4_export_as_fp16_mixed_precision(book: Rulebook, tmp_path: Path) -> None:
+    pytest.importorskip("trl")
+    from transformers import HfArgumentParser
+
+    _, tc, raw = _exported(book, "trl", tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="t4")
+    path = tmp_path / "t4.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _, config, _ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
+    assert config.fp16 is True and config.bf16 is False
+
+
+def test_grpo_and_ppo_exports_ask_for_the_reward_their_trainers_need(book: Rulebook, tmp_path: Path) -> None:
+    rec, _, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method="grpo")
+    assert raw["rl"] == "grpo" and raw["trl"]["reward_funcs"] == ["REPLACE_ME"]
+    assert raw["trl"]["max_completion_length"] == rec.parameters["max_seq_length"].value
+    rec, tc, raw = _exported(book, "llama-factory", tmp_path, model="llama-1b", method="ppo")
+    assert raw["stage"] == "ppo" and raw["reward_model"] == "REPLACE_ME"
+    # pref_beta is DPO's; LLaMA-Factory's PPO reads no KL coefficient, and takes no eval set
+    assert "pref_beta" not in raw and any(w.startswith("beta ") and "ppo_target" in w for w in tc.warnings)
+    assert "eval_steps" not in raw and "eval_dataset" not in raw and "eval_strategy" not in raw
+    _, _, raw = _exported(book, "llama-factory", tmp_path, model="llama-1b", method="dpo")
+    assert raw["pref_beta"] == 0.1 and "reward_model" not in raw
+
+
+@pytest.mark.parametrize("fmt", TRAINERS)
+def test_eval_steps_come_with_the_strategy_and_an_eval_set_that_make_them_run(book: Rulebook, tmp_path: Path,
+                                                                             fmt: str) -> None:
+    rec, _, raw = _exported(book, fmt, tmp_path, model="llama-1b", method="sft")
+    assert raw["eval_steps"] == rec.parameters["eval_steps"].value
+    eval_set = {"axolotl": "test_datasets", "llama-factory": "eval_dataset", "trl": "dataset_test_split"}[fmt]
+    assert "REPLACE_ME" in json.dumps(raw[eval_set])
+    if fmt != "axolotl":  # Axolotl sets eval_strategy steps itself once it has an eval set
+        assert raw["eval_strategy"] == "steps"
+
+
+# (method, variant): each trainer's methods and the variants TRL trains with a config of their own
+ROUND_TRIP = [("sft", None), ("dpo", None), ("grpo", None), ("ppo", None), ("rm", None), ("pt", None),
+              ("dpo", "ipo"), ("dpo", "simpo"), ("dpo", "kto"), ("grpo", "gspo"), ("grpo", "rloo")]
+
+
+@pytest.mark.parametrize("fmt", TRAINERS)
+@pytest.mark.parametrize(("method", "variant"), ROUND_TRIP)
+def test_advisors_own_validate_finds_nothing_wrong_with_advisors_export(
+        book: Rulebook, tmp_path: Path, fmt: str, method: str, variant: str | None) -> None:
+    from advisor.facts.hardware import resolve_gpu
+    from advisor.validate import Overrides, Selection, validate_file
+
+    # a job that fits its GPU, so that the recommendation itself has nothing for validate to find
+    rec = api.recommend(book=book, model="llama-1b", method=method, peft="qlora", gpu="a100", variant=variant,
+                        detect_gpu=False)
+    assert not [w for w in rec.warnings if w.startswith("does not fit")]
+    try:
+        tc = build(rec, fmt, book)
+    except AdvisorError as exc:
+        assert "cannot train" in str(exc) or "has no PPOConfig" in str(exc), exc
+        return
+    path = tmp_path / f"{fmt}-{method}.yaml"
+    path.write_text(render(tc))
+    gpu = resolve_gpu(book, name="a100", memory_gb=None, count=None, detect=False)
+    report = validate_file(path, book, gpu, Overrides(config_format=fmt), Selection())
+    assert report.error is None, report.error
+    found = [f"{f.code} {f.severity}: {f.message}" for f in report.findings if f.severity in ("warning", "error")]
+    assert not found, found
+
+
+@pytest.mark.parametrize(("variant", "config_class", "trainer"),
+                         [("simpo", "CPOConfig", "CPOTrainer"), ("kto", "KTOConfig", "KTOTrainer"),
+                          ("gspo", "GRPOConfig", "GRPOTrainer"), ("rloo", "RLOOConfig", "RLOOTrainer")])
+def test_a_variant_with_a_trl_trainer_of_its_own_is_written_as_that_trainers_config(
+        book: Rulebook, tmp_path: Path, variant: str, config_class: str, trainer: str) -> None:
+    pytest.importorskip("trl")
+    from transformers import HfArgumentParser
+
+    rec, tc, raw = _exported(book, "trl", tmp_path, model="llama-1b", method=book.variants[variant]["method"],
+                             variant=variant)
+    assert (tc.config_class, tc.trainer_class) == (config_class, trainer)
+    assert f"# Trainer: {trainer}" in render(tc)
+    raw["bf16"] = False  # TrainingArguments refuses bf16 on a machine without a bf16 GPU (this one)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    script, config, _ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
+    assert type(config).__name__ == config_class
+    p = {k: v.value for k, v in rec.parameters.items()}
+    trl = book.variants[variant]["trl"]
+    if "loss_type" in trl:
+        assert config.loss_type in (trl["loss_type"], [trl["loss_type"]])
+    for key, value in (trl.get("settings") or {}).items():
+        assert getattr(config, key) == value, key
+    if variant == "simpo":  # SimPO's reward scale (2 to 10), not plain DPO at beta 2
+        assert (config.beta, config.simpo_gamma) == (p["beta"], p["simpo_gamma"])
+    if variant == "kto":
+        assert (config.desirable_weight, config.undesirable_weight) == (p["desirable_weight"], p["undesirable_weight"])
+    if variant in ("gspo", "rloo"):
+        assert script.reward_funcs == ["REPLACE_ME"] and config.num_generations == p["num_generations"]
+    assert not [w for w in tc.warnings if f"variant {variant}" in w]
 
 
 def test_the_trl_field_list_is_the_installed_trls() -> None:
@@ -158,8 +326,10 @@ def test_every_key_advisor_reads_a_trainer_by_is_in_its_pinned_key_list_or_says_
                 and name not in writer.unsupported):
             missing.append(f"{name}: {keys}")
     written = [writer.model, writer.peft_key, *writer.fixed, *(p.key for p in writer.placeholders),
+               *(c.key for c in writer.companions),
                *(t.key for t in writer.translate if t.key)] + ([writer.method_key] if writer.method_key else [])
     missing += [k for k in written if not fields.takes(k, accepted)]
+    missing += [c for pair in writer.scripts.items() for c in pair if c not in fields.classes]
     assert not missing, f"{fields.name} {fields.version} has no such key: {missing}"
 
 
@@ -172,19 +342,18 @@ def test_a_method_the_trainer_cannot_train_is_a_one_line_error() -> None:
 
 
 def test_the_command_writes_the_file_and_warns_on_stderr_about_what_it_cannot_express(tmp_path: Path) -> None:
-    out = tmp_path / "grpo.yaml"
-    proc = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "a100", "--format", "trl",
+    out = tmp_path / "ppo.yaml"
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "ppo", "--gpu", "a100", "--format", "llama-factory",
                    "-o", str(out), "--no-detect")
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    # the one value TRL 1.16's GRPOConfig has no key for is a warning in the file and on stderr
-    assert "# WARNING: max_seq_length 4096" in text
-    assert "advisor: warning: max_seq_length 4096" in proc.stderr
+    # PPO's KL coefficient, which LLaMA-Factory's PPO has no key for, is a warning in the file and on stderr
+    assert "# WARNING: beta 0.05" in text and "advisor: warning: beta 0.05" in proc.stderr
     # every written value names its rule, as --format yaml does
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert all("  # " in line for line in lines)
-    assert "learning_rate: 5.0e-06  # LR008 lr-evidence" in text
-    assert "dataset_name: REPLACE_ME  # PLACEHOLDER:" in text
+    assert "learning_rate: 1.0e-05  # LR008 lr-evidence" in text
+    assert "dataset: REPLACE_ME  # PLACEHOLDER:" in text
 
 
 def test_axolotl_output_nests_mappings_and_lists_placeholders_in_block_style(book: Rulebook, tmp_path: Path) -> None:
@@ -235,3 +404,17 @@ def test_the_recommendations_own_warnings_are_in_the_file(book: Rulebook) -> Non
     assert any(w.startswith("does not fit") for w in rec.warnings)
     text = render(build(rec, "axolotl", book))
     assert "# WARNING: does not fit" in text
+
+
+@pytest.mark.parametrize("variant", ["cpo", "gspo", "rloo", "ldpo", "dr_grpo"])
+def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp_path: Path, variant: str) -> None:
+    """Axolotl passes trl.loss_type on to TRL's DPOConfig / GRPOConfig: a word they refuse fails the run."""
+    method = book.variants[variant]["method"]
+    _, tc, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method=method, variant=variant)
+    trl_class = {"dpo": "DPOConfig", "grpo": "GRPOConfig"}[method]
+    choices = registries.trainer_fields("trl").choices[trl_class]["loss_type"]
+    loss = (raw.get("trl") or {}).get("loss_type")
+    if loss is None:
+        assert any(w.startswith(f"variant {variant} ") for w in tc.warnings)
+    else:
+        assert loss in choices and loss in book.variants[variant]["loss_types"]

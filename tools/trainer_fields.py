@@ -161,6 +161,11 @@ def trl_fields() -> dict[str, Any]:
     classes: dict[str, Any] = {n: getattr(trl, n) for n in trl.__all__ if n.endswith("Config")
                                and dataclasses.is_dataclass(getattr(trl, n)) and n != "DatasetMixtureConfig"}
     classes |= {"ScriptArguments": trl.ScriptArguments, "CPOConfig": CPOConfig, "ORPOConfig": ORPOConfig}
+    # the scripts' own argument classes (`trl grpo` / `trl rloo` parse reward_funcs from them)
+    from trl.scripts.grpo import GRPOScriptArguments
+    from trl.scripts.rloo import RLOOScriptArguments
+
+    classes |= {"GRPOScriptArguments": GRPOScriptArguments, "RLOOScriptArguments": RLOOScriptArguments}
     missing = [m.trl_config for m in methods().values() if m.trl_config and m.trl_config not in classes]
     return {"trainer": "trl", "name": "TRL", "version": trl.__version__, "absent": sorted(set(missing)),
             "source": f"trl {trl.__version__} (PyPI): the dataclass fields of " + ", ".join(sorted(classes)),

@@ -113,7 +113,8 @@ def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
     return value
 
 
-def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path: KeyPath, value: Any) -> None:
+def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path: KeyPath, value: Any,
+         table: str | None = None) -> None:
     if value is None:
         return
     param = book.parameters[name]
@@ -127,8 +128,11 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
         value = meant
     fraction = param.fraction_as.get("parameter")
     if fraction and isinstance(value, float) and 0 < value < 1 and fraction in book.parameters:
-        cfg.read_as.append(ReadAs(where, line, f"{where}: {value:g} is a fraction, read as {fraction} {value:g} "
-                                               f"({param.fraction_as['source']})"))
+        # where the fraction is the trainer's own way to give the ratio (transformers 5 has no warmup_ratio),
+        # it is read so without a finding: the value means what it says
+        if table not in param.fraction_as.get("native", ()):
+            cfg.read_as.append(ReadAs(where, line, f"{where}: {value:g} is a fraction, read as {fraction} {value:g} "
+                                                   f"({param.fraction_as['source']})"))
         name, param = fraction, book.parameters[fraction]
     coerced = _coerce(doc, key_path, param.type, value)
     problem = param.problem(coerced)
@@ -167,7 +171,7 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
             if value is not None and not _unset(name, param.type, value):
                 if negated:
                     value = not _coerce(doc, tuple(key.split(".")), "bool", value)
-                _set(cfg, doc, book, name, tuple(key.split(".")), value)
+                _set(cfg, doc, book, name, tuple(key.split(".")), value, fmt.trainer_keys)
                 break
 
 
@@ -295,7 +299,7 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
     guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types
                   or i.matches_items(d)), None)
     cfg.method = ConfigValue(guess.method if guess else naming.default, "(inferred from the keys)", None)
-    named = next((k for k in guess.keys if k in d), None) if guess is not None else None
+    named = next((k for k in (*guess.keys, *guess.equals) if k in d), None) if guess is not None else None
     if guess is not None and guess.variant is not None and named is not None:  # matched by its loss: already read
         given = cfg.values.get("loss_type")
         base = given is not None and variant_of(book.variants, guess.method, given.value) == guess.method

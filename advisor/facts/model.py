@@ -61,6 +61,10 @@ class ModelFacts:
     hf_id: str | None = None
     source_detail: str = ""  # the config.json path, or the registry file (and how the name matched)
     revision: str | None = None  # the hub commit of a cached or fetched config.json
+    # What a trainer's from_pretrained loads: the hub id or model directory the user named. A registry
+    # match by repo name (an -Instruct fine-tune, a mirror) lends only its shapes, so this keeps the
+    # user's id; a config.json path becomes its directory, as from_pretrained takes no file.
+    pretrained: str | None = None
     # Non-uniform layers (rules/families.yaml `layers`): each layer kind with its modules, for the
     # memory model; empty for a family whose layers are all alike.
     layer_kinds: tuple[LayerKind, ...] = ()
@@ -86,7 +90,7 @@ class ModelFacts:
 
     def as_facts(self) -> dict[str, Any]:
         out = self.as_dict()
-        for key in ("source", "source_detail", "revision", "hf_id"):
+        for key in ("source", "source_detail", "revision", "hf_id", "pretrained"):
             out.pop(key)
         facts = {f"model.{k}": v for k, v in out.items()}
         for key in ("attention_modules", "mlp_modules"):
@@ -498,6 +502,15 @@ MODEL_SOURCES: tuple[tuple[SourceKind, Lookup], ...] = (
 )
 
 
+def _pretrained(spec: str, facts: ModelFacts) -> str:
+    """What from_pretrained should load for ``spec``: a local model's directory, the hub id as given,
+    or an alias's registry hub id."""
+    if facts.source == "file":
+        path = Path(spec).expanduser()
+        return str(path if path.is_dir() else path.parent)
+    return spec if hub.is_repo_id(spec) else facts.hf_id or facts.name
+
+
 def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
     """A model's facts from the first of MODEL_SOURCES that knows ``spec``."""
     check_name(spec, "--model / base_model", FactError)
@@ -505,7 +518,7 @@ def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
     for _kind, lookup in MODEL_SOURCES:
         facts = lookup(spec, book, why)
         if facts is not None:
-            return facts
+            return replace(facts, pretrained=_pretrained(spec, facts))
     names = registry_names(book)
     key = _norm(spec)
     suggestions = sorted(set(closest(key, names))) or sorted(book.models)[:5]

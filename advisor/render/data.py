@@ -24,7 +24,7 @@ def to_yaml(rec: Recommendation) -> str:
         "# with the rule (code and id), the matching row and its confidence after it.",
         "# `advisor recommend ... --explain` prints each value's full trace and sources.",
         f"advisor_format: {YAML_FORMAT_VERSION}",
-        f"model: {yaml_scalar(model.get('hf_id') or model.get('name'))}",
+        f"model: {yaml_scalar(model.get('pretrained') or model.get('hf_id') or model.get('name'))}",
         f"method: {task.get('method')}",
         f"peft: {task.get('peft')}",
         "training:",

@@ -49,6 +49,9 @@ class TrainerConfig:
     warnings: list[str] = field(default_factory=list)  # values the trainer cannot express
     notes: list[str] = field(default_factory=list)  # values the trainer expresses through others
     config_class: str | None = None  # TRL: the config class the file is parsed as
+    shared_classes: tuple[str, ...] = TRL_SHARED_CLASSES  # TRL: the script's classes parsed beside it
+    trainer_class: str | None = None  # TRL: a variant's own trainer (rules/variants.yaml trl), said in the header
+    written: set[str] = field(default_factory=set)  # the parameters written under a key
     recommendation_warnings: list[str] = field(default_factory=list)  # the recommendation's own (memory, pins)
 
     def add(self, key: str, value: Any, comment: str) -> None:
@@ -60,10 +63,17 @@ class TrainerConfig:
         self.entries.append(Entry(key, value, comment))
 
 
-def _allowed(fmt: Format, fields: Fields, config_class: str | None) -> frozenset[str]:
+def shared_classes(writer: Writer, config_class: str | None) -> tuple[str, ...]:
+    """The classes a `trl <method>` script parses beside the config class: its own script arguments
+    (GRPOScriptArguments carries reward_funcs) where formats.yaml `scripts` names one, and ModelConfig."""
+    script = writer.scripts.get(config_class or "", TRL_SHARED_CLASSES[0])
+    return (script, *TRL_SHARED_CLASSES[1:])
+
+
+def _allowed(fmt: Format, fields: Fields, config_class: str | None, shared: tuple[str, ...]) -> frozenset[str]:
     if config_class is None:
         return fields.keys
-    return frozenset().union(fields.classes[config_class], *(fields.classes.get(c, ()) for c in TRL_SHARED_CLASSES))
+    return frozenset().union(fields.classes[config_class], *(fields.classes.get(c, ()) for c in shared))
 
 
 def _choices(fields: Fields, config_class: str | None, key: str) -> list[Any] | None:
@@ -88,35 +98,51 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
     variant = str(task.get("variant") or mid)
     who = f"{fields.name} {fields.version}"
     config_class = None
+    trl_variant: dict[str, Any] = {}
     if fields.classes:
         entry = method(mid)
-        config_class = entry.trl_config if entry is not None else ""
+        # a variant with a trainer of its own (rules/variants.yaml trl: SimPO's CPOTrainer) is written as its config
+        trl_variant = dict(book.variants.get(variant, {}).get("trl") or {}) if variant != mid else {}
+        config_class = trl_variant.get("config") or (entry.trl_config if entry is not None else "")
         if config_class not in fields.classes:
-            known = ", ".join(sorted(c for c in fields.classes if c not in TRL_SHARED_CLASSES))
-            raise AdvisorError(f"--format {fmt_id}: {who} has no {config_class or 'config class'} to train {mid}",
+            known = ", ".join(sorted(c for c in fields.classes if c not in (*TRL_SHARED_CLASSES, *writer.scripts.values())))
+            raise AdvisorError(f"--format {fmt_id}: {who} has no {config_class or 'config class'} to train "
+                               f"{variant if trl_variant else mid}",
                                hint=f"its config classes: {known}; `--format yaml` writes advisor's own config")
-    out = TrainerConfig(fmt, fields, config_class=config_class, recommendation_warnings=list(rec.warnings))
-    allowed = _allowed(fmt, fields, config_class)
-    out.add(writer.model, model.get("hf_id") or model.get("name"),
-            f"the base model ({model.get('source', 'model facts')})")
+    shared = shared_classes(writer, config_class)
+    out = TrainerConfig(fmt, fields, config_class=config_class, recommendation_warnings=list(rec.warnings),
+                        shared_classes=shared, trainer_class=trl_variant.get("trainer"))
+    allowed = _allowed(fmt, fields, config_class, shared)
+    out.add(writer.model, model.get("pretrained") or model.get("hf_id") or model.get("name"), _model_comment(model))
     expressed = _write_method(out, writer, mid, variant, book, fields, config_class, who)
     peft_value = writer.peft_values.get(peft)
     if peft_value is not None:
         out.add(writer.peft_key, peft_value, f"peft {peft}")
     for key, value in writer.fixed.items():
         out.add(key, value, f"{fields.name} trains only with it set")
-    if not expressed and "loss_type" not in rec.parameters:
+    if trl_variant:
+        _write_trl_variant(out, trl_variant, variant, book, rec, allowed)
+    elif not expressed and "loss_type" not in rec.parameters:
         _write_loss(out, fmt, book, variant, mid, allowed, fields, config_class)
     for name, pv in rec.parameters.items():
         if name not in SHARDING_PARAMETERS:
-            _write_parameter(out, fmt, book, name, pv, allowed)
+            _write_parameter(out, fmt, book, name, pv, allowed, mid)
     _write_sharding(out, rec, allowed)
     placed: set[str] = set()
     for p in writer.placeholders:  # a method's own placeholder comes before the general one of its key
-        if p.applies(mid) and p.key not in placed:
+        if p.applies(mid, out.written) and p.key not in placed:
             placed.add(p.key)
             out.add(p.key, p.value, f"PLACEHOLDER: {p.why}; advisor does not choose it")
     return out
+
+
+def _model_comment(model: dict[str, Any]) -> str:
+    """Where the model's shapes came from, when that is not the model written (a registry match)."""
+    loaded, shapes = model.get("pretrained"), model.get("hf_id")
+    source = model.get("source", "model facts")
+    if loaded and shapes and loaded != shapes:
+        return f"the model you named; advisor sized it as {shapes} ({source})"
+    return f"the base model ({source})"
 
 
 def _write_method(out: TrainerConfig, writer: Writer, mid: str, variant: str, book: Rulebook, fields: Fields,
@@ -148,6 +174,21 @@ def _write_method(out: TrainerConfig, writer: Writer, mid: str, variant: str, bo
     return variant == mid
 
 
+def _write_trl_variant(out: TrainerConfig, trl: dict[str, Any], variant: str, book: Rulebook, rec: Recommendation,
+                       allowed: frozenset[str]) -> None:
+    """A variant TRL trains with a trainer of its own: its loss_type and fixed settings in that config."""
+    why = f"the {variant} loss ({book.variants[variant].get('summary', variant)}) as {trl['trainer']} trains it"
+    if trl.get("loss_type") and "loss_type" not in rec.parameters:
+        out.add("loss_type", trl["loss_type"], why)
+    for key, value in (trl.get("settings") or {}).items():
+        if key in rec.parameters:
+            continue  # a recommended (or pinned) value of the key is written as the parameter
+        if out.fields.takes(key, allowed):
+            out.add(key, value, why)
+        else:
+            out.warnings.append(f"variant {variant}: {key} {yaml_scalar(value)}: {trl['config']} has no such key")
+
+
 def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, mid: str, allowed: frozenset[str],
                 fields: Fields, config_class: str | None) -> None:
     """The variant's loss under the format's loss key: TRL's defaults differ from the methods' base
@@ -158,6 +199,10 @@ def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, m
     keys = _keys(book, "loss_type", fmt)
     key = next((k for k in keys if fields.takes(k, allowed)), None)
     choices = _choices(fields, config_class, key) if key else None
+    passed_to = fmt.write.loss_choices.get(mid) if fmt.write is not None else None
+    if choices is None and passed_to is not None:  # the loss word goes on to a TRL config (Axolotl's trl.loss_type)
+        trl_fields, _, trl_class = passed_to.partition(":")
+        choices = _choices(trainer_fields(trl_fields), trl_class, "loss_type")
     word = next((w for w in words if choices is None or w in choices), None)
     if key is None or word is None:
         if variant != mid:
@@ -173,19 +218,23 @@ def _keys(book: Rulebook, name: str, fmt: Format) -> list[str]:
 
 
 def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str, pv: ParameterValue,
-                     allowed: frozenset[str]) -> None:
+                     allowed: frozenset[str], mid: str) -> None:
     writer = fmt.write
     assert writer is not None
     comment = value_comment(pv)
     value = pv.value
-    translation = next((t for t in writer.translate if t.parameter == name and t.applies(value)), None)
+    translation = next((t for t in writer.translate if t.parameter == name and t.applies(value, mid)), None)
     if translation is not None:
         if translation.key is None:  # expressed by leaving the key out (LLaMA-Factory without quantization_bit)
-            if translation.why:
+            if translation.warn:
+                out.warnings.append(f"{name} {yaml_scalar(pv.value)} ({comment}): not written: {translation.why}")
+            elif translation.why:
                 out.notes.append(f"{name} {yaml_scalar(pv.value)}: {translation.why}")
             return
         key = translation.key
         value = translation.value if translation.has_value else value
+        if translation.why:
+            comment = f"{comment}; {translation.why}"
     else:
         key = next((k for k in _keys(book, name, fmt) if out.fields.takes(k, allowed)), "")
     if not key or not out.fields.takes(key, allowed):
@@ -203,6 +252,10 @@ def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str,
     if isinstance(value, list) and fmt.lists == "comma":
         value = ",".join(map(str, value))
     out.add(key, value, comment)
+    out.written.add(name)
+    for c in writer.companions:
+        if c.parameter == name and c.applies(pv.value, mid) and out.fields.takes(c.key, allowed):
+            out.add(c.key, c.value if c.has_value else value, f"{c.why} ({comment})")
 
 
 def _write_sharding(out: TrainerConfig, rec: Recommendation, allowed: frozenset[str]) -> None:
@@ -270,13 +323,15 @@ def _emit(node: dict[str, Any], indent: str, lines: list[str]) -> None:
 
 def render(tc: TrainerConfig) -> str:
     fields = tc.fields
-    parsed_as = f" (parsed as {tc.config_class} + {' + '.join(TRL_SHARED_CLASSES)})" if tc.config_class else ""
+    parsed_as = f" (parsed as {tc.config_class} + {' + '.join(tc.shared_classes)})" if tc.config_class else ""
     lines = [
         f"# {fields.name} config written by advisor {__version__} `recommend`: every value is a hypothesis from",
         "# advisor's rulebook, with its rule (code and id), the matching row and its confidence after it.",
         f"# Keys as {fields.name} {fields.version} takes them{parsed_as}.",
         "# Replace every REPLACE_ME before training.",
     ]
+    if tc.trainer_class:
+        lines.append(f"# Trainer: {tc.trainer_class}, which takes this {tc.config_class} (rules/variants.yaml trl).")
     lines += [f"# WARNING: {' '.join(w.split())}" for w in tc.recommendation_warnings]
     lines += [f"# WARNING: {w}" for w in tc.warnings]
     lines += [f"# note: {n}" for n in tc.notes]

@@ -111,7 +111,9 @@ class Parameter:
     grid: tuple[float, ...] = ()  # mantissas a recommended value is stated on (rules/parameters.yaml grid.steps)
     written_as: str = ""  # how trainer configs express a parameter that has no key of its own
     words: dict[str, Any] = field(default_factory=dict)  # trainer word -> the value the trainer reads (+ source)
-    fraction_as: dict[str, str] = field(default_factory=dict)  # a value in (0, 1) is this parameter (+ source)
+    # a value in (0, 1) is this parameter (+ source; `native`: the trainer_keys tables where that is the
+    # trainer's own way to give it, read without a finding)
+    fraction_as: dict[str, Any] = field(default_factory=dict)
 
     def on_grid(self, value: Any) -> Any:
         """The grid value nearest ``value`` in log space (unchanged without a grid or for a non-positive value)."""
