@@ -284,6 +284,6 @@ def write_fixed(book: Rulebook, report: FileReport, target: Path) -> int:
 
     cfg, doc = report.config, report.document
     assert cfg is not None and doc is not None  # only a config that was read has findings to fix
-    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format))
+    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format), default_keys(book, cfg.format))
     write_atomic(target, apply_fixes(doc, cfg, fixes, default_keys(book, cfg.format)))
     return len(fixes)
