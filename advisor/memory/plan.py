@@ -56,9 +56,11 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     params = {**values(first), **(knobs or {})}
     if not params.get("max_seq_length"):
         return first
+    # The memory model sizes the micro-batch by memory alone; the effective batch's share of one GPU
+    # is a separate limit (BAT004), reported beside it, never as what memory holds.
     effective = params.get("effective_batch_size")
-    cap = max(1, int(effective) // max(1, job.gpu.count)) if effective else None
-    f = fit(book, job, params, cap)
+    share = max(1, int(effective) // max(1, job.gpu.count)) if effective else None
+    f = fit(book, job, params)
     if f is None:  # no GPU known: the peak at micro-batch 1, for information
         est = estimate(book, job, {**params, "micro_batch_size": params.get("micro_batch_size", 1)})
         first.memory = report(est, None)
@@ -67,18 +69,20 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     final = {**values(rec), **(knobs or {})}
     est = estimate(book, job, final)
     rec.memory = report(est, f)
+    rec.memory.batch_share = share
     micro = final.get("micro_batch_size", 1)
     if not f.fits:
         what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
                                             "bigger GPUs, sharding, offload, more GPUs)"
         rec.warnings.append(
             f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GiB, above the "
-            f"{f.usable_gb:.1f} GiB usable of the {f.capacity_gib:.1f} GiB GPU ({_largest(f.at_one)} GiB). "
-            f"What would fit: {what}")
-    elif micro > f.max_micro_batch:
+            f"{f.usable_gb:.1f} GiB left under the {f.margin:.0%} safety margin of the {f.capacity_gib:.1f} GiB GPU "
+            f"({_largest(f.at_one)} GiB). What would fit: {what}")
+    elif est.total_gb > f.usable_gb:  # the figure itself, so a warning never calls a smaller one "above"
         rec.warnings.append(
             f"micro_batch_size={micro} is predicted to need {est.total_gb:.1f} GiB, above the {f.usable_gb:.1f} GiB "
-            f"usable ({f.margin:.0%} margin) of the {f.capacity_gib:.1f} GiB GPU; {f.max_micro_batch} fits")
+            f"left under the {f.margin:.0%} safety margin of the {f.capacity_gib:.1f} GiB GPU; "
+            f"{f.max_micro_batch} fits")
     table = first.parameters.get("micro_batch_size")
     if table is not None and table.set_by == "rule" and f.fits:
         warning = cross_check(book, facts, int(table.value),  # type: ignore[arg-type]  # an int parameter

@@ -258,6 +258,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pow2_floor": _pow2_floor,
     "pow2_ceil": _pow2_ceil,
     "largest_divisor": _largest_divisor,
+    "gcd": math.gcd,
     "sig": sig,
     "geometric": _geometric,
     "scale": _scale,
