@@ -87,7 +87,7 @@ def test_output_to_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
         (("recommend", "--model", "llama-8b", "--method", "sft", "--gpus", "two"), "Invalid value for '--gpus'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--dataset-size", "lots"), "--dataset-size: 'lots'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rnk=4"), "unknown parameter 'lora_rnk'"),
-        (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=big"), "'big' is not a int"),
+        (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=big"), "'big' is not an int"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--format", "xml"), "unknown format 'xml'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=-4"), "below the smallest meaningful"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "learning_rate=-1e-4"), "below the smallest"),

@@ -105,7 +105,8 @@ def run_checks(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: 
 def _finding(rule: Rule, cfg: TrainingConfig, lookup: Callable[[str], Any],
              default_key: Callable[[str], str]) -> Finding:
     value = getattr(cfg, rule.at) if rule.at else cfg.values.get(rule.parameter)
-    fix, has_fix, also = None, False, ()
+    fix, has_fix = None, False
+    also: tuple[tuple[str, Any], ...] = ()
     if rule.fix is not None:
         try:
             fix, has_fix = rule.fix.evaluate(lookup), True
