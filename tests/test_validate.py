@@ -421,3 +421,32 @@ def test_fix_message_names_the_accumulation(tmp_path: Path) -> None:
     fix = found["VSQ002"]["fix"]
     assert fix["value"] * fix["also"]["gradient_accumulation_steps"] == 16
     assert f"gradient_accumulation_steps {fix['also']['gradient_accumulation_steps']}" in found["VSQ002"]["expected"]
+
+
+def _peak_at_one(path: Path, book: Rulebook, gpu: str) -> str:
+    hw = resolve_gpu(book, name=gpu, memory_gb=None, count=None, detect=False)
+    report = validate_file(path, book, hw, Overrides(), Selection())
+    return next(f.message for f in report.findings if f.code == "VSQ003")
+
+
+@pytest.mark.parametrize(("base", "key", "default", "other"), [
+    # TRL: transformers' optim default with torch >= 2.8 is the fused AdamW (no foreach step buffer)
+    ("model_name_or_path: meta-llama/Llama-2-7b-hf\nper_device_train_batch_size: 1\nmax_length: 4096\n",
+     "optim", "adamw_torch_fused", "adamw_torch"),
+    # Axolotl: no checkpointing unless the config asks for it
+    ("base_model: meta-llama/Llama-3.1-8B\nadapter: qlora\nload_in_4bit: true\nmicro_batch_size: 1\nsequence_len: 4096\n",
+     "gradient_checkpointing", "false", "true"),
+    # TRL: ModelConfig's lora_r 16, not the rank advisor would recommend
+    ("model_name_or_path: meta-llama/Llama-3.1-70B\nuse_peft: true\nper_device_train_batch_size: 1\nmax_length: 4096\n",
+     "lora_r", "16", "256"),
+])
+def test_an_omitted_key_is_the_trainers_default(tmp_path: Path, book: Rulebook, base: str, key: str, default: str,
+                                                other: str) -> None:
+    """The memory checks size a config as its trainer runs it: a key left out is the trainer's default
+    (rules/registry/formats.yaml defaults), so the omitted key and the default written out read the same."""
+    peaks = {}
+    for name, extra in (("omitted", ""), ("default", f"{key}: {default}\n"), ("other", f"{key}: {other}\n")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(base + extra)
+        peaks[name] = _peak_at_one(path, book, "rtx-4090")
+    assert peaks["omitted"] == peaks["default"] != peaks["other"], peaks
