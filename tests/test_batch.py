@@ -4,6 +4,7 @@ states (and the LR rules read), and the memory line keeps memory's limit apart f
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,45 @@ def test_a_70b_qlora_job_is_not_sent_to_an_mi250x(book: Rulebook) -> None:
     rec = api.recommend(book=book, model="llama-70b", method="sft", peft="qlora", gpu="a100-80gb", detect_gpu=False)
     assert rec.memory is not None and not rec.memory.fits
     assert not [a for a in rec.memory.alternatives if "MI250X" in a and "holds" in a]
+
+
+CHECK_WITH_COMPANION = """
+family: mine
+description: my checks
+rules:
+  - id: my-micro-check
+    code: MYC001
+    kind: check
+    parameter: micro_batch_size
+    severity: warning
+    summary: my micro-batch check
+    source: {doc: my notes}
+    confidence: low
+    fail: "config.micro_batch_size > 4"
+    message: "micro-batch {config.micro_batch_size}"
+    fix: "largest_divisor(config.micro_batch_size, 4)"
+    fix_also:
+      PARAM: "config.micro_batch_size // largest_divisor(config.micro_batch_size, 4)"
+"""
+
+
+def test_a_checks_companion_fix_names_a_known_parameter(tmp_path: Path) -> None:
+    from advisor.errors import AdvisorError
+    from advisor.rulebook.load import load_rulebook
+
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "mine.yaml").write_text(CHECK_WITH_COMPANION.replace("PARAM", "gradient_accumulation_step"))
+    with pytest.raises(AdvisorError, match=r"rule 'my-micro-check' key 'fix_also.gradient_accumulation_step': unknown"):
+        load_rulebook([d])
+    (d / "mine.yaml").write_text(CHECK_WITH_COMPANION.replace("PARAM", "gradient_accumulation_steps"))
+    book = load_rulebook([d])
+    assert [name for name, _ in book.rules["my-micro-check"].fix_also] == ["gradient_accumulation_steps"]
+
+
+@pytest.mark.parametrize(("n", "at_most", "expected"), [(16, 2, 2), (16, 3, 2), (12, 5, 4), (7, 4, 1), (6, 8, 6),
+                                                        (1, 0, 1)])
+def test_largest_divisor(n: int, at_most: int, expected: int) -> None:
+    from advisor.rulebook.formula import parse
+
+    assert parse(f"largest_divisor({n}, {at_most})").evaluate(lambda name: None) == expected
