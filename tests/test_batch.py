@@ -133,3 +133,17 @@ def test_largest_divisor(n: int, at_most: int, expected: int) -> None:
     from advisor.rulebook.formula import parse
 
     assert parse(f"largest_divisor({n}, {at_most})").evaluate(lambda name: None) == expected
+
+
+def test_cosmetic_wording(book: Rulebook, tmp_path: Path) -> None:
+    """One GPU is '1 GPU'; VPM001 names the situation in words when none is given, never '(?)'."""
+    from advisor.facts.hardware import resolve_gpu
+    from advisor.validate import Overrides, Selection, validate_file
+
+    answer = api.memory(book=book, model="llama-8b", method="sft", peft="lora", gpu="h100", pins={"sharding": "zero3"})
+    assert any("divided over 1 GPU" in n and "1 GPUs" not in n for n in answer.memory.notes), answer.memory.notes
+    path = tmp_path / "dpo.yaml"
+    path.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nbeta: 2.0\nloss_type: sigmoid\nuse_peft: true\n")
+    hw = resolve_gpu(book, name=None, memory_gb=None, count=None, detect=False)
+    found = {f.code: f for f in validate_file(path, book, hw, Overrides(), Selection()).findings}
+    assert "(?)" not in found["VPM001"].expected and "situation: none given" in found["VPM001"].expected
