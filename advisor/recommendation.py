@@ -216,6 +216,9 @@ class MemoryReport(_Record):
     fits: bool | None = None
     max_micro_batch: int | None = field(default=None, metadata=_doc(
         "largest micro-batch under the margin (0: none fits)"))
+    batch_share: int | None = field(default=None, metadata=_doc(
+        "the effective batch's share of one GPU (effective batch / GPUs): a micro-batch above it, or one that does "
+        "not divide it, would not train the effective batch; a limit of the batch, not of memory"))
     items: list[MemoryItem]
     notes: list[str] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list, metadata=_doc("what would fit, when nothing does"))

@@ -226,6 +226,8 @@ class Format:
     parameters_under: str | None = None  # the parameters sit under this key by their rulebook names
     method: MethodMapping | None = None
     write: Writer | None = None  # None: recommend cannot write this format
+    # parameter -> what the trainer trains with when the config omits its key (formats.yaml `defaults`)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,8 @@ def _format(raw: dict[str, Any]) -> Format:
                   marks=tuple(detect.get("marks", ())), shape=detect.get("shape"),
                   all_keys=tuple(detect.get("all", ())), signature=tuple(detect.get("signature", ())),
                   fallback=bool(detect.get("fallback", False)), keys=tuple(raw.get("keys", ())),
-                  parameters_under=raw.get("parameters_under"), method=method, write=_writer(raw.get("write")))
+                  parameters_under=raw.get("parameters_under"), method=method, write=_writer(raw.get("write")),
+                  defaults={name: d["value"] for name, d in raw.get("defaults", {}).items()})
 
 
 @cache

@@ -125,14 +125,16 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
 def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dict[str, Any],
                   rec: Any, over: Overrides) -> dict[str, Any]:
     """The memory model at the config's own values (check VSQ002 reads them), under the sharding
-    the flags give, else the config's (provenance.PRECEDENCE)."""
+    the flags give, else the config's (provenance.PRECEDENCE). A key the config omits is what its
+    trainer trains with (formats.yaml `defaults`: Axolotl does not checkpoint unless told), not
+    advisor's recommendation."""
     from advisor.facts.catalogue import FLAG_PARAMETERS
     from advisor.facts.job import JobFacts
     from advisor.memory.plan import config_facts
 
     model = resolve_model(str(facts["model.name"]), book)
     task = TaskFacts(method=facts["task.method"], peft=facts["task.peft"])
-    values = {name: v.value for name, v in cfg.values.items()}
+    values = {**formats()[cfg.format].defaults, **{name: v.value for name, v in cfg.values.items()}}
     values.update({FLAG_PARAMETERS[flag]: value for flag, value in over.sharding.items()})
     if over.sharding:  # the flags' pair with the config's: an offload its strategy refuses is a usage error
         from advisor.memory.estimate import sharding_of
@@ -284,6 +286,6 @@ def write_fixed(book: Rulebook, report: FileReport, target: Path) -> int:
 
     cfg, doc = report.config, report.document
     assert cfg is not None and doc is not None  # only a config that was read has findings to fix
-    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format))
+    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format), default_keys(book, cfg.format))
     write_atomic(target, apply_fixes(doc, cfg, fixes, default_keys(book, cfg.format)))
     return len(fixes)

@@ -87,7 +87,7 @@ def test_output_to_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
         (("recommend", "--model", "llama-8b", "--method", "sft", "--gpus", "two"), "Invalid value for '--gpus'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--dataset-size", "lots"), "--dataset-size: 'lots'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rnk=4"), "unknown parameter 'lora_rnk'"),
-        (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=big"), "'big' is not a int"),
+        (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=big"), "'big' is not an int"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--format", "xml"), "unknown format 'xml'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rank=-4"), "below the smallest meaningful"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "learning_rate=-1e-4"), "below the smallest"),
@@ -188,9 +188,10 @@ def test_seq_len_beyond_native_context_warns() -> None:
 
 def test_batch_split_that_does_not_multiply_back_is_a_warning() -> None:
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "h100", "--gpus", "3",
-                   "--set", "micro_batch_size=4", "--format", "json", "--no-detect")
+                   "--set", "micro_batch_size=5", "--format", "json", "--no-detect")
     warnings = json.loads(proc.stdout)["warnings"]
-    assert any("= 36, not the effective batch 32" in w for w in warnings)
+    # 4 prompts x 8 do not split over 3 GPUs: 6 prompts (48 completions) do (BAT011); a pinned 5 does not divide 16
+    assert any("= 60, not the effective batch 48" in w for w in warnings)
     assert any("not divisible by num_generations 8" in w for w in warnings)
     clean = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "h100", "--gpus", "2",
                     "--format", "json", "--no-detect")

@@ -325,3 +325,15 @@ def test_an_sft_log_is_not_judged_on_rl_signs(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "log.jsonl", log_rows(falling(), HEALTHY_GRAD))
     data = diagnosis(path)
     assert not ((DPO_SIGNS | GRPO_SIGNS) & {u["code"] for u in data["not_judged"]})
+
+
+def test_a_nan_tail_is_said_in_words(tmp_path: Path) -> None:
+    """A log whose last tenth is NaN leaves the plateau rule (SIG006, first tenth against last) no finite
+    points to compare: listed as not judged, the reason in words, not the formula's internal error."""
+    loss = falling(n=40)[:36] + [math.nan] * 4
+    path = write_jsonl(tmp_path / "log.jsonl", log_rows(loss, [0.15] * 40))
+    report = json.loads(run_cli("diagnose", str(path), "--format", "json", "--fail-on", "never").stdout)
+    reasons = {u["code"]: u["reason"] for u in report["not_judged"]}
+    assert "SIG006" in reasons, reasons
+    assert "finite loss values" in reasons["SIG006"] and "NaN" in reasons["SIG006"]
+    assert not any("empty series" in r or "formula" in r for r in reasons.values()), reasons

@@ -374,3 +374,79 @@ def test_the_text_header_shows_the_overrides_the_checks_used(tmp_path: Path) -> 
     assert header == f"{config}: trl config, model llama-8b, method dpo, qlora", proc.stdout
     plain = run_cli("validate", str(config), "--no-detect").stdout.splitlines()[0]
     assert plain == f"{config}: trl config, model ?, method sft, full"  # the config's own, without flags
+
+
+def _fix_in_place(src: Path, book: Rulebook, gpu: str) -> tuple[dict[str, object], list[str]]:
+    """--fix through the library: the fixed config and its own findings' codes on the same GPU."""
+    from advisor.validate import write_fixed
+
+    hw = resolve_gpu(book, name=gpu, memory_gb=None, count=None, detect=False)
+    report = validate_file(src, book, hw, Overrides(), Selection())
+    out = src.with_name("fixed" + src.suffix)
+    write_fixed(book, report, out)
+    again = validate_file(out, book, hw, Overrides(), Selection())
+    return yaml.safe_load(out.read_text()), [f.code for f in again.findings]
+
+
+@pytest.mark.parametrize(("config", "micro_key", "gpu"), [
+    ("base_model: mistralai/Mistral-7B-v0.1\nadapter: qlora\nload_in_4bit: true\nlora_r: 32\nlora_alpha: 32\n"
+     "sequence_len: 4096\nmicro_batch_size: 16\ngradient_accumulation_steps: 1\ngradient_checkpointing: true\n",
+     "micro_batch_size", "rtx-4090"),
+    ("base_model: mistralai/Mistral-7B-v0.1\nadapter: qlora\nload_in_4bit: true\nlora_r: 32\nlora_alpha: 32\n"
+     "sequence_len: 4096\nmicro_batch_size: 12\ngradient_checkpointing: true\n",  # no accumulation key: the trainer's 1
+     "micro_batch_size", "rtx-4090"),
+    ("model_name_or_path: Qwen/Qwen2.5-1.5B-Instruct\nnum_generations: 16\nper_device_train_batch_size: 16\n"
+     "gradient_accumulation_steps: 4\ngradient_checkpointing: true\nmax_prompt_length: 512\n"
+     "max_completion_length: 1024\nbf16: true\nuse_vllm: true\n", "per_device_train_batch_size", "h100"),
+])
+def test_fix_keeps_the_effective_batch(tmp_path: Path, book: Rulebook, config: str, micro_key: str, gpu: str) -> None:
+    src = tmp_path / "job.yaml"
+    src.write_text(config)
+    before = yaml.safe_load(config)
+    fixed, codes = _fix_in_place(src, book, gpu)
+    per_gpu = before[micro_key] * before.get("gradient_accumulation_steps", 1)
+    assert fixed[micro_key] < before[micro_key]  # the micro-batch was cut to fit
+    assert fixed[micro_key] * fixed["gradient_accumulation_steps"] == per_gpu  # and the effective batch kept
+    assert "VSQ002" not in codes
+    if "num_generations" in before:
+        assert per_gpu % before["num_generations"] == 0 and "VPM004" not in codes
+
+
+def test_fix_message_names_the_accumulation(tmp_path: Path) -> None:
+    src = tmp_path / "job.yml"
+    src.write_text("base_model: mistralai/Mistral-7B-v0.1\nadapter: qlora\nload_in_4bit: true\nsequence_len: 4096\n"
+                   "micro_batch_size: 16\ngradient_accumulation_steps: 1\ngradient_checkpointing: true\n")
+    out = run_cli("validate", str(src), "--gpu", "rtx-4090", "--format", "json").stdout
+    found = {f["code"]: f for r in json.loads(out)["files"] for f in r["findings"]}
+    fix = found["VSQ002"]["fix"]
+    assert fix["value"] * fix["also"]["gradient_accumulation_steps"] == 16
+    assert f"gradient_accumulation_steps {fix['also']['gradient_accumulation_steps']}" in found["VSQ002"]["expected"]
+
+
+def _peak_at_one(path: Path, book: Rulebook, gpu: str) -> str:
+    hw = resolve_gpu(book, name=gpu, memory_gb=None, count=None, detect=False)
+    report = validate_file(path, book, hw, Overrides(), Selection())
+    return next(f.message for f in report.findings if f.code == "VSQ003")
+
+
+@pytest.mark.parametrize(("base", "key", "default", "other"), [
+    # TRL: transformers' optim default with torch >= 2.8 is the fused AdamW (no foreach step buffer)
+    ("model_name_or_path: meta-llama/Llama-2-7b-hf\nper_device_train_batch_size: 1\nmax_length: 4096\n",
+     "optim", "adamw_torch_fused", "adamw_torch"),
+    # Axolotl: no checkpointing unless the config asks for it
+    ("base_model: meta-llama/Llama-3.1-8B\nadapter: qlora\nload_in_4bit: true\nmicro_batch_size: 1\nsequence_len: 4096\n",
+     "gradient_checkpointing", "false", "true"),
+    # TRL: ModelConfig's lora_r 16, not the rank advisor would recommend
+    ("model_name_or_path: meta-llama/Llama-3.1-70B\nuse_peft: true\nper_device_train_batch_size: 1\nmax_length: 4096\n",
+     "lora_r", "16", "256"),
+])
+def test_an_omitted_key_is_the_trainers_default(tmp_path: Path, book: Rulebook, base: str, key: str, default: str,
+                                                other: str) -> None:
+    """The memory checks size a config as its trainer runs it: a key left out is the trainer's default
+    (rules/registry/formats.yaml defaults), so the omitted key and the default written out read the same."""
+    peaks = {}
+    for name, extra in (("omitted", ""), ("default", f"{key}: {default}\n"), ("other", f"{key}: {other}\n")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(base + extra)
+        peaks[name] = _peak_at_one(path, book, "rtx-4090")
+    assert peaks["omitted"] == peaks["default"] != peaks["other"], peaks

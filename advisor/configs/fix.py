@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from advisor.configs.document import Document
@@ -18,9 +19,13 @@ from advisor.rulebook.check import Finding
 _KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s:#][^:#]*?)(?P<sep>\s*:\s*)(?P<value>[^#]*?)(?P<comment>\s+#.*)?$")
 
 
-def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, list[str]]) -> list[Finding]:
-    """One fix per parameter, only where the finding points at the parameter's own key (or none)."""
+def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, list[str]],
+            default_key: dict[str, str] | None = None) -> list[Finding]:
+    """One fix per parameter, only where the finding points at the parameter's own key (or none).
+    A fix's companions (a rule's fix_also: the accumulation that keeps the effective batch when the
+    micro-batch shrinks) are written with it, over another finding's fix of the same parameter."""
     out: dict[str, Finding] = {}
+    companions: dict[str, Finding] = {}
     for f in findings:
         if not f.has_fix or f.parameter in out:
             continue
@@ -28,7 +33,12 @@ def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, li
         if f.line is not None and f.key not in keys and f.key.split(".")[-1] not in keys:
             continue  # e.g. lora_target_linear, quantization_bit: a different shape of setting
         out[f.parameter] = f
-    return list(out.values())
+        for name, value in f.also:
+            stated = cfg.values.get(name)
+            key = stated.key if stated is not None else (default_key or {}).get(name, name)
+            companions[name] = replace(f, parameter=name, key=key, line=stated.line if stated is not None else None,
+                                       fix=value, also=())
+    return list({**out, **companions}.values())
 
 
 def _render_value(value: Any, fmt: str, parameter: str) -> str:

@@ -108,7 +108,8 @@ def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
                 return numbers
             raise ValueError
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"{where}: value {clip(value)} is not a {kind.replace('_', ' of ')}",
+        words = kind.replace("_", " of ")
+        raise ConfigError(f"{where}: value {clip(value)} is not {'an' if words[0] in 'aeiou' else 'a'} {words}",
                           hint="fix the value's type") from exc
     return value
 

@@ -68,6 +68,8 @@ MEMORY_FACTS: dict[str, str] = {
     "peak_gb_batch1": "predicted peak GPU memory at micro-batch 1 (GiB)",
     "usable_gb": "gpu.usable_gib less the safety margin (GiB)",
     "seq_len": "the sequence length the estimate assumes (tokens)",
+    "alternatives": "what would fit micro-batch 1 when nothing does, each checked by the estimate ('; '-joined; "
+    "unset when none does or when micro-batch 1 fits)",
 }
 
 LOG_FACTS: dict[str, str] = {

@@ -296,7 +296,8 @@ class _Builder:
                               "DeepSpeed / FSDP config) divides them")
         elif s.sharding != "none":
             parts = ", ".join(i.replace("_", " ") for i in s.strategy.shards)
-            self.notes.append(f"{s.strategy.name}: {parts} divided over {self.divisor(s.strategy.shards[-1])} GPUs"
+            over = self.divisor(s.strategy.shards[-1])
+            self.notes.append(f"{s.strategy.name}: {parts} divided over {over} GPU{'s' if over != 1 else ''}"
                               + (f"; offloaded to CPU RAM: {', '.join(s.offload)}" if s.offload else ""))
 
     def gathered(self) -> float:

@@ -34,6 +34,7 @@ class Fit:
             "memory.max_micro_batch": self.max_micro_batch, "memory.fits": self.fits,
             "memory.peak_gb_batch1": round(self.at_one.total_gb, 2), "memory.usable_gb": round(self.usable_gb, 2),
             "memory.seq_len": self.at_one.setup.seq_len,
+            "memory.alternatives": "; ".join(self.alternatives) or None,
         }
 
 

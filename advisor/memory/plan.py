@@ -43,6 +43,12 @@ def parallel(est: Estimate) -> str | None:
     return f"{s.world_size} GPU{'s' if s.world_size > 1 else ''}, {s.strategy.name.split(' (')[0]}{offload}"
 
 
+def _gib(x: float) -> str:
+    """A GiB figure as the memory line prints it: the report keeps 0.01 GiB, so one figure reads the same
+    in the line and the warnings (88.149 is 88.15 there, so 88.2 here too, never 88.1)."""
+    return f"{round(x, 2):.1f}"
+
+
 def _largest(est: Estimate, n: int = 3) -> str:  # not-knowledge: how many items a message names
     top = sorted(est.items, key=lambda i: -i.gb)[:n]
     return ", ".join(f"{i.name} {i.gb:.1f}" for i in top)
@@ -56,9 +62,11 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     params = {**values(first), **(knobs or {})}
     if not params.get("max_seq_length"):
         return first
+    # The memory model sizes the micro-batch by memory alone; the effective batch's share of one GPU
+    # is a separate limit (BAT004), reported beside it, never as what memory holds.
     effective = params.get("effective_batch_size")
-    cap = max(1, int(effective) // max(1, job.gpu.count)) if effective else None
-    f = fit(book, job, params, cap)
+    share = max(1, int(effective) // max(1, job.gpu.count)) if effective else None
+    f = fit(book, job, params)
     if f is None:  # no GPU known: the peak at micro-batch 1, for information
         est = estimate(book, job, {**params, "micro_batch_size": params.get("micro_batch_size", 1)})
         first.memory = report(est, None)
@@ -67,18 +75,20 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     final = {**values(rec), **(knobs or {})}
     est = estimate(book, job, final)
     rec.memory = report(est, f)
+    rec.memory.batch_share = share
     micro = final.get("micro_batch_size", 1)
     if not f.fits:
         what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
                                             "bigger GPUs, sharding, offload, more GPUs)"
         rec.warnings.append(
-            f"does not fit: at micro-batch 1 the predicted peak is {f.at_one.total_gb:.1f} GiB, above the "
-            f"{f.usable_gb:.1f} GiB usable of the {f.capacity_gib:.1f} GiB GPU ({_largest(f.at_one)} GiB). "
-            f"What would fit: {what}")
-    elif micro > f.max_micro_batch:
+            f"does not fit: at micro-batch 1 the predicted peak is {_gib(f.at_one.total_gb)} GiB, above the "
+            f"{_gib(f.usable_gb)} GiB left under the {f.margin:.0%} safety margin of the {f.capacity_gib:.1f} GiB GPU "
+            f"({_largest(f.at_one)} GiB). What would fit: {what}")
+    elif est.total_gb > f.usable_gb:  # the figure itself, so a warning never calls a smaller one "above"
         rec.warnings.append(
-            f"micro_batch_size={micro} is predicted to need {est.total_gb:.1f} GiB, above the {f.usable_gb:.1f} GiB "
-            f"usable ({f.margin:.0%} margin) of the {f.capacity_gib:.1f} GiB GPU; {f.max_micro_batch} fits")
+            f"micro_batch_size={micro} is predicted to need {_gib(est.total_gb)} GiB, above the {_gib(f.usable_gb)} GiB "
+            f"left under the {f.margin:.0%} safety margin of the {f.capacity_gib:.1f} GiB GPU; "
+            f"{f.max_micro_batch} fits")
     table = first.parameters.get("micro_batch_size")
     if table is not None and table.set_by == "rule" and f.fits:
         warning = cross_check(book, facts, int(table.value),  # type: ignore[arg-type]  # an int parameter

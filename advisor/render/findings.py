@@ -46,7 +46,8 @@ def render_text(run: ValidationRun, console: Console) -> None:
             line += Text(f"{f.code} {f.severity}", style=SEVERITY_STYLE[f.severity])
             line += Text(f" [{f.key}] {f.message}")
             console.print(line, highlight=False)
-            fix = f"; --fix writes {fmt_value(f.fix)}" if f.has_fix else ""
+            also = "".join(f", {name} {fmt_value(value)}" for name, value in f.also)
+            fix = f"; --fix writes {fmt_value(f.fix)}{also}" if f.has_fix else ""
             console.print(Text(f"      expected: {f.expected}{fix} ({f.rule})", style="dim"), highlight=False)
     bad = sum(1 for r in reports if r.error)
     console.print(f"{len(reports)} file(s): {totals['error']} error(s), {totals['warning']} warning(s), "
@@ -129,6 +130,8 @@ def to_sarif(run: ValidationRun) -> str:
             }
             if f.has_fix:
                 result["properties"]["fix"] = f.fix
+                if f.also:
+                    result["properties"]["fix_also"] = dict(f.also)
             results.append(result)
     sarif = {
         "$schema": SARIF_SCHEMA,

@@ -23,8 +23,14 @@ def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
         verdict = f"fits, headroom {mem.headroom_gb:.1f} GiB, {spare:.1f} GiB beyond the {margin}"
     else:
         verdict = f"does NOT fit, {-spare:.1f} GiB over the {mem.usable_gb:.1f} GiB left under the {margin}"
+    if not mem.max_micro_batch:
+        largest = "not even micro-batch 1 fits"
+    else:
+        largest = f"largest micro-batch that fits in memory: {mem.max_micro_batch}"
+        if mem.batch_share is not None and mem.batch_share < mem.max_micro_batch:
+            largest += f"; the effective batch allows at most {mem.batch_share} per GPU"
     return (f"memory predicted peak {mem.total_gb:.1f} GiB of {mem.gpu_gb:.1f} GiB at {where}: {verdict} "
-            f"(largest micro-batch that fits: {mem.max_micro_batch})" + ("; `advisor memory` itemises it" if pointer else ""))
+            f"({largest})" + ("; `advisor memory` itemises it" if pointer else ""))
 
 
 def render_items(mem: MemoryReport, console: Console) -> None:

@@ -31,12 +31,14 @@ class Finding:
     expected: str
     fix: Any = None
     has_fix: bool = False
+    also: tuple[tuple[str, Any], ...] = ()  # (parameter, value) --fix writes with the fix (a rule's fix_also)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "code": self.code, "rule": self.rule, "severity": self.severity, "parameter": self.parameter,
             "key": self.key, "line": self.line, "message": self.message, "expected": self.expected,
-            "fix": {"value": self.fix, "rule": self.rule} if self.has_fix else None,
+            "fix": ({"value": self.fix, "rule": self.rule, **({"also": dict(self.also)} if self.also else {})}
+                    if self.has_fix else None),
         }
 
 
@@ -104,15 +106,17 @@ def _finding(rule: Rule, cfg: TrainingConfig, lookup: Callable[[str], Any],
              default_key: Callable[[str], str]) -> Finding:
     value = getattr(cfg, rule.at) if rule.at else cfg.values.get(rule.parameter)
     fix, has_fix = None, False
+    also: tuple[tuple[str, Any], ...] = ()
     if rule.fix is not None:
         try:
             fix, has_fix = rule.fix.evaluate(lookup), True
+            also = tuple((name, formula.evaluate(lookup)) for name, formula in rule.fix_also)
         except MissingFact:
-            fix = None  # the recommended value needs a fact that is unknown: no automatic fix
+            fix, has_fix = None, False  # the value needs a fact that is unknown: no automatic fix
     return Finding(
         code=rule.code, rule=rule.id, severity=rule.severity, parameter=rule.parameter,
         key=value.key if value is not None else (rule.at or default_key(rule.parameter)),
         line=value.line if value is not None else None,
         message=_render(rule.message, lookup), expected=_render(rule.expected, lookup),
-        fix=fix, has_fix=has_fix,
+        fix=fix, has_fix=has_fix, also=also,
     )

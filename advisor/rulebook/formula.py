@@ -213,6 +213,13 @@ def _nonfinite(xs: list[Any]) -> int:
     return sum(1 for x in xs if isinstance(x, float) and not math.isfinite(x))
 
 
+def _largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``at_most`` (at least 1): a micro-batch that divides
+    a batch, so that micro-batch x accumulation gives it exactly."""
+    n, at_most = int(n), int(at_most)
+    return max((d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0), default=1)
+
+
 def _given(x: Any, fallback: Any) -> Any:
     return x  # never called: _eval evaluates given() lazily (see GIVEN)
 
@@ -250,6 +257,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "clamp": _clamp,
     "pow2_floor": _pow2_floor,
     "pow2_ceil": _pow2_ceil,
+    "largest_divisor": _largest_divisor,
+    "gcd": math.gcd,
     "sig": sig,
     "geometric": _geometric,
     "scale": _scale,

@@ -61,6 +61,15 @@ def unmet_need(rule: Rule, counts: Mapping[str, int]) -> str | None:
     return None
 
 
+def _too_few_finite(rule: Rule) -> str:
+    """Why a series the rule reads gave a statistic nothing to work on, in words: the points where the
+    rule looks (a head or tail of the run) are NaN or infinite, or too few are finite."""
+    assert rule.detect is not None
+    series = sorted(n.removeprefix("log.") for n in rule.detect.names if n.startswith("log."))
+    return (f"too few finite {' / '.join(series)} values where the rule looks (the points there are NaN or "
+            f"infinite)")
+
+
 def series_counts(facts: Mapping[str, Any]) -> dict[str, int]:
     return {name.removeprefix("log."): len(v) for name, v in facts.items()
             if name.startswith("log.") and isinstance(v, (list, tuple))}
@@ -115,7 +124,7 @@ def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjud
         except FormulaError as exc:
             if "empty series" not in str(exc) and "two points" not in str(exc):
                 raise ResolveError(f"{rule.file}: rule {rule.id!r}: {exc}") from exc
-            unjudged.append(Unjudged(rule.code, str(exc)))
+            unjudged.append(Unjudged(rule.code, _too_few_finite(rule)))
             continue
         if shown:
             marks = None

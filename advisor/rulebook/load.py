@@ -316,6 +316,7 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         when = cond.parse(raw.get("when"))
         fail = fml.parse(raw["fail"]) if "fail" in raw else None
         fix = fml.parse(raw["fix"]) if "fix" in raw else None
+        fix_also = tuple((name, fml.parse(text)) for name, text in raw.get("fix_also", {}).items())
         detect = fml.parse(raw["detect"]) if "detect" in raw else None
         mark = (raw["mark"]["series"], fml.parse(raw["mark"]["at"])) if "mark" in raw else None
         templates = tuple(fml.parse(t) for text in (raw.get("message", ""), raw.get("expected", ""),
@@ -362,6 +363,7 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         message=raw.get("message", ""),
         expected=raw.get("expected", ""),
         fix=fix,
+        fix_also=fix_also,
         at=raw.get("at", ""),
         advice=" ".join(str(raw.get("advice", "")).split()),
         direction=str(raw.get("direction", "")),
@@ -501,6 +503,10 @@ def _check_references(book: Rulebook) -> None:
                 f"{where} key 'parameter': unknown parameter {rule.parameter!r}",
                 hint="parameters are declared in rules/parameters.yaml",
             )
+        for also, _ in rule.fix_also:
+            if also not in book.parameters:
+                raise RuleFileError(f"{where} key 'fix_also.{also}': unknown parameter {also!r}",
+                                    hint="parameters are declared in rules/parameters.yaml")
         for name in sorted(rule.reads()):
             ns, _, attr = name.partition(".")
             if ns == fml.COEF:

@@ -71,6 +71,7 @@ class Rule:
     message: str = ""
     expected: str = ""
     fix: Formula | None = None
+    fix_also: tuple[tuple[str, Formula], ...] = ()  # check rules: (parameter, value) --fix writes with the fix
     advice: str = ""  # signal rules: the decision tree's answer
     direction: str = ""  # signal rules: lr-too-high | lr-too-low | memory | memory-model (rules.schema.json)
     sign: str = ""  # signal rules: the warning sign as the source words it
@@ -89,8 +90,8 @@ class Rule:
             names |= cond.facts_read(case.when)
             for f in case.formulas():
                 names |= {n for n in f.names if "." in n}
-        extra: list[Formula | None] = [self.fail, self.fix, self.detect, self.mark[1] if self.mark else None,
-                                       *self.templates]
+        extra: list[Formula | None] = [self.fail, self.fix, *(f for _, f in self.fix_also), self.detect,
+                                       self.mark[1] if self.mark else None, *self.templates]
         for formula in extra:
             if formula is not None:
                 names |= {n for n in formula.names if "." in n}

@@ -87,7 +87,8 @@ def coerce(param: Parameter, value: Any, where: str, exact: bool = False) -> Any
                 raise TypeError
             return [sig(float(v)) for v in value]
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ResolveError(f"{where}: value {value!r} is not a {kind} (parameter {param.name!r})") from exc
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ResolveError(f"{where}: value {value!r} is not {article} {kind} (parameter {param.name!r})") from exc
     raise ResolveError(f"{where}: parameter {param.name!r} has unknown type {kind!r}")
 
 
