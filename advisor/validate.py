@@ -166,7 +166,9 @@ def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any],
     max_steps; its effective_batch_size where its format has one): a recipe's 15,000 steps are not the
     seed's default 5,000. A per-device micro-batch is the effective batch only with the world size:
     micro x accumulation x GPUs when --gpus or the launch config says how many."""
-    pins = {name: cfg.values[name].value for name in sorted(lr_inputs(book)) if name in cfg.values}
+    defaults = formats()[cfg.format].defaults  # an omitted key trains at its trainer's default (TRL's lora_alpha 32)
+    pins = {name: cfg.values[name].value if name in cfg.values else defaults[name]
+            for name in sorted(lr_inputs(book)) if name in cfg.values or name in defaults}
     micro = cfg.values.get("micro_batch_size")
     if (world_known and micro is not None and "effective_batch_size" in lr_inputs(book)
             and "effective_batch_size" not in pins):
