@@ -406,6 +406,22 @@ def test_the_recommendations_own_warnings_are_in_the_file(book: Rulebook) -> Non
     assert "# WARNING: does not fit" in text
 
 
+@pytest.mark.parametrize(("method", "config_class"), [("grpo", "GRPOConfig"), ("dpo", "DPOConfig")])
+def test_axolotl_names_the_base_loss_because_trl_defaults_to_another(book: Rulebook, tmp_path: Path, method: str,
+                                                                     config_class: str) -> None:
+    """Axolotl's `rl: grpo` hands its loss to TRL's GRPOConfig, whose default loss_type is dapo: the export
+    names the method's own loss, which the real config class takes."""
+    import dataclasses
+
+    import trl
+
+    _, _, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method=method)
+    loss = (raw.get("trl") or {}).get("loss_type")
+    assert loss in book.variants[method]["loss_types"]
+    default = {f.name: f.default for f in dataclasses.fields(getattr(trl, config_class))}["loss_type"]
+    assert method != "grpo" or default != loss  # TRL's default would train another loss (dapo)
+
+
 @pytest.mark.parametrize("variant", ["cpo", "gspo", "rloo", "ldpo", "dr_grpo"])
 def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp_path: Path, variant: str) -> None:
     """Axolotl passes trl.loss_type on to TRL's DPOConfig / GRPOConfig: a word they refuse fails the run."""

@@ -171,7 +171,9 @@ def _write_method(out: TrainerConfig, writer: Writer, mid: str, variant: str, bo
                            f"{', '.join(map(str, choices))}",
                            hint="`--format yaml` writes advisor's own config, or pick a trainer that trains it")
     out.add(key, word, f"method {mid}" + (f", trained as {word}" if word != mid else ""))
-    return variant == mid
+    # a word that hands its loss to a TRL config names no loss: TRL 1.16's GRPOConfig defaults to dapo, so
+    # Axolotl's `rl: grpo` trains DAPO unless trl.loss_type says grpo
+    return variant == mid and mid not in writer.loss_choices
 
 
 def _write_trl_variant(out: TrainerConfig, trl: dict[str, Any], variant: str, book: Rulebook, rec: Recommendation,
