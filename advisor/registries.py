@@ -226,8 +226,25 @@ class Format:
     parameters_under: str | None = None  # the parameters sit under this key by their rulebook names
     method: MethodMapping | None = None
     write: Writer | None = None  # None: recommend cannot write this format
-    # parameter -> what the trainer trains with when the config omits its key (formats.yaml `defaults`)
-    defaults: dict[str, Any] = field(default_factory=dict)
+    # parameter -> what the trainer trains with when the config omits its key (formats.yaml `defaults`):
+    # (value, the loss variants it holds for (empty: all), (parameter, factor) it is a multiple of, or None)
+    defaults: dict[str, tuple[Any, tuple[str, ...], tuple[str, float] | None]] = field(default_factory=dict)
+
+    def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
+        """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
+        its id) leaves out of ``stated`` (LLaMA-Factory's lora_alpha: 2 x the lora_rank the config states, or
+        2 x its default rank)."""
+        plain = {n: v for n, (v, variants, _) in self.defaults.items() if not variants or variant in variants}
+        out: dict[str, Any] = {}
+        for name, (value, variants, times) in self.defaults.items():
+            if name in stated or (variants and variant not in variants):
+                continue
+            if times is not None:
+                base = stated.get(times[0], plain.get(times[0]))
+                value = None if base is None else type(base)(base * times[1])
+            if value is not None:
+                out[name] = value
+        return out
 
 
 @dataclass(frozen=True)
@@ -386,7 +403,9 @@ def _format(raw: dict[str, Any]) -> Format:
                   all_keys=tuple(detect.get("all", ())), signature=tuple(detect.get("signature", ())),
                   fallback=bool(detect.get("fallback", False)), keys=tuple(raw.get("keys", ())),
                   parameters_under=raw.get("parameters_under"), method=method, write=_writer(raw.get("write")),
-                  defaults={name: d["value"] for name, d in raw.get("defaults", {}).items()})
+                  defaults={name: (d.get("value"), tuple(d.get("variants", ())),
+                                   (d["times"]["parameter"], float(d["times"]["factor"])) if "times" in d else None)
+                            for name, d in raw.get("defaults", {}).items()})
 
 
 @cache

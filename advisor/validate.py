@@ -134,7 +134,8 @@ def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dic
 
     model = resolve_model(str(facts["model.name"]), book)
     task = TaskFacts(method=facts["task.method"], peft=facts["task.peft"])
-    values = {**formats()[cfg.format].defaults, **{name: v.value for name, v in cfg.values.items()}}
+    stated = {name: v.value for name, v in cfg.values.items()}
+    values = {**formats()[cfg.format].defaults_for(str(facts["task.variant"]), stated), **stated}
     values.update({FLAG_PARAMETERS[flag]: value for flag, value in over.sharding.items()})
     if over.sharding:  # the flags' pair with the config's: an offload its strategy refuses is a usage error
         from advisor.memory.estimate import sharding_of
@@ -166,7 +167,9 @@ def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any],
     max_steps; its effective_batch_size where its format has one): a recipe's 15,000 steps are not the
     seed's default 5,000. A per-device micro-batch is the effective batch only with the world size:
     micro x accumulation x GPUs when --gpus or the launch config says how many."""
-    defaults = formats()[cfg.format].defaults  # an omitted key trains at its trainer's default (TRL's lora_alpha 32)
+    # an omitted key trains at its trainer's default (TRL's lora_alpha 32, LLaMA-Factory's 2 x lora_rank)
+    defaults = formats()[cfg.format].defaults_for(str(facts["task.variant"]),
+                                                  {name: v.value for name, v in cfg.values.items()})
     pins = {name: cfg.values[name].value if name in cfg.values else defaults[name]
             for name in sorted(lr_inputs(book)) if name in cfg.values or name in defaults}
     micro = cfg.values.get("micro_batch_size")

@@ -430,7 +430,11 @@ def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp
     trl_class = {"dpo": "DPOConfig", "grpo": "GRPOConfig"}[method]
     choices = registries.trainer_fields("trl").choices[trl_class]["loss_type"]
     loss = (raw.get("trl") or {}).get("loss_type")
+    own = book.variants[variant].get("trl") or {}
     if loss is None:
         assert any(w.startswith(f"variant {variant} ") for w in tc.warnings)
+    elif own.get("config") == trl_class:  # trained by the method's own config (GSPO): its loss and settings
+        assert loss in choices and loss == own["loss_type"]
+        assert all(raw["trl"][k] == v for k, v in (own.get("settings") or {}).items())
     else:
         assert loss in choices and loss in book.variants[variant]["loss_types"]

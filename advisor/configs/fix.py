@@ -86,7 +86,14 @@ def apply_fixes(doc: Document, cfg: TrainingConfig, fixes: list[Finding], defaul
                 else:
                     rows.insert(at + 1, f"  {child}: {value}  # advisor --fix: {f.code} {f.rule}")
             else:
-                appended.append(f"{key}: {value}  # advisor --fix: {f.code} {f.rule}")
+                # a key the file states empty or null (the reader skips it) is rewritten where it stands
+                empty = next((i for i, r in enumerate(rows) if (m := _KEY_LINE.match(r)) and not m.group("indent")
+                              and m.group("key") == key and m.group("value").strip() in ("", "null", "~", "None")
+                              and _block_end(rows, i, 0) == i + 1), None)
+                if empty is None:
+                    appended.append(f"{key}: {value}  # advisor --fix: {f.code} {f.rule}")
+                else:
+                    rows[empty] = f"{key}: {value}  # advisor --fix: {f.code} {f.rule}"
             continue
         i = f.line - 1
         m = _KEY_LINE.match(rows[i])

@@ -69,8 +69,9 @@ def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None =
     return result
 
 
+# gradient_checkpointing too: QLoRA "instead of lora" must not also switch on checkpointing the config has off
 CARRIED = ("max_prompt_length", "max_completion_length", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
-           "attention", "trainer", "pure_bf16")
+           "attention", "trainer", "pure_bf16", "gradient_checkpointing")
 
 
 def _job(job: JobFacts, **task: Any) -> JobFacts:
@@ -98,9 +99,16 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
             j = _job(job, peft=other)
             p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length")}), micro_batch_size=1, **kept)
             g = peak(j, p)
+            name = "QLoRA" if other == "qlora" else "LoRA"
             if g <= usable:
-                out.append(f"{'QLoRA' if other == 'qlora' else 'LoRA'} instead of {peft}: {g:.1f} GiB (--peft {other})")
+                out.append(f"{name} instead of {peft}: {g:.1f} GiB (--peft {other})")
                 break
+            if not p.get("gradient_checkpointing"):  # the config has it off: both changes together
+                g = peak(j, _with(p, gradient_checkpointing=True))
+                if g <= usable:
+                    out.append(f"{name} with gradient checkpointing instead of {peft}: {g:.1f} GiB "
+                               f"(--peft {other} --set gradient_checkpointing=true)")
+                    break
     if not params.get("gradient_checkpointing"):
         g = peak(job, _with(one, gradient_checkpointing=True))
         if g <= usable:

@@ -91,8 +91,8 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
             f"{f.max_micro_batch} fits")
     table = first.parameters.get("micro_batch_size")
     if table is not None and table.set_by == "rule" and f.fits:
-        warning = cross_check(book, facts, int(table.value),  # type: ignore[arg-type]  # an int parameter
-                              int(rec.parameters["micro_batch_size"].value))  # type: ignore[arg-type]
+        # the memory model's own figure, not the micro-batch the effective batch's divisor then chose
+        warning = cross_check(book, facts, int(table.value), int(f.max_micro_batch))  # type: ignore[arg-type]
         if warning:
             rec.warnings.append(warning)
     return rec

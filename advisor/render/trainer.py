@@ -120,8 +120,15 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
         out.add(writer.peft_key, peft_value, f"peft {peft}")
     for key, value in writer.fixed.items():
         out.add(key, value, f"{fields.name} trains only with it set")
+    # a format that hands its loss to a TRL config (Axolotl's trl:) writes a variant trained by that same
+    # config (GSPO: GRPOConfig's loss_type grpo, importance_sampling_level sequence) under its own prefix
+    passed = (writer.loss_choices.get(mid) or "").partition(":")[2]
+    handed = dict(book.variants.get(variant, {}).get("trl") or {}) if variant != mid and passed else {}
     if trl_variant:
         _write_trl_variant(out, trl_variant, variant, book, rec, allowed)
+    elif handed.get("config") == passed and not expressed:
+        loss_key = next(iter(_keys(book, "loss_type", fmt)), "loss_type")
+        _write_trl_variant(out, handed, variant, book, rec, allowed, prefix=loss_key.rpartition(".")[0] + ".")
     elif not expressed and "loss_type" not in rec.parameters:
         _write_loss(out, fmt, book, variant, mid, allowed, fields, config_class)
     for name, pv in rec.parameters.items():
@@ -177,16 +184,17 @@ def _write_method(out: TrainerConfig, writer: Writer, mid: str, variant: str, bo
 
 
 def _write_trl_variant(out: TrainerConfig, trl: dict[str, Any], variant: str, book: Rulebook, rec: Recommendation,
-                       allowed: frozenset[str]) -> None:
-    """A variant TRL trains with a trainer of its own: its loss_type and fixed settings in that config."""
+                       allowed: frozenset[str], prefix: str = "") -> None:
+    """A variant TRL trains with a trainer of its own: its loss_type and fixed settings in that config
+    (``prefix``: where a format nests the TRL config's keys, Axolotl's ``trl.``)."""
     why = f"the {variant} loss ({book.variants[variant].get('summary', variant)}) as {trl['trainer']} trains it"
     if trl.get("loss_type") and "loss_type" not in rec.parameters:
-        out.add("loss_type", trl["loss_type"], why)
+        out.add(prefix + "loss_type", trl["loss_type"], why)
     for key, value in (trl.get("settings") or {}).items():
         if key in rec.parameters:
             continue  # a recommended (or pinned) value of the key is written as the parameter
-        if out.fields.takes(key, allowed):
-            out.add(key, value, why)
+        if out.fields.takes(prefix + key, allowed):
+            out.add(prefix + key, value, why)
         else:
             out.warnings.append(f"variant {variant}: {key} {yaml_scalar(value)}: {trl['config']} has no such key")
 
