@@ -4,6 +4,7 @@ never hides the findings of the others."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,7 @@ class ValidationRun:
     reports: list[FileReport]
     book: Rulebook
     fail_on: str
+    selection: Selection = field(default_factory=lambda: Selection())  # the codes checked (--fix checks its output at them)
 
     def exit_code(self) -> int:
         if any(r.error for r in self.reports):  # a file that could not be read is bad input
@@ -281,16 +283,39 @@ def validate_paths(paths: list[Path], book: Rulebook, hw: GpuFacts, over: Overri
     for flag, value, known in (("--method", over.method, METHODS), ("--peft", over.peft, PEFTS)):
         if value is not None and value not in known:
             raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(known)}")
-    return ValidationRun([validate_file(path, book, hw, over, selection) for path in paths], book, level)
+    return ValidationRun([validate_file(path, book, hw, over, selection) for path in paths], book, level, selection)
 
 
-def write_fixed(book: Rulebook, report: FileReport, target: Path) -> int:
-    """--fix: write ``report``'s config again with its fixable findings applied; the number applied."""
+FIX_ROUNDS = 5  # not-knowledge: how often --fix re-checks its own output (one fix can expose another)
+
+
+def write_fixed(book: Rulebook, report: FileReport, target: Path,
+                again: Callable[[Path], FileReport] | None = None) -> int:
+    """--fix: write ``report``'s config again with its fixable findings applied; the number applied. With
+    ``again`` (validate_file at the same flags) the fixed text is checked again and fixed until nothing
+    fixable is left: VSQ002's smaller micro-batch can leave a generation batch VPM004 must round."""
+    import tempfile
+
     from advisor.configs.fix import apply_fixes, fixable
     from advisor.output import write_atomic
 
     cfg, doc = report.config, report.document
     assert cfg is not None and doc is not None  # only a config that was read has findings to fix
-    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format), default_keys(book, cfg.format))
-    write_atomic(target, apply_fixes(doc, cfg, fixes, default_keys(book, cfg.format)))
-    return len(fixes)
+    keys = default_keys(book, cfg.format)
+    fixes = fixable(report.findings, cfg, own_keys(book, cfg.format), keys)
+    text, applied = apply_fixes(doc, cfg, fixes, keys), len(fixes)
+    if again is not None:
+        with tempfile.TemporaryDirectory(prefix="advisor-fix-") as scratch:
+            for _ in range(FIX_ROUNDS - 1):
+                probe = Path(scratch) / report.path.name
+                probe.write_text(text, encoding="utf-8")
+                rerun = again(probe)
+                if rerun.config is None or rerun.document is None:
+                    break
+                more = [f for f in fixable(rerun.findings, rerun.config, own_keys(book, cfg.format), keys)
+                        if f.parameter not in rerun.config.values or rerun.config.values[f.parameter].value != f.fix]
+                if not more:
+                    break
+                text, applied = apply_fixes(rerun.document, rerun.config, more, keys), applied + len(more)
+    write_atomic(target, text)
+    return applied

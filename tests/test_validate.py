@@ -417,6 +417,23 @@ def test_fix_keeps_the_effective_batch(tmp_path: Path, book: Rulebook, config: s
         assert per_gpu % before["num_generations"] == 0 and "VPM004" not in codes
 
 
+def test_fix_checks_its_own_output_until_nothing_fixable_is_left(tmp_path: Path) -> None:
+    """The GRPO example needs three fixes that meet: VPM003 raises the group to 8, VSQ002 cuts the micro-batch,
+    VPM004 then rounds the accumulation so TRL can start. The written file has none of them left."""
+    src = REPO / "examples" / "configs" / "trl-grpo-lora-defaults.yaml"
+    out = tmp_path / "fixed.yaml"
+    proc = run_cli("validate", str(src), "--gpu", "rtx-4090", "--fix", str(out), "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    fixed = yaml.safe_load(out.read_text())
+    groups = fixed["num_generations"]
+    assert groups >= 4 and fixed["per_device_train_batch_size"] * fixed["gradient_accumulation_steps"] % groups == 0
+    again = json.loads(run_cli("validate", str(out), "--gpu", "rtx-4090", "--format", "json",
+                               "--fail-on", "never").stdout)
+    findings = again["files"][0]["findings"]
+    assert not {f["code"] for f in findings} & {"VPM003", "VPM004", "VSQ002"}
+    assert all(not f.get("fix") for f in findings)  # nothing fixable is left (VSQ003: no micro-batch fits)
+
+
 def test_fix_message_names_the_accumulation(tmp_path: Path) -> None:
     src = tmp_path / "job.yml"
     src.write_text("base_model: mistralai/Mistral-7B-v0.1\nadapter: qlora\nload_in_4bit: true\nsequence_len: 4096\n"

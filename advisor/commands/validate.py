@@ -49,7 +49,7 @@ def validate(
     from advisor.configs.readers import check_config_format
     from advisor.facts.hardware import resolve_gpu
     from advisor.render.emit import check_format, emit
-    from advisor.validate import Overrides, validate_paths, write_fixed
+    from advisor.validate import Overrides, validate_file, validate_paths, write_fixed
 
     check_format(fmt, RESULT)
     if fix is not None and len(configs) != 1:
@@ -69,6 +69,7 @@ def validate(
                          project_dir=Path.cwd())
     emit(run, fmt, output)
     if fix is not None and run.reports[0].config is not None:
-        count = write_fixed(book, run.reports[0], fix)
+        count = write_fixed(book, run.reports[0], fix,
+                            again=lambda path: validate_file(path, book, hw, over, run.selection))
         sys.stderr.write(f"advisor: wrote {fix} with {count} fix(es)\n")
     return run.exit_code()

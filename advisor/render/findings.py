@@ -46,8 +46,10 @@ def render_text(run: ValidationRun, console: Console) -> None:
             line += Text(f"{f.code} {f.severity}", style=SEVERITY_STYLE[f.severity])
             line += Text(f" [{f.key}] {f.message}")
             console.print(line, highlight=False)
-            also = "".join(f", {name} {fmt_value(value)}" for name, value in f.also)
-            fix = f"; --fix writes {fmt_value(f.fix)}{also}" if f.has_fix else ""
+            stated = report.config.values.get(f.parameter) if report.config is not None else None
+            own = [] if stated is not None and stated.value == f.fix else [fmt_value(f.fix)]  # VPM004 keeps its group
+            parts = [*own, *(f"{name} {fmt_value(value)}" for name, value in f.also)]
+            fix = f"; --fix writes {', '.join(parts)}" if f.has_fix and parts else ""
             console.print(Text(f"      expected: {f.expected}{fix} ({f.rule})", style="dim"), highlight=False)
     bad = sum(1 for r in reports if r.error)
     console.print(f"{len(reports)} file(s): {totals['error']} error(s), {totals['warning']} warning(s), "
