@@ -120,7 +120,9 @@ class MethodMapping:
 
 @dataclass(frozen=True)
 class Translation:
-    """A parameter a trainer writes under another key or value (rules/registry/formats.yaml `translate`)."""
+    """A parameter a trainer writes under another key or value (rules/registry/formats.yaml `translate`), or
+    a key it needs beside the parameter's own for the value to take effect (`with`: fp16 where bf16 is
+    false, eval_strategy beside eval_steps)."""
 
     parameter: str
     key: str | None  # None: the value is expressed by leaving the key out
@@ -135,24 +137,6 @@ class Translation:
     def applies(self, value: Any, method: str | None = None) -> bool:
         return ((not self.has_equals or value == self.equals)
                 and (not self.methods or method is None or method in self.methods))
-
-
-@dataclass(frozen=True)
-class Companion:
-    """A key a trainer needs beside a parameter's own for the value to take effect (formats.yaml `with`):
-    fp16 where bf16 is false, eval_strategy beside eval_steps."""
-
-    parameter: str
-    key: str
-    why: str
-    value: Any = None  # None with has_value False: the parameter's own value
-    has_value: bool = False
-    equals: Any = None
-    has_equals: bool = False
-    methods: tuple[str, ...] = ()
-
-    def applies(self, value: Any, method: str) -> bool:
-        return (not self.has_equals or value == self.equals) and (not self.methods or method in self.methods)
 
 
 @dataclass(frozen=True)
@@ -184,7 +168,7 @@ class Writer:
     translate: tuple[Translation, ...] = ()
     placeholders: tuple[Placeholder, ...] = ()
     unsupported: Mapping[str, str] = field(default_factory=dict)  # parameter -> why the trainer cannot take it
-    companions: tuple[Companion, ...] = ()
+    companions: tuple[Translation, ...] = ()  # formats.yaml `with`: keys written beside a parameter's own
     scripts: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> its script's arguments class
     loss_choices: Mapping[str, str] = field(default_factory=dict)  # method -> "fields:ConfigClass" its loss word goes to
 
@@ -367,6 +351,11 @@ def _method(raw: dict[str, Any]) -> Method:
                   trl_model_kwargs=dict(trl.get("model_kwargs", {})), peft_task=trl.get("peft_task", "CAUSAL_LM"))
 
 
+def _translation(t: dict[str, Any]) -> Translation:
+    return Translation(t["parameter"], t["key"], t.get("equals"), t.get("value"), "equals" in t, "value" in t,
+                       t.get("why", ""), tuple(t.get("methods", ())), bool(t.get("warn", False)))
+
+
 def _writer(raw: dict[str, Any] | None) -> Writer | None:
     if raw is None:
         return None
@@ -376,14 +365,11 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
         method_key=method.get("key"), method_omit=tuple(method.get("omit", ())),
         method_values=dict(method.get("values", {})), method_flags=dict(method.get("flags", {})),
         fixed=dict(raw.get("fixed", {})),
-        translate=tuple(Translation(t["parameter"], t["key"], t.get("equals"), t.get("value"),
-                                    "equals" in t, "value" in t, t.get("why", ""), tuple(t.get("methods", ())),
-                                    bool(t.get("warn", False))) for t in raw.get("translate", ())),
+        translate=tuple(_translation(t) for t in raw.get("translate", ())),
         placeholders=tuple(Placeholder(p["key"], p["value"], p["why"], tuple(p.get("methods", ())),
                                        p.get("with_parameter")) for p in raw.get("placeholders", ())),
         unsupported=dict(raw.get("unsupported", {})),
-        companions=tuple(Companion(c["parameter"], c["key"], c["why"], c.get("value"), "value" in c, c.get("equals"),
-                                   "equals" in c, tuple(c.get("methods", ()))) for c in raw.get("with", ())),
+        companions=tuple(_translation(c) for c in raw.get("with", ())),
         scripts=dict(raw.get("scripts", {})), loss_choices=dict(raw.get("loss_choices", {})))
 
 

@@ -123,20 +123,24 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
     return facts
 
 
+def as_trained(cfg: TrainingConfig, facts: dict[str, Any]) -> dict[str, Any]:
+    """The config's values, and for each key it omits what its trainer trains with (formats.yaml
+    `defaults`: Axolotl does not checkpoint unless told, TRL's lora_alpha is 32), not advisor's advice."""
+    stated = {name: v.value for name, v in cfg.values.items()}
+    return {**formats()[cfg.format].defaults_for(str(facts["task.variant"]), stated), **stated}
+
+
 def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dict[str, Any],
                   rec: Any, over: Overrides) -> dict[str, Any]:
     """The memory model at the config's own values (check VSQ002 reads them), under the sharding
-    the flags give, else the config's (provenance.PRECEDENCE). A key the config omits is what its
-    trainer trains with (formats.yaml `defaults`: Axolotl does not checkpoint unless told), not
-    advisor's recommendation."""
+    the flags give, else the config's (provenance.PRECEDENCE), and omitted keys as its trainer has them."""
     from advisor.facts.catalogue import FLAG_PARAMETERS
     from advisor.facts.job import JobFacts
     from advisor.memory.plan import config_facts
 
     model = resolve_model(str(facts["model.name"]), book)
     task = TaskFacts(method=facts["task.method"], peft=facts["task.peft"])
-    stated = {name: v.value for name, v in cfg.values.items()}
-    values = {**formats()[cfg.format].defaults_for(str(facts["task.variant"]), stated), **stated}
+    values = as_trained(cfg, facts)
     values.update({FLAG_PARAMETERS[flag]: value for flag, value in over.sharding.items()})
     if over.sharding:  # the flags' pair with the config's: an offload its strategy refuses is a usage error
         from advisor.memory.estimate import sharding_of
@@ -168,11 +172,8 @@ def _judge_at_config(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any],
     max_steps; its effective_batch_size where its format has one): a recipe's 15,000 steps are not the
     seed's default 5,000. A per-device micro-batch is the effective batch only with the world size:
     micro x accumulation x GPUs when --gpus or the launch config says how many."""
-    # an omitted key trains at its trainer's default (TRL's lora_alpha 32, LLaMA-Factory's 2 x lora_rank)
-    defaults = formats()[cfg.format].defaults_for(str(facts["task.variant"]),
-                                                  {name: v.value for name, v in cfg.values.items()})
-    pins = {name: cfg.values[name].value if name in cfg.values else defaults[name]
-            for name in sorted(lr_inputs(book)) if name in cfg.values or name in defaults}
+    trained = as_trained(cfg, facts)  # an omitted lora_alpha is TRL's 32, LLaMA-Factory's 2 x lora_rank
+    pins = {name: trained[name] for name in sorted(lr_inputs(book)) if name in trained}
     micro = cfg.values.get("micro_batch_size")
     if (world_known and micro is not None and "effective_batch_size" in lr_inputs(book)
             and "effective_batch_size" not in pins):
@@ -312,8 +313,7 @@ def write_fixed(book: Rulebook, report: FileReport, target: Path,
                 rerun = again(probe)
                 if rerun.config is None or rerun.document is None:
                     break
-                more = [f for f in fixable(rerun.findings, rerun.config, own_keys(book, cfg.format), keys)
-                        if f.parameter not in rerun.config.values or rerun.config.values[f.parameter].value != f.fix]
+                more = fixable(rerun.findings, rerun.config, own_keys(book, cfg.format), keys)
                 if not more:
                     break
                 text, applied = apply_fixes(rerun.document, rerun.config, more, keys), applied + len(more)

@@ -123,6 +123,12 @@ def test_the_shipped_rules_reproduce_the_committed_agreement_figures(book: Ruleb
             and f"default within 2x for {100 * tuned['within_2x_share']:.0f}%" in readme), "README figures are stale"
 
 
+def test_the_alpha_terms_bounds_cover_every_alpha_the_evidence_states(book: Rulebook) -> None:
+    alphas = [r.lora_alpha for r in load_evidence() if r.lora_alpha is not None]
+    assert book.coefficient("lr-alpha-min") == min(alphas)
+    assert book.coefficient("lr-alpha-max") == max(alphas)
+
+
 @pytest.mark.parametrize(("method", "scales"), [("grpo", True), ("dpo", True), ("sft", False)])
 def test_a_preference_or_rl_lora_lr_falls_with_lora_alpha_and_sft_does_not(book: Rulebook, method: str,
                                                                           scales: bool) -> None:

@@ -19,9 +19,17 @@ from advisor.rulebook.check import Finding
 _KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s:#][^:#]*?)(?P<sep>\s*:\s*)(?P<value>[^#]*?)(?P<comment>\s+#.*)?$")
 
 
+def changes_value(f: Finding, cfg: TrainingConfig) -> bool:
+    """Whether ``f``'s fix writes its parameter a value other than the config's (VPM004 keeps the group it
+    divides by and changes only the accumulation beside it)."""
+    stated = cfg.values.get(f.parameter)
+    return stated is None or stated.value != f.fix
+
+
 def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, list[str]],
             default_key: dict[str, str] | None = None) -> list[Finding]:
-    """One fix per parameter, only where the finding points at the parameter's own key (or none).
+    """One fix per parameter that changes its value, only where the finding points at the parameter's own
+    key (or none).
     A fix's companions (a rule's fix_also: the accumulation that keeps the effective batch when the
     micro-batch shrinks) are written with it, over another finding's fix of the same parameter."""
     out: dict[str, Finding] = {}
@@ -32,7 +40,8 @@ def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, li
         keys = own_keys.get(f.parameter, [])
         if f.line is not None and f.key not in keys and f.key.split(".")[-1] not in keys:
             continue  # e.g. lora_target_linear, quantization_bit: a different shape of setting
-        out[f.parameter] = f
+        if changes_value(f, cfg):  # a fix that keeps the value leaves the parameter to another finding's
+            out[f.parameter] = f
         for name, value in f.also:
             stated = cfg.values.get(name)
             key = stated.key if stated is not None else (default_key or {}).get(name, name)

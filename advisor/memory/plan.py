@@ -92,7 +92,7 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     table = first.parameters.get("micro_batch_size")
     if table is not None and table.set_by == "rule" and f.fits:
         # the memory model's own figure, not the micro-batch the effective batch's divisor then chose
-        warning = cross_check(book, facts, int(table.value), int(f.max_micro_batch))  # type: ignore[arg-type]
+        warning = cross_check(book, facts, int(table.value), f.max_micro_batch)  # type: ignore[arg-type]
         if warning:
             rec.warnings.append(warning)
     return rec

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from advisor import __version__
+from advisor.configs.fix import changes_value
 from advisor.output import fmt_source, fmt_value
 from advisor.safeio import clip_path
 
@@ -46,8 +47,7 @@ def render_text(run: ValidationRun, console: Console) -> None:
             line += Text(f"{f.code} {f.severity}", style=SEVERITY_STYLE[f.severity])
             line += Text(f" [{f.key}] {f.message}")
             console.print(line, highlight=False)
-            stated = report.config.values.get(f.parameter) if report.config is not None else None
-            own = [] if stated is not None and stated.value == f.fix else [fmt_value(f.fix)]  # VPM004 keeps its group
+            own = [fmt_value(f.fix)] if report.config is None or changes_value(f, report.config) else []
             parts = [*own, *(f"{name} {fmt_value(value)}" for name, value in f.also)]
             fix = f"; --fix writes {', '.join(parts)}" if f.has_fix and parts else ""
             console.print(Text(f"      expected: {f.expected}{fix} ({f.rule})", style="dim"), highlight=False)

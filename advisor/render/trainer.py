@@ -98,11 +98,12 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
     variant = str(task.get("variant") or mid)
     who = f"{fields.name} {fields.version}"
     config_class = None
+    # a variant with a TRL trainer or settings of its own (rules/variants.yaml trl: SimPO's CPOTrainer)
+    own_trl = dict(book.variants.get(variant, {}).get("trl") or {}) if variant != mid else {}
     trl_variant: dict[str, Any] = {}
     if fields.classes:
         entry = method(mid)
-        # a variant with a trainer of its own (rules/variants.yaml trl: SimPO's CPOTrainer) is written as its config
-        trl_variant = dict(book.variants.get(variant, {}).get("trl") or {}) if variant != mid else {}
+        trl_variant = own_trl  # TRL: written as that variant's own config
         config_class = trl_variant.get("config") or (entry.trl_config if entry is not None else "")
         if config_class not in fields.classes:
             known = ", ".join(sorted(c for c in fields.classes if c not in (*TRL_SHARED_CLASSES, *writer.scripts.values())))
@@ -123,12 +124,11 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
     # a format that hands its loss to a TRL config (Axolotl's trl:) writes a variant trained by that same
     # config (GSPO: GRPOConfig's loss_type grpo, importance_sampling_level sequence) under its own prefix
     passed = (writer.loss_choices.get(mid) or "").partition(":")[2]
-    handed = dict(book.variants.get(variant, {}).get("trl") or {}) if variant != mid and passed else {}
     if trl_variant:
         _write_trl_variant(out, trl_variant, variant, book, rec, allowed)
-    elif handed.get("config") == passed and not expressed:
+    elif passed and own_trl.get("config") == passed and not expressed:
         loss_key = next(iter(_keys(book, "loss_type", fmt)), "loss_type")
-        _write_trl_variant(out, handed, variant, book, rec, allowed, prefix=loss_key.rpartition(".")[0] + ".")
+        _write_trl_variant(out, own_trl, variant, book, rec, allowed, prefix=loss_key.rpartition(".")[0] + ".")
     elif not expressed and "loss_type" not in rec.parameters:
         _write_loss(out, fmt, book, variant, mid, allowed, fields, config_class)
     for name, pv in rec.parameters.items():
@@ -264,7 +264,7 @@ def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str,
     out.add(key, value, comment)
     out.written.add(name)
     for c in writer.companions:
-        if c.parameter == name and c.applies(pv.value, mid) and out.fields.takes(c.key, allowed):
+        if c.parameter == name and c.key is not None and c.applies(pv.value, mid) and out.fields.takes(c.key, allowed):
             out.add(c.key, c.value if c.has_value else value, f"{c.why} ({comment})")
 
 
