@@ -107,6 +107,40 @@ def test_the_engine_is_the_model_the_fit_solves(book: Rulebook) -> None:
                 == pytest.approx(exact, abs=1e-6)
 
 
+def _one_factor_design(rows: list[tuple[str, str, float]], ridge: float, robust: bool) -> F.Design:
+    """A design with one fitted factor (log10, prior 1) that every row reads: (source, variant, published LR)
+    with the factor's prediction at 1e-6."""
+    from dataclasses import replace
+
+    template = next(r for r in load_evidence() if r.tuned)
+    placed = [F.Placed(row=replace(template, id=f"r{i}", source_id=src, group=src, variant=variant, learning_rate=lr),
+                       value=1e-6, range=None, confidence=None, rule=None, case=None, seed_value=None,
+                       reads=frozenset({"f"})) for i, (src, variant, lr) in enumerate(rows)]
+    return F.Design(ids=["f"], theta0=[0.0], priors=[0.0], ridges=[ridge], robust=[robust], placed=placed,
+                    huber=0.15, grads=[[1.0] for _ in placed], nonzero=[[(0, 1.0)] for _ in placed])
+
+
+def test_a_ridge_is_worth_as_many_rows_as_it_says_under_the_robust_loss() -> None:
+    """Three sources that agree on 7x (ORPO's published LR over DPO's) outweigh a prior worth two rows;
+    with a quadratic prior the Huber-capped rows could not (the factor stayed near 1.3x)."""
+    rows = [("a", "orpo", 7e-6), ("b", "orpo", 7e-6), ("c", "orpo", 7e-6)]
+    robust = 10 ** _one_factor_design(rows, ridge=2, robust=True).solve(range(3))[0]
+    quadratic = 10 ** _one_factor_design(rows, ridge=2, robust=False).solve(range(3))[0]
+    assert 7 / 10 ** 0.15 <= robust < 7  # within the Huber threshold of the rows, which then pull quadratically
+    assert quadratic < 2
+    # a prior worth more rows than agree still holds (a weighted median, not a mean)
+    assert 10 ** _one_factor_design(rows, ridge=4, robust=True).solve(range(3))[0] < 1.5
+
+
+def test_a_sources_rows_are_weighted_within_their_setting() -> None:
+    """A source's one ORPO row counts as one row whatever else it holds: its many DPO rows do not dilute it."""
+    d = _one_factor_design([("big", "dpo", 1e-6)] * 8 + [("big", "orpo", 7e-6), ("small", "orpo", 7e-6)],
+                           ridge=0, robust=True)
+    w = d.weights(range(10))
+    assert w[8] == w[9] == 1.0
+    assert sum(w[i] for i in range(8)) == pytest.approx(math.sqrt(8))
+
+
 @pytest.mark.slow
 def test_the_shipped_rules_reproduce_the_committed_agreement_figures(book: Rulebook) -> None:
     """bench/advice_agreement.py's figures, recomputed: a rule edit that changes agreement fails here."""
