@@ -20,8 +20,8 @@ from advisor.rulebook.load import Rulebook
 CASES_DIR = Path(__file__).parent / "cases"
 FACT_KEYS = {"model", "method", "peft", "gpu", "gpu_mem", "gpus", "dataset_size", "seq_len", "cycles",
              "use_case", "situation", "sft_lr", "variant"}
-EXPECT_KEYS = {"value", "rule", "case", "range", "rule_range", "outside", "confidence", "absent", "set_by", "rules",
-               "step", "overridden", "set_aside"}
+EXPECT_KEYS = {"value", "rule", "case", "range", "range_contains", "rule_range", "outside", "confidence", "absent",
+               "set_by", "rules", "step", "overridden", "set_aside"}
 CASE_KEYS = {"name", "facts", "set", "expect", "warns"}
 
 
@@ -77,6 +77,9 @@ def test_case(case: dict[str, Any], book: Rulebook) -> None:
             assert setting and setting[-1].case == expected["case"], f"{name}: row {setting[-1].case if setting else None}"
         if "range" in expected:
             assert pv.range is not None and _close(list(pv.range), expected["range"]), f"{name}: range {pv.range}"
+        if "range_contains" in expected:  # a published value the range must hold, whatever the fit's exact ends
+            assert pv.range is not None and pv.range[0] <= expected["range_contains"] <= pv.range[1], \
+                f"{name}: range {pv.range}"
         if "rule_range" in expected:
             assert pv.rule_range is not None and _close(list(pv.rule_range), expected["rule_range"]), \
                 f"{name}: rule_range {pv.rule_range}"

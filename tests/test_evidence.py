@@ -132,6 +132,16 @@ def test_a_ridge_is_worth_as_many_rows_as_it_says_under_the_robust_loss() -> Non
     assert 10 ** _one_factor_design(rows, ridge=4, robust=True).solve(range(3))[0] < 1.5
 
 
+def test_a_variant_no_tuned_run_informs_is_low_confidence_and_every_other_is_not(book: Rulebook) -> None:
+    """LR009's case for a variant is low confidence exactly when no tuned row informs its factor
+    (rules/lr_fit.yaml fit.rows): adding evidence for one, or losing it, fails here until the case says so."""
+    rule = book.rules["lr-variant"]
+    for case in rule.cases:
+        variant = case.label.split(":")[0]
+        coefficient = book.coefficients[f"lr-variant-{variant.replace('_', '-')}"]
+        assert (case.confidence == "low") == (coefficient["fit"]["rows"] == 0), case.label
+
+
 def test_a_sources_rows_are_weighted_within_their_setting() -> None:
     """A source's one ORPO row counts as one row whatever else it holds: its many DPO rows do not dilute it."""
     d = _one_factor_design([("big", "dpo", 1e-6)] * 8 + [("big", "orpo", 7e-6), ("small", "orpo", 7e-6)],

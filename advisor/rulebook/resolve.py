@@ -321,10 +321,12 @@ class Resolver:
             value = coerce(param, state.value * factor, where, self.exact)
             moved = None if state.range is None else [b * factor for b in state.range]
             state.range = _fit_range(param, moved, value, where, self.exact)
-            if value == before and state.range == before_range:
+            confidence = weakest(state.confidence or case.confidence, case.confidence)
+            # a factor of 1 is still a step when it lowers the confidence: the trace says why
+            if value == before and state.range == before_range and confidence == state.confidence:
                 return
             state.value = value
-            state.confidence = weakest(state.confidence or case.confidence, case.confidence)
+            state.confidence = confidence
             step.inputs["factor"] = sig(float(factor), 4)
         else:  # constrain
             hi = self._eval(case.max, state, record, rule, use_pins)
