@@ -169,7 +169,8 @@ class Design:
     def solve(self, rows: Iterable[int], steps: int | None = None) -> list[float]:
         """theta minimising the Huber loss of ``rows``' weighted log errors plus the ridge penalties,
         by iteratively reweighted least squares: a row further than HUBER (log10) from the fit counts
-        linearly, so a few house-style outliers (a full SFT at 1e-3) do not drag every default."""
+        linearly, so a few house-style outliers (a full SFT at 1e-3) do not drag every default. A
+        scale's or factor's prior is reweighted the same way, so it stays worth its ridge in rows."""
         base = self.weights(rows)
         theta = self._solve_weighted(base, self.ridges)
         for _ in range(IRLS_STEPS if steps is None else steps):
