@@ -132,14 +132,30 @@ def test_a_ridge_is_worth_as_many_rows_as_it_says_under_the_robust_loss() -> Non
     assert 10 ** _one_factor_design(rows, ridge=4, robust=True).solve(range(3))[0] < 1.5
 
 
-def test_a_variant_no_tuned_run_informs_is_low_confidence_and_every_other_is_not(book: Rulebook) -> None:
-    """LR009's case for a variant is low confidence exactly when no tuned row informs its factor
-    (rules/lr_fit.yaml fit.rows): adding evidence for one, or losing it, fails here until the case says so."""
-    rule = book.rules["lr-variant"]
-    for case in rule.cases:
-        variant = case.label.split(":")[0]
-        coefficient = book.coefficients[f"lr-variant-{variant.replace('_', '-')}"]
-        assert (case.confidence == "low") == (coefficient["fit"]["rows"] == 0), case.label
+@pytest.mark.parametrize("adapter", [True, False], ids=["lora", "full"])
+def test_a_variant_is_low_confidence_exactly_where_no_tuned_run_of_it_trains_with_the_adapter(
+        book: Rulebook, adapter: bool) -> None:
+    """LR009 carries a variant's factor over to an adapter none of its tuned rows train with (LoRA
+    SimPO, full-weight CPO, GSPO at all), and says so at low confidence: adding such a row, or
+    losing one, fails here until the case says so."""
+    from advisor import api
+
+    seen = {(r.variant, r.adapter) for r in load_evidence() if r.tuned}
+    variants = [c.removeprefix("lr-variant-").replace("-", "_") for c in book.coefficients
+                if c.startswith("lr-variant-")]
+    assert variants
+    cases = {c.label: c for c in book.rules["lr-variant"].cases}
+    for variant in variants:
+        method = book.variants[variant]["method"]
+        rec = api.recommend(book=book, model="llama-8b", method=method, peft="lora" if adapter else "full",
+                            variant=variant, detect_gpu=False)
+        steps = [s for s in rec.parameters["learning_rate"].trace if s.rule == "lr-variant"]
+        if not steps:  # a factor of 1 that lowers nothing leaves no step (Tulu 3's ldpo fits 1.0)
+            assert (variant, adapter) in seen and book.coefficient(f"lr-variant-{variant.replace('_', '-')}") == 1
+            continue
+        low = cases[steps[0].case].confidence == "low"
+        assert low == ((variant, adapter) not in seen), steps[0].case
+        assert not low or rec.parameters["learning_rate"].confidence == "low"
 
 
 def test_a_sources_rows_are_weighted_within_their_setting() -> None:
@@ -215,6 +231,11 @@ def test_evidence_command_lists_rows_with_advisors_value() -> None:
     assert "allenai/open-instruct" in text and "rows from 1 source." in text
     bad = run_cli("evidence", "--rule", "NOPE1")
     assert bad.returncode == 2 and "no rule 'NOPE1'" in bad.stderr
+    orpo = json.loads(run_cli("evidence", "--variant", "orpo", "--tuned", "--format", "json").stdout)
+    assert orpo and {r["variant"] for r in orpo} == {"orpo"}
+    assert {r["id"] for r in orpo} == {r.id for r in load_evidence() if r.variant == "orpo" and r.tuned}
+    unknown = run_cli("evidence", "--variant", "nope")
+    assert unknown.returncode == 2 and "--variant: unknown value 'nope'" in unknown.stderr and "orpo" in unknown.stderr
 
 
 def test_rules_fit_check_and_write(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ RulesOpt = Option("--rules", help="A directory of your own rule files (and evide
                                         "built-in ones. Repeatable.")
 LISTING = "advisor.commands.evidence.EvidenceListing"
 FIT = "advisor.commands.evidence.FitResult"
-EPILOG = "Examples:\n\n  advisor evidence --method dpo --peft full\n\n  advisor evidence --rule LR008 --tuned --format json"
+EPILOG = ("Examples:\n\n  advisor evidence --method dpo --peft full\n\n  advisor evidence --variant orpo\n\n"
+          "  advisor evidence --rule LR008 --tuned --format json")
 FIT_EPILOG = "Examples:\n\n  advisor rules fit\n\n  advisor rules fit --check"
 FIT_TARGET = "lr-sft"  # a coefficient of the fitted file: the file `rules fit` rewrites is the one declaring it
 
@@ -81,6 +82,8 @@ def evidence(
         "--method", "-m", help="Only rows of this method (sft, dpo, grpo, ppo).")] = None,
     peft: Annotated[Optional[str], Option("--peft", help="Only rows of this adapter (lora, qlora, full).")] = None,
     source: Annotated[Optional[str], Option("--source", help="Only rows of this source id (e.g. tulu3).")] = None,
+    variant: Annotated[Optional[str], Option(
+        "--variant", help="Only rows of this loss variant (e.g. orpo, simpo, dapo; `advisor rules list` names them).")] = None,
     rule: Annotated[Optional[str], Option(
         "--rule", help="Only rows whose LR this rule sets or adjusts (LR008).")] = None,
     tuned_only: Annotated[bool, Option(
@@ -100,8 +103,11 @@ def evidence(
         if value is not None and value not in allowed:
             raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
     book = o.book(rules)
+    if variant is not None and variant not in book.variants:
+        raise AdvisorError(f"--variant: unknown value {variant!r}", hint=f"one of {', '.join(book.variants)}")
     rows = [r for r in _rows(rules) if (method is None or r.method == method) and (peft is None or r.peft == peft)
-            and (source is None or r.source_id == source) and (r.tuned or not tuned_only)]
+            and (source is None or r.source_id == source) and (variant is None or r.variant == variant)
+            and (r.tuned or not tuned_only)]
     placed = [place(book, r) for r in rows]
     if rule is not None:
         found = book.find(rule)
