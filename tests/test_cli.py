@@ -159,12 +159,12 @@ def test_models_and_gpus() -> None:
     assert proc.returncode == 0
     models = {m["name"]: m for m in json.loads(proc.stdout)}
     assert models["llama-3.1-8b"]["hidden_size"] == 4096
-    assert models["llama-3.1-8b"]["unverified"] == [] and models["glm-4-9b-0414"]["unverified"] == "all"
+    assert models["llama-3.1-8b"]["unverified"] == [] and models["xgen-7b-8k"]["unverified"] == "all"
     assert models["falcon-h1-34b"]["unverified"] and "intermediate_size" in models["falcon-h1-34b"]["unverified"]
     text = run_cli("models").stdout
     assert "mixtral-8x7b" in text and "llama-8b" in text
     checked = {line.split()[0]: line.split()[-1] for line in text.splitlines() if line.split()}
-    assert checked["llama-3.1-8b"] == "yes" and checked["glm-4-9b-0414"] == "no" and checked["falcon-h1-34b"] == "partly"
+    assert checked["llama-3.1-8b"] == "yes" and checked["xgen-7b-8k"] == "no" and checked["falcon-h1-34b"] == "partly"
     gpus = run_cli("gpus")
     assert gpus.returncode == 0 and "rtx-5060-ti-16gb" in gpus.stdout and "t4" in gpus.stdout
 

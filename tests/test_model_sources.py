@@ -177,7 +177,7 @@ def test_registry_keys_no_copy_covered_are_named_wherever_the_facts_are_shown(bo
             assert all(k in detail for k in keys)
     assert "not checked" not in registry_model(book, "llama-3.1-8b").source_detail
     assert "unverified" not in entry_config(book.models[next(iter(marked))])  # bookkeeping, not a config.json key
-    proc = run_cli("recommend", "--model", "THUDM/GLM-4-9B-0414", "--method", "sft", "--no-detect", "--format", "json")
+    proc = run_cli("recommend", "--model", "Salesforce/xgen-7b-8k-base", "--method", "sft", "--no-detect", "--format", "json")
     model = json.loads(proc.stdout)["facts"]["model"] if proc.returncode == 0 else None
     assert model is not None, proc.stderr
     assert "its shapes are not checked" in model["source_detail"]
