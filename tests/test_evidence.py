@@ -158,6 +158,21 @@ def test_a_variant_is_low_confidence_exactly_where_no_tuned_run_of_it_trains_wit
         assert not low or rec.parameters["learning_rate"].confidence == "low"
 
 
+def test_a_published_span_never_crosses_and_two_disjoint_groups_span_both(book: Rulebook) -> None:
+    """LR010's ends: the second-lowest / second-highest group, but two groups that never overlap (Tulu 3's
+    70B SFT 2e-6 to 1e-5, OlympicCoder-32B's 4e-5) span from one's lowest to the other's highest."""
+    lows = [c for c in book.coefficients if c.startswith("lr-span-") and c.endswith("-lo")]
+    assert lows
+    for lo in lows:
+        hi = lo.removesuffix("-lo") + "-hi"
+        assert book.coefficient(lo) <= book.coefficient(hi), (lo, book.coefficient(lo), book.coefficient(hi))
+    d = _one_factor_design([("a", "sft", 2e-6), ("a", "sft", 1e-5), ("b", "sft", 4e-5)], ridge=0, robust=True)
+    assert (F._span_end(d, range(3), low=True), F._span_end(d, range(3), low=False)) == (2e-6, 4e-5)
+    d = _one_factor_design([("a", "sft", 1e-6), ("b", "sft", 2e-6), ("c", "sft", 3e-5), ("c", "sft", 1e-4)],
+                           ridge=0, robust=True)
+    assert (F._span_end(d, range(4), low=True), F._span_end(d, range(4), low=False)) == (2e-6, 2e-6)
+
+
 def test_a_sources_rows_are_weighted_within_their_setting() -> None:
     """A source's one ORPO row counts as one row whatever else it holds: its many DPO rows do not dilute it."""
     d = _one_factor_design([("big", "dpo", 1e-6)] * 8 + [("big", "orpo", 7e-6), ("small", "orpo", 7e-6)],

@@ -304,16 +304,25 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
 
 
 def _span_end(d: Design, chosen: Sequence[int], *, low: bool) -> float:
-    """An end of what published runs used that two independent sources stand behind: the second-lowest
+    """An end of what published runs used that two independent source groups stand behind: the second-lowest
     of the source groups' lowest LRs (or second-highest of their highest), so no one lab's house style
-    stretches the span. 0 (no span) with fewer than two groups."""
-    extremes: dict[str, float] = {}
+    stretches the span. 0 (no span) with fewer than two groups.
+
+    With exactly two groups whose LRs do not overlap (Tulu 3's 70B SFT at 2e-6 to 1e-5, OlympicCoder-32B's
+    4e-5), no LR has both behind it and those ends would cross; each end is then the one group that
+    published there, the whole of what the two used (with three or more groups the ends cannot cross)."""
+    lows: dict[str, float] = {}
+    highs: dict[str, float] = {}
     for i in chosen:
         row = d.placed[i].row
-        pick = min if low else max
-        extremes[row.group] = pick(extremes.get(row.group, row.learning_rate), row.learning_rate)
-    ends = sorted(extremes.values(), reverse=not low)
-    return float(ends[1]) if len(ends) >= 2 else 0
+        lows[row.group] = min(lows.get(row.group, row.learning_rate), row.learning_rate)
+        highs[row.group] = max(highs.get(row.group, row.learning_rate), row.learning_rate)
+    if len(lows) < 2:
+        return 0
+    lo, hi = sorted(lows.values())[1], sorted(highs.values(), reverse=True)[1]
+    if lo > hi:
+        lo, hi = min(lows.values()), max(highs.values())
+    return float(lo if low else hi)
 
 
 def rounded(cid: str, value: float, book: Rulebook) -> float:
