@@ -16,7 +16,7 @@ from advisor.configs.readers import read_config
 from advisor.errors import AdvisorError, FactError
 from advisor.facts.hardware import GpuFacts
 from advisor.facts.model import resolve_model
-from advisor.facts.task import METHODS, PEFTS, TaskFacts, variant_of
+from advisor.facts.task import METHODS, PEFTS, TaskFacts, check_variant, variant_of
 from advisor.provenance import Source, Sourced, pick
 from advisor.registries import formats
 from advisor.rulebook.check import Finding, run_checks
@@ -24,6 +24,10 @@ from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
 
 IGNORE_COMMENT = re.compile(r"#.*\badvisor:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_, ]+)\])?")
+# A whole-line comment naming the job a file is for, where its trainer has no key for it (RAFT in any
+# trainer, ORPO in a TRL ORPOConfig): `recommend --format` writes it, validate reads it under its flags.
+JOB_COMMENT = re.compile(r"^\s*#\s*advisor:\s*job\b(?P<rest>.*)$")
+JOB_KEYS = ("method", "variant", "peft", "cycles")
 PROJECT_FILE = ".advisor.yaml"
 
 
@@ -48,6 +52,27 @@ class FileReport:
     error: str | None = None
     # the job the checks ran for: model, method and peft, the flag's over the config's (Overrides.job)
     job: dict[str, Sourced | None] = field(default_factory=dict)
+    writes: set[tuple[str, str]] = field(default_factory=set)  # (code, parameter) that --fix would write
+
+
+def job_comment(doc: Document) -> dict[str, Sourced]:
+    """The file's `# advisor: job method=raft cycles=5` line, if it has one (a bad one is a ConfigError)."""
+    for number, text in enumerate(doc.text.splitlines(), 1):
+        m = JOB_COMMENT.match(text)
+        if m is None:
+            continue
+        out: dict[str, Sourced] = {}
+        for word in m.group("rest").split():
+            key, eq, value = word.partition("=")
+            where = f"{doc.path}:{number}: '# advisor: job'"
+            if key not in JOB_KEYS or not eq or not value:
+                raise ConfigError(f"{where} has {word!r}", hint=f"key=value words, keys: {', '.join(JOB_KEYS)}")
+            if key == "cycles" and not (value.isdigit() and int(value) > 0):
+                raise ConfigError(f"{where} cycles={value!r} is not a positive whole number", hint="e.g. cycles=5")
+            out[key] = Sourced(int(value) if key == "cycles" else value.lower(), Source.CONFIG,
+                               "the '# advisor: job' comment", number)
+        return out
+    return {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +81,7 @@ class Overrides:
 
     model: str | None = None
     method: str | None = None
+    variant: str | None = None
     peft: str | None = None
     cycles: int | None = None
     config_format: str | None = None
@@ -63,10 +89,12 @@ class Overrides:
     sharding: dict[str, Any] = field(default_factory=dict)  # --sharding / --offload (options.sharding_flags)
     launch: TrainingConfig | None = None  # --launch-config, read by advisor.configs.sharding
 
-    def job(self, cfg: TrainingConfig, name: str) -> Sourced | None:
-        """The job's model, method or peft: the flag's, else the config's (by provenance.PRECEDENCE)."""
+    def job(self, cfg: TrainingConfig, name: str, comment: dict[str, Sourced] | None = None) -> Sourced | None:
+        """The job's model, method, peft, variant or cycles: the flag's, else the file's job comment (it
+        names what the trainer's keys cannot), else the config's (by provenance.PRECEDENCE)."""
         flag = getattr(self, name)
-        return pick(Sourced(flag, Source.FLAG, f"--{name}") if flag is not None else None, getattr(cfg, name))
+        return pick(Sourced(flag, Source.FLAG, f"--{name}") if flag is not None else None,
+                    (comment or {}).get(name), getattr(cfg, name, None))
 
 
 def own_keys(book: Rulebook, fmt: str) -> dict[str, list[str]]:
@@ -97,7 +125,25 @@ def _silenced(doc: Document, finding: Finding) -> bool:
     return codes is None or finding.code in {c.strip() for c in codes.split(",")}
 
 
-def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) -> dict[str, Any]:
+def job_of(book: Rulebook, cfg: TrainingConfig, over: Overrides,
+           comment: dict[str, Sourced]) -> tuple[str | None, str, str | None, int | None]:
+    """The method (as the config names it), peft, variant and cycles a config is checked as."""
+    method = getattr(over.job(cfg, "method", comment), "value", None)
+    peft = getattr(over.job(cfg, "peft", comment), "value", "lora")
+    if peft not in PEFTS:
+        peft = "lora"
+    known = method if method in METHODS else None
+    named = getattr(over.job(cfg, "variant", comment), "value", None)
+    if named is not None:
+        variant = check_variant(book.variants, known, str(named))
+    else:
+        loss = cfg.values["loss_type"].value if "loss_type" in cfg.values else None
+        variant = variant_of(book.variants, known, loss)
+    return method, peft, variant, getattr(over.job(cfg, "cycles", comment), "value", None)
+
+
+def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
+           comment: dict[str, Sourced] | None = None) -> dict[str, Any]:
     facts: dict[str, Any] = dict(gpu.as_facts())
     spec = over.job(cfg, "model")
     if spec is not None:
@@ -106,14 +152,9 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) 
         except FactError:
             if spec.source is Source.FLAG:  # the user's own flag: a usage error, not a config finding
                 raise
-    method = getattr(over.job(cfg, "method"), "value", None)
-    peft = getattr(over.job(cfg, "peft"), "value", "lora")
-    if peft not in PEFTS:
-        peft = "lora"
+    method, peft, variant, cycles = job_of(book, cfg, over, comment or {})
     known = method if method in METHODS else None
-    loss = cfg.values["loss_type"].value if "loss_type" in cfg.values else None
-    facts.update(TaskFacts(method=known, peft=peft, cycles=over.cycles,
-                           variant=variant_of(book.variants, known, loss)).as_facts())
+    facts.update(TaskFacts(method=known, peft=peft, cycles=cycles, variant=variant).as_facts())
     facts["task.config_format"] = cfg.format
     if method is not None and known is None:
         facts["task.config_method"] = str(method)  # VCF002 names it
@@ -211,9 +252,16 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
 
         merge_launch(cfg, over.launch)
     report.config, report.document = cfg, doc
-    report.job = {name: over.job(cfg, name) for name in ("model", "method", "peft")}
-    gpu = world_gpu(cfg, gpu, over)
-    facts = _facts(book, cfg, gpu, over)
+    try:
+        comment = job_comment(doc)
+        report.job = {name: over.job(cfg, name, comment) for name in ("model", "method", "peft")}
+        gpu = world_gpu(cfg, gpu, over)
+        facts = _facts(book, cfg, gpu, over, comment)
+    except (ConfigError, FactError) as exc:
+        if isinstance(exc, FactError) and over.variant is not None:
+            raise  # the user's own --variant: a usage error
+        report.error = str(exc) if isinstance(exc, ConfigError) else f"{path}: '# advisor: job' comment: {exc}"
+        return report
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
     if rec is not None:
         _judge_at_config(book, cfg, facts, rec, over.gpus is not None or "world_size" in cfg.values)
@@ -231,6 +279,10 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
             continue
         report.findings.append(finding)
     report.findings.sort(key=lambda f: (f.line or 0, f.code))
+    from advisor.configs.fix import fixable
+
+    report.writes = {(f.code, f.parameter) for f in fixable(report.findings, cfg, own_keys(book, cfg.format),
+                                                            default_keys(book, cfg.format))}
     return report
 
 

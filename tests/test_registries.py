@@ -4,6 +4,7 @@ readers and the memory model agree with them, and a user rules directory layers 
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,15 @@ def test_help_text_functions_list_the_registries_in_order() -> None:
     assert registries.optimizer_ids()[:2] == ("adamw_torch", "adamw_torch_fused")
     assert set(registries.probe_optimizer_ids()) < set(registries.optimizer_ids())
     assert registries.generating_method_ids() == ("grpo", "ppo")
+
+
+def test_the_variant_help_lists_the_variant_registry_by_method(book: Rulebook) -> None:
+    from advisor.commands.options import VARIANTS_HELP
+
+    listed = {v: m.lower() for names, m in re.findall(r"([a-z_, ]+) \((\w+)\)", VARIANTS_HELP.split(":", 1)[1])
+              for v in (n.strip() for n in names.split(","))}
+    assert listed == {v: raw["method"] for v, raw in book.variants.items()
+                      if v != raw["method"] and raw["method"] in ("dpo", "grpo", "ppo")}
 
 
 def test_what_each_method_feeds_is_the_registrys() -> None:

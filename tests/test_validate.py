@@ -513,3 +513,67 @@ def test_an_omitted_key_is_the_trainers_default(tmp_path: Path, book: Rulebook, 
         path.write_text(base + extra)
         peaks[name] = _peak_at_one(path, book, "rtx-4090")
     assert peaks["omitted"] == peaks["default"] != peaks["other"], peaks
+
+
+JOBS = [("raft", None), *[("dpo", v) for v in ("ipo", "ldpo", "simpo", "orpo", "cpo", "kto")],
+        *[("grpo", v) for v in ("dr_grpo", "dapo", "gspo", "rloo")], ("ppo", "rlvr")]
+
+
+@pytest.mark.parametrize("fmt", ["trl", "axolotl", "llama-factory"])
+def test_an_export_is_checked_as_the_job_it_was_written_for(fmt: str, book: Rulebook, tmp_path: Path) -> None:
+    """Read back, every export names its method and variant: in its keys where the trainer has them, else
+    in a `# advisor: job` comment (RAFT in any trainer, ORPO in a TRL ORPOConfig), so validate judges
+    RAFT's quarter LR and ORPO's LR by their own rules, not SFT's or DPO's."""
+    from advisor.errors import AdvisorError
+    from advisor.render.trainer import to_trainer_config
+    from advisor.validate import job_comment, job_of
+
+    written = 0
+    for method, variant in JOBS:
+        rec = api.recommend(book=book, model="llama-8b", method=method, variant=variant, peft="lora",
+                            cycles=5 if method == "raft" else None, detect_gpu=False)
+        try:
+            text = to_trainer_config(rec, fmt=fmt, book=book)
+        except AdvisorError:  # the trainer has no config for it (LLaMA-Factory GRPO)
+            continue
+        path = tmp_path / f"{method}-{variant}.yaml"
+        path.write_text(text)
+        cfg, doc = read_config(path, book, fmt)
+        got_method, _, got_variant, cycles = job_of(book, cfg, Overrides(), job_comment(doc))
+        assert (got_method, got_variant or got_method) == (method, variant or method), (fmt, method, variant)
+        assert cycles == (5 if method == "raft" else None)
+        written += 1
+    assert written >= 6
+
+
+def test_a_job_comment_is_read_below_the_flags_and_a_bad_one_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "orpo.yaml"
+    body = "model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\nlearning_rate: 2.0e-4\nbeta: 0.1\n"
+    cfg.write_text(body)
+    plain = json.loads(run_cli("validate", str(cfg), "--format", "json", "--fail-on", "never", *NO_GPU).stdout)
+    assert any(f["code"] == "VLR001" for f in plain["files"][0]["findings"])  # judged as DPO: 2e-4 is far above
+    cfg.write_text("# advisor: job method=dpo variant=orpo\n" + body)
+    orpo = json.loads(run_cli("validate", str(cfg), "--format", "json", "--fail-on", "never", *NO_GPU).stdout)
+    assert not [f for f in orpo["files"][0]["findings"] if f["code"].startswith("VLR")]
+    cfg.write_text(body)
+    flagged = json.loads(run_cli("validate", str(cfg), "--variant", "orpo", "--format", "json", *NO_GPU).stdout)
+    assert not [f for f in flagged["files"][0]["findings"] if f["code"].startswith("VLR")]
+    cfg.write_text("# advisor: job method=dpo colour=blue\n" + body)
+    bad = run_cli("validate", str(cfg), *NO_GPU)
+    assert bad.returncode == 2 and f"{cfg}:1: '# advisor: job' has 'colour=blue'" in bad.stdout
+    cfg.write_text("# advisor: job method=dpo variant=dapo\n" + body)
+    wrong = run_cli("validate", str(cfg), *NO_GPU)
+    assert wrong.returncode == 2 and "dapo is a variant of grpo, not of dpo" in wrong.stdout
+    unknown = run_cli("validate", str(cfg), "--variant", "nope", *NO_GPU)
+    assert unknown.returncode == 2 and "unknown variant 'nope'" in unknown.stderr
+
+
+def test_fix_writes_no_key_the_trainer_does_not_have(tmp_path: Path) -> None:
+    """VRF001's lr_decay_factor has no TRL key: the finding stays, and --fix neither writes it nor says it would."""
+    cfg = tmp_path / "raft.yaml"
+    cfg.write_text("# advisor: job method=raft cycles=8\nmodel_name_or_path: meta-llama/Llama-3.1-8B\n"
+                   "use_peft: true\nlearning_rate: 5.0e-5\n")
+    out = tmp_path / "fixed.yaml"
+    proc = run_cli("validate", str(cfg), "--fix", str(out), *NO_GPU)
+    assert "VRF001" in proc.stdout and "--fix writes 0.85" not in proc.stdout
+    assert "lr_decay_factor" not in out.read_text()

@@ -19,14 +19,18 @@ Model = Annotated[str, Option(
     "--model", "-m", help="Registry alias (advisor models), hub id, or a config.json / model dir.")]
 METHODS_HELP = " | ".join(method_ids())  # rules/registry/methods.yaml
 PEFTS_HELP = " | ".join(PEFTS)
+# the variants of rules/variants.yaml, which is not read at start-up for a help text (tests/test_registries.py
+# holds this to it)
+VARIANTS_HELP = ("The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, cpo, kto (DPO); "
+                 "dr_grpo, dapo, gspo, rloo (GRPO); rlvr (PPO).")
 Method = Annotated[str, Option("--method", help=METHODS_HELP)]
 Peft = Annotated[str, Option("--peft", help=PEFTS_HELP)]
 OptModel = Annotated[Optional[str], Option(
     "--model", "-m", help="The model, when the config does not name one the registry knows.")]
 OptMethod = Annotated[Optional[str], Option("--method", help=f"{METHODS_HELP} (overrides the config).")]
 Variant = Annotated[Optional[str], Option(
-    "--variant", help="The method's loss variant (rules/variants.yaml): ipo, ldpo, simpo, orpo, kto (DPO); "
-                      "dr_grpo, dapo, gspo (GRPO); rloo, rlvr (PPO).")]
+    "--variant", help=VARIANTS_HELP)]
+OptVariant = Annotated[Optional[str], Option("--variant", help=f"{VARIANTS_HELP} (overrides the config).")]
 OptPeft = Annotated[Optional[str], Option("--peft", help=f"{PEFTS_HELP} (overrides the config).")]
 Gpu = Annotated[Optional[str], Option("--gpu", help="GPU name from the registry (advisor gpus).")]
 GpuMem = Annotated[Optional[float], Option("--gpu-mem", help=GPU_MEM_HELP)]

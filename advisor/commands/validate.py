@@ -26,6 +26,7 @@ def validate(
     config_format: o.ConfigFormat = None,
     model: o.OptModel = None,
     method: o.OptMethod = None,
+    variant: o.OptVariant = None,
     peft: o.OptPeft = None,
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
@@ -62,8 +63,8 @@ def validate(
         from advisor.configs.sharding import read_launch_config
 
         launch = read_launch_config(launch_config)
-    over = Overrides(model=model, method=method, peft=peft, cycles=cycles, config_format=config_format, gpus=gpus,
-                     sharding=o.sharding_flags(sharding, offload), launch=launch)
+    over = Overrides(model=model, method=method, variant=variant, peft=peft, cycles=cycles, config_format=config_format,
+                     gpus=gpus, sharding=o.sharding_flags(sharding, offload), launch=launch)
     hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=gpus, detect=not no_detect)
     run = validate_paths(configs, book, hw, over, select=select, ignore=ignore, fail_on=fail_on,
                          project_dir=Path.cwd())

@@ -40,7 +40,9 @@ def fixable(findings: list[Finding], cfg: TrainingConfig, own_keys: dict[str, li
         keys = own_keys.get(f.parameter, [])
         if f.line is not None and f.key not in keys and f.key.split(".")[-1] not in keys:
             continue  # e.g. lora_target_linear, quantization_bit: a different shape of setting
-        if changes_value(f, cfg):  # a fix that keeps the value leaves the parameter to another finding's
+        # a parameter the format has no key for (RAFT's lr_decay_factor in TRL) is not written: the trainer
+        # would refuse the key; a fix that keeps the value leaves the parameter to another finding's
+        if (keys or f.parameter in cfg.values) and changes_value(f, cfg):
             out[f.parameter] = f
         for name, value in f.also:
             stated = cfg.values.get(name)

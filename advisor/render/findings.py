@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from advisor import __version__
-from advisor.configs.fix import changes_value
 from advisor.output import fmt_source, fmt_value
 from advisor.safeio import clip_path
 
@@ -47,7 +46,7 @@ def render_text(run: ValidationRun, console: Console) -> None:
             line += Text(f"{f.code} {f.severity}", style=SEVERITY_STYLE[f.severity])
             line += Text(f" [{f.key}] {f.message}")
             console.print(line, highlight=False)
-            own = [fmt_value(f.fix)] if report.config is None or changes_value(f, report.config) else []
+            own = [fmt_value(f.fix)] if (f.code, f.parameter) in report.writes else []
             parts = [*own, *(f"{name} {fmt_value(value)}" for name, value in f.also)]
             fix = f"; --fix writes {', '.join(parts)}" if f.has_fix and parts else ""
             console.print(Text(f"      expected: {f.expected}{fix} ({f.rule})", style="dim"), highlight=False)

@@ -53,6 +53,7 @@ class TrainerConfig:
     trainer_class: str | None = None  # TRL: a variant's own trainer (rules/variants.yaml trl), said in the header
     written: set[str] = field(default_factory=set)  # the parameters written under a key
     recommendation_warnings: list[str] = field(default_factory=list)  # the recommendation's own (memory, pins)
+    job_comment: str | None = None  # `# advisor: job ...`: what validate must judge the file as, where its keys cannot say
 
     def add(self, key: str, value: Any, comment: str) -> None:
         clash = next((e for e in self.entries if e.key == key), None)
@@ -342,6 +343,8 @@ def render(tc: TrainerConfig) -> str:
     ]
     if tc.trainer_class:
         lines.append(f"# Trainer: {tc.trainer_class}, which takes this {tc.config_class} (rules/variants.yaml trl).")
+    if tc.job_comment:
+        lines.append(tc.job_comment)
     lines += [f"# WARNING: {' '.join(w.split())}" for w in tc.recommendation_warnings]
     lines += [f"# WARNING: {w}" for w in tc.warnings]
     lines += [f"# note: {n}" for n in tc.notes]
@@ -355,4 +358,31 @@ def to_trainer_config(rec: Recommendation, *, fmt: str, book: Rulebook) -> str:
     tc = build(rec, fmt, book)
     for warning in tc.warnings:
         sys.stderr.write(f"advisor: warning: {warning}\n")
-    return render(tc)
+    text = render(tc)
+    tc.job_comment = _job_comment(rec, book, text, fmt)
+    return render(tc) if tc.job_comment else text
+
+
+def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> str | None:
+    """Read the file back as validate will, and name the job where its keys say another: RAFT is SFT to
+    every trainer, and a TRL ORPOConfig has no key naming ORPO. Without it, validate would judge RAFT's
+    quarter LR, or ORPO's, by the SFT or DPO bands, and --fix would undo it."""
+    import tempfile
+    from pathlib import Path
+
+    from advisor.configs.readers import read_config
+    from advisor.validate import Overrides, job_comment, job_of
+
+    task = rec.facts.get("task", {})
+    method, variant, cycles = str(task.get("method")), str(task.get("variant") or task.get("method")), task.get("cycles")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "export.yaml"
+        path.write_text(text, encoding="utf-8")
+        cfg, doc = read_config(path, book, fmt)
+        got_method, _, got_variant, _ = job_of(book, cfg, Overrides(), job_comment(doc))
+    if got_method == method and (got_variant or got_method) == variant and not (method == "raft" and cycles):
+        return None
+    words = [f"method={method}", *([f"variant={variant}"] if variant != method else []),
+             *([f"cycles={cycles}"] if method == "raft" and cycles else [])]
+    return (f"# The job, which {fmt}'s keys cannot say; `advisor validate` checks the file as it:\n"
+            f"# advisor: job {' '.join(words)}")
