@@ -14,7 +14,8 @@ from advisor.errors import AdvisorError
 def check_target(path: Path) -> Path:
     """Refuse, in one line, an output path an atomic write cannot or must not replace: a directory,
     a device, a FIFO or a socket (`-o /dev/full` must not turn the device into a file), a missing
-    or read-only directory. Returns the directory the temporary file goes in."""
+    or read-only directory. Returns the file the rename replaces: ``path``, or where a symbolic link
+    at ``path`` leads, so the write lands in the link's target and the link stays a link."""
     import stat
 
     from advisor.safeio import check_name, clip_path, file_kind
@@ -29,26 +30,31 @@ def check_target(path: Path) -> Path:
         info = None
     except OSError as exc:
         raise AdvisorError(f"{shown}: cannot write: {exc.strerror}") from exc
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    if target != path:
+        shown = f"{shown} (a link to {clip_path(target)})"
     if info is not None and not stat.S_ISREG(info.st_mode):
         kind = file_kind(info.st_mode)
         raise AdvisorError(f"{shown}: is {kind}; advisor writes only regular files",
                            hint="give a file path" + (" inside it" if stat.S_ISDIR(info.st_mode) else ""))
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = target.parent
     if not directory.is_dir():
         raise AdvisorError(f"{shown}: directory {clip_path(directory)} does not exist",
                            hint="create it first or pick another path")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise AdvisorError(f"{shown}: directory {clip_path(directory)} is not writable",
                            hint="pick another path")
-    return directory
+    return target
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename.
-    Only a regular file (or nothing) at ``path`` is replaced (check_target)."""
-    directory = check_target(path)
+    Only a regular file (or nothing) at ``path`` is replaced (check_target); through a symbolic link
+    both the temporary file and the rename are in the target's directory, since renaming over the
+    link itself would replace the link with a file and leave its target untouched."""
+    target = check_target(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise AdvisorError(f"{path}: cannot write: {exc.strerror}", hint="pick another path") from exc
     try:
@@ -60,7 +66,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
             fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise AdvisorError(f"{path}: cannot write: {exc.strerror}", hint="check the disk and the path") from exc

@@ -70,3 +70,17 @@ def test_a_cap_on_the_calibrated_value_is_said_by_recommend_and_at_write_time(tm
     said = [w for w in rec.warnings if "calibrated value" in w]
     assert said and "5e-3" in said[0] and "TEAM900 team-lr-cap" in said[0] and "no effect" in said[0]
     assert capped(directory, facts) == said
+
+
+def test_a_refused_rule_written_through_a_link_is_taken_back_and_the_link_kept(tmp_path: Path) -> None:
+    from advisor.errors import RuleFileError
+
+    rule = calibration_rule(load_rulebook(), facts=_facts("llama-8b"), best_lr=5e-3, band=(2.5e-3, 1e-2),
+                            random_init=False, strategy="grid", runs=4, steps=30, study="s")
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    link = directory / f"{rule['id']}.yaml"
+    link.symlink_to(tmp_path / "kept.yaml")  # dangling into an existing directory: written through
+    with pytest.raises(RuleFileError, match="not allowed"):
+        write_rule_file(directory, {**rule, "unknown_key": 1})
+    assert link.is_symlink() and not (tmp_path / "kept.yaml").exists()

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from advisor.output import write_atomic
+from tests.conftest import run_cli
 
 
 def test_write_atomic_leaves_one_file_with_the_umask_mode(tmp_path: Path) -> None:
@@ -20,3 +21,61 @@ def test_write_atomic_leaves_one_file_with_the_umask_mode(tmp_path: Path) -> Non
     assert target.read_text() == '{"a": 1}\n'
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left behind
+
+
+# --- writing through symbolic links (the CLI) -------------------------------------------------
+
+RECOMMEND = ("recommend", "--model", "llama-8b", "--method", "sft", "--no-detect")
+
+
+def test_output_through_a_link_lands_in_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("keep\n")
+    link = tmp_path / "l.yml"
+    link.symlink_to("target.txt")
+    chain = tmp_path / "chain.yml"
+    chain.symlink_to("l.yml")  # chain -> l.yml -> target.txt
+    for out in (link, chain):
+        target.write_text("keep\n")
+        proc = run_cli(*RECOMMEND, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert out.is_symlink() and link.is_symlink() and os.readlink(link) == "target.txt"
+        assert target.read_text().startswith("model  llama-3.1-8b"), target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.yml", "l.yml", "target.txt"]  # no temp file
+
+
+def test_a_link_to_a_missing_file_in_an_existing_directory_creates_the_target(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "fresh.yml"
+    link.symlink_to(Path("real") / "new.yml")
+    proc = run_cli(*RECOMMEND, "-o", str(link))
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and (tmp_path / "real" / "new.yml").read_text().startswith("model  llama-3.1-8b")
+
+
+def test_links_to_what_is_not_a_regular_file_are_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "f")
+    for name, to, needle in (("dir.yml", "d", "is a directory"), ("null.yml", "/dev/null", "character device"),
+                             ("fifo.yml", "f", "FIFO"),
+                             ("dangling.yml", "missing/x.yml", "directory " + str(tmp_path / "missing") + " does not exist")):
+        link = tmp_path / name
+        link.symlink_to(to)
+        proc = run_cli(*RECOMMEND, "-o", str(link))
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert link.is_symlink() and os.readlink(link) == to
+    assert not (tmp_path / "missing").exists() and not any((tmp_path / "d").iterdir())
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(os.stat(tmp_path / "f").st_mode)
+
+
+def test_validate_fix_in_place_through_a_link_fixes_the_target(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "c.yaml"
+    real.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nlearning_rate: 2.0e-2\n")
+    link = tmp_path / "c.yaml"
+    link.symlink_to(Path("real") / "c.yaml")
+    proc = run_cli("validate", str(link), "--no-detect", "--fix", str(link))
+    assert "wrote" in proc.stderr and "1 fix(es)" in proc.stderr, proc.stderr
+    assert link.is_symlink() and "learning_rate: 2.0e-05" in real.read_text(), real.read_text()
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["c.yaml"]

@@ -124,7 +124,7 @@ def write_rule_file(directory: Path, rule: dict[str, Any]) -> Path:
         load_rulebook([directory])
     except AdvisorError:
         if previous is None:
-            path.unlink()
+            path.resolve().unlink()  # a link written through stays, its new target goes
         else:
             write_atomic(path, previous)
         raise
