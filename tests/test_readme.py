@@ -74,3 +74,11 @@ def test_an_abridged_line_still_has_to_match() -> None:
     assert _pattern("a ... z\n...\nend\n").fullmatch("a b c z\nx\ny\nend\n")
     assert _pattern("a ... z\nend\n").fullmatch("a b c y\nend\n") is None
     assert _pattern("a\nend\n").fullmatch("a\nextra\nend\n") is None
+
+
+def test_the_validate_code_table_lists_every_check_with_its_severity() -> None:
+    from advisor.rulebook.load import load_rulebook
+
+    rows = dict(re.findall(r"^\| `(V[A-Z]+\d+)` \| (\w+) \|", (REPO / "README.md").read_text(), re.M))
+    checks = {r.code: r.severity for r in load_rulebook().rules.values() if r.kind == "check" and r.code.startswith("V")}
+    assert rows == checks

@@ -352,6 +352,50 @@ def check_config_format(fmt: str | None) -> None:
         raise ConfigError(f"--config-format: unknown format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
 
 
+SLIP_EDITS = 2  # not-knowledge: how many edits from a known key an unknown one may be to read as a slip of it
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of neighbours."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]:
+    """Top-level keys the trainer does not take but that are a slip from one it does (lora_rr for lora_r):
+    TRL's and LLaMA-Factory's parsers refuse the file, Axolotl drops the value. A key further from every
+    known one is left alone: scripts that subclass the trainer's config (open-r1's) take their own."""
+    from advisor.registries import trainer_fields
+
+    if spec.write is None or not isinstance(doc.data, dict):
+        return []
+    fields = trainer_fields(spec.write.fields)
+    known = fields.keys.union(*fields.classes.values())
+    # A file only the fallback reader claims may be another framework's (open-instruct's use_lora is one
+    # edit from use_dora): there a slip must also hold a word no known key has (lora_rr's "rr").
+    words = {w for k in known for w in k.split("_")}
+    out = []
+    for key in doc.data:
+        if not isinstance(key, str) or fields.takes(key, known):
+            continue
+        if guessed and set(key.split("_")) <= words:
+            continue
+        near = min(((_edits(key, k), k) for k in known if abs(len(k) - len(key)) <= SLIP_EDITS), default=None)
+        if near is not None and near[0] <= SLIP_EDITS:
+            out.append(ReadAs(key, doc.line_of((key,)), f"key '{key}' is not one {fields.name} {fields.version} takes; "
+                              f"did you mean '{near[1]}'?", rule="check-config-unknown-key"))
+    return out
+
+
 def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[TrainingConfig, Document]:
     check_config_format(fmt)
     doc = read_document(path)
@@ -371,6 +415,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[Tra
         else:
             cfg.read_as.append(ReadAs(dup.key, dup.again, f"key '{dup.key}' is given twice with the same value (lines "
                                       f"{dup.first} and {dup.again}): the trainer reads one"))
+    cfg.read_as.extend(_misspelled_keys(doc, formats()[fmt], guessed=detected and formats()[fmt].fallback))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",

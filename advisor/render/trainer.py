@@ -371,6 +371,7 @@ def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> st
     from pathlib import Path
 
     from advisor.configs.readers import read_config
+    from advisor.registries import method as registry_method
     from advisor.validate import Overrides, job_comment, job_of
 
     task = rec.facts.get("task", {})
@@ -379,10 +380,12 @@ def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> st
         path = Path(tmp) / "export.yaml"
         path.write_text(text, encoding="utf-8")
         cfg, doc = read_config(path, book, fmt)
-        got_method, _, got_variant, _ = job_of(book, cfg, Overrides(), job_comment(doc))
-    if got_method == method and (got_variant or got_method) == variant and not (method == "raft" and cycles):
+        got_method, _, got_variant, got_cycles = job_of(book, cfg, Overrides(), job_comment(doc))
+    entry = registry_method(method)
+    cycles = cycles if entry is not None and "cycles" in entry.facts else None  # RAFT's: no trainer has a key
+    if (got_method, got_variant or got_method, got_cycles) == (method, variant, cycles):
         return None
     words = [f"method={method}", *([f"variant={variant}"] if variant != method else []),
-             *([f"cycles={cycles}"] if method == "raft" and cycles else [])]
+             *([f"cycles={cycles}"] if cycles else [])]
     return (f"# The job, which {fmt}'s keys cannot say; `advisor validate` checks the file as it:\n"
             f"# advisor: job {' '.join(words)}")
