@@ -11,6 +11,7 @@ import csv
 import math
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +37,36 @@ class LogError(AdvisorError):
     """A training log that cannot be read."""
 
 
+# What a Telemetry's `steps` hold, singular and plural, as a sign's evidence says it ("at steps 7, 14").
+POSITIONS = {"step": "steps", "log entry": "log entries", "cycle-history point": "cycle-history points",
+             "point": "points"}
+
+
 @dataclass
 class Telemetry:
     source: str
     reader: str
     series: dict[str, list[float]] = field(default_factory=dict)
+    # Where each point is, as ``position`` names it (a key of POSITIONS): the step the log states, or
+    # the row's 1-based entry in the file where the log states none. A null value is no point, so a
+    # series' own index is not a place in the log.
     steps: dict[str, list[int]] = field(default_factory=dict)
+    position: str = "step"
     cycle_scores: list[float] = field(default_factory=list)
     cycle_metric: str | None = None
     cycles: list[str] = field(default_factory=list)
 
     def add(self, name: str, step: int, value: Any) -> None:
-        try:
-            number = float(value)
-        except OverflowError:  # an integer past float's range: as good as infinite (SIG009 counts it)
-            number = math.inf if value > 0 else -math.inf
-        except (TypeError, ValueError):
+        number = _number(value)
+        if number is None:
             return
         self.series.setdefault(name, []).append(number)
         self.steps.setdefault(name, []).append(step)
+
+    def place(self, name: str, points: Sequence[int]) -> list[int]:
+        """Where a series' 1-based points are in the log, as ``position`` names them."""
+        steps = self.steps.get(name, [])
+        return [steps[p - 1] for p in points if 1 <= p <= len(steps)]
 
 
 def _canonical(key: str) -> str | None:
@@ -84,33 +96,75 @@ def series_name(key: str) -> str | None:
     return re.sub(r"[^a-z0-9]+", "_", low).strip("_") or None
 
 
-def _step(row: dict[str, Any], i: int, source: str) -> int:
-    """The row's step; a row without a readable one counts by position. A step that is a number
-    but not a plausible step (inf, 1e999, 400 digits) is an error naming it."""
-    key = "step" if "step" in row else "global_step"
-    raw = row.get(key, i)
+Row = tuple[str, int, dict[str, Any]]  # where it is ("log.jsonl:7"), its 1-based entry in the file, the row
+
+
+def _number(value: Any) -> float | None:
+    """The value as a number (CSV cells and numbers written as text included); None: not a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
     try:
-        number = float(raw)
-    except OverflowError:
-        number = math.inf
-    except (TypeError, ValueError):
-        return i
-    if math.isnan(number):
-        return i
-    if not abs(number) <= MAX_STEP:
-        raise LogError(f"{source}: row {i + 1}: key '{key}': {clip(raw)} is not a step number",
+        return float(value)
+    except OverflowError:  # an integer past float's range: as good as infinite (SIG009 counts it)
+        return math.inf if value > 0 else -math.inf
+
+
+def _step(where: str, row: dict[str, Any]) -> int | None:
+    """The step the row states; None where it states none (no key, null, NaN). A step that is not a
+    number, or not a plausible one (inf, 1e999, 400 digits), is an error naming it."""
+    key = "step" if "step" in row else "global_step"
+    raw = row.get(key)
+    if raw is None or raw == "":
+        return None
+    number = _number(raw)
+    if number is not None and math.isnan(number):
+        return None
+    if number is None or not abs(number) <= MAX_STEP:
+        raise LogError(f"{where}: key '{key}': {clip(raw)} is not a step number",
                        hint=f"steps are whole numbers below {MAX_STEP:.0e}")
     return int(number)
 
 
-def _rows_to_telemetry(rows: list[dict[str, Any]], source: str, reader: str) -> Telemetry:
-    tel = Telemetry(source=source, reader=reader)
-    for i, row in enumerate(rows):
-        step = _step(row, i, source)
+def _numeric_keys(rows: list[Row]) -> set[str]:
+    """The keys a number belongs in: the known metrics', and any key that holds a number in some row
+    (a text column beside the metrics, a run name, is not telemetry)."""
+    keys = set()
+    for _, _, row in rows:
+        for key, value in row.items():
+            if _canonical(str(key)) is not None or _number(value) is not None:
+                keys.add(str(key))
+    return keys
+
+
+def _rows_to_telemetry(rows: list[Row], source: str, reader: str) -> Telemetry:
+    """One point per row and metric. A null / empty value is no point (trainers write null for the
+    metrics a row lacks, and NaN stays a point: SIG009 counts it); text where a number belongs is an
+    error naming the row, the key and the value, never a point silently missing. The points are
+    placed by the steps the rows state, or by their entries where a row with a point states none."""
+    numeric = _numeric_keys(rows)
+    placed: list[tuple[int | None, int, list[tuple[str, float]]]] = []
+    for where, entry, row in rows:
+        points = []
         for key, value in row.items():
             name = series_name(str(key))
-            if name is not None and value not in (None, "") and not isinstance(value, bool):
-                tel.add(name, step, value)
+            if name is None or value is None or value == "" or str(key) not in numeric:
+                continue
+            number = _number(value)
+            if number is None:
+                raise LogError(f"{where}: key {clip(str(key))}: {clip(value)} is not a number",
+                               hint="a metric's value is a number, or null where the row has none")
+            points.append((name, number))
+        placed.append((_step(where, row), entry, points))
+    stated = all(step is not None for step, _, points in placed if points)
+    tel = Telemetry(source=source, reader=reader, position="step" if stated else "log entry")
+    for step, entry, points in placed:
+        for name, number in points:
+            tel.add(name, step if stated and step is not None else entry, number)
     return tel
 
 
@@ -130,18 +184,19 @@ def read_trainer_state(path: Path) -> Telemetry:
     history = data.get("log_history") if isinstance(data, dict) else None
     if not isinstance(history, list):
         raise LogError(f"{path}: no 'log_history' list: not a trainer_state.json")
-    return _rows_to_telemetry([r for r in history if isinstance(r, dict)], str(path), "trainer_state.json")
+    rows = [(f"{clip_path(path)}: log_history[{i}]", i + 1, r) for i, r in enumerate(history) if isinstance(r, dict)]
+    return _rows_to_telemetry(rows, str(path), "trainer_state.json")
 
 
 def read_jsonl(path: Path) -> Telemetry:
-    rows = []
+    rows: list[Row] = []
     for no, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         row = load_json(line, f"{clip_path(path)}:{no}", LogError, "a JSON object per line")
         if not isinstance(row, dict):
             raise LogError(f"{path}:{no}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append((f"{clip_path(path)}:{no}", len(rows) + 1, row))
     return _rows_to_telemetry(rows, str(path), "jsonl")
 
 
@@ -149,7 +204,7 @@ def read_csv(path: Path) -> Telemetry:
     text = _read_text(path)
     try:
         reader = csv.DictReader(text.splitlines())
-        rows = list(reader)
+        rows: list[Row] = [(f"{clip_path(path)}:{reader.line_num}", n, row) for n, row in enumerate(reader, 1)]
     except csv.Error as exc:  # a field past csv's size limit, a NUL, ...
         raise LogError(f"{clip_path(path)}: not a CSV log: {clip(str(exc), 120)}") from exc
     if not reader.fieldnames or not any(_canonical(f) for f in reader.fieldnames):
@@ -238,14 +293,13 @@ def read_cycles(directory: Path) -> Telemetry:
     entries = sorted((p for p in directory.iterdir() if not p.name.startswith(".")), key=_natural_key)
     if len(entries) < 2:
         raise LogError(f"{directory}: found {len(entries)} cycle log(s); a cycle history needs two or more")
-    total = Telemetry(source=str(directory), reader="cycles")
-    offset = 0
+    # Each cycle counts its steps from the start again: a point is placed by its place in the history.
+    total = Telemetry(source=str(directory), reader="cycles", position="cycle-history point")
     for entry in entries:
         tel = read_log(_cycle_log(entry) if entry.is_dir() else entry)
         for name, values in tel.series.items():
-            for step, value in zip(tel.steps[name], values, strict=True):
-                total.add(name, offset + step, value)
-        offset += max((max(s) for s in tel.steps.values() if s), default=0) + 1
+            for value in values:
+                total.add(name, len(total.series.get(name, ())) + 1, value)
         total.cycles.append(entry.name)
         if tel.series.get("verification_rate"):
             total.cycle_metric = "verification_rate"

@@ -224,7 +224,7 @@ def test_flagged_points_are_marked(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "log.jsonl", log_rows(loss, [1.0 if i % 3 else 0.5 for i in range(STEPS)]))
     report = json.loads(run_cli("diagnose", str(path), "--format", "json", "--fail-on", "never").stdout)
     marks = {s["code"]: s["marks"] for s in report["signs"]}
-    assert marks["SIG001"] == {"series": "loss", "at": [31]}
+    assert marks["SIG001"] == {"series": "loss", "at": [31], "position": "step"}
     assert marks["SIG003"]["series"] == "grad_norm" and marks["SIG003"]["at"][:3] == [2, 3, 5]
 
 
@@ -337,3 +337,138 @@ def test_a_nan_tail_is_said_in_words(tmp_path: Path) -> None:
     assert "SIG006" in reasons, reasons
     assert "finite loss values" in reasons["SIG006"] and "NaN" in reasons["SIG006"]
     assert not any("empty series" in r or "formula" in r for r in reasons.values()), reasons
+
+
+SPIKE_STEPS = [7, 14, 21, 28, 35, 42, 49, 56]
+
+
+def spiky_rows(*, steps: bool = True) -> list[dict[str, Any]]:
+    """Steps 1-60 (or no step key), the loss spiking at every seventh."""
+    rows = log_rows([5.0 if (i + 1) % 7 == 0 else v for i, v in enumerate(falling())], HEALTHY_GRAD)
+    return rows if steps else [{k: v for k, v in r.items() if k != "step"} for r in rows]
+
+
+def spike_sign(path: Path) -> dict[str, Any]:
+    report = diagnosis(path)
+    return dict(next(s for s in report["signs"] if s["code"] == "SIG001"))
+
+
+@pytest.mark.parametrize(("gap", "written"), [(None, '"loss": null'), (math.nan, '"loss": NaN')])
+def test_spikes_are_reported_at_their_steps_after_a_null_or_nan_row(tmp_path: Path, gap: Any, written: str) -> None:
+    """A row whose loss is null (an eval-only row) or NaN before the spikes moves no position: the
+    evidence and the marks name the steps the log states, as they do without that row."""
+    rows = spiky_rows()
+    rows[2]["loss"] = gap
+    path = write_jsonl(tmp_path / "log.jsonl", rows)
+    assert written in path.read_text().splitlines()[2]
+    for log in (write_jsonl(tmp_path / "clean.jsonl", spiky_rows()), path):
+        sign = spike_sign(log)
+        assert "at steps 7, 14, 21, 28, 35, 42, 49, 56;" in sign["evidence"], sign["evidence"]
+        assert sign["marks"] == {"series": "loss", "at": SPIKE_STEPS, "position": "step"}
+    report = diagnosis(path)
+    assert report["position"] == "step"
+    assert report["points"]["loss"] == (STEPS - 1 if gap is None else STEPS)
+    assert ("SIG009" in [s["code"] for s in report["signs"]]) == (gap is not None)  # a NaN loss is still a point
+    text = run_cli("diagnose", str(path), "--fail-on", "never").stdout
+    assert "before it at steps 7, 14, 21, 28, 35, 42, 49, 56;" in text
+
+
+def test_a_log_without_steps_reports_log_entries(tmp_path: Path) -> None:
+    """No step in the rows: the spikes are the rows' places in the file (1-based), said as log entries,
+    and a null row before them is still counted as an entry."""
+    path = write_jsonl(tmp_path / "log.jsonl", spiky_rows(steps=False))
+    (tmp_path / "gap.jsonl").write_text("\n" + path.read_text())  # a blank line is no entry
+    rows = spiky_rows(steps=False)
+    rows[2]["loss"] = None
+    gapped = write_jsonl(tmp_path / "null.jsonl", rows)
+    for log in (path, tmp_path / "gap.jsonl", gapped):
+        sign = spike_sign(log)
+        assert "at log entries 7, 14, 21, 28, 35, 42, 49, 56;" in sign["evidence"], sign["evidence"]
+        assert sign["marks"] == {"series": "loss", "at": SPIKE_STEPS, "position": "log entry"}
+
+
+def test_steps_that_are_not_positions_are_reported_as_steps(tmp_path: Path) -> None:
+    """Logged every 10 steps, in all three file readers: the spike is at step 310, not at point 31."""
+    loss = [*falling()[:30], 5.0, *falling()[31:]]
+    rows = [{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(loss)]
+    rows.insert(5, {"step": 60, "eval_loss": 1.9})  # an evaluation row: its loss is missing, not a point
+    csv_path = tmp_path / "log.csv"
+    csv_path.write_text("step,loss,eval_loss\n" + "".join(f"{r['step']},{r.get('loss', '')},{r.get('eval_loss', '')}\n"
+                                                          for r in rows))
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"global_step": 600, "log_history": [{**r, "loss": None} if "eval_loss" in r else r
+                                                                     for r in rows]}))
+    for path in (write_jsonl(tmp_path / "log.jsonl", rows), csv_path, state):
+        sign = spike_sign(path)
+        assert "at step 310;" in sign["evidence"], (path, sign["evidence"])
+        assert sign["marks"]["at"] == [310]
+
+
+def test_tensorboard_spikes_are_at_the_event_steps(tmp_path: Path) -> None:
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(tmp_path / "tb"))
+    for i, loss in enumerate([*falling()[:30], 5.0, *falling()[31:]]):
+        writer.add_event(Event(step=5 * (i + 1), wall_time=1.0e9 + i,
+                               summary=Summary(value=[Summary.Value(tag="train/loss", simple_value=loss)])))
+    writer.close()
+    assert spike_sign(tmp_path / "tb")["marks"] == {"series": "loss", "at": [155], "position": "step"}
+
+
+def test_cycle_history_marks_are_its_points(tmp_path: Path) -> None:
+    """Each cycle counts its steps from 1 again: a spike is placed in the history, and said so."""
+    root = raft_history(tmp_path / "raft", [0.42, 0.48, 0.53])
+    rows = [json.loads(line) for line in (root / "cycle_2.jsonl").read_text().splitlines()]
+    rows[10]["loss"] = 5.0
+    write_jsonl(root / "cycle_2.jsonl", rows)
+    proc = run_cli("diagnose", "--cycles-dir", str(root), "--format", "json", "--fail-on", "never")
+    sign = next(s for s in json.loads(proc.stdout)["signs"] if s["code"] == "SIG001")
+    assert sign["marks"] == {"series": "loss", "at": [27], "position": "cycle-history point"}
+    assert "at cycle-history point 27;" in sign["evidence"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "needle"),
+    [
+        ("log.jsonl", '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": "abc"}\n', "log.jsonl:2: key 'loss': 'abc'"),
+        ("log.jsonl", '{"step": 1, "train/loss": [2.0]}\n', "log.jsonl:1: key 'train/loss': [2.0]"),
+        ("log.jsonl", '{"step": 1, "loss": 2.0, "kl": 0.1}\n{"step": 2, "loss": 2.0, "kl": "high"}\n',
+         "log.jsonl:2: key 'kl': 'high'"),
+        ("log.csv", "step,loss\n1,2.0\n2,abc\n", "log.csv:3: key 'loss': 'abc'"),
+        ("trainer_state.json", json.dumps({"log_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": "abc"}]}),
+         "trainer_state.json: log_history[1]: key 'loss': 'abc'"),
+        ("log.jsonl", '{"step": "one", "loss": 2.0}\n', "log.jsonl:1: key 'step': 'one' is not a step number"),
+    ],
+)
+def test_text_where_a_number_belongs_is_one_line_exit_2(tmp_path: Path, name: str, text: str, needle: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    proc = run_cli("diagnose", str(path))
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr and "(hint: " in proc.stderr, proc.stderr
+    assert str(tmp_path) in proc.stderr and proc.stdout == ""
+
+
+def test_a_text_column_beside_the_metrics_is_not_telemetry(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss,grad_norm,phase\n" + "".join(
+        f"{i + 1},{v},{g},{'warmup' if i < 5 else 'main'}\n" for i, (v, g) in enumerate(zip(falling(), HEALTHY_GRAD,
+                                                                                          strict=True))))
+    assert signs(str(path)) == []
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"step": i, "loss": None, "eval_loss": None} for i in range(1, 30)],
+        [{"step": i, "epoch": i / 10, "learning_rate": 2e-4} for i in range(1, 30)],
+    ],
+)
+def test_a_log_with_no_number_a_sign_reads_is_an_error(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
+    """Not an empty header and "no warning signs": every row lacks what the signs read."""
+    path = write_jsonl(tmp_path / "log.jsonl", rows)
+    proc = run_cli("diagnose", str(path))
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.count("\n") == 1 and f"{path}: no row has a number for loss" in proc.stderr, proc.stderr

@@ -103,8 +103,8 @@ def test_duplicate_key_with_the_same_value_keeps_its_first_line() -> None:
 
 
 @pytest.mark.parametrize(("name", "needle"), [
-    ("inf-step.jsonl", "row 1: key 'step': inf is not a step number"),
-    ("inf-step.csv", "row 1: key 'step': 'inf' is not a step number"),
+    ("inf-step.jsonl", "inf-step.jsonl:1: key 'step': inf is not a step number"),
+    ("inf-step.csv", "inf-step.csv:2: key 'step': 'inf' is not a step number"),
 ])
 def test_infinite_steps_are_named(name: str, needle: str) -> None:
     with pytest.raises(AdvisorError, match=needle):

@@ -58,6 +58,7 @@ def diagnose(
             if s.marks is not None:
                 marks.setdefault(s.marks[0], []).append((s.code, list(s.marks[1])))
         title = f"{tel.source}: " + (", ".join(s.code for s in result.signs) or "no warning signs")
-        png_lines(plot, curves, title=title, xlabel="logged point", ylabel="value", marks=marks)
+        xs = {k: [float(step) for step in tel.steps[k]] for k in curves}  # a null row leaves a gap, not a shift
+        png_lines(plot, curves, title=title, xlabel=tel.position, ylabel="value", marks=marks, xs=xs)
         sys.stderr.write(f"advisor: wrote {plot}\n")
     return exit_code((s.severity for s in result.signs), fail_on)

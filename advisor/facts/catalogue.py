@@ -78,6 +78,8 @@ LOG_FACTS: dict[str, str] = {
     "learning_rate": "learning rate per logged step (list)",
     "eval_loss": "evaluation loss per evaluation (list)",
     "max_grad_norm": "the clipping threshold of the run (--max-grad-norm, or the config's)",
+    "marked": "evidence only: the points the sign's `mark` flags, as the log places them ('steps 7, 14'; "
+              "'log entries 6, 13' where the log states no steps)",
     "cycle_score": "per-cycle metric, higher is better (verification rate; eval loss negated) (list)",
     "cycle_metric": "the per-cycle metric's name",
     "distinct_2": "distinct bigrams / all bigrams over the generated samples of the last cycle",

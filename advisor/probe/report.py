@@ -231,7 +231,7 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
     texts = [str(x["completion"]) for x in result.samples]
     if texts:
         facts["log.distinct_2"] = distinct_n(texts, 2)  # the seeds' "outputs become repetitive" (SIG005)
-    signs, unjudged = judge(book, facts) if result.steps else ([], [])
+    signs, unjudged = judge(book, facts, tel) if result.steps else ([], [])
     findings = plan_findings(book, plan)
     notes = list(plan.notes)
     spec = registries.method(plan.method)

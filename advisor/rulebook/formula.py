@@ -155,13 +155,15 @@ def _frac_at_least(xs: list[Any], threshold: float) -> float:
 
 
 def _spikes(xs: list[Any], ratio: float, window: int) -> list[int]:
-    """Indices (1-based) where a value exceeds ``ratio`` x the median of the ``window`` before it."""
-    vals = _finite(xs)
+    """Positions (1-based, in ``xs``) where a value exceeds ``ratio`` x the median of the ``window``
+    finite values before it. NaN / inf points are passed over, not dropped: a position after one is
+    still the series' own, so it names the same log row as the points around it."""
+    finite = [(i, float(x)) for i, x in enumerate(xs) if isinstance(x, (int, float)) and math.isfinite(x)]
     out = []
-    for i in range(3, len(vals)):
-        before = vals[max(0, i - int(window)):i]
-        if vals[i] > ratio * _median(before):
-            out.append(i + 1)
+    for k in range(3, len(finite)):
+        before = [v for _, v in finite[max(0, k - int(window)):k]]
+        if finite[k][1] > ratio * _median(before):
+            out.append(finite[k][0] + 1)
     return out
 
 

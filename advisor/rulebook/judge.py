@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from advisor.rulebook.formula import MissingFact, parse
 from advisor.rulebook.load import TEMPLATE, Rulebook
 from advisor.rulebook.lookup import fact_lookup
 from advisor.rulebook.model import Rule
+from advisor.telemetry import POSITIONS, Telemetry
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,24 @@ class Sign:
     evidence: str
     advice: str
     confidence: str
-    marks: tuple[str, tuple[int, ...]] | None = None  # (series, 1-based positions) for plots
+    marks: tuple[str, tuple[int, ...]] | None = None  # (series, 1-based positions in it) for plots
+    # the same points as the log places them: (a POSITIONS key, the steps or entry numbers)
+    placed: tuple[str, tuple[int, ...]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "marks"}
-        out["marks"] = {"series": self.marks[0], "at": list(self.marks[1])} if self.marks else None
+        out = {k: v for k, v in self.__dict__.items() if k not in ("marks", "placed")}
+        out["marks"] = None
+        if self.marks is not None:
+            position, at = self.placed or ("point", self.marks[1])
+            out["marks"] = {"series": self.marks[0], "at": list(at), "position": position}
         return out
+
+
+def placed_text(position: str, at: Sequence[int]) -> str:
+    """'steps 7, 14', 'log entry 6', 'no step': the marked points in a sign's evidence (log.marked)."""
+    if not at:
+        return f"no {position}"
+    return f"{position if len(at) == 1 else POSITIONS[position]} {fmt_value(list(at))}"
 
 
 @dataclass(frozen=True)
@@ -92,15 +105,20 @@ def applicable(book: Rulebook, facts: dict[str, Any]) -> list[Rule]:
     return [rule for rule in signal_rules(book) if _applies(rule, lookup)]
 
 
-def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjudged]]:
+def judge(book: Rulebook, facts: dict[str, Any], telemetry: Telemetry | None = None,
+          ) -> tuple[list[Sign], list[Unjudged]]:
     """The signs that show, and those that could not be judged with the reason (a series missing,
-    or shorter than the rule's ``needs``)."""
+    or shorter than the rule's ``needs``). ``telemetry``: where the series' points are in the log
+    (its steps), for the points a sign marks; without it they are the series' own positions."""
     lookup = fact_lookup(facts, book=book)
 
-    def render(template: str) -> str:
+    def render(template: str, marked: str | None) -> str:
+        # log.marked is the one fact that is the sign's own: the points its `mark` flags, in words
+        read = lookup if marked is None else fact_lookup({**facts, "log.marked": marked}, book=book)
+
         def one(match: Any) -> str:
             try:
-                return fmt_value(parse(match.group(1)).evaluate(lookup))
+                return fmt_value(parse(match.group(1)).evaluate(read))
             except (MissingFact, FormulaError):
                 return "?"
         return TEMPLATE.sub(one, template)
@@ -127,13 +145,16 @@ def judge(book: Rulebook, facts: dict[str, Any]) -> tuple[list[Sign], list[Unjud
             unjudged.append(Unjudged(rule.code, _too_few_finite(rule)))
             continue
         if shown:
-            marks = None
+            marks = placed = None
             if rule.mark is not None:
                 try:
                     marks = (rule.mark[0], tuple(int(i) for i in rule.mark[1].evaluate(lookup)))
                 except (MissingFact, FormulaError):
                     marks = None
+            if marks is not None:
+                placed = (("point", marks[1]) if telemetry is None
+                          else (telemetry.position, tuple(telemetry.place(*marks))))
             signs.append(Sign(code=rule.code, rule=rule.id, severity=rule.severity, summary=rule.summary,
-                              evidence=render(rule.evidence), advice=rule.advice, confidence=rule.confidence,
-                              marks=marks))
+                              evidence=render(rule.evidence, placed_text(*placed) if placed else None),
+                              advice=rule.advice, confidence=rule.confidence, marks=marks, placed=placed))
     return signs, unjudged
