@@ -35,9 +35,12 @@ class Schedule:
     within_cycle: dict[str, Any] = field(default_factory=dict)
 
 
+RAFT = "raft"  # the method this module schedules (rules/registry/methods.yaml)
+
+
 def resolve_raft(book: Rulebook, *, cycles: int, peft: str = "lora", sft_lr: float | None = None,
                  pins: dict[str, Any] | None = None, strategy: str | None = None) -> Recommendation:
-    facts = TaskFacts(method="raft", peft=peft, cycles=cycles, sft_learning_rate=sft_lr,
+    facts = TaskFacts(method=RAFT, peft=peft, cycles=cycles, sft_learning_rate=sft_lr,
                       lr_strategy=strategy).as_facts()
     return recommend(book, facts, {}, pins or {})
 
@@ -154,17 +157,19 @@ def compare_cell(lr: float) -> str:
     return f"{quantized}e{int(exp)}"
 
 
-def to_yaml(schedule: Schedule) -> str:
-    """The config snippet exactly as the seeds write it for the chosen strategy."""
+def to_yaml(schedule: Schedule, peft: str) -> str:
+    """The config snippet as the seeds write it for the chosen strategy, under the `# advisor: job` line
+    that tells `advisor validate` it is a RAFT schedule over these cycles (the seeds' keys do not say)."""
     # seed_style writes 5.0e-5, never 5e-5: YAML 1.1 loaders (PyYAML) read an exponent without a dot
     # as a string, and the snippet must read back as numbers.
+    job = f"# advisor: job method={RAFT} peft={peft} cycles={schedule.cycles}\n"
     if schedule.strategy == "constant":
-        return f"training:\n  learning_rate: {seed_style(schedule.base_lr)}  # same all cycles\n"
+        return f"{job}training:\n  learning_rate: {seed_style(schedule.base_lr)}  # same all cycles\n"
     if schedule.strategy == "exponential":
-        return (f"training:\n  base_learning_rate: {seed_style(schedule.base_lr)}\n"
+        return (f"{job}training:\n  base_learning_rate: {seed_style(schedule.base_lr)}\n"
                 f"  lr_decay_factor: {seed_style(schedule.decay or 1.0)}\n")
     rows = "".join(f"    cycle_{i}: {seed_style(lr)}\n" for i, lr in enumerate(schedule.lrs, 1))
-    return f"training:\n  learning_rate_schedule:\n{rows}"
+    return f"{job}training:\n  learning_rate_schedule:\n{rows}"
 
 
 def to_dict(schedule: Schedule) -> dict[str, Any]:
@@ -187,6 +192,7 @@ class ScheduleResult:
     samples: int | None = None
     micro_batch: int | None = None
     accumulation: int | None = None
+    peft: str = "lora"  # what the plan was built for, written in the yaml snippet's job line
 
     def as_dict(self) -> dict[str, Any]:
         out = to_dict(self.plan)
@@ -222,4 +228,5 @@ def run(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float | N
     plan = build(book, strategy=strategy, cycles=cycles, base_lr=base_lr, decay=decay, manual=manual, peft=peft,
                  sft_lr=sft_lr, samples=samples, micro_batch=micro_batch, accumulation=accumulation)
     rows = compare(book, cycles=plan.cycles, base_lr=plan.base_lr, peft=peft, sft_lr=sft_lr) if compare_decays else None
-    return ScheduleResult(plan, rows, advice(book, plan) if with_advice else None, samples, micro_batch, accumulation)
+    return ScheduleResult(plan, rows, advice(book, plan) if with_advice else None, samples, micro_batch, accumulation,
+                          peft)

@@ -54,16 +54,17 @@ def test_steps_per_cycle_worked_example_and_terminal_plot() -> None:
 
 
 def test_yaml_snippets_are_the_seeds_and_round_trip_through_validate(tmp_path: Path) -> None:
+    job = "# advisor: job method=raft peft=lora cycles=5\n"  # what validate checks the snippet as
     constant = run_cli("schedule", "--strategy", "constant", "--base-lr", "5e-5", "--format", "yaml").stdout
-    assert constant == "training:\n  learning_rate: 5.0e-5  # same all cycles\n"
+    assert constant == job + "training:\n  learning_rate: 5.0e-5  # same all cycles\n"
     exponential = run_cli("schedule", "--base-lr", "5e-5", "--decay", "0.85", "--format", "yaml").stdout
-    assert exponential == "training:\n  base_learning_rate: 5.0e-5\n  lr_decay_factor: 0.85\n"
+    assert exponential == job + "training:\n  base_learning_rate: 5.0e-5\n  lr_decay_factor: 0.85\n"
     # PyYAML (YAML 1.1) reads the numbers back as numbers, not as the string '5e-5'
     assert yaml.safe_load(constant)["training"]["learning_rate"] == 5e-5
     assert yaml.safe_load(exponential)["training"] == {"base_learning_rate": 5e-5, "lr_decay_factor": 0.85}
     manual = run_cli("schedule", "--strategy", "manual", "--format", "yaml",
                      "--schedule", "cycle_1=5e-5,cycle_2=4e-5,cycle_3=3e-5,cycle_4=2.5e-5,cycle_5=2e-5").stdout
-    assert manual == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
+    assert manual == (job + "training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
                       "    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
     assert yaml.safe_load(manual)["training"]["learning_rate_schedule"]["cycle_4"] == 2.5e-5
     paths = []
@@ -79,13 +80,20 @@ def test_yaml_snippets_are_the_seeds_and_round_trip_through_validate(tmp_path: P
     findings = {Path(f["path"]).stem: [x["code"] for x in f["findings"]] for f in report["files"]}
     assert findings["constant"] == ["VRF001"]  # a constant LR over 8 cycles: the seeds' degradation warning
     assert findings["exponential"] == [] and findings["manual"] == []
+    # without the flags, the job line says RAFT over 5 cycles: a constant LR is then within the seeds' limit
+    own = json.loads(run_cli("validate", *paths, "--model", "llama-8b", "--format", "json", "--no-detect").stdout)
+    assert all(not f["error"] and not [x for x in f["findings"] if x["code"].startswith("VRF")] for f in own["files"])
+    long = tmp_path / "long.yaml"
+    long.write_text(run_cli("schedule", "--strategy", "constant", "--cycles", "8", "--format", "yaml").stdout)
+    eight = json.loads(run_cli("validate", str(long), "--model", "llama-8b", "--format", "json", "--no-detect").stdout)
+    assert [x["code"] for x in eight["files"][0]["findings"]] == ["VRF001"]
     assert report["files"][2]["config"]["values"]["learning_rate_schedule"]["value"] == [5e-5, 4e-5, 3e-5, 2.5e-5, 2e-5]
 
 
 def test_manual_strategy_without_a_schedule_is_the_seeds_strategy_c() -> None:
     seed = run_cli("schedule", "--strategy", "manual", "--format", "yaml").stdout
-    assert seed == ("training:\n  learning_rate_schedule:\n    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n"
-                    "    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
+    assert seed == ("# advisor: job method=raft peft=lora cycles=5\ntraining:\n  learning_rate_schedule:\n"
+                    "    cycle_1: 5.0e-5\n    cycle_2: 4.0e-5\n    cycle_3: 3.0e-5\n    cycle_4: 2.5e-5\n    cycle_5: 2.0e-5\n")
     plan = json.loads(run_cli("schedule", "--strategy", "manual", "--cycles", "7", "--format", "json").stdout)
     assert plan["sources"] == {"learning_rate_schedule": {"source": "rule", "detail": "lr-raft-manual-schedule"}}
     assert [c["learning_rate"] for c in plan["per_cycle"]] == [5e-5, 4e-5, 3e-5, 2.5e-5, 2e-5, 2e-5, 2e-5]

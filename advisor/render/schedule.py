@@ -23,7 +23,7 @@ def to_json(result: ScheduleResult) -> str:
 def to_yaml(result: ScheduleResult) -> str:
     from advisor.schedule import to_yaml as snippet
 
-    return snippet(result.plan)
+    return snippet(result.plan, result.peft)
 
 
 def render_text(result: ScheduleResult, console: Console) -> None:
