@@ -168,7 +168,7 @@ def as_trained(cfg: TrainingConfig, facts: dict[str, Any]) -> dict[str, Any]:
     """The config's values, and for each key it omits what its trainer trains with (formats.yaml
     `defaults`: Axolotl does not checkpoint unless told, TRL's lora_alpha is 32), not advisor's advice."""
     stated = {name: v.value for name, v in cfg.values.items()}
-    return {**formats()[cfg.format].defaults_for(str(facts["task.variant"]), stated), **stated}
+    return {**formats()[cfg.format].defaults_for(str(facts.get("task.variant")), stated), **stated}
 
 
 def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dict[str, Any],
@@ -270,7 +270,8 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
                 rec.parameters.pop(name, None)
     if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
         facts.update(_memory_facts(book, cfg, gpu, facts, rec, over))
-    for finding in [*run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p]),
+    for finding in [*run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p],
+                                as_trained(cfg, facts)),
                     *_read_as_findings(book, cfg)]:
         if not selection.wants(finding.code):
             continue

@@ -145,6 +145,30 @@ def test_trls_own_parser_takes_the_trl_config_with_extra_keys_refused(
     assert script.dataset_name == "REPLACE_ME"
 
 
+@pytest.mark.parametrize("num_generations", [16, 32])
+def test_trl_starts_an_evaluating_grpo_export_whose_groups_outgrow_the_default_eval_batch(
+        book: Rulebook, tmp_path: Path, num_generations: int) -> None:
+    """GRPOConfig refuses a run that evaluates when per_device_eval_batch_size x processes holds no whole
+    group; TrainingArguments' default eval batch (8) holds none of 16 or 32 on one GPU."""
+    pytest.importorskip("trl")
+    from transformers import HfArgumentParser
+
+    rec, tc, raw = _exported(book, "trl", tmp_path, model="llama-8b", method="grpo", gpu="h100",
+                             pins={"num_generations": num_generations})
+    assert (raw["num_generations"], raw["eval_strategy"]) == (num_generations, "steps")
+    raw["bf16"] = False  # TrainingArguments refuses bf16 on a machine without a bf16 GPU (this one)
+    path = tmp_path / "grpo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _, config, _ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
+    assert config.per_device_eval_batch_size == rec.parameters["eval_micro_batch_size"].value
+    assert (config.per_device_eval_batch_size * config.world_size) % num_generations == 0
+    # eight GPUs share each group: no eval batch above the micro-batch is needed
+    rec = api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", gpu="h100", gpus=8,
+                        pins={"num_generations": num_generations}, detect_gpu=False)
+    per_gpu = rec.parameters["eval_micro_batch_size"].value
+    assert per_gpu == rec.parameters["micro_batch_size"].value and (per_gpu * 8) % num_generations == 0
+
+
 def _trl_classes(tc: TrainerConfig) -> list[Any]:
     """The classes `trl <method>` parses the file with (its script arguments, the config, ModelConfig), found
     where TRL 1.16 keeps them: trl, its scripts (GRPOScriptArguments) or trl.experimental (CPOConfig)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,17 +60,21 @@ def _envelope(rec: Recommendation | None, name: str, end: int) -> Any:
 
 
 def make_lookup(facts: dict[str, Any], cfg: TrainingConfig, rec: Recommendation | None,
-                book: Rulebook | None = None) -> Callable[[str], Any]:
-    """A check reads the config (``config.``), the recommendation (``params.``) and its envelope
-    (``lo.`` / ``hi.``) besides the facts."""
+                book: Rulebook | None = None, trained: Mapping[str, Any] | None = None) -> Callable[[str], Any]:
+    """A check reads the config (``config.``), what its trainer trains with (``trained.``: the config's
+    value, else the trainer's default for a key it omits; the config's alone when ``trained`` is not
+    given), the recommendation (``params.``) and its envelope (``lo.`` / ``hi.``) besides the facts."""
     def config(attr: str) -> Any:
         return cfg.values[attr].value if attr in cfg.values else MISSING
+
+    def as_trained(attr: str) -> Any:
+        return trained.get(attr, MISSING) if trained is not None else config(attr)
 
     def params(attr: str) -> Any:
         return rec.parameters[attr].value if rec is not None and attr in rec.parameters else MISSING
 
     return fact_lookup(facts, book=book, namespaces={
-        "config": config, "params": params,
+        "config": config, "trained": as_trained, "params": params,
         "lo": lambda attr: _envelope(rec, attr, 0), "hi": lambda attr: _envelope(rec, attr, 1)})
 
 
@@ -85,8 +89,8 @@ def _render(template: str, lookup: Callable[[str], Any]) -> str:
 
 
 def run_checks(book: Rulebook, cfg: TrainingConfig, facts: dict[str, Any], rec: Recommendation | None,
-               default_key: Callable[[str], str]) -> list[Finding]:
-    lookup = make_lookup(facts, cfg, rec, book)
+               default_key: Callable[[str], str], trained: Mapping[str, Any] | None = None) -> list[Finding]:
+    lookup = make_lookup(facts, cfg, rec, book, trained)
     findings: list[Finding] = []
     for rule in sorted((r for r in book.rules.values() if r.kind == "check"), key=lambda r: r.code):
         try:

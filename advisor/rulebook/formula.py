@@ -19,8 +19,8 @@ from typing import Any
 from advisor.errors import FormulaError
 from advisor.safeio import clip
 
-NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "lo", "hi", "log", "coef")
-PARAM_NAMESPACES = ("params", "baseline", "config", "lo", "hi")  # names after the dot are parameters
+NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "trained", "lo", "hi", "log", "coef")
+PARAM_NAMESPACES = ("params", "baseline", "config", "trained", "lo", "hi")  # names after the dot are parameters
 COEF = "coef"  # coef.lr_sft_full reads the coefficient lr-sft-full (a name cannot hold '-')
 
 
