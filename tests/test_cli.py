@@ -151,7 +151,7 @@ def test_rules_list_and_show() -> None:
     assert run_cli("rules", "show", "lr-by-hidden-size").returncode == 0
     check = run_cli("rules", "show", "VTM003")
     assert check.returncode == 0 and "fails when: len(difference(config.lora_target_modules" in check.stdout
-    assert "error on lora_target_modules" in check.stdout and "--fix writes: params.lora_target_modules" in check.stdout
+    assert "error on lora_target_modules" in check.stdout and "--fix writes: model.linear_modules" in check.stdout
 
 
 def test_models_and_gpus() -> None:
@@ -304,3 +304,16 @@ def test_every_recommended_value_says_where_it_came_from() -> None:
     assert params["learning_rate"]["provenance"] == {"source": "evidence", "detail": "lr-evidence"}
     assert params["optimizer"]["provenance"]["source"] == "rule"
     assert all(p["provenance"]["source"] in ("flag", "pin", "evidence", "rule") for p in params.values())
+
+
+def test_a_pinned_optimizer_advisor_does_not_know_is_kept_with_a_warning() -> None:
+    """Trainers know optimizers advisor does not (it passes them through), but its memory model then
+    counts AdamW's states: the user hears that, with the nearest known name."""
+    rec = json.loads(run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "optimizer=adamw_foo",
+                             "--format", "json", "--no-detect").stdout)
+    assert rec["parameters"]["optimizer"]["value"] == "adamw_foo"
+    assert any(w.startswith("--set optimizer=adamw_foo: not an optimizer advisor knows") and "did you mean" in w
+               for w in rec["warnings"])
+    known = json.loads(run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "optimizer=adamw_8bit",
+                               "--format", "json", "--no-detect").stdout)
+    assert not any("not an optimizer advisor knows" in w for w in known["warnings"])

@@ -486,3 +486,29 @@ def test_lora_modules_to_save_copies_match_peft_after_an_adamw_step(book: Rulebo
     held += sum(t.numel() * t.element_size() for p in copies for t in opt.state[p].values() if t.dim())
     assert predicted == pytest.approx(held)
     assert sum(p.numel() for p in copies) == 2 * shape["vocab_size"] * shape["hidden_size"]  # a tied head is copied too
+
+
+def test_sgd_as_the_trainer_builds_it_keeps_no_state_and_is_sized_so(book: Rulebook, tmp_path: Path) -> None:
+    """transformers' optim sgd is torch's SGD without momentum: after a real step it holds no state
+    tensor (AdamW holds two per parameter), so full fine-tuning counts fp32 master weights only."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    held = {}
+    for optim in ("sgd", "adamw_torch"):
+        args = TrainingArguments(output_dir=str(tmp_path / optim), optim=optim, use_cpu=True, report_to=[])
+        opt = Trainer(model=model, args=args).create_optimizer()
+        ids = torch.randint(0, 64, (1, 8))
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        held[optim] = sum(1 for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0)
+        model.zero_grad()
+    assert held["sgd"] == 0 and held["adamw_torch"] == 2 * sum(1 for _ in model.parameters())
+    j = job(book, "llama-8b", peft="full")
+    base = resolved(book, "llama-8b", peft="full")
+    sgd, adamw = (estimate(book, j, {**base, "optimizer": o}) for o in ("sgd", "adamw_torch"))
+    per = {o: next(i for i in e.items if i.name.startswith("optimizer (")).gb for o, e in (("sgd", sgd), ("adamw", adamw))}
+    assert per["sgd"] == pytest.approx(per["adamw"] / 3)  # 4 B of fp32 master against 4 + 8
+    assert "optimizer step buffer" not in {i.name for i in sgd.items}

@@ -359,16 +359,18 @@ class _Builder:
             self._pure_bf16()
         elif s.peft == "full":
             cid = "full-ft-8bit-optimizer-bytes-per-param" if k.eight_bit(s.optimizer) else "full-ft-bytes-per-param"
-            per = k[cid]
+            states_id = k.optimizer_states(s.optimizer)
+            # ZeRO's 16 bytes hold AdamW's states: another optimizer's take their place (SGD keeps none)
+            per = k[cid] + (0 if k.eight_bit(s.optimizer) else k[states_id] - k["adamw-state-bytes"])
             self.add_weights("weights (16-bit)", c.total, e, ("bytes-16bit",))
             self.add_grads("gradients (16-bit)", c.total, e, ("bytes-16bit",))
-            states_id = k.optimizer_states(s.optimizer)
             paged = k[states_id] if k.paged(s.optimizer) else 0.0
             n = self.share(c.total, "optimizer_states")
             if not self.offloaded("optimizer"):
+                swapped = () if k.eight_bit(s.optimizer) or states_id == "adamw-state-bytes" else (states_id,)
                 self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
                          f"{_b(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer}){self.over('optimizer_states')}",
-                         (cid,))
+                         (cid, *swapped))
                 self.add_paged(n, states_id)
         else:
             self._frozen_weights()

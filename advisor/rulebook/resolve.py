@@ -17,6 +17,7 @@ left that row's range.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -433,6 +434,19 @@ def _inapplicable_pins(resolver: Resolver, facts: dict[str, Any]) -> None:
             f"{', '.join(r.code for r in setters)} sets it here); kept as you gave it")
 
 
+def _unknown_optimizer_pin(resolver: Resolver) -> None:
+    """A pinned optimizer the registry does not hold is passed through (trainers know more than advisor
+    does), but the memory model then counts AdamW's states and the LR bands are AdamW's: say so."""
+    name = resolver.pins.get("optimizer")
+    if name is None or str(name).lower() in resolver.book.optimizers:
+        return
+    near = difflib.get_close_matches(str(name).lower(), list(resolver.book.optimizers), n=1)
+    resolver.warnings.append(
+        f"--set optimizer={name}: not an optimizer advisor knows (rules/registry/optimizers.yaml"
+        f"{f'; did you mean {near[0]}?' if near else ''}): the memory model counts AdamW's states for it, "
+        "and the trainer may refuse the name")
+
+
 def _provenance(book: Rulebook, setter: Rule | None, *, pinned: bool) -> Provenance:
     """A pin's, a rule's, or the evidence's: a rule whose formulas read coefficients fitted to the
     evidence set (a coefficient with a `fit:`) sets its value from the published runs."""
@@ -472,6 +486,7 @@ def recommend(book: Rulebook, facts: dict[str, Any], fact_sources: dict[str, dic
         _held_back(name, parameters[name], resolver.warnings)
         _calibration_held(name, parameters[name], book, resolver.warnings)
     _inapplicable_pins(resolver, facts)
+    _unknown_optimizer_pin(resolver)
     _batch_consistency(parameters, facts, resolver.warnings)
     left_out = sorted(resolver.left_out.values(), key=lambda x: (x.missing_fact, x.parameter, x.rule))
     return Recommendation(facts=fact_sources, parameters=parameters, left_out=left_out,
