@@ -159,6 +159,19 @@ def test_unknown_gpu(book: Rulebook) -> None:
         resolve_gpu(book, name="h1000", memory_gb=None, count=None)
 
 
+def test_a_name_two_cards_share_is_asked_about_not_guessed(book: Rulebook) -> None:
+    """"a100" is an A100 40GB or 80GB: sizing for the 80 GB card would run the 40 GB one out of memory."""
+    from advisor.facts.hardware import shared_gpu_names
+
+    assert shared_gpu_names(book)["a100"] == ["a100-80gb", "a100-40gb"]
+    with pytest.raises(FactError, match=r"GPU 'A100' is sold with 80 GB or 40 GB: say which") as err:
+        resolve_gpu(book, name="A100", memory_gb=None, count=None)
+    assert "--gpu a100-80gb or --gpu a100-40gb" in str(err.value.hint)
+    assert resolve_gpu(book, name="a100-40", memory_gb=None, count=None).name == "a100-40gb"
+    entry = lookup_gpu(book, "NVIDIA A100-SXM4-40GB", fuzzy=True)  # nvidia-smi names the size
+    assert entry is not None and entry["id"] == "a100-40gb"
+
+
 def test_gpu_flags_validate(book: Rulebook) -> None:
     with pytest.raises(FactError, match="--gpus"):
         resolve_gpu(book, name="h100", memory_gb=None, count=0)

@@ -436,8 +436,8 @@ def test_a_bigger_gpu_keeps_bf16_when_the_job_has_it(book: Rulebook) -> None:
 
 def test_ppo_counts_its_value_model_trained_in_full_and_its_frozen_reward_model(book: Rulebook) -> None:
     """TRL's PPOTrainer wraps only the policy with peft; the value model trains in full beside it."""
-    ppo = api.recommend(book=book, model="llama-8b", method="ppo", peft="lora", gpu="a100", detect_gpu=False)
-    grpo = api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", gpu="a100", detect_gpu=False,
+    ppo = api.recommend(book=book, model="llama-8b", method="ppo", peft="lora", gpu="a100-80gb", detect_gpu=False)
+    grpo = api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", gpu="a100-80gb", detect_gpu=False,
                          pins={"micro_batch_size": ppo.parameters["micro_batch_size"].value})
     assert ppo.memory is not None and grpo.memory is not None
     items = {i.name: i.gb for i in ppo.memory.items}

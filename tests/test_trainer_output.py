@@ -36,7 +36,7 @@ TRAINERS = registries.writable_format_ids()
 
 
 def _recommend(book: Rulebook, method: str, peft: str, variant: str | None) -> Recommendation:
-    return api.recommend(book=book, model="llama-8b", method=method, peft=peft, gpu="a100", variant=variant,
+    return api.recommend(book=book, model="llama-8b", method=method, peft=peft, gpu="a100-80gb", variant=variant,
                          cycles=4 if method == "raft" else None, dataset_size=2000 if method == "raft" else None,
                          detect_gpu=False)
 
@@ -190,7 +190,7 @@ def _trl_classes(tc: TrainerConfig) -> list[Any]:
 
 def _exported(book: Rulebook, fmt: str, tmp_path: Path, **kwargs: Any) -> tuple[Recommendation, TrainerConfig,
                                                                                  dict[str, Any]]:
-    rec = api.recommend(book=book, detect_gpu=False, **{"peft": "lora", "gpu": "a100", **kwargs})
+    rec = api.recommend(book=book, detect_gpu=False, **{"peft": "lora", "gpu": "a100-80gb", **kwargs})
     tc = build(rec, fmt, book)
     path = tmp_path / f"{fmt}.yaml"
     path.write_text(render(tc))
@@ -220,7 +220,7 @@ def test_a_gpu_without_bf16_trains_in_fp16(book: Rulebook, tmp_path: Path, fmt: 
     rec, _, raw = _exported(book, fmt, tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="t4")
     assert rec.parameters["bf16"].value is False
     assert raw["bf16"] is False and raw["fp16"] is True  # transformers' fp16 defaults to False: fp32 otherwise
-    _, _, raw = _exported(book, fmt, tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="a100")
+    _, _, raw = _exported(book, fmt, tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="a100-80gb")
     assert raw["bf16"] is True and "fp16" not in raw
 
 
@@ -272,7 +272,7 @@ def test_advisors_own_validate_finds_nothing_wrong_with_advisors_export(
     from advisor.validate import Overrides, Selection, validate_file
 
     # a job that fits its GPU, so that the recommendation itself has nothing for validate to find
-    rec = api.recommend(book=book, model="llama-1b", method=method, peft="qlora", gpu="a100", variant=variant,
+    rec = api.recommend(book=book, model="llama-1b", method=method, peft="qlora", gpu="a100-80gb", variant=variant,
                         detect_gpu=False)
     assert not [w for w in rec.warnings if w.startswith("does not fit")]
     try:
@@ -282,7 +282,7 @@ def test_advisors_own_validate_finds_nothing_wrong_with_advisors_export(
         return
     path = tmp_path / f"{fmt}-{method}.yaml"
     path.write_text(render(tc))
-    gpu = resolve_gpu(book, name="a100", memory_gb=None, count=None, detect=False)
+    gpu = resolve_gpu(book, name="a100-80gb", memory_gb=None, count=None, detect=False)
     report = validate_file(path, book, gpu, Overrides(config_format=fmt), Selection())
     assert report.error is None, report.error
     found = [f"{f.code} {f.severity}: {f.message}" for f in report.findings if f.severity in ("warning", "error")]
@@ -367,7 +367,7 @@ def test_a_method_the_trainer_cannot_train_is_a_one_line_error() -> None:
 
 def test_the_command_writes_the_file_and_warns_on_stderr_about_what_it_cannot_express(tmp_path: Path) -> None:
     out = tmp_path / "ppo.yaml"
-    proc = run_cli("recommend", "--model", "llama-8b", "--method", "ppo", "--gpu", "a100", "--format", "llama-factory",
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "ppo", "--gpu", "a100-80gb", "--format", "llama-factory",
                    "-o", str(out), "--no-detect")
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()

@@ -53,12 +53,24 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", _VENDOR_WORDS.sub("", name.lower()))
 
 
-def gpu_names(book: Rulebook) -> dict[str, str]:
-    names: dict[str, str] = {}
+def _claims(book: Rulebook) -> dict[str, list[str]]:
+    claims: dict[str, list[str]] = {}
     for gid, entry in book.gpus.items():
         for n in [gid, entry["name"], *entry.get("aliases", [])]:
-            names[_norm(n)] = gid
-    return names
+            ids = claims.setdefault(_norm(n), [])
+            if gid not in ids:
+                ids.append(gid)
+    return claims
+
+
+def gpu_names(book: Rulebook) -> dict[str, str]:
+    """Each name, id or alias that one registry GPU claims."""
+    return {n: ids[0] for n, ids in _claims(book).items() if len(ids) == 1}
+
+
+def shared_gpu_names(book: Rulebook) -> dict[str, list[str]]:
+    """Names two or more entries claim: a card sold with more than one memory size ("a100": 40 or 80 GB)."""
+    return {n: ids for n, ids in _claims(book).items() if len(ids) > 1}
 
 
 def lookup_gpu(book: Rulebook, name: str, *, fuzzy: bool = False) -> dict[str, Any] | None:
@@ -68,6 +80,11 @@ def lookup_gpu(book: Rulebook, name: str, *, fuzzy: bool = False) -> dict[str, A
     names = gpu_names(book)
     if key in names:
         return book.gpus[names[key]]
+    shared = shared_gpu_names(book).get(key)
+    if shared is not None and not fuzzy:  # guessing the larger card would size batches that run out of memory
+        sizes = " or ".join(f"{book.gpus[g]['memory_gb']:g} GB" for g in shared)
+        raise FactError(f"GPU {name!r} is sold with {sizes}: say which",
+                        hint=f"--gpu {' or --gpu '.join(shared)}, or --gpu-mem GiB")
     if not fuzzy:
         return None
     hits = [(len(n), gid) for n, gid in names.items() if len(n) >= 2 and n in key]
