@@ -79,6 +79,9 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
         cycles = len(lrs)
     elif manual is not None:
         raise AdvisorError("--schedule goes with --strategy manual")
+    if decay is not None and strategy != "exponential":  # constant holds one LR, manual lists each cycle's
+        raise AdvisorError(f"--decay goes with --strategy exponential, not {strategy}",
+                           hint="drop --decay, or give --strategy exponential")
     cycles = 5 if cycles is None else cycles
     if not 1 <= cycles <= 1000:
         raise AdvisorError(f"--cycles: must be between 1 and 1000, got {cycles}")

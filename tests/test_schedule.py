@@ -130,9 +130,11 @@ def test_plot_png(tmp_path: Path) -> None:
         (("--strategy", "cosine"), "unknown strategy 'cosine'"),
         (("--base-lr", "3"), "--base-lr: 3.0 is not a learning rate"),
         (("--plot", "/nonexistent-dir/x.png"), "does not exist"),
+        (("--strategy", "constant", "--decay", "0.5"), "--decay goes with --strategy exponential, not constant"),
+        (("--strategy", "manual", "--decay", "0.5"), "--decay goes with --strategy exponential, not manual"),
     ],
 )
 def test_bad_input(args: tuple[str, ...], needle: str) -> None:
     proc = run_cli("schedule", *args)
-    assert proc.returncode == 2
+    assert proc.returncode == 2 and proc.stdout == ""  # refused before anything is printed
     assert proc.stderr.count("\n") == 1 and needle in proc.stderr

@@ -47,6 +47,10 @@ def schedule(
     from advisor.render.emit import check_format, emit
 
     check_format(fmt, RESULT)
+    if plot is not None:  # refused before the table is printed, not after
+        from advisor.output import check_target
+
+        check_target(plot)
     book = o.book(rules)
     result = sched.run(book, strategy=strategy, cycles=cycles, base_lr=base_lr, decay=decay, manual=manual,
                        peft=peft, sft_lr=sft_lr, samples=samples, micro_batch=micro_batch, accumulation=accumulation,
