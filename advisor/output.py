@@ -101,6 +101,13 @@ def fmt_number(v: float) -> str:
     return text
 
 
+def fmt_count(n: float) -> str:
+    """A parameter count: 8.03e9 -> '8.03B', 8.81e7 -> '88.1M', 2.4e4 -> '24.0K' (a test model from a config)."""
+    if n >= 1e8:  # not-knowledge: display thresholds
+        return f"{n / 1e9:.2f}B"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
 def fmt_value(v: Any) -> str:
     if isinstance(v, list):
         return ", ".join(fmt_value(x) for x in v)

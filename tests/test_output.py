@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
 
-from advisor.output import write_atomic
+from advisor.output import fmt_count, write_atomic
 from tests.conftest import run_cli
 
 
@@ -79,3 +80,13 @@ def test_validate_fix_in_place_through_a_link_fixes_the_target(tmp_path: Path) -
     assert "wrote" in proc.stderr and "1 fix(es)" in proc.stderr, proc.stderr
     assert link.is_symlink() and "learning_rate: 2.0e-05" in real.read_text(), real.read_text()
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["c.yaml"]
+
+
+def test_a_parameter_count_is_shown_at_its_own_scale(tmp_path: Path) -> None:
+    """A test model built from a config (24K parameters) is not '0.00B'."""
+    assert [fmt_count(n) for n in (8.03e9, 8.81e7, 3.5e5, 2.4e4)] == ["8.03B", "88.1M", "350.0K", "24.0K"]
+    tiny = {"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 128}
+    (tmp_path / "config.json").write_text(json.dumps(tiny))
+    out = run_cli("recommend", "--model", str(tmp_path / "config.json"), "--method", "sft", "--no-detect").stdout
+    assert "0.00B params" not in out and "K params" in out

@@ -27,6 +27,7 @@ from advisor.facts.job import JobFacts
 from advisor.facts.layers import cached_tokens
 from advisor.memory.knowledge import GIB, Knowledge, knowledge
 from advisor.memory.shapes import Counts, count
+from advisor.output import fmt_count
 from advisor.rulebook.load import Rulebook
 
 QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8", "gptq-int4")
@@ -228,7 +229,7 @@ def _gb(n_bytes: float) -> float:
 
 
 def _b(n: float) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.1f}M"
+    return fmt_count(n)
 
 
 class _Builder:

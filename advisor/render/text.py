@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.facts.model import describe_source
-from advisor.output import fmt_source, fmt_value
+from advisor.output import fmt_count, fmt_source, fmt_value
 from advisor.paths import shown_path
 from advisor.recommendation import ParameterValue, Recommendation, span
 from advisor.rulebook.model import Rule
@@ -77,7 +77,7 @@ def _facts_lines(rec: Recommendation) -> list[str]:
         moe = f", MoE {m['num_experts']}x top-{m['experts_per_token']}" if m.get("is_moe") else ""
         active = f" ({m['active_params_b']:.1f}B active)" if m.get("is_moe") else ""
         out.append(
-            f"model  {m.get('name')}: {m.get('family')}, {m.get('params_b', 0):.2f}B params{active}, "
+            f"model  {m.get('name')}: {m.get('family')}, {fmt_count(float(m.get('params_b') or 0) * 1e9)} params{active}, "
             f"hidden {m.get('hidden_size')}, {m.get('num_layers')} layers{moe}, context {m.get('max_position_embeddings')}"
             f"  [{describe_source(str(m.get('source')), m.get('source_detail') or '', m.get('revision'))}]"
         )
