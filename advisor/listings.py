@@ -118,6 +118,22 @@ class ModelListing:
 
 
 @dataclass
+class ModelView:
+    """`advisor models MODEL`: one model's facts as the rules read them, where they came from, and which
+    registry numbers no citable config.json copy checked."""
+
+    book: Rulebook
+    facts: Any  # advisor.facts.model.ModelFacts
+
+    def unverified(self) -> list[str] | str:
+        entry = self.book.models.get(self.facts.name)
+        return [] if entry is None or self.facts.source != "registry" else entry.get("unverified", [])
+
+    def as_data(self) -> Any:
+        return {**self.facts.as_dict(), "unverified": self.unverified()}
+
+
+@dataclass
 class GpuListing:
     book: Rulebook
 

@@ -317,3 +317,20 @@ def test_a_pinned_optimizer_advisor_does_not_know_is_kept_with_a_warning() -> No
     known = json.loads(run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "optimizer=adamw_8bit",
                                "--format", "json", "--no-detect").stdout)
     assert not any("not an optimizer advisor knows" in w for w in known["warnings"])
+
+
+def test_models_shows_one_model_as_the_rules_read_it(tmp_path: Path) -> None:
+    text = run_cli("models", "qwen2.5-7b")
+    assert text.returncode == 0 and text.stdout.startswith("qwen2.5-7b: qwen2, 7.62B params  [registry")
+    assert re.search(r"^  num_kv_heads +4$", text.stdout, re.M)
+    data = json.loads(run_cli("models", "xgen-7b-8k", "--format", "json").stdout)
+    assert data["hidden_size"] == 4096 and data["unverified"] == "all"
+    assert "every number" in run_cli("models", "xgen-7b-8k").stdout
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                               "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 64,
+                               "max_position_embeddings": 128}))
+    local = json.loads(run_cli("models", str(cfg), "--format", "json").stdout)
+    assert local["num_layers"] == 1 and local["unverified"] == []
+    bad = run_cli("models", "no-such-model-xyz")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown model 'no-such-model-xyz'" in bad.stderr

@@ -70,6 +70,10 @@ RENDERERS: dict[str, dict[str, str]] = {
         "text": "advisor.render.listings:models_text",
         "json": "advisor.render.listings:to_json",
     },
+    "advisor.listings.ModelView": {
+        "text": "advisor.render.listings:model_text",
+        "json": "advisor.render.listings:to_json",
+    },
     "advisor.listings.GpuListing": {
         "text": "advisor.render.listings:gpus_text",
         "json": "advisor.render.listings:to_json",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from advisor.output import fmt_count, fmt_value
 from advisor.render.table import Column, print_table
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from advisor.listings import GpuListing, ModelListing, RuleCheck, RuleListing, RuleView
+    from advisor.listings import GpuListing, ModelListing, ModelView, RuleCheck, RuleListing, RuleView
 
 
 def to_json(result: Any) -> str:
@@ -57,6 +58,26 @@ def models_text(result: ModelListing, console: Console) -> None:
                           Column("vocab", optional=True), Column("checked", optional=True)], rows)
     console.print("checked: no number marked unverified in rules/models.yaml, whose comments cite the config.json copies; "
                   "partly / no: `--format json` lists the keys under `unverified`", highlight=False, markup=False)
+
+
+def model_text(result: ModelView, console: Console) -> None:
+    from advisor.render.text import describe_source
+
+    data = result.facts.as_dict()
+    f = result.facts
+    console.print(f"{f.name}: {f.family}, {fmt_count(f.params_b * 1e9)} params"
+                  + (f" ({fmt_count(f.active_params_b * 1e9)} active)" if f.is_moe else "")
+                  + f"  [{describe_source(str(f.source), f.source_detail or '', f.revision)}]", highlight=False, markup=False)
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        if key in ("name", "source", "source_detail", "revision") or value in (None, [], {}):
+            continue
+        shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else fmt_value(value)
+        console.print(f"  {key:<{width}}  {shown}", highlight=False, markup=False)
+    unverified = result.unverified()
+    if unverified:
+        console.print("unverified (no citable config.json copy checked them): "
+                      + ("every number" if unverified == "all" else ", ".join(unverified)), highlight=False, markup=False)
 
 
 def gpus_text(result: GpuListing, console: Console) -> None:
