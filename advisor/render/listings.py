@@ -61,13 +61,11 @@ def models_text(result: ModelListing, console: Console) -> None:
 
 
 def model_text(result: ModelView, console: Console) -> None:
-    from advisor.render.text import describe_source
-
     data = result.facts.as_dict()
     f = result.facts
     console.print(f"{f.name}: {f.family}, {fmt_count(f.params_b * 1e9)} params"
                   + (f" ({fmt_count(f.active_params_b * 1e9)} active)" if f.is_moe else "")
-                  + f"  [{describe_source(str(f.source), f.source_detail or '', f.revision)}]", highlight=False, markup=False)
+                  + f"  [{f.describe_source()}]", highlight=False, markup=False)
     width = max(len(k) for k in data)
     for key, value in data.items():
         if key in ("name", "source", "source_detail", "revision") or value in (None, [], {}):
