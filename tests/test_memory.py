@@ -488,9 +488,10 @@ def test_lora_modules_to_save_copies_match_peft_after_an_adamw_step(book: Rulebo
     assert sum(p.numel() for p in copies) == 2 * shape["vocab_size"] * shape["hidden_size"]  # a tied head is copied too
 
 
-def test_sgd_as_the_trainer_builds_it_keeps_no_state_and_is_sized_so(book: Rulebook, tmp_path: Path) -> None:
+def test_sgd_and_adafactor_as_the_trainer_builds_them_keep_no_full_state_and_are_sized_so(book: Rulebook, tmp_path: Path) -> None:
     """transformers' optim sgd is torch's SGD without momentum: after a real step it holds no state
-    tensor (AdamW holds two per parameter), so full fine-tuning counts fp32 master weights only."""
+    tensor (AdamW holds two per parameter); its Adafactor keeps rows and columns, not full second
+    moments. So full fine-tuning with either counts fp32 master weights only."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
@@ -506,9 +507,18 @@ def test_sgd_as_the_trainer_builds_it_keeps_no_state_and_is_sized_so(book: Ruleb
         held[optim] = sum(1 for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0)
         model.zero_grad()
     assert held["sgd"] == 0 and held["adamw_torch"] == 2 * sum(1 for _ in model.parameters())
+    # Adafactor: a matrix keeps a row and a column vector, not a second moment its size
+    args = TrainingArguments(output_dir=str(tmp_path / "adafactor"), optim="adafactor", use_cpu=True, report_to=[])
+    opt = Trainer(model=model, args=args).create_optimizer()
+    ids = torch.randint(0, 64, (1, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    bound = sum(sum(p.shape[-2:]) if p.dim() >= 2 else p.numel() for p in model.parameters())
+    assert 0 < sum(v.numel() for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim()) <= bound
     j = job(book, "llama-8b", peft="full")
     base = resolved(book, "llama-8b", peft="full")
-    sgd, adamw = (estimate(book, j, {**base, "optimizer": o}) for o in ("sgd", "adamw_torch"))
-    per = {o: next(i for i in e.items if i.name.startswith("optimizer (")).gb for o, e in (("sgd", sgd), ("adamw", adamw))}
-    assert per["sgd"] == pytest.approx(per["adamw"] / 3)  # 4 B of fp32 master against 4 + 8
+    sgd, adamw, adafactor = (estimate(book, j, {**base, "optimizer": o}) for o in ("sgd", "adamw_torch", "adafactor"))
+    per = {o: next(i for i in e.items if i.name.startswith("optimizer (")).gb
+           for o, e in (("sgd", sgd), ("adamw", adamw), ("adafactor", adafactor))}
+    assert per["sgd"] == per["adafactor"] == pytest.approx(per["adamw"] / 3)  # 4 B of fp32 master against 4 + 8
     assert "optimizer step buffer" not in {i.name for i in sgd.items}
