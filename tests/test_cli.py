@@ -334,3 +334,13 @@ def test_models_shows_one_model_as_the_rules_read_it(tmp_path: Path) -> None:
     assert local["num_layers"] == 1 and local["unverified"] == []
     bad = run_cli("models", "no-such-model-xyz")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown model 'no-such-model-xyz'" in bad.stderr
+
+
+def test_a_list_pinned_as_a_comma_list_is_refused_with_the_list_syntax() -> None:
+    bad = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_target_modules=q_proj,v_proj",
+                  "--no-detect")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "is not a list_str" in bad.stderr and "--set 'lora_target_modules=[a, b]'" in bad.stderr
+    good = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_target_modules=[q_proj, v_proj]",
+                   "--format", "json", "--no-detect")
+    assert json.loads(good.stdout)["parameters"]["lora_target_modules"]["value"] == ["q_proj", "v_proj"]

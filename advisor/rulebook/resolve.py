@@ -89,7 +89,9 @@ def coerce(param: Parameter, value: Any, where: str, exact: bool = False) -> Any
             return [sig(float(v)) for v in value]
     except (TypeError, ValueError, OverflowError) as exc:
         article = "an" if kind[0] in "aeiou" else "a"
-        raise ResolveError(f"{where}: value {value!r} is not {article} {kind} (parameter {param.name!r})") from exc
+        hint = f"a YAML list, quoted for the shell: --set '{param.name}=[a, b]'" if kind.startswith("list") else None
+        raise ResolveError(f"{where}: value {value!r} is not {article} {kind} (parameter {param.name!r})",
+                           hint=hint) from exc
     raise ResolveError(f"{where}: parameter {param.name!r} has unknown type {kind!r}")
 
 
