@@ -11,6 +11,7 @@ from typing import Any
 
 from advisor import exitcodes as codes
 from advisor.configs.document import ConfigError, Document
+from advisor.configs.fix import fixable
 from advisor.configs.model import TrainingConfig
 from advisor.configs.readers import read_config
 from advisor.errors import AdvisorError, FactError
@@ -133,9 +134,15 @@ def job_of(book: Rulebook, cfg: TrainingConfig, over: Overrides,
     if peft not in PEFTS:
         peft = "lora"
     known = method if method in METHODS else None
-    named = getattr(over.job(cfg, "variant", comment), "value", None)
+    named = over.job(cfg, "variant", comment)
     if named is not None:
-        variant = check_variant(book.variants, known, str(named))
+        try:
+            variant = check_variant(book.variants, known, str(named.value))
+        except FactError as exc:
+            if named.source is Source.FLAG:  # the user's own --variant: a usage error
+                raise
+            # the report names the file; the line is the job comment's, and the flag's wording is not the file's
+            raise ConfigError(f"line {named.line}: {exc.message.removeprefix('--variant: ')}", hint=exc.hint) from exc
     else:
         loss = cfg.values["loss_type"].value if "loss_type" in cfg.values else None
         variant = variant_of(book.variants, known, loss)
@@ -257,10 +264,8 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
         report.job = {name: over.job(cfg, name, comment) for name in ("model", "method", "peft")}
         gpu = world_gpu(cfg, gpu, over)
         facts = _facts(book, cfg, gpu, over, comment)
-    except (ConfigError, FactError) as exc:
-        if isinstance(exc, FactError) and over.variant is not None:
-            raise  # the user's own --variant: a usage error
-        report.error = str(exc) if isinstance(exc, ConfigError) else f"{path}: '# advisor: job' comment: {exc}"
+    except ConfigError as exc:  # the file's own job comment
+        report.error = str(exc)
         return report
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
     if rec is not None:
@@ -270,8 +275,8 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
                 rec.parameters.pop(name, None)
     if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
         facts.update(_memory_facts(book, cfg, gpu, facts, rec, over))
-    for finding in [*run_checks(book, cfg, facts, rec, lambda p: default_keys(book, cfg.format)[p],
-                                as_trained(cfg, facts)),
+    keys = default_keys(book, cfg.format)
+    for finding in [*run_checks(book, cfg, facts, rec, keys.__getitem__, as_trained(cfg, facts)),
                     *_read_as_findings(book, cfg)]:
         if not selection.wants(finding.code):
             continue
@@ -280,10 +285,7 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
             continue
         report.findings.append(finding)
     report.findings.sort(key=lambda f: (f.line or 0, f.code))
-    from advisor.configs.fix import fixable
-
-    report.writes = {(f.code, f.parameter) for f in fixable(report.findings, cfg, own_keys(book, cfg.format),
-                                                            default_keys(book, cfg.format))}
+    report.writes = {(f.code, f.parameter) for f in fixable(report.findings, cfg, own_keys(book, cfg.format), keys)}
     return report
 
 
@@ -350,7 +352,7 @@ def write_fixed(book: Rulebook, report: FileReport, target: Path,
     fixable is left: VSQ002's smaller micro-batch can leave a generation batch VPM004 must round."""
     import tempfile
 
-    from advisor.configs.fix import apply_fixes, fixable
+    from advisor.configs.fix import apply_fixes
     from advisor.output import write_atomic
 
     cfg, doc = report.config, report.document

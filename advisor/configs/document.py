@@ -90,10 +90,12 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
     return loader.construct_object(node, deep=True)
 
 
-def read_document(path: Path) -> Document:
-    """Read ``path`` as YAML (JSON is read as YAML too, to keep lines). Errors are ConfigError, one line."""
-    text = read_text(path, limit=MAX_CONFIG_BYTES, what="training config", error=ConfigError,
-                     binary_hint="a YAML or JSON config is text")
+def read_document(path: Path, text: str | None = None) -> Document:
+    """Read ``path`` as YAML (JSON is read as YAML too, to keep lines), or ``text`` as the file at
+    ``path`` (an export read back before it is written). Errors are ConfigError, one line."""
+    if text is None:
+        text = read_text(path, limit=MAX_CONFIG_BYTES, what="training config", error=ConfigError,
+                         binary_hint="a YAML or JSON config is text")
     if not text.strip():
         raise ConfigError(f"{clip_path(path)}: empty file")
     syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "yaml"

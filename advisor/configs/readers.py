@@ -396,9 +396,10 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     return out
 
 
-def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[TrainingConfig, Document]:
+def read_config(path: Path, book: Rulebook, fmt: str | None = None,
+                text: str | None = None) -> tuple[TrainingConfig, Document]:
     check_config_format(fmt)
-    doc = read_document(path)
+    doc = read_document(path, text)
     kind = not_a_config(doc.data)
     if kind is not None:
         raise ConfigError(f"{doc.path}: this is {kind.name}, not a training config", hint=kind.hint)
@@ -415,7 +416,8 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None) -> tuple[Tra
         else:
             cfg.read_as.append(ReadAs(dup.key, dup.again, f"key '{dup.key}' is given twice with the same value (lines "
                                       f"{dup.first} and {dup.again}): the trainer reads one"))
-    cfg.read_as.extend(_misspelled_keys(doc, formats()[fmt], guessed=detected and formats()[fmt].fallback))
+    spec = formats()[fmt]
+    cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",

@@ -228,10 +228,6 @@ def _gb(n_bytes: float) -> float:
     return n_bytes / GIB
 
 
-def _b(n: float) -> str:
-    return fmt_count(n)
-
-
 class _Builder:
     def __init__(self, know: Knowledge, job: JobFacts, s: Setup) -> None:
         self.k, self.m, self.s = know, job.model, s
@@ -280,14 +276,14 @@ class _Builder:
         if self.offloaded("parameters"):
             return
         self.add(name, self.share(n_params, "parameters") * per,
-                 f"{_b(n_params)} params{what} x {size or f'{per:g} B'}{self.over('parameters')}", sources)
+                 f"{fmt_count(n_params)} params{what} x {size or f'{per:g} B'}{self.over('parameters')}", sources)
 
     def add_grads(self, name: str, n_params: float, per: float, sources: tuple[str, ...]) -> None:
         """Gradients: divided where they are sharded; with the optimizer in CPU RAM they go there too."""
         if self.offloaded("optimizer"):
             return
         self.add(name, self.share(n_params, "gradients") * per,
-                 f"{_b(n_params)} params x {per:g} B{self.over('gradients')}", sources, "grads")
+                 f"{fmt_count(n_params)} params x {per:g} B{self.over('gradients')}", sources, "grads")
 
     def sharding_notes(self) -> None:
         s = self.s
@@ -318,7 +314,7 @@ class _Builder:
                 n_bytes += k["zero3-prefetch-bucket-bytes"]
                 ids += ("zero3-prefetch-bucket-bytes",)
             self.add("all-gathered layers (sharded parameters made whole)", n_bytes,
-                     f"the largest layer ({_b(largest)} params): {how}", ids, "train")
+                     f"the largest layer ({fmt_count(largest)} params): {how}", ids, "train")
             total += n_bytes
         if s.sharding in ("zero2", "zero3") and s.trainer != "deepspeed-zero2":
             buckets = k["zero-reduce-bucket-bytes"]
@@ -340,12 +336,12 @@ class _Builder:
         if self.offloaded("optimizer"):
             n_bytes += trainable * k["offload-optimizer-cpu-bytes"]
             ids.append("offload-optimizer-cpu-bytes")
-            parts.append(f"{_b(trainable)} trainable x {k['offload-optimizer-cpu-bytes']:g} B")
+            parts.append(f"{fmt_count(trainable)} trainable x {k['offload-optimizer-cpu-bytes']:g} B")
         if self.offloaded("parameters"):
             params = c.total + 2 * self.value_params()  # PPO: the value and reward models' weights too
             n_bytes += params * k["offload-parameters-cpu-bytes"]
             ids.append("offload-parameters-cpu-bytes")
-            parts.append(f"{_b(params)} params x {k['offload-parameters-cpu-bytes']:g} B")
+            parts.append(f"{fmt_count(params)} params x {k['offload-parameters-cpu-bytes']:g} B")
         factor = k["offload-cpu-buffer-factor"]
         ids.append("offload-cpu-buffer-factor")
         per_node = n_bytes / nodes * factor
@@ -370,8 +366,8 @@ class _Builder:
             if not self.offloaded("optimizer"):
                 swapped = () if k.eight_bit(s.optimizer) or states_id == "adamw-state-bytes" else (states_id,)
                 self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
-                         f"{_b(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer}){self.over('optimizer_states')}",
-                         (cid, *swapped))
+                         f"{fmt_count(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})"
+                         f"{self.over('optimizer_states')}", (cid, *swapped))
                 self.add_paged(n, states_id)
         else:
             self._frozen_weights()
@@ -405,7 +401,7 @@ class _Builder:
         if not self.offloaded("optimizer"):
             self.add(f"{method} value model optimizer (fp32 master + states)",
                      self.share(n, "optimizer_states") * (per - 2 * e),
-                     f"{_b(n)} params x {per - 2 * e:g} B{self.over('optimizer_states')}",
+                     f"{fmt_count(n)} params x {per - 2 * e:g} B{self.over('optimizer_states')}",
                      ("full-ft-bytes-per-param", "value-reward-model-params-ratio"))
         self.notes.append(f"{method}: the value and reward models are counted at {ratio:g} x the policy's size "
                           "(value-reward-model-params-ratio); a smaller value or reward model needs less")
@@ -426,7 +422,7 @@ class _Builder:
             halved = k.states_in_param_dtype(s.optimizer)
             per = k[sid] * (e / k["bytes-fp32"] if halved else 1)
             self.add("optimizer states (bf16, no fp32 master)" if halved else "optimizer states", n * per,
-                     f"{_b(c.total)} params x {per:g} B ({s.optimizer}){self.over('optimizer_states')}",
+                     f"{fmt_count(c.total)} params x {per:g} B ({s.optimizer}){self.over('optimizer_states')}",
                      (sid, "bytes-16bit", "bytes-fp32") if halved else (sid,))
         self.notes.append("pure bf16: no fp32 master weights; updates smaller than bf16's resolution are lost "
                           "(the reason mixed precision keeps them)")
@@ -434,7 +430,7 @@ class _Builder:
     def add_paged(self, n_params: float, states_id: str) -> None:
         if self.k.paged(self.s.optimizer):
             self.add("optimizer states (paged)", n_params * self.k[states_id],
-                     f"{_b(n_params)} params x {self.k[states_id]:g} B in CUDA managed memory: outside torch's "
+                     f"{fmt_count(n_params)} params x {self.k[states_id]:g} B in CUDA managed memory: outside torch's "
                      "allocator, moved to CPU RAM when the GPU runs short", (states_id,), "paged")
 
     def _frozen_weights(self) -> None:
@@ -499,7 +495,7 @@ class _Builder:
         state_bytes = k[states] * scale
         dtype = ", in the copies' 16-bit dtype" if halved else ""
         self.add(f"lora_modules_to_save optimizer states ({what})", self.share(n, "optimizer_states") * state_bytes,
-                 f"{_b(n)} params x {state_bytes:g} B ({s.optimizer}{dtype})",
+                 f"{fmt_count(n)} params x {state_bytes:g} B ({s.optimizer}{dtype})",
                  (states, "bytes-16bit", "bytes-fp32") if halved else (states,))
 
     def _adapters(self) -> None:
@@ -523,7 +519,7 @@ class _Builder:
             per = sum(k[i] for i in ids)
         what = "weights, gradients" + (", optimizer" if len(ids) != 2 else "")
         self.add(f"LoRA adapters ({what})", c.lora * per,
-                 f"{_b(c.lora)} params (rank {s.lora_rank}, {', '.join(c.lora_modules)}) x {per:g} B", ids)
+                 f"{fmt_count(c.lora)} params (rank {s.lora_rank}, {', '.join(c.lora_modules)}) x {per:g} B", ids)
         if c.unmatched_targets:
             self.notes.append(f"LoRA targets matching no linear module (no adapter): {', '.join(c.unmatched_targets)}")
 
@@ -613,7 +609,7 @@ class _Builder:
                      f"{k[logit_id]:g} B",
                      (logit_id,), "train")
             self.add("lm_head 16-bit copy (saved for backward)", head_copy,
-                     f"{_b(self.outputs * h)} params x {e:g} B: the fp32 {'score head' if s.score_head else 'lm_head'} "
+                     f"{fmt_count(self.outputs * h)} params x {e:g} B: the fp32 {'score head' if s.score_head else 'lm_head'} "
                      "cast under autocast",
                      ("kbit-upcast-bytes", "bytes-16bit"), "train")
         transient = 0.0
@@ -621,7 +617,7 @@ class _Builder:
             # a quantized layer dequantizes its weight while it runs: at the peak only when the peak is a layer
             transient = c.largest_linear() * e
             self.add("dequantized weight (transient)", transient,
-                     f"the largest quantized layer ({_b(c.largest_linear())} params) in 16-bit", ("bytes-16bit",), "train")
+                     f"the largest quantized layer ({fmt_count(c.largest_linear())} params) in 16-bit", ("bytes-16bit",), "train")
         if s.trainer == "deepspeed-zero2":
             buckets = k["deepspeed-zero2-buckets"]
             transient += buckets
@@ -641,11 +637,11 @@ class _Builder:
         halve = s.pure_bf16 or (s.peft != "full" and s.adapter_dtype == "bf16")  # the buffer has the states' dtype
         per = k[sid] * (k["bytes-16bit"] / k["bytes-fp32"] if halve else 1)
         n_bytes = trainable * per
-        detail = f"{_b(trainable)} trainable params x {per:g} B"
+        detail = f"{fmt_count(trainable)} trainable params x {per:g} B"
         if s.peft != "full" and (saved := sum(self.saved_modules().values())):
             saved_per = k[sid] * self.saved_state_scale()
             n_bytes += saved * saved_per
-            detail += f" + {_b(saved)} lora_modules_to_save x {saved_per:g} B"
+            detail += f" + {fmt_count(saved)} lora_modules_to_save x {saved_per:g} B"
         self.add("optimizer step buffer", n_bytes, f"{detail} ({s.optimizer}: foreach AdamW's sqrt of the second "
                  "moment)", (sid,), "step")
         return n_bytes

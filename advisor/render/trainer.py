@@ -367,7 +367,6 @@ def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> st
     """Read the file back as validate will, and name the job where its keys say another: RAFT is SFT to
     every trainer, and a TRL ORPOConfig has no key naming ORPO. Without it, validate would judge RAFT's
     quarter LR, or ORPO's, by the SFT or DPO bands, and --fix would undo it."""
-    import tempfile
     from pathlib import Path
 
     from advisor.configs.readers import read_config
@@ -376,11 +375,8 @@ def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> st
 
     task = rec.facts.get("task", {})
     method, variant, cycles = str(task.get("method")), str(task.get("variant") or task.get("method")), task.get("cycles")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "export.yaml"
-        path.write_text(text, encoding="utf-8")
-        cfg, doc = read_config(path, book, fmt)
-        got_method, _, got_variant, got_cycles = job_of(book, cfg, Overrides(), job_comment(doc))
+    cfg, doc = read_config(Path(f"export.{fmt}.yaml"), book, fmt, text=text)
+    got_method, _, got_variant, got_cycles = job_of(book, cfg, Overrides(), job_comment(doc))
     entry = registry_method(method)
     cycles = cycles if entry is not None and "cycles" in entry.facts else None  # RAFT's: no trainer has a key
     if (got_method, got_variant or got_method, got_cycles) == (method, variant, cycles):
