@@ -462,3 +462,16 @@ def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp
         assert all(raw["trl"][k] == v for k, v in (own.get("settings") or {}).items())
     else:
         assert loss in choices and loss in book.variants[variant]["loss_types"]
+
+
+@pytest.mark.parametrize("fmt", ["axolotl", "trl"])
+def test_a_parameter_left_out_for_an_unknown_gpu_is_named_in_the_file(book: Rulebook, fmt: str) -> None:
+    # No GPU: no rule sets the micro-batch or bf16, so the trainer's defaults train them (Axolotl's
+    # micro-batch 1 cannot hold a GRPO group of 8); the file must say so, not leave them out silently.
+    rec = api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", detect_gpu=False)
+    text = render(build(rec, fmt, book))
+    for name, flag in (("micro_batch_size", "--gpu or --gpu-mem"), ("bf16", "--gpu")):
+        assert name not in rec.parameters
+        assert f"# note: {name}: not written, as " in text and f"(give {flag})" in text, name
+    with_gpu = render(build(_recommend(book, "grpo", "lora", None), fmt, book))
+    assert "not written, as gpu." not in with_gpu

@@ -136,6 +136,7 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
         if name not in SHARDING_PARAMETERS:
             _write_parameter(out, fmt, book, name, pv, allowed, mid)
     _write_sharding(out, rec, allowed)
+    _warn_left_out(out, rec)
     placed: set[str] = set()
     for p in writer.placeholders:  # a method's own placeholder comes before the general one of its key
         if p.applies(mid, out.written) and p.key not in placed:
@@ -267,6 +268,22 @@ def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str,
     for c in writer.companions:
         if c.parameter == name and c.key is not None and c.applies(pv.value, mid) and out.fields.takes(c.key, allowed):
             out.add(c.key, c.value if c.has_value else value, f"{c.why} ({comment})")
+
+
+def _warn_left_out(out: TrainerConfig, rec: Recommendation) -> None:
+    """A parameter no rule could set for want of a fact (no GPU known: the micro-batch, bf16) has no line in
+    the file, so the trainer's own default trains it; that default can break the job (Axolotl's micro-batch 1
+    cannot hold a GRPO group), so the file says so. A note, not a warning: the text table lists the same
+    facts under "Left out", and a run length left to the trainer (epochs beside max_steps) is harmless."""
+    wanted: dict[str, list[str]] = {}
+    for lo in rec.left_out:
+        if lo.parameter not in rec.parameters:
+            why = f"{lo.missing_fact} is unknown" + (f" (give {lo.flag})" if lo.flag else "")
+            if why not in wanted.setdefault(lo.parameter, []):
+                wanted[lo.parameter].append(why)
+    for name, whys in wanted.items():
+        out.notes.append(f"{name}: not written, as {'; '.join(whys)}: {out.fields.name} {out.fields.version}'s "
+                         "default applies")
 
 
 def _write_sharding(out: TrainerConfig, rec: Recommendation, allowed: frozenset[str]) -> None:
