@@ -33,9 +33,13 @@ def test_headline_recommendation_names_rules_and_sources() -> None:
     assert params["lora_rank"]["value"] == 8
     assert params["num_generations"]["value"] == 8
     assert rec["facts"]["model"]["family"] == "llama"
-    # Without a GPU the split of the batch is left out, and the output says which fact would add it.
-    assert "micro_batch_size" not in params
-    assert any(lo["missing_fact"] == "gpu.memory_gb" and lo["flag"] for lo in rec["left_out"])
+    # Without a GPU the micro-batch is the smallest, at low confidence, and the accumulation carries the
+    # effective batch (a whole number of groups); bf16 is left out, and the output says which fact adds it.
+    assert (params["micro_batch_size"]["value"], params["micro_batch_size"]["confidence"]) == (1, "low")
+    assert params["gradient_accumulation_steps"]["value"] == params["effective_batch_size"]["value"]
+    assert params["gradient_accumulation_steps"]["value"] % params["num_generations"]["value"] == 0
+    assert "bf16" not in params
+    assert any(lo["missing_fact"] == "gpu.bf16" and lo["flag"] for lo in rec["left_out"])
 
 
 def test_headline_text_output() -> None:
@@ -220,7 +224,7 @@ def test_gpu_with_unknown_memory_keeps_its_name(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "gpu    1 x NVIDIA GB10, memory unknown, bf16" in proc.stdout
     assert "none known" not in proc.stdout
-    assert "gpu.memory_gb — give --gpu or --gpu-mem" in proc.stdout
+    assert "BAT013 batch-micro-no-gpu" in proc.stdout  # the detected card's memory is unknown: micro-batch 1
 
 
 @pytest.mark.parametrize("columns", [80, 120])

@@ -466,12 +466,28 @@ def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp
 
 @pytest.mark.parametrize("fmt", ["axolotl", "trl"])
 def test_a_parameter_left_out_for_an_unknown_gpu_is_named_in_the_file(book: Rulebook, fmt: str) -> None:
-    # No GPU: no rule sets the micro-batch or bf16, so the trainer's defaults train them (Axolotl's
-    # micro-batch 1 cannot hold a GRPO group of 8); the file must say so, not leave them out silently.
+    # No GPU: no rule sets bf16, so the trainer's default trains it; the file must say so, not leave it out
+    # silently. The micro-batch is written (1, with the accumulation carrying the effective batch), so the
+    # trainer's own default batch (Axolotl's and TRL's accumulation 1) cannot break a GRPO group of 8.
     rec = api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", detect_gpu=False)
     text = render(build(rec, fmt, book))
-    for name, flag in (("micro_batch_size", "--gpu or --gpu-mem"), ("bf16", "--gpu")):
-        assert name not in rec.parameters
-        assert f"# note: {name}: not written, as " in text and f"(give {flag})" in text, name
+    assert "bf16" not in rec.parameters
+    assert "# note: bf16: not written, as gpu.bf16 is unknown (give --gpu)" in text
+    micro = {"axolotl": "micro_batch_size", "trl": "per_device_train_batch_size"}[fmt]
+    assert f"\n{micro}: 1  # BAT013 batch-micro-no-gpu" in text
+    assert "\ngradient_accumulation_steps: 32  #" in text
+    assert "micro_batch_size: not written" not in text
     with_gpu = render(build(_recommend(book, "grpo", "lora", None), fmt, book))
     assert "not written, as gpu." not in with_gpu
+    assert "BAT013" not in with_gpu
+
+
+def test_a_note_names_the_trainers_own_keys(book: Rulebook) -> None:
+    # effective_batch_size has no key of its own; its note names the keys that make it up, as this trainer
+    # spells them (TRL's per_device_train_batch_size, Axolotl's micro_batch_size).
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", detect_gpu=False)
+    trl_text = render(build(rec, "trl", book))
+    assert "# note: effective_batch_size 16: per_device_train_batch_size x gradient_accumulation_steps" in trl_text
+    assert "micro_batch_size" not in trl_text
+    axolotl_text = render(build(rec, "axolotl", book))
+    assert "# note: effective_batch_size 16: micro_batch_size x gradient_accumulation_steps" in axolotl_text

@@ -11,6 +11,7 @@ and on stderr, never dropped silently.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -229,6 +230,17 @@ def _keys(book: Rulebook, name: str, fmt: Format) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys or [])
 
 
+def _in_keys(book: Rulebook, fmt: Format, out: TrainerConfig, allowed: frozenset[str], text: str) -> str:
+    """``text`` with each parameter it names spelt as this trainer's key for it, so a note in a TRL file says
+    per_device_train_batch_size where advisor's own name is micro_batch_size."""
+    def key(m: re.Match[str]) -> str:
+        word = m.group(0)
+        if word not in book.parameters:
+            return word
+        return next((k for k in _keys(book, word, fmt) if out.fields.takes(k, allowed)), word)
+    return re.sub(r"\b[a-z][a-z0-9_]*\b", key, text)
+
+
 def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str, pv: ParameterValue,
                      allowed: frozenset[str], mid: str) -> None:
     writer = fmt.write
@@ -254,7 +266,7 @@ def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str,
         written_as = getattr(param, "written_as", None)
         shown = f"{name} {yaml_scalar(pv.value)}"
         if written_as:
-            out.notes.append(f"{shown}: {written_as}")
+            out.notes.append(f"{shown}: {_in_keys(book, fmt, out, allowed, written_as)}")
         elif name in writer.unsupported:
             out.warnings.append(f"{shown} ({comment}): not written: {writer.unsupported[name]}")
         else:
