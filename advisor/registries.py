@@ -23,6 +23,7 @@ from typing import Any
 
 from advisor.errors import RuleFileError
 from advisor.paths import cache_dir, rules_dir, write_cache
+from advisor.safeio import finite
 
 REGISTRY_DIR = "registry"  # the folder of rules/ that holds the registries
 
@@ -194,6 +195,31 @@ class Fields:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """How a trainer decides for itself whether a run evaluates (a format's `evaluation`): Axolotl evaluates
+    only with an eval set, and then every eval_steps whatever its eval_strategy key says."""
+
+    eval_set: tuple[str, ...] = ()  # keys that give the run an eval set (any set to a non-empty, non-zero value)
+    steps: tuple[str, ...] = ()  # with an eval set, any of these set: eval_strategy steps
+    per_epoch: str | None = None  # evaluations per epoch, turned into steps when more than one falls in the run
+    epochs_default: float | None = None  # the epochs per_epoch is counted over when the config states none
+
+    def strategy(self, data: Mapping[str, Any], stated: str | None, epochs: float | None) -> str | None:
+        """The eval_strategy the trainer runs with, given the file's keys, its own eval_strategy and epochs;
+        None where that is the trainer's default for an omitted key."""
+        if not any(data.get(k) for k in self.eval_set):
+            return "no"
+        if any(data.get(k) for k in self.steps):
+            return "steps"
+        per = finite(data.get(self.per_epoch)) if self.per_epoch else None
+        over = self.epochs_default if epochs is None else epochs
+        # Axolotl's eval_steps = 1 / (per_epoch x epochs), kept only below 1: the product above 1 (no division by 0)
+        if per is not None and over is not None and per * over > 1:
+            return "steps"
+        return stated
+
+
+@dataclass(frozen=True)
 class Format:
     id: str
     name: str
@@ -213,6 +239,7 @@ class Format:
     # parameter -> what the trainer trains with when the config omits its key (formats.yaml `defaults`):
     # (value, the loss variants it holds for (empty: all), (parameter, factor) it is a multiple of, or None)
     defaults: dict[str, tuple[Any, tuple[str, ...], tuple[str, float] | None]] = field(default_factory=dict)
+    evaluation: Evaluation | None = None  # None: the config's eval_strategy (or the default) is what runs
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -391,7 +418,11 @@ def _format(raw: dict[str, Any]) -> Format:
                   parameters_under=raw.get("parameters_under"), method=method, write=_writer(raw.get("write")),
                   defaults={name: (d.get("value"), tuple(d.get("variants", ())),
                                    (d["times"]["parameter"], float(d["times"]["factor"])) if "times" in d else None)
-                            for name, d in raw.get("defaults", {}).items()})
+                            for name, d in raw.get("defaults", {}).items()},
+                  evaluation=None if "evaluation" not in raw else Evaluation(
+                      eval_set=tuple(raw["evaluation"].get("eval_set", ())),
+                      steps=tuple(raw["evaluation"].get("steps", ())), per_epoch=raw["evaluation"].get("per_epoch"),
+                      epochs_default=raw["evaluation"].get("epochs_default")))
 
 
 @cache

@@ -173,9 +173,10 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
 
 def as_trained(cfg: TrainingConfig, facts: dict[str, Any]) -> dict[str, Any]:
     """The config's values, and for each key it omits what its trainer trains with (formats.yaml
-    `defaults`: Axolotl does not checkpoint unless told, TRL's lora_alpha is 32), not advisor's advice."""
+    `defaults`: Axolotl does not checkpoint unless told, TRL's lora_alpha is 32), not advisor's advice;
+    over both, what the trainer derives from other keys (formats.yaml `evaluation`: Axolotl's eval_strategy)."""
     stated = {name: v.value for name, v in cfg.values.items()}
-    return {**formats()[cfg.format].defaults_for(str(facts.get("task.variant")), stated), **stated}
+    return {**formats()[cfg.format].defaults_for(str(facts.get("task.variant")), stated), **stated, **cfg.derived}
 
 
 def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dict[str, Any],

@@ -48,6 +48,9 @@ class TrainingConfig:
     peft: ConfigValue | None = None  # lora | qlora | full
     notes: list[str] = field(default_factory=list)
     read_as: list[ReadAs] = field(default_factory=list)
+    # what the trainer derives from other keys, over the file's own value (Axolotl's eval_strategy: steps from
+    # eval_steps with an eval set, no without one): the checks' trained.X read it
+    derived: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         def cv(v: ConfigValue | None) -> dict[str, Any] | None:

@@ -417,6 +417,12 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
             cfg.read_as.append(ReadAs(dup.key, dup.again, f"key '{dup.key}' is given twice with the same value (lines "
                                       f"{dup.first} and {dup.again}): the trainer reads one"))
     spec = formats()[fmt]
+    if spec.evaluation is not None:
+        stated, epochs = cfg.values.get("eval_strategy"), cfg.values.get("num_train_epochs")
+        strategy = spec.evaluation.strategy(doc.data, None if stated is None else str(stated.value),
+                                            None if epochs is None else float(epochs.value))
+        if strategy is not None:
+            cfg.derived["eval_strategy"] = strategy
     cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
