@@ -491,3 +491,6 @@ def test_a_note_names_the_trainers_own_keys(book: Rulebook) -> None:
     assert "micro_batch_size" not in trl_text
     axolotl_text = render(build(rec, "axolotl", book))
     assert "# note: effective_batch_size 16: micro_batch_size x gradient_accumulation_steps" in axolotl_text
+    grpo = render(build(api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", detect_gpu=False),
+                        "trl", book))
+    assert "prompts per optimizer step" in grpo  # an English word that is also a parameter (optimizer) stays

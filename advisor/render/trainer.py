@@ -231,14 +231,14 @@ def _keys(book: Rulebook, name: str, fmt: Format) -> list[str]:
 
 
 def _in_keys(book: Rulebook, fmt: Format, out: TrainerConfig, allowed: frozenset[str], text: str) -> str:
-    """``text`` with each parameter it names spelt as this trainer's key for it, so a note in a TRL file says
-    per_device_train_batch_size where advisor's own name is micro_batch_size."""
+    """``text`` with each parameter it names in snake_case spelt as this trainer's key for it, so a note in a
+    TRL file says per_device_train_batch_size where advisor's own name is micro_batch_size."""
     def key(m: re.Match[str]) -> str:
         word = m.group(0)
         if word not in book.parameters:
             return word
         return next((k for k in _keys(book, word, fmt) if out.fields.takes(k, allowed)), word)
-    return re.sub(r"\b[a-z][a-z0-9_]*\b", key, text)
+    return re.sub(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", key, text)  # snake_case only: "optimizer step" is English
 
 
 def _write_parameter(out: TrainerConfig, fmt: Format, book: Rulebook, name: str, pv: ParameterValue,
