@@ -17,6 +17,7 @@ def log_facts(tel: Telemetry, *, max_grad_norm: float, distinct_2: float | None 
     if tel.cycle_scores:
         facts["log.cycle_score"] = tel.cycle_scores
         facts["log.cycle_metric"] = tel.cycle_metric
+        facts["log.cycle_name"] = tel.cycles
     if distinct_2 is not None:
         facts["log.distinct_2"] = distinct_2
     return facts

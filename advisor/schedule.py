@@ -60,6 +60,9 @@ def parse_manual(text: str, cycles: int | None) -> list[float]:
             raise AdvisorError(f"--schedule: {raw!r} in {part!r} is not a learning rate") from exc
         if not 0 < lr < 1:
             raise AdvisorError(f"--schedule: {lr} in {part!r} is not a learning rate", hint="e.g. 5e-5")
+        if index in values:  # a second cycle_2= would otherwise replace the first and drop a cycle
+            raise AdvisorError(f"--schedule: cycle {index} is given twice ({part!r})",
+                               hint="one cycle_N=LR per cycle, e.g. cycle_1=5e-5,cycle_2=4e-5")
         values[index] = lr
     if not values or sorted(values) != list(range(1, len(values) + 1)):
         raise AdvisorError(f"--schedule: {text!r} must give cycles 1..N without gaps")
@@ -75,6 +78,10 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
         raise AdvisorError(f"--strategy: unknown strategy {strategy!r}", hint=f"one of {', '.join(STRATEGIES)}")
     own = strategy == "manual" and manual is not None  # the user's schedule; else the rulebook's
     if own:
+        for flag, given in (("--base-lr", base_lr), ("--sft-lr", sft_lr)):
+            if given is not None:  # the schedule states every cycle's LR: a starting LR has nothing to set
+                raise AdvisorError(f"{flag} goes with the rulebook's schedule, not with --schedule",
+                                   hint=f"drop {flag}, or drop --schedule to have {flag} scale the seeds' schedule")
         lrs = parse_manual(manual or "", cycles)
         cycles = len(lrs)
     elif manual is not None:
@@ -99,8 +106,9 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
     rec = resolve_raft(book, cycles=cycles, peft=peft, sft_lr=sft_lr, pins=pins, strategy=strategy)
     params = rec.parameters
     names = ("learning_rate_schedule",) if strategy == "manual" else ("learning_rate", "lr_decay_factor")
-    flag = {"learning_rate": "--base-lr", "lr_decay_factor": "--decay", "learning_rate_schedule": "--schedule"}
-    sources = {name: (Sourced(params[name].value, Source.FLAG, flag[name]) if own or params[name].set_by == "user"
+    flags = {"learning_rate": "--base-lr", "learning_rate_schedule": "--schedule",
+            "lr_decay_factor": "--strategy constant" if strategy == "constant" else "--decay"}
+    sources = {name: (Sourced(params[name].value, Source.FLAG, flags[name]) if own or params[name].set_by == "user"
                       else Sourced(params[name].value, Source.RULE, str(params[name].rule)))
                for name in names if name in params}
     if not own:
@@ -109,12 +117,14 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
         strategy=strategy, cycles=cycles, base_lr=lrs[0] if strategy == "manual" else params["learning_rate"].number(),
         decay=None if strategy == "manual" else params["lr_decay_factor"].number(), lrs=lrs, sources=sources,
     )
+    if samples is None and (micro_batch is not None or accumulation is not None):
+        raise AdvisorError("--micro-batch and --accumulation go with --samples (the steps per cycle)",
+                           hint="add --samples N, the filtered samples per cycle")
     if samples is not None:
-        mb = micro_batch or 1
-        acc = accumulation or 1
-        if samples < 1 or mb < 1 or acc < 1:
-            raise AdvisorError("--samples, --micro-batch and --accumulation must be at least 1")
-        schedule.steps_per_cycle = math.ceil(samples / (mb * acc))
+        for flag, count in (("--samples", samples), ("--micro-batch", micro_batch), ("--accumulation", accumulation)):
+            if count is not None and count < 1:
+                raise AdvisorError(f"{flag}: must be at least 1, got {count}")
+        schedule.steps_per_cycle = math.ceil(samples / ((micro_batch or 1) * (accumulation or 1)))
     for name in ("warmup_ratio", "lr_scheduler_type"):
         if name in params:
             schedule.within_cycle[name] = {"value": params[name].value, "rule": params[name].rule}
@@ -209,9 +219,10 @@ class ScheduleResult:
 SIGN_DIRECTIONS = ("lr-too-high", "lr-too-low")  # the seeds' decision tree: what to do when the LR is off
 
 
-def advice(book: Rulebook, plan: Schedule) -> dict[str, Any]:
-    """The seeds' starting point and decision tree for RAFT, read from the rules."""
-    rec = resolve_raft(book, cycles=plan.cycles)
+def advice(book: Rulebook, plan: Schedule, *, peft: str, sft_lr: float | None) -> dict[str, Any]:
+    """The seeds' starting point and decision tree for RAFT, read from the rules for the same adapter
+    and SFT LR as the plan (full fine-tuning starts lower than LoRA)."""
+    rec = resolve_raft(book, cycles=plan.cycles, peft=peft, sft_lr=sft_lr)
     lr, decay = rec.parameters["learning_rate"], rec.parameters["lr_decay_factor"]
     signals = sorted((r for r in book.rules.values() if r.kind == "signal"), key=lambda r: r.code)
     scheduler = rec.parameters.get("lr_scheduler_type")
@@ -231,5 +242,5 @@ def run(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float | N
     plan = build(book, strategy=strategy, cycles=cycles, base_lr=base_lr, decay=decay, manual=manual, peft=peft,
                  sft_lr=sft_lr, samples=samples, micro_batch=micro_batch, accumulation=accumulation)
     rows = compare(book, cycles=plan.cycles, base_lr=plan.base_lr, peft=peft, sft_lr=sft_lr) if compare_decays else None
-    return ScheduleResult(plan, rows, advice(book, plan) if with_advice else None, samples, micro_batch, accumulation,
-                          peft)
+    return ScheduleResult(plan, rows, advice(book, plan, peft=peft, sft_lr=sft_lr) if with_advice else None, samples,
+                          micro_batch, accumulation, peft)

@@ -55,6 +55,10 @@ class Telemetry:
     cycle_scores: list[float] = field(default_factory=list)
     cycle_metric: str | None = None
     cycles: list[str] = field(default_factory=list)
+    # A cycle history's points inside their cycles, as ``within(...)`` names them: (the cycle's entry in
+    # the directory, its log's POSITIONS key, the step there). Each cycle counts its steps from the start
+    # again, so a history point alone does not say which cycle's log to open.
+    inside: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
 
     def add(self, name: str, step: int, value: Any) -> None:
         number = _number(value)
@@ -67,6 +71,11 @@ class Telemetry:
         """Where a series' 1-based points are in the log, as ``position`` names them."""
         steps = self.steps.get(name, [])
         return [steps[p - 1] for p in points if 1 <= p <= len(steps)]
+
+    def within(self, name: str, points: Sequence[int]) -> list[tuple[str, str, int]]:
+        """Where a series' 1-based points are inside their cycles (empty: not a cycle history)."""
+        inside = self.inside.get(name, [])
+        return [inside[p - 1] for p in points if 1 <= p <= len(inside)]
 
 
 def _canonical(key: str) -> str | None:
@@ -293,13 +302,15 @@ def read_cycles(directory: Path) -> Telemetry:
     entries = sorted((p for p in directory.iterdir() if not p.name.startswith(".")), key=_natural_key)
     if len(entries) < 2:
         raise LogError(f"{directory}: found {len(entries)} cycle log(s); a cycle history needs two or more")
-    # Each cycle counts its steps from the start again: a point is placed by its place in the history.
+    # Each cycle counts its steps from the start again: a point is placed by its place in the history,
+    # and named by its cycle and the step its own log states.
     total = Telemetry(source=str(directory), reader="cycles", position="cycle-history point")
     for entry in entries:
         tel = read_log(_cycle_log(entry) if entry.is_dir() else entry)
         for name, values in tel.series.items():
-            for value in values:
+            for value, step in zip(values, tel.steps[name], strict=True):
                 total.add(name, len(total.series.get(name, ())) + 1, value)
+                total.inside.setdefault(name, []).append((entry.name, tel.position, step))
         total.cycles.append(entry.name)
         if tel.series.get("verification_rate"):
             total.cycle_metric = "verification_rate"

@@ -92,9 +92,32 @@ def test_raft_degradation_after_cycle_6(tmp_path: Path) -> None:
     assert report["cycles"] == [f"cycle_{i}.jsonl" for i in range(1, 9)]
     assert report["cycle_metric"] == "verification_rate"
     sign = next(s for s in report["signs"] if s["code"] == "SIG004")
-    assert "cycle(s) 7, 8" in sign["evidence"] and "Reduce LR" in sign["advice"]
+    assert "got worse at cycle_7.jsonl, cycle_8.jsonl" in sign["evidence"] and "Reduce LR" in sign["advice"]
     improving = raft_history(tmp_path / "good", [0.42, 0.48, 0.53, 0.57, 0.60, 0.62, 0.64, 0.66])
     assert "SIG004" not in signs("--cycles-dir", str(improving))
+
+
+def test_cycle_worse_names_the_cycle_folders_not_their_count(tmp_path: Path) -> None:
+    """Folders numbered from 0: the cycles that got worse are named as the directory names them."""
+    flat = raft_history(tmp_path / "flat", [0.42, 0.48, 0.53, 0.50])
+    root = tmp_path / "raft"
+    root.mkdir()
+    for c, log in enumerate(sorted(flat.iterdir(), key=lambda p: int(p.stem.split("_")[1]))):
+        (root / f"cycle_{c}").mkdir()
+        log.rename(root / f"cycle_{c}" / "log.jsonl")
+    proc = run_cli("diagnose", "--cycles-dir", str(root), "--format", "json", "--fail-on", "never")
+    sign = next(s for s in json.loads(proc.stdout)["signs"] if s["code"] == "SIG004")
+    assert sign["evidence"] == "verification_rate got worse at cycle_3"
+
+
+def test_nan_loss_is_judged_without_a_grad_norm_column(tmp_path: Path) -> None:
+    """A loss-only log (no grad_norm) that goes NaN is SIG009, not "no warning signs"."""
+    path = write_jsonl(tmp_path / "log.jsonl", [{"step": i + 1, "loss": v}
+                                                for i, v in enumerate(falling()[:30] + [float("nan")] * 10)])
+    proc = run_cli("diagnose", str(path), "--format", "json")
+    assert proc.returncode == 1, proc.stdout
+    sign = next(s for s in json.loads(proc.stdout)["signs"] if s["code"] == "SIG009")
+    assert sign["evidence"] == "10 non-finite losses; non-finite gradient norms: no grad_norm logged"
 
 
 def test_flat_verification_rate(tmp_path: Path) -> None:
@@ -417,16 +440,20 @@ def test_tensorboard_spikes_are_at_the_event_steps(tmp_path: Path) -> None:
     assert spike_sign(tmp_path / "tb")["marks"] == {"series": "loss", "at": [155], "position": "step"}
 
 
-def test_cycle_history_marks_are_its_points(tmp_path: Path) -> None:
-    """Each cycle counts its steps from 1 again: a spike is placed in the history, and said so."""
+def test_cycle_history_marks_name_the_cycle_and_its_step(tmp_path: Path) -> None:
+    """Each cycle counts its steps from 1 again: a spike is named by its cycle and the step its own log
+    states (the history point stays for the plot's x axis)."""
     root = raft_history(tmp_path / "raft", [0.42, 0.48, 0.53])
     rows = [json.loads(line) for line in (root / "cycle_2.jsonl").read_text().splitlines()]
-    rows[10]["loss"] = 5.0
+    rows[10]["loss"] = 5.0  # step 11 of cycle 2
     write_jsonl(root / "cycle_2.jsonl", rows)
     proc = run_cli("diagnose", "--cycles-dir", str(root), "--format", "json", "--fail-on", "never")
     sign = next(s for s in json.loads(proc.stdout)["signs"] if s["code"] == "SIG001")
-    assert sign["marks"] == {"series": "loss", "at": [27], "position": "cycle-history point"}
-    assert "at cycle-history point 27;" in sign["evidence"]
+    assert sign["marks"] == {"series": "loss", "at": [27], "position": "cycle-history point",
+                             "in_cycles": [{"cycle": "cycle_2.jsonl", "position": "step", "at": 11}]}
+    assert "at cycle_2.jsonl step 11;" in sign["evidence"]
+    text = run_cli("diagnose", "--cycles-dir", str(root), "--fail-on", "never").stdout
+    assert "at cycle_2.jsonl step 11;" in text and "cycle-history point" not in text
 
 
 @pytest.mark.parametrize(

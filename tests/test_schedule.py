@@ -112,6 +112,22 @@ def test_recommendations_come_from_the_rules() -> None:
     assert "Reduce LR: try the 0.70 decay" in out
 
 
+def test_recommendations_start_where_the_plan_does() -> None:
+    """Full fine-tuning starts RAFT at 5e-6: the advice's starting point is the plan's, not LoRA's 5e-5."""
+    out = run_cli("schedule", "--peft", "full", "--cycles", "2", "--recommendations").stdout
+    assert "cycle   1 | ######################################## 5e-6" in out
+    assert "RAFT cycle 1 LR 5e-6, decay 0.85 per cycle" in out
+    assert "RAFT cycle 1 LR 2.5e-5," in run_cli("schedule", "--sft-lr", "1e-4", "--recommendations").stdout
+
+
+def test_constant_strategy_says_it_set_the_decay() -> None:
+    out = run_cli("schedule", "--strategy", "constant", "--cycles", "1").stdout
+    assert out.startswith("constant schedule, 1 cycle (learning_rate from lr-raft, lr_decay_factor from --strategy "
+                          "constant)\n")
+    plan = json.loads(run_cli("schedule", "--strategy", "constant", "--format", "json").stdout)
+    assert plan["sources"]["lr_decay_factor"] == {"source": "flag", "detail": "--strategy constant"}
+
+
 def test_plot_png(tmp_path: Path) -> None:
     out = tmp_path / "lr.png"
     proc = run_cli("schedule", "--compare", "--cycles", "6", "--plot", str(out))
@@ -132,6 +148,11 @@ def test_plot_png(tmp_path: Path) -> None:
         (("--plot", "/nonexistent-dir/x.png"), "does not exist"),
         (("--strategy", "constant", "--decay", "0.5"), "--decay goes with --strategy exponential, not constant"),
         (("--strategy", "manual", "--decay", "0.5"), "--decay goes with --strategy exponential, not manual"),
+        (("--strategy", "manual", "--schedule", "cycle_1=5e-5,cycle_1=4e-5"), "--schedule: cycle 1 is given twice"),
+        (("--strategy", "manual", "--schedule", "5e-5,4e-5", "--base-lr", "1e-4"),
+         "--base-lr goes with the rulebook's schedule, not with --schedule"),
+        (("--samples", "500", "--micro-batch", "0"), "--micro-batch: must be at least 1, got 0"),
+        (("--micro-batch", "4"), "--micro-batch and --accumulation go with --samples"),
     ],
 )
 def test_bad_input(args: tuple[str, ...], needle: str) -> None:

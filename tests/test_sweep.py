@@ -192,6 +192,11 @@ def test_range_test_suggests_from_one_rising_run(tmp_path: Path) -> None:
     (["--strategy", "grid", "--lr-range", "1e-2:1e-4", "--points", "4"], "LO must be below HI"),
     (["--strategy", "bogus"], "--strategy: unknown strategy 'bogus'"),
     (["--suggest", "middle"], "--suggest: unknown rule 'middle'"),
+    (["--lrs", "1e-4,1e-3"], "--lrs goes with --strategy grid, not halving"),
+    (["--strategy", "range-test", "--lr-range", "1e-5:1e-2", "--points", "4"],
+     "--lr-range goes with --strategy grid, not range-test"),
+    (["--strategy", "grid", "--lrs", "1e-3", "--points", "4"], "--points goes with --lr-range"),
+    (["--eval-every", "4"], "--eval-every goes with --strategy grid, not halving"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     proc = run_cli("sweep", *FAST, *args, "--out-dir", str(tmp_path / "out"))

@@ -64,6 +64,23 @@ def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list
     return None
 
 
+def check_strategy_flags(strategy: str, *, lrs: str | None, lr_range: str | None, points: int | None,
+                         eval_every: int | None) -> None:
+    """A flag the chosen strategy does not read is refused, not dropped: a halving sweep with --lrs would
+    otherwise run its own candidates and report them as the sweep of the LRs given."""
+    if strategy != "grid":
+        for flag, value in (("--lrs", lrs), ("--lr-range", lr_range), ("--points", points)):
+            if value is not None:
+                raise AdvisorError(f"{flag} goes with --strategy grid, not {strategy}",
+                                   hint=f"add --strategy grid, or drop {flag}")
+    elif points is not None and lr_range is None:
+        raise AdvisorError("--points goes with --lr-range", hint="e.g. --lr-range 1e-5:1e-2 --points 12")
+    if strategy in ("halving", "range-test") and eval_every is not None:
+        # halving evaluates at its rungs (halving-min-resource in rules/sweep.yaml); the range test never
+        raise AdvisorError(f"--eval-every goes with --strategy grid, not {strategy}",
+                           hint="halving evaluates at its rungs, the range test reads the training loss")
+
+
 def sweep(
     config: o.ProbeConfig = None,
     model: o.ProbeModel = None,
@@ -91,7 +108,7 @@ def sweep(
     steps: Annotated[Optional[int], Option(
         "--steps", help="Optimizer steps per run (default: rules/sweep.yaml, 80).")] = None,
     eval_every: Annotated[Optional[int], Option(
-        "--eval-every", help="Evaluate every N steps (default 8).")] = None,
+        "--eval-every", help="grid: evaluate every N steps (default: rules/sweep.yaml, 8).")] = None,
     suggest: Annotated[str, Option(
         "--suggest", help="range test suggestion: minimum (fastai's lr_min: a tenth of the LR at the loss minimum) | "
                           "valley (fastai) | steepest (Lightning)")] = "minimum",
@@ -134,6 +151,7 @@ def sweep(
         queue, ran = runner.run_worker(book, storage_url=storage, study_name=study, events=events)
         say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
         return int(Exit.OK)
+    check_strategy_flags(strategy, lrs=lrs, lr_range=lr_range, points=points, eval_every=eval_every)
     inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
                            gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
                            no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,

@@ -82,6 +82,7 @@ LOG_FACTS: dict[str, str] = {
               "'log entries 6, 13' where the log states no steps)",
     "cycle_score": "per-cycle metric, higher is better (verification rate; eval loss negated) (list)",
     "cycle_metric": "the per-cycle metric's name",
+    "cycle_name": "the cycles' entries in the --cycles-dir directory, in cycle order (list)",
     "distinct_2": "distinct bigrams / all bigrams over the generated samples of the last cycle",
     "distinct_2_first": "distinct bigrams / all bigrams over the first cycle's samples",
     "peak_memory_gb": "peak memory per step, GiB (CUDA: max_memory_reserved; CPU probe: peak RSS above the runtime's) (list)",

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING
 
 from advisor.output import fmt_number
-from advisor.provenance import Source
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,8 +46,8 @@ def render_text(result: ScheduleResult, console: Console) -> None:
             table.add_row(name, *(sched.compare_cell(v) for v in row["lrs"]))
         console.print(table)
     else:
-        who = ", ".join(f"{k} from {'you' if v.source is Source.FLAG else v.detail}" for k, v in plan.sources.items())
-        say(f"{plan.strategy} schedule, {plan.cycles} cycles ({who})")
+        who = ", ".join(f"{k} from {v.detail}" for k, v in plan.sources.items())
+        say(f"{plan.strategy} schedule, {plan.cycles} cycle{'' if plan.cycles == 1 else 's'} ({who})")
         say(terminal_bars(plan.lrs), end="")
     if plan.steps_per_cycle is not None:
         say(f"optimizer steps per cycle: {plan.steps_per_cycle} ({result.samples} samples / "

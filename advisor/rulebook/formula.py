@@ -94,6 +94,16 @@ def _nth(xs: list[Any], n: int) -> Any:
     return xs[int(n) - 1]
 
 
+def _pick(xs: list[Any], positions: list[Any]) -> list[Any]:
+    """The items at these 1-based positions (the cycles that ``drops`` numbers, by name)."""
+    if not isinstance(xs, list) or not isinstance(positions, list):
+        raise FormulaError("pick(): needs a list and a list of positions")
+    for n in positions:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(xs):
+            raise FormulaError(f"pick(): no item {clip(repr(n))} in a list of {len(xs)}")
+    return [xs[n - 1] for n in positions]
+
+
 def _members(xs: list[Any]) -> Any:
     """A set to test membership in (linear, not quadratic), or the list when its items cannot hash."""
     try:
@@ -266,6 +276,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "scale": _scale,
     "pad_to": _pad_to,
     "nth": _nth,
+    "pick": _pick,
 }
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {

@@ -29,13 +29,17 @@ class Sign:
     marks: tuple[str, tuple[int, ...]] | None = None  # (series, 1-based positions in it) for plots
     # the same points as the log places them: (a POSITIONS key, the steps or entry numbers)
     placed: tuple[str, tuple[int, ...]] | None = None
+    # in a cycle history, the same points inside their cycles: (cycle, its log's POSITIONS key, step)
+    inside: tuple[tuple[str, str, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("marks", "placed")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("marks", "placed", "inside")}
         out["marks"] = None
         if self.marks is not None:
             position, at = self.placed or ("point", self.marks[1])
             out["marks"] = {"series": self.marks[0], "at": list(at), "position": position}
+            if self.inside:
+                out["marks"]["in_cycles"] = [{"cycle": c, "position": p, "at": step} for c, p, step in self.inside]
         return out
 
 
@@ -44,6 +48,17 @@ def placed_text(position: str, at: Sequence[int]) -> str:
     if not at:
         return f"no {position}"
     return f"{position if len(at) == 1 else POSITIONS[position]} {fmt_value(list(at))}"
+
+
+def inside_text(inside: Sequence[tuple[str, str, int]]) -> str:
+    """'cycle_2 step 11 and cycle_5 steps 3, 4': marked points of a cycle history, by cycle and own step."""
+    groups: list[tuple[str, str, list[int]]] = []
+    for cycle, position, step in inside:
+        if groups and groups[-1][:2] == (cycle, position):
+            groups[-1][2].append(step)
+        else:
+            groups.append((cycle, position, [step]))
+    return " and ".join(f"{cycle} {placed_text(position, steps)}" for cycle, position, steps in groups)
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,7 @@ def judge(book: Rulebook, facts: dict[str, Any], telemetry: Telemetry | None = N
             continue
         if shown:
             marks = placed = None
+            inside: tuple[tuple[str, str, int], ...] = ()
             if rule.mark is not None:
                 try:
                     marks = (rule.mark[0], tuple(int(i) for i in rule.mark[1].evaluate(lookup)))
@@ -154,7 +170,9 @@ def judge(book: Rulebook, facts: dict[str, Any], telemetry: Telemetry | None = N
             if marks is not None:
                 placed = (("point", marks[1]) if telemetry is None
                           else (telemetry.position, tuple(telemetry.place(*marks))))
+                inside = tuple(telemetry.within(*marks)) if telemetry is not None else ()
+            marked = inside_text(inside) if inside else placed_text(*placed) if placed else None
             signs.append(Sign(code=rule.code, rule=rule.id, severity=rule.severity, summary=rule.summary,
-                              evidence=render(rule.evidence, placed_text(*placed) if placed else None),
-                              advice=rule.advice, confidence=rule.confidence, marks=marks, placed=placed))
+                              evidence=render(rule.evidence, marked), advice=rule.advice,
+                              confidence=rule.confidence, marks=marks, placed=placed, inside=inside))
     return signs, unjudged
