@@ -220,6 +220,24 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A key set the trainer refuses before training starts (a format's `refuses`): Axolotl needs two of
+    micro_batch_size, gradient_accumulation_steps and batch_size, and never the last two together."""
+
+    keys: tuple[str, ...]
+    message: str
+    expected: str
+    at_least: int | None = None
+    at_most: int | None = None
+
+    def refused(self, data: Mapping[str, Any]) -> bool:
+        # a key counts as set the way the trainer's own check counts it: a value that is not empty or zero
+        given = sum(1 for k in self.keys if data.get(k))
+        return (self.at_least is not None and given < self.at_least) or (self.at_most is not None
+                                                                          and given > self.at_most)
+
+
+@dataclass(frozen=True)
 class Format:
     id: str
     name: str
@@ -240,6 +258,7 @@ class Format:
     # (value, the loss variants it holds for (empty: all), (parameter, factor) it is a multiple of, or None)
     defaults: dict[str, tuple[Any, tuple[str, ...], tuple[str, float] | None]] = field(default_factory=dict)
     evaluation: Evaluation | None = None  # None: the config's eval_strategy (or the default) is what runs
+    refuses: tuple[Refusal, ...] = ()
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -422,7 +441,10 @@ def _format(raw: dict[str, Any]) -> Format:
                   evaluation=None if "evaluation" not in raw else Evaluation(
                       eval_set=tuple(raw["evaluation"].get("eval_set", ())),
                       steps=tuple(raw["evaluation"].get("steps", ())), per_epoch=raw["evaluation"].get("per_epoch"),
-                      epochs_default=raw["evaluation"].get("epochs_default")))
+                      epochs_default=raw["evaluation"].get("epochs_default")),
+                  refuses=tuple(Refusal(keys=tuple(r["keys"]), message=r["message"], expected=r["expected"],
+                                        at_least=r.get("at_least"), at_most=r.get("at_most"))
+                                for r in raw.get("refuses", ())))
 
 
 @cache

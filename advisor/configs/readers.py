@@ -424,6 +424,12 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
         if strategy is not None:
             cfg.derived["eval_strategy"] = strategy
     cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
+    if isinstance(doc.data, dict):
+        for refusal in spec.refuses:
+            if refusal.refused(doc.data):
+                key = next((k for k in refusal.keys if doc.data.get(k)), refusal.keys[0])
+                cfg.read_as.append(ReadAs(key, doc.line_of((key,)) if key in doc.data else None,
+                                          f"{refusal.message}; {refusal.expected}", rule="check-config-refused-keys"))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",
