@@ -522,3 +522,53 @@ def test_sgd_and_adafactor_as_the_trainer_builds_them_keep_no_full_state_and_are
            for o, e in (("sgd", sgd), ("adamw", adamw), ("adafactor", adafactor))}
     assert per["sgd"] == per["adafactor"] == pytest.approx(per["adamw"] / 3)  # 4 B of fp32 master against 4 + 8
     assert "optimizer step buffer" not in {i.name for i in sgd.items}
+
+
+def test_the_tables_total_names_a_colocated_vllm_outside_torchs_reservation(book: Rulebook) -> None:
+    """total = reserved + paged states + colocated vLLM + CUDA context: the total's line names each part."""
+    from rich.console import Console
+
+    from advisor.render.memory import render_items
+
+    pins = {"use_vllm": True, "vllm_mode": "colocate", "max_prompt_length": 256, "max_completion_length": 256}
+    rec = api.recommend(book=book, model="qwen2.5-0.5b", method="grpo", peft="lora", gpu="h100", pins=pins,
+                        detect_gpu=False)
+    assert rec.memory is not None
+    console = Console(record=True, width=400)
+    render_items(rec.memory, console)
+    total = next(line for line in console.export_text().splitlines() if line.startswith("total (peak)"))
+    assert "+ colocated vLLM + CUDA context" in total
+    vllm = next(i.gb for i in rec.memory.items if i.name.startswith("vLLM (colocated"))
+    context = next(i.gb for i in rec.memory.items if i.name == "CUDA context")
+    assert rec.memory.total_gb == pytest.approx(rec.memory.reserved_gb + vllm + context, abs=0.02)
+
+
+@pytest.mark.parametrize(("targets", "says"), [
+    (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+     "LoRA reaches experts.gate_up_proj, experts.down_proj through peft's mapping of gate_proj, up_proj, down_proj"),
+    (["q_proj", "v_proj"], "LoRA reaches them only when target_modules name gate_proj, up_proj, down_proj"),
+])
+def test_the_fused_experts_note_agrees_with_the_lora_count(book: Rulebook, targets: list[str], says: str) -> None:
+    """Qwen3-MoE's fused experts take adapters through peft's name mapping (shapes._lora counts them): the
+    note must not say that target_modules never reach them."""
+    j = job(book, "qwen3-30b-a3b", peft="qlora")
+    est = estimate(book, j, {"max_seq_length": 1024, "micro_batch_size": 1, "lora_rank": 8,
+                             "lora_target_modules": targets})
+    note = next(n for n in est.notes if "fused 3-D parameters" in n)
+    assert says in note and "do not reach" not in note
+    experts_reached = any(m.kind == "experts" and set(m.targets) <= set(est.counts.lora_modules)
+                          for m in est.counts.modules)
+    assert experts_reached == says.startswith("LoRA reaches experts")
+    gpt_oss = estimate(book, job(book, "gpt-oss-20b", peft="qlora"),
+                       {"max_seq_length": 1024, "micro_batch_size": 1, "lora_rank": 8, "lora_target_modules": targets})
+    assert any("target_modules do not reach them" in n for n in gpt_oss.notes)  # no mapping: never reached
+
+
+def test_full_fine_tuning_with_paged_states_names_the_fp32_master_alone(book: Rulebook) -> None:
+    """paged_adamw_8bit: the 8-bit states are the paged item; what stays in torch's allocator is the master."""
+    j = job(book, "llama-3.2-1b", "sft", "full")
+    est = estimate(book, j, {"max_seq_length": 1024, "micro_batch_size": 1, "optimizer": "paged_adamw_8bit"})
+    items = {i.name: i for i in est.items}
+    assert "optimizer (fp32 master + states)" not in items
+    assert items["optimizer (fp32 master weights)"].gb * 2**30 == pytest.approx(4 * est.counts.total)
+    assert items["optimizer states (paged)"].gb * 2**30 == pytest.approx(2 * est.counts.total)

@@ -248,3 +248,28 @@ def test_each_sharding_alternative_holds_when_run_as_it_says(book: Rulebook) -> 
                                   flags={"--sharding": flags["--sharding"],
                                          **({"--offload": offload.split(",")} if offload else {})})
             assert there.memory is not None and there.memory.fits, text
+
+
+def test_hybrid_offload_holds_a_full_copy_in_each_nodes_cpu_ram(book: Rulebook) -> None:
+    """Hybrid sharding replicates the sharded state across nodes: each node's CPU RAM holds all of it
+    (FSDP offloads parameters with the optimizer: 16 + 2 bytes per parameter, x 1.5), where full
+    sharding over 4 nodes holds a quarter."""
+    job = _job(book, 32)
+    cpu = "CPU RAM for offload (per node, not on the GPU)"
+    hybrid = {i.name: i for i in estimate(book, job, _params(sharding="fsdp_hybrid", offload=["optimizer"])).items}
+    full = {i.name: i for i in estimate(book, job, _params(sharding="fsdp_full", offload=["optimizer"])).items}
+    total = estimate(book, job, _params()).counts.total
+    assert hybrid[cpu].gb * GIB == pytest.approx(total * 18 * 1.5)
+    assert full[cpu].gb * GIB == pytest.approx(total * 18 * 1.5 / 4)
+    assert "on every node" in hybrid[cpu].detail and "/ 4 node(s)" in full[cpu].detail
+
+
+def test_an_fsdp_offload_alternative_names_everything_it_offloads(book: Rulebook) -> None:
+    """FSDP's CPU offload moves parameters with the optimizer states: the alternative says both."""
+    from advisor.memory.fit import fit
+
+    job = _job(book, 32, model="llama-3.1-70b")
+    f = fit(book, job, _params(sharding="fsdp_hybrid"))
+    assert f is not None and not f.fits
+    offload = next(a for a in f.alternatives if "offload:" in a)
+    assert offload.startswith("FSDP hybrid shard with optimizer and parameters offload:"), offload

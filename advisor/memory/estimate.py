@@ -36,6 +36,7 @@ TRAINERS = ("hf", "deepspeed-zero2")
 _BITS = {"nf4": "nf4-bits", "nf4-dq": "nf4-bits-double-quant", "int8": "int8-bits", "gptq-int4": "gptq-int4-bits"}
 _BNB = ("nf4", "nf4-dq", "int8")  # bitsandbytes layers: they return their input's dtype
 DEFAULT_VLLM_MODE = "colocate"  # TRL's default (rules/memory.yaml vllm-colocate-default-share says why)
+VLLM_ITEM = "vLLM (colocated: weights, KV cache)"  # outside torch's allocator: the table's total names it
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,9 @@ class _Builder:
         if not s.offload:
             return
         trainable = (c.total if s.peft == "full" else c.lora) + self.value_params()
-        nodes = max(1, -(-s.world_size // int(k["gpus-per-node"])))
+        # Sharded over the world, the states split across the nodes; hybrid sharding replicates them
+        # across nodes, so each node's CPU RAM holds all of them.
+        nodes = 1 if s.strategy.hybrid else max(1, -(-s.world_size // int(k["gpus-per-node"])))
         ids: list[str] = []
         n_bytes = 0.0
         parts = []
@@ -346,7 +349,8 @@ class _Builder:
         ids.append("offload-cpu-buffer-factor")
         per_node = n_bytes / nodes * factor
         self.add("CPU RAM for offload (per node, not on the GPU)", per_node,
-                 f"({' + '.join(parts)}) / {nodes} node(s) x {factor:g}", tuple(ids), "cpu")
+                 f"({' + '.join(parts)})" + (", on every node (hybrid: replicated across nodes)" if s.strategy.hybrid
+                                             else f" / {nodes} node(s)") + f" x {factor:g}", tuple(ids), "cpu")
 
     # -- static --------------------------------------------------------------------------
     def static(self) -> None:
@@ -365,7 +369,9 @@ class _Builder:
             n = self.share(c.total, "optimizer_states")
             if not self.offloaded("optimizer"):
                 swapped = () if k.eight_bit(s.optimizer) or states_id == "adamw-state-bytes" else (states_id,)
-                self.add("optimizer (fp32 master + states)", n * (per - 2 * e - paged),
+                # bitsandbytes' paged states are an item of their own: what stays here is the fp32 master
+                self.add("optimizer (fp32 master weights)" if paged else "optimizer (fp32 master + states)",
+                         n * (per - 2 * e - paged),
                          f"{fmt_count(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})"
                          f"{self.over('optimizer_states')}", (cid, *swapped))
                 self.add_paged(n, states_id)
@@ -450,8 +456,19 @@ class _Builder:
                          " (embeddings, lm_head, norms, biases)", size=f"{keep:g} B, {what}")
         if c.experts:
             self.add_weights("weights (fused MoE experts, unquantized)", c.experts, keep, (keep_id,))
+            # peft maps a family's per-expert names onto the fused parameters (shapes._lora counts those adapters)
+            mapped = [m for m in c.modules if m.kind == "experts" and m.targets]
+            reached = [m for m in mapped if c.lora and all(t in s.lora_targets for t in m.targets)]
+            if reached:
+                lora = (f"LoRA reaches {', '.join(m.name for m in reached)} through peft's mapping of "
+                        f"{', '.join(t for m in reached for t in m.targets)}")
+            elif mapped:
+                lora = (f"LoRA reaches them only when target_modules name {', '.join(t for m in mapped for t in m.targets)} "
+                        "(peft maps those onto them)")
+            else:
+                lora = "LoRA target_modules do not reach them (peft target_parameters does)"
             self.notes.append("transformers >= 5 stores MoE experts as fused 3-D parameters: bitsandbytes does "
-                              "not quantize them and LoRA target_modules do not reach them (peft target_parameters does)")
+                              f"not quantize them; {lora}")
 
     def saved_modules(self) -> dict[str, float]:
         """lora_modules_to_save that peft copies and trains in full: module -> its parameters. A tied
@@ -705,7 +722,7 @@ class _Builder:
             return 0.0
         n_bytes = share * capacity_gb * GIB
         given = "vllm_gpu_memory_utilization" if s.vllm_share else "TRL's default vllm_gpu_memory_utilization"
-        self.add("vLLM (colocated: weights, KV cache)", n_bytes,
+        self.add(VLLM_ITEM, n_bytes,
                  f"{given} {share:g} x {capacity_gb:.1f} GiB: outside torch's caching allocator's count", ids, "fixed")
         if not s.vllm_mode_given:
             self.notes.append("use_vllm without vllm_mode: TRL's default, colocate, counted; set vllm_mode: server "

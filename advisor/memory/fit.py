@@ -190,7 +190,8 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
                            _with(one, sharding=stage, offload=list(offload)))
             if est.total_gb <= usable:
                 cpu = sum(i.gb for i in est.items if i.phase == "cpu")
-                out.append(f"{name(stage)} with {' and '.join(offload)} offload: {est.total_gb:.1f} GiB per GPU, "
+                # what the estimate offloaded: FSDP moves every target when asked for one
+                out.append(f"{name(stage)} with {' and '.join(est.setup.offload)} offload: {est.total_gb:.1f} GiB per GPU, "
                            f"{cpu:.0f} GiB CPU RAM per node "
                            f"({_flags(now, {'sharding': stage, 'offload': list(offload)})})")
                 break

@@ -34,11 +34,13 @@ def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
 
 
 def render_items(mem: MemoryReport, console: Console) -> None:
+    from advisor.memory.estimate import VLLM_ITEM
     from advisor.render.table import Column, print_table
 
     rows = [[item.name, f"{item.gb:.2f}", item.phase, item.detail, ", ".join(item.sources)] for item in mem.items]
     paged = sum(i.gb for i in mem.items if i.phase == "paged")
-    outside = (" + paged optimizer states" if paged else "") + " + CUDA context"
+    vllm = any(i.name == VLLM_ITEM for i in mem.items)
+    outside = (" + paged optimizer states" if paged else "") + (" + colocated vLLM" if vllm else "") + " + CUDA context"
     rows.append(["total (peak)", f"{mem.total_gb:.2f}", "", f"reserved by torch {mem.reserved_gb:.2f} GiB{outside}", ""])
     print_table(console, [Column("component"), Column("GiB", "id", justify="right"), Column("phase", "id", optional=True),
                           Column("how"), Column("coefficients", "ids")], rows)
