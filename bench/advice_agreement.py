@@ -54,6 +54,18 @@ def ceiling(rows: Sequence[EvidenceRow]) -> float:
     return round(hits / len(tuned), 3)
 
 
+FACTORS = (2, 3, 5, 10)  # not-knowledge: the factors the spread of the held-out misses is shown at
+
+
+def spread(scored: Sequence[Scored]) -> dict[str, Any]:
+    """How far the held-out defaults miss: the share within each of FACTORS, and the factor either side of
+    the default that would hold 95% of the rows (a range centred on the default would be its square wide)."""
+    errors = sorted(abs(s.placed.log_error) for s in scored)
+    within = {f"{f}x": round(sum(e <= math.log10(f) + EPS for e in errors) / len(errors), 3) for f in FACTORS}
+    k = max(0, math.ceil(0.95 * len(errors)) - 1)
+    return {"within": within, "factor_for_95": round(10 ** errors[k], 2)}
+
+
 def figures(report: Report) -> dict[str, Any]:
     """Everything the results file and the test carry, from one leave-one-source-out run."""
     tuned = report.tuned()
@@ -66,7 +78,15 @@ def figures(report: Report) -> dict[str, Any]:
               for p in ("beta", "lora_rank", "num_generations")}
     return {"tuned": summary(tuned), "demo": summary(report.demos()), "by_setting": by, "others": others,
             "sources": report.sources, "rows": len(report.rows),
-            "in_sample_ceiling_within_2x": ceiling([s.placed.row for s in report.rows])}
+            "in_sample_ceiling_within_2x": ceiling([s.placed.row for s in report.rows]),
+            "tuned_spread": spread(tuned)}
+
+
+def spread_line(sp: dict[str, Any]) -> str:
+    shares = ", ".join(f"{_pct(v)} within {k}" for k, v in sp["within"].items())
+    f = sp["factor_for_95"]
+    return (f"Held out, the defaults of the tuned rows are {shares}. A range centred on the default would have "
+            f"to reach {f:g}x either side ({f * f:.0f}x wide) to hold 95% of them.")
 
 
 def _pct(x: float | None) -> str:
@@ -113,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\nIn sample, the best single LR per (method, full | LoRA) puts {_pct(fig['in_sample_ceiling_within_2x'])} "
           "of the tuned rows within 2x: the ceiling for any rule that reads only those facts.")
+    print(f"\n{spread_line(fig['tuned_spread'])}")
     print(f"\n{fig['rows']} rows from {fig['sources']} sources, leave-one-source-out, in {time.time() - started:.1f}s")
     if args.write:
         (RESULTS / "advice_agreement.json").write_text(json.dumps(fig, indent=2, sort_keys=True) + "\n")
@@ -121,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / "advice_agreement.md").write_text(
             f"{head.rstrip()}\n\n{marker}\n\n{text}\n\nIn sample, the best single LR per (method, full | LoRA) puts "
             f"{_pct(fig['in_sample_ceiling_within_2x'])} of the tuned rows within 2x.\n\n"
+            f"{spread_line(fig['tuned_spread'])}\n\n"
             "Rows outside the range or over 2x off (held out):\n\n"
             f"{misses(report.tuned())}\n")
     return 0
