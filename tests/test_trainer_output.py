@@ -464,6 +464,24 @@ def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp
         assert loss in choices and loss in book.variants[variant]["loss_types"]
 
 
+def test_axolotl_simpo_turns_off_the_nll_term_that_trls_cpo_config_adds_by_default(book: Rulebook,
+                                                                                     tmp_path: Path) -> None:
+    """Axolotl's `rl: simpo` builds TRL's CPOConfig and passes cpo_alpha only when the file sets it; CPOConfig's
+    own default keeps CPO's NLL term, which would train CPO-SimPO instead of SimPO."""
+    import dataclasses
+
+    import trl.experimental.cpo as cpo
+
+    _, _, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method="dpo", variant="simpo")
+    assert raw["rl"] == "simpo"
+    pure = book.variants["simpo"]["trl"]["settings"]["cpo_alpha"]
+    assert raw["cpo_alpha"] == pure == 0.0
+    default = {f.name: f.default for f in dataclasses.fields(cpo.CPOConfig)}["cpo_alpha"]
+    assert default != pure  # without the key Axolotl would train TRL's default, not SimPO
+    _, _, dpo = _exported(book, "axolotl", tmp_path, model="llama-1b", method="dpo")
+    assert "cpo_alpha" not in dpo
+
+
 @pytest.mark.parametrize("fmt", ["axolotl", "trl"])
 def test_a_parameter_left_out_for_an_unknown_gpu_is_named_in_the_file(book: Rulebook, fmt: str) -> None:
     # No GPU: no rule sets bf16, so the trainer's default trains it; the file must say so, not leave it out
