@@ -572,3 +572,41 @@ def test_full_fine_tuning_with_paged_states_names_the_fp32_master_alone(book: Ru
     assert "optimizer (fp32 master + states)" not in items
     assert items["optimizer (fp32 master weights)"].gb * 2**30 == pytest.approx(4 * est.counts.total)
     assert items["optimizer states (paged)"].gb * 2**30 == pytest.approx(2 * est.counts.total)
+
+
+def test_optimizer_lines_are_named_from_the_bytes_they_count(book: Rulebook) -> None:
+    """SGD (no momentum) keeps no state: the LoRA line and full fine-tuning's optimizer line say what they count."""
+    for peft, with_states, without in (("lora", "LoRA adapters (weights, gradients, optimizer)",
+                                        "LoRA adapters (weights, gradients)"),
+                                       ("full", "optimizer (fp32 master + states)", "optimizer (fp32 master weights)")):
+        j, base = job(book, "llama-8b", peft=peft), resolved(book, "llama-8b", peft=peft)
+        sgd = {i.name: i for i in estimate(book, j, {**base, "optimizer": "sgd"}).items}
+        adamw = {i.name for i in estimate(book, j, {**base, "optimizer": "adamw_torch"}).items}
+        assert without in sgd and with_states not in sgd, (peft, sorted(sgd))
+        assert with_states in adamw and without not in adamw, (peft, sorted(adamw))
+    lora = {i.name: i for i in estimate(book, job(book, "llama-8b"), {**resolved(book, "llama-8b"),
+                                                                       "optimizer": "sgd"}).items}
+    assert lora["LoRA adapters (weights, gradients)"].detail.endswith("x 8 B")  # fp32 weights + fp32 gradients
+
+
+def test_full_fine_tuning_of_quantized_weights_is_refused_as_the_trainers_do(tmp_path: Path) -> None:
+    """transformers' Trainer refuses a quantized model without an adapter (validate_quantization_for_training),
+    and so does Axolotl's config check: memory and recommend say so (exit 2) instead of sizing 16-bit weights,
+    and validate reports VQT001 while its memory checks size the job VQT001 expects (16-bit full fine-tuning)."""
+    for command, flag in (("memory", "load_in_4bit"), ("recommend", "load_in_8bit")):
+        proc = run_cli(command, "--model", "llama-8b", "--method", "sft", "--peft", "full", "--gpu", "h100",
+                       "--set", f"{flag}=true", "--no-detect")
+        assert proc.returncode == 2, (command, proc.stdout)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert f"{flag} true with full fine-tuning" in proc.stderr and "--peft qlora" in proc.stderr
+    off = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--gpu", "h100",
+                  "--set", "load_in_4bit=false", "--no-detect")
+    assert off.returncode in (0, 1) and "weights (16-bit)" in off.stdout
+    config = tmp_path / "axolotl.yaml"
+    config.write_text("base_model: meta-llama/Llama-3.1-8B\nload_in_4bit: true\nsequence_len: 4096\n"
+                      "micro_batch_size: 2\ngradient_accumulation_steps: 8\nlearning_rate: 1.0e-5\n"
+                      "datasets:\n  - path: tatsu-lab/alpaca\n    type: alpaca\n")
+    proc = run_cli("validate", str(config), "--gpu", "h100", "--no-detect")
+    said = " ".join(proc.stdout.split())  # rich wraps long lines
+    assert proc.returncode == 1 and "VQT001 error" in said, proc.stderr
+    assert "VSQ003 warning" in said and "LoRA instead of full" in said, said

@@ -81,6 +81,22 @@ def test_offload_moves_states_to_cpu_ram(book: Rulebook) -> None:
     assert "weights (16-bit)" not in {i.name for i in both.items} and both.total_gb < off.total_gb
 
 
+def test_parameter_offload_holds_full_fine_tunings_reference_model_in_cpu_ram(book: Rulebook) -> None:
+    """TRL prepares DPO's frozen reference with the policy's ZeRO-3 config, offload_param kept
+    (trl/models/utils.py prepare_deepspeed pops offload_optimizer only): its weights live in CPU RAM too."""
+    cpu_item = "CPU RAM for offload (per node, not on the GPU)"
+    for method, copies in (("sft", 1), ("dpo", 2)):
+        job = api.job_facts(book, model="llama-3.1-8b", method=method, peft="full", gpu="h100", gpus=8,
+                            detect_gpu=False)
+        est = estimate(book, job, _params(sharding="zero3", offload=["parameters"]))
+        items = {i.name: i for i in est.items}
+        assert "reference model (frozen copy)" not in items  # not on the GPU
+        # 2 B per 16-bit parameter x the 1.5 buffer factor, one node of 8 GPUs
+        assert items[cpu_item].gb * GIB == pytest.approx(copies * est.counts.total * 2 * 1.5), method
+    on_gpu = estimate(book, job, _params(sharding="zero3"))
+    assert "reference model (frozen copy)" in {i.name for i in on_gpu.items}
+
+
 def test_fsdp_offload_moves_everything(book: Rulebook) -> None:
     est = estimate(book, _job(book, 8), _params(sharding="fsdp_full", offload=["parameters"]))
     assert est.setup.offload == ("optimizer", "parameters")

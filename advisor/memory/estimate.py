@@ -34,6 +34,7 @@ QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8", "gptq-int4")
 ATTENTIONS = ("sdpa", "flash", "eager")
 TRAINERS = ("hf", "deepspeed-zero2")
 _BITS = {"nf4": "nf4-bits", "nf4-dq": "nf4-bits-double-quant", "int8": "int8-bits", "gptq-int4": "gptq-int4-bits"}
+QUANTIZING = ("quantization", "load_in_4bit", "load_in_8bit")  # the settings that load the base quantized
 _BNB = ("nf4", "nf4-dq", "int8")  # bitsandbytes layers: they return their input's dtype
 DEFAULT_VLLM_MODE = "colocate"  # TRL's default (rules/memory.yaml vllm-colocate-default-share says why)
 VLLM_ITEM = "vLLM (colocated: weights, KV cache)"  # outside torch's allocator: the table's total names it
@@ -160,6 +161,14 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         quant = "int8"
     else:
         quant = "none"
+    if task.peft == "full" and quant != "none":
+        # Sizing 16-bit full fine-tuning instead would answer a job that never starts (VQT001's sources)
+        key = next((k for k in QUANTIZING if params.get(k)), "quantization")
+        raise FactError(
+            f"memory: {key} {_shown(params.get(key, quant))} with full fine-tuning: transformers' Trainer and Axolotl "
+            "refuse to train a quantized model without an adapter (its quantized weights are frozen)",
+            hint=f"--peft qlora (or lora) trains adapters over the quantized base; drop {key} to fully fine-tune "
+                 "16-bit weights (advisor rules show VQT001)")
     for flag, value, allowed in (("quantization", quant, QUANTIZATIONS),
                                  ("attention", _get(params, "attention", "sdpa"), ATTENTIONS),
                                  ("trainer", _get(params, "trainer", "hf"), TRAINERS),
@@ -201,6 +210,10 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         variant=variant, reference_free=reference_free or bool(reference_off), reference_off=reference_off,
         modules_to_save=tuple(str(m) for m in (_get(params, "lora_modules_to_save", ()) or ())) if adapter else (),
     )
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def sharding_of(params: dict[str, Any]) -> dict[str, Any]:
@@ -342,9 +355,14 @@ class _Builder:
             parts.append(f"{fmt_count(trainable)} trainable x {k['offload-optimizer-cpu-bytes']:g} B")
         if self.offloaded("parameters"):
             params = c.total + 2 * self.value_params()  # PPO: the value and reward models' weights too
-            n_bytes += params * k["offload-parameters-cpu-bytes"]
+            # TRL wraps full fine-tuning's frozen reference as it wraps the policy (prepare_deepspeed keeps
+            # ZeRO-3's offload_param, prepare_fsdp its cpu_offload): its weights are offloaded too
+            reference = c.total if self.full_reference() else 0
+            n_bytes += (params + reference) * k["offload-parameters-cpu-bytes"]
             ids.append("offload-parameters-cpu-bytes")
-            parts.append(f"{fmt_count(params)} params x {k['offload-parameters-cpu-bytes']:g} B")
+            parts.append(f"{fmt_count(params + reference)} params"
+                         + (f" ({fmt_count(reference)} of them the reference model)" if reference else "")
+                         + f" x {k['offload-parameters-cpu-bytes']:g} B")
         factor = k["offload-cpu-buffer-factor"]
         ids.append("offload-cpu-buffer-factor")
         per_node = n_bytes / nodes * factor
@@ -369,8 +387,8 @@ class _Builder:
             n = self.share(c.total, "optimizer_states")
             if not self.offloaded("optimizer"):
                 swapped = () if k.eight_bit(s.optimizer) or states_id == "adamw-state-bytes" else (states_id,)
-                # bitsandbytes' paged states are an item of their own: what stays here is the fp32 master
-                self.add("optimizer (fp32 master weights)" if paged else "optimizer (fp32 master + states)",
+                master_only = paged or not k[states_id]  # paged states are an item of their own; SGD keeps none
+                self.add("optimizer (fp32 master weights)" if master_only else "optimizer (fp32 master + states)",
                          n * (per - 2 * e - paged),
                          f"{fmt_count(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})"
                          f"{self.over('optimizer_states')}", (cid, *swapped))
@@ -380,7 +398,7 @@ class _Builder:
             self._adapters()
         self.sharding_notes()
         spec = s.spec
-        if s.reference_model and s.peft == "full":
+        if self.full_reference():
             self.add_weights("reference model (frozen copy)", c.total, e, ("bytes-16bit",),
                              size=f"{e:g} B: full fine-tuning keeps a second model")
         elif s.reference_off and s.peft == "full":
@@ -388,6 +406,10 @@ class _Builder:
                               "(none counted)")
         if spec is not None and spec.value_model:
             self._value_and_reward_models(spec.name)
+
+    def full_reference(self) -> bool:
+        """A second, frozen copy of the model scores each batch (with an adapter, peft's disabled adapter does)."""
+        return self.s.reference_model and self.s.peft == "full"
 
     def value_params(self) -> float:
         """The value model's parameters (PPO trains it in full); 0 for a method without one."""
@@ -534,7 +556,8 @@ class _Builder:
                 ids = ids[:2]
                 self.add_paged(c.lora, states)
             per = sum(k[i] for i in ids)
-        what = "weights, gradients" + (", optimizer" if len(ids) != 2 else "")
+        # named from what the bytes hold: SGD without momentum keeps no state
+        what = "weights, gradients" + (", optimizer" if len(ids) != 2 and k[ids[-1]] else "")
         self.add(f"LoRA adapters ({what})", c.lora * per,
                  f"{fmt_count(c.lora)} params (rank {s.lora_rank}, {', '.join(c.lora_modules)}) x {per:g} B", ids)
         if c.unmatched_targets:

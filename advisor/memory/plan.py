@@ -7,7 +7,7 @@ from typing import Any
 
 from advisor.errors import AdvisorError
 from advisor.facts.job import JobFacts
-from advisor.memory.estimate import Estimate, estimate
+from advisor.memory.estimate import QUANTIZING, Estimate, estimate
 from advisor.memory.fit import Fit, cross_check, fit
 from advisor.provenance import Source
 from advisor.recommendation import MemoryItem, MemoryReport, Provenance, Recommendation
@@ -101,6 +101,10 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
 def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dict[str, Any]) -> dict[str, Any]:
     """memory.* facts for a config being validated: its own values over the recommendation's."""
     params = {**values(rec), **{k: v for k, v in config.items() if v is not None}}
+    if job.task.peft == "full":
+        # Quantized full fine-tuning is refused by the trainers (VQT001 reports it): the checks size the job
+        # VQT001 expects, full fine-tuning in 16-bit, so their alternatives say which fix fits
+        params = {k: v for k, v in params.items() if k not in QUANTIZING}
     if isinstance(params.get("lora_target_modules"), str):
         params["lora_target_modules"] = [params["lora_target_modules"]]
     try:
