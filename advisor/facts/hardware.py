@@ -50,7 +50,10 @@ _VENDOR_WORDS = re.compile(r"\b(nvidia|geforce|tesla|quadro|amd|instinct|radeon)
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "", _VENDOR_WORDS.sub("", name.lower()))
+    # Separators become spaces before the vendor words go: to \b an underscore is a letter, so
+    # "nvidia_h100" would keep its "nvidia" and miss the alias "nvidia-h100".
+    spaced = re.sub(r"[^a-z0-9]+", " ", name.lower())
+    return re.sub(r"[^a-z0-9]+", "", _VENDOR_WORDS.sub("", spaced))
 
 
 def _claims(book: Rulebook) -> dict[str, list[str]]:
@@ -91,6 +94,17 @@ def lookup_gpu(book: Rulebook, name: str, *, fuzzy: bool = False) -> dict[str, A
     if hits:
         return book.gpus[max(hits)[1]]
     return None
+
+
+def gpu_mem_source(gib: float) -> str:
+    """How GpuFacts.source names --gpu-mem; sized_by_gpu_mem reads it back."""
+    return f"--gpu-mem {gib:g} GiB"
+
+
+def sized_by_gpu_mem(source: str) -> bool:
+    """Whether --gpu-mem gave a GPU's memory: its one GiB number is then both the stated and the
+    usable size. Equal numbers alone do not say so: an A100 80GB reports exactly 81920 MiB."""
+    return re.search(r"(?:^| with )--gpu-mem \S+ GiB$", source) is not None
 
 
 def registry_usable_gib(entry: dict[str, Any]) -> float:
@@ -168,7 +182,7 @@ def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, co
             raise FactError(f"unknown GPU {name!r}", hint=f"{hint}`advisor gpus` lists all, or give --gpu-mem GiB")
         if memory_gb is not None:
             return GpuFacts(name=entry["id"], memory_gb=float(memory_gb), count=count or 1, bf16=bool(entry["bf16"]),
-                            source=f"registry ({entry['_file']}) with --gpu-mem {memory_gb:g} GiB",
+                            source=f"registry ({entry['_file']}) with {gpu_mem_source(memory_gb)}",
                             usable_gib=float(memory_gb))
         usable = "" if "usable_mib" in entry else "; no usable_mib: stated size taken as GiB"
         return GpuFacts(name=entry["id"], memory_gb=float(entry["memory_gb"]), count=count or 1,
@@ -176,7 +190,7 @@ def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, co
                         usable_gib=registry_usable_gib(entry))
     if memory_gb is not None:
         return GpuFacts(name=None, memory_gb=float(memory_gb), count=count or 1, bf16=None,
-                        source=f"--gpu-mem {memory_gb:g} GiB", usable_gib=float(memory_gb))
+                        source=gpu_mem_source(memory_gb), usable_gib=float(memory_gb))
     if detect:
         found = detect_nvidia(book)
         if found is not None:

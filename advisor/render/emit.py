@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from advisor.errors import AdvisorError
 
@@ -134,14 +135,48 @@ def _renderer(result: Any, fmt: str) -> Callable[..., Any]:
     return lambda result, **options: render(result, fmt=fmt, **options)
 
 
+# The spaces (and colour codes among them) that end a line. Rich pads every table cell, the last
+# column's too, and a title to the table's width; copied output should not carry that padding.
+_LINE_END_PADDING = re.compile(r"(?:\x1b\[[0-9;]*m| )+(?=\n)")
+
+
+def trim_line_ends(text: str) -> str:
+    """``text`` with no space before a newline; colour codes there stay (a style must still reset)."""
+    return _LINE_END_PADDING.sub(lambda m: m.group(0).replace(" ", ""), text)
+
+
+class _TrimmedStdout(io.TextIOBase):
+    """sys.stdout as of each write, less the spaces that end a line. Rich writes each print whole,
+    its line ends with it, so a write's own end (``print(end="")``) is left alone: more may follow."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.write(trim_line_ends(text))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:  # rich asks to choose colours and width
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
 def console(output: Path | None = None) -> Console:
     """stdout's console, or a recording one for a file. A terminal (or an explicit COLUMNS) sets the
-    width; a pipe or a file gets wide tables, not wrapped ones."""
+    width; a pipe or a file gets wide tables, not wrapped ones. Neither ends a line with spaces."""
     from rich.console import Console
 
     if output is not None:
         return Console(record=True, width=200, file=io.StringIO(), soft_wrap=False)
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+    # A text stream in all but the typing name rich asks for.
+    return Console(file=cast("IO[str]", _TrimmedStdout()), soft_wrap=False,
+                   width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
 def to_stdout(output: Path | None) -> bool:
@@ -171,4 +206,4 @@ def emit(result: Any, fmt: str, output: Path | None = None, **options: Any) -> N
     con = console(output)
     render(result, con, **options)
     if output is not None:
-        write(con.export_text(), output)
+        write(trim_line_ends(con.export_text()), output)

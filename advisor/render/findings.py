@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from rich.text import Text
 
@@ -19,6 +22,32 @@ if TYPE_CHECKING:  # renderers read the result's shape; they sit beside validate
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SRCROOT = "%SRCROOT%"  # the uriBaseId GitHub code scanning resolves against the repository's checkout
+
+
+def _under_cwd(path: Path) -> PurePath | None:
+    """``path`` relative to the working directory (the repository root in CI), or None outside it.
+    Compared as given first, then with links resolved: a shell's $PWD may name the directory
+    through a link that os.getcwd() does not."""
+    cwd = Path.cwd()
+    for where, root in ((Path(os.path.abspath(path)), cwd), (path.resolve(), cwd.resolve())):
+        if where.is_relative_to(root):
+            return where.relative_to(root)
+    return None
+
+
+def _annotated_path(path: Path) -> str:
+    """The file a GitHub annotation names: relative to the repository root, else absolute."""
+    rel = _under_cwd(path)
+    return rel.as_posix() if rel is not None else os.path.abspath(path)
+
+
+def _artifact_location(path: Path) -> dict[str, str]:
+    """SARIF 2.1.0 §3.4: a relative reference carries its uriBaseId; an absolute URI must not."""
+    rel = _under_cwd(path)
+    if rel is None:
+        return {"uri": Path(os.path.abspath(path)).as_uri()}
+    return {"uri": quote(rel.as_posix()), "uriBaseId": SRCROOT}
 
 
 def _where(report: FileReport, line: int | None) -> str:
@@ -83,12 +112,12 @@ def to_github(run: ValidationRun) -> str:
     out = []
     for r in reports:
         if r.error:
-            out.append(f"::error file={esc_prop(str(r.path))},title=advisor::{esc(r.error)}")
+            out.append(f"::error file={esc_prop(_annotated_path(r.path))},title=advisor::{esc(r.error)}")
             continue
         for f in r.findings:
             level = {"error": "error", "warning": "warning", "info": "notice"}[f.severity]
             line = f",line={f.line}" if f.line else ""
-            out.append(f"::{level} file={esc_prop(str(r.path))}{line},title={esc_prop(f.code + ' ' + f.rule)}::"
+            out.append(f"::{level} file={esc_prop(_annotated_path(r.path))}{line},title={esc_prop(f.code + ' ' + f.rule)}::"
                        f"{esc(f.message + '. Expected: ' + f.expected)}")
     return "\n".join(out) + ("\n" if out else "")
 
@@ -112,13 +141,13 @@ def to_sarif(run: ValidationRun) -> str:
     results: list[dict[str, Any]] = []
     notifications: list[dict[str, Any]] = []
     for rep in reports:
-        uri = rep.path.as_posix()
+        artifact = _artifact_location(rep.path)
         if rep.error:
             notifications.append({"level": "error", "message": {"text": rep.error},
-                                  "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}]})
+                                  "locations": [{"physicalLocation": {"artifactLocation": artifact}}]})
             continue
         for f in rep.findings:
-            location: dict[str, Any] = {"artifactLocation": {"uri": uri}}
+            location: dict[str, Any] = {"artifactLocation": artifact}
             if f.line:
                 location["region"] = {"startLine": f.line}
             result: dict[str, Any] = {
@@ -139,6 +168,10 @@ def to_sarif(run: ValidationRun) -> str:
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "advisor", "version": __version__, "rules": rules}},
+            # No uri for the base (§3.14.14 lets it be absent): this machine's directory would make the
+            # file differ by checkout and name the runner's home; code scanning supplies the checkout.
+            "originalUriBaseIds": {SRCROOT: {"description": {
+                "text": "The directory advisor ran in; run it from the repository root."}}},
             "invocations": [{"executionSuccessful": not notifications,
                              "toolExecutionNotifications": notifications}],
             "results": results,

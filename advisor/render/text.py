@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from advisor.facts.hardware import sized_by_gpu_mem
 from advisor.facts.model import describe_source
 from advisor.output import fmt_count, fmt_source, fmt_value
 from advisor.paths import shown_path
@@ -103,7 +104,7 @@ def gpu_memory_text(g: dict[str, Any]) -> str:
     stated, usable = g.get("memory_gb"), g.get("usable_gib")
     if usable is None or stated is None:
         return f"{fmt_value(stated)} GB" if usable is None else f"{usable:.1f} GiB usable"
-    if stated == usable:  # --gpu-mem alone: one number, GiB
+    if sized_by_gpu_mem(str(g.get("source") or "")):  # the user's one number, GiB
         return f"{usable:.1f} GiB"
     return f"{fmt_value(stated)} GB ({usable:.1f} GiB usable)"
 
