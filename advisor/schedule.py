@@ -18,6 +18,7 @@ from advisor.output import fmt_number
 from advisor.provenance import Source, Sourced
 from advisor.recommendation import Recommendation
 from advisor.rulebook.load import Rulebook
+from advisor.rulebook.model import Rule
 from advisor.rulebook.resolve import recommend
 
 STRATEGIES = ("constant", "exponential", "manual")
@@ -38,11 +39,13 @@ class Schedule:
 RAFT = "raft"  # the method this module schedules (rules/registry/methods.yaml)
 
 
+def raft_task(*, cycles: int, peft: str, sft_lr: float | None, strategy: str | None = None) -> dict[str, Any]:
+    return TaskFacts(method=RAFT, peft=peft, cycles=cycles, sft_learning_rate=sft_lr, lr_strategy=strategy).as_facts()
+
+
 def resolve_raft(book: Rulebook, *, cycles: int, peft: str = "lora", sft_lr: float | None = None,
                  pins: dict[str, Any] | None = None, strategy: str | None = None) -> Recommendation:
-    facts = TaskFacts(method=RAFT, peft=peft, cycles=cycles, sft_learning_rate=sft_lr,
-                      lr_strategy=strategy).as_facts()
-    return recommend(book, facts, {}, pins or {})
+    return recommend(book, raft_task(cycles=cycles, peft=peft, sft_lr=sft_lr, strategy=strategy), {}, pins or {})
 
 
 def parse_manual(text: str, cycles: int | None) -> list[float]:
@@ -131,17 +134,25 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
     return schedule
 
 
-def compare(book: Rulebook, *, cycles: int, base_lr: float | None, peft: str, sft_lr: float | None) -> list[dict[str, Any]]:
-    """The seeds' decay-factor comparison: every decay the lr-raft-decay rule lists, over N cycles."""
+def compare(book: Rulebook, *, cycles: int, base_lr: float | None, peft: str, sft_lr: float | None,
+            decay: float | None = None) -> list[dict[str, Any]]:
+    """The seeds' decay-factor comparison: every decay the lr-raft-decay rule lists, over N cycles, and
+    ``decay`` (the user's --decay) among them in its place, or marked on the preset it equals."""
     rule = book.rules["lr-raft-decay"]
     labels = rule.raw.get("choice_labels") or []
+    factors: list[tuple[float, str]] = [(float(f), labels[i] if i < len(labels) else "")
+                                        for i, f in enumerate(rule.raw.get("choices") or [])]
+    if decay is not None and all(f != decay for f, _ in factors):
+        # in the table's order (the rule lists the presets from the gentlest decay down)
+        at = next((i for i, (f, _) in enumerate(factors) if f < decay), len(factors))
+        factors.insert(at, (decay, ""))
     rows = []
-    for i, factor in enumerate(rule.raw.get("choices") or []):
+    for factor, label in factors:
         pins: dict[str, Any] = {"lr_decay_factor": factor}
         if base_lr is not None:
             pins["learning_rate"] = base_lr
         rec = resolve_raft(book, cycles=cycles, peft=peft, sft_lr=sft_lr, pins=pins)
-        rows.append({"factor": factor, "label": labels[i] if i < len(labels) else "",
+        rows.append({"factor": factor, "label": label, "yours": factor == decay,
                      "lrs": rec.parameters["learning_rate_schedule"].value})
     return rows
 
@@ -217,6 +228,24 @@ class ScheduleResult:
 
 
 SIGN_DIRECTIONS = ("lr-too-high", "lr-too-low")  # the seeds' decision tree: what to do when the LR is off
+# What `advisor diagnose --cycles-dir` reads from a RAFT history besides the series: its cycle scores and the
+# samples' repetitiveness. A RAFT cycle is an SFT run, so its logs carry the readers' named series and none of
+# the keys TRL's DPO or GRPO trainers log.
+RAFT_LOG_FACTS = ("cycle_score", "cycle_metric", "cycle_name", "distinct_2", "max_grad_norm")
+
+
+def raft_signs(book: Rulebook, task: dict[str, Any]) -> list[Rule]:
+    """The signal rules that apply to a RAFT run, by their own `when` as `diagnose` judges it: the signs
+    scope themselves to a method by the series its log carries (rules/signals.yaml), so a plan stands in
+    for its log with every series a RAFT history holds (a placeholder value: the plan has measured nothing)
+    and the task facts of the plan."""
+    from advisor.rulebook.judge import applies
+    from advisor.rulebook.lookup import fact_lookup
+    from advisor.telemetry import ALIASES
+
+    log = {f"log.{name}": () for name in (*ALIASES, *RAFT_LOG_FACTS)}
+    lookup = fact_lookup({**task, **log}, book=book)
+    return sorted((r for r in book.rules.values() if r.kind == "signal" and applies(r, lookup)), key=lambda r: r.code)
 
 
 def advice(book: Rulebook, plan: Schedule, *, peft: str, sft_lr: float | None) -> dict[str, Any]:
@@ -224,7 +253,7 @@ def advice(book: Rulebook, plan: Schedule, *, peft: str, sft_lr: float | None) -
     and SFT LR as the plan (full fine-tuning starts lower than LoRA)."""
     rec = resolve_raft(book, cycles=plan.cycles, peft=peft, sft_lr=sft_lr)
     lr, decay = rec.parameters["learning_rate"], rec.parameters["lr_decay_factor"]
-    signals = sorted((r for r in book.rules.values() if r.kind == "signal"), key=lambda r: r.code)
+    signals = raft_signs(book, raft_task(cycles=plan.cycles, peft=peft, sft_lr=sft_lr))
     scheduler = rec.parameters.get("lr_scheduler_type")
     notes = book.rules[scheduler.rule].notes if scheduler is not None and scheduler.rule in book.rules else ()
     return {
@@ -241,6 +270,7 @@ def run(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float | N
         accumulation: int | None, compare_decays: bool, with_advice: bool) -> ScheduleResult:
     plan = build(book, strategy=strategy, cycles=cycles, base_lr=base_lr, decay=decay, manual=manual, peft=peft,
                  sft_lr=sft_lr, samples=samples, micro_batch=micro_batch, accumulation=accumulation)
-    rows = compare(book, cycles=plan.cycles, base_lr=plan.base_lr, peft=peft, sft_lr=sft_lr) if compare_decays else None
+    rows = (compare(book, cycles=plan.cycles, base_lr=plan.base_lr, peft=peft, sft_lr=sft_lr, decay=decay)
+            if compare_decays else None)
     return ScheduleResult(plan, rows, advice(book, plan, peft=peft, sft_lr=sft_lr) if with_advice else None, samples,
                           micro_batch, accumulation, peft)

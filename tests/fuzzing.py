@@ -161,7 +161,7 @@ FORMULA_OPS = ["+", "-", "*", "/", "//", "%", "**", "<", "==", "in", "and", "or"
 FUNCTIONS = ["min", "max", "abs", "round", "int", "float", "len", "ceil", "floor", "sqrt", "log2", "clamp",
              "pow2_floor", "pow2_ceil", "largest_divisor", "gcd", "sig", "geometric", "scale", "pad_to", "nth", "pick", "mean",
              "median", "head",
-             "tail", "rel_change", "spikes", "zigzag", "slope", "drops", "longest_flat", "nonfinite", "subset",
+             "tail", "rel_change", "spikes", "zigzag", "slope", "drops", "longest_flat", "nonfinite", "finite_count", "subset",
              "difference", "given", "frac_at_least", "where_at_least"]
 
 

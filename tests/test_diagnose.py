@@ -75,6 +75,15 @@ def test_clipping_follows_the_runs_threshold(tmp_path: Path) -> None:
     assert "SIG003" not in signs(str(path))  # the rulebook's 1.0
 
 
+def test_clipping_counts_the_steps_it_measured(tmp_path: Path) -> None:
+    """100 steps, 10 of them NaN (SIG009's): the clipping share is of the 90 finite norms, and the text says so."""
+    grad = [1.0] * 50 + [0.15] * 40 + [math.nan] * 10
+    path = write_jsonl(tmp_path / "log.jsonl", log_rows(falling(n=100), grad))
+    report = json.loads(run_cli("diagnose", str(path), "--format", "json", "--fail-on", "never").stdout)
+    evidence = {s["code"]: s["evidence"] for s in report["signs"]}
+    assert evidence["SIG003"] == "55.6% of the 90 steps with a finite gradient norm have it at max_grad_norm 1"
+
+
 def raft_history(root: Path, rates: list[float]) -> Path:
     """One JSONL log per cycle, each ending with the cycle's verification rate (like the seeds' table)."""
     root.mkdir()

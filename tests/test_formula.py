@@ -80,3 +80,20 @@ def test_huge_exponents_are_refused() -> None:
 def test_runtime_errors_become_formula_errors() -> None:
     with pytest.raises(FormulaError, match="division by zero"):
         formula.parse("1 / 0").evaluate(lookup)
+
+
+def test_finite_count_is_the_points_the_series_statistics_measure() -> None:
+    """frac_at_least and mean pass over NaN / inf: finite_count is the number of points they measured,
+    which a sign's evidence names ("55.6% of the 90 steps with a finite ...")."""
+    series = {"log.grad_norm": [1.0, float("nan"), 0.5, float("inf"), 1.0, float("-inf"), 2]}
+
+    def read(name: str) -> Any:
+        return series[name]
+
+    def value(text: str) -> Any:
+        return formula.parse(text).evaluate(read)
+
+    assert value("finite_count(log.grad_norm)") == 4
+    assert value("frac_at_least(log.grad_norm, 1.0) * finite_count(log.grad_norm)") == pytest.approx(3)
+    assert value("finite_count(log.grad_norm) + nonfinite(log.grad_norm)") == value("len(log.grad_norm)")
+    assert value("finite_count([])") == 0

@@ -30,6 +30,35 @@ def test_compare_prints_the_seed_table() -> None:
     assert rows == SEED_COMPARE
 
 
+def compare_rows(*args: str) -> dict[str, list[str]]:
+    proc = run_cli("schedule", "--compare", *args)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("decay factor"))
+    rows = {}
+    for line in lines[head + 1:]:
+        if not line.startswith("within each cycle"):
+            name, _, cells = line.partition("  ")
+            rows[name.strip()] = cells.split()
+    return rows
+
+
+def test_compare_shows_the_users_own_decay_among_the_presets() -> None:
+    rows = compare_rows("--decay", "0.9", "--cycles", "3")
+    assert list(rows) == ["constant", "0.95 (gentle)", "0.90 (yours)", "0.85 (standard)", "0.70 (aggressive)"]
+    assert rows["0.90 (yours)"] == ["5.0e-5", "4.5e-5", "4.1e-5"]  # 5e-5 x 0.9^(cycle - 1)
+    # A preset's decay is that row, marked, not a second one; the plan's LR is what the table starts from.
+    rows = compare_rows("--decay", "0.85", "--base-lr", "1e-4", "--cycles", "2")
+    assert list(rows) == ["constant", "0.95 (gentle)", "0.85 (standard, yours)", "0.70 (aggressive)"]
+    assert rows["0.85 (standard, yours)"] == ["1.0e-4", "8.5e-5"]
+    assert "constant (yours)" in compare_rows("--decay", "1", "--cycles", "2")
+    assert "0.999 (yours)" in compare_rows("--decay", "0.999", "--cycles", "2")  # not a second "1.00"
+    data = json.loads(run_cli("schedule", "--compare", "--decay", "0.9", "--format", "json").stdout)
+    assert [r["factor"] for r in data["compare"] if r["yours"]] == [0.9]
+    assert [r["yours"] for r in json.loads(run_cli("schedule", "--compare", "--format", "json").stdout)["compare"]] == [
+        False] * 4
+
+
 def test_default_schedule_is_the_seed_strategy_b_table() -> None:
     proc = run_cli("schedule", "--cycles", "5", "--format", "json")
     plan = json.loads(proc.stdout)
@@ -110,6 +139,27 @@ def test_recommendations_come_from_the_rules() -> None:
         assert code in out
     assert "Increase LR: try a 7e-5 base, or the gentle 0.95 decay" in out
     assert "Reduce LR: try the 0.70 decay" in out
+
+
+def test_recommendations_list_only_the_signs_of_a_raft_run(tmp_path: Path) -> None:
+    """RAFT cycles are SFT runs: DPO's signs (reward margins) and GRPO's (entropy, KL) scope themselves to logs
+    that carry those series (rules/signals.yaml `when`), so the RAFT decision tree leaves them out, as
+    `diagnose` does an SFT log; a user's sign scoped to the method by a task fact is kept or left out the same way."""
+    advice = json.loads(run_cli("schedule", "--recommendations", "--format", "json").stdout)["advice"]["signs"]
+    codes = {s["code"] for signs in advice.values() for s in signs}
+    assert codes == {"SIG001", "SIG002", "SIG003", "SIG004", "SIG005", "SIG009", "SIG010", "SIG011", "SIG006",
+                     "SIG007", "SIG008"}
+    mine = tmp_path / "rules"
+    mine.mkdir()
+    sign = ("  - {{id: my-{m}-sign, code: SIG90{n}, kind: signal, parameter: learning_rate, severity: warning,\n"
+            "     summary: 'LR too high: my {m} sign', direction: lr-too-high, sign: 'My {m} sign', advice: 'Reduce LR',\n"
+            "     source: {{derived: test}}, when: {{fact: task.method, op: eq, value: {m}}},\n"
+            "     detect: 'max(log.loss) > 9', evidence: 'loss {{max(log.loss)}}', confidence: low}}\n")
+    (mine / "signals.yaml").write_text("family: my-signals\ndescription: test signs\nrules:\n" + sign.format(m="raft", n=1)
+                                       + sign.format(m="dpo", n=2))
+    proc = run_cli("schedule", "--recommendations", "--rules", str(mine))
+    assert proc.returncode == 0, proc.stderr
+    assert "My raft sign: Reduce LR [SIG901]" in proc.stdout and "SIG902" not in proc.stdout
 
 
 def test_recommendations_start_where_the_plan_does() -> None:

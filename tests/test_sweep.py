@@ -197,6 +197,9 @@ def test_range_test_suggests_from_one_rising_run(tmp_path: Path) -> None:
      "--lr-range goes with --strategy grid, not range-test"),
     (["--strategy", "grid", "--lrs", "1e-3", "--points", "4"], "--points goes with --lr-range"),
     (["--eval-every", "4"], "--eval-every goes with --strategy grid, not halving"),
+    # the default's own name too: a grid runs no range test, whatever --suggest says
+    (["--strategy", "grid", "--lrs", "1e-3", "--suggest", "minimum"],
+     "--suggest goes with --strategy range-test or halving, not grid"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     proc = run_cli("sweep", *FAST, *args, "--out-dir", str(tmp_path / "out"))
@@ -209,6 +212,20 @@ def test_worker_needs_a_storage_and_an_existing_study(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--worker needs --storage" in proc.stderr
     proc = run_cli("sweep", "--worker", "--storage", str(tmp_path / "j.log"), "--study", "nope")
     assert proc.returncode == 2 and "no such study" in proc.stderr
+
+
+def test_analyse_reports_a_real_sweep_again_without_training(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    swept = run_cli("sweep", *FAST, "--strategy", "grid", "--lrs", "1e-3,5e-3", "--steps", "4", "--no-plots",
+                    "--out-dir", str(out))
+    assert swept.returncode == 0, swept.stderr
+    journal = (out / "optuna-journal.log").read_bytes()
+    again = run_cli("sweep", "--analyse", str(out))
+    assert again.returncode == 0, again.stderr
+    # the sweep's table and answers, without its progress lines and what it wrote
+    report = [line for line in swept.stdout.splitlines() if not line.startswith(("run ", "  lr ", "wrote "))]
+    assert again.stdout.splitlines() == report
+    assert (out / "optuna-journal.log").read_bytes() == journal  # no trial run, none queued
 
 
 def test_resuming_with_other_arguments_is_refused(tmp_path: Path) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from advisor.rulebook.load import Rulebook
 from advisor.sweep import analysis as an
+from advisor.sweep import report as rp
+from advisor.sweep.records import RunRecord
+from tests.conftest import run_cli
 
 # Seed 003, "9.1 Complete Results Table" (LR, final loss) and "2.1 Performance Summary" (status).
 SEED_003 = [
@@ -92,3 +97,93 @@ def test_convergence_speed(t: an.Thresholds) -> None:
 def test_log_space() -> None:
     assert an.log_space(1e-5, 1e-2, 4) == [1e-5, 1e-4, 1e-3, 1e-2]
     assert an.log_space(1e-4, 1e-2, 1) == [1e-3]
+
+
+# --- `advisor sweep --analyse`: a finished sweep's records, reported again -----------------------
+
+def _record(lr: float, end: float, *, nan_at_end: bool = False) -> RunRecord:
+    loss = [3.0 - (3.0 - end) * i / 15 for i in range(16)]
+    if nan_at_end:
+        loss[-1] = math.nan
+    return RunRecord(lr=lr, status="complete", steps=list(range(1, 17)), loss=loss, grad_norm=[0.2] * 16,
+                     learning_rate=[lr] * 16, eval_steps=[8, 16], eval_loss=[(3.0 + end) / 2, end],
+                     eval_loss_start=3.0, eval_accuracy_end=0.1, wall_s=1.0, tokens=512, diverged=nan_at_end)
+
+
+@pytest.fixture
+def written(t: an.Thresholds, tmp_path: Path) -> Path:
+    """A sweep's out dir as the sweep's own writer leaves it."""
+    runs = [_record(1e-5, 2.9), _record(2e-4, 2.0), _record(1e-3, 1.8), _record(5e-3, 5.0, nan_at_end=True),
+            RunRecord(lr=2e-2, status="pruned", steps=[1, 2], loss=[3.0, 2.9], grad_norm=[0.2, 0.2],
+                      learning_rate=[2e-2] * 2)]
+    report = rp.build(runs, t, strategy="grid", subject="tiny, sft with full", full_run_steps=16,
+                      recommended_lr=2e-4, recommended_rule="LR008 lr-evidence", range_test=None)
+    rp.write(report, tmp_path / "sweep-out", plots=False)
+    return tmp_path / "sweep-out"
+
+
+def test_analyse_reports_a_finished_sweep_again_from_its_records(written: Path) -> None:
+    proc = run_cli("sweep", "--analyse", str(written), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    # the same analysis as the sweep's own: with the same rules, the summary it wrote, field for field
+    assert json.loads(proc.stdout) == json.loads((written / rp.RESULTS_NAME).read_text())
+    text = run_cli("sweep", "--analyse", str(written / rp.RESULTS_NAME))
+    assert text.returncode == 0, text.stderr
+    labels = {line.split()[0]: line.split()[-1] for line in text.stdout.splitlines()[1:6]}
+    assert labels == {"1e-5": "slow", "2e-4": "slow", "1e-3": "optimal", "5e-3": "unstable", "0.02": "pruned"}
+    assert "Which LR gave lowest final loss? 1e-3: final eval loss 1.8000" in text.stdout
+    assert "yes: 5e-3 (loss or gradient became NaN/inf)" in text.stdout
+    assert not (written / "lr_0.02" / "loss_vs_steps.png").exists()  # it trains and writes nothing
+
+
+def test_analyse_without_an_answer_exits_1(t: an.Thresholds, tmp_path: Path) -> None:
+    report = rp.build([_record(5e-3, 5.0, nan_at_end=True)], t, strategy="grid", subject="tiny", full_run_steps=16,
+                      recommended_lr=None, recommended_rule=None, range_test=None)
+    rp.write(report, tmp_path, plots=False)
+    proc = run_cli("sweep", "--analyse", str(tmp_path))
+    assert proc.returncode == 1 and "none: no run finished" in proc.stdout
+
+
+def _runs_file(tmp_path: Path, text: str) -> str:
+    (tmp_path / "all_results.json").write_text(text)
+    return str(tmp_path / "all_results.json")
+
+
+GOOD_RUN = {"lr": 1e-3, "status": "complete", "loss": [2.0, 1.0]}
+TOP = {"strategy": "grid", "subject": "x", "full_run_steps": 2, "recommended_lr": None, "recommended_rule": None,
+       "range_test": None}
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("{", "all_results.json: not valid JSON"),
+    ("[1]", "not a sweep's records (a JSON list, not an object)"),
+    (json.dumps({**TOP}), "runs = None is not what `advisor sweep` writes there"),
+    (json.dumps({**TOP, "runs": [7]}), "runs[0]: a run is int, not an object"),
+    (json.dumps({**TOP, "runs": [{"status": "complete"}]}), "runs[0]: a run has no 'lr'"),
+    (json.dumps({**TOP, "runs": [{**GOOD_RUN, "lr": "fast"}]}), "runs[0]: lr = 'fast' is not a number"),
+    (json.dumps({**TOP, "runs": [{**GOOD_RUN, "lr": -1}]}), "runs[0]: lr = -1 is not a learning rate"),
+    (json.dumps({**TOP, "runs": [{**GOOD_RUN, "status": "done"}]}), "status = 'done' is not a run's status"),
+    (json.dumps({**TOP, "runs": [{**GOOD_RUN, "loss": [1.0, "x"]}]}), "loss = [1.0, 'x']: 'x' is not a number"),
+    (json.dumps({**TOP, "runs": [{**GOOD_RUN, "steps": 3}]}), "steps = 3 is not a list"),
+    (json.dumps({**TOP, "runs": [], "full_run_steps": 0}), "full_run_steps = 0 must be at least 1"),
+    (json.dumps({**TOP, "runs": [], "range_test": {"steps": 3}}), "range_test: method = None"),
+])
+def test_analyse_refuses_bad_records_in_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    proc = run_cli("sweep", "--analyse", _runs_file(tmp_path, text))
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--analyse", "{tmp}/nowhere"], "nowhere: no such file"),
+    (["--analyse", "{tmp}"], "no all_results.json in this directory"),
+    (["--analyse", "{out}", "--strategy", "grid"], "--strategy goes with a sweep that trains, not --analyse"),
+    (["--analyse", "{out}", "--steps", "80"], "--steps goes with a sweep that trains, not --analyse"),
+    (["--analyse", "{out}", "--worker"], "--worker goes with a sweep that trains, not --analyse"),
+    (["{out}/all_results.json", "--analyse", "{out}"], "CONFIG goes with a sweep that trains, not --analyse"),
+])
+def test_analyse_bad_arguments_are_one_line(written: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("sweep", *(a.format(tmp=tmp_path / "empty", out=written) for a in args))
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ EPILOG = ("Examples:\n\n"
           "  advisor sweep axolotl.yml --strategy halving --steps 120 --out-dir sweep-out --write-rules ./my-rules\n\n"
           "  advisor sweep axolotl.yml --storage postgresql://me@db/sweeps --study llama-lr   (then on other machines:)\n\n"
           "  advisor sweep --worker --storage postgresql://me@db/sweeps --study llama-lr\n\n"
+          "  advisor sweep --analyse sweep-out --rules ./my-rules\n\n"
           "Exit codes: 0 an LR was found, 1 no run finished cleanly, 2 bad input, 3 the probe could not run.")
 
 
@@ -65,7 +66,7 @@ def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list
 
 
 def check_strategy_flags(strategy: str, *, lrs: str | None, lr_range: str | None, points: int | None,
-                         eval_every: int | None) -> None:
+                         eval_every: int | None, suggest: str | None = None) -> None:
     """A flag the chosen strategy does not read is refused, not dropped: a halving sweep with --lrs would
     otherwise run its own candidates and report them as the sweep of the LRs given."""
     if strategy != "grid":
@@ -75,10 +76,35 @@ def check_strategy_flags(strategy: str, *, lrs: str | None, lr_range: str | None
                                    hint=f"add --strategy grid, or drop {flag}")
     elif points is not None and lr_range is None:
         raise AdvisorError("--points goes with --lr-range", hint="e.g. --lr-range 1e-5:1e-2 --points 12")
+    if strategy == "grid" and suggest is not None:  # a grid runs no range test to suggest from
+        raise AdvisorError("--suggest goes with --strategy range-test or halving, not grid",
+                           hint="drop --suggest, or give --strategy range-test")
     if strategy in ("halving", "range-test") and eval_every is not None:
         # halving evaluates at its rungs (halving-min-resource in rules/sweep.yaml); the range test never
         raise AdvisorError(f"--eval-every goes with --strategy grid, not {strategy}",
                            hint="halving evaluates at its rungs, the range test reads the training loss")
+
+
+ANALYSE_READS = ("analyse", "fmt", "output", "rules")  # what --analyse takes: the records, and how to say them
+
+
+def check_alone_with_analyse() -> None:
+    """--analyse trains nothing: a flag that says what to train (or where to store it) would be dropped, so it
+    is refused. Asked of click, which knows what the command line gave, defaults aside."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name or "")
+        if param.name not in ANALYSE_READS and source not in (None, ParameterSource.DEFAULT,
+                                                              ParameterSource.DEFAULT_MAP):
+            flag = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+            raise AdvisorError(f"{flag} goes with a sweep that trains, not --analyse",
+                               hint="--analyse reads the runs a sweep wrote: beside it only --rules, --format and "
+                                    "--output")
 
 
 def sweep(
@@ -109,9 +135,9 @@ def sweep(
         "--steps", help="Optimizer steps per run (default: rules/sweep.yaml, 80).")] = None,
     eval_every: Annotated[Optional[int], Option(
         "--eval-every", help="grid: evaluate every N steps (default: rules/sweep.yaml, 8).")] = None,
-    suggest: Annotated[str, Option(
-        "--suggest", help="range test suggestion: minimum (fastai's lr_min: a tenth of the LR at the loss minimum) | "
-                          "valley (fastai) | steepest (Lightning)")] = "minimum",
+    suggest: Annotated[Optional[str], Option(
+        "--suggest", help="range-test / halving: the range test's suggestion: minimum (default: fastai's lr_min, a "
+                          "tenth of the LR at the loss minimum) | valley (fastai) | steepest (Lightning)")] = None,
     out_dir: Annotated[Path, Option(
         "--out-dir", help="Directory for the report, plots and the journal.")] = Path("sweep-out"),
     storage: Annotated[Optional[str], Option(
@@ -119,6 +145,9 @@ def sweep(
                           "Default: a journal file in --out-dir.")] = None,
     study: Annotated[str, Option("--study", help="Study name in the storage.")] = "advisor-sweep",
     worker: Annotated[bool, Option("--worker", help="Join a sweep started elsewhere (--storage, --study).")] = False,
+    analyse: Annotated[Optional[Path], Option(
+        "--analyse", help="Report a finished sweep again from the records it wrote: its --out-dir or that "
+                          "all_results.json, judged by today's rules (--rules); trains nothing.")] = None,
     write_rules: Annotated[Optional[Path], Option(
         "--write-rules", help="Write the best LR as a user rule in this directory (use it with --rules).")] = None,
     no_plots: Annotated[bool, Option("--no-plots", help="Skip the PNG plots.")] = False,
@@ -132,7 +161,15 @@ def sweep(
     from advisor.sweep import runner
 
     check_format(fmt, RESULT)
+    if analyse is not None:
+        check_alone_with_analyse()
     book = o.book(rules)
+    if analyse is not None:
+        from advisor.sweep import analysis, report
+
+        answer = report.analyse(analyse, analysis.Thresholds.from_book(book))
+        emit(answer, fmt, output)
+        return int(Exit.OK if answer.found() else Exit.FINDINGS)
     progress = console()
 
     def say(text: str) -> None:
@@ -151,14 +188,15 @@ def sweep(
         queue, ran = runner.run_worker(book, storage_url=storage, study_name=study, events=events)
         say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
         return int(Exit.OK)
-    check_strategy_flags(strategy, lrs=lrs, lr_range=lr_range, points=points, eval_every=eval_every)
+    check_strategy_flags(strategy, lrs=lrs, lr_range=lr_range, points=points, eval_every=eval_every, suggest=suggest)
     inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
                            gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
                            no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
                            accumulation=accumulation, max_memory=max_memory, device=device, set_=set_)
     outcome = runner.start(
         book, out=out_dir, storage_url=storage, study_name=study, strategy=strategy,
-        lrs=parse_lrs(lrs, lr_range, points), steps=steps, eval_every=eval_every, suggest=suggest, seed=seed,
+        lrs=parse_lrs(lrs, lr_range, points), steps=steps, eval_every=eval_every,
+        suggest=runner.DEFAULT_SUGGESTION if suggest is None else suggest, seed=seed,
         probe=stored(inputs), events=events, plots=not no_plots, write_rules=write_rules,
     )
     emit(outcome, fmt, output)

@@ -51,6 +51,10 @@ RENDERERS: dict[str, dict[str, str]] = {
         "text": "advisor.sweep.report:render_outcome",
         "json": "advisor.sweep.report:outcome_json",
     },
+    "advisor.sweep.report.SweepReport": {
+        "text": "advisor.sweep.report:render_text",
+        "json": "advisor.sweep.report:report_json",
+    },
     "advisor.memory.plan.MemoryAnswer": {
         "text": "advisor.render.memory:render_answer",
         "json": "advisor.render.memory:answer_json",

@@ -42,7 +42,11 @@ def render_text(result: ScheduleResult, console: Console) -> None:
         for i in range(1, plan.cycles + 1):
             table.add_column(f"cycle {i}", justify="right")
         for row in result.compare:
-            name = "constant" if row["factor"] == 1.0 else f"{row['factor']:.2f} ({row['label']})"
+            notes = ", ".join(n for n in (row["label"] if row["factor"] != 1.0 else "", "yours" if row["yours"] else "") if n)
+            factor = f"{row['factor']:.2f}"
+            if float(factor) != row["factor"]:  # a --decay of 0.999 is not the constant schedule's 1.00
+                factor = fmt_number(row["factor"])
+            name = ("constant" if row["factor"] == 1.0 else factor) + (f" ({notes})" if notes else "")
             table.add_row(name, *(sched.compare_cell(v) for v in row["lrs"]))
         console.print(table)
     else:

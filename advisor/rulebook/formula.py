@@ -225,6 +225,11 @@ def _nonfinite(xs: list[Any]) -> int:
     return sum(1 for x in xs if isinstance(x, float) and not math.isfinite(x))
 
 
+def _finite_count(xs: list[Any]) -> int:
+    """How many points the series statistics (mean, frac_at_least, ...) measure: NaN / inf are passed over."""
+    return len(_finite(xs))
+
+
 def _largest_divisor(n: int, at_most: int) -> int:
     """The largest divisor of ``n`` that is at most ``at_most`` (at least 1): a micro-batch that divides
     a batch, so that micro-batch x accumulation gives it exactly."""
@@ -253,6 +258,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "drops": _drops,
     "longest_flat": _longest_flat,
     "nonfinite": _nonfinite,
+    "finite_count": _finite_count,
     "subset": _subset,
     "difference": _difference,
     "min": min,

@@ -107,7 +107,8 @@ def signal_rules(book: Rulebook) -> list[Rule]:
     return sorted((r for r in book.rules.values() if r.kind == "signal" and r.detect is not None), key=lambda r: r.code)
 
 
-def _applies(rule: Rule, lookup: Any) -> bool:
+def applies(rule: Rule, lookup: Any) -> bool:
+    """Whether the rule's `when` holds; a fact it needs that is unknown means another trainer's sign."""
     try:
         return cond.evaluate(rule.when, lookup)
     except MissingFact:
@@ -117,7 +118,7 @@ def _applies(rule: Rule, lookup: Any) -> bool:
 def applicable(book: Rulebook, facts: dict[str, Any]) -> list[Rule]:
     """The signal rules whose `when` holds for this telemetry (the others are another trainer's signs)."""
     lookup = fact_lookup(facts, book=book)
-    return [rule for rule in signal_rules(book) if _applies(rule, lookup)]
+    return [rule for rule in signal_rules(book) if applies(rule, lookup)]
 
 
 def judge(book: Rulebook, facts: dict[str, Any], telemetry: Telemetry | None = None,
@@ -143,7 +144,7 @@ def judge(book: Rulebook, facts: dict[str, Any], telemetry: Telemetry | None = N
     unjudged: list[Unjudged] = []
     for rule in signal_rules(book):
         assert rule.detect is not None
-        if not _applies(rule, lookup):
+        if not applies(rule, lookup):
             continue  # a sign of another trainer's telemetry (its `when`): neither shown nor "not judged"
         short = unmet_need(rule, counts)
         if short is not None:

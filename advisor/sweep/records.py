@@ -7,6 +7,38 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from advisor.errors import AdvisorError
+from advisor.safeio import clip
+
+
+class RecordError(AdvisorError):
+    """A sweep's records (all_results.json, run_data.json) that cannot be read back."""
+
+
+STATUSES = ("complete", "pruned", "failed")
+# What each field a record file may hold must be, as `check` reads it (the dataclass's own types).
+_NUMBER, _INT, _TEXT, _FLAG = "a number", "an integer", "a string", "true or false"
+_KINDS: dict[str, tuple[str, bool, bool]] = {  # field: (kind, a list of them, null allowed)
+    "lr": (_NUMBER, False, False), "status": (_TEXT, False, False), "steps": (_INT, True, False),
+    "loss": (_NUMBER, True, True), "grad_norm": (_NUMBER, True, True), "learning_rate": (_NUMBER, True, False),
+    "eval_steps": (_INT, True, False), "eval_loss": (_NUMBER, True, True), "eval_loss_start": (_NUMBER, False, True),
+    "eval_accuracy_end": (_NUMBER, False, True), "wall_s": (_NUMBER, False, False), "tokens": (_INT, False, False),
+    "diverged": (_FLAG, False, False), "signs": (_TEXT, True, False), "trial": (_INT, False, True),
+    "note": (_TEXT, False, False),
+}
+
+
+def _is(kind: str, value: Any) -> bool:
+    if kind == _FLAG:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == _INT:
+        return isinstance(value, int)
+    if kind == _NUMBER:
+        return isinstance(value, (int, float))
+    return isinstance(value, str)
+
 
 def _clean(x: float | None) -> float | None:
     """JSON has no NaN or infinity: a diverged value is written as null."""
@@ -64,6 +96,35 @@ class RunRecord:
         out["perplexity"] = _clean(self.perplexity)
         out["optimizer_steps"] = self.optimizer_steps
         return out
+
+    @classmethod
+    def check(cls, data: Any, where: str) -> RunRecord:
+        """``from_json`` of a record read from a file: a missing or mistyped field is one RecordError line
+        naming ``where`` (the file and the run), the key and the value."""
+        if not isinstance(data, dict):
+            raise RecordError(f"{where}: a run is {type(data).__name__}, not an object",
+                              hint="all_results.json as `advisor sweep` writes it")
+        for key in ("lr", "status"):
+            if key not in data:
+                raise RecordError(f"{where}: a run has no {key!r}", hint="all_results.json as `advisor sweep` writes it")
+        for key, (kind, many, null) in _KINDS.items():
+            if key not in data:
+                continue
+            value = data[key]
+            items = value if many and isinstance(value, list) else [value]
+            if many and not isinstance(value, list):
+                raise RecordError(f"{where}: {key} = {clip(value)} is not a list")
+            bad = [v for v in items if not (v is None and null) and not _is(kind, v)]
+            if bad:
+                raise RecordError(f"{where}: {key} = {clip(value)}" + (f": {clip(bad[0])}" if many else "")
+                                  + f" is not {kind}", hint="all_results.json as `advisor sweep` writes it")
+        lr, status = data["lr"], data["status"]
+        if not (math.isfinite(lr) and lr > 0):
+            raise RecordError(f"{where}: lr = {clip(lr)} is not a learning rate", hint="e.g. 2e-4")
+        if status not in STATUSES:
+            raise RecordError(f"{where}: status = {clip(status)} is not a run's status",
+                              hint=f"one of {', '.join(STATUSES)}")
+        return cls.from_json(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:

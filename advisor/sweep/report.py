@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from advisor.output import fmt_number, write_atomic
+from advisor.safeio import clip, clip_path, load_json, read_text, stat_path
 from advisor.sweep import analysis as an
-from advisor.sweep.records import RunRecord
+from advisor.sweep.records import RecordError, RunRecord
+
+RESULTS_NAME = "all_results.json"  # every run and the summary, in the sweep's --out-dir
+MAX_RESULTS_BYTES = 200_000_000  # not-knowledge: far above any sweep's records
 
 
 @dataclass
@@ -41,6 +46,10 @@ class SweepReport:
     @property
     def completed(self) -> list[Row]:
         return [r for r in self.rows if r.run.status == "complete"]
+
+    def found(self) -> bool:
+        """Whether the sweep answered: a best LR, or a range test's suggestion."""
+        return self.best is not None or bool((self.range_test or {}).get("suggestion"))
 
 
 def _unstable(run: RunRecord) -> bool:
@@ -74,6 +83,69 @@ def build(runs: list[RunRecord], t: an.Thresholds, *, strategy: str, subject: st
     return SweepReport(strategy=strategy, subject=subject, rows=rows, best=best, band=band, intervals=intervals,
                        recommended_lr=recommended_lr, recommended_rule=recommended_rule, total_steps=total,
                        full_run_steps=full_run_steps, range_test=range_test, thresholds=t)
+
+
+# --- a finished sweep, read back -------------------------------------------------------------
+
+def _field(data: dict[str, Any], key: str, where: str, kinds: tuple[type, ...], *, null: bool = False) -> Any:
+    value = data.get(key)
+    if value is None and null:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise RecordError(f"{where}: {key} = {clip(value)} is not what `advisor sweep` writes there",
+                          hint=f"{RESULTS_NAME} as the sweep wrote it")
+    return value
+
+
+def _range_test(data: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The stored range test, checked where the report reads it."""
+    rt = _field(data, "range_test", where, (dict,), null=True)
+    if rt is None:
+        return None
+    at = f"{where}: range_test"
+    _field(rt, "steps", at, (int,))
+    _field(rt, "method", at, (str,))
+    for key in ("lrs", "losses", "smoothed"):
+        values = _field(rt, key, at, (list,))
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+            raise RecordError(f"{at}: {key} = {clip(values)} holds something other than numbers")
+    if not rt["lrs"]:
+        raise RecordError(f"{at}: lrs is empty", hint=f"{RESULTS_NAME} as the sweep wrote it")
+    _field(rt, "suggestion", at, (int, float), null=True)
+    band = _field(rt, "band", at, (list,), null=rt.get("suggestion") is None)
+    if band is not None and (len(band) != 2 or not all(isinstance(v, (int, float)) for v in band)):
+        raise RecordError(f"{at}: band = {clip(band)} is not [LO, HI]")
+    return dict(rt)
+
+
+def analyse(path: Path, t: an.Thresholds) -> SweepReport:
+    """A finished sweep's report, built again from the records it wrote (``RESULTS_NAME`` in its out dir,
+    or that file named) and judged by today's thresholds: `advisor sweep --analyse`. Nothing is trained."""
+    info = stat_path(path, "sweep's records", RecordError)
+    file = path / RESULTS_NAME if stat.S_ISDIR(info.st_mode) else path
+    if file is not path and not file.exists():
+        raise RecordError(f"{clip_path(path)}: no {RESULTS_NAME} in this directory",
+                          hint="give the sweep's --out-dir, or its all_results.json")
+    where = clip_path(file)
+    data = load_json(read_text(file, limit=MAX_RESULTS_BYTES, what="sweep's records", error=RecordError), where,
+                     RecordError)
+    if not isinstance(data, dict):
+        raise RecordError(f"{where}: not a sweep's records (a JSON {type(data).__name__}, not an object)",
+                          hint=f"the {RESULTS_NAME} `advisor sweep` writes")
+    raw_runs = _field(data, "runs", where, (list,))
+    runs = [RunRecord.check(r, f"{where}: runs[{i}]") for i, r in enumerate(raw_runs)]
+    steps = _field(data, "full_run_steps", where, (int,))
+    if steps < 1:
+        raise RecordError(f"{where}: full_run_steps = {steps} must be at least 1")
+    rt = _range_test(data, where)
+    return build(runs, t, strategy=_field(data, "strategy", where, (str,)), subject=_field(data, "subject", where, (str,)),
+                 full_run_steps=steps, recommended_lr=_field(data, "recommended_lr", where, (int, float), null=True),
+                 recommended_rule=_field(data, "recommended_rule", where, (str,), null=True), range_test=rt,
+                 range_test_steps=rt["steps"] if rt else 0)
+
+
+def report_json(rep: SweepReport) -> str:
+    return json.dumps(summary_json(rep), indent=2) + "\n"
 
 
 # --- words ---------------------------------------------------------------------------------
@@ -245,9 +317,9 @@ def write(rep: SweepReport, out: Path, *, plots: bool = True) -> list[Path]:
         d.mkdir(exist_ok=True)
         write_atomic(d / "run_data.json", json.dumps(data, indent=2) + "\n")
         written.append(d / "run_data.json")
-    write_atomic(out / "all_results.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / RESULTS_NAME, json.dumps(summary, indent=2) + "\n")
     write_atomic(out / "README.md", markdown(rep))
-    written += [out / "all_results.json", out / "README.md"]
+    written += [out / RESULTS_NAME, out / "README.md"]
     if plots:
         written += _plots(rep, out)
     return written
@@ -328,4 +400,4 @@ def render_outcome(outcome: Any, console: Any) -> None:
 
 
 def outcome_json(outcome: Any) -> str:
-    return json.dumps(summary_json(outcome.report), indent=2) + "\n"
+    return report_json(outcome.report)

@@ -27,6 +27,7 @@ from advisor.sweep.records import RunRecord
 
 STRATEGIES = ("halving", "grid", "range-test")
 SUGGESTIONS = ("minimum", "valley", "steepest")
+DEFAULT_SUGGESTION = SUGGESTIONS[0]  # fastai's lr_min; a grid stores it too, so a resumed study matches its spec
 SPEC_VERSION = 1  # not-knowledge: bumps when the stored specification changes shape
 
 
@@ -366,7 +367,7 @@ class Outcome:
 
     def found(self) -> bool:
         """Whether the sweep answered: a best LR, or a range test's suggestion."""
-        return self.report.best is not None or bool((self.report.range_test or {}).get("suggestion"))
+        return bool(self.report.found())
 
 
 def plan_kwargs(probe: dict[str, Any]) -> dict[str, Any]:
