@@ -359,6 +359,17 @@ def test_an_sft_log_is_not_judged_on_rl_signs(tmp_path: Path) -> None:
     assert not ((DPO_SIGNS | GRPO_SIGNS) & {u["code"] for u in data["not_judged"]})
 
 
+def test_an_sft_log_with_trls_entropy_is_not_judged_for_entropy_collapse(tmp_path: Path) -> None:
+    # TRL's SFTTrainer logs the batch's mean token entropy beside the loss; it falls as SFT fits the data,
+    # which is no collapse of a policy's exploration (SIG017 is an RL sign).
+    rows = log_rows(falling(), HEALTHY_GRAD)
+    for i, row in enumerate(rows):
+        row["entropy"], row["mean_token_accuracy"] = 2.0 * (1 - i / len(rows)) + 0.1, 0.3 + 0.5 * i / len(rows)
+    data = diagnosis(write_jsonl(tmp_path / "log.jsonl", rows))
+    assert data["points"]["entropy"] == len(rows)
+    assert not ({"SIG017"} & ({s["code"] for s in data["signs"]} | {u["code"] for u in data["not_judged"]}))
+
+
 def test_a_nan_tail_is_said_in_words(tmp_path: Path) -> None:
     """A log whose last tenth is NaN leaves the plateau rule (SIG006, first tenth against last) no finite
     points to compare: listed as not judged, the reason in words, not the formula's internal error."""
