@@ -22,7 +22,7 @@ FACT_KEYS = {"model", "method", "peft", "gpu", "gpu_mem", "gpus", "dataset_size"
              "use_case", "situation", "sft_lr", "variant"}
 EXPECT_KEYS = {"value", "rule", "case", "range", "range_contains", "rule_range", "outside", "confidence", "absent",
                "set_by", "rules", "step", "overridden", "set_aside"}
-CASE_KEYS = {"name", "facts", "set", "expect", "warns"}
+CASE_KEYS = {"name", "facts", "set", "expect", "warns", "memory_notes"}
 
 
 def _collect() -> list[Any]:
@@ -56,8 +56,9 @@ def test_case(case: dict[str, Any], book: Rulebook) -> None:
             assert pv.range[0] <= pv.value <= pv.range[1], f"{name}: {pv.value} outside its own range {pv.range}"
             assert pv.outside_rule_range == (pv.rule_range is not None
                                              and not pv.rule_range[0] <= pv.value <= pv.rule_range[1])
-    for text in case.get("warns", []):
-        assert any(text in w for w in rec.warnings), f"no warning says {text!r}: {rec.warnings}"
+    for text in case.get("memory_notes", []):  # beside the memory figures (the seed table's cross-check)
+        notes = rec.memory.notes if rec.memory else []
+        assert any(text in n for n in notes), f"no memory note says {text!r}: {notes}"
     for name, expected in case["expect"].items():
         assert set(expected) <= EXPECT_KEYS, f"unknown expectation keys {set(expected) - EXPECT_KEYS}"
         if expected.get("absent"):

@@ -214,7 +214,7 @@ def rule_params(book: Rulebook, job: JobFacts, pins: dict[str, Any]) -> dict[str
 
 
 def cross_check(book: Rulebook, facts: dict[str, Any], table_batch: int | None, model_batch: int) -> str | None:
-    """A warning when the seed table's micro-batch and the memory model's differ by more than the ratio."""
+    """A note when the seed table's micro-batch and the memory model's differ by more than the ratio."""
     know = knowledge(book)
     rule = know.cross_check
     if not rule or table_batch is None or model_batch < 1:
