@@ -443,7 +443,7 @@ def build_plan(
                 **plan.sources, "steps": Sourced(longer, Source.DEFAULT, f"probe default: the full run's warmup "
                                                  f"({plan.warmup_steps}) + {DEFAULT_STEPS} steps at the peak LR")})
     _check(plan)
-    return replace(plan, params={**plan.params, **_plan_params(plan)})
+    return replace(plan, params={**plan.params, **plan_parameters(plan)})
 
 
 def _accumulation_for(values: _Values, cfg: Any, rec: Any, micro: int) -> int:
@@ -561,7 +561,7 @@ def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int
     return None, ""
 
 
-def _plan_params(plan: ProbePlan) -> dict[str, Any]:
+def plan_parameters(plan: ProbePlan) -> dict[str, Any]:
     """The values the probe runs with, as rulebook parameters (what the memory model reads)."""
     out = {f.metadata["parameter"]: getattr(plan, f.name) for f in fields(plan) if f.metadata.get("parameter")}
     out.update({"lora_target_modules": list(plan.lora_target_modules), "load_in_4bit": plan.peft == "qlora",

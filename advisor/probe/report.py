@@ -18,7 +18,7 @@ from advisor.diagnose import log_facts
 from advisor.exitcodes import Exit, exit_code
 from advisor.output import fmt_number, write_atomic
 from advisor.probe.checks import plan_findings
-from advisor.probe.plan import ProbePlan
+from advisor.probe.plan import ProbePlan, plan_parameters
 from advisor.probe.predict import Prediction, memory_margin, predicted_memory
 from advisor.probe.result import ProbeResult
 from advisor.provenance import Source
@@ -158,11 +158,12 @@ def plan_dict(plan: ProbePlan) -> dict[str, Any]:
     lora = None if plan.peft == "full" else {
         "rank": plan.lora_rank, "alpha": plan.lora_alpha, "dropout": plan.lora_dropout,
         "target_modules": list(plan.lora_target_modules)}
+    ran = plan_parameters(plan)
     return {
         "model": {"spec": plan.model.spec, "kind": plan.model.kind, "load_from": plan.model.load_from,
                   "random_init": plan.model.random_init, "name": plan.facts.name, "family": plan.facts.family,
                   "params_b": plan.facts.params_b},
-        "method": plan.method, "method_given": plan.method_given, "peft": plan.peft,
+        "method": plan.method, "method_given": plan.method_given, "variant": plan.variant, "peft": plan.peft,
         "learning_rate": plan.learning_rate, "steps": plan.steps, "seed": plan.seed,
         "micro_batch_size": plan.micro_batch_size, "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "effective_batch": plan.effective_batch, "sequences_per_example": plan.sequences_per_example,
@@ -174,6 +175,8 @@ def plan_dict(plan: ProbePlan) -> dict[str, Any]:
         "config": {"path": plan.config_path, "format": plan.config_format} if plan.config_path else None,
         "gpu": {"name": plan.gpu.name, "memory_gb": plan.gpu.memory_gb, "source": plan.gpu.source},
         "sources": {name: sourced.as_dict() for name, sourced in plan.sources.items()},
+        # A knob that is also a plan field (max_seq_length: seq_len) is reported there, at the value the probe ran.
+        "settings": {name: sourced.as_dict() for name, sourced in plan.settings.items() if name not in ran},
     }
 
 
@@ -295,7 +298,10 @@ def _duration(seconds: float) -> str:
 def headline(report: ProbeReport) -> list[str]:
     """The lines the terminal and the markdown summary share."""
     plan, res, s = report.plan, report.result, report.summary()
-    lines = [f"probe of {plan.model.spec}: {plan.method_given or plan.method} with {plan.peft}, "
+    name = plan.method_given or plan.method
+    if plan.variant is not None and plan.variant not in (name, plan.method):  # a loss key picked it (--set loss_type)
+        name = f"{name} ({plan.variant})"
+    lines = [f"probe of {plan.model.spec}: {name} with {plan.peft}, "
              f"lr {fmt_number(plan.learning_rate)}, {s['steps_run']}/{plan.steps} steps, "
              f"micro-batch {res.micro_batch_size} x accumulation {res.gradient_accumulation_steps}, "
              f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})",

@@ -35,6 +35,7 @@ from advisor.probe.data import _rows_jsonl
 from advisor.probe.measure import MemoryMeter, is_oom
 from advisor.probe.plan import ProbeInputError, ProbePlan, load_reward
 from advisor.probe.result import ProbeResult, StepRecord
+from advisor.safeio import clip, clip_path
 
 DATA = Path(__file__).resolve().parent / "data"
 PREFERENCES = DATA / "preferences.jsonl"  # built-in pairs (data/PROVENANCE.md)
@@ -221,15 +222,17 @@ def _text(completion: Any) -> str:
 class _Recorder:
     """Wraps the reward functions: each call's completions and total rewards become the report's samples."""
 
-    def __init__(self, funcs: list[Callable[..., Any]], result: ProbeResult, state: dict[str, int]) -> None:
+    def __init__(self, funcs: list[Callable[..., Any]], result: ProbeResult, state: dict[str, int],
+                 user: str | None = None) -> None:
         self.funcs, self.result, self.state = funcs, result, state
+        self.user = user  # the --reward spec when funcs is the user's function: its failure is their input's error
 
     def wrapped(self) -> list[Callable[..., Any]]:
         out: list[Callable[..., Any]] = []
         for i, fn in enumerate(self.funcs):
             def call(prompts: list[Any], completions: list[Any], _fn: Callable[..., Any] = fn, _i: int = i,
                      **kwargs: Any) -> list[float]:
-                values = list(_fn(prompts=prompts, completions=completions, **kwargs))
+                values = self._call(_fn, prompts, completions, kwargs)
                 if _i == 0:
                     self._keep(prompts, completions, values)
                 else:
@@ -238,6 +241,21 @@ class _Recorder:
             call.__name__ = getattr(fn, "__name__", f"reward_{i}")
             out.append(call)
         return out
+
+    def _call(self, fn: Callable[..., Any], prompts: list[Any], completions: list[Any],
+              kwargs: dict[str, Any]) -> list[Any]:
+        if self.user is None:
+            return list(fn(prompts=prompts, completions=completions, **kwargs))
+        hint = "TRL's reward signature: fn(prompts, completions, **columns) -> one float (or None) per completion"
+        try:
+            values = fn(prompts=prompts, completions=completions, **kwargs)
+        except Exception as exc:
+            raise ProbeInputError(f"--reward {self.user}: raised {type(exc).__name__}: {clip_path(exc)}", hint=hint) from exc
+        if (not isinstance(values, (list, tuple)) or len(values) != len(completions)
+                or any(v is not None and _num(v) is None for v in values)):
+            raise ProbeInputError(f"--reward {self.user}: returned {clip(values)} for {len(completions)} "
+                                  "completions, not one finite number (or None) each", hint=hint)
+        return list(values)
 
     def _keep(self, prompts: list[Any], completions: list[Any], values: list[Any]) -> None:
         step = self.state["step"] + 1
@@ -289,6 +307,8 @@ def _config(plan: ProbePlan, spec: TrlSpec, config_cls: Any, kind: str, device: 
                          f"groups of {groups}: accumulation raised to {accum}")
     if "max_length" in names:
         kwargs["max_length"] = plan.seq_len
+    if kind == "online" and "max_completion_length" in names:
+        _cap_completions(plan, config_cls, kwargs, notes)
     kwargs.update(
         output_dir=out_dir, report_to="none", save_strategy="no", logging_steps=1, max_steps=plan.steps,
         per_device_train_batch_size=micro, gradient_accumulation_steps=accum, learning_rate=plan.learning_rate,
@@ -301,6 +321,23 @@ def _config(plan: ProbePlan, spec: TrlSpec, config_cls: Any, kind: str, device: 
     if "eval_strategy" in names:
         kwargs["eval_strategy"] = "no"
     return config_cls(**kwargs), micro, accum
+
+
+def _cap_completions(plan: ProbePlan, config_cls: Any, kwargs: dict[str, Any], notes: list[str]) -> None:
+    """An online trainer's sequences are the prompt plus up to max_completion_length sampled tokens (TRL 1.16 has no
+    max_length to bound them): a completion cap (the config's, else TRL's default) above the probe's sequence
+    length is lowered to it, so the probe samples, times and measures sequences of the length it reports."""
+    default = next(f.default for f in fields(config_cls) if f.name == "max_completion_length")
+    cap = kwargs.get("max_completion_length", default)
+    if not isinstance(cap, int) or cap <= plan.seq_len:
+        return
+    kwargs["max_completion_length"] = plan.seq_len
+    given = plan.settings.get("max_completion_length")
+    whose = given.describe() if given is not None else f"TRL's {config_cls.__name__} default"
+    seq = plan.sources.get("max_seq_length")
+    notes.append(f"max_completion_length {cap} ({whose}) is above the probe's sequence length {plan.seq_len}"
+                 + (f" ({seq.describe()})" if seq is not None else "") + f": completions were capped at {plan.seq_len} "
+                 "tokens (the prompt comes on top)")
 
 
 def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult, device: str, meter: MemoryMeter,
@@ -329,7 +366,7 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
         extra: dict[str, Any] = {}
         if kind == "online":
             funcs = [load_reward(plan.reward)] if plan.reward else list(BUILTIN_REWARDS)
-            extra["reward_funcs"] = _Recorder(funcs, result, state).wrapped()
+            extra["reward_funcs"] = _Recorder(funcs, result, state, plan.reward).wrapped()
             rewards = plan.reward or ", ".join(f.__name__ for f in BUILTIN_REWARDS) + " (built-in)"
             notes.append(f"rewards: {rewards}; completions sampled with "
                          + ("vLLM" if getattr(args, "use_vllm", False) else "HF generate"))

@@ -1,0 +1,88 @@
+"""advisor probe: a user's reward function failing is their input's error, an online trainer's completions stay
+within the probe's sequence length, and the report records the variant and the method's own settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advisor.rulebook.load import Rulebook
+from tests.conftest import run_cli
+from tests.test_probe import plan_for, tiny, validate_report  # noqa: F401  (tiny: the module's fixture)
+
+
+def boom(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+    raise ValueError("no answer key")
+
+
+def one_value(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+    return [1.0]
+
+
+@pytest.mark.slow
+def test_a_failing_user_reward_is_exit_2_in_one_line(tmp_path: Path, tiny: Path) -> None:  # noqa: F811
+    (tmp_path / "bad_rewards.py").write_text("def boom(prompts, completions, **kw):\n"
+                                             "    raise ValueError('no answer key')\n")
+    proc = run_cli("probe", "--model", str(tiny), "--method", "grpo", "--peft", "lora", "--random-init",
+                   "--seq-len", "32", "--steps", "2", "--micro-batch", "2", "--accumulation", "1",
+                   "--set", "num_generations=2", "--set", "max_completion_length=4", "--reward",
+                   str(tmp_path / "bad_rewards.py") + ":boom", "--no-detect", "--no-live",
+                   "--out-dir", str(tmp_path / "out"))
+    lines = [x for x in proc.stderr.strip().splitlines() if not x.startswith("advisor: warning:")]
+    assert proc.returncode == 2, proc.stderr
+    assert lines == [lines[0]] and "raised ValueError: no answer key" in lines[0] and "internal error" not in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_user_reward_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
+    from advisor.probe.plan import ProbeInputError
+    from advisor.probe.result import ProbeResult
+    from advisor.probe.trl_run import _Recorder
+
+    state = {"step": 0}
+    for fn, needle in ((boom, "--reward mine:boom: raised ValueError"), (one_value, "returned [1.0] for 2 completions")):
+        wrapped = _Recorder([fn], ProbeResult(), state, "mine:" + fn.__name__).wrapped()[0]
+        with pytest.raises(ProbeInputError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+            wrapped(prompts=["p", "p"], completions=["a", "b"])
+    builtin = _Recorder([one_value], ProbeResult(), state).wrapped()[0]  # not the user's: TRL's own checks judge it
+    assert builtin(prompts=["p", "p"], completions=["a", "b"]) == [1.0]
+
+
+@pytest.mark.slow
+def test_completions_are_capped_at_the_probes_sequence_length(book: Rulebook, tiny: Path) -> None:  # noqa: F811
+    from trl import GRPOConfig
+
+    from advisor.probe.model import precision_for
+    from advisor.probe.trl_run import _config, trl_spec
+
+    plan = plan_for(book, tiny, method="grpo", peft="lora", seq_len=24, micro_batch=2, pins={"num_generations": 2})
+    spec = trl_spec(plan)
+    assert spec is not None
+    notes: list[str] = []
+    args, _, _ = _config(plan, spec, GRPOConfig, "online", "cpu", precision_for(plan, "cpu"), "/tmp/unused", notes)
+    assert args.max_completion_length == 24  # TRL's default, 512, would sample 20x the reported sequence
+    assert any("max_completion_length 512 (TRL's GRPOConfig default)" in n and "(--seq-len)" in n for n in notes)
+    shorter = plan_for(book, tiny, method="grpo", peft="lora", seq_len=24, micro_batch=2,
+                       pins={"num_generations": 2, "max_completion_length": 8})
+    notes = []
+    args, _, _ = _config(shorter, spec, GRPOConfig, "online", "cpu", precision_for(shorter, "cpu"), "/tmp/unused", notes)
+    assert args.max_completion_length == 8 and not any("capped" in n for n in notes)
+
+
+def test_the_report_records_the_variant_and_the_methods_settings(book: Rulebook, tiny: Path) -> None:  # noqa: F811
+    from advisor.probe.report import headline, make_report, plan_dict
+    from advisor.probe.result import ProbeResult
+
+    plan = plan_for(book, tiny, method="grpo", peft="lora", pins={"loss_type": "dr_grpo", "num_generations": 4})
+    out = plan_dict(plan)
+    assert out["variant"] == "dr_grpo"
+    assert out["settings"]["loss_type"]["value"] == "dr_grpo" and out["settings"]["loss_type"]["source"] == "pin"
+    assert out["settings"]["num_generations"]["value"] == 4
+    assert "max_seq_length" not in out["settings"]  # it is seq_len, at the value the probe ran
+    report = make_report(book, plan, ProbeResult())
+    validate_report(report.as_dict())
+    assert headline(report)[0].split(": ", 1)[1].startswith("grpo (dr_grpo) with lora")
+    sft = plan_for(book, tiny)
+    assert headline(make_report(book, sft, ProbeResult()))[0].split(": ", 1)[1].startswith("sft with qlora")
