@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "llama-3.2-1b"
+ONLINE_SEQ_LEN = 512  # not-knowledge: keeps a GRPO check's generation (to the cap: random weights) within minutes
 
 
 def main() -> int:
@@ -31,7 +32,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--gpu", default="h100", help="registry GPU name for the recommendation's facts")
     parser.add_argument("--method", default="sft", help="sft (the LM step) or a method TRL trains (grpo, dpo)")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="the probe's sequence length (default: the recommendation's; with grpo 512, since a "
+                             "random-init model samples every completion to the cap and generation dominates the step)")
     args = parser.parse_args()
+    seq_len = args.seq_len if args.seq_len is not None else (ONLINE_SEQ_LEN if args.method == "grpo" else None)
     try:
         import torch
     except ImportError:
@@ -45,7 +50,7 @@ def main() -> int:
     probe_dir = args.out / f"probe-gpu{suffix.replace('_', '-')}"
     command = ["advisor", "probe", "--model", MODEL, "--method", args.method, "--peft", "qlora", "--random-init",
                "--gpu", args.gpu, "--device", "cuda", "--steps", str(args.steps), "--no-detect", "--no-live",
-               "--out-dir", str(probe_dir), "--format", "json"]
+               "--out-dir", str(probe_dir), "--format", "json", *(["--seq-len", str(seq_len)] if seq_len else [])]
     proc = subprocess.run([sys.executable, "-m", "advisor", *command[1:]], capture_output=True, text=True, check=False,
                           cwd=REPO)
     if proc.returncode not in (0, 1) or not (probe_dir / "probe-report.json").is_file():
@@ -58,7 +63,8 @@ def main() -> int:
     lines = [
         f"# advisor probe on a CUDA GPU: 1B+ model, {args.method} with QLoRA, random init from the registry config",
         "",
-        f"Run {datetime.date.today().isoformat()} with `python bench/probe_gpu.py --steps {args.steps}`, which runs:",
+        f"Run {datetime.date.today().isoformat()} with `python bench/probe_gpu.py --steps {args.steps} --method "
+        f"{args.method}" + (f" --seq-len {args.seq_len}" if args.seq_len is not None else "") + "`, which runs:",
         "",
         "```console",
         "$ " + " ".join(command),

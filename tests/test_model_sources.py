@@ -101,8 +101,8 @@ def test_recommend_uses_the_cache(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     model = json.loads(proc.stdout)["facts"]["model"]
     assert (model["source"], model["revision"], model["hf_id"]) == ("cache", REVISION, REPO_ID)
-    text = run_cli("recommend", "--model", REPO_ID, "--method", "sft", env=env)
-    shown = text.stdout.replace("\n", "")  # the model line wraps at the terminal width
+    text = run_cli("recommend", "--model", REPO_ID, "--method", "sft", env={**env, "COLUMNS": "1000"})
+    shown = text.stdout  # wide enough that the model line does not wrap
     assert f"[cache: {root}" in shown and f"@ {REVISION[:12]}]" in shown
     missing = run_cli("recommend", "--model", "acme-labs/other", "--method", "sft", env=env)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1

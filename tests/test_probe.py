@@ -391,15 +391,17 @@ def test_without_a_gpu_the_probe_keeps_the_runs_effective_batch(book: Rulebook, 
     plan = build_plan(book, model=str(tiny), method="sft", peft="lora", random_init=True, detect_gpu=False)
     effective = plan.params["effective_batch_size"]
     assert plan.micro_batch_size == 1 and plan.gradient_accumulation_steps == effective > 1
+    # no GPU memory known: the rules' micro-batch 1 (BAT013), and their accumulation carries the effective batch
+    assert plan.sources["micro_batch_size"].describe() == "rule batch-micro-no-gpu"
     how = plan.sources["gradient_accumulation_steps"].describe()
-    assert how.startswith(f"ceil(effective batch {effective} (rule ") and how.endswith("/ micro-batch 1 (probe default))")
+    assert how == "rule batch-gradient-accumulation"
     from advisor.probe import make_report
     from advisor.probe.report import headline
     from advisor.probe.result import ProbeResult
 
     report = make_report(book, plan, ProbeResult(micro_batch_size=1, gradient_accumulation_steps=effective,
                                                  device="cpu"))
-    assert f"batch: micro-batch 1 (probe default), accumulation {effective} ({how}): effective batch {effective}" \
+    assert f"batch: micro-batch 1 (rule batch-micro-no-gpu), accumulation {effective} ({how}): effective batch {effective}" \
         in headline(report)
 
 

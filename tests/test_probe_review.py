@@ -3,6 +3,7 @@ within the probe's sequence length, and the report records the variant and the m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def test_a_user_reward_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_completions_are_capped_at_the_probes_sequence_length(book: Rulebook, tiny: Path) -> None:  # noqa: F811
+def test_completions_are_capped_at_the_probes_sequence_length(book: Rulebook, tiny: Path, tmp_path: Path) -> None:  # noqa: F811
     from trl import GRPOConfig
 
     from advisor.probe.model import precision_for
@@ -63,7 +64,21 @@ def test_completions_are_capped_at_the_probes_sequence_length(book: Rulebook, ti
     notes: list[str] = []
     args, _, _ = _config(plan, spec, GRPOConfig, "online", "cpu", precision_for(plan, "cpu"), "/tmp/unused", notes)
     assert args.max_completion_length == 24  # TRL's default, 512, would sample 20x the reported sequence
-    assert any("max_completion_length 512 (TRL's GRPOConfig default)" in n and "(--seq-len)" in n for n in notes)
+    assert any("max_completion_length 24: the probe's sequence length (--seq-len)" in n
+               and "GRPOConfig's default is 512" in n for n in notes)
+    # a sequence longer than TRL's default 512 (a copy of the tiny model with a longer context): the job's own
+    wide = tmp_path / "config.json"
+    wide.write_text(json.dumps({**json.loads(tiny.read_text()), "max_position_embeddings": 2048}))
+    longer = plan_for(book, wide, method="grpo", peft="lora", seq_len=1024, micro_batch=2, pins={"num_generations": 2})
+    notes = []
+    args, _, _ = _config(longer, spec, GRPOConfig, "online", "cpu", precision_for(longer, "cpu"), "/tmp/unused", notes)
+    assert longer.seq_len == 1024 and args.max_completion_length == 1024  # what the memory model sized, not 512
+    capped = plan_for(book, tiny, method="grpo", peft="lora", seq_len=24, micro_batch=2,
+                      pins={"num_generations": 2, "max_completion_length": 100})
+    notes = []
+    args, _, _ = _config(capped, spec, GRPOConfig, "online", "cpu", precision_for(capped, "cpu"), "/tmp/unused", notes)
+    assert args.max_completion_length == 24 and any("max_completion_length 100 (" in n and "capped at 24" in n
+                                                     for n in notes)
     shorter = plan_for(book, tiny, method="grpo", peft="lora", seq_len=24, micro_batch=2,
                        pins={"num_generations": 2, "max_completion_length": 8})
     notes = []

@@ -325,16 +325,25 @@ def _config(plan: ProbePlan, spec: TrlSpec, config_cls: Any, kind: str, device: 
 
 def _cap_completions(plan: ProbePlan, config_cls: Any, kwargs: dict[str, Any], notes: list[str]) -> None:
     """An online trainer's sequences are the prompt plus up to max_completion_length sampled tokens (TRL 1.16 has no
-    max_length to bound them): a completion cap (the config's, else TRL's default) above the probe's sequence
-    length is lowered to it, so the probe samples, times and measures sequences of the length it reports."""
+    max_length to bound them). With no cap of its own the job samples up to its sequence length, as advisor's
+    trainer files write it and its memory model sizes it (not TRL's default); a cap above the sequence length is
+    lowered to it. So the probe samples, times and measures sequences of the length it reports and predicts."""
     default = next(f.default for f in fields(config_cls) if f.name == "max_completion_length")
-    cap = kwargs.get("max_completion_length", default)
+    seq = plan.sources.get("max_seq_length")
+    if "max_completion_length" not in kwargs:
+        kwargs["max_completion_length"] = plan.seq_len
+        if default != plan.seq_len:
+            notes.append(f"max_completion_length {plan.seq_len}: the probe's sequence length"
+                         + (f" ({seq.describe()})" if seq is not None else "")
+                         + f", as advisor's trainer files write it and its memory model sizes it ({config_cls.__name__}'s "
+                         f"default is {default}; the prompt comes on top)")
+        return
+    cap = kwargs["max_completion_length"]
     if not isinstance(cap, int) or cap <= plan.seq_len:
         return
     kwargs["max_completion_length"] = plan.seq_len
     given = plan.settings.get("max_completion_length")
-    whose = given.describe() if given is not None else f"TRL's {config_cls.__name__} default"
-    seq = plan.sources.get("max_seq_length")
+    whose = given.describe() if given is not None else "the config"
     notes.append(f"max_completion_length {cap} ({whose}) is above the probe's sequence length {plan.seq_len}"
                  + (f" ({seq.describe()})" if seq is not None else "") + f": completions were capped at {plan.seq_len} "
                  "tokens (the prompt comes on top)")
