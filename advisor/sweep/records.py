@@ -16,28 +16,26 @@ class RecordError(AdvisorError):
 
 
 STATUSES = ("complete", "pruned", "failed")
+# What a value read back from a sweep's JSON must be (the words name it in an error).
+NUMBER, INT, TEXT, FLAG, OBJECT, LIST = "a number", "an integer", "a string", "true or false", "an object", "a list"
+_TYPES: dict[str, type | tuple[type, ...]] = {NUMBER: (int, float), INT: int, TEXT: str, FLAG: bool, OBJECT: dict,
+                                               LIST: list}
 # What each field a record file may hold must be, as `check` reads it (the dataclass's own types).
-_NUMBER, _INT, _TEXT, _FLAG = "a number", "an integer", "a string", "true or false"
 _KINDS: dict[str, tuple[str, bool, bool]] = {  # field: (kind, a list of them, null allowed)
-    "lr": (_NUMBER, False, False), "status": (_TEXT, False, False), "steps": (_INT, True, False),
-    "loss": (_NUMBER, True, True), "grad_norm": (_NUMBER, True, True), "learning_rate": (_NUMBER, True, False),
-    "eval_steps": (_INT, True, False), "eval_loss": (_NUMBER, True, True), "eval_loss_start": (_NUMBER, False, True),
-    "eval_accuracy_end": (_NUMBER, False, True), "wall_s": (_NUMBER, False, False), "tokens": (_INT, False, False),
-    "diverged": (_FLAG, False, False), "signs": (_TEXT, True, False), "trial": (_INT, False, True),
-    "note": (_TEXT, False, False),
+    "lr": (NUMBER, False, False), "status": (TEXT, False, False), "steps": (INT, True, False),
+    "loss": (NUMBER, True, True), "grad_norm": (NUMBER, True, True), "learning_rate": (NUMBER, True, False),
+    "eval_steps": (INT, True, False), "eval_loss": (NUMBER, True, True), "eval_loss_start": (NUMBER, False, True),
+    "eval_accuracy_end": (NUMBER, False, True), "wall_s": (NUMBER, False, False), "tokens": (INT, False, False),
+    "diverged": (FLAG, False, False), "signs": (TEXT, True, False), "trial": (INT, False, True),
+    "note": (TEXT, False, False),
 }
 
 
-def _is(kind: str, value: Any) -> bool:
-    if kind == _FLAG:
-        return isinstance(value, bool)
-    if isinstance(value, bool):
+def is_kind(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of ``kind``; JSON's true / false are no numbers."""
+    if isinstance(value, bool) and kind != FLAG:
         return False
-    if kind == _INT:
-        return isinstance(value, int)
-    if kind == _NUMBER:
-        return isinstance(value, (int, float))
-    return isinstance(value, str)
+    return isinstance(value, _TYPES[kind])
 
 
 def _clean(x: float | None) -> float | None:
@@ -114,7 +112,7 @@ class RunRecord:
             items = value if many and isinstance(value, list) else [value]
             if many and not isinstance(value, list):
                 raise RecordError(f"{where}: {key} = {clip(value)} is not a list")
-            bad = [v for v in items if not (v is None and null) and not _is(kind, v)]
+            bad = [v for v in items if not (v is None and null) and not is_kind(kind, v)]
             if bad:
                 raise RecordError(f"{where}: {key} = {clip(value)}" + (f": {clip(bad[0])}" if many else "")
                                   + f" is not {kind}", hint="all_results.json as `advisor sweep` writes it")

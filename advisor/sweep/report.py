@@ -14,7 +14,7 @@ from typing import Any
 from advisor.output import fmt_number, write_atomic
 from advisor.safeio import clip, clip_path, load_json, read_text, stat_path
 from advisor.sweep import analysis as an
-from advisor.sweep.records import RecordError, RunRecord
+from advisor.sweep.records import INT, LIST, NUMBER, OBJECT, TEXT, RecordError, RunRecord, is_kind
 
 RESULTS_NAME = "all_results.json"  # every run and the summary, in the sweep's --out-dir
 MAX_RESULTS_BYTES = 200_000_000  # not-knowledge: far above any sweep's records
@@ -87,11 +87,11 @@ def build(runs: list[RunRecord], t: an.Thresholds, *, strategy: str, subject: st
 
 # --- a finished sweep, read back -------------------------------------------------------------
 
-def _field(data: dict[str, Any], key: str, where: str, kinds: tuple[type, ...], *, null: bool = False) -> Any:
+def _field(data: dict[str, Any], key: str, where: str, kind: str, *, null: bool = False) -> Any:
     value = data.get(key)
     if value is None and null:
         return None
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if not is_kind(kind, value):
         raise RecordError(f"{where}: {key} = {clip(value)} is not what `advisor sweep` writes there",
                           hint=f"{RESULTS_NAME} as the sweep wrote it")
     return value
@@ -99,21 +99,21 @@ def _field(data: dict[str, Any], key: str, where: str, kinds: tuple[type, ...], 
 
 def _range_test(data: dict[str, Any], where: str) -> dict[str, Any] | None:
     """The stored range test, checked where the report reads it."""
-    rt = _field(data, "range_test", where, (dict,), null=True)
+    rt = _field(data, "range_test", where, OBJECT, null=True)
     if rt is None:
         return None
     at = f"{where}: range_test"
-    _field(rt, "steps", at, (int,))
-    _field(rt, "method", at, (str,))
+    _field(rt, "steps", at, INT)
+    _field(rt, "method", at, TEXT)
     for key in ("lrs", "losses", "smoothed"):
-        values = _field(rt, key, at, (list,))
-        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        values = _field(rt, key, at, LIST)
+        if not all(v is None or is_kind(NUMBER, v) for v in values):
             raise RecordError(f"{at}: {key} = {clip(values)} holds something other than numbers")
     if not rt["lrs"]:
         raise RecordError(f"{at}: lrs is empty", hint=f"{RESULTS_NAME} as the sweep wrote it")
-    _field(rt, "suggestion", at, (int, float), null=True)
-    band = _field(rt, "band", at, (list,), null=rt.get("suggestion") is None)
-    if band is not None and (len(band) != 2 or not all(isinstance(v, (int, float)) for v in band)):
+    _field(rt, "suggestion", at, NUMBER, null=True)
+    band = _field(rt, "band", at, LIST, null=rt.get("suggestion") is None)
+    if band is not None and (len(band) != 2 or not all(is_kind(NUMBER, v) for v in band)):
         raise RecordError(f"{at}: band = {clip(band)} is not [LO, HI]")
     return dict(rt)
 
@@ -132,15 +132,15 @@ def analyse(path: Path, t: an.Thresholds) -> SweepReport:
     if not isinstance(data, dict):
         raise RecordError(f"{where}: not a sweep's records (a JSON {type(data).__name__}, not an object)",
                           hint=f"the {RESULTS_NAME} `advisor sweep` writes")
-    raw_runs = _field(data, "runs", where, (list,))
+    raw_runs = _field(data, "runs", where, LIST)
     runs = [RunRecord.check(r, f"{where}: runs[{i}]") for i, r in enumerate(raw_runs)]
-    steps = _field(data, "full_run_steps", where, (int,))
+    steps = _field(data, "full_run_steps", where, INT)
     if steps < 1:
         raise RecordError(f"{where}: full_run_steps = {steps} must be at least 1")
     rt = _range_test(data, where)
-    return build(runs, t, strategy=_field(data, "strategy", where, (str,)), subject=_field(data, "subject", where, (str,)),
-                 full_run_steps=steps, recommended_lr=_field(data, "recommended_lr", where, (int, float), null=True),
-                 recommended_rule=_field(data, "recommended_rule", where, (str,), null=True), range_test=rt,
+    return build(runs, t, strategy=_field(data, "strategy", where, TEXT), subject=_field(data, "subject", where, TEXT),
+                 full_run_steps=steps, recommended_lr=_field(data, "recommended_lr", where, NUMBER, null=True),
+                 recommended_rule=_field(data, "recommended_rule", where, TEXT, null=True), range_test=rt,
                  range_test_steps=rt["steps"] if rt else 0)
 
 
