@@ -479,6 +479,71 @@ def test_bad_data_record_is_exit_2(tiny: Path, tmp_path: Path) -> None:
     assert f"{data}:2: no text, prompt/completion" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("method", "lines", "message"),
+    [
+        ("sft", '{"text": "fine"}\n\n{"question": "no known field"}\n', ":3: no text, prompt/completion"),
+        ("dpo", '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"}\n',
+         ":2: no rejected field (the dpo probe reads prompt / chosen / rejected)"),
+        ("grpo", '{"prompt": "p"}\n{"text": "no prompt"}\n', ":2: no prompt field (the grpo probe reads prompt)"),
+        ("sft", "\n", ": no records"),
+    ],
+)
+def test_bad_data_is_refused_before_any_model_loads(book: Rulebook, tiny: Path, tmp_path: Path, method: str,
+                                                    lines: str, message: str) -> None:
+    """build_plan reads no weights: the records are checked for the method's trainer before the minutes of
+    loading a model, not after."""
+    from advisor.probe.plan import ProbeInputError
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text(lines)
+    with pytest.raises(ProbeInputError) as err:
+        plan_for(book, tiny, method=method, data=data)
+    assert f"--data {data}{message}" in err.value.message
+    good = tmp_path / "good.jsonl"
+    good.write_text(lines.splitlines()[0] + "\n" if lines.strip() else '{"text": "fine"}\n')
+    assert plan_for(book, tiny, method=method, data=good).data.path == str(good)
+
+
+def test_a_datasets_directory_for_a_trl_trainer_is_refused_up_front(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    from advisor.probe.plan import ProbeInputError
+
+    with pytest.raises(ProbeInputError, match="the dpo probe reads a JSONL file, not a datasets directory"):
+        plan_for(book, tiny, method="dpo", data=tmp_path)
+
+
+def test_variant_flag_picks_the_variants_trainer_rules_and_loss(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
+    """--variant as recommend, validate and memory take it: the variant's rules and TRL trainer, over the config's
+    loss key (with a note), refused where it contradicts the method word or a --set."""
+    from advisor.probe.plan import ProbeInputError
+    from advisor.probe.trl_run import trl_spec
+
+    simpo = plan_for(book, tiny, method="dpo", peft="lora", variant="SimPO")
+    spec = trl_spec(simpo)
+    assert simpo.variant == "simpo" and spec is not None and (spec.trainer, spec.loss_type) == ("CPOTrainer", "simpo")
+    assert simpo.settings["beta"].describe() == "rule simpo-beta"  # SimPO's beta rule, not DPO's
+    dapo = plan_for(book, tiny, method="grpo", peft="lora", variant="dapo")
+    assert dapo.variant == "dapo" and dapo.settings["clip_epsilon_high"].value == 0.28  # DAPO's clip-higher rule
+    assert dapo.settings["beta"].value == 0  # and its KL-free beta
+    config = tmp_path / "dpo.yaml"
+    config.write_text(f"model_name_or_path: {tiny}\nstage: dpo\npref_loss: sigmoid\nfinetuning_type: lora\n")
+    ipo = plan_for(book, tiny, model=None, method=None, config=config, variant="ipo")
+    assert ipo.variant == "ipo" and "loss_type" not in ipo.settings
+    from trl import DPOConfig
+
+    from advisor.probe.trl_run import _loss_type
+    ipo_spec = trl_spec(ipo)
+    assert ipo_spec is not None and _loss_type(ipo, ipo_spec, DPOConfig, []) == "ipo"  # what DPOTrainer is given
+    assert any("--variant ipo trains its own loss, not loss_type 'sigmoid'" in n for n in ipo.notes)
+    for kw, message in [({"method": "dpo", "variant": "dapo"}, "--variant: dapo is a variant of grpo, not of dpo"),
+                        ({"method": "dpo", "variant": "nope"}, "--variant: unknown variant 'nope'"),
+                        ({"method": "ipo", "variant": "simpo"}, "--variant simpo: the method 'ipo' names another"),
+                        ({"method": "dpo", "variant": "ipo", "pins": {"loss_type": "sigmoid"}},
+                         "--variant ipo: --set loss_type=sigmoid names another loss")]:
+        with pytest.raises(ProbeInputError, match=message):
+            plan_for(book, tiny, peft="lora", **kw)
+
+
 BLOCKER = """
 import sys
 class Block:

@@ -149,8 +149,8 @@ Device = Annotated[str, Option("--device", help="auto | cpu | cuda")]
 
 
 def plan_inputs(rulebook: Rulebook, *, config: Path | None, config_format: str | None, model: str | None,
-                method: str | None, peft: str | None, gpu: str | None, gpu_mem: float | None, no_detect: bool,
-                random_init: bool, data: Path | None, no_packing: bool, seq_len: int | None,
+                method: str | None, peft: str | None, variant: str | None, gpu: str | None, gpu_mem: float | None,
+                no_detect: bool, random_init: bool, data: Path | None, no_packing: bool, seq_len: int | None,
                 micro_batch: int | None, accumulation: int | None, max_memory: float | None, device: str,
                 set_: list[str]) -> dict[str, Any]:
     """What `probe` and `sweep` both plan from: build_plan's keywords."""
@@ -159,7 +159,7 @@ def plan_inputs(rulebook: Rulebook, *, config: Path | None, config_format: str |
     if config is not None and not config.is_file():
         raise AdvisorError(f"{config}: no such file")
     return {"config": config, "config_format": config_format, "model": model,
-            "method": method, "peft": peft, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
+            "method": method, "peft": peft, "variant": variant, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
             "random_init": random_init, "data": data, "packing": not no_packing,
             "seq_len": seq_len, "micro_batch": micro_batch, "accumulation": accumulation, "max_memory_gb": max_memory,
             "device": device, "pins": parse_set(set_, rulebook)}

@@ -24,6 +24,7 @@ def probe(
     config: o.ProbeConfig = None,
     model: o.ProbeModel = None,
     method: o.OptMethod = None,
+    variant: o.OptVariant = None,
     peft: o.OptPeft = None,
     gpu: o.ProbeGpu = None,
     gpu_mem: o.GpuMem = None,
@@ -74,8 +75,8 @@ def probe(
         raise AdvisorError(f"--eval-every: {eval_every} must be 0 or more")
     book = o.book(rules)
     inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
-                           gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
-                           no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
+                           variant=variant, gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init,
+                           data=data, no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
                            accumulation=accumulation, max_memory=max_memory, device=device, set_=set_)
     plan = build_plan(
         book, **inputs, steps=steps, learning_rate=lr, seed=seed, reward=reward,

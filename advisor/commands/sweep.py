@@ -111,6 +111,7 @@ def sweep(
     config: o.ProbeConfig = None,
     model: o.ProbeModel = None,
     method: o.OptMethod = None,
+    variant: o.OptVariant = None,
     peft: o.OptPeft = None,
     gpu: o.ProbeGpu = None,
     gpu_mem: o.GpuMem = None,
@@ -190,8 +191,8 @@ def sweep(
         return int(Exit.OK)
     check_strategy_flags(strategy, lrs=lrs, lr_range=lr_range, points=points, eval_every=eval_every, suggest=suggest)
     inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
-                           gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init, data=data,
-                           no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
+                           variant=variant, gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init,
+                           data=data, no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,
                            accumulation=accumulation, max_memory=max_memory, device=device, set_=set_)
     outcome = runner.start(
         book, out=out_dir, storage_url=storage, study_name=study, strategy=strategy,

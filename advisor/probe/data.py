@@ -62,20 +62,74 @@ def _text(value: Any, codec: Codec, notes: set[str]) -> str:
     raise ValueError("expected a string or a list of messages")
 
 
-def parse_record(row: Any, codec: Codec, notes: set[str]) -> Record:
+def record_shape(row: Any) -> str:
+    """Which of the record shapes ``row`` is ("pair", "prompt-completion", "messages", "text"); a ValueError
+    naming what it lacks otherwise. No tokenizer needed: the probe checks every record before a model loads."""
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     if "chosen" in row and "rejected" in row:
+        return "pair"
+    if "prompt" in row and "completion" in row:
+        return "prompt-completion"
+    if "messages" in row:
+        return "messages"
+    if "text" in row and isinstance(row["text"], str):
+        return "text"
+    raise ValueError(f"no text, prompt/completion, messages or prompt/chosen/rejected field (keys: {', '.join(row)})")
+
+
+def parse_record(row: Any, codec: Codec, notes: set[str]) -> Record:
+    shape = record_shape(row)
+    if shape == "pair":
         prompt = _text(row.get("prompt", ""), codec, notes) if row.get("prompt") is not None else ""
         return Record([[(prompt, False), (_text(row["chosen"], codec, notes), True)],
                        [(prompt, False), (_text(row["rejected"], codec, notes), True)]])
-    if "prompt" in row and "completion" in row:
+    if shape == "prompt-completion":
         return Record([[(_text(row["prompt"], codec, notes), False), (_text(row["completion"], codec, notes), True)]])
-    if "messages" in row:
+    if shape == "messages":
         return Record([[(_text(row["messages"], codec, notes), True)]])
-    if "text" in row and isinstance(row["text"], str):
-        return Record([[(row["text"], True)]])
-    raise ValueError(f"no text, prompt/completion, messages or prompt/chosen/rejected field (keys: {', '.join(row)})")
+    return Record([[(row["text"], True)]])
+
+
+def check_fields(path: Path, rows: Iterable[tuple[str, Any]], need: tuple[str, ...], method: str) -> list[Any]:
+    """The rows, each checked to hold the fields a TRL trainer reads (``need``); a one-line error names the
+    first line that lacks one."""
+    out = []
+    for where, row in rows:
+        missing = [k for k in need if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ProbeInputError(f"--data {where}: no {', '.join(missing)} field "
+                                  f"(the {method} probe reads {' / '.join(need)})")
+        out.append(row)
+    return out
+
+
+def check_data(plan: ProbePlan) -> None:
+    """Every --data record checked for the shape the probe's trainer reads, before a model loads (a bad line
+    found after minutes of loading wastes the minutes)."""
+    if plan.data.path is None:
+        return
+    from advisor.probe.trl_run import needed_fields
+
+    path = Path(plan.data.path)
+    need = needed_fields(plan)
+    if need is not None:
+        if path.is_dir():
+            raise ProbeInputError(f"--data {path}: the {plan.method} probe reads a JSONL file, not a datasets "
+                                  "directory", hint=f"one JSON object per line with {' / '.join(need)}")
+        check_fields(path, _rows_jsonl(path), need, plan.method)
+        return
+    if path.is_dir():
+        return  # a datasets directory: `datasets` loads it with the model (the package is the probe's to import)
+    seen = 0
+    for where, row in _rows_jsonl(path):
+        try:
+            record_shape(row)
+        except ValueError as exc:
+            raise ProbeInputError(f"--data {where}: {exc}") from exc
+        seen += 1
+    if not seen:
+        raise ProbeInputError(f"--data {path}: no records")
 
 
 def _rows_jsonl(path: Path) -> Iterable[tuple[str, Any]]:

@@ -18,7 +18,7 @@ from advisor.facts.catalogue import FLAG_PARAMETERS
 from advisor.facts.hardware import GpuFacts, resolve_gpu
 from advisor.facts.job import JobFacts
 from advisor.facts.model import ModelFacts, facts_from_config, read_config_json, registry_names, resolve_model
-from advisor.facts.task import METHODS, PEFTS, TaskFacts, variant_of
+from advisor.facts.task import METHODS, PEFTS, TaskFacts, check_variant, variant_of
 from advisor.provenance import Source, Sourced, pick
 from advisor.rulebook.load import Rulebook
 
@@ -299,6 +299,7 @@ def build_plan(
     model: str | None = None,
     method: str | None = None,
     peft: str | None = None,
+    variant: str | None = None,
     gpu: str | None = None,
     gpu_mem: float | None = None,
     detect_gpu: bool = True,
@@ -355,7 +356,14 @@ def build_plan(
     # KTO's own knobs (rules/methods.yaml PREF002-PREF006) are rules on task.variant.
     named = (pins or {}).get("loss_type", cfg.values["loss_type"].value if cfg is not None and "loss_type" in cfg.values
                              else None)
-    early = variant_of(book.variants, rule_method, named) or variant_of(book.variants, rule_method, given)
+    try:
+        flag = check_variant(book.variants, rule_method, variant)
+    except FactError as exc:
+        raise ProbeInputError(exc.message, hint=exc.hint) from exc
+    if flag is not None and variant_of(book.variants, rule_method, given) not in (None, flag, rule_method):
+        raise ProbeInputError(f"--variant {flag}: the method {given!r} names another variant",
+                              hint=f"--method {rule_method} --variant {flag}")
+    early = flag or variant_of(book.variants, rule_method, named) or variant_of(book.variants, rule_method, given)
     task = TaskFacts(method=rule_method, peft=adapter, dataset_size=dataset_size, seq_len=None, variant=early)
     job = JobFacts(model=facts, gpu=hw, task=task)
     rec = recommend_with_memory(book, job, dict(pins or {}), None)
@@ -406,7 +414,14 @@ def build_plan(
     sequences = trained.sequences_per_example
     settings, setting_keys = _method_settings(book, values)
     loss = settings["loss_type"].value if "loss_type" in settings else given
-    variant = variant_of(book.variants, rule_method, loss) or variant_of(book.variants, rule_method, given)
+    named_variant = variant_of(book.variants, rule_method, loss) or variant_of(book.variants, rule_method, given)
+    if flag is not None and "loss_type" in settings and named_variant != flag:
+        stated = settings.pop("loss_type")
+        if stated.source is Source.PIN:
+            raise ProbeInputError(f"--variant {flag}: --set loss_type={stated.value} names another loss",
+                                  hint="give one of the two")
+        notes.append(f"--variant {flag} trains its own loss, not loss_type {stated.value!r} ({stated.describe()})")
+    variant = flag or named_variant
     if reward is not None:
         if not trained.generates:
             raise ProbeInputError(f"--reward {reward}: {trained.name} samples no completions to reward",
@@ -443,6 +458,9 @@ def build_plan(
                 **plan.sources, "steps": Sourced(longer, Source.DEFAULT, f"probe default: the full run's warmup "
                                                  f"({plan.warmup_steps}) + {DEFAULT_STEPS} steps at the peak LR")})
     _check(plan)
+    from advisor.probe.data import check_data
+
+    check_data(plan)
     return replace(plan, params={**plan.params, **plan_parameters(plan)})
 
 

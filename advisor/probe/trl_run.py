@@ -31,7 +31,7 @@ from typing import Any
 
 from advisor import registries
 from advisor.facts.task import variant_of
-from advisor.probe.data import _rows_jsonl
+from advisor.probe.data import _rows_jsonl, check_fields
 from advisor.probe.measure import MemoryMeter, is_oom
 from advisor.probe.plan import ProbeInputError, ProbePlan, load_reward
 from advisor.probe.result import ProbeResult, StepRecord
@@ -43,6 +43,8 @@ RL_PROMPTS = DATA / "rl_prompts.jsonl"  # built-in prompts with a target answer 
 PAIRED = ("DPOTrainer", "CPOTrainer", "ORPOTrainer", "RewardTrainer")  # trainers of prompt / chosen / rejected rows
 UNPAIRED = ("KTOTrainer",)  # prompt / completion / label rows
 ONLINE = ("GRPOTrainer", "RLOOTrainer")  # prompts and reward functions; completions sampled in the step
+# the fields each kind of trainer reads from a --data record (KTO's unpaired rows are made from the pairs)
+NEEDS = {"paired": ("prompt", "chosen", "rejected"), "unpaired": ("prompt", "chosen", "rejected"), "online": ("prompt",)}
 OUTPUT_LAYER = "lm_head"  # the module name TRL's trainers refuse an adapter on (transformers' causal-LM head)
 SAMPLES_KEPT = 64  # not-knowledge: completions kept for the report (distinct-n reads them all)
 
@@ -78,11 +80,25 @@ def trl_spec(plan: ProbePlan) -> TrlSpec | None:
                    model_kwargs=tuple(spec.trl_model_kwargs.items()), peft_task=spec.peft_task)
 
 
+def data_kind(spec: TrlSpec) -> str:
+    """The kind of rows a TRL trainer takes: paired, unpaired or online (the keys of NEEDS)."""
+    return "paired" if spec.trainer in PAIRED else "unpaired" if spec.trainer in UNPAIRED else "online"
+
+
+def needed_fields(plan: ProbePlan) -> tuple[str, ...] | None:
+    """The fields the plan's TRL trainer reads from each --data record; None: the probe's own LM step trains it
+    (any record shape). Decided from the registries alone, so it holds before TRL is imported."""
+    spec = trl_spec(plan)
+    if spec is None or spec.trainer not in (*PAIRED, *UNPAIRED, *ONLINE):
+        return None
+    return NEEDS[data_kind(spec)]
+
+
 def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
     """(trainer class, config class, "trl.X version") for the plan, or None: no TRL trainer of a kind the probe
     drives, or the installed TRL lacks it (``trl``, then ``trl.experimental.<name>``)."""
     spec = trl_spec(plan)
-    if spec is None or spec.trainer not in (*PAIRED, *UNPAIRED, *ONLINE):
+    if spec is None or needed_fields(plan) is None:
         return None
     import trl
 
@@ -159,14 +175,7 @@ def _dataset(plan: ProbePlan, kind: str) -> tuple[Any, str]:
 
     builtin = RL_PROMPTS if kind == "online" else PREFERENCES
     path = Path(plan.data.path) if plan.data.path is not None else builtin
-    rows = [row for _, row in _rows_jsonl(path)]
-    need = {"paired": ("prompt", "chosen", "rejected"), "unpaired": ("prompt", "chosen", "rejected"),
-            "online": ("prompt",)}[kind]
-    for no, row in enumerate(rows, 1):
-        missing = [k for k in need if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise ProbeInputError(f"--data {path}:{no}: no {', '.join(missing)} field "
-                                  f"(the {plan.method} probe reads {' / '.join(need)})")
+    rows = check_fields(path, _rows_jsonl(path), NEEDS[kind], plan.method)
     if kind == "unpaired":  # KTO: each pair gives a desirable and an undesirable completion
         rows = [r for row in rows for r in ({"prompt": row["prompt"], "completion": row["chosen"], "label": True},
                                             {"prompt": row["prompt"], "completion": row["rejected"], "label": False})]
@@ -359,7 +368,7 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
     trainer_cls, config_cls, name = classes
     spec = trl_spec(plan)
     assert spec is not None
-    kind = ("paired" if spec.trainer in PAIRED else "unpaired" if spec.trainer in UNPAIRED else "online")
+    kind = data_kind(spec)
     result.trainer = name
     started = time.perf_counter()
     built = build_unwrapped(plan, device, spec.model, dict(spec.model_kwargs))
