@@ -450,6 +450,23 @@ def test_ppo_counts_its_value_model_trained_in_full_and_its_frozen_reward_model(
     assert ppo.memory.total_gb > grpo.memory.total_gb + 8 * weights
 
 
+@pytest.mark.parametrize(("optimizer", "item", "ratio"), [
+    ("sgd", "PPO value model optimizer (fp32 master weights)", 2),  # SGD keeps no state: the fp32 master alone
+    ("adamw_8bit", "PPO value model optimizer (fp32 master + states)", 3),  # 4 + two 8-bit states (2)
+    ("paged_adamw_32bit", "PPO value model optimizer states (paged)", 4),  # AdamW's 8, in managed memory
+])
+def test_ppos_value_model_is_trained_by_the_runs_optimizer(book: Rulebook, optimizer: str, item: str,
+                                                          ratio: float) -> None:
+    """TRL's PPOTrainer builds one optimizer over the policy and the value model (PolicyAndValueWrapper): the
+    value model's states are the run's optimizer's, not always AdamW's."""
+    ppo = api.recommend(book=book, model="llama-8b", method="ppo", peft="lora", gpu="a100-80gb", detect_gpu=False,
+                        pins={"optimizer": optimizer})
+    assert ppo.memory is not None
+    items = {i.name: i.gb for i in ppo.memory.items}
+    assert items[item] == pytest.approx(ratio * items["PPO value model weights (16-bit)"], rel=1e-3)
+    assert "PPO value model optimizer (fp32 master + states)" not in items or optimizer == "adamw_8bit"
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_lora_modules_to_save_copies_match_peft_after_an_adamw_step(book: Rulebook, tmp_path: Path, tied: bool) -> None:
     """peft deep-copies each module in lora_modules_to_save in its loaded dtype and trains the copy: the

@@ -81,6 +81,18 @@ def test_offload_moves_states_to_cpu_ram(book: Rulebook) -> None:
     assert "weights (16-bit)" not in {i.name for i in both.items} and both.total_gb < off.total_gb
 
 
+@pytest.mark.parametrize(("optimizer", "per_param"), [("adamw_torch", 16), ("sgd", 8), ("adafactor", 8),
+                                                      ("adamw_8bit", 10)])
+def test_optimizer_offload_holds_the_runs_optimizer_states(book: Rulebook, optimizer: str, per_param: float) -> None:
+    """Offload keeps the fp32 master weights and gradients (8 B) and the optimizer's own states in CPU RAM:
+    AdamW's 8 make DeepSpeed's 16, SGD and Adafactor keep none, 8-bit AdamW 2."""
+    job = _job(book, 8)
+    off = estimate(book, job, _params(sharding="zero3", offload=["optimizer"], optimizer=optimizer))
+    cpu = next(i for i in off.items if i.name == "CPU RAM for offload (per node, not on the GPU)")
+    assert cpu.gb * GIB == pytest.approx(off.counts.total * per_param * 1.5)
+    assert f"x {per_param:g} B ({optimizer}: 8 fp32 master + gradients" in cpu.detail
+
+
 def test_parameter_offload_holds_full_fine_tunings_reference_model_in_cpu_ram(book: Rulebook) -> None:
     """TRL prepares DPO's frozen reference with the policy's ZeRO-3 config, offload_param kept
     (trl/models/utils.py prepare_deepspeed pops offload_optimizer only): its weights live in CPU RAM too."""
@@ -208,6 +220,19 @@ def test_70b_full_names_the_gpu_count_that_fits() -> None:
     alternatives = json.loads(r.stdout)["alternatives"]
     counted = [a for a in alternatives if "x H100" in a]
     assert counted and "--gpus 32 --sharding zero3" in counted[0]
+
+
+def test_a_gpu_count_past_one_node_says_what_more_gpus_cannot_shrink() -> None:
+    """70B full fine-tuning on 24 GB GPUs fits only on 1024 of them: the suggestion names the per-GPU floor
+    (the long sequence's logits and activations, the gathered layer) that makes the count so large."""
+    r = run_cli("memory", "--model", "llama-3.1-70b", "--method", "sft", "--peft", "full", "--gpu", "rtx4090",
+                "--format", "json")
+    counted = [a for a in json.loads(r.stdout)["alternatives"] if "x GeForce RTX 4090" in a]
+    assert counted and "stays on each GPU at any count (logits and loss" in counted[0], counted
+    within = run_cli("memory", "--model", "llama-3.1-70b", "--method", "sft", "--peft", "full", "--gpu", "h100",
+                     "--format", "json")
+    on_h100 = [a for a in json.loads(within.stdout)["alternatives"] if "x H100" in a]
+    assert on_h100 and "stays on each GPU" not in on_h100[0]  # 32 GPUs: the sharded states still dominate
 
 
 def test_launch_config_sets_the_world_size_in_recommend(tmp_path: Path) -> None:

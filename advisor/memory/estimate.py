@@ -350,9 +350,12 @@ class _Builder:
         n_bytes = 0.0
         parts = []
         if self.offloaded("optimizer"):
-            n_bytes += trainable * k["offload-optimizer-cpu-bytes"]
-            ids.append("offload-optimizer-cpu-bytes")
-            parts.append(f"{fmt_count(trainable)} trainable x {k['offload-optimizer-cpu-bytes']:g} B")
+            sid = k.optimizer_states(s.optimizer)
+            per = k["offload-optimizer-cpu-bytes"] + k[sid]  # fp32 master + gradients, and the optimizer's states
+            n_bytes += trainable * per
+            ids.extend(("offload-optimizer-cpu-bytes", sid))
+            parts.append(f"{fmt_count(trainable)} trainable x {per:g} B ({s.optimizer}: "
+                         f"{k['offload-optimizer-cpu-bytes']:g} fp32 master + gradients, {k[sid]:g} states)")
         if self.offloaded("parameters"):
             params = c.total + 2 * self.value_params()  # PPO: the value and reward models' weights too
             # TRL wraps full fine-tuning's frozen reference as it wraps the policy (prepare_deepspeed keeps
@@ -377,22 +380,9 @@ class _Builder:
         if s.peft == "full" and s.pure_bf16:
             self._pure_bf16()
         elif s.peft == "full":
-            cid = "full-ft-8bit-optimizer-bytes-per-param" if k.eight_bit(s.optimizer) else "full-ft-bytes-per-param"
-            states_id = k.optimizer_states(s.optimizer)
-            # ZeRO's 16 bytes hold AdamW's states: another optimizer's take their place (SGD keeps none)
-            per = k[cid] + (0 if k.eight_bit(s.optimizer) else k[states_id] - k["adamw-state-bytes"])
             self.add_weights("weights (16-bit)", c.total, e, ("bytes-16bit",))
             self.add_grads("gradients (16-bit)", c.total, e, ("bytes-16bit",))
-            paged = k[states_id] if k.paged(s.optimizer) else 0.0
-            n = self.share(c.total, "optimizer_states")
-            if not self.offloaded("optimizer"):
-                swapped = () if k.eight_bit(s.optimizer) or states_id == "adamw-state-bytes" else (states_id,)
-                master_only = paged or not k[states_id]  # paged states are an item of their own; SGD keeps none
-                self.add("optimizer (fp32 master weights)" if master_only else "optimizer (fp32 master + states)",
-                         n * (per - 2 * e - paged),
-                         f"{fmt_count(c.total)} params x {per - 2 * e - paged:g} B ({s.optimizer})"
-                         f"{self.over('optimizer_states')}", (cid, *swapped))
-                self.add_paged(n, states_id)
+            self.add_optimizer(c.total)
         else:
             self._frozen_weights()
             self._adapters()
@@ -423,43 +413,57 @@ class _Builder:
         e, ratio = k["bytes-16bit"], k["value-reward-model-params-ratio"]
         n = self.value_params()
         self.add_weights(f"{method} reward model (frozen, 16-bit)", n, e, ("bytes-16bit", "value-reward-model-params-ratio"))
-        per = k["full-ft-bytes-per-param"]
         self.add_weights(f"{method} value model weights (16-bit)", n, e, ("bytes-16bit", "value-reward-model-params-ratio"))
         self.add_grads(f"{method} value model gradients (16-bit)", n, e, ("bytes-16bit", "value-reward-model-params-ratio"))
-        if not self.offloaded("optimizer"):
-            self.add(f"{method} value model optimizer (fp32 master + states)",
-                     self.share(n, "optimizer_states") * (per - 2 * e),
-                     f"{fmt_count(n)} params x {per - 2 * e:g} B{self.over('optimizer_states')}",
-                     ("full-ft-bytes-per-param", "value-reward-model-params-ratio"))
+        self.add_optimizer(n, f"{method} value model ", ("value-reward-model-params-ratio",))
         self.notes.append(f"{method}: the value and reward models are counted at {ratio:g} x the policy's size "
                           "(value-reward-model-params-ratio); a smaller value or reward model needs less")
 
     def _pure_bf16(self) -> None:
-        k, c, s = self.k, self.c, self.s
+        k, c = self.k, self.c
         e = k["bytes-16bit"]
-        n = self.share(c.total, "optimizer_states")
-        sid = k.optimizer_states(s.optimizer)
         self.add_weights("weights (bf16, trained in place)", c.total, e, ("bytes-16bit",))
         self.add_grads("gradients (bf16)", c.total, e, ("bytes-16bit",))
-        if self.offloaded("optimizer"):
-            pass
-        elif k.paged(s.optimizer):  # bitsandbytes: its own state dtype (fp32 or 8-bit), whatever the weights'
-            self.add_paged(n, sid)
-        else:
-            # torch's AdamW keeps its states in the weights' dtype: bf16 halves them; bitsandbytes' do not
-            halved = k.states_in_param_dtype(s.optimizer)
-            per = k[sid] * (e / k["bytes-fp32"] if halved else 1)
-            self.add("optimizer states (bf16, no fp32 master)" if halved else "optimizer states", n * per,
-                     f"{fmt_count(c.total)} params x {per:g} B ({s.optimizer}){self.over('optimizer_states')}",
-                     (sid, "bytes-16bit", "bytes-fp32") if halved else (sid,))
+        self.add_optimizer(c.total)
         self.notes.append("pure bf16: no fp32 master weights; updates smaller than bf16's resolution are lost "
                           "(the reason mixed precision keeps them)")
 
-    def add_paged(self, n_params: float, states_id: str) -> None:
+    def add_optimizer(self, n_total: float, owner: str = "", sources: tuple[str, ...] = ()) -> None:
+        """The optimizer's GPU memory for ``n_total`` parameters trained in full (the policy, or PPO's value
+        model, which the policy's optimizer trains too), with the run's optimizer and precision; nothing
+        under optimizer offload (cpu_offload counts it there)."""
+        k, s = self.k, self.s
+        if self.offloaded("optimizer"):
+            return
+        e = k["bytes-16bit"]
+        n = self.share(n_total, "optimizer_states")
+        sid = k.optimizer_states(s.optimizer)
+        label, over = f"{owner}optimizer", self.over("optimizer_states")
+        if s.pure_bf16 and not k.paged(s.optimizer):
+            # torch's AdamW keeps its states in the weights' dtype: bf16 halves them; bitsandbytes' do not
+            halved = k.states_in_param_dtype(s.optimizer)
+            per = k[sid] * (e / k["bytes-fp32"] if halved else 1)
+            self.add(f"{label} states (bf16, no fp32 master)" if halved else f"{label} states", n * per,
+                     f"{fmt_count(n_total)} params x {per:g} B ({s.optimizer}){over}",
+                     ((sid, "bytes-16bit", "bytes-fp32") if halved else (sid,)) + sources)
+            return
+        if not s.pure_bf16:  # pure bf16 keeps no fp32 master: a paged optimizer's states alone
+            cid = "full-ft-8bit-optimizer-bytes-per-param" if k.eight_bit(s.optimizer) else "full-ft-bytes-per-param"
+            # ZeRO's 16 bytes hold AdamW's states: another optimizer's take their place (SGD keeps none)
+            per = k[cid] + (0 if k.eight_bit(s.optimizer) else k[sid] - k["adamw-state-bytes"])
+            paged = k[sid] if k.paged(s.optimizer) else 0.0
+            swapped = () if k.eight_bit(s.optimizer) or sid == "adamw-state-bytes" else (sid,)
+            master_only = paged or not k[sid]  # paged states are an item of their own; SGD keeps none
+            self.add(f"{label} (fp32 master weights)" if master_only else f"{label} (fp32 master + states)",
+                     n * (per - 2 * e - paged), f"{fmt_count(n_total)} params x {per - 2 * e - paged:g} B "
+                     f"({s.optimizer}){over}", (cid, *swapped, *sources))
+        self.add_paged(n, sid, owner, sources)
+
+    def add_paged(self, n_params: float, states_id: str, owner: str = "", sources: tuple[str, ...] = ()) -> None:
         if self.k.paged(self.s.optimizer):
-            self.add("optimizer states (paged)", n_params * self.k[states_id],
+            self.add(f"{owner}optimizer states (paged)", n_params * self.k[states_id],
                      f"{fmt_count(n_params)} params x {self.k[states_id]:g} B in CUDA managed memory: outside torch's "
-                     "allocator, moved to CPU RAM when the GPU runs short", (states_id,), "paged")
+                     "allocator, moved to CPU RAM when the GPU runs short", (states_id, *sources), "paged")
 
     def _frozen_weights(self) -> None:
         k, c, s = self.k, self.c, self.s

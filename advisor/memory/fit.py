@@ -163,9 +163,12 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
     gpu_name = str((know.gpus.get(job.gpu.name or "") or {}).get("name") or job.gpu.name or "GPU")
     out: list[str] = []
 
-    def at(n: int, sharding: str, offload: tuple[str, ...] = ()) -> float:
+    def on(n: int, sharding: str, offload: tuple[str, ...] = ()) -> Any:
         j = replace(job, gpu=replace(job.gpu, count=n))
-        return estimate(book, j, _with(one, sharding=sharding, offload=list(offload))).total_gb
+        return estimate(book, j, _with(one, sharding=sharding, offload=list(offload)))
+
+    def at(n: int, sharding: str, offload: tuple[str, ...] = ()) -> float:
+        return float(on(n, sharding, offload).total_gb)
 
     def name(sid: str) -> str:
         return strategies()[sid].name.split(" (")[0]
@@ -199,10 +202,25 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
     while not stage_fits and n <= int(know["max-gpus-suggestion"]):  # more GPUs: when no stage fits those given
         g = at(n, stage, now["offload"])
         if g <= usable:
-            out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({_flags(now, {'gpus': n, 'sharding': stage})})")
+            out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({_flags(now, {'gpus': n, 'sharding': stage})})"
+                       + (_unsharded(on(n, stage, now["offload"]), on(2 * n, stage, now["offload"]))
+                          if n > int(know["gpus-per-node"]) else ""))
             break
         n *= 2
     return out
+
+
+def _unsharded(here: Any, doubled: Any) -> str:
+    """Past one node, when most of each GPU's memory is what more GPUs cannot shrink (the items no smaller at twice the GPUs:
+    a long sequence's logits and activations, the gathered layer), those items: they, not the sharded states,
+    are why so many GPUs are needed, and what to change instead."""
+    twice = {i.name: i.gb for i in doubled.items}
+    kept = sorted((i for i in here.items if i.phase != "cpu" and twice.get(i.name, 0.0) >= i.gb), key=lambda i: -i.gb)
+    total = sum(i.gb for i in kept)
+    if total <= here.total_gb / 2:
+        return ""
+    return (f"; {total:.1f} GiB of it stays on each GPU at any count ("
+            + ", ".join(f"{i.name} {i.gb:.1f}" for i in kept[:3]) + ")")
 
 
 def rule_params(book: Rulebook, job: JobFacts, pins: dict[str, Any]) -> dict[str, Any]:
