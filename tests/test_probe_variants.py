@@ -51,6 +51,9 @@ def test_simpo_trains_cpo_trainers_simpo_loss_at_the_rulebooks_beta_and_gamma(bo
     assert any("simpo" in n and "cpo_alpha 0.0" in n for n in res.data_notes)
     assert not any("DPOTrainer" in n for n in report.notes)  # not the method's probe note
     assert any("logs no token count" in n for n in res.data_notes)  # CPOTrainer's logs have no num_tokens
+    from advisor.probe.report import headline
+    assert report.summary()["median_tokens_per_s"] is None  # not measured: null, never "0 tokens/s"
+    assert any(line.startswith("tokens/s not measured, ") for line in headline(report))
     # SimPO's loss, -log sigmoid(margin - gamma) with margin = beta * (the length-averaged log-ratio of chosen to
     # rejected), no reference model and no NLL term (cpo_alpha 0): one pair a step, so the logs give it exactly.
     for row in res.logs:

@@ -30,8 +30,9 @@ class LiveView:
         self.progress.stop()
 
     def on_step(self, rec: StepRecord) -> None:
+        speed = f"{rec.tokens_per_s:.0f}" if rec.tokens else "-"  # a trainer that logs no token count: unmeasured
         text = (f"loss {fmt_number(rec.loss)}  grad {fmt_number(rec.grad_norm)}{' (clipped)' if rec.clipped else ''}  "
-                f"lr {fmt_number(rec.learning_rate)}  {rec.tokens_per_s:.0f} tok/s  mem {rec.peak_reserved_gb:.2f} GiB"
+                f"lr {fmt_number(rec.learning_rate)}  {speed} tok/s  mem {rec.peak_reserved_gb:.2f} GiB"
                 f"{self.last_eval}")
         self.progress.update(self.task, completed=rec.step, description=text)
 

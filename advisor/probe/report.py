@@ -58,7 +58,8 @@ class ProbeReport:
         losses = [s.loss for s in steps]
         finite = [v for v in losses if math.isfinite(v)]
         timed = [s.step_time_s for s in steps[1:]] or [s.step_time_s for s in steps]  # the first step warms up
-        tps = [s.tokens_per_s for s in steps[1:]] or [s.tokens_per_s for s in steps]
+        # a trainer that logs no token count (TRL's CPO / ORPO / KTO) measures none: null, not 0 tokens/s
+        tps = ([s.tokens_per_s for s in steps[1:]] or [s.tokens_per_s for s in steps]) if any(s.tokens for s in steps) else []
         return {
             "steps_run": len(steps),
             "loss_first": _num(losses[0]) if losses else None,
@@ -329,8 +330,9 @@ def headline(report: ProbeReport) -> list[str]:
     if ev0 is not None and ev1 is not None:
         lines.append(f"held-out loss {_fmt(ev0.loss)} -> {_fmt(ev1.loss)}, token accuracy "
                      f"{ev0.token_accuracy:.1%} -> {ev1.token_accuracy:.1%}, perplexity {_fmt(ev1.perplexity)}")
-    if s["median_tokens_per_s"] is not None:
-        lines.append(f"{s['median_tokens_per_s']:.0f} tokens/s, {s['median_step_time_s']:.3f} s/step; "
+    if s["median_step_time_s"] is not None:
+        speed = "tokens/s not measured" if s["median_tokens_per_s"] is None else f"{s['median_tokens_per_s']:.0f} tokens/s"
+        lines.append(f"{speed}, {s['median_step_time_s']:.3f} s/step; "
                      f"peak memory {_gb(s['peak_allocated_gb'])} allocated, {_gb(s['peak_reserved_gb'])} reserved"
                      + (f" of {_gb(res.memory_capacity_gb)}" if res.memory_capacity_gb else ""))
     if report.prediction is not None:

@@ -428,7 +428,7 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
         finally:
             if result.logs and not any("num_tokens" in row for row in result.logs):
                 result.data_notes.append(f"TRL's {spec.trainer} logs no token count (num_tokens): tokens/s is not "
-                                         "measured (0), the step time is")
+                                         "measured, the step time is")
             state_file = Path(out_dir) / "trainer_state.json"
             trainer.state.save_to_json(str(state_file))  # what a user's run writes, for `advisor diagnose`
             result.trainer_state = json.loads(state_file.read_text())
