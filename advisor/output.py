@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,6 @@ def check_target(path: Path) -> Path:
     a device, a FIFO or a socket (`-o /dev/full` must not turn the device into a file), a missing
     or read-only directory. Returns the file the rename replaces: ``path``, or where a symbolic link
     at ``path`` leads, so the write lands in the link's target and the link stays a link."""
-    import stat
-
     from advisor.safeio import check_name, clip_path, file_kind
 
     shown = clip_path(path)
@@ -47,6 +46,31 @@ def check_target(path: Path) -> Path:
     return target
 
 
+def check_out_dir(path: Path, flag: str) -> None:
+    """Refuse, in one line and before any work, an output directory that cannot be made or written: a file, a
+    device or a link to one at ``path``, or no writable directory above it (a probe trains for minutes first)."""
+    from advisor.safeio import check_name, clip_path, file_kind
+
+    shown = f"{flag} {clip_path(path)}"
+    check_name(str(path), flag)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise AdvisorError(f"{shown}: cannot use: {exc.strerror}", hint="give a directory path") from exc
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        kind = "a file" if stat.S_ISREG(info.st_mode) else file_kind(info.st_mode)
+        raise AdvisorError(f"{shown}: is {kind}, not a directory", hint="give a directory path")
+    existing = Path(os.path.abspath(path))
+    while not existing.exists():  # the nearest directory that exists: the one mkdir(parents=True) writes into
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AdvisorError(f"{shown}: {clip_path(existing)} is not a directory", hint="give a directory path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AdvisorError(f"{shown}: directory {clip_path(existing)} is not writable", hint="pick another path")
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename.
     Only a regular file (or nothing) at ``path`` is replaced (check_target); through a symbolic link
@@ -58,10 +82,15 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     except OSError as exc:
         raise AdvisorError(f"{path}: cannot write: {exc.strerror}", hint="pick another path") from exc
     try:
-        # mkstemp makes the file private (0600); the result should be as readable as any file the user writes.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        # mkstemp makes the file private (0600); a new result is as readable as any file the user writes, and a
+        # replaced one keeps its own mode (a 0600 file must not become world-readable by being rewritten).
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mask = os.umask(0)
+            os.umask(mask)
+            mode = 0o666 & ~mask
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()

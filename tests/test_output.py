@@ -27,6 +27,32 @@ def test_write_atomic_leaves_one_file_with_the_umask_mode(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left behind
 
 
+def test_rewriting_a_private_file_keeps_it_private(tmp_path: Path) -> None:
+    """A replaced file keeps its own mode: -o over a 0600 file must not leave it world-readable."""
+    target = tmp_path / "secret.yaml"
+    target.write_text("old\n")
+    target.chmod(0o600)
+    write_atomic(target, "new\n")
+    assert target.read_text() == "new\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("command", [("probe", "--model", "llama-3.2-1b", "--method", "sft"),
+                                     ("sweep", "--model", "llama-3.2-1b", "--method", "sft")])
+def test_an_output_directory_that_is_a_file_or_device_is_refused_before_any_work(tmp_path: Path,
+                                                                                command: tuple[str, ...]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x\n")
+    for out, kind in ((afile, "is a file, not a directory"), (Path("/dev/null"), "is a character device")):
+        proc = run_cli(*command, "--out-dir", str(out), "--no-detect")
+        assert proc.returncode == 2 and f"--out-dir {out}: {kind}" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr
+    assert afile.read_text() == "x\n"
+    proc = run_cli(*command[:5], "--save-adapter", str(afile), "--out-dir", str(tmp_path / "o")) \
+        if command[0] == "probe" else run_cli(*command, "--storage", "/dev/null", "--out-dir", str(tmp_path / "o"))
+    assert proc.returncode == 2 and ("--save-adapter" in proc.stderr or "--storage /dev/null" in proc.stderr)
+    assert not (tmp_path / "o").exists()  # refused before anything ran or was written
+
+
 # --- writing through symbolic links (the CLI) -------------------------------------------------
 
 RECOMMEND = ("recommend", "--model", "llama-8b", "--method", "sft", "--no-detect")

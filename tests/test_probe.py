@@ -460,6 +460,8 @@ def test_a_config_file_is_probed_with_its_own_values(book: Rulebook, tiny: Path,
         (["--model", "llama-3.2-1b", "--method", "sft", "--data", "missing.jsonl"], "--data missing.jsonl: no such file"),
         (["--model", "no-such-model", "--method", "sft"], "unknown model 'no-such-model'"),
         (["--model", "llama-3.2-1b"], "give a CONFIG, or --model and --method"),
+        (["--model", "llama-3.2-1b", "--method", "sft", "--random-init", "--micro-batch", "0"],
+         "--micro-batch / micro_batch_size: 0 cannot be probed"),
         (["--model", "examples/my-model", "--method", "sft"], "no model weights"),
     ],
 )

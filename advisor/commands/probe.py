@@ -73,6 +73,11 @@ def probe(
     check_fail_on(fail_on)
     if eval_every < 0:
         raise AdvisorError(f"--eval-every: {eval_every} must be 0 or more")
+    from advisor.output import check_out_dir
+
+    check_out_dir(out_dir, "--out-dir")
+    if save_adapter is not None:
+        check_out_dir(save_adapter, "--save-adapter")
     book = o.book(rules)
     inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
                            variant=variant, gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init,

@@ -190,6 +190,9 @@ def sweep(
         say(f"worker done: ran {ran} trial(s) of study {queue.name!r}")
         return int(Exit.OK)
     check_strategy_flags(strategy, lrs=lrs, lr_range=lr_range, points=points, eval_every=eval_every, suggest=suggest)
+    from advisor.output import check_out_dir
+
+    check_out_dir(out_dir, "--out-dir")
     inputs = o.plan_inputs(book, config=config, config_format=config_format, model=model, method=method, peft=peft,
                            variant=variant, gpu=gpu, gpu_mem=gpu_mem, no_detect=no_detect, random_init=random_init,
                            data=data, no_packing=no_packing, seq_len=seq_len, micro_batch=micro_batch,

@@ -380,6 +380,8 @@ def build_plan(
                     f"the model's context ({values.sources['max_seq_length'].describe()} asked for {seq})")
         seq = facts.max_position_embeddings
     micro = int(_flag(values, "--micro-batch", micro_batch, 1))
+    if micro < 1:  # before the accumulation is derived from it
+        raise ProbeInputError(f"--micro-batch / micro_batch_size: {micro} cannot be probed", hint="1 or more")
     given_accum = _flag(values, "--accumulation", accumulation, None)
     if (micro_batch is not None and accumulation is None) or given_accum is None:
         # Nothing sets the accumulation (no --gpu: no rule sizes the micro-batch): the probe keeps the run's

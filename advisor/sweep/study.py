@@ -67,7 +67,14 @@ def open_storage(url: str | None, out_dir: Path | None) -> Any:
     path = Path(url).expanduser()
     if not path.parent.is_dir():
         raise SweepError(f"--storage {url!r}: directory {path.parent} does not exist")
-    return JournalStorage(JournalFileBackend(str(path)))
+    from advisor.output import check_target
+
+    # a journal is appended to and fsync'd: only a regular file (or none yet), never a device or a FIFO
+    try:
+        target = check_target(path)
+    except AdvisorError as exc:
+        raise SweepError(f"--storage {exc.message}", hint="a journal file path, or an RDB URL") from exc
+    return JournalStorage(JournalFileBackend(str(target)))
 
 
 def _owner() -> str:
