@@ -450,6 +450,23 @@ def test_ppo_counts_its_value_model_trained_in_full_and_its_frozen_reward_model(
     assert ppo.memory.total_gb > grpo.memory.total_gb + 8 * weights
 
 
+def test_qlora_instead_of_lora_keeps_the_users_adapter() -> None:
+    """"QLoRA instead of lora" is what --peft qlora would run with the same --set: the same rank, not the rule's
+    (a rank-8192 adapter was told it fits in 21 GiB as QLoRA, which predicts 260 GiB)."""
+    from tests.conftest import run_cli
+
+    def memory(rank: int, *extra: str) -> dict[str, Any]:
+        proc = run_cli("memory", "--model", "llama-8b", "--method", "sft", "--gpu", "a100-40gb", "--seq-len", "8192",
+                       "--set", f"lora_rank={rank}", "--format", "json", "--no-detect", *extra)
+        assert proc.returncode in (0, 1), proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    said = [a for a in memory(64)["alternatives"] if a.startswith("QLoRA instead of lora")]
+    assert said and f"{memory(64, '--peft', 'qlora')['total_gb']:.1f} GiB" in said[0]
+    big = memory(256, "--peft", "qlora")["total_gb"]
+    assert big > 36 and not any(a.startswith("QLoRA") for a in memory(256)["alternatives"])  # it would not fit
+
+
 @pytest.mark.parametrize(("optimizer", "item", "ratio"), [
     ("sgd", "PPO value model optimizer (fp32 master weights)", 2),  # SGD keeps no state: the fp32 master alone
     ("adamw_8bit", "PPO value model optimizer (fp32 master + states)", 3),  # 4 + two 8-bit states (2)

@@ -369,6 +369,25 @@ def test_the_lr_is_judged_at_the_configs_own_run_length(tmp_path: Path, book: Ru
     assert [c for c in _validate(cfg, book) if c.startswith("VLR")] == ["VLR006:info"]
 
 
+@pytest.mark.parametrize(("peft", "factor", "expected"), [
+    ("lora", 1 / 20, ["VLR003:warning"]),  # a full fine-tuning LR (about 10x under LoRA's)
+    ("lora", 1e-8, ["VLR005:error"]),  # 1e-12 is no full fine-tuning LR either: far outside
+    ("full", 15, ["VLR002:error"]),  # a LoRA LR on full weights
+    ("full", 1e4, ["VLR005:error"]),  # no LoRA LR either
+])
+def test_a_mixed_up_lr_is_named_as_one_only_near_the_other_peft(tmp_path: Path, book: Rulebook, peft: str,
+                                                                factor: float, expected: list[str]) -> None:
+    """VLR002 / VLR003 say "the other adapter's LR" only where it could be (about 10x off); far past that it
+    is simply far outside the range (VLR005), not a LoRA / full mix-up."""
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft=peft, detect_gpu=False)
+    lo, hi = rec.parameters["learning_rate"].range  # type: ignore[misc]
+    lr = (hi if factor > 1 else lo) * factor
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"base_model: meta-llama/Llama-3.1-8B\n{'adapter: lora' if peft == 'lora' else ''}\n"
+                   f"learning_rate: {lr:.3g}\nmicro_batch_size: 1\ngradient_accumulation_steps: 4\n")
+    assert [c for c in _validate(cfg, book) if c.startswith("VLR")] == expected
+
+
 def test_a_configs_loss_type_is_the_variant(tmp_path: Path, book: Rulebook) -> None:
     from advisor.validate import Overrides, _facts
 

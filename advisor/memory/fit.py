@@ -97,7 +97,12 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
     for other in ("lora", "qlora"):
         if (peft, other) in (("full", "lora"), ("full", "qlora"), ("lora", "qlora")):
             j = _job(job, peft=other)
-            p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length")}), micro_batch_size=1, **kept)
+            # LoRA to QLoRA keeps the adapter as it is (rank, alpha, targets, modules saved): only the base's
+            # precision changes, so what "--peft qlora" would run is this adapter on 4-bit weights
+            same = {k: v for k, v in one.items() if v is not None and peft != "full"
+                    and getattr(book.parameters.get(k), "group", None) == "lora"}
+            p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length"), **same}), micro_batch_size=1,
+                      **kept)
             g = peak(j, p)
             name = "QLoRA" if other == "qlora" else "LoRA"
             if g <= usable:
