@@ -143,6 +143,25 @@ def test_recommend_yaml_validates_clean_for_every_registry_model(book: Rulebook,
         assert [b.split()[0] for b in bad] == (["VSQ003"] if too_big else []), (model, method, peft, bad)
 
 
+def test_recommend_yaml_of_every_variant_validates_clean(book: Rulebook, tmp_path: Path) -> None:
+    """advisor's own YAML names the variant its values are for: validate reads SimPO's beta 2 as SimPO's, not as
+    DPO's beta far outside its table (it used to write only method: dpo)."""
+    gpu = resolve_gpu(book, name="h100", memory_gb=None, count=None, detect=False)
+    for variant, raw in book.variants.items():
+        if variant == raw["method"] or raw["method"] not in ("dpo", "grpo", "ppo"):
+            continue
+        rec = api.recommend(book=book, model="llama-8b", method=raw["method"], peft="lora", variant=variant, gpu="h100",
+                            dataset_size=10_000, detect_gpu=False)
+        path = tmp_path / f"{variant}.yaml"
+        path.write_text(to_yaml(rec))
+        assert f"\nvariant: {variant}\n" in path.read_text()
+        report = validate_file(path, book, gpu, Overrides(), Selection())
+        assert report.error is None and report.config is not None, (variant, report.error)
+        bad = [f.code for f in report.findings if f.severity in ("error", "warning")]
+        too_big = any(w.startswith("does not fit") for w in rec.warnings)  # PPO's models on one GPU: recommend says so
+        assert bad == (["VSQ003"] if too_big else []), (variant, bad)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "needle"),
     [

@@ -200,7 +200,7 @@ def _read_advisor(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
     for top in doc.data:
         if top not in fmt.keys:
             raise ConfigError(f"{doc.path}:{doc.line_of((top,))}: unknown key '{top}'",
-                              hint="advisor configs hold advisor_format, model, method, peft and training")
+                              hint="advisor configs hold advisor_format, model, method, variant, peft and training")
     for key, value in training.items():
         name = ADVISOR_ALIASES.get(key, key)
         if name not in book.parameters:
@@ -210,6 +210,8 @@ def _read_advisor(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
     for key in ("model", "method", "peft"):
         if doc.data.get(key) is not None:
             setattr(cfg, key, _cv(doc, key, str(doc.data[key])))
+    if doc.data.get("variant") is not None:  # the loss variant the values are for, as a loss key names it
+        _named_loss(cfg, str(doc.data["variant"]), "variant", doc.line_of(("variant",)))
 
 
 @reader("axolotl")

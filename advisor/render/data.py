@@ -29,6 +29,9 @@ def to_yaml(rec: Recommendation) -> str:
         f"peft: {task.get('peft')}",
         "training:",
     ]
+    variant = task.get("variant")
+    if variant and variant != task.get("method"):  # the loss the values are for: validate reads it back (SimPO's beta)
+        lines.insert(-1, f"variant: {variant}")
     for name, pv in rec.parameters.items():
         lines.append(f"  {name}: {yaml_scalar(pv.value)}  # {value_comment(pv)}")
     return "\n".join(lines) + "\n"
