@@ -143,6 +143,24 @@ def test_recommend_yaml_validates_clean_for_every_registry_model(book: Rulebook,
         assert [b.split()[0] for b in bad] == (["VSQ003"] if too_big else []), (model, method, peft, bad)
 
 
+@pytest.mark.parametrize(("fmt", "text", "tokens"), [
+    ("trl", "model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\nper_device_train_batch_size: 64\n", 1024),
+    ("axolotl", "base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nmicro_batch_size: 64\n"
+                "gradient_accumulation_steps: 1\n", 512),
+    ("llama-factory", "model_name_or_path: meta-llama/Llama-3.1-8B\nstage: sft\nfinetuning_type: lora\n"
+                      "per_device_train_batch_size: 64\n", 2048),
+])
+def test_a_config_without_a_sequence_length_is_sized_at_its_trainers_default(tmp_path: Path, fmt: str, text: str,
+                                                                             tokens: int) -> None:
+    """TRL's max_length 1024, Axolotl's sequence_len 512, LLaMA-Factory's cutoff_len 2048: what the run trains at,
+    not advisor's 4096 (which warned that runs would not fit that fit)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text + "learning_rate: 2.0e-4\n")
+    proc = run_cli("validate", str(cfg), "--config-format", fmt, "--gpu", "rtx-4090", "--format", "json", *NO_GPU)
+    found = {f["code"]: f for f in json.loads(proc.stdout)["files"][0]["findings"]}
+    assert f"at {tokens} tokens" in found["VSQ002"]["message"], found
+
+
 def test_recommend_yaml_of_every_variant_validates_clean(book: Rulebook, tmp_path: Path) -> None:
     """advisor's own YAML names the variant its values are for: validate reads SimPO's beta 2 as SimPO's, not as
     DPO's beta far outside its table (it used to write only method: dpo)."""
