@@ -53,6 +53,7 @@ class FileReport:
     error: str | None = None
     # the job the checks ran for: model, method and peft, the flag's over the config's (Overrides.job)
     job: dict[str, Sourced | None] = field(default_factory=dict)
+    variant: str | None = None  # the loss variant the checks read (rl: orpo, loss_type dpo_norm), when not the method's own
     writes: set[tuple[str, str]] = field(default_factory=set)  # (code, parameter) that --fix would write
 
 
@@ -265,6 +266,8 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
         report.job = {name: over.job(cfg, name, comment) for name in ("model", "method", "peft")}
         gpu = world_gpu(cfg, gpu, over)
         facts = _facts(book, cfg, gpu, over, comment)
+        if facts.get("task.variant") not in (None, facts.get("task.method")):
+            report.variant = str(facts["task.variant"])
     except ConfigError as exc:  # the file's own job comment
         report.error = str(exc)
         return report

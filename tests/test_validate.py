@@ -161,6 +161,14 @@ def test_a_config_without_a_sequence_length_is_sized_at_its_trainers_default(tmp
     assert f"at {tokens} tokens" in found["VSQ002"]["message"], found
 
 
+def test_the_header_names_the_variant_the_checks_read() -> None:
+    proc = run_cli("validate", str(REALWORLD / "axolotl__examples__mistral__orpo__mistral-qlora-orpo.yml"), *NO_GPU)
+    assert "method dpo, variant orpo, qlora" in proc.stdout, proc.stdout
+    plain = run_cli("validate", str(REALWORLD / "alignment-handbook__recipes__zephyr-7b-beta__dpo__config_full.yaml"),
+                    *NO_GPU)
+    assert "method dpo, full" in plain.stdout  # DPO's own loss: no variant to name
+
+
 def test_recommend_yaml_of_every_variant_validates_clean(book: Rulebook, tmp_path: Path) -> None:
     """advisor's own YAML names the variant its values are for: validate reads SimPO's beta 2 as SimPO's, not as
     DPO's beta far outside its table (it used to write only method: dpo)."""

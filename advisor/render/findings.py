@@ -65,7 +65,9 @@ def render_text(run: ValidationRun, console: Console) -> None:
         cfg = report.config
         job = {name: report.job.get(name, getattr(cfg, name)) for name in ("model", "method", "peft")}
         shown = {name: clip_path(v.value) if v is not None else "?" for name, v in job.items()}
-        header = f"{report.path}: {cfg.format} config, model {shown['model']}, method {shown['method']}, {shown['peft']}"
+        variant = f", variant {report.variant}" if report.variant else ""
+        header = (f"{report.path}: {cfg.format} config, model {shown['model']}, method {shown['method']}{variant}, "
+                  f"{shown['peft']}")
         console.print(Text(header, style="bold"))
         if not report.findings:
             console.print("  no findings" + (f" ({report.silenced} silenced)" if report.silenced else ""))
