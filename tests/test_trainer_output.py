@@ -512,3 +512,18 @@ def test_a_note_names_the_trainers_own_keys(book: Rulebook) -> None:
     grpo = render(build(api.recommend(book=book, model="llama-8b", method="grpo", peft="lora", detect_gpu=False),
                         "trl", book))
     assert "prompts per optimizer step" in grpo  # an English word that is also a parameter (optimizer) stays
+
+
+def test_a_sharded_multi_gpu_file_says_how_many_processes_and_saves_a_loadable_model(book: Rulebook) -> None:
+    """No trainer key holds the GPU count the batch was sized for, so the file says it; under ZeRO-3 the final
+    save gathers 16-bit weights (else output_dir holds only the sharded checkpoint)."""
+    from advisor.render.trainer import to_trainer_config
+
+    rec = api.recommend(book=book, model="llama-8b", method="sft", peft="full", gpu="h100", gpus=8,
+                        flags={"--sharding": "zero3"}, detect_gpu=False)
+    for fmt in ("trl", "axolotl", "llama-factory"):
+        text = to_trainer_config(rec, fmt=fmt, book=book)
+        assert "# note: sized for 8 GPUs: launch 8 processes (accelerate launch --num_processes 8" in text, fmt
+        assert "stage3_gather_16bit_weights_on_model_save: true" in text, fmt
+    one = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpu="h100", detect_gpu=False)
+    assert "sized for" not in to_trainer_config(one, fmt="trl", book=book)

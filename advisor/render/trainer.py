@@ -137,6 +137,7 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
         if name not in SHARDING_PARAMETERS:
             _write_parameter(out, fmt, book, name, pv, allowed, mid)
     _write_sharding(out, rec, allowed)
+    _note_world(out, rec)
     _warn_left_out(out, rec)
     placed: set[str] = set()
     for p in writer.placeholders:  # a method's own placeholder comes before the general one of its key
@@ -144,6 +145,15 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
             placed.add(p.key)
             out.add(p.key, p.value, f"PLACEHOLDER: {p.why}; advisor does not choose it")
     return out
+
+
+def _note_world(out: TrainerConfig, rec: Recommendation) -> None:
+    """The GPU count the batch was sized for: no trainer key holds it (it is the launcher's), so a file run on
+    one process would train a fraction of the effective batch and hold a full replica where shards were sized."""
+    gpus = int(rec.facts.get("gpu", {}).get("count") or 1)
+    if gpus > 1:
+        out.notes.append(f"sized for {gpus} GPUs: launch {gpus} processes (accelerate launch --num_processes {gpus}, "
+                         f"or torchrun --nproc_per_node {gpus} on one node); the effective batch counts all of them")
 
 
 def _model_comment(model: dict[str, Any]) -> str:
@@ -319,6 +329,7 @@ def _write_sharding(out: TrainerConfig, rec: Recommendation, allowed: frozenset[
     if strategy.id in ds["stage"] and out.fields.takes("deepspeed", allowed):
         zero: dict[str, Any] = {"stage": ds["stage"][strategy.id]}
         zero.update({ds["offload"][o]: {"device": "cpu"} for o in offload if o in ds["offload"]})
+        zero.update(ds.get("settings", {}).get(strategy.id, {}))
         out.add("deepspeed", {**ds["base"], "zero_optimization": zero}, comment)
     elif strategy.id in fsdp["words"] and out.fields.takes("fsdp", allowed):
         words = fsdp["words"][strategy.id]
