@@ -72,7 +72,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         _fail(exc.format_message() + hint)
     except click.exceptions.Abort:
         _fail("aborted", Exit.INTERRUPTED)
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader closed the pipe (`| head`): nothing left to say, and no error
+        # stdout's buffer cannot be flushed to a closed pipe at exit (Python would exit 120): point it at devnull
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except KeyboardInterrupt:
         _fail("interrupted", Exit.INTERRUPTED)

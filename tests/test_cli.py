@@ -382,3 +382,22 @@ def test_every_registry_gpu_header_states_both_sizes() -> None:
     flag = ("recommend", "--model", "llama-8b", "--method", "sft", "--no-detect", "--gpu-mem", "70")
     assert "gpu    1 x GPU 70.0 GiB, bf16 unknown" in run_cli(*flag).stdout  # --gpu-mem: the user's one number
     assert "gpu    1 x h100 70.0 GiB, bf16" in run_cli(*flag, "--gpu", "h100").stdout
+
+
+@pytest.mark.parametrize("args", [("evidence",), ("evidence", "--format", "json")])
+def test_a_reader_closing_the_pipe_is_exit_0_and_silent(args: tuple[str, ...]) -> None:
+    """`advisor ... | head -1`: rich's own handler exits 1, which the exit-code table gives to findings. The
+    outputs are larger than a pipe's buffer (64 KiB), so the write after the close does fail."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "advisor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO, env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(20)
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == b""

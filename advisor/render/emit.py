@@ -176,11 +176,18 @@ def console(output: Path | None = None) -> Console:
     width; a pipe or a file gets wide tables, not wrapped ones. Neither ends a line with spaces."""
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here, which the exit-code table gives to findings; `advisor ... | head` is not one:
+            # cli.main ends it as a closed pipe (exit 0)
+            self.quiet = True
+            raise BrokenPipeError
+
     if output is not None:
         return Console(record=True, width=200, file=io.StringIO(), soft_wrap=False)
     # A text stream in all but the typing name rich asks for.
-    return Console(file=cast("IO[str]", _TrimmedStdout()), soft_wrap=False,
-                   width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+    return _Console(file=cast("IO[str]", _TrimmedStdout()), soft_wrap=False,
+                    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
 def to_stdout(output: Path | None) -> bool:
