@@ -143,6 +143,24 @@ def test_rules_check(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "rule 'my-temp' key 'rules[0].confidence'" in proc.stderr
 
 
+def test_rules_check_refuses_what_recommend_would_fail_on(tmp_path: Path) -> None:
+    """A condition whose operand its operator cannot take is refused by `rules check` and by any command's
+    --rules alike, as one line naming file, rule, key and value, not as an internal error when it runs."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mine.yaml").write_text(
+        "family: mine\ndescription: d\nrules:\n"
+        "  - {id: my-rank, code: MY001, kind: recommend, stage: refine, parameter: lora_rank, summary: s,\n"
+        "     source: {doc: notes}, confidence: low, when: {fact: model.active_params_b, op: between, value: [10]},\n"
+        "     default: 12}\n")
+    for args in (("rules", "check", str(bad)),
+                 ("recommend", "--model", "llama-8b", "--method", "sft", "--no-detect", "--rules", str(bad))):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "mine.yaml: rule 'my-rank' key 'when': model.active_params_b between [10]: between takes" in proc.stderr
+        assert "internal error" not in proc.stderr and "hint:" in proc.stderr
+
+
 def test_rules_list_and_show() -> None:
     proc = run_cli("rules", "list", "--format", "json")
     assert proc.returncode == 0

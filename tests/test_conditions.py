@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from advisor.errors import FormulaError
 from advisor.rulebook import conditions as cond
 from advisor.rulebook.formula import MissingFact
 
@@ -41,6 +43,59 @@ def lookup(name: str) -> Any:
 )
 def test_evaluate(raw: dict[str, Any], expected: bool) -> None:
     assert cond.evaluate(c(raw), lookup) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"fact": "model.params_b", "op": "between", "value": [10]}, "between takes a list of two numbers"),
+        ({"fact": "model.params_b", "op": "between", "value": [10, 20, 30]}, "between takes a list of two numbers"),
+        ({"fact": "model.params_b", "op": "between", "value": 10}, "between takes a list of two numbers"),
+        ({"fact": "model.params_b", "op": "between", "value": ["a", "b"]}, "between takes a list of two numbers"),
+        ({"fact": "model.params_b", "op": "between", "value": [20, 10]}, "lo 20 is not below hi 10"),
+        ({"fact": "model.params_b", "op": "between", "value": [10, 10]}, "lo 10 is not below hi 10"),
+        ({"fact": "model.params_b", "op": "lt", "value": "abc"}, "lt compares numbers"),
+        ({"fact": "model.params_b", "op": "gte", "value": float("nan")}, "gte compares numbers"),
+        ({"fact": "model.params_b", "op": "gt"}, "gt needs a value"),
+        ({"fact": "model.params_b", "op": "in", "value": 5}, "in takes a list of values"),
+        ({"fact": "task.method", "op": "not_in", "value": "sft"}, "not_in takes a list of values"),
+        ({"fact": "task.method", "op": "eq", "value": ["sft", "dpo"]}, "eq takes one value"),
+        ({"any": [{"fact": "task.method", "op": "eq", "value": "sft"},
+                  {"fact": "model.params_b", "op": "between", "value": [1]}]}, "between takes a list"),
+    ],
+)
+def test_an_operand_its_operator_cannot_take_is_refused_when_parsed(raw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(FormulaError, match=re.escape(needle)):
+        c(raw)
+
+
+KINDS = {"task.method": "word", "model.params_b": "number", "task.adapter": "flag", "model.linear_modules": "list"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"fact": "task.method", "op": "lt", "value": 5}, "task.method is a word, and lt compares numbers"),
+        ({"fact": "task.adapter", "op": "between", "value": [0, 1]}, "task.adapter is a flag, and between"),
+        ({"fact": "task.method", "op": "eq", "value": 5}, "task.method is a word, so 5 never matches"),
+        ({"fact": "model.params_b", "op": "in", "value": [8, "8b"]}, "model.params_b is a number, so '8b' never"),
+        ({"not": {"fact": "task.adapter", "op": "eq", "value": "yes"}}, "task.adapter is a flag, so 'yes' never"),
+        ({"fact": "model.params_b", "op": "eq", "value": True}, "model.params_b is a number, so True never"),
+    ],
+)
+def test_a_value_of_another_kind_than_its_fact_is_refused(raw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(FormulaError, match=re.escape(needle)):
+        cond.check_kinds(c(raw), KINDS.__getitem__)
+
+
+def test_values_of_their_facts_kind_pass() -> None:
+    for raw in ({"fact": "task.method", "op": "in", "value": ["sft", "dpo"]},
+                {"fact": "model.params_b", "op": "between", "value": [5, 10.5]},
+                {"fact": "model.params_b", "op": "eq", "value": 8},
+                {"fact": "task.adapter", "op": "ne", "value": False},
+                {"fact": "model.linear_modules", "op": "exists"},
+                {"expr": "model.params_b > 5"}):
+        cond.check_kinds(c(raw), KINDS.__getitem__)
 
 
 def test_unknown_fact_raises_missing() -> None:
@@ -83,3 +138,10 @@ def test_unknown_fact_raises_missing() -> None:
 def test_disjoint(a: dict[str, Any], b: dict[str, Any], disjoint: bool) -> None:
     assert cond.disjoint(c(a), c(b)) is disjoint
     assert cond.disjoint(c(b), c(a)) is disjoint
+
+
+def test_a_fact_of_another_kind_when_run_is_a_formula_error_not_a_crash() -> None:
+    """The load checks a condition against its fact's catalogue kind; should a fact still come with another
+    one, the comparison is an advisor error naming the condition, never a TypeError."""
+    with pytest.raises(FormulaError, match=r"condition task\.method lt 5 on 'sft' failed"):
+        cond.evaluate(cond.Atom("task.method", "lt", 5), lookup)

@@ -327,3 +327,22 @@ def test_flags_for_another_method_are_reported() -> None:
     assert any(f.startswith("--situation safety does not apply to sft (only to dpo)") for f in flags)
     assert any(f.startswith("--cycles 4 does not apply to sft (only to raft)") for f in flags)
     assert TaskFacts(method="raft", peft="lora", cycles=4, sft_learning_rate=2e-4).unused_flags() == []
+
+
+def test_fact_kinds_are_what_the_facts_hold(book: Rulebook) -> None:
+    """A rule's conditions are checked at load against the catalogue's kinds (lt needs a number fact,
+    eq a value of the fact's kind): each kind must be what the facts really carry."""
+    from advisor.facts.catalogue import NAMESPACES, fact_kind
+    from advisor.facts.job import job_facts
+
+    kinds = {"number": (int, float), "flag": (bool,), "list": (list, tuple), "word": (str,)}
+    seen: set[str] = set()
+    for model, method in (("mixtral-8x7b", "raft"), ("llama-8b", "dpo")):
+        facts = job_facts(book, model=model, method=method, gpu="h100", gpus=2, dataset_size=1000, seq_len=2048,
+                          cycles=3, situation="safety", sft_lr=2e-5, detect_gpu=False).flat()
+        for name, value in facts.items():
+            kind = fact_kind(name)
+            assert isinstance(value, kinds[kind]) and (kind == "flag") == isinstance(value, bool), (name, value, kind)
+            assert name.partition(".")[2] in NAMESPACES[name.partition(".")[0]], name
+            seen.add(name)
+    assert len(seen) > 30

@@ -79,7 +79,36 @@ def test_huge_exponents_are_refused() -> None:
 
 def test_runtime_errors_become_formula_errors() -> None:
     with pytest.raises(FormulaError, match="division by zero"):
-        formula.parse("1 / 0").evaluate(lookup)
+        formula.parse("params.lora_rank / (value - 2)").evaluate(lookup)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("1 / 0", "1 / 0 cannot be computed: 'division by zero'"),
+        ("sqrt(-1)", "sqrt(-1) cannot be computed: 'math domain error'"),
+        ("1e308 * 10", "1e308 * 10 is inf, not a finite number"),
+        ("model.hidden_size * (1 / 0)", "1 / 0 cannot be computed"),
+        ("value if model.hidden_size > 1 else mean([])", "mean([]) cannot be computed: 'mean() of an empty series'"),
+        ("model.hidden_size ** 1000", "exponent 1000 is larger than 64"),
+        ("model.hidden_size ** (2 * 40)", "exponent 80 is larger than 64"),
+        ("model.hidden_size / 0", "divides by 0"),
+        ("model.hidden_size % (1 - 1)", "divides by 0"),
+        ("model.hidden_size + sqrt", "sqrt is a function, not a value"),
+    ],
+)
+def test_what_evaluation_would_refuse_of_a_constant_is_refused_when_parsed(text: str, needle: str) -> None:
+    """A part that reads no fact is computed at load, and the bounds evaluation puts on a constant
+    exponent or divisor beside a fact are checked there: `advisor rules check` reports them."""
+    with pytest.raises(FormulaError) as err:
+        formula.parse(text)
+    assert needle in str(err.value)
+
+
+def test_constants_beside_facts_within_bounds_parse() -> None:
+    for text in ("model.hidden_size ** 64", "model.hidden_size / 2", "max(1, sqrt(model.hidden_size)) ** 0.5",
+                 "given(task.cycles, 3) // 2"):
+        formula.parse(text)
 
 
 def test_finite_count_is_the_points_the_series_statistics_measure() -> None:

@@ -207,7 +207,7 @@ def test_user_rules_layer_over_builtin(tmp_path: Path) -> None:
         ),
         (
             GOOD_RULE.replace("default: 1.0e-4", "formula: \"__import__('os')\""),
-            r"mine\.yaml: rule 'my-lr': formula .* only these functions may be called",
+            r"mine\.yaml: rule 'my-lr' key 'formula': formula .* only these functions may be called",
         ),
         (GOOD_RULE.replace("code: MY001", "code: LR001"), r"rule 'my-lr' key 'code': LR001 is already used by rule 'lr-base'"),
         (
@@ -250,6 +250,84 @@ def test_bad_rule_files_name_file_rule_and_key(tmp_path: Path, text: str, patter
     message = str(err.value)
     assert "\n" not in message
     assert re.search(pattern, message), message
+
+
+# A user rule that refines one parameter: each case below changes one thing in it, and each was once
+# passed by the load (and `advisor rules check`) to fail, or mislead, only when a command ran it.
+RANK_RULE = """
+family: mine
+description: my rank
+rules:
+  - id: my-rank
+    code: MY010
+    kind: recommend
+    stage: refine
+    parameter: lora_rank
+    summary: my rank
+    source: {doc: my notes}
+    confidence: low
+    default: 12
+"""
+
+
+def _rank(line: str) -> str:
+    replaces = line.startswith(("    default", "    formula", "    cases"))
+    return RANK_RULE.replace("    default: 12\n", line if replaces else f"    default: 12\n{line}")
+
+
+@pytest.mark.parametrize(
+    ("line", "pattern"),
+    [
+        ("    when: {fact: model.active_params_b, op: between, value: [10]}\n",
+         r"key 'when': model\.active_params_b between \[10\]: between takes a list of two numbers"),
+        ("    when: {fact: model.active_params_b, op: between, value: [10, 20, 30]}\n",
+         r"key 'when': model\.active_params_b between \[10, 20, 30\]: between takes a list of two numbers"),
+        ("    when: {fact: model.active_params_b, op: between, value: 10}\n",
+         r"key 'when': model\.active_params_b between 10: between takes a list of two numbers"),
+        ("    when: {fact: model.active_params_b, op: between, value: [a, b]}\n",
+         r"key 'when': model\.active_params_b between \['a', 'b'\]: between takes a list of two numbers"),
+        ("    when: {fact: model.active_params_b, op: between, value: [20, 10]}\n",
+         r"key 'when': model\.active_params_b between \[20, 10\]: lo 20 is not below hi 10, so it never matches"),
+        ("    when: {fact: model.active_params_b, op: lt, value: abc}\n",
+         r"key 'when': model\.active_params_b lt 'abc': lt compares numbers"),
+        ("    when: {fact: model.active_params_b, op: in, value: 5}\n",
+         r"key 'when': model\.active_params_b in 5: in takes a list of values"),
+        ("    when: {fact: task.method, op: lt, value: 5}\n",
+         r"key 'when': task\.method lt 5: task\.method is a word, and lt compares numbers"),
+        ("    when: {all: [{fact: task.adapter, op: eq, value: true}, {fact: task.method, op: eq, value: 5}]}\n",
+         r"key 'when': task\.method eq 5: task\.method is a word, so 5 never matches"),
+        ("    when: {fact: params.lora_alpha, op: eq, value: high}\n",
+         r"key 'when': params\.lora_alpha eq 'high': params\.lora_alpha is a number, so 'high' never matches"),
+        ("    default: -12\n", r"key 'default': -12 is below the smallest meaningful value 1 \(parameter 'lora_rank'\)"),
+        ("    default: banana\n", r"key 'default': value 'banana' is not an int \(parameter 'lora_rank'\)"),
+        ("    default: .nan\n", r"key 'default': value nan is not an int \(parameter 'lora_rank'\)"),
+        ("    range: [100, 1]\n", r"key 'range': \[100, 1\] runs from high to low"),
+        ("    default: 12\n    range: [0, 16]\n", r"key 'range\[0\]': 0 is below the smallest meaningful value 1"),
+        ("    default: 12\n    choices: [8, 16, -4]\n", r"key 'choices\[2\]': -4 is below the smallest meaningful value 1"),
+        ("    cases:\n      - {label: a, when: {fact: model.params_b, op: lt, value: 5}, default: 0}\n",
+         r"key 'cases\[0\]\.default': 0 is below the smallest meaningful value 1"),
+        ("    formula: '1/0'\n", r"key 'formula': formula '1/0': 1/0 cannot be computed: 'division by zero'"),
+        ("    formula: 'sqrt(-1)'\n", r"key 'formula': formula 'sqrt\(-1\)': sqrt\(-1\) cannot be computed"),
+        ("    formula: '1e308 * 10'\n", r"key 'formula': formula '1e308 \* 10': 1e308 \* 10 is inf, not a finite number"),
+        ("    formula: '-12'\n", r"key 'formula': -12 is below the smallest meaningful value 1"),
+        ("    formula: 'model.hidden_size ** 1000'\n",
+         r"key 'formula': formula 'model\.hidden_size \*\* 1000': exponent 1000 is larger than 64"),
+        ("    formula: 'model.hidden_size / (2 - 2)'\n",
+         r"key 'formula': formula 'model\.hidden_size / \(2 - 2\)': divides by 0"),
+    ],
+)
+def test_rules_that_would_fail_when_run_are_refused_at_load(tmp_path: Path, line: str, pattern: str) -> None:
+    with pytest.raises(RuleFileError) as err:
+        load_rulebook([write(tmp_path, _rank(line))])
+    message = str(err.value)
+    assert "\n" not in message and "(hint: " in message
+    assert re.search(r"mine\.yaml: rule 'my-rank' " + pattern, message), message
+
+
+def test_the_rank_rule_itself_loads_and_refines(tmp_path: Path) -> None:
+    book = load_rulebook([write(tmp_path, _rank("    when: {fact: model.active_params_b, op: between, value: [5, 10.5]}\n"))])
+    rec = api.recommend(book=book, model="llama-8b", method="sft", detect_gpu=False)
+    assert rec.parameters["lora_rank"].value == 12
 
 
 def test_conflicting_rules_are_found_at_load(tmp_path: Path) -> None:

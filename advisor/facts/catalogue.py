@@ -106,6 +106,31 @@ LOG_FACTS: dict[str, str] = {
 NAMESPACES: dict[str, dict[str, str]] = {"model": MODEL_FACTS, "gpu": GPU_FACTS, "task": TASK_FACTS, "log": LOG_FACTS,
                                          "memory": MEMORY_FACTS}
 
+# The kind of value each fact holds, so that a rule's condition is checked against it when the rule
+# loads (lt / between order numbers; eq / in take values of the fact's kind). A fact not named here
+# is a word.
+NUMBER, FLAG, LIST, WORD = "number", "flag", "list", "word"
+_KINDS: dict[str, tuple[str, ...]] = {
+    NUMBER: ("model.params_b", "model.active_params_b", "model.hidden_size", "model.num_layers", "model.num_heads",
+             "model.num_kv_heads", "model.head_dim", "model.intermediate_size", "model.vocab_size",
+             "model.max_position_embeddings", "model.num_experts", "model.experts_per_token",
+             "gpu.memory_gb", "gpu.usable_gib", "gpu.count", "gpu.total_memory_gb",
+             "task.dataset_size", "task.seq_len", "task.cycles", "task.sft_learning_rate",
+             "memory.max_micro_batch", "memory.peak_gb", "memory.peak_gb_batch1", "memory.usable_gb",
+             "memory.seq_len", "log.max_grad_norm", "log.distinct_2", "log.distinct_2_first",
+             "log.memory_capacity_gb", "log.memory_margin", "log.predicted_memory_gb"),
+    FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "task.is_rl", "task.adapter",
+           "task.optimizer_lr_rules", "memory.fits"),
+    LIST: ("model.attention_modules", "model.mlp_modules", "model.linear_modules", "log.cycle_name",
+           *(f"log.{name}" for name, text in LOG_FACTS.items() if text.endswith("(list)"))),
+}
+FACT_KINDS: dict[str, str] = {name: kind for kind, names in _KINDS.items() for name in names}
+
+
+def fact_kind(name: str) -> str:
+    """number, flag, list or word: what a catalogue fact (``model.params_b``) holds."""
+    return FACT_KINDS.get(name, WORD)
+
 # The rulebook parameter each command-line flag pins (recommend, memory, probe and sweep read this;
 # provenance.PRECEDENCE puts the flag above --set, the config and the rules).
 FLAG_PARAMETERS: dict[str, str] = {

@@ -15,6 +15,7 @@ from typing import Any, Union
 from advisor.errors import FormulaError
 from advisor.rulebook import formula as fml
 from advisor.rulebook.formula import MissingFact
+from advisor.safeio import clip
 
 MAX_DEPTH = 16  # not-knowledge: all / any / not levels in one condition (the shipped rules use 3)
 OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "exists", "missing")
@@ -67,9 +68,77 @@ def parse(raw: Any, depth: int = 1) -> Condition:
     if "expr" in raw:
         return Expr(fml.parse(raw["expr"]))
     value = raw.get("value")
+    _check_operand(raw["fact"], raw["op"], value)
     if isinstance(value, list):
         value = tuple(value)
     return Atom(raw["fact"], raw["op"], value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_operand(fact: str, op: str, value: Any) -> None:
+    """Refuse a value its operator cannot take, at load: evaluating it would fail, or never match."""
+    if op in ("exists", "missing"):
+        return
+    said = f"{fact} {op} {clip(value)}"
+    if value is None:
+        raise FormulaError(f"{said}: {op} needs a value", hint="add value: to the condition")
+    if op == "between":
+        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+            raise FormulaError(f"{said}: between takes a list of two numbers [lo, hi]",
+                               hint="between matches lo <= fact < hi: value: [lo, hi]")
+        if not value[0] < value[1]:
+            raise FormulaError(f"{said}: lo {clip(value[0])} is not below hi {clip(value[1])}, so it never matches",
+                               hint="between matches lo <= fact < hi: put the smaller number first")
+    elif op in ("lt", "lte", "gt", "gte"):
+        if not _is_number(value):
+            raise FormulaError(f"{said}: {op} compares numbers", hint="value: a finite number")
+    elif op in ("in", "not_in"):
+        if not isinstance(value, list):
+            raise FormulaError(f"{said}: {op} takes a list of values", hint="value: [a, b]; for one value, op: "
+                               + ("eq" if op == "in" else "ne"))
+    elif isinstance(value, list):
+        raise FormulaError(f"{said}: {op} takes one value", hint="for a list of values, op: "
+                           + ("in" if op == "eq" else "not_in"))
+
+
+def check_kinds(cond: Condition, kind_of: Callable[[str], str]) -> None:
+    """Refuse an atom whose value is not of its fact's kind (``kind_of``: number, flag, list or word):
+    ordering a word fails when the rule runs, and a number never equals a word."""
+    from advisor.facts.catalogue import FLAG, LIST, NUMBER, WORD  # deferred: only loading checks kinds
+
+    def value_kind(value: Any) -> str:
+        if isinstance(value, bool):
+            return FLAG
+        if isinstance(value, (int, float)):
+            return NUMBER
+        return LIST if isinstance(value, (list, tuple)) else WORD
+
+    if isinstance(cond, (All, AnyOf)):
+        for c in cond.items:
+            check_kinds(c, kind_of)
+        return
+    if isinstance(cond, Not):
+        check_kinds(cond.item, kind_of)
+        return
+    if not isinstance(cond, Atom) or cond.op in ("exists", "missing"):
+        return
+    kind = kind_of(cond.fact)
+    said = f"{cond.fact} {cond.op} {clip(list(cond.value) if isinstance(cond.value, tuple) else cond.value)}"
+    if cond.op in ("lt", "lte", "gt", "gte", "between"):
+        if kind != NUMBER:
+            raise FormulaError(f"{said}: {cond.fact} is a {kind}, and {cond.op} compares numbers",
+                               hint="eq / ne / in / not_in compare other values")
+        return
+    if kind == LIST:
+        return  # a list fact is tested with exists / missing, or inside an expr
+    values = cond.value if cond.op in ("in", "not_in") else (cond.value,)
+    for v in values:
+        if value_kind(v) != kind:
+            raise FormulaError(f"{said}: {cond.fact} is a {kind}, so {clip(v)} never matches",
+                               hint="value: true or false" if kind == FLAG else f"value: a {kind}")
 
 
 def facts_read(cond: Condition) -> set[str]:
@@ -118,7 +187,11 @@ def evaluate(cond: Condition, lookup: Callable[[str], Any]) -> bool:
         if cond.op in ("ne", "not_in"):
             return True  # an unknown value is not the one excluded
         raise
-    return _compare(cond.op, actual, cond.value)
+    try:
+        return _compare(cond.op, actual, cond.value)
+    except (TypeError, ValueError) as exc:  # a fact of another kind than the catalogue says
+        raise FormulaError(f"condition {cond.fact} {cond.op} {clip(cond.value)} on {clip(actual)} failed: "
+                           f"{clip(str(exc), 120)}") from exc
 
 
 def _compare(op: str, actual: Any, expected: Any) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import FormulaError
-from advisor.safeio import clip
+from advisor.safeio import clip, clip_path
 
 NAMESPACES = ("model", "gpu", "task", "memory", "params", "baseline", "config", "trained", "lo", "hi", "log", "coef")
 PARAM_NAMESPACES = ("params", "baseline", "config", "trained", "lo", "hi")  # names after the dot are parameters
@@ -384,18 +384,41 @@ def _reads_nothing(node: ast.AST) -> bool:
 
 def _fold_constants(node: ast.AST, text: str) -> None:
     """Evaluate every part that reads no fact now, so that a runaway constant (``(10**64)**64``,
-    ``'a' * 10**9``) is a load error, and `rules check` reports it. Other failures (a division by
-    zero in a branch never taken) are left to run time."""
+    ``'a' * 10**9``) or one that cannot be computed (``1/0``, ``sqrt(-1)``, ``1e308 * 10``) is a load
+    error, and `rules check` reports it; where a fact meets a constant, the bounds evaluation puts on
+    that constant (an exponent, a divisor) are checked too."""
+    if not isinstance(node, ast.expr):
+        return  # an operator or a context: nothing to compute
     if _reads_nothing(node):
+        part = clip_path(ast.get_source_segment(text.strip(), node) or "a constant part")
         try:
-            _eval(node, _no_lookup)
+            value = _eval(node, _no_lookup)
         except TooLarge as exc:
             raise TooLarge(f"formula {clip(text)}: {exc.message}", hint="a formula's values must stay small") from exc
-        except (FormulaError, MissingFact, ArithmeticError, TypeError, ValueError, IndexError, KeyError):
-            pass
+        except MissingFact as exc:  # the only name a part that reads no fact can hold is a function's
+            raise FormulaError(f"formula {clip(text)}: {exc.name} is a function, not a value",
+                               hint=f"call it: {exc.name}(...)") from exc
+        except (FormulaError, ArithmeticError, TypeError, ValueError, IndexError, KeyError) as exc:
+            detail = exc.message if isinstance(exc, FormulaError) else str(exc)
+            raise FormulaError(f"formula {clip(text)}: {part} cannot be computed: {clip(detail, 120)}",
+                               hint="a part that reads no fact is computed when the rule loads") from exc
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FormulaError(f"formula {clip(text)}: {part} is {value!r}, not a finite number",
+                               hint="a part that reads no fact is computed when the rule loads")
         return
-    for child in ast.iter_child_nodes(node):
-        _fold_constants(child, text)
+    for child in node.args if isinstance(node, ast.Call) else ast.iter_child_nodes(node):
+        _fold_constants(child, text)  # a call's function is its name, not a value
+    if isinstance(node, ast.BinOp) and _reads_nothing(node.right):
+        right = _eval(node.right, _no_lookup)  # computed without error just above
+        try:
+            _check_binop(node.op, _UNKNOWN, right)
+        except TooLarge as exc:
+            raise TooLarge(f"formula {clip(text)}: {exc.message}", hint="a formula's values must stay small") from exc
+        if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0 and not isinstance(right, str):
+            raise FormulaError(f"formula {clip(text)}: divides by {right!r}", hint="a divisor must not be zero")
+
+
+_UNKNOWN = object()  # the value of a part that reads facts, to the load-time bound checks
 
 
 def _no_lookup(name: str) -> Any:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import FormulaError, RuleFileError
-from advisor.facts.catalogue import NAMESPACES
+from advisor.errors import AdvisorError, FormulaError, RuleFileError
+from advisor.facts.catalogue import FLAG, LIST, NAMESPACES, NUMBER, WORD, fact_kind
 from advisor.paths import EVIDENCE_DIR, rules_dir, schemas_dir, write_cache
 from advisor.rulebook import conditions as cond
 from advisor.rulebook import formula as fml
@@ -278,22 +279,39 @@ def _num_or_formula(raw: Any) -> Any:
     return fml.parse(str(raw))
 
 
-def _build_case(raw: dict[str, Any], rule_raw: dict[str, Any], label: str) -> Case:
+@contextmanager
+def _at(where: str, key: str) -> Iterator[None]:
+    """A formula or condition that fails its load-time checks, as a rule-file error naming ``key``."""
+    try:
+        yield
+    except FormulaError as exc:
+        raise RuleFileError(f"{where} key '{key}': {exc.message}", hint=exc.hint) from exc
+
+
+def _build_case(raw: dict[str, Any], rule_raw: dict[str, Any], label: str, where: str, prefix: str) -> Case:
     confidence = raw.get("confidence", rule_raw.get("confidence"))
     rng = raw.get("range")
     choices = raw.get("choices", rule_raw.get("choices"))
+    with _at(where, f"{prefix}when"):
+        when = cond.parse(raw.get("when"))
+    with _at(where, f"{prefix}formula"):
+        formula = fml.parse(raw["formula"]) if "formula" in raw else None
+    with _at(where, f"{prefix}range"):
+        pair = (_num_or_formula(rng[0]), _num_or_formula(rng[1])) if rng else None
+    bounds: dict[str, Any] = {}
+    for key in ("factor", "max", "min"):
+        with _at(where, f"{prefix}{key}"):
+            bounds[key] = _num_or_formula(raw.get(key))
     return Case(
         label=label,
-        when=cond.parse(raw.get("when")),
+        when=when,
         confidence=confidence or "",
         sources=_sources(raw.get("source")) or _sources(rule_raw.get("source")),
         default=raw.get("default"),
-        formula=fml.parse(raw["formula"]) if "formula" in raw else None,
-        range=(_num_or_formula(rng[0]), _num_or_formula(rng[1])) if rng else None,
+        formula=formula,
+        range=pair,
         choices=tuple(choices) if choices is not None else None,
-        factor=_num_or_formula(raw.get("factor")),
-        max=_num_or_formula(raw.get("max")),
-        min=_num_or_formula(raw.get("min")),
+        **bounds,
     )
 
 
@@ -308,22 +326,28 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         stray = [k for k in _VALUE_KEYS if k in raw]
         if stray:
             raise RuleFileError(f"{where} key '{stray[0]}': a rule with cases keeps its values in each case")
-    try:
-        if "cases" in raw:
-            cases = tuple(_build_case(c, raw, c["label"]) for c in raw["cases"])
-        else:
-            cases = (_build_case({k: raw[k] for k in _CASE_KEYS if k in raw}, raw, raw["summary"]),)
+    if "cases" in raw:
+        cases = tuple(_build_case(c, raw, c["label"], where, f"cases[{i}].") for i, c in enumerate(raw["cases"]))
+    else:
+        cases = (_build_case({k: raw[k] for k in _CASE_KEYS if k in raw}, raw, raw["summary"], where, ""),)
+    with _at(where, "when"):
         when = cond.parse(raw.get("when"))
-        fail = fml.parse(raw["fail"]) if "fail" in raw else None
-        fix = fml.parse(raw["fix"]) if "fix" in raw else None
-        fix_also = tuple((name, fml.parse(text)) for name, text in raw.get("fix_also", {}).items())
-        detect = fml.parse(raw["detect"]) if "detect" in raw else None
+    parsed: dict[str, fml.Formula | None] = {}
+    for key in ("fail", "fix", "detect"):
+        with _at(where, key):
+            parsed[key] = fml.parse(raw[key]) if key in raw else None
+    fix_also = []
+    for name, text in raw.get("fix_also", {}).items():
+        with _at(where, f"fix_also.{name}"):
+            fix_also.append((name, fml.parse(text)))
+    with _at(where, "mark.at"):
         mark = (raw["mark"]["series"], fml.parse(raw["mark"]["at"])) if "mark" in raw else None
-        templates = tuple(fml.parse(t) for text in (raw.get("message", ""), raw.get("expected", ""),
-                                                    raw.get("evidence", ""))
-                          for t in TEMPLATE.findall(text))
-    except FormulaError as exc:
-        raise RuleFileError(f"{where}: {exc}") from exc
+    templates = []
+    for key in ("message", "expected", "evidence"):
+        for text in TEMPLATE.findall(raw.get(key, "")):
+            with _at(where, key):
+                templates.append(fml.parse(text))
+    detect = parsed["detect"]
     series_needs = tuple((str(n["series"]), int(n["min"])) for n in raw.get("needs", ()))
     for i, (series, _) in enumerate(series_needs):
         if detect is None or f"log.{series}" not in detect.names:
@@ -359,11 +383,11 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         family=family,
         raw=raw,
         severity=raw.get("severity", ""),
-        fail=fail,
+        fail=parsed["fail"],
         message=raw.get("message", ""),
         expected=raw.get("expected", ""),
-        fix=fix,
-        fix_also=fix_also,
+        fix=parsed["fix"],
+        fix_also=tuple(fix_also),
         at=raw.get("at", ""),
         advice=" ".join(str(raw.get("advice", "")).split()),
         direction=str(raw.get("direction", "")),
@@ -372,7 +396,7 @@ def _build_rule(raw: dict[str, Any], path: Path, family: str) -> Rule:
         mark=mark,
         needs=series_needs,
         evidence=raw.get("evidence", ""),
-        templates=templates,
+        templates=tuple(templates),
         stated_on_grid=bool(raw.get("stated_on_grid", False)),
     )
 
@@ -526,6 +550,77 @@ def _check_references(book: Rulebook) -> None:
                 raise RuleFileError(f"{where} key 'overrides': no rule {target!r}")
 
 
+# What a condition on a parameter (params.*, config.*, ...) compares: its declared type's kind.
+_PARAMETER_KINDS = {"int": NUMBER, "float": NUMBER, "bool": FLAG, "list_str": LIST, "list_float": LIST}
+
+
+def _kind(book: Rulebook, name: str) -> str:
+    ns, _, attr = name.partition(".")
+    if ns in fml.PARAM_NAMESPACES:
+        return _PARAMETER_KINDS.get(book.parameters[attr].type, WORD) if attr in book.parameters else WORD
+    return fact_kind(name)
+
+
+def _check_conditions(book: Rulebook) -> None:
+    """Every condition's value is of its fact's kind (a word is not ordered, a number never equals a word)."""
+    for rule in book.rules.values():
+        where = f"{rule.file}: rule {rule.id!r}"
+        with _at(where, "when"):
+            cond.check_kinds(rule.when, lambda name: _kind(book, name))
+        for i, case in enumerate(rule.cases):
+            with _at(where, f"{_case_key(rule, i)}when"):
+                cond.check_kinds(case.when, lambda name: _kind(book, name))
+
+
+def _case_key(rule: Rule, i: int) -> str:
+    """How a case's keys are named in an error: ``cases[1].`` in a table, nothing for a rule without one."""
+    return f"cases[{i}]." if "cases" in rule.raw else ""
+
+
+def _check_values(book: Rulebook) -> None:
+    """A rule's literal values (a default, a bound, a range's ends, a formula of constants) are of its
+    parameter's declared type and inside its bounds, and a literal range runs from low to high: the
+    engine would refuse such a value only when the rule runs, and an exporter only after it is printed."""
+    from advisor.rulebook.resolve import coerce  # deferred: resolve imports this module
+
+    for rule in book.rules.values():
+        param = book.parameters.get(rule.parameter)
+        if param is None or rule.kind not in ("recommend", "derive", "constrain"):
+            continue  # an adjust rule's factor and a check's formulas are not values of the parameter
+        where = f"{rule.file}: rule {rule.id!r}"
+        declared = (f"rules/parameters.yaml declares {param.name} {param.type}"
+                    + (f", one of {', '.join(param.choices)}" if param.choices else "")
+                    + (f", from {param.minimum:g}" if param.type in ("int", "float") else "")
+                    + (f" to {param.maximum:g}" if param.maximum is not None else ""))
+        for i, case in enumerate(rule.cases):
+            prefix = _case_key(rule, i)
+            values: list[tuple[str, Any]] = [(f"{prefix}default", case.default), (f"{prefix}min", case.min),
+                                             (f"{prefix}max", case.max)]
+            if case.range is not None:
+                values += [(f"{prefix}range[0]", case.range[0]), (f"{prefix}range[1]", case.range[1])]
+            if case.formula is not None and not case.formula.names:
+                with _at(where, f"{prefix}formula"):
+                    values.append((f"{prefix}formula", case.formula.evaluate(_no_fact)))
+            # choices given once on a rule with cases stand in every case, under the rule's own key
+            own = prefix if prefix and "choices" in rule.raw["cases"][i] else ""
+            values += [(f"{own}choices[{j}]", choice) for j, choice in enumerate(case.choices or ())]
+            for key, value in values:
+                if value is None or isinstance(value, fml.Formula):
+                    continue
+                at = f"{where} key '{key}'"
+                try:
+                    typed = coerce(param, value, at)
+                except AdvisorError as exc:
+                    raise RuleFileError(exc.message, hint=exc.hint or declared) from exc
+                problem = param.problem(typed)
+                if problem is not None:
+                    raise RuleFileError(f"{at}: {problem} (parameter {param.name!r})", hint=declared)
+            lo, hi = case.range or (None, None)
+            if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+                raise RuleFileError(f"{where} key '{prefix}range': [{lo:g}, {hi:g}] runs from high to low",
+                                    hint="a range is [low, high]")
+
+
 def _overrides(book: Rulebook, a: Rule, b: Rule) -> bool:
     """True when a overrides b, directly or through a chain."""
     seen: set[str] = set()
@@ -641,6 +736,8 @@ def _check_memory(book: Rulebook) -> None:
 
 def check_book(book: Rulebook) -> None:
     _check_references(book)
+    _check_conditions(book)
+    _check_values(book)
     _check_requires(book)
     _check_coefficient_ids(book)
     _check_memory(book)
