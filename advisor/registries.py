@@ -171,6 +171,7 @@ class Writer:
     unsupported: Mapping[str, str] = field(default_factory=dict)  # parameter -> why the trainer cannot take it
     companions: tuple[Translation, ...] = ()  # formats.yaml `with`: keys written beside a parameter's own
     scripts: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> its script's arguments class
+    commands: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> the `trl` command that trains it
     loss_choices: Mapping[str, str] = field(default_factory=dict)  # method -> "fields:ConfigClass" its loss word goes to
 
 
@@ -416,7 +417,8 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
                                        p.get("with_parameter")) for p in raw.get("placeholders", ())),
         unsupported=dict(raw.get("unsupported", {})),
         companions=tuple(_translation(c) for c in raw.get("with", ())),
-        scripts=dict(raw.get("scripts", {})), loss_choices=dict(raw.get("loss_choices", {})))
+        scripts=dict(raw.get("scripts", {})), commands=dict(raw.get("commands", {})),
+        loss_choices=dict(raw.get("loss_choices", {})))
 
 
 def _format(raw: dict[str, Any]) -> Format:

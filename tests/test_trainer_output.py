@@ -527,3 +527,22 @@ def test_a_sharded_multi_gpu_file_says_how_many_processes_and_saves_a_loadable_m
         assert "stage3_gather_16bit_weights_on_model_save: true" in text, fmt
     one = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpu="h100", detect_gpu=False)
     assert "sized for" not in to_trainer_config(one, fmt="trl", book=book)
+
+
+def test_a_trl_file_says_how_to_run_it(book: Rulebook) -> None:
+    """`trl <command> --config FILE` where TRL's CLI has the command; CPOConfig / ORPOConfig (SimPO, CPO, ORPO)
+    have none, and `trl dpo` refuses their keys, so the header says to parse the file in a script."""
+    from advisor.render.trainer import to_trainer_config
+
+    def header(method: str, variant: str | None = None) -> str:
+        rec = api.recommend(book=book, model="llama-8b", method=method, peft="lora", variant=variant, gpu="h100",
+                            detect_gpu=False)
+        return next(line for line in to_trainer_config(rec, fmt="trl", book=book).splitlines()
+                    if line.startswith("# Run: "))
+
+    assert header("grpo") == "# Run: trl grpo --config FILE"
+    assert header("dpo", "ipo") == "# Run: trl dpo --config FILE"
+    simpo = header("dpo", "simpo")
+    assert "CLI has no command for CPOConfig" in simpo and "TrlParser((CPOConfig, ScriptArguments, ModelConfig))" in simpo
+    assert "CPOTrainer (trl.experimental.cpo)" in simpo
+    assert "ORPOTrainer (trl.experimental.orpo)" in header("dpo", "orpo")

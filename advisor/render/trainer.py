@@ -383,6 +383,15 @@ def render(tc: TrainerConfig) -> str:
     ]
     if tc.trainer_class:
         lines.append(f"# Trainer: {tc.trainer_class}, which takes this {tc.config_class} (rules/variants.yaml trl).")
+    commands = tc.format.write.commands if tc.format.write is not None else {}
+    if tc.config_class and commands:
+        command = commands.get(tc.config_class)
+        trainer = (f"{tc.trainer_class} (trl.experimental.{tc.trainer_class.removesuffix('Trainer').lower()})"
+                   if tc.trainer_class else "the trainer")
+        lines.append(f"# Run: trl {command} --config FILE" if command else
+                     f"# Run: {fields.name} {fields.version}'s CLI has no command for {tc.config_class}: parse this file "
+                     f"with TrlParser(({tc.config_class}, {', '.join(tc.shared_classes)})) in a script that builds "
+                     f"{trainer}")
     if tc.job_comment:
         lines.append(tc.job_comment)
     lines += [f"# WARNING: {' '.join(w.split())}" for w in tc.recommendation_warnings]
