@@ -23,6 +23,7 @@ from advisor.registries import formats
 from advisor.rulebook.check import Finding, run_checks
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
+from advisor.safeio import clip
 
 IGNORE_COMMENT = re.compile(r"#.*\badvisor:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_, ]+)\])?")
 # A whole-line comment naming the job a file is for, where its trainer has no key for it (RAFT in any
@@ -162,7 +163,16 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
                 raise
     method, peft, variant, cycles = job_of(book, cfg, over, comment or {})
     known = method if method in METHODS else None
-    facts.update(TaskFacts(method=known, peft=peft, cycles=cycles, variant=variant).as_facts())
+    try:
+        task = TaskFacts(method=known, peft=peft, cycles=cycles, variant=variant)
+    except FactError as exc:
+        named = over.job(cfg, "cycles", comment)
+        if named is None or named.source is Source.FLAG:  # the user's own --cycles: a usage error
+            raise
+        # the job comment's cycles: this file cannot be checked, the others still are
+        raise ConfigError(f"{cfg.path}:{named.line}: '# advisor: job' cycles={named.value}: "
+                          f"{exc.message.removeprefix('--cycles: ')}", hint="e.g. cycles=5") from exc
+    facts.update(task.as_facts())
     facts["task.config_format"] = cfg.format
     if method is not None and known is None:
         facts["task.config_method"] = str(method)  # VCF002 names it
@@ -306,7 +316,7 @@ def load_project_settings(start: Path) -> dict[str, Any]:
                 key = sorted(unknown)[0]
                 raise AdvisorError(f"{candidate}:{doc.line_of((key,)) or '?'}: unknown key '{key}'",
                                    hint="an .advisor.yaml holds select, ignore and fail-on")
-            return {**doc.data, "_file": str(candidate)}
+            return {**doc.data, "_file": str(candidate), "_lines": {k: doc.line_of((k,)) for k in doc.data}}
     return {}
 
 
@@ -325,21 +335,56 @@ class ValidationRun:
         return codes.exit_code((f.severity for r in self.reports for f in r.findings), self.fail_on)
 
 
-def _codes(items: list[str]) -> list[str]:
-    return [c.strip().upper() for item in items for c in item.split(",") if c.strip()]
+def _codes(items: list[str], book: Rulebook, where: str) -> list[str]:
+    """The codes or prefixes ``items`` name (comma-separated too); one that no rule's code starts with is a
+    usage error, since it would select nothing (or ignore nothing) without a word."""
+    out = [c.strip().upper() for item in items for c in item.split(",") if c.strip()]
+    known = {rule.code for rule in book.rules.values() if rule.code}
+    for code in out:
+        if not any(k.startswith(code) for k in known):
+            raise AdvisorError(f"{where}: unknown rule code or prefix {clip(code)}: no rule's code starts with it",
+                               hint="`advisor rules list` shows the codes")
+    return out
 
 
-def _as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else [str(v) for v in value or []]
+def _project_where(project: dict[str, Any], key: str) -> str:
+    return f"{project['_file']}:{project['_lines'].get(key) or '?'}: key '{key}'"
+
+
+def _project_codes(project: dict[str, Any], key: str, book: Rulebook) -> list[str]:
+    """.advisor.yaml's select / ignore: a code, a comma-separated string of them, or a list of codes."""
+    value = project.get(key)
+    if value is None:
+        return []
+    where = _project_where(project, key)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return _codes(value, book, where)
+    if not isinstance(value, str):
+        raise AdvisorError(f"{where}: value {clip(value)} is not a rule code or a list of codes",
+                           hint=f"e.g. {key}: [VLR, VOP003] (`advisor rules list` shows the codes)")
+    return _codes([value], book, where)
+
+
+def _project_fail_on(project: dict[str, Any]) -> str | None:
+    key = next((k for k in ("fail-on", "fail_on") if project.get(k) is not None), None)
+    if key is None:
+        return None
+    value = project[key]
+    if not isinstance(value, str) or value not in codes.FAIL_ON:
+        raise AdvisorError(f"{_project_where(project, key)}: value {clip(value)} is not a level",
+                           hint=f"one of {', '.join(codes.FAIL_ON)}")
+    return value
 
 
 def validate_paths(paths: list[Path], book: Rulebook, hw: GpuFacts, over: Overrides, *, select: list[str],
                    ignore: list[str], fail_on: str | None, project_dir: Path) -> ValidationRun:
     """Validate ``paths``; the project's .advisor.yaml fills select / ignore / fail-on the flags leave open."""
     project = load_project_settings(project_dir)
-    level = codes.check_fail_on(fail_on or str(project.get("fail-on", project.get("fail_on", "error"))))
-    selection = Selection(select=_codes(select or _as_list(project.get("select"))),
-                          ignore=_codes([*_as_list(project.get("ignore")), *ignore]))
+    chosen = _project_fail_on(project)  # a bad one is refused even under --fail-on
+    level = codes.check_fail_on(fail_on or chosen or "error")
+    from_project = _project_codes(project, "select", book)
+    selection = Selection(select=_codes(select, book, "--select") if select else from_project,
+                          ignore=[*_project_codes(project, "ignore", book), *_codes(ignore, book, "--ignore")])
     for flag, value, known in (("--method", over.method, METHODS), ("--peft", over.peft, PEFTS)):
         if value is not None and value not in known:
             raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(known)}")

@@ -232,3 +232,82 @@ def test_fix_writes_a_nested_key_in_its_block(book: Rulebook, tmp_path: Path) ->
     fixed = read_config(out, book)[0]
     assert fixed.values["temperature"].value == 0.7 and fixed.values["temperature"].key == "trl.temperature"
     assert out.read_text().count("temperature:") == 1
+
+
+@pytest.mark.parametrize(("extra", "peft"), [
+    ("use_peft: false\nlora_r: 16\n", "full"),  # TRL's get_peft_config: None when use_peft is False
+    ("use_peft: 'false'\nlora_r: 16\n", "full"),
+    ("use_lora: false\nlora_r: 16\n", "full"),  # open-instruct's switch
+    ("use_peft: true\nlora_r: 16\n", "lora"),
+    ("lora_r: 16\n", "lora"),  # a rank with no switch still reads as LoRA
+    ("use_peft: true\nload_in_4bit: true\n", "qlora"),
+])
+def test_trl_use_peft_false_trains_full_weights_whatever_lora_r_says(extra: str, peft: str, book: Rulebook,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "sft.yaml"
+    path.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\n" + extra +
+                    "learning_rate: 2.0e-4\nper_device_train_batch_size: 1\n")
+    cfg, _ = read_config(path, book)
+    assert cfg.peft is not None and cfg.peft.value == peft
+
+
+def test_trl_quantized_base_without_peft_is_vqt001_like_any_full_run_on_4bit_weights(book: Rulebook,
+                                                                                     tmp_path: Path) -> None:
+    path = tmp_path / "sft.yaml"
+    path.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: false\nlora_r: 16\nload_in_4bit: true\n"
+                    "learning_rate: 2.0e-5\nper_device_train_batch_size: 1\n")
+    report = _report(path, book)
+    assert report.config is not None and report.config.peft is not None and report.config.peft.value == "full"
+    assert "VQT001" in {f.code for f in report.findings}
+
+
+def test_a_llama_factory_config_with_trainingarguments_keys_is_llama_factory_not_trl(book: Rulebook,
+                                                                                    tmp_path: Path) -> None:
+    """stage and finetuning_type are LLaMA-Factory's own keys; model_name_or_path and the batch key are
+    TrainingArguments' too, so they must not outvote them."""
+    path = tmp_path / "full_sft.yaml"
+    path.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nstage: sft\nfinetuning_type: full\nquantization_bit: 4\n"
+                    "learning_rate: 2.0e-5\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 4\n")
+    report = _report(path, book)
+    assert report.config is not None and report.config.format == "llama-factory"
+    assert any(f.code == "VQT001" and f.key == "quantization_bit" for f in report.findings)
+    path.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nfinetuning_type: lora\nlearning_rate: 1.0e-4\n")
+    assert read_config(path, book)[0].format == "llama-factory"
+
+
+def test_the_marks_of_a_format_are_keys_no_other_trainer_takes() -> None:
+    """A mark claims a file outright, so a key another trainer's config classes also have cannot be one."""
+    from advisor.registries import formats, trainer_fields
+
+    takes = {f.id: trainer_fields(f.write.fields) for f in formats().values() if f.write is not None}
+    for fmt in formats().values():
+        for mark in fmt.marks:
+            for other, fields in takes.items():
+                if other != fmt.id:
+                    assert not fields.takes(mark, fields.keys.union(*fields.classes.values())), (fmt.id, mark, other)
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("rl: [dpo]", "rl"), ("rl: {a: 1}", "rl"), ("rl: true", "rl"), ("rl: 5", "rl"),
+    ("adapter: foo", "adapter"), ("adapter: [lora]", "adapter"),
+])
+def test_an_axolotl_method_or_adapter_that_is_no_word_is_named_not_read_as_another(line: str, key: str,
+                                                                                   book: Rulebook,
+                                                                                   tmp_path: Path) -> None:
+    path = tmp_path / "axolotl.yml"
+    path.write_text(f"base_model: meta-llama/Llama-3.1-8B\n{line}\nmicro_batch_size: 1\n"
+                    "gradient_accumulation_steps: 4\nlearning_rate: 2.0e-5\n")
+    with pytest.raises(ConfigError) as exc:
+        read_config(path, book)
+    assert str(exc.value).startswith(f"{path}:2: key '{key}': value ") and "\n" not in str(exc.value)
+    assert exc.value.hint is not None and ("dpo" in exc.value.hint if key == "rl" else "lora" in exc.value.hint)
+
+
+@pytest.mark.parametrize("value", ["[a, b]", "123"])
+def test_a_model_key_that_is_no_name_is_refused_naming_it(value: str, book: Rulebook, tmp_path: Path) -> None:
+    for text in (f"base_model: {value}\nadapter: lora\nlearning_rate: 2.0e-4\n",
+                 f"model_name_or_path: {value}\nstage: sft\nfinetuning_type: lora\nlearning_rate: 2.0e-4\n"):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"c.yaml:1: key '\w+': value .* is not a model name"):
+            read_config(path, book)

@@ -152,8 +152,11 @@ def test_eight_bit_optimizers_are_the_ones_with_8bit_states() -> None:
         ({"log_history": [], "global_step": 3}, "trainer-state"),
         ({"base_model": "x", "micro_batch_size": 2}, "axolotl"),
         ({"stage": "dpo", "finetuning_type": "lora"}, "llama-factory"),
-        ({"base_model": "x", "stage": "sft"}, "axolotl"),  # a tie goes to the earlier entry
-        ({"output_dir": "o", "stage": "sft"}, "trl"),  # ...except the fallback, which wins ties
+        ({"base_model": "x", "cutoff_len": 1024}, "axolotl"),  # a tie goes to the earlier entry
+        ({"output_dir": "o", "cutoff_len": 1024}, "trl"),  # ...except the fallback, which wins ties
+        # a key only LLaMA-Factory has (a mark) outweighs the TrainingArguments keys TRL's signature counts
+        ({"model_name_or_path": "x", "per_device_train_batch_size": 1, "stage": "sft"}, "llama-factory"),
+        ({"base_model": "x", "finetuning_type": "full"}, "llama-factory"),
         ({"something": 1}, "trl"),  # nothing recognised: the fallback
     ],
 )

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from advisor import api
+from advisor.configs.document import ConfigError
 from advisor.configs.readers import read_config
 from advisor.configs.sharding import read_launch_config
 from advisor.memory.estimate import estimate
@@ -162,10 +163,14 @@ def test_llama_factory_names_its_example_deepspeed_files(book: Rulebook, tmp_pat
     assert _read(book, lf) == {"sharding": "zero3"}
 
 
-def test_missing_deepspeed_file_is_a_note_not_a_guess(book: Rulebook, tmp_path: Path) -> None:
-    cfg_path = _write(tmp_path / "sft.yaml", {"model_name_or_path": "x", "deepspeed": "nowhere/ds.json"})
-    cfg, _ = read_config(cfg_path, book)
-    assert "sharding" not in cfg.values and any("nowhere/ds.json" in n for n in cfg.notes)
+@pytest.mark.parametrize(("named", "why"), [("nowhere/ds.json", "no such file"), ("/dev/zero", "not a regular file"),
+                                             (".", "is a directory")])
+def test_a_deepspeed_file_that_cannot_be_read_is_no_guess_of_no_sharding(book: Rulebook, tmp_path: Path, named: str,
+                                                                       why: str) -> None:
+    """The trainer cannot open it either; reading it as no sharding would judge memory at an unsharded run."""
+    cfg_path = _write(tmp_path / "sft.yaml", {"model_name_or_path": "x", "deepspeed": named})
+    with pytest.raises(ConfigError, match=rf"sft.yaml:\d+: key 'deepspeed': value '{re.escape(named)}': .*{why}"):
+        read_config(cfg_path, book)
 
 
 @pytest.mark.parametrize(("data", "want"), [

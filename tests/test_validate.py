@@ -667,3 +667,66 @@ def test_sarif_and_github_name_files_relative_to_the_working_directory(tmp_path:
                      cwd=project).stdout.splitlines()
     assert any(ln.startswith("::error file=configs/my bad.yaml,line=3,") for ln in github)
     assert f"::error file={outside},title=advisor::" in "\n".join(github)  # outside: the absolute path
+
+
+def test_a_deepspeed_file_that_cannot_be_read_is_named_not_judged_unsharded(tmp_path: Path) -> None:
+    """Read as no sharding, VSQ003 would size a ZeRO-3 run unsharded and advise the sharding it has."""
+    body = ("base_model: meta-llama/Llama-3.1-8B\nmicro_batch_size: 1\ngradient_accumulation_steps: 4\n"
+            "learning_rate: 2.0e-5\nsequence_len: 2048\n")
+    cfg = tmp_path / "full.yml"
+    for named in ("nothere.json", "/dev/zero", str(tmp_path)):
+        cfg.write_text(body + f"deepspeed: {named}\n")
+        proc = run_cli("validate", str(cfg), "--gpu", "h100", "--gpus", "8", "--format", "json", *NO_GPU)
+        report = json.loads(proc.stdout)["files"][0]
+        assert proc.returncode == 2 and not report["findings"] and "Traceback" not in proc.stderr
+        assert report["error"].startswith(f"{cfg}:6: key 'deepspeed': value '{named}'")
+    cfg.write_text(body + "deepspeed: deepspeed_configs/zero3.json\n")  # Axolotl's own, named without the file
+    assert "VSQ003" not in run_cli("validate", str(cfg), "--gpu", "h100", "--gpus", "8", *NO_GPU).stdout
+
+
+def test_a_selection_that_names_no_rule_or_is_no_list_of_codes_is_refused(book: Rulebook, tmp_path: Path) -> None:
+    from advisor.errors import AdvisorError
+    from advisor.validate import validate_paths
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\nlearning_rate: 3.0e-3\n")
+    gpu = resolve_gpu(book, name=None, memory_gb=None, count=None, detect=False)
+
+    def refused(select: list[str], ignore: list[str], match: str) -> None:
+        with pytest.raises(AdvisorError, match=match):
+            validate_paths([cfg], book, gpu, Overrides(), select=select, ignore=ignore, fail_on=None,
+                           project_dir=tmp_path)
+
+    refused(["ZZZ999"], [], r"--select: unknown rule code or prefix 'ZZZ999'")
+    refused([], ["VLR,ZZ"], r"--ignore: unknown rule code or prefix 'ZZ'")
+    project = tmp_path / ".advisor.yaml"
+    for text, key, value in (("select: [ZZZ999]", "select", "unknown rule code or prefix 'ZZZ999'"),
+                             ("select: [VLR, 5]", "select", r"value \['VLR', 5\] is not a rule code or a list"),
+                             ("ignore: {a: 1}", "ignore", r"value \{'a': 1\} is not a rule code or a list"),
+                             ("select: 5", "select", "value 5 is not a rule code or a list"),
+                             ("fail-on: 5", "fail-on", "value 5 is not a level")):
+        project.write_text(f"# project\n{text}\n")
+        refused([], [], rf"{re.escape(str(project))}:2: key '{key}': {value}")
+    project.write_text("select: 5\n")
+    proc = run_cli("validate", str(cfg), *NO_GPU, cwd=tmp_path)  # once an internal TypeError
+    assert proc.returncode == 2 and "internal error" not in proc.stderr and "advisor rules list" in proc.stderr
+    project.write_text("select: vlr\n")
+    assert validate_paths([cfg], book, gpu, Overrides(), select=[], ignore=[], fail_on=None,
+                          project_dir=tmp_path).selection.select == ["VLR"]
+
+
+def test_a_job_comment_out_of_range_is_that_files_cannot_check_not_the_batchs(book: Rulebook, tmp_path: Path) -> None:
+    from advisor.validate import validate_paths
+
+    bad = tmp_path / "job_cyc.yaml"
+    bad.write_text("# advisor: job method=raft cycles=99999999\nmodel_name_or_path: meta-llama/Llama-3.1-8B\n"
+                   "use_peft: true\nlearning_rate: 5.0e-5\n")
+    other = tmp_path / "other.json"
+    other.write_text('{"model_name_or_path": "meta-llama/Llama-3.1-8B", "use_peft": true, "learning_rate": 2e-4}')
+    gpu = resolve_gpu(book, name=None, memory_gb=None, count=None, detect=False)
+    run = validate_paths([bad, other], book, gpu, Overrides(), select=[], ignore=[], fail_on=None,
+                         project_dir=tmp_path)
+    first, second = run.reports
+    assert first.error is not None and first.error.startswith(f"{bad}:1: '# advisor: job' cycles=99999999: ")
+    assert "between 1 and 1000" in first.error and second.error is None and second.config is not None
+    assert run.exit_code() == 2

@@ -28,6 +28,10 @@ READERS: dict[str, Reader] = {}  # format id (rules/registry/formats.yaml) -> it
 ADVISOR_ALIASES = {"base_learning_rate": "learning_rate"}
 # TRL keys that only server-mode vLLM reads (vllm_device: TRL before vllm_mode existed)
 TRL_VLLM_SERVER_KEYS = ("vllm_device", "vllm_server_host", "vllm_server_base_url", "vllm_server_port")
+# The keys that turn an adapter on or off (TRL ModelConfig.use_peft, open-instruct's use_lora): set false, they
+# train full weights however many LoRA keys the file also sets
+TRL_PEFT_SWITCHES = ("use_peft", "use_lora")
+MODEL_HINT = "a hub id or a local path, as one string"
 
 
 def reader(fmt: str) -> Callable[[Reader], Reader]:
@@ -148,6 +152,21 @@ def _naming(fmt: Format) -> MethodMapping:
     return fmt.method
 
 
+def _word(doc: Document, key: str, what: str, fmt: Format | None = None, hint: str = "one word") -> str | None:
+    """The text a key that names the model, method or adapter holds (None: not set); a list, mapping,
+    number or true there is no name, and str() of it would pass for one, so it is a ConfigError."""
+    value = doc.data.get(key)
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, str):
+        from advisor.registries import trainer_fields
+
+        choices = trainer_fields(fmt.write.fields).choices.get(key) if fmt is not None and fmt.write else None
+        raise ConfigError(f"{doc.path}:{doc.line_of((key,)) or '?'}: key '{key}': value {clip(value)} is not {what}",
+                          hint=f"one of {', '.join(map(str, choices))}" if choices else hint)
+    return value
+
+
 def _cv(doc: Document, key: str, value: Any) -> ConfigValue:
     return ConfigValue(value, key, doc.line_of((key,)))
 
@@ -221,14 +240,15 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
     if d.get("lora_target_linear") and "lora_target_modules" not in cfg.values:
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], "lora_target_linear",
                                                         doc.line_of(("lora_target_linear",)))
-    if d.get("base_model"):
-        cfg.model = _cv(doc, "base_model", str(d["base_model"]))
+    model = _word(doc, "base_model", "a model name", hint=MODEL_HINT)
+    if model is not None:
+        cfg.model = _cv(doc, "base_model", model)
     naming = _naming(fmt)
-    rl = d.get(naming.key or "")
-    if rl:
-        cfg.method = _cv(doc, naming.key or "", naming.named(str(rl)))
-        if cfg.method.value != str(rl).lower():
-            _named_loss(cfg, str(rl), naming.key or "", cfg.method.line)
+    rl = _word(doc, naming.key, "a method word", fmt) if naming.key else None
+    if rl is not None:
+        cfg.method = _cv(doc, naming.key or "", naming.named(rl))
+        if cfg.method.value != rl.lower():
+            _named_loss(cfg, rl, naming.key or "", cfg.method.line)
     else:
         # No rl: a reward-model or pretraining config says so by its own keys (formats.yaml axolotl infer)
         guess = next((i for i in naming.infer if any(d.get(k) for k in i.keys) or i.matches_items(d)), None)
@@ -237,12 +257,24 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
         else:
             named = next((k for k in guess.keys if d.get(k)), guess.every[0] if guess.every else "")
             cfg.method = ConfigValue(guess.method, named, doc.line_of((named,)))
-    adapter = d.get("adapter")
-    if adapter in ("lora", "qlora"):
-        peft = "qlora" if adapter == "qlora" or d.get("load_in_4bit") else "lora"
-        cfg.peft = _cv(doc, "adapter", peft)
-    else:
-        cfg.peft = ConfigValue("full", "adapter", doc.line_of(("adapter",)))
+    _read_adapter(doc, cfg, fmt)
+
+
+def _read_adapter(doc: Document, cfg: TrainingConfig, fmt: Format) -> None:
+    """Axolotl's adapter: a word its write.peft values name (formats.yaml), or none for full weights. Axolotl
+    raises NotImplementedError on a word it has no loader for, so a word advisor cannot map is no full run."""
+    key = fmt.write.peft_key if fmt.write is not None else "adapter"
+    words = {str(v): k for k, v in (fmt.write.peft_values if fmt.write is not None else {}).items() if v is not None}
+    hint = f"one of {', '.join(words)}, or no {key} for full fine-tuning"
+    adapter = _word(doc, key, "an adapter word", fmt, hint)
+    if adapter is None:
+        cfg.peft = ConfigValue("full", key, doc.line_of((key,)))
+        return
+    if adapter not in words:
+        raise ConfigError(f"{doc.path}:{doc.line_of((key,)) or '?'}: key '{key}': value {clip(adapter)} is not an "
+                          "adapter advisor reads", hint=hint)
+    peft = "qlora" if words[adapter] == "qlora" or doc.data.get("load_in_4bit") else words[adapter]
+    cfg.peft = _cv(doc, key, peft)
 
 
 @reader("llama-factory-v1")
@@ -268,10 +300,11 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     target = cfg.values.get("lora_target_modules")
     if target is not None and target.value in (["all"], ["all-linear"]):
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], target.key, target.line)
-    if d.get("model_name_or_path"):
-        cfg.model = _cv(doc, "model_name_or_path", str(d["model_name_or_path"]))
+    model = _word(doc, "model_name_or_path", "a model name", hint=MODEL_HINT)
+    if model is not None:
+        cfg.model = _cv(doc, "model_name_or_path", model)
     naming = _naming(fmt)
-    word = str(d.get(naming.key or "", naming.default))
+    word = (_word(doc, naming.key, "a stage word", fmt) if naming.key else None) or naming.default
     method = naming.named(word)
     if method != word.lower():
         _named_loss(cfg, word, naming.key or "", doc.line_of((naming.key or "",)))
@@ -279,7 +312,7 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     if loss in naming.from_loss.get(method, ()):
         method = loss  # e.g. ORPO, SimPO: a loss that is a method of its own
     cfg.method = _cv(doc, naming.key or "", method)
-    ftype = str(d.get("finetuning_type", "lora")).lower()
+    ftype = (_word(doc, "finetuning_type", "a finetuning type", fmt) or "lora").lower()
     bits = d.get("quantization_bit")
     if bits is not None:
         line = doc.line_of(("quantization_bit",))
@@ -311,12 +344,15 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
     if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
         cfg.values["vllm_mode"] = ConfigValue("server", legacy, doc.line_of((legacy,)))
-    use_peft = bool(d.get("use_peft") or d.get("use_lora") or d.get("use_qlora") or d.get("peft_config")
-                    or "lora_r" in d)
+    # TRL's get_peft_config returns None when use_peft is False, whatever lora_r says (trl/trainer/utils.py)
+    switches = {k: _coerce(doc, (k,), "bool", d[k]) for k in TRL_PEFT_SWITCHES if d.get(k) is not None}
+    use_peft = (any(switches.values()) or bool(d.get("use_qlora") or d.get("peft_config"))
+                or ("lora_r" in d and not switches))
     if use_peft:
         four_bit = cfg.values.get("load_in_4bit")  # load_in_4bit, or open-instruct's use_qlora
         peft = "qlora" if four_bit is not None and four_bit.value else "lora"
-        key = next(k for k in ("use_peft", "use_lora", "use_qlora", "peft_config", "lora_r") if d.get(k) or k in d)
+        order = ("use_peft", "use_lora", "use_qlora", "peft_config", "lora_r")
+        key = next((k for k in order if d.get(k)), None) or next(k for k in order if k in d)
         cfg.peft = _cv(doc, key, peft)
     else:
         key = "use_lora" if "use_lora" in d else "use_peft"

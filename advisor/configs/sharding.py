@@ -1,20 +1,21 @@
-"""How a config shards: its `deepspeed` key (a JSON file beside it, a dict inline, or a file a
-trainer ships, named alone), its `fsdp` / `fsdp_config` keys, or an accelerate launch config given
-beside it. The words and keys are data (rules/registry/sharding.yaml); what each strategy divides
-is the memory model's (rules/memory.yaml). The result is the `sharding`, `offload` and `world_size`
-parameters of the TrainingConfig, each with the key it came from.
+"""How a config shards: its `deepspeed` key (a JSON file beside it or in the working directory, a dict
+inline, or a file a trainer ships, named alone; a named file that is not there is a ConfigError), its
+`fsdp` / `fsdp_config` keys, or an accelerate launch config given beside it. The words and keys are
+data (rules/registry/sharding.yaml); what each strategy divides is the memory model's
+(rules/memory.yaml). The result is the `sharding`, `offload` and `world_size` parameters of the
+TrainingConfig, each with the key it came from.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
 from advisor.configs.model import ConfigValue, TrainingConfig
 from advisor.registries import Strategy, bundled_deepspeed, sharding_keys, strategies, strategy_named
-from advisor.safeio import clip
+from advisor.safeio import clip, clip_path
 
 PARAMETERS = ("sharding", "offload", "world_size")  # what this module sets (rules/parameters.yaml)
 
@@ -61,22 +62,48 @@ def _zero(zero: dict[str, Any], doc: Document, path: KeyPath) -> tuple[Strategy,
     return strategy, offload
 
 
+def _candidates(doc: Document, target: Path) -> list[Path]:
+    """Where a relative deepspeed path may be: beside the config, or in the directory the trainer is launched
+    from (TrainingArguments opens the path as given, from the process's working directory)."""
+    if target.is_absolute():
+        return [target]
+    return list(dict.fromkeys([doc.path.parent / target, Path.cwd() / target]))
+
+
+def _deepspeed_file(doc: Document, target: Path) -> Path | None:
+    return next((p for p in _candidates(doc, target) if p.is_file()), None)
+
+
+def _unreadable(doc: Document, path: KeyPath, value: str, target: Path) -> NoReturn:
+    """A named DeepSpeed file that is not there (or is a directory or a device): the trainer cannot read it
+    either, and guessing no sharding would misjudge memory, so the config cannot be checked."""
+    places = _candidates(doc, target)
+    there = next((p for p in places if p.exists()), None)
+    why = (f"{clip_path(there)} is {'a directory' if there.is_dir() else 'not a regular file'}" if there is not None
+           else f"no such file ({' or '.join(clip_path(p) for p in places)})")
+    raise ConfigError(f"{_where(doc, path)}: value {clip(value)}: {why}, and no DeepSpeed config a trainer ships "
+                      "has that name (rules/registry/sharding.yaml bundled)",
+                      hint="give the DeepSpeed JSON's path (relative to the config or the current directory)")
+
+
 def _read_deepspeed(cfg: TrainingConfig, doc: Document, key: str, value: Any) -> None:
     path: KeyPath = (key,)
     if isinstance(value, dict):
         data, where = value, path
     elif isinstance(value, str) and value.strip():
         target = Path(value)
-        beside = target if target.is_absolute() else doc.path.parent / target
-        if beside.is_file():
-            data = json.loads(json.dumps(read_document(beside).data))
+        found = _deepspeed_file(doc, target)
+        if found is not None:
+            try:
+                data = json.loads(json.dumps(read_document(found).data))
+            except ConfigError as exc:
+                raise ConfigError(f"{_where(doc, path)}: {exc.message}",
+                                  hint="the deepspeed key names a DeepSpeed JSON (zero_optimization, ...)") from exc
             where = path
         else:
             bundled = bundled_deepspeed().get(target.name)
             if bundled is None:
-                cfg.notes.append(f"{key}: {clip(value)} is neither beside the config nor a file a trainer ships "
-                                 "(rules/registry/sharding.yaml bundled): its sharding is not known; give --sharding")
-                return
+                _unreadable(doc, path, value, target)
             _put(cfg, doc, "sharding", strategies()[bundled.strategy].id, path)
             if bundled.offload:
                 _put(cfg, doc, "offload", list(bundled.offload), path)
