@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from advisor.errors import AdvisorError
 from advisor.rulebook.judge import Sign, Unjudged, judge, signal_rules
 from advisor.rulebook.load import Rulebook
 from advisor.safeio import clip_path
 from advisor.telemetry import LogError, Telemetry
 
 
-def log_facts(tel: Telemetry, *, max_grad_norm: float, distinct_2: float | None = None) -> dict[str, Any]:
+def log_facts(tel: Telemetry, *, max_grad_norm: float | None, distinct_2: float | None = None) -> dict[str, Any]:
     facts: dict[str, Any] = {f"log.{name}": values for name, values in tel.series.items() if values}
-    facts["log.max_grad_norm"] = max_grad_norm
+    if max_grad_norm:  # 0 or None: the run clips nothing, so no sign reads a threshold (SIG003 is not judged)
+        facts["log.max_grad_norm"] = max_grad_norm
     if tel.cycle_scores:
         facts["log.cycle_score"] = tel.cycle_scores
         facts["log.cycle_metric"] = tel.cycle_metric
@@ -65,6 +68,9 @@ def check_judgeable(book: Rulebook, tel: Telemetry) -> None:
 def diagnose(book: Rulebook, tel: Telemetry, *, max_grad_norm: float | None = None,
              distinct_2: float | None = None) -> Diagnosis:
     check_judgeable(book, tel)
+    if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm >= 0):
+        raise AdvisorError(f"--max-grad-norm: {max_grad_norm} is no clipping threshold",
+                           hint="the run's max_grad_norm: a positive number, or 0 when it clips nothing")
     threshold = default_max_grad_norm(book) if max_grad_norm is None else float(max_grad_norm)
     signs, unjudged = judge(book, log_facts(tel, max_grad_norm=threshold, distinct_2=distinct_2), tel)
     return Diagnosis(tel, signs, unjudged)

@@ -519,3 +519,18 @@ def test_a_log_with_no_number_a_sign_reads_is_an_error(tmp_path: Path, rows: lis
     proc = run_cli("diagnose", str(path))
     assert proc.returncode == 2, proc.stdout
     assert proc.stderr.count("\n") == 1 and f"{path}: no row has a number for loss" in proc.stderr, proc.stderr
+
+
+def test_max_grad_norm_is_a_threshold_or_0_for_no_clipping(tmp_path: Path) -> None:
+    """-1, nan or inf is no threshold (a one-line error); 0 is a run that clips nothing, so the clipping sign is
+    not judged, not fired because every norm is 'at' 0."""
+    log = tmp_path / "gn.jsonl"
+    log.write_text("".join(json.dumps({"step": i + 1, "loss": 2 - 0.01 * i, "grad_norm": 0.3}) + "\n" for i in range(30)))
+    for bad in ("-1", "nan", "inf"):
+        proc = run_cli("diagnose", str(log), "--max-grad-norm", bad)
+        assert proc.returncode == 2 and "--max-grad-norm" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    clipped = json.loads(run_cli("diagnose", str(log), "--max-grad-norm", "0.3", "--format", "json").stdout)
+    assert "SIG003" in [s["code"] for s in clipped["signs"]]
+    off = json.loads(run_cli("diagnose", str(log), "--max-grad-norm", "0", "--format", "json").stdout)
+    assert "SIG003" not in [s["code"] for s in off["signs"]]
+    assert "SIG003" in json.dumps(off)  # listed as not judged
