@@ -111,6 +111,7 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
     """--set KEY=VALUE pins, each checked against the parameter it names."""
     if not items:
         return {}  # yaml's import is a twentieth of a recommend run
+    from advisor.rulebook.model import coerce, type_words
     from advisor.safeio import clip, load_yaml_value
 
     pins: dict[str, Any] = {}
@@ -122,8 +123,14 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
         if key not in rulebook.parameters:
             raise AdvisorError(f"--set {clip(item)}: unknown parameter {clip(key)}",
                                hint="`advisor rules list` shows the parameters rules set")
-        pins[key] = load_yaml_value(raw, f"--set {clip(item)}")
-        problem = rulebook.parameters[key].problem(pins[key])
+        param = rulebook.parameters[key]
+        value = load_yaml_value(raw, f"--set {clip(item)}")
+        try:  # 8.5 for an int is no rank (it was cut to 8), "abc" no number
+            pins[key] = value if value is None else coerce(param.type, value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise AdvisorError(f"--set {clip(item)}: {clip(value)} is not {type_words(param.type)}",
+                               hint=f"{key} takes {type_words(param.type)}") from exc
+        problem = param.problem(pins[key])
         if problem is not None:
             raise AdvisorError(f"--set {clip(item)}: {problem}")
     return pins

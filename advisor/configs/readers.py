@@ -9,7 +9,6 @@ is shaped differently in its format.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,50 +71,13 @@ def not_a_config(data: dict[str, Any]) -> NotConfig | None:
 
 def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
     """Bring a config value to the parameter's type; a value that cannot be is a ConfigError naming it."""
+    from advisor.rulebook.model import coerce, type_words
+
     where = f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{'.'.join(map(str, key_path))}'"
     try:
-        if kind in ("float", "int"):
-            if isinstance(value, bool) or value is None:
-                raise ValueError
-            number = float(value)  # YAML 1.1 reads 5e-5 as a string
-            if not math.isfinite(number):
-                raise ValueError
-            if kind == "int":
-                if number != int(number):
-                    raise ValueError
-                return int(number)
-            return number
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise ValueError
-        if kind == "str":
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-        if kind == "list_str":
-            if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return value
-            raise ValueError
-        if kind == "list_float":
-            if isinstance(value, dict):  # the seeds' {cycle_1: 5.0e-5, cycle_2: ...}
-                order = sorted(value, key=lambda k: int(str(k).rsplit("_", 1)[-1]))
-                value = [value[k] for k in order]
-            if isinstance(value, list):
-                numbers = [float(v) for v in value]
-                if not all(map(math.isfinite, numbers)):
-                    raise ValueError
-                return numbers
-            raise ValueError
+        return coerce(kind, value)
     except (TypeError, ValueError, OverflowError) as exc:
-        words = kind.replace("_", " of ")
-        raise ConfigError(f"{where}: value {clip(value)} is not {'an' if words[0] in 'aeiou' else 'a'} {words}",
-                          hint="fix the value's type") from exc
-    return value
+        raise ConfigError(f"{where}: value {clip(value)} is not {type_words(kind)}", hint="fix the value's type") from exc
 
 
 def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path: KeyPath, value: Any,

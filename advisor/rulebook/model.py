@@ -139,6 +139,55 @@ class Parameter:
         return None
 
 
+def coerce(kind: str, value: Any) -> Any:
+    """``value`` as a parameter of type ``kind`` takes it (YAML 1.1 reads 5e-5 as a string; 16.0 is the int 16);
+    a TypeError, ValueError or OverflowError when it cannot be (8.5 is no int, nan no number)."""
+    if kind in ("float", "int"):
+        if isinstance(value, bool) or value is None:
+            raise ValueError(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        if kind == "int":
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        return number
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(value)
+    if kind == "str":
+        if isinstance(value, (dict, list)):
+            raise ValueError(value)
+        return str(value)
+    if kind == "list_str":
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError(value)
+    if kind == "list_float":
+        if isinstance(value, dict):  # the seeds' {cycle_1: 5.0e-5, cycle_2: ...}
+            order = sorted(value, key=lambda k: int(str(k).rsplit("_", 1)[-1]))
+            value = [value[k] for k in order]
+        if isinstance(value, list):
+            numbers = [float(v) for v in value]
+            if not all(map(math.isfinite, numbers)):
+                raise ValueError(value)
+            return numbers
+        raise ValueError(value)
+    return value
+
+
+def type_words(kind: str) -> str:
+    """'an int', 'a list of str': a parameter type in an error message."""
+    words = kind.replace("_", " of ")
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
 @dataclass(frozen=True)
 class Coefficient:
     """A named number as code reads it (``Rulebook.coefficient_info``): a formula value evaluated."""
