@@ -546,3 +546,17 @@ def test_a_trl_file_says_how_to_run_it(book: Rulebook) -> None:
     assert "CLI has no command for CPOConfig" in simpo and "TrlParser((CPOConfig, ScriptArguments, ModelConfig))" in simpo
     assert "CPOTrainer (trl.experimental.cpo)" in simpo
     assert "ORPOTrainer (trl.experimental.orpo)" in header("dpo", "orpo")
+
+
+def test_a_values_comment_names_the_rules_that_moved_it(book: Rulebook) -> None:
+    """The row a value came from, and the constraint that changed it after (CTX002 capping CTX001's 4096 at a
+    512-token model): the comment must not show one number beside another with no word of why."""
+    from advisor.render.trainer import to_trainer_config
+
+    rec = api.recommend(book=book, model="examples/tiny-llama/config.json", method="sft", peft="lora",
+                        detect_gpu=False)
+    line = next(x for x in to_trainer_config(rec, fmt="trl", book=book).splitlines() if x.startswith("max_length:"))
+    assert line.startswith("max_length: 512  # CTX001") and "moved by CTX002" in line, line
+    plain = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", detect_gpu=False)
+    assert "moved by" not in next(x for x in to_trainer_config(plain, fmt="trl", book=book).splitlines()
+                                  if x.startswith("max_length:"))

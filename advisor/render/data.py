@@ -43,7 +43,12 @@ def value_comment(pv: ParameterValue) -> str:
         return "set by you"
     step = next((s for s in reversed(pv.trace) if s.stage in ("base", "refine", "derive")), None)
     row = f" · {step.case}" if step and step.case else ""
-    comment = f"{pv.code} {pv.rule}{row} · {pv.confidence}"
+    # an adjustment or constraint after the row that changed the value: else the comment names the row's
+    # value (CTX001's 4096) beside another one (512)
+    later = pv.trace[pv.trace.index(step) + 1:] if step is not None else []
+    movers = [s.code for s in later if s.stage in ("adjust", "constrain") and s.code and s.before != s.after]
+    moved = f" · moved by {', '.join(dict.fromkeys(movers))}" if movers else ""
+    comment = f"{pv.code} {pv.rule}{row}{moved} · {pv.confidence}"
     if pv.range_moved():
         comment += f" · range {span(pv.range or [])} ({pv.range_note(short=True)})"
     return comment
