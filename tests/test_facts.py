@@ -346,3 +346,13 @@ def test_fact_kinds_are_what_the_facts_hold(book: Rulebook) -> None:
             assert name.partition(".")[2] in NAMESPACES[name.partition(".")[0]], name
             seen.add(name)
     assert len(seen) > 30
+
+
+def test_a_test_models_size_is_not_rounded_to_zero(book: Rulebook) -> None:
+    """examples/tiny-llama (0.34M parameters) showed as '0.0K params' and params_b 0."""
+    from advisor.facts.model import resolve_model
+    from tests.conftest import REPO
+
+    facts = resolve_model(str(REPO / "examples" / "tiny-llama" / "config.json"), book)
+    assert 0.0003 < facts.params_b < 0.0004 and facts.active_params_b == facts.params_b
+    assert resolve_model("llama-8b", book).params_b == 8.03  # the thousandth above a million parameters

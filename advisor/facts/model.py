@@ -102,6 +102,13 @@ class ModelFacts:
         return facts
 
 
+def billions(count: float) -> float:
+    """A parameter count in billions, to the thousandth (8.03, 70.554), or to 3 significant figures below a
+    million (a test model of 0.34M is 0.000338, not 0)."""
+    from advisor.rulebook.formula import sig
+
+    return round(count / 1e9, 3) or sig(count / 1e9, 3)
+
 def describe_source(kind: str, detail: str = "", revision: str | None = None) -> str:
     out = f"{kind}: {detail}" if detail else kind
     return f"{out} @ {revision[:12]}" if revision else out
@@ -301,8 +308,8 @@ def facts_from_config(
         num_experts=experts if experts > 1 else 1,
         experts_per_token=(_optional(cfg, "num_experts_per_tok", "experts_per_token", origin=origin) or 1)
         if experts > 1 else 1,
-        params_b=round(total / 1e9, 3),
-        active_params_b=round(active / 1e9, 3),
+        params_b=billions(total),
+        active_params_b=billions(active),
         attention_modules=tuple(family["attention_modules"]) if family else (),
         mlp_modules=tuple(family["mlp_modules"]) if family else (),
         hf_id=hf_id,
@@ -342,7 +349,7 @@ def _layered_facts(
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings")), is_moe=experts > 1,
         num_experts=experts if experts > 1 else 1,
         experts_per_token=int(f.get("experts_per_token") or 1) if experts > 1 else 1,
-        params_b=round(lay.total / 1e9, 3), active_params_b=round(lay.active / 1e9, 3),
+        params_b=billions(lay.total), active_params_b=billions(lay.active),
         attention_modules=tuple(family["attention_modules"]), mlp_modules=tuple(family["mlp_modules"]),
         hf_id=hf_id, source_detail=detail, revision=revision, layer_kinds=lay.kinds,
         layer_norms=lay.norms, final_norm=lay.final_norm, outer_modules=lay.outer,
