@@ -560,3 +560,14 @@ def test_a_values_comment_names_the_rules_that_moved_it(book: Rulebook) -> None:
     plain = api.recommend(book=book, model="llama-8b", method="sft", peft="lora", detect_gpu=False)
     assert "moved by" not in next(x for x in to_trainer_config(plain, fmt="trl", book=book).splitlines()
                                   if x.startswith("max_length:"))
+
+
+def test_llama_factory_ppo_samples_at_the_recommended_temperature(book: Rulebook) -> None:
+    """LLaMA-Factory's PPO trainer generates with its GeneratingArguments, temperature among them: the file
+    writes it rather than warning that the trainer has no key for it."""
+    from advisor.render.trainer import to_trainer_config
+
+    rec = api.recommend(book=book, model="llama-8b", method="ppo", peft="lora", gpu="h100", detect_gpu=False)
+    text = to_trainer_config(rec, fmt="llama-factory", book=book)
+    assert f"\ntemperature: {rec.parameters['temperature'].value}  # RL004" in text
+    assert "temperature" not in "".join(line for line in text.splitlines() if line.startswith("# WARNING"))
