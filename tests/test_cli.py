@@ -422,3 +422,15 @@ def test_a_reader_closing_the_pipe_is_exit_0_and_silent(args: tuple[str, ...]) -
     proc.stdout.close()  # as head does after its line
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and err == b""
+
+
+def test_recommend_says_what_validate_would_of_a_pin() -> None:
+    """A --set value outside the rules is warned about when it is set, not first by validate on the file written."""
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "h100", "--no-detect",
+                   "--set", "num_generations=3", "--set", "max_grad_norm=0", "--format", "json")
+    warnings = json.loads(proc.stdout)["warnings"]
+    assert any(w.startswith("num_generations 3 (set by you): VPM003 warning") for w in warnings), warnings
+    assert any(w.startswith("max_grad_norm 0.0 (set by you): VOP002 warning") for w in warnings), warnings
+    fine = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "h100", "--no-detect",
+                   "--set", "num_generations=8", "--format", "json")
+    assert not [w for w in json.loads(fine.stdout)["warnings"] if "(set by you)" in w]

@@ -125,8 +125,8 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
                                hint="`advisor rules list` shows the parameters rules set")
         param = rulebook.parameters[key]
         value = load_yaml_value(raw, f"--set {clip(item)}")
-        try:  # 8.5 for an int is no rank (it was cut to 8), "abc" no number
-            pins[key] = value if value is None else coerce(param.type, value)
+        try:  # 8.5 for an int is no rank (it was cut to 8), "abc" no number; lists keep --set's own [a, b] syntax
+            pins[key] = coerce(param.type, value) if value is not None and param.type in ("int", "float") else value
         except (TypeError, ValueError, OverflowError) as exc:
             raise AdvisorError(f"--set {clip(item)}: {clip(value)} is not {type_words(param.type)}",
                                hint=f"{key} takes {type_words(param.type)}") from exc
