@@ -138,11 +138,12 @@ def test_lr_far_too_low_shows_the_loss_flat_rule(book: Rulebook, tiny: Path) -> 
     codes = {s.code: s for s in report.signs}
     assert "SIG006" in codes and codes["SIG006"].summary.startswith("LR too low")
     assert "Increase LR 2-5x" in codes["SIG006"].advice and codes["SIG006"].severity == "warning"
-    # 1e-7 is far below the rulebook's band: validate's check says so beside the sign (a warning, as validate's)
+    # 1e-7 is over 100x below the rulebook's QLoRA band, no full fine-tuning LR either: validate's check says
+    # so beside the sign, an error as validate's (VLR005), so the verdict fails even at the default --fail-on
     findings = {f.code: f for f in report.findings}
-    assert findings["VLR003"].severity == "warning" and findings["VLR003"].key == "--lr"
-    assert report.verdict == "pass"  # warnings: printed, not a failure unless --fail-on warning
-    assert make_report(book, plan, report.result, fail_on="warning").verdict == "fail"
+    assert findings["VLR005"].severity == "error" and findings["VLR005"].key == "--lr" and "VLR003" not in findings
+    assert report.verdict == "fail"
+    assert make_report(book, plan, report.result, fail_on="never").verdict == "pass"
 
 
 def test_probe_and_diagnose_judge_with_the_same_rules(book: Rulebook, tiny: Path, tmp_path: Path) -> None:
