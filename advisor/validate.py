@@ -206,7 +206,30 @@ def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dic
         from advisor.memory.estimate import sharding_of
 
         sharding_of(values)
-    return config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec, values)
+    out = config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec, values)
+    if out.get("memory.alternatives"):
+        out["memory.alternatives"] = in_config_keys(book, cfg.format, str(out["memory.alternatives"]),
+                                                    str(facts["task.method"]))
+    return out
+
+
+def in_config_keys(book: Rulebook, fmt: str, text: str, method: str) -> str:
+    """What would fit, said in the config's own keys where validate takes no such flag: `--seq-len 1024` is
+    `max_length: 1024` in a TRL file, `--set gradient_checkpointing=true` its key; --gpus, --sharding,
+    --offload and --gpu are validate's flags too, and --peft is how `advisor recommend` writes another adapter."""
+    import re
+
+    from advisor.registries import method as registry_method
+
+    keys = default_keys(book, fmt)
+    entry = registry_method(method)
+    # an online method's sequence is prompt + completion, capped by two keys (or one, prompts uncapped)
+    seq = "prompt + completion" if entry is not None and entry.generates else keys.get("max_seq_length", "max_seq_length")
+    text = re.sub(r"--seq-len (\S+?)(?=[);])", lambda m: f"{seq}: {m.group(1)}", text)
+    text = re.sub(r"--set ([a-z_]+)=(\S+?)(?=[);])", lambda m: f"{keys.get(m.group(1), m.group(1))}: {m.group(2)}", text)
+    return re.sub(r"\(--peft (\w+)( [^)]*)?\)",
+                  lambda m: f"(`advisor recommend --peft {m.group(1)}` writes it" + (f", with{m.group(2)}" if m.group(2)
+                                                                                     else "") + ")", text)
 
 
 def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) -> GpuFacts:

@@ -730,3 +730,20 @@ def test_a_job_comment_out_of_range_is_that_files_cannot_check_not_the_batchs(bo
     assert first.error is not None and first.error.startswith(f"{bad}:1: '# advisor: job' cycles=99999999: ")
     assert "between 1 and 1000" in first.error and second.error is None and second.config is not None
     assert run.exit_code() == 2
+
+
+def test_what_would_fit_is_said_in_the_configs_keys_where_validate_has_no_such_flag(tmp_path: Path) -> None:
+    """validate takes no --seq-len, --set or --peft: its hints name the config's own keys (Axolotl's
+    sequence_len, gradient_checkpointing) instead of flags it would refuse."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nlearning_rate: 2.0e-4\nmicro_batch_size: 1\n"
+                   "gradient_accumulation_steps: 4\nsequence_len: 4096\ngradient_checkpointing: false\n")
+    proc = run_cli("validate", str(cfg), "--gpu", "rtx-4090", "--format", "json", *NO_GPU)
+    found = {f["code"]: f for f in json.loads(proc.stdout)["files"][0]["findings"]}
+    hint = found["VSQ003"]["expected"]
+    assert "(`advisor recommend --peft qlora` writes it, with gradient_checkpointing: true)" in hint, hint
+    assert "--seq-len" not in hint and "--set" not in hint
+    cfg.write_text(cfg.read_text().replace("4096", "8192").replace("lora\n", "qlora\n"))
+    shorter = json.loads(run_cli("validate", str(cfg), "--gpu", "rtx-4090", "--format", "json", *NO_GPU).stdout)
+    hint = {f["code"]: f for f in shorter["files"][0]["findings"]}["VSQ003"]["expected"]
+    assert "(sequence_len: 512)" in hint and "--seq-len" not in hint, hint
