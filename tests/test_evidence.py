@@ -272,3 +272,11 @@ def test_recommend_never_reads_the_evidence() -> None:
     assert proc.returncode == 0 or "learning_rate" in proc.stdout, proc.stderr
     assert "learning_rate" in proc.stdout
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_an_unknown_evidence_source_is_an_error_not_zero_rows() -> None:
+    from tests.conftest import run_cli
+
+    proc = run_cli("evidence", "--source", "tulu")
+    assert proc.returncode == 2 and "no evidence source 'tulu'" in proc.stderr and "tulu3" in proc.stderr
+    assert run_cli("evidence", "--source", "tulu3").returncode == 0

@@ -105,7 +105,15 @@ def evidence(
     book = o.book(rules)
     if variant is not None and variant not in book.variants:
         raise AdvisorError(f"--variant: unknown value {variant!r}", hint=f"one of {', '.join(book.variants)}")
-    rows = [r for r in _rows(rules) if (method is None or r.method == method) and (peft is None or r.peft == peft)
+    every = _rows(rules)
+    if source is not None and source not in {r.source_id for r in every}:
+        from advisor.suggest import closest
+
+        ids = sorted({r.source_id for r in every})
+        near = closest(source, ids)
+        raise AdvisorError(f"--source: no evidence source {source!r}",
+                           hint=f"did you mean {', '.join(near)}?" if near else f"one of {', '.join(ids)}")
+    rows = [r for r in every if (method is None or r.method == method) and (peft is None or r.peft == peft)
             and (source is None or r.source_id == source) and (variant is None or r.variant == variant)
             and (r.tuned or not tuned_only)]
     placed = [place(book, r) for r in rows]

@@ -124,7 +124,7 @@ def create_or_load(storage: Any, name: str, spec: dict[str, Any], pruner: Any = 
     if stored != spec:
         differ = sorted(k for k in set(stored) | set(spec) if stored.get(k) != spec.get(k))
         raise SweepError(f"study {name!r} exists with a different specification ({', '.join(differ)})",
-                         hint="resume with the same arguments, or give a new --study name or --output directory")
+                         hint="resume with the same arguments, or give a new --study name or --out-dir directory")
     return Queue(study, stored)
 
 
