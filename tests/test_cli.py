@@ -100,6 +100,7 @@ def test_output_to_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "learning_rate=-1e-4"), "below the smallest"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "learning_rate=inf"), "is not a float"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "temperature=nan"), "is not a float"),
+        (("recommend", "--model", "", "--method", "sft"), "--model / base_model: the name is empty"),
         (("rules", "list", "-p", "nosuch"), "unknown parameter 'nosuch'"),
         (("rules", "show", "LR999"), "no rule 'LR999'"),
         (("frobnicate",), "No such command 'frobnicate'"),

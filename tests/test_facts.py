@@ -356,3 +356,17 @@ def test_a_test_models_size_is_not_rounded_to_zero(book: Rulebook) -> None:
     facts = resolve_model(str(REPO / "examples" / "tiny-llama" / "config.json"), book)
     assert 0.0003 < facts.params_b < 0.0004 and facts.active_params_b == facts.params_b
     assert resolve_model("llama-8b", book).params_b == 8.03  # the thousandth above a million parameters
+
+
+def test_a_context_of_0_is_named_as_0(tmp_path: Path, book: Rulebook) -> None:
+    import json
+
+    from advisor.errors import FactError
+    from advisor.facts.model import resolve_model
+    from tests.conftest import REPO
+
+    cfg = json.loads((REPO / "examples" / "tiny-llama" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "max_position_embeddings": 0}))
+    with pytest.raises(FactError, match="key 'max_position_embeddings' is missing or not a plausible positive "
+                                        "integer, got 0$"):
+        resolve_model(str(tmp_path / "config.json"), book)

@@ -279,7 +279,8 @@ def facts_from_config(
     heads = _int(cfg, "num_attention_heads", origin)
     h = _int(cfg, "hidden_size", origin)
     experts = _optional(cfg, "num_local_experts", "num_experts", origin=origin)
-    ctx = cfg.get("max_position_embeddings") or cfg.get("max_sequence_length") or cfg.get("seq_length")
+    ctx = next((cfg[k] for k in ("max_position_embeddings", "max_sequence_length", "seq_length") if cfg.get(k) is not None),
+               None)  # 0 is a value to name, not a missing key
     if not isinstance(ctx, int) or isinstance(ctx, bool) or not 0 < ctx <= MAX_DIMENSION * 100:
         raise FactError(f"{origin}: key 'max_position_embeddings' is missing or not a plausible positive integer, "
                         f"got {clip(ctx)}")
@@ -521,6 +522,9 @@ def _pretrained(spec: str, facts: ModelFacts) -> str:
 def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
     """A model's facts from the first of MODEL_SOURCES that knows ``spec``."""
     check_name(spec, "--model / base_model", FactError)
+    if not spec.strip():  # Path('') is '.', the working directory: not what an empty name means
+        raise FactError("--model / base_model: the name is empty",
+                        hint="a registry alias (advisor models), a hub id, a model directory or a config.json")
     why: list[str] = []
     for _kind, lookup in MODEL_SOURCES:
         facts = lookup(spec, book, why)
