@@ -58,7 +58,9 @@ def show_rule(book: Rulebook, key: str) -> RuleView:
         return RuleView(coefficient=coefficients[key])
     if rule is None:
         close = closest(key, [*book.rules, *(r.code for r in book.rules.values()), *coefficients], n=4)
-        raise AdvisorError(f"no rule {key!r}", hint=f"did you mean {', '.join(close)}?" if close
+        from advisor.safeio import clip
+
+        raise AdvisorError(f"no rule {clip(key)}", hint=f"did you mean {', '.join(close)}?" if close
                            else "`advisor rules list` shows them all")
     overridden = any(rule.id in r.overrides for r in book.rules.values())
     # the evidence rows place the LR a recommend or adjust rule sets; a rule set aside has none of its own
