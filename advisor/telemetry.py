@@ -133,9 +133,9 @@ def _step(where: str, row: dict[str, Any]) -> int | None:
     number = _number(raw)
     if number is not None and math.isnan(number):
         return None
-    if number is None or not abs(number) <= MAX_STEP:
+    if number is None or not 0 <= number <= MAX_STEP or number != int(number):
         raise LogError(f"{where}: key '{key}': {clip(raw)} is not a step number",
-                       hint=f"steps are whole numbers below {MAX_STEP:.0e}")
+                       hint=f"steps are whole numbers from 0 below {MAX_STEP:.0e}")
     return int(number)
 
 
@@ -170,6 +170,16 @@ def _rows_to_telemetry(rows: list[Row], source: str, reader: str) -> Telemetry:
             points.append((name, number))
         placed.append((_step(where, row), entry, points))
     stated = all(step is not None for step, _, points in placed if points)
+    if stated:  # a step lower than one before it: two runs in one log (a resumed run appended), read as one curve
+        last: tuple[int, str] | None = None
+        for (step, _, points), (where, _, _) in zip(placed, rows, strict=True):
+            if step is None or not points:
+                continue
+            if last is not None and step < last[0]:
+                raise LogError(f"{where}: step {step} comes after step {last[0]} (line {last[1].rpartition(':')[2]}): "
+                               "the steps go back",
+                               hint="two runs in one log? give one run's log (RAFT's cycles: --cycles-dir)")
+            last = (step, where)
     tel = Telemetry(source=source, reader=reader, position="step" if stated else "log entry")
     for step, entry, points in placed:
         for name, number in points:

@@ -534,3 +534,17 @@ def test_max_grad_norm_is_a_threshold_or_0_for_no_clipping(tmp_path: Path) -> No
     off = json.loads(run_cli("diagnose", str(log), "--max-grad-norm", "0", "--format", "json").stdout)
     assert "SIG003" not in [s["code"] for s in off["signs"]]
     assert "SIG003" in json.dumps(off)  # listed as not judged
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ([*range(1, 20), *range(1, 20)], "back.jsonl:20: step 1 comes after step 19 (line 19): the steps go back"),
+    (list(range(-3, 20)), "back.jsonl:1: key 'step': -3 is not a step number"),
+    ([s / 2 for s in range(20)], "back.jsonl:2: key 'step': 0.5 is not a step number"),
+])
+def test_steps_that_go_back_or_are_no_step_are_named(tmp_path: Path, steps: list[float], message: str) -> None:
+    """Two runs appended into one log were read as one curve (a 'spike' where the second starts); a negative or
+    half step is no optimizer step."""
+    log = tmp_path / "back.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in steps))
+    proc = run_cli("diagnose", str(log))
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr

@@ -10,7 +10,7 @@ import yaml
 
 from advisor.errors import FactError, RuleFileError
 from advisor.facts.hardware import detect_nvidia, lookup_gpu, resolve_gpu
-from advisor.facts.model import registry_model, resolve_model
+from advisor.facts.model import billions, registry_model, resolve_model
 from advisor.facts.task import TaskFacts, parse_count
 from advisor.rulebook.load import Rulebook, load_rulebook
 
@@ -68,8 +68,8 @@ def test_parameter_counts_match_published_sizes(book: Rulebook) -> None:
 )
 def test_exact_parameter_counts(book: Rulebook, alias: str, total: int, active: int) -> None:
     facts = resolve_model(alias, book)
-    assert facts.params_b == round(total / 1e9, 3)
-    assert facts.active_params_b == round(active / 1e9, 3)
+    assert facts.params_b == billions(total)
+    assert facts.active_params_b == billions(active)
 
 
 def test_config_json_file_and_directory_agree_with_registry(book: Rulebook, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from advisor import api
 from advisor.errors import FactError
-from advisor.facts.model import entry_config, facts_from_config, registry_model, resolve_model
+from advisor.facts.model import billions, entry_config, facts_from_config, registry_model, resolve_model
 from advisor.memory import estimate
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
@@ -132,7 +132,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, family: str
     targets = [*facts.attention_modules, *facts.mlp_modules]
     c = count(knowledge(book), facts, targets, 4)
     assert c.total == real
-    assert round(real / 1e9, 3) == facts.params_b
+    assert billions(real) == facts.params_b
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=targets))
     assert c.lora == sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     # every module name the family lists is one the model has (MLA: q_proj or q_a_proj / q_b_proj)
@@ -217,7 +217,7 @@ def test_registry_counts_match_transformers_one_per_family(book: Rulebook) -> No
         cfg = entry_config(book.models[mid])
         if cfg["model_type"] == "kimi_k2":
             cfg["model_type"] = "deepseek_v3"  # Kimi K2 runs as DeepseekV3ForCausalLM
-        assert registry_model(book, mid).params_b == round(_params(_build(cfg)) / 1e9, 3), (fam, mid)
+        assert registry_model(book, mid).params_b == billions(_params(_build(cfg))), (fam, mid)
 
 
 def _kv_cache(book: Rulebook, model: str, seq: int) -> float:
@@ -312,4 +312,4 @@ def test_a_gemma3n_config_json_in_the_hub_cache_is_its_text_tower(book: Rulebook
     facts = resolve_model("acme/gemma3n-tiny", book)
     assert (facts.source, facts.family) == ("cache", "gemma3n")
     assert "text tower of a gemma3n model" in facts.source_detail
-    assert facts.params_b == round(_params(_build(text)) / 1e9, 3)
+    assert facts.params_b == billions(_params(_build(text)))

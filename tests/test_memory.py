@@ -12,7 +12,7 @@ import yaml
 
 from advisor import api
 from advisor.errors import RuleFileError
-from advisor.facts.model import entry_config
+from advisor.facts.model import billions, entry_config
 from advisor.memory import estimate
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
@@ -61,7 +61,7 @@ def test_counts_match_the_real_model_on_the_meta_device(book: Rulebook, name: st
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
     assert c.total == sum(p.numel() for p in model.parameters())
     assert c.total * 2 == sum(p.numel() * p.element_size() for p in model.parameters())
-    assert round(c.total / 1e9, 3) == j.model.params_b  # the facts' own count agrees
+    assert billions(c.total) == j.model.params_b  # the facts' own count agrees
     peft_model = get_peft_model(model, LoraConfig(r=params["lora_rank"], target_modules=params["lora_target_modules"]))
     assert c.lora == sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
 

@@ -12,7 +12,7 @@ import pytest
 
 from advisor.errors import FactError
 from advisor.facts import hub
-from advisor.facts.model import count_parameters, entry_config, registry_model, resolve_model
+from advisor.facts.model import billions, count_parameters, entry_config, registry_model, resolve_model
 from advisor.rulebook.load import Rulebook
 from tests.conftest import run_cli
 
@@ -52,7 +52,7 @@ def test_a_hub_id_in_the_cache_is_read_with_no_network(book: Rulebook, cache: Pa
     assert (facts.source, facts.revision, facts.hf_id) == ("cache", REVISION, REPO_ID)
     assert facts.source_detail.endswith(f"snapshots/{REVISION}/config.json")
     assert facts.family == "llama" and facts.num_layers == 4
-    assert facts.params_b == round(count_parameters(CONFIG, book.families["llama"], "x")[0] / 1e9, 3)
+    assert facts.params_b == billions(count_parameters(CONFIG, book.families["llama"], "x")[0])
 
 
 def test_the_cache_is_found_through_hf_home_too(book: Rulebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from advisor.errors import FactError
-from advisor.facts.model import entry_config, facts_from_config, registry_model
+from advisor.facts.model import billions, entry_config, facts_from_config, registry_model
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
 from advisor.rulebook.load import Rulebook
@@ -112,7 +112,7 @@ def test_counts_and_lora_match_transformers_and_peft(book: Rulebook, name: str) 
     real = _params(model)
     targets = [*facts.attention_modules, *facts.mlp_modules]
     c = count(knowledge(book), facts, targets, 4)
-    assert c.total == real and round(real / 1e9, 3) == facts.params_b
+    assert c.total == real and billions(real) == facts.params_b
     reachable = [t for t in targets if t not in c.unmatched_targets]
     lora = get_peft_model(model, LoraConfig(r=4, target_modules=reachable))
     assert c.lora == sum(p.numel() for p in lora.parameters() if p.requires_grad)
@@ -129,7 +129,7 @@ def test_registry_counts_match_transformers(book: Rulebook, mid: str) -> None:
         entry = {**entry, **TOKENS}
     real = _params(_build(entry))
     facts = registry_model(book, mid)
-    assert facts.params_b == round(real / 1e9, 3)
+    assert facts.params_b == billions(real)
     assert count(knowledge(book), facts).total == real
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from advisor.facts.model import count_parameters, entry_config, facts_from_config, registry_model
+from advisor.facts.model import billions, count_parameters, entry_config, facts_from_config, registry_model
 from advisor.memory.knowledge import knowledge
 from advisor.memory.shapes import count
 from advisor.rulebook.load import Rulebook
@@ -74,7 +74,7 @@ def test_count_equals_the_model_built_from_its_own_config_keys(book: Rulebook, m
     model, n = built(model_type, cfg)
     facts = facts_from_config({"model_type": model_type, **cfg}, book, name=mid, source="file")
     assert facts.family == registry_model(book, mid).family != "unknown"
-    assert round(n / 1e9, 3) == facts.params_b == registry_model(book, mid).params_b
+    assert billions(n) == facts.params_b == registry_model(book, mid).params_b
     # the memory model's module shapes give the same total, and peft the same LoRA parameters
     targets = [*facts.attention_modules, *facts.mlp_modules]
     c = count(knowledge(book), facts, targets, 8)
