@@ -105,9 +105,7 @@ class ModelFacts:
 def billions(count: float) -> float:
     """A parameter count in billions, to the thousandth (8.03, 70.554), or to 3 significant figures below a
     million (a test model of 0.34M is 0.000338, not 0)."""
-    from advisor.rulebook.formula import sig
-
-    return round(count / 1e9, 3) or sig(count / 1e9, 3)
+    return round(count / 1e9, 3) or float(f"{count / 1e9:.3g}")
 
 def describe_source(kind: str, detail: str = "", revision: str | None = None) -> str:
     out = f"{kind}: {detail}" if detail else kind

@@ -34,8 +34,9 @@ KEEP = 16  # entries kept, one per set of rules directories (about 0.5 MB each)
 _PKG = Path(__file__).resolve().parent.parent
 # The modules a built book's objects and checks come from (a test keeps this in step with what
 # loading imports): an edit to any of them may change what the same rule files build to.
+# recommendation, provenance and output: what resolve's coerce, which loading's value checks use, imports.
 SOURCES = ("__init__.py", "errors.py", "paths.py", "suggest.py", "registries.py", "safeio.py", "facts/__init__.py",
-           "facts/catalogue.py", "rulebook")
+           "facts/catalogue.py", "rulebook", "recommendation.py", "provenance.py", "output.py")
 
 
 def _source_files() -> list[Path]:
