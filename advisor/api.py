@@ -64,16 +64,11 @@ def pin_findings(book: Rulebook, rec: Recommendation, job: Any, pins: dict[str, 
     """What `advisor validate` would say of a --set value, said when it is set: the recommendation read back as
     the file it writes, and the checks' findings on the pinned parameters (a group of 3, temperature 1.5, no
     gradient clipping), so a pin outside the rules is not first heard of from validate."""
-    import tempfile
-
     from advisor.render.data import to_yaml
     from advisor.validate import Overrides, Selection, validate_file
 
-    with tempfile.TemporaryDirectory(prefix="advisor-pins-") as tmp:
-        path = Path(tmp) / "recommendation.yaml"
-        path.write_text(to_yaml(rec))
-        report = validate_file(path, book, job.gpu, Overrides(cycles=job.task.cycles, gpus=job.gpu.count),
-                               Selection())
+    report = validate_file(Path("recommendation.yaml"), book, job.gpu,
+                           Overrides(cycles=job.task.cycles, gpus=job.gpu.count), Selection(), text=to_yaml(rec))
     return [f"{f.parameter} {pins[f.parameter]} (set by you): {f.code} {f.severity}: {f.message}"
             for f in report.findings if f.parameter in pins and f.severity in ("warning", "error")
             and not f.code.startswith("VSQ")]  # the memory model already says whether the job fits

@@ -206,30 +206,33 @@ def _memory_facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, facts: dic
         from advisor.memory.estimate import sharding_of
 
         sharding_of(values)
-    out = config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec, values)
-    if out.get("memory.alternatives"):
-        out["memory.alternatives"] = in_config_keys(book, cfg.format, str(out["memory.alternatives"]),
-                                                    str(facts["task.method"]))
-    return out
+    return config_facts(book, JobFacts(model=model, gpu=gpu, task=task), rec, values,
+                        spell=in_config_keys(book, cfg.format, str(facts["task.method"])))
 
 
-def in_config_keys(book: Rulebook, fmt: str, text: str, method: str) -> str:
-    """What would fit, said in the config's own keys where validate takes no such flag: `--seq-len 1024` is
-    `max_length: 1024` in a TRL file, `--set gradient_checkpointing=true` its key; --gpus, --sharding,
-    --offload and --gpu are validate's flags too, and --peft is how `advisor recommend` writes another adapter."""
-    import re
-
+def in_config_keys(book: Rulebook, fmt: str, method: str) -> Callable[[dict[str, Any]], str]:
+    """What would fit, said in the config's own keys where validate takes no such flag (`max_length: 1024` in
+    a TRL file, `gradient_checkpointing: true`); --gpu, --gpus, --sharding and --offload are validate's flags
+    too, and another adapter is what `advisor recommend --peft` writes."""
+    from advisor.memory.fit import cli_words
+    from advisor.output import yaml_scalar
     from advisor.registries import method as registry_method
 
     keys = default_keys(book, fmt)
     entry = registry_method(method)
     # an online method's sequence is prompt + completion, capped by two keys (or one, prompts uncapped)
     seq = "prompt + completion" if entry is not None and entry.generates else keys.get("max_seq_length", "max_seq_length")
-    text = re.sub(r"--seq-len (\S+?)(?=[);])", lambda m: f"{seq}: {m.group(1)}", text)
-    text = re.sub(r"--set ([a-z_]+)=(\S+?)(?=[);])", lambda m: f"{keys.get(m.group(1), m.group(1))}: {m.group(2)}", text)
-    return re.sub(r"\(--peft (\w+)( [^)]*)?\)",
-                  lambda m: f"(`advisor recommend --peft {m.group(1)}` writes it" + (f", with{m.group(2)}" if m.group(2)
-                                                                                     else "") + ")", text)
+
+    def spell(changes: dict[str, Any]) -> str:
+        flags = {k: v for k, v in changes.items() if k in ("gpu", "gpus", "sharding", "offload")}
+        words = [cli_words(flags)] if flags else []
+        words += [f"{seq if k == 'max_seq_length' else keys.get(k, k)}: {yaml_scalar(v)}" for k, v in changes.items()
+                  if k not in flags and k != "peft"]
+        if "peft" not in changes:
+            return " ".join(words)
+        return f"`advisor recommend --peft {changes['peft']}` writes it" + (f", with {' '.join(words)}" if words else "")
+
+    return spell
 
 
 def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) -> GpuFacts:
@@ -282,10 +285,12 @@ def _read_as_findings(book: Rulebook, cfg: TrainingConfig) -> list[Finding]:
             for r in cfg.read_as if (rule := book.rules.get(r.rule)) is not None]
 
 
-def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, selection: Selection) -> FileReport:
+def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, selection: Selection,
+                  text: str | None = None) -> FileReport:
+    """One config's findings; ``text``: its content when it is not on disk (recommend's own output, read back)."""
     report = FileReport(path=path)
     try:
-        cfg, doc = read_config(path, book, over.config_format)
+        cfg, doc = read_config(path, book, over.config_format, text=text)
     except ConfigError as exc:
         report.error = str(exc)
         return report

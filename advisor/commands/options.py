@@ -111,7 +111,7 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
     """--set KEY=VALUE pins, each checked against the parameter it names."""
     if not items:
         return {}  # yaml's import is a twentieth of a recommend run
-    from advisor.rulebook.model import coerce, type_words
+    from advisor.rulebook.model import as_type, type_words
     from advisor.safeio import clip, load_yaml_value
 
     pins: dict[str, Any] = {}
@@ -126,7 +126,7 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
         param = rulebook.parameters[key]
         value = load_yaml_value(raw, f"--set {clip(item)}")
         try:  # 8.5 for an int is no rank (it was cut to 8), "abc" no number; lists keep --set's own [a, b] syntax
-            pins[key] = coerce(param.type, value) if value is not None and param.type in ("int", "float") else value
+            pins[key] = as_type(param.type, value) if value is not None and param.type in ("int", "float") else value
         except (TypeError, ValueError, OverflowError) as exc:
             raise AdvisorError(f"--set {clip(item)}: {clip(value)} is not {type_words(param.type)}",
                                hint=f"{key} takes {type_words(param.type)}") from exc

@@ -71,11 +71,11 @@ def not_a_config(data: dict[str, Any]) -> NotConfig | None:
 
 def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
     """Bring a config value to the parameter's type; a value that cannot be is a ConfigError naming it."""
-    from advisor.rulebook.model import coerce, type_words
+    from advisor.rulebook.model import as_type, type_words
 
     where = f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{'.'.join(map(str, key_path))}'"
     try:
-        return coerce(kind, value)
+        return as_type(kind, value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{where}: value {clip(value)} is not {type_words(kind)}", hint="fix the value's type") from exc
 

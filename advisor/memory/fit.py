@@ -3,6 +3,7 @@ and, when nothing fits, what would (each alternative checked by re-running the e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +15,26 @@ from advisor.memory.knowledge import knowledge
 from advisor.rulebook import conditions as cond
 from advisor.rulebook.formula import MissingFact
 from advisor.rulebook.load import Rulebook
+
+# How an alternative's changes are written for the reader: {"peft": "qlora", "gradient_checkpointing": True,
+# "max_seq_length": 1024, "gpu": "h100", "gpus": 8, "sharding": "zero3", "offload": [...]} -> the words in ( ).
+Spell = Callable[[dict[str, Any]], str]
+
+
+def cli_words(changes: dict[str, Any]) -> str:
+    """An alternative as the flags of `advisor recommend` / `memory` (a parameter without a flag: --set)."""
+    from advisor.facts.catalogue import FLAG_PARAMETERS
+
+    flag_of = {param: flag for flag, param in FLAG_PARAMETERS.items()}
+    words = []
+    for name, value in changes.items():
+        shown = ",".join(value) if isinstance(value, (list, tuple)) else str(value).lower() if isinstance(value, bool) \
+            else value
+        if name in ("peft", "gpu", "gpus") or name in flag_of:
+            words.append(f"{flag_of.get(name, f'--{name}')} {shown}")
+        else:
+            words.append(f"--set {name}={shown}")
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -52,8 +73,9 @@ def max_micro_batch(book: Rulebook, job: JobFacts, params: dict[str, Any], usabl
     return best
 
 
-def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None = None) -> Fit | None:
-    """None when the GPU's memory is unknown."""
+def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None = None,
+        spell: Spell = cli_words) -> Fit | None:
+    """None when the GPU's memory is unknown. ``spell`` writes each alternative's changes (validate: config keys)."""
     capacity = job.gpu.usable_gib
     if capacity is None:
         return None
@@ -65,7 +87,7 @@ def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None =
     best = max_micro_batch(book, job, params, usable, limit) if at_one.total_gb <= usable else 0
     result = Fit(capacity, usable, margin, best, at_one)
     if not result.fits:
-        result.alternatives.extend(alternatives(book, job, params, usable))
+        result.alternatives.extend(alternatives(book, job, params, usable, spell))
     return result
 
 
@@ -78,7 +100,8 @@ def _job(job: JobFacts, **task: Any) -> JobFacts:
     return replace(job, task=TaskFacts(**{**job.task.__dict__, **task}))
 
 
-def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: float) -> list[str]:
+def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: float,
+                 spell: Spell = cli_words) -> list[str]:
     """What would fit micro-batch 1, each checked by the estimate (never guessed), and none of them
     the flags the job already has: a sharding stage over the GPUs given, CPU offload, the number of
     GPUs of this kind that fits, another adapter, checkpointing, a shorter sequence, a bigger GPU."""
@@ -89,42 +112,42 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
     def peak(j: JobFacts, p: dict[str, Any]) -> float:
         return estimate(book, j, p).total_gb
 
-    out.extend(sharded(book, job, one, usable))
+    out.extend(sharded(book, job, one, usable, spell))
     peft = job.task.peft
     # What the user set beyond the rulebook's parameters (vLLM, prompt / completion caps, attention)
     # stays with an alternative adapter, whose own rule parameters are resolved afresh.
     kept = {k: one[k] for k in CARRIED if one.get(k) is not None}
+    # LoRA to QLoRA keeps the adapter as it is (rank, alpha, targets, modules saved): only the base's precision
+    # changes, so what "--peft qlora" would run is this adapter on 4-bit weights
+    same = {} if peft == "full" else {k: v for k, v in one.items() if v is not None
+                                      and getattr(book.parameters.get(k), "group", None) == "lora"}
     for other in ("lora", "qlora"):
         if (peft, other) in (("full", "lora"), ("full", "qlora"), ("lora", "qlora")):
             j = _job(job, peft=other)
-            # LoRA to QLoRA keeps the adapter as it is (rank, alpha, targets, modules saved): only the base's
-            # precision changes, so what "--peft qlora" would run is this adapter on 4-bit weights
-            same = {k: v for k, v in one.items() if v is not None and peft != "full"
-                    and getattr(book.parameters.get(k), "group", None) == "lora"}
             p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length"), **same}), micro_batch_size=1,
                       **kept)
             g = peak(j, p)
             name = "QLoRA" if other == "qlora" else "LoRA"
             if g <= usable:
-                out.append(f"{name} instead of {peft}: {g:.1f} GiB (--peft {other})")
+                out.append(f"{name} instead of {peft}: {g:.1f} GiB ({spell({'peft': other})})")
                 break
             if not p.get("gradient_checkpointing"):  # the config has it off: both changes together
                 g = peak(j, _with(p, gradient_checkpointing=True))
                 if g <= usable:
                     out.append(f"{name} with gradient checkpointing instead of {peft}: {g:.1f} GiB "
-                               f"(--peft {other} --set gradient_checkpointing=true)")
+                               f"({spell({'peft': other, 'gradient_checkpointing': True})})")
                     break
     if not params.get("gradient_checkpointing"):
         g = peak(job, _with(one, gradient_checkpointing=True))
         if g <= usable:
-            out.append(f"gradient checkpointing: {g:.1f} GiB (--set gradient_checkpointing=true)")
+            out.append(f"gradient checkpointing: {g:.1f} GiB ({spell({'gradient_checkpointing': True})})")
     seq = int(one.get("max_seq_length") or job.task.seq_len or 0)
     shortest = int(know["min-seq-len-suggestion"])
     s = seq // 2
     while s >= shortest:
         g = peak(job, _with(one, max_seq_length=s))
         if g <= usable:
-            out.append(f"a shorter sequence: {s} tokens, {g:.1f} GiB (--seq-len {s})")
+            out.append(f"a shorter sequence: {s} tokens, {g:.1f} GiB ({spell({'max_seq_length': s})})")
             break
         s //= 2
     margin = know["safety-margin"]
@@ -140,23 +163,18 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
         need = peak(replace(job, gpu=on), one)
         if need <= registry_usable_gib(gpu) * (1 - margin):
             out.append(f"a bigger GPU: {gpu['name']} ({gpu['memory_gb']:g} GB, {registry_usable_gib(gpu):.1f} GiB "
-                       f"usable) holds {need:.1f} GiB (--gpu {gpu['id']})")
+                       f"usable) holds {need:.1f} GiB ({spell({'gpu': gpu['id']})})")
             break
     return out
 
 
-def _flags(now: dict[str, Any], changes: dict[str, Any]) -> str:
-    """The flags an alternative needs beyond what the job already has."""
-    words = []
-    for name, flag in (("gpus", "--gpus"), ("sharding", "--sharding"), ("offload", "--offload")):
-        value = changes.get(name)
-        if value is None or value == now.get(name):
-            continue
-        words.append(f"{flag} {','.join(value) if isinstance(value, (list, tuple)) else value}")
-    return " ".join(words)
+def _changed(now: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """What an alternative changes beyond what the job already has (GPUs, sharding, offload)."""
+    return {name: changes[name] for name in ("gpus", "sharding", "offload")
+            if changes.get(name) is not None and changes[name] != now.get(name)}
 
 
-def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -> list[str]:
+def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float, spell: Spell = cli_words) -> list[str]:
     """A sharding stage over the GPUs given, CPU offload, and the GPUs of this kind that fit."""
     from advisor.memory.estimate import sharding_of
     from advisor.registries import strategies
@@ -186,7 +204,7 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
             g = at(job.gpu.count, sid, now["offload"])
             if g <= usable:
                 out.append(f"{name(sid)} over your {job.gpu.count} GPUs: {g:.1f} GiB per GPU "
-                           f"({_flags(now, {'sharding': sid})})")
+                           f"({spell(_changed(now, {'sharding': sid}))})")
                 stage_fits = True
                 break
     stage = now["sharding"] if strategies()[now["sharding"]].divides("parameters") else "zero3"
@@ -201,13 +219,14 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float) -
                 # what the estimate offloaded: FSDP moves every target when asked for one
                 out.append(f"{name(stage)} with {' and '.join(est.setup.offload)} offload: {est.total_gb:.1f} GiB per GPU, "
                            f"{cpu:.0f} GiB CPU RAM per node "
-                           f"({_flags(now, {'sharding': stage, 'offload': list(offload)})})")
+                           f"({spell(_changed(now, {'sharding': stage, 'offload': list(offload)}))})")
                 break
     n = max(2, job.gpu.count * 2)
     while not stage_fits and n <= int(know["max-gpus-suggestion"]):  # more GPUs: when no stage fits those given
         g = at(n, stage, now["offload"])
         if g <= usable:
-            out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({_flags(now, {'gpus': n, 'sharding': stage})})"
+            changes = spell(_changed(now, {"gpus": n, "sharding": stage}))
+            out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({changes})"
                        + (_unsharded(on(n, stage, now["offload"]), on(2 * n, stage, now["offload"]))
                           if n > int(know["gpus-per-node"]) else ""))
             break

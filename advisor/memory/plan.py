@@ -8,7 +8,7 @@ from typing import Any
 from advisor.errors import AdvisorError
 from advisor.facts.job import JobFacts
 from advisor.memory.estimate import QUANTIZING, Estimate, estimate
-from advisor.memory.fit import Fit, cross_check, fit
+from advisor.memory.fit import Fit, Spell, cli_words, cross_check, fit
 from advisor.provenance import Source
 from advisor.recommendation import MemoryItem, MemoryReport, Provenance, Recommendation
 from advisor.rulebook.load import Rulebook
@@ -100,8 +100,10 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     return rec
 
 
-def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dict[str, Any]) -> dict[str, Any]:
-    """memory.* facts for a config being validated: its own values over the recommendation's."""
+def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dict[str, Any],
+                 spell: Spell = cli_words) -> dict[str, Any]:
+    """memory.* facts for a config being validated: its own values over the recommendation's, and what would fit
+    written by ``spell`` (validate: in the config's own keys)."""
     params = {**values(rec), **{k: v for k, v in config.items() if v is not None}}
     if job.task.peft == "full":
         # Quantized full fine-tuning is refused by the trainers (VQT001 reports it): the checks size the job
@@ -110,7 +112,7 @@ def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dic
     if isinstance(params.get("lora_target_modules"), str):
         params["lora_target_modules"] = [params["lora_target_modules"]]
     try:
-        f = fit(book, job, params)
+        f = fit(book, job, params, spell=spell)
         if f is None:
             return {}
         out = f.facts()

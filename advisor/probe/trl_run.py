@@ -43,6 +43,7 @@ RL_PROMPTS = DATA / "rl_prompts.jsonl"  # built-in prompts with a target answer 
 PAIRED = ("DPOTrainer", "CPOTrainer", "ORPOTrainer", "RewardTrainer")  # trainers of prompt / chosen / rejected rows
 UNPAIRED = ("KTOTrainer",)  # prompt / completion / label rows
 ONLINE = ("GRPOTrainer", "RLOOTrainer")  # prompts and reward functions; completions sampled in the step
+DRIVEN = (*PAIRED, *UNPAIRED, *ONLINE)  # the trainers the probe drives
 # the fields each kind of trainer reads from a --data record (KTO's unpaired rows are made from the pairs)
 NEEDS = {"paired": ("prompt", "chosen", "rejected"), "unpaired": ("prompt", "chosen", "rejected"), "online": ("prompt",)}
 OUTPUT_LAYER = "lm_head"  # the module name TRL's trainers refuse an adapter on (transformers' causal-LM head)
@@ -89,16 +90,14 @@ def needed_fields(plan: ProbePlan) -> tuple[str, ...] | None:
     """The fields the plan's TRL trainer reads from each --data record; None: the probe's own LM step trains it
     (any record shape). Decided from the registries alone, so it holds before TRL is imported."""
     spec = trl_spec(plan)
-    if spec is None or spec.trainer not in (*PAIRED, *UNPAIRED, *ONLINE):
-        return None
-    return NEEDS[data_kind(spec)]
+    return None if spec is None or spec.trainer not in DRIVEN else NEEDS[data_kind(spec)]
 
 
 def trainer_classes(plan: ProbePlan) -> tuple[Any, Any, str] | None:
     """(trainer class, config class, "trl.X version") for the plan, or None: no TRL trainer of a kind the probe
     drives, or the installed TRL lacks it (``trl``, then ``trl.experimental.<name>``)."""
     spec = trl_spec(plan)
-    if spec is None or needed_fields(plan) is None:
+    if spec is None or spec.trainer not in DRIVEN:
         return None
     import trl
 

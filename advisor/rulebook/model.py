@@ -139,7 +139,7 @@ class Parameter:
         return None
 
 
-def coerce(kind: str, value: Any) -> Any:
+def as_type(kind: str, value: Any) -> Any:
     """``value`` as a parameter of type ``kind`` takes it (YAML 1.1 reads 5e-5 as a string; 16.0 is the int 16);
     a TypeError, ValueError or OverflowError when it cannot be (8.5 is no int, nan no number)."""
     if kind in ("float", "int"):
