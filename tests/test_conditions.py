@@ -145,3 +145,18 @@ def test_a_fact_of_another_kind_when_run_is_a_formula_error_not_a_crash() -> Non
     one, the comparison is an advisor error naming the condition, never a TypeError."""
     with pytest.raises(FormulaError, match=r"condition task\.method lt 5 on 'sft' failed"):
         cond.evaluate(cond.Atom("task.method", "lt", 5), lookup)
+
+
+
+def test_a_condition_that_fails_when_a_rule_runs_names_the_rule_file() -> None:
+    """Should a fact reach the engine with another kind than its catalogue's (a size as text), the
+    error names the rule file and rule whose condition compared it, as a formula's error does."""
+    from advisor.errors import ResolveError
+    from advisor.facts.task import TaskFacts
+    from advisor.rulebook.load import load_rulebook
+    from advisor.rulebook.resolve import Resolver
+
+    facts = {"model.name": "x", "model.params_b": "8", "model.active_params_b": "8", "model.hidden_size": 4096,
+             **TaskFacts(method="sft", peft="lora").as_facts()}
+    with pytest.raises(ResolveError, match=r"rules/\S+\.yaml: rule '[a-z0-9-]+' key 'when': (condition|formula) .*failed"):
+        Resolver(load_rulebook(), facts).resolve("learning_rate")

@@ -167,10 +167,12 @@ def test_a_published_span_never_crosses_and_two_disjoint_groups_span_both(book: 
         hi = lo.removesuffix("-lo") + "-hi"
         assert book.coefficient(lo) <= book.coefficient(hi), (lo, book.coefficient(lo), book.coefficient(hi))
     d = _one_factor_design([("a", "sft", 2e-6), ("a", "sft", 1e-5), ("b", "sft", 4e-5)], ridge=0, robust=True)
-    assert (F._span_end(d, range(3), low=True), F._span_end(d, range(3), low=False)) == (2e-6, 4e-5)
+    lrs = {i: p.row.learning_rate for i, p in enumerate(d.placed)}
+    assert (F._span_end(d, lrs, low=True), F._span_end(d, lrs, low=False)) == (2e-6, 4e-5)
     d = _one_factor_design([("a", "sft", 1e-6), ("b", "sft", 2e-6), ("c", "sft", 3e-5), ("c", "sft", 1e-4)],
                            ridge=0, robust=True)
-    assert (F._span_end(d, range(4), low=True), F._span_end(d, range(4), low=False)) == (2e-6, 2e-6)
+    lrs = {i: p.row.learning_rate for i, p in enumerate(d.placed)}
+    assert (F._span_end(d, lrs, low=True), F._span_end(d, lrs, low=False)) == (2e-6, 2e-6)
 
 
 def test_a_sources_rows_are_weighted_within_their_setting() -> None:
@@ -280,3 +282,50 @@ def test_an_unknown_evidence_source_is_an_error_not_zero_rows() -> None:
     proc = run_cli("evidence", "--source", "tulu")
     assert proc.returncode == 2 and "no evidence source 'tulu'" in proc.stderr and "tulu3" in proc.stderr
     assert run_cli("evidence", "--source", "tulu3").returncode == 0
+
+
+def test_a_preference_lora_span_moves_with_alpha_as_the_lr_does(book: Rulebook) -> None:
+    """LR010's span is fitted at alpha 16 and moved by LR008's alpha term, so the default and the span
+    shown beside it are in the same units: at alpha 128 both are ~8x lower than at 16 (the reviewers'
+    finding: at alpha 32 the span sat a factor of two above the default)."""
+    from advisor import api
+
+    def at(alpha: int) -> tuple[float, list[float]]:
+        rec = api.recommend(book=book, model="llama-8b", method="dpo", pins={"lora_alpha": alpha}, detect_gpu=False)
+        fitted = next(s.after for s in rec.parameters["learning_rate"].trace if s.code == "LR008")  # before rounding
+        return float(fitted), list(rec.parameters["learning_rate_published"].value)
+
+    (lr16, span16), (lr128, span128) = at(16), at(128)
+    moved = lr128 / lr16
+    assert moved < 0.2  # the alpha term is ~1/alpha
+    for end16, end128 in zip(span16, span128, strict=True):
+        assert end128 / end16 == pytest.approx(moved, rel=0.01)
+
+
+def test_a_span_per_formula_divides_each_run_by_its_own_value(book: Rulebook) -> None:
+    """The Zephyr DPO QLoRA run (alpha 128, 5e-6) is stated at alpha 16 as 5e-6 / (128/16) ** exponent,
+    NeuralHermes' alpha-16 run as its own LR."""
+    rows = {r.id: r for r in load_evidence() if r.id in ("handbook-zephyr-7b-beta-dpo-qlora",
+                                                          "mlabonne-neuralhermes-2.5-mistral-7b-dpo")}
+    d = F.design(book, list(rows.values()))
+    values = {c: book.coefficient(c) for c in d.ids}
+    cid = "lr-span-dpo-lora-mid-lo"
+    factors = dict(zip((p.row.id for p in d.placed), F._per_run(book, d, range(len(d.placed)), cid, values),
+                       strict=True))
+    exponent = book.coefficient("lr-alpha-exp-pref-rl")
+    assert factors["handbook-zephyr-7b-beta-dpo-qlora"] == pytest.approx((128 / 16) ** exponent, rel=1e-3)
+    assert factors["mlabonne-neuralhermes-2.5-mistral-7b-dpo"] == pytest.approx(1)
+
+
+@pytest.mark.parametrize(("fit", "match"), [
+    ({"kind": "band", "quantile": 0.9, "min": 1, "max": 5, "per": "2"}, r"key 'fit\.per': only a span"),
+    ({"kind": "span-min", "per": "1 +"}, r"key 'fit\.per': formula .* not valid syntax"),
+    ({"kind": "span-min", "per": "coef.no_such_thing"}, r"key 'fit\.per': coef\.no_such_thing names no coefficient"),
+])
+def test_a_span_per_formula_is_checked_when_the_rules_load(tmp_path: Path, fit: dict[str, object],
+                                                           match: str) -> None:
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"family": "mine", "description": "a span", "coefficients": [
+        {"id": "my-span", "value": 0, "unit": "LR", "summary": "a span", "source": {"doc": "mine"},
+         "confidence": "low", "fit": fit}]}))
+    with pytest.raises(RuleFileError, match=match):
+        load_rulebook([tmp_path])

@@ -12,7 +12,8 @@ This module only knows the kinds of ``fit:`` a coefficient declares (rules/lr_fi
   residuals of the rows it selects, clamped to [min, max].
 - ``cover-min`` / ``cover-max``: the smallest / largest model size among the rows it selects.
 - ``span-min`` / ``span-max``: an end of the LRs the selected rows published that two independent
-  source groups stand behind (see ``_span_end``).
+  source groups stand behind (see ``_span_end``); with ``per``, each LR divided by that formula for its
+  run first (the span stated at LoRA alpha 16, where the LR's alpha term is 1).
 
 A source's rows in one setting (method, full | LoRA, variant) together weigh the square root of
 their count there, so one source with many rows (a sweep table) informs the fit without outvoting
@@ -297,13 +298,36 @@ def fit(book: Rulebook, d: Design, rows: Sequence[int], target: str = "learning_
             sizes = [d.placed[i].row.params_b for i in chosen]
             values[cid] = float(min(sizes) if spec["kind"] == "cover-min" else max(sizes)) if sizes else 0
         else:
-            values[cid] = _span_end(d, chosen, low=spec["kind"] == "span-min")
+            lrs = {i: d.placed[i].row.learning_rate for i in chosen}
+            if "per" in spec:
+                lrs = {i: lr / f for (i, lr), f in zip(lrs.items(), _per_run(book, d, chosen, cid, values), strict=True)}
+            values[cid] = _span_end(d, lrs, low=spec["kind"] == "span-min")
     return Fit(values=values,
                rows={c: [d.placed[i].row.id for i in idx] for c, idx in informed.items()},
                sources={c: sorted({d.placed[i].row.source_id for i in idx}) for c, idx in informed.items()})
 
 
-def _span_end(d: Design, chosen: Sequence[int], *, low: bool) -> float:
+def _per_run(book: Rulebook, d: Design, chosen: Sequence[int], cid: str, values: dict[str, float]) -> list[float]:
+    """A span's ``per`` formula for each chosen run, as the rules read it for that run at the fitted
+    coefficients (the LoRA alpha term of LR008 for a run at alpha 128: its LR is stated at alpha 16)."""
+    from advisor.rulebook.formula import parse
+    from advisor.rulebook.resolve import Resolver
+
+    per = parse(book.coefficients[cid]["fit"]["per"])
+    where = f"{book.coefficients[cid]['_file']}: coefficient {cid!r} key 'fit.per'"
+    out = []
+    with Applied(book, {c: values[c] for c in d.ids}):
+        for i in chosen:
+            facts, pins = row_job(d.placed[i].row)
+            pins.pop(book.coefficients[cid]["fit"].get("target", "learning_rate"), None)
+            factor = Resolver(book, facts, pins, exact=True).evaluate(per, f"{where} (row {d.placed[i].row.id!r})")
+            if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
+                raise ResolveError(f"{where}: gives {factor!r} for row {d.placed[i].row.id!r}, not a positive number")
+            out.append(float(factor))
+    return out
+
+
+def _span_end(d: Design, lrs: dict[int, float], *, low: bool) -> float:
     """An end of what published runs used that two independent source groups stand behind: the second-lowest
     of the source groups' lowest LRs (or second-highest of their highest), so no one lab's house style
     stretches the span. 0 (no span) with fewer than two groups.
@@ -313,10 +337,10 @@ def _span_end(d: Design, chosen: Sequence[int], *, low: bool) -> float:
     published there, the whole of what the two used (with three or more groups the ends cannot cross)."""
     lows: dict[str, float] = {}
     highs: dict[str, float] = {}
-    for i in chosen:
-        row = d.placed[i].row
-        lows[row.group] = min(lows.get(row.group, row.learning_rate), row.learning_rate)
-        highs[row.group] = max(highs.get(row.group, row.learning_rate), row.learning_rate)
+    for i, lr in lrs.items():
+        group = d.placed[i].row.group
+        lows[group] = min(lows.get(group, lr), lr)
+        highs[group] = max(highs.get(group, lr), lr)
     if len(lows) < 2:
         return 0
     lo, hi = sorted(lows.values())[1], sorted(highs.values(), reverse=True)[1]
@@ -327,7 +351,9 @@ def _span_end(d: Design, chosen: Sequence[int], *, low: bool) -> float:
 
 def rounded(cid: str, value: float, book: Rulebook) -> float:
     """How a fitted value is written: 4 significant figures (sizes as given)."""
-    return value if book.coefficients[cid]["fit"]["kind"].startswith(("cover", "span")) else sig(value, 4)
+    spec = book.coefficients[cid]["fit"]
+    published = spec["kind"].startswith("cover") or (spec["kind"].startswith("span") and "per" not in spec)
+    return value if published else sig(value, 4)
 
 
 class Applied:

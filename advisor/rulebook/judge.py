@@ -113,6 +113,8 @@ def applies(rule: Rule, lookup: Any) -> bool:
         return cond.evaluate(rule.when, lookup)
     except MissingFact:
         return False
+    except FormulaError as exc:
+        raise ResolveError(f"{rule.file}: rule {rule.id!r} key 'when': {exc}", hint=exc.hint) from exc
 
 
 def applicable(book: Rulebook, facts: dict[str, Any]) -> list[Rule]:

@@ -500,6 +500,14 @@ def _check_coefficient(path: Path, raw: dict[str, Any]) -> None:
         lo, hi = raw["range"]
         if not lo <= value <= hi:
             raise RuleFileError(f"{where}: {value!r} is outside its range [{lo:g}, {hi:g}]")
+    if "per" in raw.get("fit", {}):
+        if not raw["fit"]["kind"].startswith("span"):
+            raise RuleFileError(f"{path}: coefficient {raw['id']!r} key 'fit.per': only a span is stated per a formula",
+                                hint="remove per:, or make the kind span-min / span-max")
+        try:
+            fml.parse(raw["fit"]["per"])
+        except FormulaError as exc:
+            raise RuleFileError(f"{path}: coefficient {raw['id']!r} key 'fit.per': {exc}") from exc
 
 
 def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
@@ -531,23 +539,27 @@ def _check_references(book: Rulebook) -> None:
             if also not in book.parameters:
                 raise RuleFileError(f"{where} key 'fix_also.{also}': unknown parameter {also!r}",
                                     hint="parameters are declared in rules/parameters.yaml")
-        for name in sorted(rule.reads()):
-            ns, _, attr = name.partition(".")
-            if ns == fml.COEF:
-                if fml.coefficient_id(name) not in book.coefficients:
-                    raise RuleFileError(f"{where} key 'when/formula': {name} names no coefficient "
-                                        f"{fml.coefficient_id(name)!r}",
-                                        hint="coefficients are declared in a rules file's `coefficients:` list")
-                continue
-            known = book.parameters if ns in fml.PARAM_NAMESPACES else NAMESPACES.get(ns, {})
-            if attr not in known:
-                raise RuleFileError(
-                    f"{where} key 'when/formula': unknown fact {name!r}",
-                    hint=f"known {ns} facts: {', '.join(sorted(known))}",
-                )
+        _check_names(book, rule.reads(), f"{where} key 'when/formula'")
         for target in rule.overrides:
             if target not in book.rules:
                 raise RuleFileError(f"{where} key 'overrides': no rule {target!r}")
+    for cid, raw in book.coefficients.items():
+        if "per" in raw.get("fit", {}):
+            _check_names(book, fml.parse(raw["fit"]["per"]).names, f"{raw['_file']}: coefficient {cid!r} key 'fit.per'")
+
+
+def _check_names(book: Rulebook, names: Iterable[str], where: str) -> None:
+    """Every name a formula reads is a defined coefficient, a parameter or a known fact."""
+    for name in sorted(names):
+        ns, _, attr = name.partition(".")
+        if ns == fml.COEF:
+            if fml.coefficient_id(name) not in book.coefficients:
+                raise RuleFileError(f"{where}: {name} names no coefficient {fml.coefficient_id(name)!r}",
+                                    hint="coefficients are declared in a rules file's `coefficients:` list")
+            continue
+        known = book.parameters if ns in fml.PARAM_NAMESPACES else NAMESPACES.get(ns, {})
+        if attr not in known:
+            raise RuleFileError(f"{where}: unknown fact {name!r}", hint=f"known {ns} facts: {', '.join(sorted(known))}")
 
 
 # What a condition on a parameter (params.*, config.*, ...) compares: its declared type's kind.

@@ -146,14 +146,25 @@ class Resolver:
         except FormulaError as exc:
             raise ResolveError(f"{rule.file}: rule {rule.id!r}: {exc}") from exc
 
+    def evaluate(self, f: Formula, where: str) -> Any:
+        """A formula read as a rule would read it for this job (pins included): the evidence fit's
+        ``per`` for a published run."""
+        try:
+            return f.evaluate(self._lookup(None, None, True))
+        except FormulaError as exc:
+            raise ResolveError(f"{where}: {exc}") from exc
+
     def _match(self, rule: Rule, current: _State | None, use_pins: bool) -> Case | None:
         """The first case of an applicable rule, None when it does not apply. MissingFact propagates."""
         lookup = self._lookup(current, None, use_pins)
-        if not cond.evaluate(rule.when, lookup):
-            return None
-        for case in rule.cases:
-            if cond.evaluate(case.when, lookup):
-                return case
+        try:
+            if not cond.evaluate(rule.when, lookup):
+                return None
+            for case in rule.cases:
+                if cond.evaluate(case.when, lookup):
+                    return case
+        except FormulaError as exc:  # a condition's complaint, as a formula's: name the rule that holds it
+            raise ResolveError(f"{rule.file}: rule {rule.id!r} key 'when': {exc}", hint=exc.hint) from exc
         return None
 
     # -- resolution ----------------------------------------------------------------------
