@@ -248,6 +248,10 @@ class Recommendation(_Record):
         self.facts = {k: dict(v) for k, v in self.facts.items()}
         self.parameters, self.left_out, self.warnings = dict(self.parameters), list(self.left_out), list(self.warnings)
 
+    def gpus(self) -> int:
+        """The GPU count the recommendation was sized for (the data-parallel world size)."""
+        return int(self.facts.get("gpu", {}).get("count") or 1)
+
 
 # --- JSON Schema ----------------------------------------------------------------------------
 # Written out from the classes' type hints in the shape pydantic gave it (titles, anyOf with null,

@@ -252,6 +252,7 @@ class Format:
     signature: tuple[str, ...] = ()
     fallback: bool = False
     keys: tuple[str, ...] = ()
+    model_keys: tuple[str, ...] = ()  # the keys its reader takes the model from, first set first (none: it records none)
     parameters_under: str | None = None  # the parameters sit under this key by their rulebook names
     method: MethodMapping | None = None
     write: Writer | None = None  # None: recommend cannot write this format
@@ -436,6 +437,7 @@ def _format(raw: dict[str, Any]) -> Format:
                   marks=tuple(detect.get("marks", ())), shape=detect.get("shape"),
                   all_keys=tuple(detect.get("all", ())), signature=tuple(detect.get("signature", ())),
                   fallback=bool(detect.get("fallback", False)), keys=tuple(raw.get("keys", ())),
+                  model_keys=tuple(raw.get("model_keys", ())),
                   parameters_under=raw.get("parameters_under"), method=method, write=_writer(raw.get("write")),
                   defaults={name: (d.get("value"), tuple(d.get("variants", ())),
                                    (d["times"]["parameter"], float(d["times"]["factor"])) if "times" in d else None)

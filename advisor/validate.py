@@ -27,9 +27,11 @@ from advisor.safeio import clip
 
 IGNORE_COMMENT = re.compile(r"#.*\badvisor:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_, ]+)\])?")
 # A whole-line comment naming the job a file is for, where its trainer has no key for it (RAFT in any
-# trainer, ORPO in a TRL ORPOConfig): `recommend --format` writes it, validate reads it under its flags.
+# trainer, ORPO in a TRL ORPOConfig, the GPU count a batch was sized for): `recommend --format` writes it,
+# validate reads it under its flags.
 JOB_COMMENT = re.compile(r"^\s*#\s*advisor:\s*job\b(?P<rest>.*)$")
-JOB_KEYS = ("method", "variant", "peft", "cycles")
+JOB_KEYS = ("method", "variant", "peft", "cycles", "gpus")
+JOB_COUNTS = {"cycles": "e.g. cycles=5", "gpus": "e.g. gpus=8"}  # the keys that hold a positive whole number
 PROJECT_FILE = ".advisor.yaml"
 
 
@@ -69,10 +71,11 @@ def job_comment(doc: Document) -> dict[str, Sourced]:
             key, eq, value = word.partition("=")
             where = f"{doc.path}:{number}: '# advisor: job'"
             if key not in JOB_KEYS or not eq or not value:
-                raise ConfigError(f"{where} has {word!r}", hint=f"key=value words, keys: {', '.join(JOB_KEYS)}")
-            if key == "cycles" and not (value.isdigit() and int(value) > 0):
-                raise ConfigError(f"{where} cycles={value!r} is not a positive whole number", hint="e.g. cycles=5")
-            out[key] = Sourced(int(value) if key == "cycles" else value.lower(), Source.CONFIG,
+                raise ConfigError(f"{where} has {clip(word)}", hint=f"key=value words, keys: {', '.join(JOB_KEYS)}")
+            # isascii: str.isdigit holds for '²', which int() refuses; a count of 100 digits is no count
+            if key in JOB_COUNTS and not (value.isascii() and value.isdigit() and len(value) < 100 and int(value) > 0):
+                raise ConfigError(f"{where} {key}={clip(value)} is not a positive whole number", hint=JOB_COUNTS[key])
+            out[key] = Sourced(int(value) if key in JOB_COUNTS else value.lower(), Source.CONFIG,
                                "the '# advisor: job' comment", number)
         return out
     return {}
@@ -93,7 +96,7 @@ class Overrides:
     launch: TrainingConfig | None = None  # --launch-config, read by advisor.configs.sharding
 
     def job(self, cfg: TrainingConfig, name: str, comment: dict[str, Sourced] | None = None) -> Sourced | None:
-        """The job's model, method, peft, variant or cycles: the flag's, else the file's job comment (it
+        """The job's model, method, peft, variant, cycles or gpus: the flag's, else the file's job comment (it
         names what the trainer's keys cannot), else the config's (by provenance.PRECEDENCE)."""
         flag = getattr(self, name)
         return pick(Sourced(flag, Source.FLAG, f"--{name}") if flag is not None else None,
@@ -161,6 +164,12 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
         except FactError:
             if spec.source is Source.FLAG:  # the user's own flag: a usage error, not a config finding
                 raise
+    else:  # VCF007 says where the file would name it, not that a model is unknown (VCF001)
+        spec_of = formats()[cfg.format]
+        keys = [f"'{k}'" for k in spec_of.model_keys]
+        said = f"{', '.join(keys[:-1])} or {keys[-1]}" if len(keys) > 1 else "".join(keys)
+        facts["task.config_model_where"] = (f"{spec_of.name} configs name it by {said}" if keys
+                                            else f"{spec_of.name} records none")
     method, peft, variant, cycles = job_of(book, cfg, over, comment or {})
     known = method if method in METHODS else None
     try:
@@ -235,14 +244,23 @@ def in_config_keys(book: Rulebook, fmt: str, method: str) -> Callable[[dict[str,
     return spell
 
 
-def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides) -> GpuFacts:
-    """The GPUs the config runs on: --gpus, else its launch config's num_processes, else the hardware's."""
+def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
+              comment: dict[str, Sourced] | None = None) -> tuple[GpuFacts, bool]:
+    """The GPUs the config runs on, and whether anything but the hardware said how many: --gpus, else its
+    launch config's num_processes (--launch-config), else the `# advisor: job gpus=N` that `recommend --gpus N
+    --format` writes (no trainer key holds the count), else the hardware's."""
     from dataclasses import replace
 
     world = cfg.values.get("world_size")
-    if over.gpus is not None or world is None:
-        return gpu
-    return replace(gpu, count=int(world.value), source=f"{gpu.source}; {world.describe()}")
+    if over.gpus is not None:
+        return gpu, True
+    if world is not None:
+        return replace(gpu, count=int(world.value), source=f"{gpu.source}; {world.describe()}"), True
+    named = (comment or {}).get("gpus")
+    if named is not None:
+        return replace(gpu, count=int(named.value), source=f"{gpu.source}; count: the '# advisor: job' comment's "
+                                                           f"gpus={named.value} (line {named.line})"), True
+    return gpu, False
 
 
 def lr_inputs(book: Rulebook) -> set[str]:
@@ -302,7 +320,7 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     try:
         comment = job_comment(doc)
         report.job = {name: over.job(cfg, name, comment) for name in ("model", "method", "peft")}
-        gpu = world_gpu(cfg, gpu, over)
+        gpu, world_known = world_gpu(cfg, gpu, over, comment)
         facts = _facts(book, cfg, gpu, over, comment)
         if facts.get("task.variant") not in (None, facts.get("task.method")):
             report.variant = str(facts["task.variant"])
@@ -311,7 +329,7 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
         return report
     rec = recommend(book, facts, {}, {}) if "task.method" in facts else None
     if rec is not None:
-        _judge_at_config(book, cfg, facts, rec, over.gpus is not None or "world_size" in cfg.values)
+        _judge_at_config(book, cfg, facts, rec, world_known)
         if facts.get("task.optimizer_lr_rules") is False:  # AdamW's bands: no judge of another optimizer's LR
             for name in ("learning_rate", "learning_rate_published"):
                 rec.parameters.pop(name, None)

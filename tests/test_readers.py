@@ -305,9 +305,46 @@ def test_an_axolotl_method_or_adapter_that_is_no_word_is_named_not_read_as_anoth
 
 @pytest.mark.parametrize("value", ["[a, b]", "123"])
 def test_a_model_key_that_is_no_name_is_refused_naming_it(value: str, book: Rulebook, tmp_path: Path) -> None:
+    """Every reader's model key (formats.yaml model_keys): a TRL model_name_or_path of 123 once left the model
+    unnamed without a word, as LLaMA-Factory v1's and advisor's own `model` did."""
     for text in (f"base_model: {value}\nadapter: lora\nlearning_rate: 2.0e-4\n",
-                 f"model_name_or_path: {value}\nstage: sft\nfinetuning_type: lora\nlearning_rate: 2.0e-4\n"):
+                 f"model_name_or_path: {value}\nstage: sft\nfinetuning_type: lora\nlearning_rate: 2.0e-4\n",
+                 f"model_name_or_path: {value}\nuse_peft: true\nlearning_rate: 2.0e-4\n",
+                 f"model: {value}\nmodel_class: llm\nlearning_rate: 1.0e-4\n",
+                 f"model: {value}\ntraining:\n  learning_rate: 2.0e-4\n"):
         path = tmp_path / "c.yaml"
         path.write_text(text)
-        with pytest.raises(ConfigError, match=r"c.yaml:1: key '\w+': value .* is not a model name"):
+        with pytest.raises(ConfigError, match=r"c.yaml:1: key '\w+': value .* is not a model name") as exc:
             read_config(path, book)
+        assert "\n" not in str(exc.value) and exc.value.hint is not None and "one string" in exc.value.hint
+
+
+V1_HEAD = "model: Qwen/Qwen3-0.6B\nmodel_class: llm\nmicro_batch_size: 1\nlearning_rate: 1.0e-4\n"
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ("peft_config:\n  name: 5\n  r: 16\n", ":6: key 'peft_config.name': value 5 is not a plugin name"),
+    ("peft_config:\n  name: [lora]\n", ":6: key 'peft_config.name': value ['lora'] is not a plugin name"),
+    ("peft_config: lora\n", ":5: key 'peft_config': value 'lora' is not a mapping"),
+    ("peft_config:\n  - name: lora\n", ":5: key 'peft_config': value [{'name': 'lora'}] is not a mapping"),
+    ("quant_config: bnb\n", ":5: key 'quant_config': value 'bnb' is not a mapping"),
+    ("peft_config:\n  r: 8\n", ":5: key 'peft_config' has no 'name'"),
+    ("peft_config:\n  name: lora\n  r: abc\n", ":7: key 'peft_config.r': value 'abc' is not an int"),
+])
+def test_llama_factory_v1_plugin_values_of_the_wrong_type_are_named(block: str, message: str, book: Rulebook,
+                                                                    tmp_path: Path) -> None:
+    """A non-string peft_config.name was read as LoRA, a peft_config that is no mapping as full fine-tuning."""
+    path = tmp_path / "v1.yaml"
+    path.write_text(V1_HEAD + block)
+    with pytest.raises(ConfigError) as exc:
+        read_config(path, book)
+    assert str(exc.value).startswith(f"{path}{message}") and "\n" not in str(exc.value)
+    assert exc.value.hint is not None
+
+
+def test_a_nested_block_given_as_a_json_string_is_read_as_the_trainers_read_it(book: Rulebook, tmp_path: Path) -> None:
+    """TrainingArguments and LLaMA-Factory v1 json.loads a dict field written as a string starting with '{'."""
+    path = tmp_path / "v1.yaml"
+    path.write_text(V1_HEAD + "peft_config: '{\"name\": \"lora\", \"r\": 8}'\n")
+    cfg, _ = read_config(path, book)
+    assert cfg.peft is not None and cfg.peft.value == "lora" and cfg.values["lora_rank"].value == 8

@@ -747,3 +747,61 @@ def test_what_would_fit_is_said_in_the_configs_keys_where_validate_has_no_such_f
     shorter = json.loads(run_cli("validate", str(cfg), "--gpu", "rtx-4090", "--format", "json", *NO_GPU).stdout)
     hint = {f["code"]: f for f in shorter["files"][0]["findings"]}["VSQ003"]["expected"]
     assert "(sequence_len: 512)" in hint and "--seq-len" not in hint, hint
+
+
+@pytest.mark.parametrize("fmt", ["axolotl", "trl", "llama-factory", "yaml"])
+def test_a_file_recommend_sized_for_several_gpus_is_validated_on_them(fmt: str, tmp_path: Path) -> None:
+    """No trainer key holds the GPU count: the file carries it (`# advisor: job gpus=8`, advisor's YAML its
+    training.world_size), so validate without --gpus sizes it as `--gpus 8` does, not on one GPU; --gpus wins."""
+    out = tmp_path / f"f.{fmt}.yaml"
+    made = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--gpu", "h100",
+                   "--gpus", "8", "--sharding", "zero3", "--format", fmt, "--output", str(out), *NO_GPU)
+    assert made.returncode == 0, made.stderr
+
+    def findings(*flags: str) -> list[dict[str, object]]:
+        proc = run_cli("validate", str(out), "--gpu", "h100", "--format", "json", "--fail-on", "never", *flags, *NO_GPU)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(proc.stdout)["files"][0]["findings"]  # type: ignore[no-any-return]
+
+    as_written = findings()
+    assert as_written == findings("--gpus", "8")
+    one = [f["code"] for f in findings("--gpus", "1")]
+    assert "VSQ003" in one and not [f for f in as_written if f["code"] in ("VSQ002", "VSQ003")]
+    if fmt != "yaml":
+        assert "# advisor: job method=sft gpus=8\n" in out.read_text()
+
+
+def test_a_job_comments_gpus_is_a_positive_whole_number_below_the_launch_config(tmp_path: Path) -> None:
+    body = ("base_model: meta-llama/Llama-3.1-8B\nmicro_batch_size: 2\ngradient_accumulation_steps: 1\n"
+            "learning_rate: 2.0e-5\nsequence_len: 4096\ngradient_checkpointing: true\nbf16: true\n"
+            "deepspeed: deepspeed_configs/zero3.json\n")
+    cfg = tmp_path / "full.yml"
+    for bad in ("0", "two", "²", "9" * 200):
+        cfg.write_text(f"# advisor: job gpus={bad}\n" + body)
+        proc = run_cli("validate", str(cfg), "--gpu", "h100", "--format", "json", *NO_GPU)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        error = json.loads(proc.stdout)["files"][0]["error"]
+        assert error.startswith(f"{cfg}:1: '# advisor: job' gpus=") and "is not a positive whole number" in error
+        assert "\n" not in error and len(error) < 400
+    cfg.write_text("# advisor: job gpus=8\n" + body)
+    assert "VSQ003" not in run_cli("validate", str(cfg), "--gpu", "h100", *NO_GPU).stdout
+    launch = tmp_path / "one.yaml"  # the launch config the run starts with: one process
+    launch.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\nnum_processes: 1\n"
+                      "deepspeed_config:\n  zero_stage: 3\n")
+    assert "VSQ003" in run_cli("validate", str(cfg), "--gpu", "h100", "--launch-config", str(launch), *NO_GPU).stdout
+
+
+def test_a_file_that_names_no_model_says_so_and_which_key_it_would_read(tmp_path: Path) -> None:
+    """An advisor schedule snippet or a TRL file without model_name_or_path names no model: not 'unknown'."""
+    cases = {"schedule.yaml": ("# advisor: job method=raft peft=lora cycles=5\ntraining:\n  base_learning_rate: 5.0e-5\n",
+                               "advisor configs name it by 'model'"),
+             "trl.yaml": ("use_peft: true\nlearning_rate: 2.0e-4\n", "'model_name_or_path', 'model' or 'base_model'"),
+             "axolotl.yml": ("adapter: lora\nlearning_rate: 2.0e-4\nmicro_batch_size: 2\ngradient_accumulation_steps: 1\n",
+                             "Axolotl configs name it by 'base_model'")}
+    for name, (text, where) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        found = json.loads(run_cli("validate", str(path), "--format", "json", *NO_GPU).stdout)["files"][0]["findings"]
+        said = {f["code"]: f["message"] for f in found}
+        assert "VCF001" not in said and said["VCF007"].startswith("the file names no model ("), said
+        assert where in said["VCF007"] and "\n" not in said["VCF007"]

@@ -9,6 +9,8 @@ is shaped differently in its format.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ TRL_VLLM_SERVER_KEYS = ("vllm_device", "vllm_server_host", "vllm_server_base_url
 # train full weights however many LoRA keys the file also sets
 TRL_PEFT_SWITCHES = ("use_peft", "use_lora")
 MODEL_HINT = "a hub id or a local path, as one string"
+# LLaMA-Factory v1's adapter plugins (src/llamafactory/v1/plugins/model_plugins/peft.py: PeftPlugin lora, freeze)
+V1_PEFT_HINT = "peft_config: {name: lora, ...} or {name: freeze, ...}; leave peft_config out for full fine-tuning"
 
 
 def reader(fmt: str) -> Callable[[Reader], Reader]:
@@ -80,6 +84,27 @@ def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
         raise ConfigError(f"{where}: value {clip(value)} is not {type_words(kind)}", hint="fix the value's type") from exc
 
 
+def _at(doc: Document, key: str) -> Any:
+    """The value at a dotted key (``peft_config.r``), None where a part is unset. A part given as a JSON object
+    in a string is read as the trainers read it (transformers TrainingArguments' dict fields, LLaMA-Factory v1's
+    get_plugin_config: json.loads); a part set to anything else holds no keys, so it is a ConfigError naming it,
+    not a value the file leaves out."""
+    parts = key.split(".")
+    value: Any = doc.data
+    for depth, part in enumerate(parts):
+        if depth and isinstance(value, str) and value.startswith("{"):
+            with contextlib.suppress(ValueError, RecursionError):  # not JSON: named below as no mapping
+                value = json.loads(value)
+        if depth and not isinstance(value, dict):
+            if value is None:
+                return None
+            above = ".".join(parts[:depth])
+            raise ConfigError(f"{doc.path}:{doc.line_of(tuple(parts[:depth])) or '?'}: key '{above}': value "
+                              f"{clip(value)} is not a mapping", hint=f"a mapping of keys, {key} among them")
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path: KeyPath, value: Any,
          table: str | None = None) -> None:
     if value is None:
@@ -115,18 +140,27 @@ def _naming(fmt: Format) -> MethodMapping:
 
 
 def _word(doc: Document, key: str, what: str, fmt: Format | None = None, hint: str = "one word") -> str | None:
-    """The text a key that names the model, method or adapter holds (None: not set); a list, mapping,
-    number or true there is no name, and str() of it would pass for one, so it is a ConfigError."""
-    value = doc.data.get(key)
+    """The text a key (dotted: nested) that names the model, method or adapter holds (None: not set); a list,
+    mapping, number or true there is no name, and str() of it would pass for one, so it is a ConfigError."""
+    value = _at(doc, key)
     if value is None or value is False or value == "":
         return None
     if not isinstance(value, str):
         from advisor.registries import trainer_fields
 
         choices = trainer_fields(fmt.write.fields).choices.get(key) if fmt is not None and fmt.write else None
-        raise ConfigError(f"{doc.path}:{doc.line_of((key,)) or '?'}: key '{key}': value {clip(value)} is not {what}",
-                          hint=f"one of {', '.join(map(str, choices))}" if choices else hint)
+        raise ConfigError(f"{doc.path}:{doc.line_of(tuple(key.split('.'))) or '?'}: key '{key}': value {clip(value)} "
+                          f"is not {what}", hint=f"one of {', '.join(map(str, choices))}" if choices else hint)
     return value
+
+
+def _read_model(doc: Document, cfg: TrainingConfig, fmt: Format) -> None:
+    """The model from the first of the format's model_keys the file sets (rules/registry/formats.yaml)."""
+    for key in fmt.model_keys:
+        model = _word(doc, key, "a model name", hint=MODEL_HINT)
+        if model is not None:
+            cfg.model = _cv(doc, key, model)
+            return
 
 
 def _cv(doc: Document, key: str, value: Any) -> ConfigValue:
@@ -147,7 +181,7 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
         for key in [keys] if isinstance(keys, str) else (keys or []):
             negated = key.startswith("!")
             key, _, word = key.lstrip("!").partition("=")
-            value = at_path(doc.data, key)
+            value = _at(doc, key)
             if word and value is not None:  # a flag naming the value: only when true
                 value = word if _coerce(doc, tuple(key.split(".")), "bool", value) else None
             if value is not None and not _unset(name, param.type, value):
@@ -188,7 +222,8 @@ def _read_advisor(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
             raise ConfigError(f"{doc.path}:{doc.line_of((under, key))}: unknown key '{under}.{key}'",
                               hint="`advisor rules list` shows the parameters")
         _set(cfg, doc, book, name, (under, key), value)
-    for key in ("model", "method", "peft"):
+    _read_model(doc, cfg, fmt)
+    for key in ("method", "peft"):
         if doc.data.get(key) is not None:
             setattr(cfg, key, _cv(doc, key, str(doc.data[key])))
     if doc.data.get("variant") is not None:  # the loss variant the values are for, as a loss key names it
@@ -199,12 +234,17 @@ def _read_advisor(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
 def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
     _read_mapped(doc, book, cfg, fmt)
     d = doc.data
+    bf16, fp16 = cfg.values.get("bf16"), cfg.values.get("fp16")
+    if bf16 is not None and fp16 is not None and bf16.value is True and fp16.value is True:
+        # Axolotl's resolve_dtype drops fp16 where bf16 is on (src/axolotl/utils/config/__init__.py at
+        # 067b021c8b87a9e5e380b9173c704cf7340e30f5: `if cfg.bf16: cfg.fp16 = False`); TrainingArguments never sees both
+        cfg.read_as.append(ReadAs(fp16.key, fp16.line, f"{fp16.key}: true is read as false beside {bf16.key}: true, "
+                                  "as Axolotl reads it (resolve_dtype: bf16 wins)"))
+        cfg.values["fp16"] = ConfigValue(False, fp16.key, fp16.line)
     if d.get("lora_target_linear") and "lora_target_modules" not in cfg.values:
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], "lora_target_linear",
                                                         doc.line_of(("lora_target_linear",)))
-    model = _word(doc, "base_model", "a model name", hint=MODEL_HINT)
-    if model is not None:
-        cfg.model = _cv(doc, "base_model", model)
+    _read_model(doc, cfg, fmt)
     naming = _naming(fmt)
     rl = _word(doc, naming.key, "a method word", fmt) if naming.key else None
     if rl is not None:
@@ -244,12 +284,16 @@ def _read_llama_factory_v1(doc: Document, book: Rulebook, cfg: TrainingConfig, f
     """v1 nests its plugins (peft_config.r, quant_config.quantization_bit): trainer_keys' dotted keys read them."""
     _read_mapped(doc, book, cfg, fmt)
     d = doc.data
-    if isinstance(d.get("model"), str):
-        cfg.model = _cv(doc, "model", d["model"])
+    _read_model(doc, cfg, fmt)
     naming = _naming(fmt)
     method = next((i.method for i in naming.infer if any(k in d for k in i.keys)), naming.default)
     cfg.method = ConfigValue(method, "(the llamafactory-cli command; inferred from the keys)", None)
-    kind = str(at_path(d, "peft_config.name") or "full").lower()
+    plugin = _at(doc, "peft_config")
+    if isinstance(plugin, dict) and "name" not in plugin:
+        # get_plugin_config: "Plugin configuration must have a 'name' field." (src/llamafactory/v1/config/arg_utils.py)
+        raise ConfigError(f"{doc.path}:{doc.line_of(('peft_config',)) or '?'}: key 'peft_config' has no 'name': "
+                          "LLaMA-Factory v1 refuses a plugin config without one", hint=V1_PEFT_HINT)
+    kind = (_word(doc, "peft_config.name", "a plugin name", hint=V1_PEFT_HINT) or "full").lower()
     bits = cfg.values.get("quantization_bit")
     peft = "full" if kind in ("full", "freeze") else ("qlora" if bits is not None and bits.value == 4 else "lora")
     cfg.peft = ConfigValue(peft, "peft_config.name", doc.line_of(("peft_config", "name")))
@@ -262,9 +306,7 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
     target = cfg.values.get("lora_target_modules")
     if target is not None and target.value in (["all"], ["all-linear"]):
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], target.key, target.line)
-    model = _word(doc, "model_name_or_path", "a model name", hint=MODEL_HINT)
-    if model is not None:
-        cfg.model = _cv(doc, "model_name_or_path", model)
+    _read_model(doc, cfg, fmt)
     naming = _naming(fmt)
     word = (_word(doc, naming.key, "a stage word", fmt) if naming.key else None) or naming.default
     method = naming.named(word)
@@ -288,10 +330,7 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
 def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -> None:
     _read_mapped(doc, book, cfg, fmt)
     d = doc.data
-    for key in ("model_name_or_path", "model", "base_model"):
-        if isinstance(d.get(key), str):
-            cfg.model = _cv(doc, key, d[key])
-            break
+    _read_model(doc, cfg, fmt)
     naming = _naming(fmt)
     loss = str(next((d[k] for k in _loss_keys(book, fmt) if d.get(k)), "")).lower()
     guess = next((i for i in naming.infer if any(k in d for k in i.keys) or loss in i.loss_types

@@ -55,6 +55,8 @@ TASK_FACTS: dict[str, str] = {
     "lr_strategy": "RAFT per-cycle LR strategy asked for (advisor schedule --strategy): constant | exponential | manual",
     "config_format": f"advisor validate: the format of the config being checked ({', '.join(format_ids())})",
     "config_method": "advisor validate: the method a config names when the rulebook has no rules for it (orpo, kto, ...)",
+    "config_model_where": "advisor validate: where a config that names no model (and no --model) would name it "
+    "(\"Axolotl configs name it by 'base_model'\"); unset when a model is named",
     "optimizer_lr_rules": "advisor validate: the config's optimizer is one the LR rules cover (rules/registry/optimizers.yaml "
     "lr_rules); unset when the config names none",
     "config_read_as": "advisor validate: never set; VCF003's findings come from the readers (a value read as the trainer "

@@ -34,6 +34,9 @@ def to_yaml(rec: Recommendation) -> str:
         lines.insert(-1, f"variant: {variant}")
     for name, pv in rec.parameters.items():
         lines.append(f"  {name}: {yaml_scalar(pv.value)}  # {value_comment(pv)}")
+    gpus = rec.gpus()
+    if gpus > 1 and "world_size" not in rec.parameters:  # validate sizes the file on them, as --gpus would
+        lines.append(f"  world_size: {gpus}  # the data-parallel GPUs the batch was sized for (--gpus)")
     return "\n".join(lines) + "\n"
 
 

@@ -149,8 +149,9 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
 
 def _note_world(out: TrainerConfig, rec: Recommendation) -> None:
     """The GPU count the batch was sized for: no trainer key holds it (it is the launcher's), so a file run on
-    one process would train a fraction of the effective batch and hold a full replica where shards were sized."""
-    gpus = int(rec.facts.get("gpu", {}).get("count") or 1)
+    one process would train a fraction of the effective batch and hold a full replica where shards were sized;
+    the job comment carries it for validate (_job_comment)."""
+    gpus = rec.gpus()
     if gpus > 1:
         out.notes.append(f"sized for {gpus} GPUs: launch {gpus} processes (accelerate launch --num_processes {gpus}, "
                          f"or torchrun --nproc_per_node {gpus} on one node); the effective batch counts all of them")
@@ -415,7 +416,8 @@ def to_trainer_config(rec: Recommendation, *, fmt: str, book: Rulebook) -> str:
 def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> str | None:
     """Read the file back as validate will, and name the job where its keys say another: RAFT is SFT to
     every trainer, and a TRL ORPOConfig has no key naming ORPO. Without it, validate would judge RAFT's
-    quarter LR, or ORPO's, by the SFT or DPO bands, and --fix would undo it."""
+    quarter LR, or ORPO's, by the SFT or DPO bands, and --fix would undo it. A file sized for several GPUs
+    says how many (gpus=N): no trainer key holds the count, and validate would size it on one GPU."""
     from pathlib import Path
 
     from advisor.configs.readers import read_config
@@ -428,9 +430,10 @@ def _job_comment(rec: Recommendation, book: Rulebook, text: str, fmt: str) -> st
     got_method, _, got_variant, got_cycles = job_of(book, cfg, Overrides(), job_comment(doc))
     entry = registry_method(method)
     cycles = cycles if entry is not None and "cycles" in entry.facts else None  # RAFT's: no trainer has a key
-    if (got_method, got_variant or got_method, got_cycles) == (method, variant, cycles):
+    gpus = rec.gpus()
+    if (got_method, got_variant or got_method, got_cycles) == (method, variant, cycles) and gpus == 1:
         return None
     words = [f"method={method}", *([f"variant={variant}"] if variant != method else []),
-             *([f"cycles={cycles}"] if cycles else [])]
+             *([f"cycles={cycles}"] if cycles else []), *([f"gpus={gpus}"] if gpus > 1 else [])]
     return (f"# The job, which {fmt}'s keys cannot say; `advisor validate` checks the file as it:\n"
             f"# advisor: job {' '.join(words)}")
