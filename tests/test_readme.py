@@ -77,8 +77,11 @@ def test_an_abridged_line_still_has_to_match() -> None:
 
 
 def test_the_validate_code_table_lists_every_check_with_its_severity() -> None:
+    """Each check's row, as `advisor rules show CODE` would summarise it: code, severity and summary."""
     from advisor.rulebook.load import load_rulebook
 
-    rows = dict(re.findall(r"^\| `(V[A-Z]+\d+)` \| (\w+) \|", (REPO / "README.md").read_text(), re.M))
-    checks = {r.code: r.severity for r in load_rulebook().rules.values() if r.kind == "check" and r.code.startswith("V")}
+    rows = {code: (severity, summary) for code, severity, summary in
+            re.findall(r"^\| `(V[A-Z]+\d+)` \| (\w+) \| (.*) \|$", (REPO / "README.md").read_text(), re.M)}
+    checks = {r.code: (r.severity, r.summary) for r in load_rulebook().rules.values()
+              if r.kind == "check" and r.code.startswith("V")}
     assert rows == checks

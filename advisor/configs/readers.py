@@ -435,6 +435,24 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     return out
 
 
+def _refused_values(doc: Document, spec: Format) -> list[ReadAs]:
+    """Top-level values outside the choices the trainer's own field declares (LLaMA-Factory's stage and
+    finetuning_type Literals, Axolotl's rl enum): its argument parser or schema refuses the file at start."""
+    from advisor.registries import trainer_fields
+
+    if spec.write is None or not isinstance(doc.data, dict):
+        return []
+    fields = trainer_fields(spec.write.fields)
+    out = []
+    for key, choices in fields.choices.items():
+        value = doc.data.get(key)
+        if not isinstance(choices, list) or value is None or value is False or value == "" or value in choices:
+            continue  # a TRL class's table (class -> key -> values) is the loss words', judged by the variants
+        out.append(ReadAs(key, doc.line_of((key,)), f"key '{key}': {clip(value)} is not one of {fields.name} "
+                          f"{fields.version}'s choices ({', '.join(map(str, choices))})", rule="check-config-refused-value"))
+    return out
+
+
 def read_config(path: Path, book: Rulebook, fmt: str | None = None,
                 text: str | None = None) -> tuple[TrainingConfig, Document]:
     check_config_format(fmt)
@@ -463,6 +481,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
         if strategy is not None:
             cfg.derived["eval_strategy"] = strategy
     cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
+    cfg.read_as.extend(_refused_values(doc, spec))
     if isinstance(doc.data, dict):
         for refusal in spec.refuses:
             if refusal.refused(doc.data):
