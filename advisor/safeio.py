@@ -8,11 +8,12 @@ never echo more than a few hundred characters of the input.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import math
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +87,9 @@ def stat_path(path: Path, what: str = "file", error: Error = AdvisorError) -> os
         raise _os_error(path, exc, error) from exc
 
 
-def read_bytes(path: Path, *, limit: int, what: str = "file", error: Error = AdvisorError) -> bytes:
-    """At most ``limit`` bytes of the regular file ``path``; anything else is one ``error`` line.
-
-    The file is opened non-blocking (a FIFO cannot hang the read) and read to ``limit + 1`` bytes
-    whatever its size claims (/proc files and devices report 0)."""
+def _open_regular(path: Path, *, limit: int, what: str, error: Error) -> int:
+    """A read-only descriptor of the regular file ``path``, refused when its size claims more than
+    ``limit``. Opened non-blocking: a FIFO swapped in after the stat cannot hang the read."""
     info = stat_path(path, what, error)
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{clip_path(path)}: is a directory", hint=f"give the {what} itself")
@@ -103,9 +102,22 @@ def read_bytes(path: Path, *, limit: int, what: str = "file", error: Error = Adv
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise _os_error(path, exc, error) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the stat and the open
+        os.close(fd)
+        raise error(f"{clip_path(path)}: not a regular file", hint=f"give a {what} on disk")
+    return fd
+
+
+def _too_large(path: Path, limit: int, what: str, error: Error) -> AdvisorError:
+    return error(f"{clip_path(path)}: more than {limit} bytes is too large for a {what}")
+
+
+def read_bytes(path: Path, *, limit: int, what: str = "file", error: Error = AdvisorError) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path``; anything else is one ``error`` line.
+
+    Read to ``limit + 1`` bytes whatever its size claims (/proc files and devices report 0)."""
+    fd = _open_regular(path, limit=limit, what=what, error=error)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the stat and the open
-            raise error(f"{clip_path(path)}: not a regular file", hint=f"give a {what} on disk")
         chunks: list[bytes] = []
         left = limit + 1
         while left > 0:
@@ -120,8 +132,16 @@ def read_bytes(path: Path, *, limit: int, what: str = "file", error: Error = Adv
         os.close(fd)
     raw = b"".join(chunks)
     if len(raw) > limit:
-        raise error(f"{clip_path(path)}: more than {limit} bytes is too large for a {what}")
+        raise _too_large(path, limit, what, error)
     return raw
+
+
+def _binary(path: Path, what: str, error: Error, binary_hint: str | None) -> AdvisorError:
+    return error(f"{clip_path(path)}: binary file, not a {what}", hint=binary_hint)
+
+
+def _not_utf8(path: Path, start: int, error: Error) -> AdvisorError:
+    return error(f"{clip_path(path)}: not UTF-8 text (byte {start})", hint="save the file as UTF-8")
 
 
 def read_text(path: Path, *, limit: int, what: str = "file", error: Error = AdvisorError,
@@ -129,12 +149,49 @@ def read_text(path: Path, *, limit: int, what: str = "file", error: Error = Advi
     """``read_bytes`` decoded as UTF-8 (a byte-order mark is dropped: spreadsheets write one)."""
     raw = read_bytes(path, limit=limit, what=what, error=error)
     if b"\x00" in raw:
-        raise error(f"{clip_path(path)}: binary file, not a {what}", hint=binary_hint)
+        raise _binary(path, what, error, binary_hint)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise error(f"{clip_path(path)}: not UTF-8 text (byte {exc.start})",
-                    hint="save the file as UTF-8") from exc
+        raise _not_utf8(path, exc.start, error) from exc
+
+
+def read_lines(path: Path, *, limit: int, what: str = "file", error: Error = AdvisorError,
+               binary_hint: str | None = None) -> Iterator[str]:
+    """``read_text(...).splitlines()`` one line at a time, holding one line: a log of millions of rows
+    is never in memory whole. A fault of the bytes (past ``limit``, a NUL, not UTF-8) is read_text's
+    error, and the one read_text would raise wherever in the file it is: it is raised when the lines
+    run out. A caller that meets a bad line keeps its error and reads on to the end, so that a fault
+    of the file as a whole comes first, as it does with read_text."""
+    fd = _open_regular(path, limit=limit, what=what, error=error)
+    fault: AdvisorError | None = None  # the first; a NUL anywhere comes before bytes that are not UTF-8
+    total = 0  # bytes read, toward ``limit``
+    offset = 0  # where the line starts in the text read_text decodes (a byte-order mark is not in it)
+    try:
+        with os.fdopen(fd, "rb") as file:
+            raw = file.readline(limit + 1)
+            total = len(raw)
+            if raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            while raw:
+                if total > limit:
+                    raise _too_large(path, limit, what, error)
+                if b"\x00" in raw:
+                    fault = _binary(path, what, error, binary_hint)
+                elif fault is None:
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        fault = _not_utf8(path, offset + exc.start, error)
+                    else:
+                        yield from text.splitlines()  # \r, \x85, U+2028 end lines too, as in read_text
+                offset += len(raw)
+                raw = file.readline(limit + 1 - total)
+                total += len(raw)
+    except OSError as exc:
+        raise _os_error(path, exc, error) from exc
+    if fault is not None:
+        raise fault
 
 
 def finite(value: Any) -> float | None:

@@ -11,13 +11,14 @@ import csv
 import math
 import re
 import stat
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError
-from advisor.safeio import clip, clip_path, load_json, read_text, stat_path
+from advisor.safeio import clip, clip_path, load_json, read_lines, read_text, stat_path
 
 MAX_LOG_BYTES = 200_000_000  # not-knowledge: a log this large is not a training log
 MAX_STEP = 10**15  # not-knowledge: more optimizer steps than any run takes
@@ -105,9 +106,6 @@ def series_name(key: str) -> str | None:
     return re.sub(r"[^a-z0-9]+", "_", low).strip("_") or None
 
 
-Row = tuple[str, int, dict[str, Any]]  # where it is ("log.jsonl:7"), its 1-based entry in the file, the row
-
-
 def _number(value: Any) -> float | None:
     """The value as a number (CSV cells and numbers written as text included); None: not a number."""
     if isinstance(value, str):
@@ -139,52 +137,101 @@ def _step(where: str, row: dict[str, Any]) -> int | None:
     return int(number)
 
 
-def _numeric_keys(rows: list[Row]) -> set[str]:
-    """The keys a number belongs in: the known metrics', and any key that holds a number in some row
-    (a text column beside the metrics, a run name, is not telemetry)."""
-    keys = set()
-    for _, _, row in rows:
-        for key, value in row.items():
-            if _canonical(str(key)) is not None or _number(value) is not None:
-                keys.add(str(key))
-    return keys
+class _Points:
+    """Rows read one at a time into the points a Telemetry holds, each series as arrays of numbers (a
+    row itself is not kept: a log of a million rows is its points, not a million dicts).
 
-
-def _rows_to_telemetry(rows: list[Row], source: str, reader: str) -> Telemetry:
-    """One point per row and metric. A null / empty value is no point (trainers write null for the
+    One point per row and metric. A null / empty value is no point (trainers write null for the
     metrics a row lacks, and NaN stays a point: SIG009 counts it); text where a number belongs is an
-    error naming the row, the key and the value, never a point silently missing. The points are
-    placed by the steps the rows state, or by their entries where a row with a point states none."""
-    numeric = _numeric_keys(rows)
-    placed: list[tuple[int | None, int, list[tuple[str, float]]]] = []
-    for where, entry, row in rows:
-        points = []
-        for key, value in row.items():
-            name = series_name(str(key))
-            if name is None or value is None or value == "" or str(key) not in numeric:
+    error naming the row, the key and the value, never a point silently missing. A number belongs to a
+    known metric's key and to any key that holds a number in some row (a text column beside the metrics,
+    a run name, is not telemetry), so text before a key's first number is kept until the key shows
+    one. The points are placed by the steps the rows state, or by their entries where a row with a
+    point states none. Of several faults, ``telemetry`` raises the first in the file; a step that goes
+    back only after every row is read."""
+
+    def __init__(self, source: str, reader: str) -> None:
+        self.source, self.reader = source, reader
+        # Each series' values, the step each point's row states (-1: none) and its entry in the file.
+        self.points: dict[str, tuple[array[float], array[int], array[int]]] = {}
+        self.names: dict[str, str | None] = {}  # a key's series, worked out once per key, not per row
+        self.numeric: set[str] = set()
+        self.pending: dict[str, tuple[tuple[int, int], LogError]] = {}  # text in a key that holds no number yet
+        self.fault: tuple[tuple[int, int], LogError] | None = None  # the first in the file: (row, key) and its error
+        self.rows = 0
+        self.stated = True  # every row with a point states its step
+        self.last: tuple[int, str] | None = None  # the step and place of the last row with a point
+        self.back: LogError | None = None
+
+    def _name(self, key: str) -> str | None:
+        if key not in self.names:
+            self.names[key] = series_name(key)
+            if _canonical(key) is not None:
+                self.numeric.add(key)
+        return self.names[key]
+
+    def _fail(self, at: tuple[int, int], error: LogError) -> None:
+        if self.fault is None or at < self.fault[0]:
+            self.fault = (at, error)
+
+    def add(self, where: str, entry: int, row: dict[str, Any]) -> None:
+        self.rows += 1
+        names, numeric = self.names, self.numeric
+        points: list[tuple[str, float]] = []
+        for column, (raw_key, value) in enumerate(row.items()):
+            if value is None or value == "":
                 continue
-            number = _number(value)
-            if number is None:
-                raise LogError(f"{where}: key {clip(str(key))}: {clip(value)} is not a number",
-                               hint="a metric's value is a number, or null where the row has none")
-            points.append((name, number))
-        placed.append((_step(where, row), entry, points))
-    stated = all(step is not None for step, _, points in placed if points)
-    if stated:  # a step lower than one before it: two runs in one log (a resumed run appended), read as one curve
-        last: tuple[int, str] | None = None
-        for (step, _, points), (where, _, _) in zip(placed, rows, strict=True):
-            if step is None or not points:
+            key = raw_key if type(raw_key) is str else str(raw_key)
+            name = names[key] if key in names else self._name(key)
+            if name is None:
                 continue
-            if last is not None and step < last[0]:
-                raise LogError(f"{where}: step {step} comes after step {last[0]} (line {last[1].rpartition(':')[2]}): "
-                               "the steps go back",
-                               hint="two runs in one log? give one run's log (RAFT's cycles: --cycles-dir)")
-            last = (step, where)
-    tel = Telemetry(source=source, reader=reader, position="step" if stated else "log entry")
-    for step, entry, points in placed:
+            number = value if type(value) is float else _number(value)  # most values: a float, as it is
+            if number is not None:
+                if key not in numeric:
+                    numeric.add(key)
+                    if key in self.pending:
+                        self._fail(*self.pending.pop(key))
+                points.append((name, number))
+                continue
+            error = LogError(f"{where}: key {clip(key)}: {clip(value)} is not a number",
+                             hint="a metric's value is a number, or null where the row has none")
+            if key in numeric:
+                self._fail((self.rows, column), error)
+            elif key not in self.pending:
+                self.pending[key] = ((self.rows, column), error)
+        try:
+            step = _step(where, row)
+        except LogError as exc:
+            self._fail((self.rows, len(row)), exc)
+            return
+        if not points:
+            return
+        if step is None:
+            self.stated = False
+        else:
+            if self.last is not None and step < self.last[0] and self.back is None:
+                self.back = LogError(f"{where}: step {step} comes after step {self.last[0]} "
+                                     f"(line {self.last[1].rpartition(':')[2]}): the steps go back",
+                                     hint="two runs in one log? give one run's log (RAFT's cycles: --cycles-dir)")
+            self.last = (step, where)
         for name, number in points:
-            tel.add(name, step if stated and step is not None else entry, number)
-    return tel
+            if name not in self.points:
+                self.points[name] = (array("d"), array("q"), array("q"))
+            values, steps, entries = self.points[name]
+            values.append(number)
+            steps.append(-1 if step is None else step)
+            entries.append(entry)
+
+    def telemetry(self) -> Telemetry:
+        if self.fault is not None:
+            raise self.fault[1]
+        if self.stated and self.back is not None:  # two runs in one log (a resumed run appended), read as one curve
+            raise self.back
+        tel = Telemetry(source=self.source, reader=self.reader, position="step" if self.stated else "log entry")
+        for name, (values, steps, entries) in self.points.items():
+            tel.series[name] = values.tolist()
+            tel.steps[name] = (steps if self.stated else entries).tolist()
+        return tel
 
 
 def _check_file(path: Path) -> None:
@@ -203,33 +250,54 @@ def read_trainer_state(path: Path) -> Telemetry:
     history = data.get("log_history") if isinstance(data, dict) else None
     if not isinstance(history, list):
         raise LogError(f"{path}: no 'log_history' list: not a trainer_state.json")
-    rows = [(f"{clip_path(path)}: log_history[{i}]", i + 1, r) for i, r in enumerate(history) if isinstance(r, dict)]
-    return _rows_to_telemetry(rows, str(path), "trainer_state.json")
+    points = _Points(str(path), "trainer_state.json")
+    for i, row in enumerate(history):
+        if isinstance(row, dict):
+            points.add(f"{clip_path(path)}: log_history[{i}]", i + 1, row)
+    return points.telemetry()
+
+
+def _log_lines(path: Path) -> Iterator[str]:
+    return read_lines(path, limit=MAX_LOG_BYTES, what="training log", error=LogError,
+                      binary_hint="TensorBoard logs are read from their directory")
 
 
 def read_jsonl(path: Path) -> Telemetry:
-    rows: list[Row] = []
-    for no, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
+    points = _Points(str(path), "jsonl")
+    shown = clip_path(path)
+    bad: LogError | None = None  # a bad line; the lines after it are read for a fault of the whole file
+    for no, line in enumerate(_log_lines(path), 1):
+        if bad is not None or not line.strip():
             continue
-        row = load_json(line, f"{clip_path(path)}:{no}", LogError, "a JSON object per line")
-        if not isinstance(row, dict):
-            raise LogError(f"{path}:{no}: expected a JSON object, got {type(row).__name__}")
-        rows.append((f"{clip_path(path)}:{no}", len(rows) + 1, row))
-    return _rows_to_telemetry(rows, str(path), "jsonl")
+        try:
+            row = load_json(line, f"{shown}:{no}", LogError, "a JSON object per line")
+            if not isinstance(row, dict):
+                raise LogError(f"{path}:{no}: expected a JSON object, got {type(row).__name__}")
+        except LogError as exc:
+            bad = exc
+            continue
+        points.add(f"{shown}:{no}", points.rows + 1, row)
+    if bad is not None:
+        raise bad
+    return points.telemetry()
 
 
 def read_csv(path: Path) -> Telemetry:
-    text = _read_text(path)
+    points = _Points(str(path), "csv")
+    shown = clip_path(path)
+    lines = _log_lines(path)
+    reader = csv.DictReader(lines)
     try:
-        reader = csv.DictReader(text.splitlines())
-        rows: list[Row] = [(f"{clip_path(path)}:{reader.line_num}", n, row) for n, row in enumerate(reader, 1)]
+        for n, row in enumerate(reader, 1):
+            points.add(f"{shown}:{reader.line_num}", n, row)
     except csv.Error as exc:  # a field past csv's size limit, a NUL, ...
-        raise LogError(f"{clip_path(path)}: not a CSV log: {clip(str(exc), 120)}") from exc
+        for _ in lines:  # a fault of the whole file comes first
+            pass
+        raise LogError(f"{shown}: not a CSV log: {clip(str(exc), 120)}") from exc
     if not reader.fieldnames or not any(_canonical(f) for f in reader.fieldnames):
-        raise LogError(f"{clip_path(path)}: no loss, grad_norm, learning_rate or eval_loss column",
+        raise LogError(f"{shown}: no loss, grad_norm, learning_rate or eval_loss column",
                        hint=f"columns found: {clip(', '.join(reader.fieldnames or []))}")
-    return _rows_to_telemetry(rows, str(path), "csv")
+    return points.telemetry()
 
 
 def read_tensorboard(directory: Path) -> Telemetry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -487,6 +488,9 @@ def test_cycle_history_marks_name_the_cycle_and_its_step(tmp_path: Path) -> None
         ("trainer_state.json", json.dumps({"log_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": "abc"}]}),
          "trainer_state.json: log_history[1]: key 'loss': 'abc'"),
         ("log.jsonl", '{"step": "one", "loss": 2.0}\n', "log.jsonl:1: key 'step': 'one' is not a step number"),
+        # text in a key before the row that shows it holds numbers: the first bad row is named
+        ("log.jsonl", '{"step": 1, "loss": 2.0, "kl": "high"}\n{"step": 2, "loss": 2.0, "kl": 0.1}\n',
+         "log.jsonl:1: key 'kl': 'high'"),
     ],
 )
 def test_text_where_a_number_belongs_is_one_line_exit_2(tmp_path: Path, name: str, text: str, needle: str) -> None:
@@ -548,3 +552,38 @@ def test_steps_that_go_back_or_are_no_step_are_named(tmp_path: Path, steps: list
     log.write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in steps))
     proc = run_cli("diagnose", str(log))
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+ROWS = '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": "abc"}\n{"step": 3, "loss": 1.9}\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (ROWS.encode() + b'{"step": 4, "loss": 1.8, "note": "\x00"}\n', "binary file, not a training log"),
+        (ROWS.encode() + b'{"step": 4, "loss": 1.8, "note": "\xff"}\n', f"not UTF-8 text (byte {len(ROWS) + 34})"),
+        # the byte is counted in the text, after the byte-order mark
+        (b"\xef\xbb\xbf" + ROWS.encode() + b'{"note": "\xff"}\n', f"not UTF-8 text (byte {len(ROWS) + 10})"),
+        (ROWS.encode() + b"{not json\n", "log.jsonl:4: not a JSON object per line"),
+        (ROWS.encode(), "log.jsonl:2: key 'loss': 'abc'"),
+    ],
+)
+def test_a_fault_of_the_whole_log_is_named_wherever_it_is(tmp_path: Path, data: bytes, needle: str) -> None:
+    """The log is read a line at a time, and the error is still the one the file's first fault makes: bytes
+    that are no text anywhere before a line that is no JSON, and that before a value that is no number."""
+    from advisor.telemetry import LogError, read_log
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(LogError, match=re.escape(needle)):
+        read_log(path)
+
+
+def test_a_csv_log_read_a_line_at_a_time_names_its_rows_lines(tmp_path: Path) -> None:
+    """A quoted field across two lines is one row: a row after it is named by its line in the file."""
+    from advisor.telemetry import LogError, read_log
+
+    path = tmp_path / "log.csv"
+    path.write_text('step,loss,note\n1,2.0,"two\nlines"\n2,1.9,\n3,abc,\n')
+    with pytest.raises(LogError, match="log.csv:5: key 'loss': 'abc'"):
+        read_log(path)
