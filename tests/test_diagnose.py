@@ -261,6 +261,19 @@ def test_flagged_points_are_marked(tmp_path: Path) -> None:
     assert marks["SIG003"]["series"] == "grad_norm" and marks["SIG003"]["at"][:3] == [2, 3, 5]
 
 
+def test_a_long_noisy_run_marks_thousands_of_spikes_and_names_a_few(tmp_path: Path) -> None:
+    # Every 4th loss doubles: 6,000 spikes, more than a formula may build itself (MAX_LIST), all
+    # selected from the run's own series. The JSON keeps every step; the text names a few and counts.
+    n = 24_000
+    loss = [(2.0 if i % 4 == 3 else 1.0) * (0.3 + 2.0 * 0.9999 ** i) for i in range(n)]
+    path = write_jsonl(tmp_path / "log.jsonl", log_rows(loss))
+    report = json.loads(run_cli("diagnose", str(path), "--format", "json", "--fail-on", "never").stdout)
+    spikes = {s["code"]: s for s in report["signs"]}["SIG001"]
+    assert spikes["marks"]["at"] == list(range(4, n + 1, 4))
+    text = run_cli("diagnose", str(path), "--fail-on", "never").stdout
+    assert f"at {n // 4} steps: 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, ..., {n};" in " ".join(text.split())
+
+
 def test_a_short_log_lists_the_signs_it_is_too_short_for(tmp_path: Path) -> None:
     """The loss rules need 10 or 20 points: with 5 they are not judged, and the report says why
     (a flat 5-point loss is not a healthy run)."""

@@ -126,3 +126,14 @@ def test_finite_count_is_the_points_the_series_statistics_measure() -> None:
     assert value("frac_at_least(log.grad_norm, 1.0) * finite_count(log.grad_norm)") == pytest.approx(3)
     assert value("finite_count(log.grad_norm) + nonfinite(log.grad_norm)") == value("len(log.grad_norm)")
     assert value("finite_count([])") == 0
+
+
+def test_a_list_function_may_return_as_many_items_as_its_series_but_no_formula_may_grow_one() -> None:
+    # spikes() of a long run selects from the run's own points, so it is bounded by the series it read;
+    # a formula that builds a list (repetition) is bounded by MAX_LIST whatever it reads.
+    series = [1.0, 2.0] * formula.MAX_LIST  # every other point doubles: MAX_LIST spikes
+    read = {"log.loss": series}.__getitem__
+    assert len(formula.parse("spikes(log.loss, 1.2, 2)").evaluate(read)) == formula.MAX_LIST - 1
+    assert len(formula.parse("difference(log.loss, [3.0])").evaluate(read)) == len(series)
+    with pytest.raises(formula.TooLarge):
+        formula.parse("log.loss * 2").evaluate(read)

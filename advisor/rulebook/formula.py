@@ -13,7 +13,7 @@ import ast
 import bisect
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -439,13 +439,15 @@ def _no_lookup(name: str) -> Any:
     raise MissingFact(name)
 
 
-def _bounded(value: Any) -> Any:
-    """``value``, or TooLarge when it is past the result bounds."""
+def _bounded(value: Any, inputs: Sequence[Any] = ()) -> Any:
+    """``value``, or TooLarge when it is past the result bounds. A function's list may be as long as its
+    longest list argument: every list function selects from a series (spikes, subset, where_at_least),
+    so it holds no more than the log it was given, however long that run was."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise TooLarge(f"an integer of {value.bit_length()} bits is larger than a formula may compute")
     if isinstance(value, str) and len(value) > MAX_STR:
         raise TooLarge(f"a string of {len(value)} characters is longer than a formula may compute")
-    if isinstance(value, list) and len(value) > MAX_LIST:
+    if isinstance(value, list) and len(value) > max([MAX_LIST, *(len(x) for x in inputs if isinstance(x, list))]):
         raise TooLarge(f"a list of {len(value)} items is longer than a formula may compute ({MAX_LIST})")
     return value
 
@@ -584,5 +586,5 @@ def _eval(node: ast.AST, lookup: Callable[[str], Any]) -> Any:
             except MissingFact:
                 return _eval(node.args[1], lookup)
         args = [_eval(a, lookup) for a in node.args]
-        return _bounded(FUNCTIONS[node.func.id](*args))
+        return _bounded(FUNCTIONS[node.func.id](*args), args)
     raise FormulaError(f"cannot evaluate {type(node).__name__}")  # unreachable after parse()

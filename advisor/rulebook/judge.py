@@ -43,10 +43,18 @@ class Sign:
         return out
 
 
+SHOWN = 12  # not-knowledge: marked points a sign's evidence names before it counts the rest
+
+
 def placed_text(position: str, at: Sequence[int]) -> str:
-    """'steps 7, 14', 'log entry 6', 'no step': the marked points in a sign's evidence (log.marked)."""
+    """'steps 7, 14', 'log entry 6', 'no step': the marked points in a sign's evidence (log.marked).
+    A noisy run of 60,000 steps can mark thousands: the evidence names the first and the last and
+    counts them (the JSON output keeps every one)."""
     if not at:
         return f"no {position}"
+    if len(at) > SHOWN:
+        return (f"{len(at)} {POSITIONS[position]}: {fmt_value(list(at[:SHOWN - 1]))}, ..., "
+                f"{fmt_value(at[-1])}")
     return f"{position if len(at) == 1 else POSITIONS[position]} {fmt_value(list(at))}"
 
 
