@@ -239,6 +239,21 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Unheeded:
+    """A key the trainer takes but does not act on as written while none of ``unless`` is set (a format's
+    `unheeded`): Axolotl's batch_size sets no accumulation, its schema's gradient_accumulation_steps 1 does."""
+
+    key: str
+    message: str
+    expected: str
+    unless: tuple[str, ...] = ()
+
+    def applies(self, data: Mapping[str, Any]) -> bool:
+        # set counts as the trainer's own checks count it: a value that is not empty or zero
+        return bool(data.get(self.key)) and not any(data.get(k) for k in self.unless)
+
+
+@dataclass(frozen=True)
 class Format:
     id: str
     name: str
@@ -261,6 +276,7 @@ class Format:
     defaults: dict[str, tuple[Any, tuple[str, ...], tuple[str, float] | None]] = field(default_factory=dict)
     evaluation: Evaluation | None = None  # None: the config's eval_strategy (or the default) is what runs
     refuses: tuple[Refusal, ...] = ()
+    unheeded: tuple[Unheeded, ...] = ()
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -448,7 +464,9 @@ def _format(raw: dict[str, Any]) -> Format:
                       epochs_default=raw["evaluation"].get("epochs_default")),
                   refuses=tuple(Refusal(keys=tuple(r["keys"]), message=r["message"], expected=r["expected"],
                                         at_least=r.get("at_least"), at_most=r.get("at_most"))
-                                for r in raw.get("refuses", ())))
+                                for r in raw.get("refuses", ())),
+                  unheeded=tuple(Unheeded(key=u["key"], message=u["message"], expected=u["expected"],
+                                          unless=tuple(u.get("unless", ()))) for u in raw.get("unheeded", ())))
 
 
 @cache

@@ -101,3 +101,31 @@ def test_the_report_records_the_variant_and_the_methods_settings(book: Rulebook,
     assert headline(report)[0].split(": ", 1)[1].startswith("grpo (dr_grpo) with lora")
     sft = plan_for(book, tiny)
     assert headline(make_report(book, sft, ProbeResult()))[0].split(": ", 1)[1].startswith("sft with qlora")
+
+
+def test_a_config_for_several_gpus_says_the_probe_runs_on_one(book: Rulebook, tiny: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The file's `# advisor: job gpus=N`, read as validate reads it: the full run's step count counts the N
+    GPUs (each training micro-batch x accumulation), and one line says the probe trains on one."""
+    from advisor.errors import AdvisorError
+    from advisor.probe import build_plan
+    from advisor.probe.report import headline, make_report
+    from advisor.probe.result import ProbeResult
+
+    body = (f"base_model: {tiny}\nadapter: lora\nlora_r: 4\nlora_alpha: 8\nlearning_rate: 1.0e-3\nsequence_len: 64\n"
+            "micro_batch_size: 4\ngradient_accumulation_steps: 2\nnum_epochs: 1\n")
+    config = tmp_path / "axolotl.yml"
+
+    def plan(comment: str) -> Any:
+        config.write_text(comment + body)
+        return build_plan(book, config=config, random_init=True, detect_gpu=False, dataset_size=3200, steps=2)
+
+    four = plan("# advisor: job gpus=4\n")
+    assert four.full_run_steps == 3200 // (4 * 2 * 4)
+    note = ("the probe runs on one GPU: the full run's 4 GPUs (the '# advisor: job' comment's gpus=4 (line 1)) "
+            "count in its step count only, each training the probe's micro-batch x accumulation")
+    assert four.single_gpu_note == note and note in four.notes
+    assert note in headline(make_report(book, four, ProbeResult()))  # the terminal's and the summary's lines
+    one = plan("# advisor: job gpus=1\n")
+    assert one.full_run_steps == 3200 // (4 * 2) and one.single_gpu_note is None
+    with pytest.raises(AdvisorError, match="gpus='0' is not a positive whole number"):
+        plan("# advisor: job gpus=0\n")

@@ -267,3 +267,17 @@ def _study_attr(storage: str, study: str, key: str) -> str:
     from advisor.sweep.study import open_storage
 
     return str(optuna.load_study(study_name=study, storage=open_storage(storage, None)).user_attrs[key])
+
+
+def test_a_config_for_several_gpus_says_each_trial_runs_on_one(tmp_path: Path) -> None:
+    """The sweep reads the file's `# advisor: job gpus=N` as probe and validate do, and says once that its
+    trials train on one GPU."""
+    config = tmp_path / "axolotl.yml"
+    config.write_text(f"# advisor: job gpus=8\nbase_model: {TINY}\nadapter: lora\nlora_r: 4\nlora_alpha: 8\n"
+                      "micro_batch_size: 4\ngradient_accumulation_steps: 1\nsequence_len: 32\n")
+    proc = run_cli("sweep", str(config), "--random-init", "--no-detect", "--device", "cpu", "--strategy", "grid",
+                   "--lrs", "1e-3", "--steps", "2", "--no-plots", "--out-dir", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "runs on one GPU" in line]
+    assert said == ["the probe runs on one GPU: the full run's 8 GPUs (the '# advisor: job' comment's gpus=8 (line 1)) "
+                    "count in its step count only, each training the probe's micro-batch x accumulation"], proc.stdout

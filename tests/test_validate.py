@@ -414,6 +414,29 @@ def test_the_lr_is_judged_at_the_configs_own_run_length(tmp_path: Path, book: Ru
     assert [c for c in _validate(cfg, book) if c.startswith("VLR")] == ["VLR006:info"]
 
 
+def test_an_axolotl_batch_size_sets_no_accumulation(tmp_path: Path, book: Rulebook) -> None:
+    """Axolotl's schema fills gradient_accumulation_steps 1 before normalize_config could take batch_size //
+    micro_batch_size (formats.yaml `unheeded`): micro-batch 2 with batch_size 32 steps at 2 sequences on one
+    GPU, so its LR is judged at 2, not 32, and VCF003 names batch_size."""
+    lows = {b: api.recommend(book=book, model="llama-8b", method="sft", peft="lora", gpus=1, detect_gpu=False,
+                             pins={"effective_batch_size": b}).parameters["learning_rate"].range[0]  # type: ignore[index]
+            for b in (2, 32)}
+    assert lows[2] < lows[32]  # the LR rules read the batch: an LR between the two lows tells them apart
+    cfg = tmp_path / "c.yml"
+
+    def codes(batch: str) -> list[str]:
+        cfg.write_text(f"base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nlearning_rate: {(lows[2] * lows[32]) ** 0.5:.4g}\n"
+                       f"micro_batch_size: 2\n{batch}\n")
+        return _validate(cfg, book, gpus=1)
+
+    assert codes("gradient_accumulation_steps: 1") == []
+    assert [c for c in codes("gradient_accumulation_steps: 16") if c.startswith("VLR")] == ["VLR006:info"]
+    assert codes("batch_size: 32") == ["VCF003:warning"]
+    gpu = resolve_gpu(book, name=None, memory_gb=None, count=None, detect=False)
+    finding = validate_file(cfg, book, gpu, Overrides(gpus=1), Selection()).findings[0]
+    assert (finding.key, finding.line) == ("batch_size", 5) and "gradient_accumulation_steps to batch_size //" in finding.message
+
+
 @pytest.mark.parametrize(("peft", "factor", "expected"), [
     ("lora", 1 / 20, ["VLR003:warning"]),  # a full fine-tuning LR (about 10x under LoRA's)
     ("lora", 1e-8, ["VLR005:error"]),  # 1e-12 is no full fine-tuning LR either: far outside

@@ -488,6 +488,8 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
                 key = next((k for k in refusal.keys if doc.data.get(k)), refusal.keys[0])
                 cfg.read_as.append(ReadAs(key, doc.line_of((key,)) if key in doc.data else None,
                                           f"{refusal.message}; {refusal.expected}", rule="check-config-refused-keys"))
+        cfg.read_as.extend(ReadAs(u.key, doc.line_of((u.key,)), f"key '{u.key}': {clip(doc.data[u.key])}: {u.message}; "
+                                  f"{u.expected}") for u in spec.unheeded if u.applies(doc.data))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",

@@ -115,6 +115,9 @@ class ProbePlan:
     config_format: str | None = None
     sources: dict[str, Sourced] = field(default_factory=dict, compare=False, hash=False)
     notes: tuple[str, ...] = ()
+    # the full run's GPUs when the config names more than one (world_size, `# advisor: job gpus=N`), said once:
+    # the probe trains one GPU's share of the step, and the count only enters the full run's step count
+    single_gpu_note: str | None = None
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # The method's own knobs the trainer's config takes (beta, loss_type, num_generations, temperature, ...):
     # every rulebook parameter a flag, pin, config or rule sets, by its Hugging Face / TRL key.
@@ -322,12 +325,12 @@ def build_plan(
     """Resolve a probe from a config (any format `advisor validate` reads) or --model/--method."""
     from advisor.memory.plan import recommend_with_memory
 
-    cfg = None
+    cfg, doc = None, None
     notes: list[str] = []
     if config is not None:
         from advisor.configs.readers import read_config
 
-        cfg, _ = read_config(config, book, config_format)
+        cfg, doc = read_config(config, book, config_format)
         notes.extend(cfg.notes)
     spec = model or (str(cfg.model.value) if cfg is not None and cfg.model is not None else None)
     if spec is None:
@@ -352,6 +355,7 @@ def build_plan(
                                    "or a datasets directory")
     source, facts = resolve_source(book, spec, random_init=random_init)
     hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=None, detect=detect_gpu)
+    world, world_note = _full_run_world(cfg, doc, hw)
     # The variant the method word or the config's loss key names, before the rules run: SimPO's, ORPO's and
     # KTO's own knobs (rules/methods.yaml PREF002-PREF006) are rules on task.variant.
     named = (pins or {}).get("loss_type", cfg.values["loss_type"].value if cfg is not None and "loss_type" in cfg.values
@@ -394,7 +398,7 @@ def build_plan(
     values.note("seed", seed, Source.FLAG, "--seed")
     clip = values.get("max_grad_norm", 1.0)  # not-knowledge: transformers' own default when nothing sets it
     clip = None if clip is None or float(clip) <= 0 else float(clip)
-    full_steps, full_source = _full_run_steps(values, cfg, micro * accum, dataset_size)
+    full_steps, full_source = _full_run_steps(values, cfg, micro * accum, dataset_size, world)
     schedule_steps = full_steps
     if full_steps is None:
         notes.append(f"the full run's length is unknown: the LR schedule spans the probe's own {n_steps} steps "
@@ -447,7 +451,8 @@ def build_plan(
         device=device, max_memory_gb=max_memory_gb, full_run_steps=full_steps, full_run_steps_source=full_source,
         schedule_steps=schedule_steps, warmup_steps_given=warmup_given,
         method_given=given, config_path=str(config) if config is not None else None,
-        config_format=cfg.format if cfg is not None else None, sources=values.sources, notes=tuple(notes),
+        config_format=cfg.format if cfg is not None else None, sources=values.sources,
+        notes=tuple(notes) + ((world_note,) if world_note else ()), single_gpu_note=world_note,
         params={name: pv.value for name, pv in rec.parameters.items()},
         settings=settings, setting_keys=setting_keys, variant=variant, reward=reward,
     )
@@ -562,17 +567,33 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int | None) -> tuple[int | None, str]:
+def _full_run_world(cfg: Any, doc: Any, hw: GpuFacts) -> tuple[tuple[int, str], str | None]:
+    """The full run's data-parallel GPUs and what says so, as validate reads them (world_size, else the file's
+    `# advisor: job gpus=N`), and the line that says the probe trains on one; (1, "") where nothing says."""
+    if cfg is None:
+        return (1, ""), None
+    from advisor.validate import Overrides, job_comment, world_gpu
+
+    full, known = world_gpu(cfg, hw, Overrides(), job_comment(doc))
+    if not known or full.count <= 1:
+        return (1, ""), None
+    # world_gpu appends what set the count to the hardware's source
+    where = full.source.rsplit("; ", 1)[-1].removeprefix("count: ")
+    return (full.count, where), (f"the probe runs on one GPU: the full run's {full.count} GPUs ({where}) count in "
+                                 "its step count only, each training the probe's micro-batch x accumulation")
+
+
+def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int | None,
+                    world: tuple[int, str] = (1, "")) -> tuple[int | None, str]:
     if cfg is not None and "max_steps" in cfg.values:
         cv = cfg.values["max_steps"]
         return int(cv.value), f"config {cv.key}"
     if cfg is not None and "num_train_epochs" in cfg.values and dataset_size:
         epochs = float(cfg.values["num_train_epochs"].value)
-        world = cfg.values.get("world_size")  # the full run's data-parallel GPUs: micro x accumulation x GPUs
-        effective *= int(world.value) if world is not None else 1
+        effective *= world[0]  # the full run's data-parallel GPUs: micro x accumulation x GPUs
         return math.ceil(epochs * dataset_size / max(1, effective)), \
             f"{epochs:g} epochs x {dataset_size} examples / effective batch {effective}" + (
-                f" ({world.describe()})" if world is not None else "")
+                f" ({world[1]})" if world[0] > 1 else "")
     if cfg is not None and "num_train_epochs" in cfg.values:
         return None, ""  # epochs of an unknown data set: the recommendation's step count is not this run's
     steps = values.get("max_steps")

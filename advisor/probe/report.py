@@ -307,6 +307,8 @@ def headline(report: ProbeReport) -> list[str]:
              f"micro-batch {res.micro_batch_size} x accumulation {res.gradient_accumulation_steps}, "
              f"seq {plan.seq_len}, on {res.device} ({res.device_name}, {res.precision})",
              f"LR schedule: {plan.schedule_words()}"]
+    if plan.single_gpu_note:
+        lines.append(plan.single_gpu_note)
     batch = [plan.sources.get(name) for name in ("micro_batch_size", "gradient_accumulation_steps")]
     if any(b is not None and b.source is not Source.FLAG for b in batch):  # not both the user's own flags
         lines.append(f"batch: micro-batch {plan.micro_batch_size} ({batch[0].describe() if batch[0] else '?'}), "

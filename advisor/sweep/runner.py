@@ -401,6 +401,8 @@ def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str
     steps = steps if steps is not None else int(book.coefficient("sweep-steps"))
     eval_every = eval_every if eval_every is not None else int(book.coefficient("sweep-eval-every"))
     plan = build_plan(book, **plan_kwargs(probe), steps=max(steps, 2), seed=seed)
+    if plan.single_gpu_note:
+        events.say(plan.single_gpu_note)
     # Workers elsewhere must run the very same shape, whatever GPU they detect.
     probe = {**probe, "micro_batch": plan.micro_batch_size, "accumulation": plan.gradient_accumulation_steps,
              "seq_len": plan.seq_len, "detect_gpu": False, "gpu": probe.get("gpu"), "gpu_mem": probe.get("gpu_mem")}
