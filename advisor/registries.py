@@ -261,6 +261,8 @@ class Format:
     defaults: dict[str, tuple[Any, tuple[str, ...], tuple[str, float] | None]] = field(default_factory=dict)
     evaluation: Evaluation | None = None  # None: the config's eval_strategy (or the default) is what runs
     refuses: tuple[Refusal, ...] = ()
+    # a plugin block (LLaMA-Factory v1's peft_config) -> plugin name -> the keys that plugin takes (`plugins`)
+    plugins: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -448,7 +450,9 @@ def _format(raw: dict[str, Any]) -> Format:
                       epochs_default=raw["evaluation"].get("epochs_default")),
                   refuses=tuple(Refusal(keys=tuple(r["keys"]), message=r["message"], expected=r["expected"],
                                         at_least=r.get("at_least"), at_most=r.get("at_most"))
-                                for r in raw.get("refuses", ())))
+                                for r in raw.get("refuses", ())),
+                  plugins={block: {name: tuple(keys) for name, keys in p["names"].items()}
+                           for block, p in raw.get("plugins", {}).items()})
 
 
 @cache

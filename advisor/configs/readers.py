@@ -435,15 +435,38 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     return out
 
 
+def _refused_plugins(doc: Document, spec: Format) -> list[ReadAs]:
+    """A plugin block's name no plugin registers, or a key the named plugin's parameters dataclass lacks
+    (LLaMA-Factory v1's peft_config: formats.yaml `plugins`): the trainer stops when it builds the plugin."""
+    out = []
+    for block, plugins in spec.plugins.items():
+        config = _at(doc, block)
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            continue  # none set; a block with no name, or no word there, is the reader's ConfigError
+        name, at = config["name"], doc.line_of((block,))
+        if name not in plugins:
+            out.append(ReadAs(f"{block}.name", doc.line_of((block, "name")) or at,
+                              f"key '{block}.name': {clip(name)} is not one of {spec.name}'s {block} plugins "
+                              f"({', '.join(plugins)})", rule="check-config-refused-value"))
+            continue
+        for key in (k for k in config if k not in plugins[name]):
+            out.append(ReadAs(f"{block}.{key}", doc.line_of((block, key)) or at,
+                              f"key '{block}.{key}' is not one of the keys {spec.name}'s {name} plugin takes "
+                              f"({', '.join(plugins[name])})", rule="check-config-refused-value"))
+    return out
+
+
 def _refused_values(doc: Document, spec: Format) -> list[ReadAs]:
-    """Top-level values outside the choices the trainer's own field declares (LLaMA-Factory's stage and
-    finetuning_type Literals, Axolotl's rl enum): its argument parser or schema refuses the file at start."""
+    """Values outside the choices the trainer's own field declares (LLaMA-Factory's stage and finetuning_type
+    Literals, Axolotl's rl enum, v1's peft_config plugins): its argument parser or schema refuses the file at start."""
     from advisor.registries import trainer_fields
 
-    if spec.write is None or not isinstance(doc.data, dict):
+    if not isinstance(doc.data, dict):
         return []
+    out = _refused_plugins(doc, spec)
+    if spec.write is None:
+        return out
     fields = trainer_fields(spec.write.fields)
-    out = []
     for key, choices in fields.choices.items():
         value = doc.data.get(key)
         if not isinstance(choices, list) or value is None or value is False or value == "" or value in choices:
