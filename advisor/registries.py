@@ -15,6 +15,7 @@ formats, which need code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -221,6 +222,32 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Quoted:
+    """How the trainer reads a scalar written as text (a format's `quoted`): each level's patterns, in order,
+    name the type a matching text becomes; text no pattern matches stays a str."""
+
+    top: tuple[tuple[re.Pattern[str], str], ...] = ()
+    nested: tuple[tuple[re.Pattern[str], str], ...] = ()  # inside a mapping under a top-level key
+
+    def reads(self, text: str, nested: bool) -> str | None:
+        """The type ('bool', 'int', 'float') the trainer turns ``text`` into; None: it keeps a str."""
+        return next((kind for pattern, kind in (self.nested if nested else self.top) if pattern.fullmatch(text)), None)
+
+
+def _quoted(fid: str, raw: dict[str, Any] | None) -> Quoted | None:
+    if raw is None:
+        return None
+    levels: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {}
+    for level in ("top", "nested"):
+        try:
+            levels[level] = tuple((re.compile(r["match"]), r["as"]) for r in raw.get(level, ()))
+        except re.error as exc:
+            raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: format {fid!r} key 'quoted.{level}': "
+                                f"match is no regular expression: {exc}") from exc
+    return Quoted(**levels)
+
+
+@dataclass(frozen=True)
 class Refusal:
     """A key set the trainer refuses before training starts (a format's `refuses`): Axolotl needs two of
     micro_batch_size, gradient_accumulation_steps and batch_size, and never the last two together."""
@@ -277,6 +304,9 @@ class Format:
     evaluation: Evaluation | None = None  # None: the config's eval_strategy (or the default) is what runs
     refuses: tuple[Refusal, ...] = ()
     unheeded: tuple[Unheeded, ...] = ()
+    # a plugin block (LLaMA-Factory v1's peft_config) -> plugin name -> the keys that plugin takes (`plugins`)
+    plugins: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    quoted: Quoted | None = None  # None: a number or switch written as text is read as its parameter's type
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -466,7 +496,10 @@ def _format(raw: dict[str, Any]) -> Format:
                                         at_least=r.get("at_least"), at_most=r.get("at_most"))
                                 for r in raw.get("refuses", ())),
                   unheeded=tuple(Unheeded(key=u["key"], message=u["message"], expected=u["expected"],
-                                          unless=tuple(u.get("unless", ()))) for u in raw.get("unheeded", ())))
+                                          unless=tuple(u.get("unless", ()))) for u in raw.get("unheeded", ())),
+                  plugins={block: {name: tuple(keys) for name, keys in p["names"].items()}
+                           for block, p in raw.get("plugins", {}).items()},
+                  quoted=_quoted(raw["id"], raw.get("quoted")))
 
 
 @cache

@@ -160,3 +160,18 @@ def test_a_condition_that_fails_when_a_rule_runs_names_the_rule_file() -> None:
              **TaskFacts(method="sft", peft="lora").as_facts()}
     with pytest.raises(ResolveError, match=r"rules/\S+\.yaml: rule '[a-z0-9-]+' key 'when': (condition|formula) .*failed"):
         Resolver(load_rulebook(), facts).resolve("learning_rate")
+
+
+def test_the_memory_cross_checks_condition_that_fails_when_it_runs_names_its_file() -> None:
+    """The seed-table cross-check's `when` (rules/memory.yaml) compares model.params_b with a number: a size
+    that reaches it as text is an advisor error naming the file, cross_check and key 'when', never a TypeError."""
+    from advisor.errors import ResolveError
+    from advisor.memory.fit import cross_check
+    from advisor.rulebook.load import load_rulebook
+
+    book = load_rulebook()
+    facts = {"task.adapter": True, "model.params_b": "8"}
+    with pytest.raises(ResolveError, match=r"rules/memory\.yaml: cross_check \(rule '[a-z-]+'\) key 'when': "
+                                           r"condition model\.params_b gte 6 on '8' failed"):
+        cross_check(book, facts, 4, 64)
+    assert cross_check(book, {**facts, "model.params_b": 8.0}, 4, 64) is not None  # the same facts, a number

@@ -5,6 +5,7 @@ dotted trainer_keys; trainer words and fractional step counts are read as the tr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -348,3 +349,75 @@ def test_a_nested_block_given_as_a_json_string_is_read_as_the_trainers_read_it(b
     path.write_text(V1_HEAD + "peft_config: '{\"name\": \"lora\", \"r\": 8}'\n")
     cfg, _ = read_config(path, book)
     assert cfg.peft is not None and cfg.peft.value == "lora" and cfg.values["lora_rank"].value == 8
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (V1_HEAD + "bf16: 'false'\n", ":5: key 'bf16': value 'false' is quoted: LLaMA-Factory v1 passes it on as a string, "
+                                  "not a bool (hint: write it without quotes: bf16: false)"),
+    ("model: Qwen/Qwen3-0.6B\nmodel_class: llm\nlearning_rate: \"2e-4\"\n",
+     ":3: key 'learning_rate': value '2e-4' is quoted: LLaMA-Factory v1 passes it on as a string, not a float"),
+    # inside a plugin block _convert_str_dict reads plain digits and one-dot decimals, not an exponent
+    (V1_HEAD + "peft_config:\n  name: lora\n  r: '16'\n  lora_dropout: '5e-2'\n",
+     ":8: key 'peft_config.lora_dropout': value '5e-2' is quoted: LLaMA-Factory v1 passes it on as a string, not a float"),
+])
+def test_llama_factory_v1_keeps_a_quoted_number_as_text_so_advisor_names_it(text: str, message: str, book: Rulebook,
+                                                                             tmp_path: Path) -> None:
+    """OmegaConf types plain scalars only and HfArgumentParser.parse_dict converts nothing: v1 trains on the str
+    (or stops at it), where advisor used to judge the number the text spells."""
+    path = tmp_path / "v1.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        read_config(path, book, "llama-factory-v1")
+    assert f"{path}{message}" in f"{exc.value} (hint: {exc.value.hint})" and "\n" not in str(exc.value)
+
+
+def test_llama_factory_v1_reads_text_as_the_trainer_does(book: Rulebook, tmp_path: Path) -> None:
+    """Unquoted 2e-4 is OmegaConf's float (PyYAML's str); a plugin block's '16', '0.05' and 'true' are
+    _convert_str_dict's int, float and bool, in a YAML mapping or a block given as one JSON string; in a JSON
+    file every string is text."""
+    path = tmp_path / "v1.yaml"
+    path.write_text("model: Qwen/Qwen3-0.6B\nmodel_class: llm\nlearning_rate: 2e-4\npeft_config:\n  name: lora\n"
+                    "  r: '16'\n  lora_dropout: '0.05'\n  use_dora: 'true'\n")
+    cfg, _ = read_config(path, book)
+    assert cfg.values["learning_rate"].value == 2e-4 and cfg.values["lora_rank"].value == 16
+    assert cfg.values["lora_dropout"].value == 0.05
+    path.write_text(V1_HEAD + "peft_config: '{\"name\": \"lora\", \"r\": \"8\", \"lora_dropout\": \"5e-2\"}'\n")
+    with pytest.raises(ConfigError, match=r"key 'peft_config\.lora_dropout': value '5e-2' is quoted"):
+        read_config(path, book)
+    json_path = tmp_path / "v1.json"
+    json_path.write_text('{"model": "Qwen/Qwen3-0.6B", "model_class": "llm", "learning_rate": "1e-4"}')
+    with pytest.raises(ConfigError, match=r"v1\.json:1: key 'learning_rate': value '1e-4' is quoted"):
+        read_config(json_path, book)
+
+
+@pytest.mark.parametrize(("text", "fmt", "values", "peft"), [
+    # Axolotl's schema: convert_learning_rate float()s a str, pydantic reads "16" as 16 and "false" as false
+    ('base_model: m\nadapter: lora\nlearning_rate: "2e-4"\nlora_r: "16"\nload_in_4bit: "false"\n', "axolotl",
+     {"learning_rate": 2e-4, "lora_rank": 16, "load_in_4bit": False}, "lora"),
+    ('base_model: m\nadapter: lora\nlearning_rate: "2e-4"\nload_in_4bit: "true"\n', "axolotl",
+     {"load_in_4bit": True}, "qlora"),
+    # TrlParser sets the YAML as argparse defaults, which argparse converts with each field's type
+    ('model_name_or_path: m\nuse_peft: "true"\nlearning_rate: "2e-4"\nlora_r: "16"\n', "trl",
+     {"learning_rate": 2e-4, "lora_rank": 16}, "lora"),
+    # LLaMA-Factory's quantization_bit "4" was compared with 4 as written and read as LoRA, not QLoRA
+    ('model_name_or_path: m\nstage: sft\nfinetuning_type: lora\nquantization_bit: "4"\nlearning_rate: 1.0e-4\n',
+     "llama-factory", {"quantization_bit": 4, "load_in_4bit": True}, "qlora"),
+])
+def test_numbers_and_switches_given_as_text_are_read_as_the_trainer_reads_them(
+        text: str, fmt: str, values: dict[str, Any], peft: str, book: Rulebook, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    cfg, _ = read_config(path, book, fmt)
+    assert {k: cfg.values[k].value for k in values} == values
+    assert cfg.peft is not None and cfg.peft.value == peft
+
+
+def test_a_quoted_number_llama_factory_v1_keeps_as_text_is_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "v1.yaml"
+    path.write_text("model: Qwen/Qwen3-0.6B\nmodel_class: llm\nlearning_rate: '2e-4'\n")
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    said = " ".join(proc.stdout.split())  # the terminal width wraps the one message
+    assert f"{path}: cannot check: {path}:3: key 'learning_rate': value '2e-4' is quoted: LLaMA-Factory v1" in said
+    assert "(hint: write it without quotes: learning_rate: 2e-4)" in said

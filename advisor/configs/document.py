@@ -41,9 +41,15 @@ class Document:
     lines: dict[KeyPath, int] = field(default_factory=dict)  # key path -> 1-based line of its value
     syntax: str = "yaml"  # yaml | json
     duplicates: list[Duplicate] = field(default_factory=list)
+    quoted_paths: frozenset[KeyPath] = frozenset()  # the key paths of scalars written quoted or as block text
 
     def line_of(self, path: KeyPath) -> int | None:
         return self.lines.get(path)
+
+    def quoted(self, path: KeyPath) -> bool:
+        """Whether the value at ``path`` was written as text ("2e-4", as every JSON string is) or sits in a block
+        given as one string of JSON: a loader that types only plain scalars (OmegaConf's) keeps it a str."""
+        return self.syntax == "json" or any(path[:i] in self.quoted_paths for i in range(1, len(path) + 1))
 
     def source_line(self, line: int) -> str:
         rows = self.text.splitlines()
@@ -54,7 +60,7 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any, at: list[yaml.Node],
-          dups: list[Duplicate]) -> Any:
+          dups: list[Duplicate], quoted: set[KeyPath]) -> Any:
     """The node's value, recording the line of every key path and every key given twice. ``at`` holds the
     node being built, for the error line when a tagged value cannot be constructed."""
     if isinstance(node, yaml.MappingNode):
@@ -66,7 +72,7 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
             if isinstance(key, (dict, list, set, tuple)) or key is None:
                 raise ConfigError(f"line {line}: a mapping key must be a plain word or number", hint="quote the key")
             child = (*path, key)
-            value = _walk(value_node, child, lines, loader, at, dups)
+            value = _walk(value_node, child, lines, loader, at, dups, quoted)
             if key in out:
                 first = lines.get(child, line)
                 dotted = ".".join(map(str, child))
@@ -84,9 +90,11 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
         for i, item in enumerate(node.value):
             child = (*path, i)
             lines[child] = item.start_mark.line + 1
-            items.append(_walk(item, child, lines, loader, at, dups))
+            items.append(_walk(item, child, lines, loader, at, dups, quoted))
         return items
     at[0] = node
+    if isinstance(node, yaml.ScalarNode) and node.style:  # '"', "'", or block text ('|', '>'); plain: None or ''
+        quoted.add(path)
     return loader.construct_object(node, deep=True)
 
 
@@ -101,12 +109,13 @@ def read_document(path: Path, text: str | None = None) -> Document:
     syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "yaml"
     lines: dict[KeyPath, int] = {}
     dups: list[Duplicate] = []
+    quoted: set[KeyPath] = set()
     where = clip_path(path)
     try:
         loader, node = compose_yaml(text, _Loader, where, ConfigError)
         try:
             at: list[yaml.Node] = [node]
-            data = construct(lambda: _walk(node, (), lines, loader, at, dups), at, where, ConfigError) if node else None
+            data = construct(lambda: _walk(node, (), lines, loader, at, dups, quoted), at, where, ConfigError) if node else None
         except ConfigError as exc:
             raise exc if exc.message.startswith(where) else ConfigError(f"{where}: {exc.message}",
                                                                         hint=exc.hint) from exc
@@ -123,4 +132,5 @@ def read_document(path: Path, text: str | None = None) -> Document:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}",
                           hint="a training config is a YAML or JSON object")
-    return Document(path=path, text=text, data=data, lines=lines, syntax=syntax, duplicates=dups)
+    return Document(path=path, text=text, data=data, lines=lines, syntax=syntax, duplicates=dups,
+                    quoted_paths=frozenset(quoted))

@@ -84,6 +84,25 @@ def _coerce(doc: Document, key_path: KeyPath, kind: str, value: Any) -> Any:
         raise ConfigError(f"{where}: value {clip(value)} is not {type_words(kind)}", hint="fix the value's type") from exc
 
 
+def _as_trainer_reads(doc: Document, key_path: KeyPath, kind: str, value: Any, fmt: Format | None) -> Any:
+    """``value`` as a parameter of type ``kind``, as the trainer reads it. Text where a number or switch goes
+    ("2e-4", "16", "false") is what the format's `quoted` says: a trainer that keeps it a str would train on (or
+    stop at) text, so advisor names it rather than judge the number the text spells."""
+    from advisor.rulebook.model import type_words
+
+    quoted = fmt.quoted if fmt is not None else None
+    if (fmt is not None and quoted is not None and isinstance(value, str) and kind in ("bool", "int", "float")
+            and doc.quoted(key_path)):
+        read = quoted.reads(value, nested=len(key_path) > 1)
+        if read is None:
+            where = ".".join(map(str, key_path))
+            raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{where}': value {clip(value)} is quoted: "
+                              f"{fmt.name} passes it on as a string, not {type_words(kind)}",
+                              hint=f"write it without quotes: {key_path[-1]}: {value}")
+        value = _coerce(doc, key_path, read, value)
+    return _coerce(doc, key_path, kind, value)
+
+
 def _at(doc: Document, key: str) -> Any:
     """The value at a dotted key (``peft_config.r``), None where a part is unset. A part given as a JSON object
     in a string is read as the trainers read it (transformers TrainingArguments' dict fields, LLaMA-Factory v1's
@@ -106,7 +125,7 @@ def _at(doc: Document, key: str) -> Any:
 
 
 def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path: KeyPath, value: Any,
-         table: str | None = None) -> None:
+         fmt: Format | None = None) -> None:
     if value is None:
         return
     param = book.parameters[name]
@@ -122,11 +141,11 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
     if fraction and isinstance(value, float) and 0 < value < 1 and fraction in book.parameters:
         # where the fraction is the trainer's own way to give the ratio (transformers 5 has no warmup_ratio),
         # it is read so without a finding: the value means what it says
-        if table not in param.fraction_as.get("native", ()):
+        if (fmt.trainer_keys if fmt else None) not in param.fraction_as.get("native", ()):
             cfg.read_as.append(ReadAs(where, line, f"{where}: {value:g} is a fraction, read as {fraction} {value:g} "
                                                    f"({param.fraction_as['source']})"))
         name, param = fraction, book.parameters[fraction]
-    coerced = _coerce(doc, key_path, param.type, value)
+    coerced = _as_trainer_reads(doc, key_path, param.type, value, fmt)
     problem = param.problem(coerced)
     if problem is not None:
         raise ConfigError(f"{doc.path}:{line or '?'}: key '{where}': {problem}")
@@ -182,12 +201,13 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
             negated = key.startswith("!")
             key, _, word = key.lstrip("!").partition("=")
             value = _at(doc, key)
+            path = tuple(key.split("."))
             if word and value is not None:  # a flag naming the value: only when true
-                value = word if _coerce(doc, tuple(key.split(".")), "bool", value) else None
+                value = word if _as_trainer_reads(doc, path, "bool", value, fmt) else None
             if value is not None and not _unset(name, param.type, value):
                 if negated:
-                    value = not _coerce(doc, tuple(key.split(".")), "bool", value)
-                _set(cfg, doc, book, name, tuple(key.split(".")), value, fmt.trainer_keys)
+                    value = not _as_trainer_reads(doc, path, "bool", value, fmt)
+                _set(cfg, doc, book, name, path, value, fmt)
                 break
 
 
@@ -241,7 +261,9 @@ def _read_axolotl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Forma
         cfg.read_as.append(ReadAs(fp16.key, fp16.line, f"{fp16.key}: true is read as false beside {bf16.key}: true, "
                                   "as Axolotl reads it (resolve_dtype: bf16 wins)"))
         cfg.values["fp16"] = ConfigValue(False, fp16.key, fp16.line)
-    if d.get("lora_target_linear") and "lora_target_modules" not in cfg.values:
+    linear = d.get("lora_target_linear")  # Axolotl's schema reads "false" as false, as the other switches
+    if (linear is not None and _coerce(doc, ("lora_target_linear",), "bool", linear)
+            and "lora_target_modules" not in cfg.values):
         cfg.values["lora_target_modules"] = ConfigValue(["all-linear"], "lora_target_linear",
                                                         doc.line_of(("lora_target_linear",)))
     _read_model(doc, cfg, fmt)
@@ -275,7 +297,8 @@ def _read_adapter(doc: Document, cfg: TrainingConfig, fmt: Format) -> None:
     if adapter not in words:
         raise ConfigError(f"{doc.path}:{doc.line_of((key,)) or '?'}: key '{key}': value {clip(adapter)} is not an "
                           "adapter advisor reads", hint=hint)
-    peft = "qlora" if words[adapter] == "qlora" or doc.data.get("load_in_4bit") else words[adapter]
+    four_bit = cfg.values.get("load_in_4bit")  # as its schema reads it ("false" is false)
+    peft = "qlora" if words[adapter] == "qlora" or (four_bit is not None and four_bit.value) else words[adapter]
     cfg.peft = _cv(doc, key, peft)
 
 
@@ -317,11 +340,11 @@ def _read_llama_factory(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt:
         method = loss  # e.g. ORPO, SimPO: a loss that is a method of its own
     cfg.method = _cv(doc, naming.key or "", method)
     ftype = (_word(doc, "finetuning_type", "a finetuning type", fmt) or "lora").lower()
-    bits = d.get("quantization_bit")
-    if bits is not None:
-        line = doc.line_of(("quantization_bit",))
-        cfg.values["load_in_4bit"] = ConfigValue(bits == 4, "quantization_bit", line)
-        cfg.values["load_in_8bit"] = ConfigValue(bits == 8, "quantization_bit", line)
+    given = cfg.values.get("quantization_bit")  # as the parameter's type reads it ("4" is 4)
+    bits = None if given is None else given.value
+    if given is not None:
+        cfg.values["load_in_4bit"] = ConfigValue(bits == 4, given.key, given.line)
+        cfg.values["load_in_8bit"] = ConfigValue(bits == 8, given.key, given.line)
     peft = "full" if ftype in ("full", "freeze") else ("qlora" if bits == 4 else "lora")
     cfg.peft = _cv(doc, "finetuning_type", peft)
 
@@ -435,15 +458,38 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     return out
 
 
+def _refused_plugins(doc: Document, spec: Format) -> list[ReadAs]:
+    """A plugin block's name no plugin registers, or a key the named plugin's parameters dataclass lacks
+    (LLaMA-Factory v1's peft_config: formats.yaml `plugins`): the trainer stops when it builds the plugin."""
+    out = []
+    for block, plugins in spec.plugins.items():
+        config = _at(doc, block)
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            continue  # none set; a block with no name, or no word there, is the reader's ConfigError
+        name, at = config["name"], doc.line_of((block,))
+        if name not in plugins:
+            out.append(ReadAs(f"{block}.name", doc.line_of((block, "name")) or at,
+                              f"key '{block}.name': {clip(name)} is not one of {spec.name}'s {block} plugins "
+                              f"({', '.join(plugins)})", rule="check-config-refused-value"))
+            continue
+        for key in (k for k in config if k not in plugins[name]):
+            out.append(ReadAs(f"{block}.{key}", doc.line_of((block, key)) or at,
+                              f"key '{block}.{key}' is not one of the keys {spec.name}'s {name} plugin takes "
+                              f"({', '.join(plugins[name])})", rule="check-config-refused-value"))
+    return out
+
+
 def _refused_values(doc: Document, spec: Format) -> list[ReadAs]:
-    """Top-level values outside the choices the trainer's own field declares (LLaMA-Factory's stage and
-    finetuning_type Literals, Axolotl's rl enum): its argument parser or schema refuses the file at start."""
+    """Values outside the choices the trainer's own field declares (LLaMA-Factory's stage and finetuning_type
+    Literals, Axolotl's rl enum, v1's peft_config plugins): its argument parser or schema refuses the file at start."""
     from advisor.registries import trainer_fields
 
-    if spec.write is None or not isinstance(doc.data, dict):
+    if not isinstance(doc.data, dict):
         return []
+    out = _refused_plugins(doc, spec)
+    if spec.write is None:
+        return out
     fields = trainer_fields(spec.write.fields)
-    out = []
     for key, choices in fields.choices.items():
         value = doc.data.get(key)
         if not isinstance(choices, list) or value is None or value is False or value == "" or value in choices:

@@ -262,7 +262,8 @@ def cross_check(book: Rulebook, facts: dict[str, Any], table_batch: int | None, 
     if not rule or table_batch is None or model_batch < 1:
         return None
     try:
-        if not cond.evaluate(cond.parse(rule.get("when")), lambda n: _fact(facts, n)):
+        if not cond.holds(cond.parse(rule.get("when")), lambda n: _fact(facts, n),
+                          f"{rule.get('_file', 'rules/memory.yaml')}: cross_check (rule {rule['rule']!r})"):
             return None
     except MissingFact:
         return None

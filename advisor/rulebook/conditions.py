@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
-from advisor.errors import FormulaError
+from advisor.errors import FormulaError, ResolveError
 from advisor.rulebook import formula as fml
 from advisor.rulebook.formula import MissingFact
 from advisor.safeio import clip
@@ -192,6 +192,16 @@ def evaluate(cond: Condition, lookup: Callable[[str], Any]) -> bool:
     except (TypeError, ValueError) as exc:  # a fact of another kind than the catalogue says
         raise FormulaError(f"condition {cond.fact} {cond.op} {clip(cond.value)} on {clip(actual)} failed: "
                            f"{clip(str(exc), 120)}") from exc
+
+
+def holds(cond: Condition, lookup: Callable[[str], Any], where: str) -> bool:
+    """``evaluate``, with a condition that fails when it runs named by ``where`` ("rules/x.yaml: rule 'id'")
+    and its key 'when', as a formula's error names its rule: the file to fix, not a bare comparison.
+    MissingFact propagates (each caller reads an unknown fact its own way)."""
+    try:
+        return evaluate(cond, lookup)
+    except FormulaError as exc:
+        raise ResolveError(f"{where} key 'when': {exc}", hint=exc.hint) from exc
 
 
 def _compare(op: str, actual: Any, expected: Any) -> bool:

@@ -118,11 +118,9 @@ def signal_rules(book: Rulebook) -> list[Rule]:
 def applies(rule: Rule, lookup: Any) -> bool:
     """Whether the rule's `when` holds; a fact it needs that is unknown means another trainer's sign."""
     try:
-        return cond.evaluate(rule.when, lookup)
+        return cond.holds(rule.when, lookup, f"{rule.file}: rule {rule.id!r}")
     except MissingFact:
         return False
-    except FormulaError as exc:
-        raise ResolveError(f"{rule.file}: rule {rule.id!r} key 'when': {exc}", hint=exc.hint) from exc
 
 
 def applicable(book: Rulebook, facts: dict[str, Any]) -> list[Rule]:

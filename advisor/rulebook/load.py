@@ -518,7 +518,7 @@ def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
     for raw in data.get("architectures", ()):
         table[raw["id"]] = {**raw, "_file": shown}
     if "cross_check" in data:
-        mem["cross_check"] = data["cross_check"]
+        mem["cross_check"] = {**data["cross_check"], "_file": shown}
 
 
 # --- whole-book checks -------------------------------------------------------------------

@@ -157,15 +157,10 @@ class Resolver:
     def _match(self, rule: Rule, current: _State | None, use_pins: bool) -> Case | None:
         """The first case of an applicable rule, None when it does not apply. MissingFact propagates."""
         lookup = self._lookup(current, None, use_pins)
-        try:
-            if not cond.evaluate(rule.when, lookup):
-                return None
-            for case in rule.cases:
-                if cond.evaluate(case.when, lookup):
-                    return case
-        except FormulaError as exc:  # a condition's complaint, as a formula's: name the rule that holds it
-            raise ResolveError(f"{rule.file}: rule {rule.id!r} key 'when': {exc}", hint=exc.hint) from exc
-        return None
+        where = f"{rule.file}: rule {rule.id!r}"
+        if not cond.holds(rule.when, lookup, where):
+            return None
+        return next((case for case in rule.cases if cond.holds(case.when, lookup, where)), None)
 
     # -- resolution ----------------------------------------------------------------------
     def resolve(self, name: str, use_pins: bool = True) -> _State | None:
