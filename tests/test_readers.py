@@ -371,6 +371,23 @@ def test_llama_factory_v1_keeps_a_quoted_number_as_text_so_advisor_names_it(text
     assert f"{path}{message}" in f"{exc.value} (hint: {exc.value.hint})" and "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ('model_name_or_path: m\nstage: sft\nfinetuning_type: lora\nlearning_rate: "2e-4"\n',
+     ":4: key 'learning_rate': value '2e-4' is quoted: LLaMA-Factory passes it on as a string, not a float"),
+    # quantization_bit '4' reaches the quantization code as a str, which is neither 4 nor 8: no 4-bit load
+    ('model_name_or_path: m\nstage: sft\nfinetuning_type: lora\nquantization_bit: "4"\n',
+     ":4: key 'quantization_bit': value '4' is quoted: LLaMA-Factory passes it on as a string, not an int"),
+])
+def test_llama_factory_keeps_a_quoted_number_as_text_so_advisor_names_it(text: str, message: str, book: Rulebook,
+                                                                          tmp_path: Path) -> None:
+    """read_args OmegaConf-loads the file and parse_dict converts nothing, as in v1, with no plugin level."""
+    path = tmp_path / "lf.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        read_config(path, book, "llama-factory")
+    assert f"{path}{message}" in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_llama_factory_v1_reads_text_as_the_trainer_does(book: Rulebook, tmp_path: Path) -> None:
     """Unquoted 2e-4 is OmegaConf's float (PyYAML's str); a plugin block's '16', '0.05' and 'true' are
     _convert_str_dict's int, float and bool, in a YAML mapping or a block given as one JSON string; in a JSON
@@ -399,8 +416,8 @@ def test_llama_factory_v1_reads_text_as_the_trainer_does(book: Rulebook, tmp_pat
     # TrlParser sets the YAML as argparse defaults, which argparse converts with each field's type
     ('model_name_or_path: m\nuse_peft: "true"\nlearning_rate: "2e-4"\nlora_r: "16"\n', "trl",
      {"learning_rate": 2e-4, "lora_rank": 16}, "lora"),
-    # LLaMA-Factory's quantization_bit "4" was compared with 4 as written and read as LoRA, not QLoRA
-    ('model_name_or_path: m\nstage: sft\nfinetuning_type: lora\nquantization_bit: "4"\nlearning_rate: 1.0e-4\n',
+    # LLaMA-Factory's quantization_bit 4 (unquoted: OmegaConf's int) is QLoRA
+    ('model_name_or_path: m\nstage: sft\nfinetuning_type: lora\nquantization_bit: 4\nlearning_rate: 1.0e-4\n',
      "llama-factory", {"quantization_bit": 4, "load_in_4bit": True}, "qlora"),
 ])
 def test_numbers_and_switches_given_as_text_are_read_as_the_trainer_reads_them(
