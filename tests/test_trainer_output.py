@@ -365,6 +365,17 @@ def test_a_method_the_trainer_cannot_train_is_a_one_line_error() -> None:
     assert "LLaMA-Factory 0.9.5 cannot train grpo" in proc.stderr and "stage" in proc.stderr
 
 
+@pytest.mark.parametrize("fmt", ["trl", "yaml"])
+def test_a_job_that_does_not_fit_is_a_warning_on_stderr_beside_the_file(fmt: str, tmp_path: Path) -> None:
+    out = tmp_path / "big.yaml"
+    proc = run_cli("recommend", "--model", "llama-70b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090",
+                   "--format", fmt, "-o", str(out), "--no-detect")
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("advisor: warning: does not fit:")]
+    assert len(said) == 1 and "24.0 GiB GPU" in said[0] and "--gpu h200" in said[0]
+    assert "does not fit" in out.read_text()
+
+
 def test_the_command_writes_the_file_and_warns_on_stderr_about_what_it_cannot_express(tmp_path: Path) -> None:
     out = tmp_path / "ppo.yaml"
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "ppo", "--gpu", "a100-80gb", "--format", "llama-factory",

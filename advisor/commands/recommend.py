@@ -68,3 +68,8 @@ def recommend(
     if fmt in writable_format_ids():
         options["book"] = book  # the trainer's keys are the rulebook's trainer_keys
     emit(rec, fmt, output, **options)
+    if fmt != "text":  # the payload is a file or a pipe: a job that does not fit must still reach the user
+        import sys
+
+        for warning in rec.warnings:
+            sys.stderr.write(f"advisor: warning: {' '.join(warning.split())}\n")

@@ -23,6 +23,8 @@ def to_yaml(rec: Recommendation) -> str:
         f"# advisor {__version__} recommendation: every value below is a hypothesis from advisor's rulebook,",
         "# with the rule (code and id), the matching row and its confidence after it.",
         "# `advisor recommend ... --explain` prints each value's full trace and sources.",
+        # the memory verdict a value's comment points to ("see the memory warning"), as the trainer formats write it
+        *(f"# WARNING: {' '.join(w.split())}" for w in rec.warnings),
         f"advisor_format: {YAML_FORMAT_VERSION}",
         f"model: {yaml_scalar(model.get('pretrained') or model.get('hf_id') or model.get('name'))}",
         f"method: {task.get('method')}",

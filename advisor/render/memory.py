@@ -19,17 +19,20 @@ def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
     # The headroom counts the safety margin in; what is left beyond it is the part a run can grow into.
     spare = mem.usable_gb - mem.total_gb
     margin = f"{mem.safety_margin:.0%} safety margin"
+    # 21.64 GiB against 21.57 left reads "21.6 over 21.6" at one decimal: then both get two
+    digits = 2 if f"{mem.total_gb:.1f}" == f"{mem.usable_gb:.1f}" else 1
     if mem.fits:
-        verdict = f"fits, headroom {mem.headroom_gb:.1f} GiB, {spare:.1f} GiB beyond the {margin}"
+        verdict = f"fits, headroom {mem.headroom_gb:.1f} GiB, {spare:.{digits}f} GiB beyond the {margin}"
     else:
-        verdict = f"does NOT fit, {-spare:.1f} GiB over the {mem.usable_gb:.1f} GiB left under the {margin}"
+        verdict = (f"does NOT fit, {-spare:.{digits}f} GiB over the {mem.usable_gb:.{digits}f} GiB left under the "
+                   f"{margin}")
     if not mem.max_micro_batch:
         largest = "not even micro-batch 1 fits"
     else:
         largest = f"largest micro-batch that fits in memory: {mem.max_micro_batch}"
         if mem.batch_share is not None and mem.batch_share < mem.max_micro_batch:
             largest += f"; the effective batch allows at most {mem.batch_share} per GPU"
-    return (f"memory predicted peak {mem.total_gb:.1f} GiB of {mem.gpu_gb:.1f} GiB at {where}: {verdict} "
+    return (f"memory predicted peak {mem.total_gb:.{digits}f} GiB of {mem.gpu_gb:.1f} GiB at {where}: {verdict} "
             f"({largest})" + ("; `advisor memory` itemises it" if pointer else ""))
 
 
