@@ -147,8 +147,9 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
         name, param = fraction, book.parameters[fraction]
     coerced = _as_trainer_reads(doc, key_path, param.type, value, fmt)
     problem = param.problem(coerced)
-    if problem is not None:
-        raise ConfigError(f"{doc.path}:{line or '?'}: key '{where}': {problem}")
+    if problem is not None:  # a finding, not a file it cannot check: the other keys are still judged
+        cfg.read_as.append(ReadAs(where, line, f"{where}: {problem}; not judged", rule="check-config-meaningless-value"))
+        return
     cfg.values[name] = ConfigValue(coerced, where, line)
 
 
