@@ -268,9 +268,9 @@ def test_parameter_bounds_and_choices_reject_bad_values(book: Rulebook, tmp_path
     config.write_text("model_name_or_path: Qwen/Qwen2.5-1.5B-Instruct\nnum_generations: 8\nuse_vllm: true\n"
                       "vllm_mode: colocated\n")
     proc = run_cli("validate", str(config), "--gpu", "h100", "--no-detect")
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # a finding (VCF010, an error), and the rest of the file is judged
     said = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
-    assert f"{config}:4: key 'vllm_mode': 'colocated' is not one of server, colocate" in said
+    assert f"{config}:4: VCF010 error [vllm_mode] vllm_mode: 'colocated' is not one of server, colocate" in said
     assert "Traceback" not in proc.stderr
 
 

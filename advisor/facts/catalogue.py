@@ -72,6 +72,8 @@ MEMORY_FACTS: dict[str, str] = {
     "seq_len": "the sequence length the estimate assumes (tokens)",
     "alternatives": "what would fit micro-batch 1 when nothing does, each checked by the estimate ('; '-joined; "
     "unset when none does or when micro-batch 1 fits)",
+    "checkpointing_fits": "micro-batch 1 fits with gradient checkpointing switched on (unset when it is on already or "
+    "micro-batch 1 fits without it)",
 }
 
 LOG_FACTS: dict[str, str] = {

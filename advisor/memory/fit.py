@@ -45,6 +45,8 @@ class Fit:
     max_micro_batch: int  # 0: not even 1 fits
     at_one: Estimate
     alternatives: list[str] = field(default_factory=list)
+    # None: checkpointing is on already, or micro-batch 1 fits without it
+    checkpointing_fits: bool | None = None
 
     @property
     def fits(self) -> bool:
@@ -56,6 +58,7 @@ class Fit:
             "memory.peak_gb_batch1": round(self.at_one.total_gb, 2), "memory.usable_gb": round(self.usable_gb, 2),
             "memory.seq_len": self.at_one.setup.seq_len,
             "memory.alternatives": "; ".join(self.alternatives) or None,
+            "memory.checkpointing_fits": self.checkpointing_fits,
         }
 
 
@@ -85,7 +88,11 @@ def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None =
     limit = int(know["max-micro-batch"]) if cap is None else max(1, min(cap, int(know["max-micro-batch"])))
     at_one = estimate(book, job, _with(params, micro_batch_size=1))
     best = max_micro_batch(book, job, params, usable, limit) if at_one.total_gb <= usable else 0
-    result = Fit(capacity, usable, margin, best, at_one)
+    checkpointing_fits = None
+    if not best and not params.get("gradient_checkpointing"):
+        checkpointed = estimate(book, job, _with(params, micro_batch_size=1, gradient_checkpointing=True))
+        checkpointing_fits = checkpointed.total_gb <= usable
+    result = Fit(capacity, usable, margin, best, at_one, checkpointing_fits=checkpointing_fits)
     if not result.fits:
         result.alternatives.extend(alternatives(book, job, params, usable, spell))
     return result
