@@ -24,7 +24,7 @@ from typing import Any
 
 from advisor.errors import RuleFileError
 from advisor.paths import cache_dir, rules_dir, write_cache
-from advisor.safeio import finite
+from advisor.safeio import at_path, finite
 
 REGISTRY_DIR = "registry"  # the folder of rules/ that holds the registries
 
@@ -174,6 +174,13 @@ class Writer:
     scripts: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> its script's arguments class
     commands: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> the `trl` command that trains it
     loss_choices: Mapping[str, str] = field(default_factory=dict)  # method -> "fields:ConfigClass" its loss word goes to
+    # method -> (the key its loss word is written under, whether that key holds a list): Axolotl's DPO reads the
+    # list dpo_loss_type, its GRPO trl.loss_type (formats.yaml `loss_keys`)
+    loss_keys: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
+
+    def listed(self) -> frozenset[str]:
+        """The loss keys that hold a list of loss words (a reader reads the first)."""
+        return frozenset(key for key, is_list in self.loss_keys.values() if is_list)
 
 
 @dataclass(frozen=True)
@@ -270,14 +277,17 @@ class Unheeded:
     """A key the trainer takes but does not act on as written while none of ``unless`` is set (a format's
     `unheeded`): Axolotl's batch_size sets no accumulation, its schema's gradient_accumulation_steps 1 does."""
 
-    key: str
+    key: str  # dotted: nested (Axolotl's trl.loss_type)
     message: str
     expected: str
     unless: tuple[str, ...] = ()
+    when: tuple[str, tuple[str, ...]] | None = None  # only while this key holds one of these words (rl: dpo)
 
     def applies(self, data: Mapping[str, Any]) -> bool:
         # set counts as the trainer's own checks count it: a value that is not empty or zero
-        return bool(data.get(self.key)) and not any(data.get(k) for k in self.unless)
+        if self.when is not None and str(data.get(self.when[0])).lower() not in self.when[1]:
+            return False
+        return bool(at_path(data, self.key)) and not any(data.get(k) for k in self.unless)
 
 
 @dataclass(frozen=True)
@@ -465,7 +475,8 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
         unsupported=dict(raw.get("unsupported", {})),
         companions=tuple(_translation(c) for c in raw.get("with", ())),
         scripts=dict(raw.get("scripts", {})), commands=dict(raw.get("commands", {})),
-        loss_choices=dict(raw.get("loss_choices", {})))
+        loss_choices=dict(raw.get("loss_choices", {})),
+        loss_keys={m: (k["key"], bool(k.get("list", False))) for m, k in raw.get("loss_keys", {}).items()})
 
 
 def _format(raw: dict[str, Any]) -> Format:
@@ -496,7 +507,9 @@ def _format(raw: dict[str, Any]) -> Format:
                                         at_least=r.get("at_least"), at_most=r.get("at_most"))
                                 for r in raw.get("refuses", ())),
                   unheeded=tuple(Unheeded(key=u["key"], message=u["message"], expected=u["expected"],
-                                          unless=tuple(u.get("unless", ()))) for u in raw.get("unheeded", ())),
+                                          unless=tuple(u.get("unless", ())),
+                                          when=(u["when"]["key"], tuple(u["when"]["values"])) if "when" in u else None)
+                                 for u in raw.get("unheeded", ())),
                   plugins={block: {name: tuple(keys) for name, keys in p["names"].items()}
                            for block, p in raw.get("plugins", {}).items()},
                   quoted=_quoted(raw["id"], raw.get("quoted")))

@@ -441,6 +441,29 @@ def test_the_recommendations_own_warnings_are_in_the_file(book: Rulebook) -> Non
     assert "# WARNING: does not fit" in text
 
 
+def _axolotl_loss(raw: dict[str, Any], method: str) -> Any:
+    """The loss word Axolotl hands TRL: rl dpo's one-word dpo_loss_type list, GRPO's trl.loss_type."""
+    if method == "dpo":
+        assert "loss_type" not in (raw.get("trl") or {})  # DPOStrategy never reads it
+        listed = raw.get("dpo_loss_type")
+        assert listed is None or (isinstance(listed, list) and len(listed) == 1)
+        return None if listed is None else listed[0]
+    assert "dpo_loss_type" not in raw  # Axolotl's schema refuses it outside rl: dpo
+    return (raw.get("trl") or {}).get("loss_type")
+
+
+@pytest.mark.parametrize("variant", ["dpo", "ipo", "ldpo"])
+def test_axolotl_dpo_loss_round_trips_through_validate(book: Rulebook, tmp_path: Path, variant: str) -> None:
+    """recommend --format axolotl writes a DPO variant where Axolotl reads it (rl ipo, or dpo_loss_type under
+    rl dpo), and validate reads the same variant back."""
+    _, _, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method="dpo", variant=variant)
+    path = tmp_path / "back.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg, _ = read_config(path, book, "axolotl")
+    loss = cfg.values["loss_type"].value if "loss_type" in cfg.values else None
+    assert variant_of(book.variants, "dpo", loss) == variant
+
+
 @pytest.mark.parametrize(("method", "config_class"), [("grpo", "GRPOConfig"), ("dpo", "DPOConfig")])
 def test_axolotl_names_the_base_loss_because_trl_defaults_to_another(book: Rulebook, tmp_path: Path, method: str,
                                                                      config_class: str) -> None:
@@ -451,7 +474,7 @@ def test_axolotl_names_the_base_loss_because_trl_defaults_to_another(book: Ruleb
     import trl
 
     _, _, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method=method)
-    loss = (raw.get("trl") or {}).get("loss_type")
+    loss = _axolotl_loss(raw, method)
     assert loss in book.variants[method]["loss_types"]
     default = {f.name: f.default for f in dataclasses.fields(getattr(trl, config_class))}["loss_type"]
     assert method != "grpo" or default != loss  # TRL's default would train another loss (dapo)
@@ -464,7 +487,7 @@ def test_axolotl_hands_trl_only_a_loss_type_its_config_takes(book: Rulebook, tmp
     _, tc, raw = _exported(book, "axolotl", tmp_path, model="llama-1b", method=method, variant=variant)
     trl_class = {"dpo": "DPOConfig", "grpo": "GRPOConfig"}[method]
     choices = registries.trainer_fields("trl").choices[trl_class]["loss_type"]
-    loss = (raw.get("trl") or {}).get("loss_type")
+    loss = _axolotl_loss(raw, method)
     own = book.variants[variant].get("trl") or {}
     if loss is None:
         assert any(w.startswith(f"variant {variant} ") for w in tc.warnings)

@@ -201,8 +201,12 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
         for key in [keys] if isinstance(keys, str) else (keys or []):
             negated = key.startswith("!")
             key, _, word = key.lstrip("!").partition("=")
+            if any(u.key == key and u.applies(doc.data) for u in fmt.unheeded):
+                continue  # what the trainer does not act on names no value of the run (trl.loss_type under rl: dpo)
             value = _at(doc, key)
             path = tuple(key.split("."))
+            if fmt.write is not None and key in fmt.write.listed() and isinstance(value, list):
+                value = _first_listed(doc, cfg, key, value)
             if word and value is not None:  # a flag naming the value: only when true
                 value = word if _as_trainer_reads(doc, path, "bool", value, fmt) else None
             if value is not None and not _unset(name, param.type, value):
@@ -210,6 +214,16 @@ def _read_mapped(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format
                     value = not _as_trainer_reads(doc, path, "bool", value, fmt)
                 _set(cfg, doc, book, name, path, value, fmt)
                 break
+
+
+def _first_listed(doc: Document, cfg: TrainingConfig, key: str, value: list[Any]) -> Any:
+    """A loss key that holds a list (Axolotl's dpo_loss_type): its one word; of several the trainer sums the
+    losses (TRL DPOConfig loss_type list, loss_weights), which the checks judge as the first."""
+    if len(value) > 1:
+        cfg.read_as.append(ReadAs(key, doc.line_of(tuple(key.split("."))),
+                                  f"{key}: {clip(value)} trains the weighted sum of {len(value)} losses (TRL DPOConfig "
+                                  f"loss_weights); the checks judge it as its first, {clip(value[0])}"))
+    return value[0] if value else None
 
 
 def _named_loss(cfg: TrainingConfig, word: str, key: str, line: int | None, over_base: bool = False) -> None:
@@ -535,8 +549,10 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
                 key = next((k for k in refusal.keys if doc.data.get(k)), refusal.keys[0])
                 cfg.read_as.append(ReadAs(key, doc.line_of((key,)) if key in doc.data else None,
                                           f"{refusal.message}; {refusal.expected}", rule="check-config-refused-keys"))
-        cfg.read_as.extend(ReadAs(u.key, doc.line_of((u.key,)), f"key '{u.key}': {clip(doc.data[u.key])}: {u.message}; "
-                                  f"{u.expected}") for u in spec.unheeded if u.applies(doc.data))
+        for u in spec.unheeded:
+            if u.applies(doc.data):
+                cfg.read_as.append(ReadAs(u.key, doc.line_of(tuple(u.key.split("."))),
+                                          f"key '{u.key}': {clip(at_path(doc.data, u.key))}: {u.message}; {u.expected}"))
     if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",

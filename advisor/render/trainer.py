@@ -129,7 +129,7 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
     if trl_variant:
         _write_trl_variant(out, trl_variant, variant, book, rec, allowed)
     elif passed and own_trl.get("config") == passed and not expressed:
-        loss_key = next(iter(_keys(book, "loss_type", fmt)), "loss_type")
+        loss_key = next(iter(_loss_keys(book, fmt, mid)), ("loss_type", False))[0]
         _write_trl_variant(out, own_trl, variant, book, rec, allowed, prefix=loss_key.rpartition(".")[0] + ".")
     elif not expressed and "loss_type" not in rec.parameters:
         _write_loss(out, fmt, book, variant, mid, allowed, fields, config_class)
@@ -220,8 +220,8 @@ def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, m
     words = _variant_words(book, variant)[1:]
     if not words:
         return
-    keys = _keys(book, "loss_type", fmt)
-    key = next((k for k in keys if fields.takes(k, allowed)), None)
+    key, listed = next(((k, is_list) for k, is_list in _loss_keys(book, fmt, mid) if fields.takes(k, allowed)),
+                       (None, False))
     choices = _choices(fields, config_class, key) if key else None
     passed_to = fmt.write.loss_choices.get(mid) if fmt.write is not None else None
     if choices is None and passed_to is not None:  # the loss word goes on to a TRL config (Axolotl's trl.loss_type)
@@ -233,7 +233,14 @@ def _write_loss(out: TrainerConfig, fmt: Format, book: Rulebook, variant: str, m
             out.warnings.append(f"variant {variant} (loss {' / '.join(words)}): {fields.name} {fields.version} has no "
                                 f"key or value for it; the trainer's default loss applies")
         return
-    out.add(key, word, f"the {variant} loss ({book.variants[variant].get('summary', variant)})")
+    out.add(key, [word] if listed else word, f"the {variant} loss ({book.variants[variant].get('summary', variant)})")
+
+
+def _loss_keys(book: Rulebook, fmt: Format, mid: str) -> list[tuple[str, bool]]:
+    """The keys the method's loss word may go under, and whether each holds a list: the format's own for the
+    method (Axolotl's DPO: the list dpo_loss_type), else the loss_type parameter's."""
+    own = fmt.write.loss_keys.get(mid) if fmt.write is not None else None
+    return [own] if own is not None else [(k, False) for k in _keys(book, "loss_type", fmt)]
 
 
 def _keys(book: Rulebook, name: str, fmt: Format) -> list[str]:
