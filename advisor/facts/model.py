@@ -530,7 +530,7 @@ def resolve_model(spec: str, book: Rulebook) -> ModelFacts:
             return replace(facts, pretrained=_pretrained(spec, facts))
     names = registry_names(book)
     key = _norm(spec)
-    suggestions = sorted(set(closest(key, names))) or sorted(book.models)[:5]
+    suggestions = list(dict.fromkeys(closest(key, names))) or sorted(book.models)[:5]  # best match first
     if hub.is_repo_id(spec):
         raise FactError(
             f"unknown model {clip(spec)}: not a file, not in the registry, " + "; ".join(why),
