@@ -139,7 +139,7 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
         value = meant
     fraction = param.fraction_as.get("parameter")
     if fraction and isinstance(value, float) and 0 < value < 1 and fraction in book.parameters:
-        # where the fraction is the trainer's own way to give the ratio (transformers 5 has no warmup_ratio),
+        # where the fraction is the trainer's own way to give the ratio (transformers 5.24 has no warmup_ratio),
         # it is read so without a finding: the value means what it says
         if (fmt.trainer_keys if fmt else None) not in param.fraction_as.get("native", ()):
             cfg.read_as.append(ReadAs(where, line, f"{where}: {value:g} is a fraction, read as {fraction} {value:g} "
