@@ -80,11 +80,11 @@ def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str
     from advisor.errors import AdvisorError
     from advisor.memory.estimate import ATTENTIONS
     from advisor.memory.plan import MemoryAnswer
+    from advisor.registries import check_flag
 
     if attention not in ATTENTIONS:
         raise AdvisorError(f"--attention: unknown value {attention!r}", hint=f"one of {', '.join(ATTENTIONS)}")
-    if micro_batch is not None and micro_batch < 1:
-        raise AdvisorError(f"--micro-batch: must be at least 1, got {micro_batch}")
+    check_flag("--micro-batch", micro_batch)
     given = {"--micro-batch": micro_batch, **(flags or {})}
     rec = recommend(book=book, pins=pins, flags=given, memory_knobs={"attention": attention}, **facts)
     shown = {**(pins or {}), **{FLAG_PARAMETERS[f]: v for f, v in given.items() if v is not None}}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from advisor.errors import AdvisorError
+from advisor.registries import check_flag
 from advisor.rulebook.judge import Sign, Unjudged, judge, signal_rules
 from advisor.rulebook.load import Rulebook
 from advisor.safeio import clip_path
@@ -68,9 +67,7 @@ def check_judgeable(book: Rulebook, tel: Telemetry) -> None:
 def diagnose(book: Rulebook, tel: Telemetry, *, max_grad_norm: float | None = None,
              distinct_2: float | None = None) -> Diagnosis:
     check_judgeable(book, tel)
-    if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm >= 0):
-        raise AdvisorError(f"--max-grad-norm: {max_grad_norm} is no clipping threshold",
-                           hint="the run's max_grad_norm: a positive number, or 0 when it clips nothing")
+    check_flag("--max-grad-norm", max_grad_norm)
     threshold = default_max_grad_norm(book) if max_grad_norm is None else float(max_grad_norm)
     signs, unjudged = judge(book, log_facts(tel, max_grad_norm=threshold, distinct_2=distinct_2), tel)
     return Diagnosis(tel, signs, unjudged)

@@ -1,10 +1,11 @@
 """The registries: the methods, optimizers and trainer formats advisor knows, as data.
 
-rules/registry/methods.yaml, optimizers.yaml, formats.yaml and sharding.yaml
+rules/registry/methods.yaml, optimizers.yaml, formats.yaml, sharding.yaml and flags.yaml
 (schemas/<name>.schema.json) say what each method feeds the GPU, what each optimizer costs, how each
-config format is recognised and read, and which training-state items each sharding strategy divides
-over the GPUs. Code asks these flags (``method("dpo").sequences_per_example``) instead of naming ids, so a new
-method, optimizer or format is one entry here (and, for a format, its reader).
+config format is recognised and read, which training-state items each sharding strategy divides
+over the GPUs, and the range each numeric flag takes. Code asks these flags
+(``method("dpo").sequences_per_example``) instead of naming ids, so a new method, optimizer or format is
+one entry here (and, for a format, its reader).
 
 A leaf module: it imports nothing of advisor's beyond errors and paths, so facts, configs, memory
 and probe can all read it. Each file is parsed once per process, when first asked (libyaml: about a
@@ -15,6 +16,7 @@ formats, which need code.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RuleFileError
+from advisor.errors import FactError, RuleFileError
 from advisor.paths import cache_dir, rules_dir, write_cache
 from advisor.safeio import at_path, finite
 
@@ -666,3 +668,90 @@ def generating_method_ids() -> tuple[str, ...]:
 def method_aliases() -> dict[str, str]:
     """Loss names the probe takes as a method of the same batch shape: alias -> method id."""
     return {alias: m.id for m in methods().values() for alias in m.aliases}
+
+
+@dataclass(frozen=True)
+class FlagBound:
+    """The range a numeric flag takes (rules/registry/flags.yaml)."""
+
+    id: str
+    source: str
+    parameter: str | None = None
+    above: float | None = None
+    minimum: float | None = None
+    below: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+    example: float | None = None
+
+    def allows(self, value: float) -> bool:
+        # Written as what holds, so a NaN (every comparison false) is out of range.
+        return ((self.above is None or value > self.above) and (self.minimum is None or value >= self.minimum)
+                and (self.below is None or value < self.below) and (self.maximum is None or value <= self.maximum))
+
+    def range_words(self) -> str:
+        """The range as the hint says it: ``0 < --gpu-mem <= 4096 GiB``."""
+        low = f"{_shown(self.above)} < " if self.above is not None else f"{_shown(self.minimum)} <= "
+        high = (f" < {_shown(self.below)}" if self.below is not None
+                else f" <= {_shown(self.maximum)}" if self.maximum is not None else "")
+        if not high:  # one-sided: the flag first reads better (--samples >= 1)
+            low = f" > {_shown(self.above)}" if self.above is not None else f" >= {_shown(self.minimum)}"
+            return f"{self.id}{low}{' ' + self.unit if self.unit else ''}"
+        return f"{low}{self.id}{high}{' ' + self.unit if self.unit else ''}"
+
+    def words(self) -> str:
+        """The range in words, for a message that may lose its hint (validate gives a job comment its own)."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_shown(self.minimum)} to {_shown(self.maximum)}{unit}"
+        low = f"more than {_shown(self.above)}" if self.above is not None else f"at least {_shown(self.minimum)}"
+        high = (f", less than {_shown(self.below)}" if self.below is not None
+                else f", at most {_shown(self.maximum)}" if self.maximum is not None else "")
+        return f"{low}{high}{unit}"
+
+
+def _shown(value: float | None) -> str:
+    """A bound or value as a user writes it: 10000000, not 1e+07; 5e-05 as %g has it."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int) or (math.isfinite(value) and value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:g}"
+
+
+def _parameter_bounds(name: str) -> dict[str, float]:
+    """A parameter's minimum / maximum from the built-in rules/parameters.yaml (numbers default to 0)."""
+    path = rules_dir() / "parameters.yaml"
+    data = _parse(path, path.read_bytes())
+    for raw in data.get("parameters", ()) if isinstance(data, dict) else ():
+        if raw.get("name") == name:
+            bounds = {"minimum": float(raw.get("minimum", 0))}
+            if "maximum" in raw:
+                bounds["maximum"] = float(raw["maximum"])
+            return bounds
+    raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/flags.yaml: parameter {name!r} is not in rules/parameters.yaml")
+
+
+def _flag_bound(raw: dict[str, Any]) -> FlagBound:
+    bound = FlagBound(**raw)
+    if bound.parameter is not None:
+        bound = FlagBound(**{**raw, **_parameter_bounds(bound.parameter)})
+    return bound
+
+
+@cache
+def flag_bounds() -> dict[str, FlagBound]:
+    """The numeric flags' ranges, by flag."""
+    return _build("flags", _flag_bound)
+
+
+def check_flag(flag: str, value: float | None) -> None:
+    """Raise a one-line error naming ``flag``, ``value`` and the range when ``value`` is outside it."""
+    if value is None:
+        return
+    bound = flag_bounds()[flag]
+    if bound.allows(value):
+        return
+    example = f"; e.g. {flag} {_shown(bound.example)}" if bound.example is not None else ""
+    origin = f", as {bound.parameter} in rules/parameters.yaml" if bound.parameter else ""
+    raise FactError(f"{flag}: {_shown(value)} is out of range: {bound.words()}", hint=f"{bound.range_words()}{origin}{example}")

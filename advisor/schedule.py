@@ -17,6 +17,7 @@ from advisor.facts.task import TaskFacts
 from advisor.output import fmt_number
 from advisor.provenance import Source, Sourced
 from advisor.recommendation import Recommendation
+from advisor.registries import check_flag
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.model import Rule
 from advisor.rulebook.resolve import recommend
@@ -93,12 +94,9 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
         raise AdvisorError(f"--decay goes with --strategy exponential, not {strategy}",
                            hint="drop --decay, or give --strategy exponential")
     cycles = 5 if cycles is None else cycles
-    if not 1 <= cycles <= 1000:
-        raise AdvisorError(f"--cycles: must be between 1 and 1000, got {cycles}")
-    if decay is not None and not 0 < decay <= 1:
-        raise AdvisorError(f"--decay: {decay} must be in (0, 1]", hint="advisor schedule --compare shows the presets")
-    if base_lr is not None and not 0 < base_lr < 1:
-        raise AdvisorError(f"--base-lr: {base_lr} is not a learning rate", hint="e.g. 5e-5")
+    check_flag("--cycles", cycles)
+    check_flag("--decay", decay)
+    check_flag("--base-lr", base_lr)
     pins: dict[str, Any] = {}
     if base_lr is not None:
         pins["learning_rate"] = base_lr
@@ -125,8 +123,7 @@ def build(book: Rulebook, *, strategy: str, cycles: int | None, base_lr: float |
                            hint="add --samples N, the filtered samples per cycle")
     if samples is not None:
         for flag, count in (("--samples", samples), ("--micro-batch", micro_batch), ("--accumulation", accumulation)):
-            if count is not None and count < 1:
-                raise AdvisorError(f"{flag}: must be at least 1, got {count}")
+            check_flag(flag, count)
         schedule.steps_per_cycle = math.ceil(samples / ((micro_batch or 1) * (accumulation or 1)))
     for name in ("warmup_ratio", "lr_scheduler_type"):
         if name in params:

@@ -750,7 +750,7 @@ def test_a_job_comment_out_of_range_is_that_files_cannot_check_not_the_batchs(bo
                          project_dir=tmp_path)
     first, second = run.reports
     assert first.error is not None and first.error.startswith(f"{bad}:1: '# advisor: job' cycles=99999999: ")
-    assert "between 1 and 1000" in first.error and second.error is None and second.config is not None
+    assert "out of range: 1 to 1000" in first.error and second.error is None and second.config is not None
     assert run.exit_code() == 2
 
 

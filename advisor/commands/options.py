@@ -165,6 +165,11 @@ def plan_inputs(rulebook: Rulebook, *, config: Path | None, config_format: str |
         raise AdvisorError("give a CONFIG, or --model and --method", hint="advisor probe --help")
     if config is not None and not config.is_file():
         raise AdvisorError(f"{config}: no such file")
+    from advisor.registries import check_flag
+
+    for flag, value in (("--gpu-mem", gpu_mem), ("--seq-len", seq_len), ("--micro-batch", micro_batch),
+                        ("--accumulation", accumulation)):
+        check_flag(flag, value)
     return {"config": config, "config_format": config_format, "model": model,
             "method": method, "peft": peft, "variant": variant, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,
             "random_init": random_init, "data": data, "packing": not no_packing,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from advisor.errors import FactError
+from advisor.registries import check_flag
 from advisor.suggest import closest
 
 if TYPE_CHECKING:  # the rulebook sits above the facts; they only read its registries
@@ -170,10 +171,8 @@ def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, co
                 detect: bool = True) -> GpuFacts:
     """``memory_gb`` is --gpu-mem: one GPU's usable memory in GiB (nvidia-smi memory.total / 1024); it
     also stands in for the stated size in the batch table's lookup."""
-    if count is not None and count < 1:
-        raise FactError(f"--gpus: must be at least 1, got {count}")
-    if memory_gb is not None and not 0 < memory_gb <= 4096:
-        raise FactError(f"--gpu-mem: {memory_gb} GiB is not a plausible GPU memory size", hint="e.g. --gpu-mem 24")
+    check_flag("--gpus", count)
+    check_flag("--gpu-mem", memory_gb)
     if name is not None:
         entry = lookup_gpu(book, name)
         if entry is None:

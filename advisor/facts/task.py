@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import FactError
-from advisor.registries import generating_method_ids, method_ids, methods
+from advisor.registries import check_flag, generating_method_ids, method_ids, methods
 from advisor.safeio import clip
 
 METHODS = method_ids()  # rules/registry/methods.yaml
@@ -63,13 +63,9 @@ class TaskFacts:
             if norm not in allowed:
                 raise FactError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
             object.__setattr__(self, field_name, norm)
-        if self.cycles is not None and not 1 <= self.cycles <= 1000:
-            raise FactError(f"--cycles: must be between 1 and 1000, got {self.cycles}")
-        if self.seq_len is not None and not 16 <= self.seq_len <= 10_000_000:
-            raise FactError(f"--seq-len: {self.seq_len} is not a plausible sequence length")
-        if self.sft_learning_rate is not None and not 0 < self.sft_learning_rate < 1:
-            example = "e.g. 2e-4"  # not-knowledge: an example of the format
-            raise FactError(f"--sft-lr: {self.sft_learning_rate} is not a learning rate", hint=example)
+        check_flag("--cycles", self.cycles)
+        check_flag("--seq-len", self.seq_len)
+        check_flag("--sft-lr", self.sft_learning_rate)
 
     def unused_flags(self) -> list[str]:
         """Warnings for flags given with a method they do not apply to."""

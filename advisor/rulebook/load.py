@@ -42,12 +42,13 @@ FILE_KINDS = {
     "optimizers": "optimizers.schema.json",
     "formats": "formats.schema.json",
     "sharding": "sharding.schema.json",
+    "flags": "flags.schema.json",
 }
 SHARED_SCHEMA = "defs.schema.json"  # source, note, confidence, coefficient...: the other schemas $ref them
 
 # Registries advisor.registries reads from the built-in rules/ only: each entry needs code (a trainer
 # step, a reader), so a user directory cannot add one. Optimizers are data all through and layer.
-BUILTIN_REGISTRIES = ("methods", "formats", "sharding")
+BUILTIN_REGISTRIES = ("methods", "formats", "sharding", "flags")
 MAX_RULE_FILE_BYTES = 2_000_000
 
 

@@ -1,0 +1,90 @@
+"""Numeric flags take the ranges rules/registry/flags.yaml gives: a value outside is one line naming the flag,
+the value and the range, exit 2; a value on the boundary is taken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from advisor.cli import main
+from advisor.registries import flag_bounds
+from advisor.rulebook.load import Rulebook
+
+SFT = ("--model", "llama-8b", "--method", "sft", "--no-detect")
+RAFT = ("--model", "llama-8b", "--method", "raft", "--no-detect")
+SAMPLES = ("--samples", "500")
+# A probe or sweep refuses these while planning, before it imports a trainer or reads a model's weights.
+PROBE = ("--model", "llama-8b", "--method", "sft", "--no-detect")
+
+BAD = [
+    (("recommend", *SFT), "--gpu-mem", "0", "0 < --gpu-mem <= 4096 GiB"),
+    (("recommend", *SFT), "--gpu-mem", "4097", "0 < --gpu-mem <= 4096 GiB"),
+    (("recommend", *SFT), "--gpu-mem", "nan", "0 < --gpu-mem <= 4096 GiB"),
+    (("recommend", *SFT), "--gpus", "0", "--gpus >= 1"),
+    (("recommend", *SFT), "--seq-len", "15", "16 <= --seq-len <= 10000000 tokens"),
+    (("recommend", *SFT), "--sft-lr", "1", "0 < --sft-lr < 1"),
+    (("recommend", *RAFT), "--cycles", "1001", "1 <= --cycles <= 1000"),
+    (("memory", *SFT), "--micro-batch", "0", "--micro-batch >= 1"),
+    (("memory", *SFT), "--seq-len", "10000001", "16 <= --seq-len <= 10000000 tokens"),
+    (("memory", *SFT), "--gpus", "0", "--gpus >= 1"),
+    (("schedule",), "--cycles", "0", "1 <= --cycles <= 1000"),
+    (("schedule", "--strategy", "exponential"), "--decay", "1.5", "0 < --decay <= 1"),
+    (("schedule", "--strategy", "exponential"), "--decay", "0", "0 < --decay <= 1"),
+    (("schedule",), "--base-lr", "1", "0 < --base-lr < 1"),
+    (("schedule",), "--samples", "0", "--samples >= 1"),
+    (("schedule", *SAMPLES), "--micro-batch", "0", "--micro-batch >= 1"),
+    (("schedule", *SAMPLES), "--accumulation", "0", "--accumulation >= 1"),
+    (("probe", *PROBE), "--seq-len", "15", "16 <= --seq-len <= 10000000 tokens"),
+    (("probe", *PROBE), "--micro-batch", "0", "--micro-batch >= 1"),
+    (("sweep", *PROBE), "--accumulation", "0", "--accumulation >= 1"),
+]
+
+GOOD = [
+    ("recommend", *SFT, "--gpu-mem", "4096"),
+    ("recommend", *SFT, "--gpus", "1", "--seq-len", "16"),
+    ("recommend", *RAFT, "--cycles", "1000"),
+    ("memory", *SFT, "--micro-batch", "1", "--seq-len", "10000000"),
+    ("schedule", "--cycles", "1", "--strategy", "exponential", "--decay", "1", "--base-lr", "0.5"),
+    ("schedule", "--samples", "1", "--micro-batch", "1", "--accumulation", "1"),
+]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(exit_.value.code or 0), out, err
+
+
+@pytest.mark.parametrize(("command", "flag", "value", "hint"), BAD, ids=[f"{c[0]}{f}={v}" for c, f, v, _ in BAD])
+def test_bad_flag_value_is_one_line_with_the_range(capsys: pytest.CaptureFixture[str], command: tuple[str, ...],
+                                                   flag: str, value: str, hint: str) -> None:
+    code, out, err = _run(capsys, *command, flag, value)
+    assert code == 2 and out == "", err
+    assert err.count("\n") == 1, err
+    assert f"{flag}: {value} is out of range" in err and f"(hint: {hint}" in err, err
+
+
+@pytest.mark.parametrize("args", GOOD, ids=[" ".join(a[:1] + a[-2:]) for a in GOOD])
+def test_boundary_value_is_taken(capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
+    code, out, err = _run(capsys, *args)
+    assert code == 0 and out, err
+
+
+def test_max_grad_norm_has_an_upper_bound(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    log = tmp_path / "gn.jsonl"
+    log.write_text("".join(f'{{"step": {i + 1}, "loss": {2 - 0.01 * i}, "grad_norm": 0.3}}\n' for i in range(30)))
+    code, _, err = _run(capsys, "diagnose", str(log), "--max-grad-norm", "1e30")
+    assert code == 2 and "--max-grad-norm: 1e+30 is out of range: 0 to 1000000" in err, err
+    assert "(hint: 0 <= --max-grad-norm <= 1000000" in err and err.count("\n") == 1, err
+    code, out, err = _run(capsys, "diagnose", str(log), "--max-grad-norm", "1000000", "--fail-on", "never")
+    assert code == 0 and out, err
+
+
+def test_a_parameter_flag_takes_the_parameters_bounds(book: Rulebook) -> None:
+    """--gpus pins world_size: one copy of its bound, the parameter's (rules/parameters.yaml)."""
+    for bound in flag_bounds().values():
+        if bound.parameter is not None:
+            param = book.parameters[bound.parameter]
+            assert (bound.minimum, bound.maximum) == (param.minimum, param.maximum), bound.id
