@@ -17,6 +17,7 @@ from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
 from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
+from advisor.configs.placeholders import placeholder_keys
 from advisor.facts.task import METHODS, variant_of
 from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
 from advisor.rulebook.load import Rulebook
@@ -552,6 +553,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
             cfg.derived["eval_strategy"] = strategy
     cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
     cfg.read_as.extend(_refused_values(doc, spec))
+    cfg.read_as.extend(placeholder_keys(doc))
     if isinstance(doc.data, dict):
         for refusal in spec.refuses:
             if refusal.refused(doc.data):
