@@ -532,7 +532,27 @@ def optimizers() -> dict[str, Optimizer]:
 @cache
 def formats() -> dict[str, Format]:
     """The trainer formats, in the registry's order (detection tries them in it)."""
-    return _build("formats", _format)
+    built = _build("formats", _format)
+    word = placeholder()
+    for fid, spec in built.items():
+        for p in spec.write.placeholders if spec.write is not None else ():
+            if word not in str(p.value):  # validate finds a placeholder by the word alone (VCF009)
+                raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: format {fid!r} key "
+                                    f"'write.placeholders' ({p.key}): {p.value!r} does not hold the placeholder "
+                                    f"{word!r}", hint="write the top-level `placeholder` word in the value")
+    return built
+
+
+@cache
+def placeholder() -> str:
+    """The word `recommend --format` writes where a value is the user's to give (formats.yaml `placeholder`)."""
+    path = rules_dir() / REGISTRY_DIR / "formats.yaml"
+    data = _parse(path, path.read_bytes())
+    word = data.get("placeholder") if isinstance(data, dict) else None
+    if not isinstance(word, str) or not word:
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: key 'placeholder': {word!r} is not a word",
+                            hint="see schemas/formats.schema.json")
+    return word
 
 
 @cache

@@ -213,3 +213,25 @@ def test_a_damaged_registry_cache_entry_is_parsed_again(tmp_path: Path, monkeypa
     assert len(entries) == 1
     entries[0].write_text("{not json")
     assert registries._parse(path, path.read_bytes()) == first
+
+
+def test_a_writers_placeholder_without_the_placeholder_word_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate (VCF009) finds a placeholder by formats.yaml's `placeholder` word alone, so a format's
+    `write.placeholders` value that does not hold it is refused at load, not written unseen."""
+    import shutil
+
+    shutil.copytree(registries.rules_dir() / registries.REGISTRY_DIR, tmp_path / registries.REGISTRY_DIR)
+    path = tmp_path / registries.REGISTRY_DIR / "formats.yaml"
+    path.write_text(path.read_text().replace("\nplaceholder: REPLACE_ME\n", "\nplaceholder: FILL_ME_IN\n"))
+    monkeypatch.setattr(registries, "rules_dir", lambda: tmp_path)
+    registries.formats.cache_clear()
+    registries.placeholder.cache_clear()
+    try:
+        assert registries.placeholder() == "FILL_ME_IN"
+        with pytest.raises(RuleFileError, match=r"formats\.yaml: format 'axolotl' key 'write\.placeholders' "
+                                                r"\(datasets\).*does not hold the placeholder 'FILL_ME_IN'"):
+            registries.formats()
+    finally:
+        registries.formats.cache_clear()
+        registries.placeholder.cache_clear()

@@ -285,7 +285,11 @@ def test_advisors_own_validate_finds_nothing_wrong_with_advisors_export(
     gpu = resolve_gpu(book, name="a100-80gb", memory_gb=None, count=None, detect=False)
     report = validate_file(path, book, gpu, Overrides(config_format=fmt), Selection())
     assert report.error is None, report.error
-    found = [f"{f.code} {f.severity}: {f.message}" for f in report.findings if f.severity in ("warning", "error")]
+    placeholder = book.rules["check-config-placeholder"].code
+    # the keys advisor leaves to the user are the only thing to fix: validate names them until they are replaced
+    assert any(f.code == placeholder for f in report.findings)
+    found = [f"{f.code} {f.severity}: {f.message}" for f in report.findings
+             if f.severity in ("warning", "error") and f.code != placeholder]
     assert not found, found
 
 

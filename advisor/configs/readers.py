@@ -17,6 +17,7 @@ from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
 from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
+from advisor.configs.placeholders import placeholder_keys
 from advisor.facts.task import METHODS, variant_of
 from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
 from advisor.rulebook.load import Rulebook
@@ -447,10 +448,30 @@ def _edits(a: str, b: str) -> int:
     return prev[-1]
 
 
+def _truncation(key: str, known: str) -> bool:
+    """``key`` is ``known`` cut short inside its last word (gradient_checkpoint, num_generation, max_step) or
+    with one letter s too many (lora_alphas): a slip however many letters it drops, never another word."""
+    cut = known[len(key):]
+    return (known.startswith(key) and cut != "" and "_" not in cut and key[-1:] != "_") or key == f"{known}s"
+
+
+def _any_trainers_key(key: str) -> bool:
+    """Whether some trainer advisor writes for takes ``key``: a file only the fallback reader claims may be that one's."""
+    from advisor.registries import trainer_fields
+
+    for spec in formats().values():
+        if spec.write is not None:
+            fields = trainer_fields(spec.write.fields)
+            if fields.takes(key, fields.keys.union(*fields.classes.values())):
+                return True
+    return False
+
+
 def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]:
-    """Top-level keys the trainer does not take but that are a slip from one it does (lora_rr for lora_r):
-    TRL's and LLaMA-Factory's parsers refuse the file, Axolotl drops the value. A key further from every
-    known one is left alone: scripts that subclass the trainer's config (open-r1's) take their own."""
+    """Top-level keys the trainer does not take but that are a slip from one it does (lora_rr for lora_r,
+    gradient_checkpoint for gradient_checkpointing): TRL's and LLaMA-Factory's parsers refuse the file, Axolotl
+    drops the value. A key further from every known one is left alone: scripts that subclass the trainer's
+    config (open-r1's) take their own."""
     from advisor.registries import trainer_fields
 
     if spec.write is None or not isinstance(doc.data, dict):
@@ -458,18 +479,22 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     fields = trainer_fields(spec.write.fields)
     known = fields.keys.union(*fields.classes.values())
     # A file only the fallback reader claims may be another framework's (open-instruct's use_lora is one
-    # edit from use_dora): there a slip must also hold a word no known key has (lora_rr's "rr").
+    # edit from use_dora): there a slip made only of words known keys have must be a known key cut short
+    # (num_generation), and no key of any trainer's; otherwise it must hold a word no known key has (lora_rr's "rr").
     words = {w for k in known for w in k.split("_")}
     out = []
     for key in doc.data:
         if not isinstance(key, str) or fields.takes(key, known):
             continue
-        if guessed and set(key.split("_")) <= words:
+        cut = min((k for k in known if _truncation(key, k)), key=len, default=None)
+        if guessed and set(key.split("_")) <= words and (cut is None or _any_trainers_key(key)):
             continue
         near = min(((_edits(key, k), k) for k in known if abs(len(k) - len(key)) <= SLIP_EDITS), default=None)
-        if near is not None and near[0] <= SLIP_EDITS:
+        if cut is None and near is not None and near[0] <= SLIP_EDITS:
+            cut = near[1]
+        if cut is not None:
             out.append(ReadAs(key, doc.line_of((key,)), f"key '{key}' is not one {fields.name} {fields.version} takes; "
-                              f"did you mean '{near[1]}'?", rule="check-config-unknown-key"))
+                              f"did you mean '{cut}'?", rule="check-config-unknown-key"))
     return out
 
 
@@ -543,6 +568,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
             cfg.derived["eval_strategy"] = strategy
     cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
     cfg.read_as.extend(_refused_values(doc, spec))
+    cfg.read_as.extend(placeholder_keys(doc))
     if isinstance(doc.data, dict):
         for refusal in spec.refuses:
             if refusal.refused(doc.data):

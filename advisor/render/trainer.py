@@ -20,7 +20,7 @@ from advisor import __version__
 from advisor.errors import AdvisorError
 from advisor.output import yaml_scalar
 from advisor.recommendation import ParameterValue, Recommendation
-from advisor.registries import Fields, Format, Writer, formats, method, trainer_fields
+from advisor.registries import Fields, Format, Writer, formats, method, placeholder, trainer_fields
 from advisor.render.data import value_comment
 
 if TYPE_CHECKING:
@@ -387,7 +387,7 @@ def render(tc: TrainerConfig) -> str:
         f"# {fields.name} config written by advisor {__version__} `recommend`: every value is a hypothesis from",
         "# advisor's rulebook, with its rule (code and id), the matching row and its confidence after it.",
         f"# Keys as {fields.name} {fields.version} takes them{parsed_as}.",
-        "# Replace every REPLACE_ME before training.",
+        f"# Replace every {placeholder()} before training.",
     ]
     if tc.trainer_class:
         lines.append(f"# Trainer: {tc.trainer_class}, which takes this {tc.config_class} (rules/variants.yaml trl).")
