@@ -81,9 +81,10 @@ def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str
     from advisor.memory.estimate import ATTENTIONS
     from advisor.memory.plan import MemoryAnswer
     from advisor.registries import check_flag
+    from advisor.suggest import one_of
 
     if attention not in ATTENTIONS:
-        raise AdvisorError(f"--attention: unknown value {attention!r}", hint=f"one of {', '.join(ATTENTIONS)}")
+        raise AdvisorError(f"--attention: unknown value {attention!r}", hint=one_of(attention, ATTENTIONS))
     check_flag("--micro-batch", micro_batch)
     given = {"--micro-batch": micro_batch, **(flags or {})}
     rec = recommend(book=book, pins=pins, flags=given, memory_knobs={"attention": attention}, **facts)

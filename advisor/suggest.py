@@ -10,3 +10,10 @@ SIMILARITY_CUTOFF = 0.4  # not-knowledge: difflib ratio below which a name is no
 
 def closest(word: str, choices: Iterable[str], n: int = 5) -> list[str]:
     return difflib.get_close_matches(word, list(choices), n=n, cutoff=SIMILARITY_CUTOFF)
+
+
+def one_of(value: object, allowed: Iterable[str]) -> str:
+    """The hint for an unknown word among ``allowed``: the closest first, then them all."""
+    words = list(allowed)
+    close = closest(str(value).lower(), words, n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + f"one of {', '.join(words)}"

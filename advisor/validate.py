@@ -24,6 +24,7 @@ from advisor.rulebook.check import Finding, run_checks
 from advisor.rulebook.load import Rulebook
 from advisor.rulebook.resolve import recommend
 from advisor.safeio import clip
+from advisor.suggest import one_of
 
 IGNORE_COMMENT = re.compile(r"#.*\badvisor:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_, ]+)\])?")
 # A whole-line comment naming the job a file is for, where its trainer has no key for it (RAFT in any
@@ -433,7 +434,7 @@ def validate_paths(paths: list[Path], book: Rulebook, hw: GpuFacts, over: Overri
                           ignore=[*_project_codes(project, "ignore", book), *_codes(ignore, book, "--ignore")])
     for flag, value, known in (("--method", over.method, METHODS), ("--peft", over.peft, PEFTS)):
         if value is not None and value not in known:
-            raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(known)}")
+            raise AdvisorError(f"{flag}: unknown value {value!r}", hint=one_of(value, known))
     return ValidationRun([validate_file(path, book, hw, over, selection) for path in paths], book, level, selection)
 
 

@@ -85,9 +85,12 @@ def test_output_to_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
     [
         (("recommend", "--model", "lama-8b", "--method", "sft"), "unknown model 'lama-8b'"),
         (("recommend", "--model", "llama-8b", "--method", "sftt"), "--method: unknown value 'sftt'"),
+        (("recommend", "--model", "llama-8b", "--method", "grop"), "(hint: did you mean 'grpo'? one of sft, dpo, grpo,"),
+        (("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "qlroa"), "did you mean 'qlora'?"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--bogus"), "No such option '--bogus'"),
         (("recommend", "--model", "llama-8b"), "Missing option '--method'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--gpu", "h1000"), "unknown GPU 'h1000'"),
+        (("recommend", "--model", "llama-8b", "--method", "sft", "--gpu", "h1000"), "(hint: closest: h100, "),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--gpus", "two"), "Invalid value for '--gpus'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--dataset-size", "lots"), "--dataset-size: 'lots'"),
         (("recommend", "--model", "llama-8b", "--method", "sft", "--set", "lora_rnk=4"), "unknown parameter 'lora_rnk'"),

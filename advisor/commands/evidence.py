@@ -99,12 +99,14 @@ def evidence(
     from advisor.render.emit import check_format, emit
 
     check_format(fmt, LISTING)
+    from advisor.suggest import one_of
+
     for flag, value, allowed in (("--method", method, METHODS), ("--peft", peft, PEFTS)):
         if value is not None and value not in allowed:
-            raise AdvisorError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
+            raise AdvisorError(f"{flag}: unknown value {value!r}", hint=one_of(value, allowed))
     book = o.book(rules)
     if variant is not None and variant not in book.variants:
-        raise AdvisorError(f"--variant: unknown value {variant!r}", hint=f"one of {', '.join(book.variants)}")
+        raise AdvisorError(f"--variant: unknown value {variant!r}", hint=one_of(variant, book.variants))
     every = _rows(rules)
     if source is not None and source not in {r.source_id for r in every}:
         from advisor.suggest import closest

@@ -177,7 +177,8 @@ def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, co
         entry = lookup_gpu(book, name)
         if entry is None:
             close = closest(_norm(name), gpu_names(book))
-            hint = f"closest: {', '.join(sorted({book.gpus[gpu_names(book)[c]]['id'] for c in close}))}; " if close else ""
+            ids = dict.fromkeys(book.gpus[gpu_names(book)[c]]['id'] for c in close)  # best match first
+            hint = f"closest: {', '.join(ids)}; " if close else ""
             raise FactError(f"unknown GPU {name!r}", hint=f"{hint}`advisor gpus` lists all, or give --gpu-mem GiB")
         if memory_gb is not None:
             return GpuFacts(name=entry["id"], memory_gb=float(memory_gb), count=count or 1, bf16=bool(entry["bf16"]),

@@ -9,6 +9,7 @@ from typing import Any
 from advisor.errors import FactError
 from advisor.registries import check_flag, generating_method_ids, method_ids, methods
 from advisor.safeio import clip
+from advisor.suggest import one_of
 
 METHODS = method_ids()  # rules/registry/methods.yaml
 PEFTS = ("lora", "qlora", "full")
@@ -61,7 +62,7 @@ class TaskFacts:
             # Words are matched loosely (Safety, long_documents): the user's intent is not in doubt.
             norm = str(value).strip().lower().replace("_", "-")
             if norm not in allowed:
-                raise FactError(f"{flag}: unknown value {value!r}", hint=f"one of {', '.join(allowed)}")
+                raise FactError(f"{flag}: unknown value {value!r}", hint=one_of(value, allowed))
             object.__setattr__(self, field_name, norm)
         check_flag("--cycles", self.cycles)
         check_flag("--seq-len", self.seq_len)

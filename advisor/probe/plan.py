@@ -21,6 +21,7 @@ from advisor.facts.model import ModelFacts, facts_from_config, read_config_json,
 from advisor.facts.task import METHODS, PEFTS, TaskFacts, check_variant, variant_of
 from advisor.provenance import Source, Sourced, pick
 from advisor.rulebook.load import Rulebook
+from advisor.suggest import one_of
 
 DEFAULT_STEPS = 30  # not-knowledge: probe length; the loss rules need at least 20 logged steps
 MIN_STEPS = 2  # not-knowledge: a start and an end
@@ -348,7 +349,7 @@ def build_plan(
                               hint=f"one of {', '.join(METHODS)}{also}")
     adapter = (peft or (str(cfg.peft.value) if cfg is not None and cfg.peft is not None else None) or "lora").lower()
     if adapter not in PEFTS:
-        raise ProbeInputError(f"--peft: unknown value {adapter!r}", hint=f"one of {', '.join(PEFTS)}")
+        raise ProbeInputError(f"--peft: unknown value {adapter!r}", hint=one_of(adapter, PEFTS))
     if data is not None and not data.exists():
         raise ProbeInputError(f"--data {data}: no such file or directory",
                               hint="a JSONL file (text | prompt/completion | messages | prompt/chosen/rejected) "
