@@ -125,8 +125,11 @@ def parse_set(items: list[str], rulebook: Rulebook) -> dict[str, Any]:
                                hint="`advisor rules list` shows the parameters rules set")
         param = rulebook.parameters[key]
         value = load_yaml_value(raw, f"--set {clip(item)}")
-        try:  # 8.5 for an int is no rank (it was cut to 8), "abc" no number; lists keep --set's own [a, b] syntax
-            pins[key] = as_type(param.type, value) if value is not None and param.type in ("int", "float") else value
+        # 8.5 for an int is no rank (it was cut to 8), "abc" no number; a list is [a, b] or, as LLaMA-Factory's
+        # lora_target writes it, a, b
+        typed = ("int", "float", "list_str")
+        try:
+            pins[key] = as_type(param.type, value) if value is not None and param.type in typed else value
         except (TypeError, ValueError, OverflowError) as exc:
             raise AdvisorError(f"--set {clip(item)}: {clip(value)} is not {type_words(param.type)}",
                                hint=f"{key} takes {type_words(param.type)}") from exc
