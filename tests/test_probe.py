@@ -462,7 +462,7 @@ def test_a_config_file_is_probed_with_its_own_values(book: Rulebook, tiny: Path,
         (["--model", "no-such-model", "--method", "sft"], "unknown model 'no-such-model'"),
         (["--model", "llama-3.2-1b"], "give a CONFIG, or --model and --method"),
         (["--model", "llama-3.2-1b", "--method", "sft", "--random-init", "--micro-batch", "0"],
-         "--micro-batch / micro_batch_size: 0 cannot be probed"),
+         "--micro-batch: 0 is out of range: at least 1 (hint: --micro-batch >= 1, as micro_batch_size"),
         (["--model", "examples/my-model", "--method", "sft"], "no model weights"),
     ],
 )

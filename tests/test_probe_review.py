@@ -129,3 +129,16 @@ def test_a_config_for_several_gpus_says_the_probe_runs_on_one(book: Rulebook, ti
     assert one.full_run_steps == 3200 // (4 * 2) and one.single_gpu_note is None
     with pytest.raises(AdvisorError, match="gpus='0' is not a positive whole number"):
         plan("# advisor: job gpus=0\n")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("warmup_ratio: 1.5", ":3: key 'warmup_ratio': 1.5 is above the largest meaningful value 1"),
+    ("lora_r: 0", ":3: key 'lora_r': 0 is below the smallest meaningful value 1"),
+])
+def test_a_config_value_validate_leaves_unjudged_stops_the_probe(line: str, message: str, tmp_path: Path) -> None:
+    # validate judges the rest of the file (VCF010); a probe would train without the value, so it refuses
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model_name_or_path: meta-llama/Llama-3.2-1B\nuse_peft: true\n{line}\n")
+    proc = run_cli("probe", str(config), "--method", "sft", "--no-detect")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"advisor: error: {config}{message} (hint:") and proc.stderr.count("\n") == 1

@@ -579,7 +579,8 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
             if u.applies(doc.data):
                 cfg.read_as.append(ReadAs(u.key, doc.line_of(tuple(u.key.split("."))),
                                           f"key '{u.key}': {clip(at_path(doc.data, u.key))}: {u.message}; {u.expected}"))
-    if detected and not cfg.values and not _names_method(doc, formats()[fmt]):
+    unjudged = any(r.rule == "check-config-meaningless-value" for r in cfg.read_as)  # set, but past its bounds
+    if detected and not cfg.values and not unjudged and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",
                           hint="give the training config (Axolotl, LLaMA-Factory, TRL or advisor YAML / JSON)")

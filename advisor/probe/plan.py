@@ -333,6 +333,12 @@ def build_plan(
 
         cfg, doc = read_config(config, book, config_format)
         notes.extend(cfg.notes)
+        # validate judges the rest of such a file (VCF010); a probe would train without the value, so it stops
+        meaningless = next((r for r in cfg.read_as if r.rule == "check-config-meaningless-value"), None)
+        if meaningless is not None:
+            problem = meaningless.message.removeprefix(f"{meaningless.key}: ").removesuffix("; not judged")
+            raise ProbeInputError(f"{config}:{meaningless.line or '?'}: key '{meaningless.key}': {problem}",
+                                  hint="`advisor validate` names every such value; fix them before probing")
     spec = model or (str(cfg.model.value) if cfg is not None and cfg.model is not None else None)
     if spec is None:
         raise ProbeInputError("no model: the config names none" if cfg is not None else "give a CONFIG or --model",
