@@ -415,13 +415,18 @@ def _parse(path: Path, text: bytes) -> Any:
     return data
 
 
-def _read(name: str, under: str | None = None) -> tuple[Path, list[dict[str, Any]]]:
-    """The entries of rules/registry/<name>.yaml: the list under ``name`` (or under ``name.under``)."""
+def _load(name: str) -> tuple[Path, Any]:
+    """rules/registry/<name>.yaml's data (formats.yaml: its entries, and the placeholder word beside them)."""
     path = rules_dir() / REGISTRY_DIR / f"{name}.yaml"
     try:
-        data = _parse(path, path.read_bytes())
+        return path, _parse(path, path.read_bytes())
     except OSError as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{name}.yaml: cannot be read: {exc}") from exc
+
+
+def _read(name: str, under: str | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """The entries of rules/registry/<name>.yaml: the list under ``name`` (or under ``name.under``)."""
+    path, data = _load(name)
     entries = data.get(name) if isinstance(data, dict) else None
     if under is not None:
         entries = entries.get(under) if isinstance(entries, dict) else None
@@ -546,8 +551,7 @@ def formats() -> dict[str, Format]:
 @cache
 def placeholder() -> str:
     """The word `recommend --format` writes where a value is the user's to give (formats.yaml `placeholder`)."""
-    path = rules_dir() / REGISTRY_DIR / "formats.yaml"
-    data = _parse(path, path.read_bytes())
+    data = _load("formats")[1]
     word = data.get("placeholder") if isinstance(data, dict) else None
     if not isinstance(word, str) or not word:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: key 'placeholder': {word!r} is not a word",

@@ -252,16 +252,24 @@ def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
     --format` writes (no trainer key holds the count), else the hardware's."""
     from dataclasses import replace
 
-    world = cfg.values.get("world_size")
     if over.gpus is not None:
         return gpu, True
+    said = world_said(cfg, comment)
+    if said is None:
+        return gpu, False
+    label = "" if "world_size" in cfg.values else "count: "
+    return replace(gpu, count=said[0], source=f"{gpu.source}; {label}{said[1]}"), True
+
+
+def world_said(cfg: TrainingConfig, comment: dict[str, Sourced] | None = None) -> tuple[int, str] | None:
+    """The data-parallel GPUs the file itself states, and where: world_size, else the job comment's gpus=N."""
+    world = cfg.values.get("world_size")
     if world is not None:
-        return replace(gpu, count=int(world.value), source=f"{gpu.source}; {world.describe()}"), True
+        return int(world.value), world.describe()
     named = (comment or {}).get("gpus")
     if named is not None:
-        return replace(gpu, count=int(named.value), source=f"{gpu.source}; count: the '# advisor: job' comment's "
-                                                           f"gpus={named.value} (line {named.line})"), True
-    return gpu, False
+        return int(named.value), f"the '# advisor: job' comment's gpus={named.value} (line {named.line})"
+    return None
 
 
 def lr_inputs(book: Rulebook) -> set[str]:

@@ -27,6 +27,9 @@ class ConfigValue(Sourced):
         return (ConfigValue, (self.value, self.detail, self.line))
 
 
+MEANINGLESS = "check-config-meaningless-value"  # VCF010's rule: a value past its parameter's bounds, left unjudged
+
+
 @dataclass(frozen=True)
 class ReadAs:
     """A value the reader took as the trainer does, not as written (a duplicate key, Axolotl's

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
-from advisor.configs.model import FORMATS, ConfigValue, ReadAs, TrainingConfig
+from advisor.configs.model import FORMATS, MEANINGLESS, ConfigValue, ReadAs, TrainingConfig
 from advisor.configs.placeholders import placeholder_keys
 from advisor.facts.task import METHODS, variant_of
 from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
@@ -149,7 +149,7 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
     coerced = _as_trainer_reads(doc, key_path, param.type, value, fmt)
     problem = param.problem(coerced)
     if problem is not None:  # a finding, not a file it cannot check: the other keys are still judged
-        cfg.read_as.append(ReadAs(where, line, f"{where}: {problem}; not judged", rule="check-config-meaningless-value"))
+        cfg.read_as.append(ReadAs(where, line, f"{where}: {problem}; not judged", rule=MEANINGLESS))
         return
     cfg.values[name] = ConfigValue(coerced, where, line)
 
@@ -579,7 +579,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
             if u.applies(doc.data):
                 cfg.read_as.append(ReadAs(u.key, doc.line_of(tuple(u.key.split("."))),
                                           f"key '{u.key}': {clip(at_path(doc.data, u.key))}: {u.message}; {u.expected}"))
-    unjudged = any(r.rule == "check-config-meaningless-value" for r in cfg.read_as)  # set, but past its bounds
+    unjudged = any(r.rule == MEANINGLESS for r in cfg.read_as)  # set, but past its bounds
     if detected and not cfg.values and not unjudged and not _names_method(doc, formats()[fmt]):
         raise ConfigError(f"{doc.path}: not a training config: it sets none of the keys a trainer reads "
                           "(learning rate, batch size, epochs or steps, sequence length, LoRA rank, ...)",

@@ -334,7 +334,9 @@ def build_plan(
         cfg, doc = read_config(config, book, config_format)
         notes.extend(cfg.notes)
         # validate judges the rest of such a file (VCF010); a probe would train without the value, so it stops
-        meaningless = next((r for r in cfg.read_as if r.rule == "check-config-meaningless-value"), None)
+        from advisor.configs.model import MEANINGLESS
+
+        meaningless = next((r for r in cfg.read_as if r.rule == MEANINGLESS), None)
         if meaningless is not None:
             problem = meaningless.message.removeprefix(f"{meaningless.key}: ").removesuffix("; not judged")
             raise ProbeInputError(f"{config}:{meaningless.line or '?'}: key '{meaningless.key}': {problem}",
@@ -362,7 +364,7 @@ def build_plan(
                                    "or a datasets directory")
     source, facts = resolve_source(book, spec, random_init=random_init)
     hw = resolve_gpu(book, name=gpu, memory_gb=gpu_mem, count=None, detect=detect_gpu)
-    world, world_note = _full_run_world(cfg, doc, hw)
+    world, world_note = _full_run_world(cfg, doc)
     # The variant the method word or the config's loss key names, before the rules run: SimPO's, ORPO's and
     # KTO's own knobs (rules/methods.yaml PREF002-PREF006) are rules on task.variant.
     named = (pins or {}).get("loss_type", cfg.values["loss_type"].value if cfg is not None and "loss_type" in cfg.values
@@ -574,20 +576,19 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _full_run_world(cfg: Any, doc: Any, hw: GpuFacts) -> tuple[tuple[int, str], str | None]:
+def _full_run_world(cfg: Any, doc: Any) -> tuple[tuple[int, str], str | None]:
     """The full run's data-parallel GPUs and what says so, as validate reads them (world_size, else the file's
     `# advisor: job gpus=N`), and the line that says the probe trains on one; (1, "") where nothing says."""
     if cfg is None:
         return (1, ""), None
-    from advisor.validate import Overrides, job_comment, world_gpu
+    from advisor.validate import job_comment, world_said
 
-    full, known = world_gpu(cfg, hw, Overrides(), job_comment(doc))
-    if not known or full.count <= 1:
+    said = world_said(cfg, job_comment(doc))
+    if said is None or said[0] <= 1:
         return (1, ""), None
-    # world_gpu appends what set the count to the hardware's source
-    where = full.source.rsplit("; ", 1)[-1].removeprefix("count: ")
-    return (full.count, where), (f"the probe runs on one GPU: the full run's {full.count} GPUs ({where}) count in "
-                                 "its step count only, each training the probe's micro-batch x accumulation")
+    count, where = said
+    return (count, where), (f"the probe runs on one GPU: the full run's {count} GPUs ({where}) count in "
+                            "its step count only, each training the probe's micro-batch x accumulation")
 
 
 def _full_run_steps(values: _Values, cfg: Any, effective: int, dataset_size: int | None,
