@@ -29,6 +29,9 @@ def recommend(
     ``launch`` an accelerate launch config read by advisor.configs.sharding (a TrainingConfig): its
     sharding, offload and world size, below the flags."""
     book = book if book is not None else load_rulebook(rule_dirs)
+    # no --peft: LoRA, or the adapter rules/memory.yaml fit_to_gpu names when LoRA does not fit the GPU
+    peft_free = facts.get("peft") is None
+    facts = {k: v for k, v in facts.items() if not (k == "peft" and v is None)}
     from_launch = {} if launch is None else {name: cv for name, cv in launch.values.items()
                                              if name in book.parameters and name != "world_size"}
     world = launch.values.get("world_size") if launch is not None and facts.get("gpus") is None else None
@@ -45,7 +48,7 @@ def recommend(
                 **{FLAG_PARAMETERS[flag]: value for flag, value in given.items()}}
     from advisor.memory.plan import recommend_with_memory
 
-    rec = recommend_with_memory(book, job, all_pins, memory_knobs)
+    rec = recommend_with_memory(book, job, all_pins, memory_knobs, peft_free=peft_free)
     for name, cv in from_launch.items():
         pv = rec.parameters.get(name)
         if pv is not None and name not in (pins or {}):
@@ -89,4 +92,4 @@ def memory(*, book: Rulebook, pins: dict[str, Any] | None = None, attention: str
     given = {"--micro-batch": micro_batch, **(flags or {})}
     rec = recommend(book=book, pins=pins, flags=given, memory_knobs={"attention": attention}, **facts)
     shown = {**(pins or {}), **{FLAG_PARAMETERS[f]: v for f, v in given.items() if v is not None}}
-    return MemoryAnswer(rec, facts["method"], facts.get("peft", "lora"), shown)
+    return MemoryAnswer(rec, facts["method"], str(rec.facts["task"]["peft"]), shown)

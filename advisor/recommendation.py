@@ -242,11 +242,15 @@ class Recommendation(_Record):
     parameters: dict[str, ParameterValue]
     left_out: list[LeftOut] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list, metadata=_doc(
+        "what advisor changed, of the choices the user left to it (--peft, --seq-len), so that the job fits the GPU "
+        "given: the adapter (rules/memory.yaml fit_to_gpu) and the sequence length (rule CTX004)"))
     memory: MemoryReport | None = None
 
     def __post_init__(self) -> None:  # its own containers: a second resolve of the same job shares none
         self.facts = {k: dict(v) for k, v in self.facts.items()}
         self.parameters, self.left_out, self.warnings = dict(self.parameters), list(self.left_out), list(self.warnings)
+        self.adapted = list(self.adapted)
 
     def gpus(self) -> int:
         """The GPU count the recommendation was sized for (the data-parallel world size)."""

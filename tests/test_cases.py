@@ -2,7 +2,8 @@
 
 Each case gives job facts and, per parameter, what the rulebook must produce: the value, the
 rule that set it, the matching table row, its range (and the row's own range, when adjustments
-or constraints moved it) and confidence, or that it is absent; and the warnings the job gives.
+or constraints moved it) and confidence, or that it is absent; the warnings the job gives; and what
+advisor changed so that the job fits the GPU (``adapted``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ FACT_KEYS = {"model", "method", "peft", "gpu", "gpu_mem", "gpus", "dataset_size"
              "use_case", "situation", "sft_lr", "variant"}
 EXPECT_KEYS = {"value", "rule", "case", "range", "range_contains", "rule_range", "outside", "confidence", "absent",
                "set_by", "rules", "step", "overridden", "set_aside"}
-CASE_KEYS = {"name", "facts", "set", "expect", "warns", "memory_notes"}
+CASE_KEYS = {"name", "facts", "set", "expect", "warns", "memory_notes", "adapted"}
 
 
 def _collect() -> list[Any]:
@@ -102,6 +103,10 @@ def test_case(case: dict[str, Any], book: Rulebook) -> None:
             assert any(s.rule == want["rule"] and s.case == want.get("case", s.case)
                        and ("value" not in want or _close(s.after, want["value"])) for s in pv.overridden), \
                 f"{name}: no set-aside row {want} in {[(s.rule, s.case, s.after) for s in pv.overridden]}"
+    for text in case.get("adapted", []):  # what advisor changed so the job fits (rules/memory.yaml fit_to_gpu, CTX004)
+        assert any(text in a for a in rec.adapted), f"no adaptation says {text!r}: {rec.adapted}"
+    if case.get("adapted") == []:
+        assert not rec.adapted, f"unexpected adaptations: {rec.adapted}"
     for text in case.get("warns", []):
         assert any(text in w for w in rec.warnings), f"no warning with {text!r}: {rec.warnings}"
     if case.get("warns") == []:

@@ -374,6 +374,23 @@ def test_cli_memory_table_json_and_exit_codes() -> None:
     assert bad.returncode == 2 and "--attention" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_memory_sizes_what_recommend_would_write_adapted_to_fit() -> None:
+    """Without --peft and --seq-len, `memory` sizes recommend's job: QLoRA at 2048 tokens for 8B GRPO on 24 GB;
+    with both given it sizes the user's job and it does not fit (exit 1)."""
+    base = ("memory", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--no-detect")
+    text = run_cli(*base)
+    assert text.returncode == 0, text.stderr
+    assert "grpo with qlora" in text.stdout and "x 2048 tokens: fits" in text.stdout
+    assert text.stdout.count("adapted to fit:") == 2
+    data = json.loads(run_cli(*base, "--format", "json").stdout)
+    assert data["peft"] == "qlora" and data["seq_len"] == 2048 and data["fits"] is True
+    assert [a.split(" (")[0] for a in data["adapted"]] == ["QLoRA instead of LoRA", "max_seq_length 4096 -> 2048"]
+    kept = run_cli(*base, "--peft", "lora", "--seq-len", "4096", "--format", "json")
+    assert kept.returncode == 1
+    data = json.loads(kept.stdout)
+    assert data["peft"] == "lora" and data["seq_len"] == 4096 and data["fits"] is False and data["adapted"] == []
+
+
 def test_recommend_text_and_explain_show_the_memory_line() -> None:
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "qlora", "--gpu", "rtx-4090",
                    "--explain", "--no-detect")
@@ -461,10 +478,13 @@ def test_qlora_instead_of_lora_keeps_the_users_adapter() -> None:
         assert proc.returncode in (0, 1), proc.stderr
         return dict(json.loads(proc.stdout))
 
-    said = [a for a in memory(64)["alternatives"] if a.startswith("QLoRA instead of lora")]
-    assert said and f"{memory(64, '--peft', 'qlora')['total_gb']:.1f} GiB" in said[0]
+    qlora = memory(64, "--peft", "qlora")["total_gb"]
+    said = [a for a in memory(64, "--peft", "lora")["alternatives"] if a.startswith("QLoRA instead of lora")]
+    assert said and f"{qlora:.1f} GiB" in said[0]
+    # without --peft the same change is made, not only named: the user's rank on 4-bit weights
+    assert memory(64)["total_gb"] == qlora
     big = memory(256, "--peft", "qlora")["total_gb"]
-    assert big > 36 and not any(a.startswith("QLoRA") for a in memory(256)["alternatives"])  # it would not fit
+    assert big > 36 and not any(a.startswith("QLoRA") for a in memory(256, "--peft", "lora")["alternatives"])
 
 
 @pytest.mark.parametrize(("optimizer", "item", "ratio"), [

@@ -380,6 +380,29 @@ def test_a_job_that_does_not_fit_is_a_warning_on_stderr_beside_the_file(fmt: str
     assert "does not fit" in out.read_text()
 
 
+@pytest.mark.parametrize("fmt", ["axolotl", "trl"])
+def test_a_job_adapted_to_fit_says_so_in_the_file_and_on_stderr(fmt: str, tmp_path: Path) -> None:
+    """No --peft and no --seq-len on a 24 GB card: the trainer file trains what fits (QLoRA at 2048 tokens),
+    and both the file and stderr say what was changed and which flag keeps the original."""
+    out = tmp_path / "grpo.yaml"
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090",
+                   "--format", fmt, "-o", str(out), "--no-detect")
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("advisor: adapted to fit:")]
+    assert len(said) == 2 and "--peft lora keeps LoRA" in said[0] and "--seq-len keeps a length" in said[1]
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("advisor: warning: does not fit")]
+    text = out.read_text()
+    assert text.count("# ADAPTED:") == 2 and "QLoRA instead of LoRA" in text
+    assert ("adapter: qlora" in text and "sequence_len: 2048" in text) if fmt == "axolotl" else \
+        ("load_in_4bit: true" in text and "2048" in text)
+
+    kept = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--peft", "lora",
+                   "--seq-len", "4096", "--format", fmt, "-o", str(out), "--no-detect")
+    assert kept.returncode == 0, kept.stderr
+    assert "adapted to fit" not in kept.stderr and "advisor: warning: does not fit" in kept.stderr
+    assert "# ADAPTED:" not in out.read_text()
+
+
 def test_the_command_writes_the_file_and_warns_on_stderr_about_what_it_cannot_express(tmp_path: Path) -> None:
     out = tmp_path / "ppo.yaml"
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "ppo", "--gpu", "a100-80gb", "--format", "llama-factory",

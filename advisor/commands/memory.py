@@ -19,7 +19,7 @@ EPILOG = ("Examples:\n\n"
 def memory(
     model: o.Model,
     method: o.Method,
-    peft: o.Peft = "lora",
+    peft: o.FitPeft = None,
     variant: o.Variant = None,
     seq_len: o.SeqLen = None,
     micro_batch: o.MicroBatch = None,

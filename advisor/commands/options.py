@@ -25,6 +25,9 @@ VARIANTS_HELP = ("The method's loss variant (rules/variants.yaml): ipo, ldpo, si
                  "dr_grpo, dapo, gspo, rloo (GRPO); rlvr (PPO).")
 Method = Annotated[str, Option("--method", help=METHODS_HELP)]
 Peft = Annotated[str, Option("--peft", help=PEFTS_HELP)]
+# recommend / memory: unset is LoRA, which gives way to QLoRA on a GPU LoRA does not fit (rules/memory.yaml fit_to_gpu)
+FitPeft = Annotated[Optional[str], Option(
+    "--peft", help=f"{PEFTS_HELP} (default: lora, or qlora when lora does not fit the GPU given and qlora does).")]
 OptModel = Annotated[Optional[str], Option(
     "--model", "-m", help="The model, when the config does not name one the registry knows.")]
 OptMethod = Annotated[Optional[str], Option("--method", help=f"{METHODS_HELP} (overrides the config).")]

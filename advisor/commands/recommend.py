@@ -18,7 +18,7 @@ EPILOG = ("Examples:\n\n"
 def recommend(
     model: o.Model,
     method: o.Method,
-    peft: o.Peft = "lora",
+    peft: o.FitPeft = None,
     gpu: o.Gpu = None,
     gpu_mem: o.GpuMem = None,
     gpus: o.Gpus = None,
@@ -68,8 +68,11 @@ def recommend(
     if fmt in writable_format_ids():
         options["book"] = book  # the trainer's keys are the rulebook's trainer_keys
     emit(rec, fmt, output, **options)
-    if fmt != "text":  # the payload is a file or a pipe: a job that does not fit must still reach the user
+    if fmt != "text":
+        # The payload is a file or a pipe: a job that does not fit, or was changed to fit, must still reach the user.
         import sys
 
+        for change in rec.adapted:
+            sys.stderr.write(f"advisor: adapted to fit: {' '.join(change.split())}\n")
         for warning in rec.warnings:
             sys.stderr.write(f"advisor: warning: {' '.join(warning.split())}\n")

@@ -74,6 +74,8 @@ MEMORY_FACTS: dict[str, str] = {
     "unset when none does or when micro-batch 1 fits)",
     "checkpointing_fits": "micro-batch 1 fits with gradient checkpointing switched on (unset when it is on already or "
     "micro-batch 1 fits without it)",
+    "fitting_seq_len": "the longest halving of the sequence, down to rules/memory.yaml fit-min-seq-len, at which "
+    "micro-batch 1 fits (unset when micro-batch 1 fits, none does, or the user gave the length)",
 }
 
 LOG_FACTS: dict[str, str] = {
@@ -121,7 +123,7 @@ _KINDS: dict[str, tuple[str, ...]] = {
              "gpu.memory_gb", "gpu.usable_gib", "gpu.count", "gpu.total_memory_gb",
              "task.dataset_size", "task.seq_len", "task.cycles", "task.sft_learning_rate",
              "memory.max_micro_batch", "memory.peak_gb", "memory.peak_gb_batch1", "memory.usable_gb",
-             "memory.seq_len", "log.max_grad_norm", "log.distinct_2", "log.distinct_2_first",
+             "memory.seq_len", "memory.fitting_seq_len", "log.max_grad_norm", "log.distinct_2", "log.distinct_2_first",
              "log.memory_capacity_gb", "log.memory_margin", "log.predicted_memory_gb"),
     FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "task.is_rl", "task.adapter",
            "task.optimizer_lr_rules", "memory.fits"),

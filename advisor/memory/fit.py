@@ -47,6 +47,9 @@ class Fit:
     alternatives: list[str] = field(default_factory=list)
     # None: checkpointing is on already, or micro-batch 1 fits without it
     checkpointing_fits: bool | None = None
+    # the longest halving of the sequence (down to fit-min-seq-len) at which micro-batch 1 fits; None when
+    # micro-batch 1 fits, none does, or the length is the user's (rule seq-len-fits-gpu reads it)
+    fitting_seq_len: int | None = None
 
     @property
     def fits(self) -> bool:
@@ -59,6 +62,7 @@ class Fit:
             "memory.seq_len": self.at_one.setup.seq_len,
             "memory.alternatives": "; ".join(self.alternatives) or None,
             "memory.checkpointing_fits": self.checkpointing_fits,
+            "memory.fitting_seq_len": self.fitting_seq_len,
         }
 
 
@@ -76,9 +80,24 @@ def max_micro_batch(book: Rulebook, job: JobFacts, params: dict[str, Any], usabl
     return best
 
 
+def shorter_fitting(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float,
+                    shortest: int) -> tuple[int, float] | None:
+    """The longest halving of ``one``'s sequence, down to ``shortest`` tokens, at which ``one`` (micro-batch 1)
+    fits ``usable`` GiB, with its peak; None when none does."""
+    s = int(one.get("max_seq_length") or job.task.seq_len or 0) // 2
+    while s >= shortest:
+        g = estimate(book, job, _with(one, max_seq_length=s)).total_gb
+        if g <= usable:
+            return s, g
+        s //= 2
+    return None
+
+
 def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None = None,
-        spell: Spell = cli_words) -> Fit | None:
-    """None when the GPU's memory is unknown. ``spell`` writes each alternative's changes (validate: config keys)."""
+        spell: Spell = cli_words, shorten: bool = False) -> Fit | None:
+    """None when the GPU's memory is unknown. ``spell`` writes each alternative's changes (validate: config keys);
+    ``shorten``: the sequence length is advisor's to choose, so the fit says which shorter one fits
+    (fitting_seq_len)."""
     capacity = job.gpu.usable_gib
     if capacity is None:
         return None
@@ -92,11 +111,19 @@ def fit(book: Rulebook, job: JobFacts, params: dict[str, Any], cap: int | None =
     if not best and not params.get("gradient_checkpointing"):
         checkpointed = estimate(book, job, _with(params, micro_batch_size=1, gradient_checkpointing=True))
         checkpointing_fits = checkpointed.total_gb <= usable
-    result = Fit(capacity, usable, margin, best, at_one, checkpointing_fits=checkpointing_fits)
+    shorter = None
+    if shorten and not best:
+        found = shorter_fitting(book, job, _with(params, micro_batch_size=1), usable, int(know["fit-min-seq-len"]))
+        shorter = found[0] if found else None
+    result = Fit(capacity, usable, margin, best, at_one, checkpointing_fits=checkpointing_fits,
+                 fitting_seq_len=shorter)
     if not result.fits:
         result.alternatives.extend(alternatives(book, job, params, usable, spell))
     return result
 
+
+# how the lines a user reads name each --peft value
+PEFT_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "full": "full fine-tuning"}
 
 # gradient_checkpointing too: QLoRA "instead of lora" must not also switch on checkpointing the config has off
 CARRIED = ("max_prompt_length", "max_completion_length", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
@@ -134,7 +161,7 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
             p = _with(rule_params(book, j, {"max_seq_length": one.get("max_seq_length"), **same}), micro_batch_size=1,
                       **kept)
             g = peak(j, p)
-            name = "QLoRA" if other == "qlora" else "LoRA"
+            name = PEFT_NAMES[other]
             if g <= usable:
                 out.append(f"{name} instead of {peft}: {g:.1f} GiB ({spell({'peft': other})})")
                 break
@@ -148,15 +175,9 @@ def alternatives(book: Rulebook, job: JobFacts, params: dict[str, Any], usable: 
         g = peak(job, _with(one, gradient_checkpointing=True))
         if g <= usable:
             out.append(f"gradient checkpointing: {g:.1f} GiB ({spell({'gradient_checkpointing': True})})")
-    seq = int(one.get("max_seq_length") or job.task.seq_len or 0)
-    shortest = int(know["min-seq-len-suggestion"])
-    s = seq // 2
-    while s >= shortest:
-        g = peak(job, _with(one, max_seq_length=s))
-        if g <= usable:
-            out.append(f"a shorter sequence: {s} tokens, {g:.1f} GiB ({spell({'max_seq_length': s})})")
-            break
-        s //= 2
+    found = shorter_fitting(book, job, one, usable, int(know["min-seq-len-suggestion"]))
+    if found:
+        out.append(f"a shorter sequence: {found[0]} tokens, {found[1]:.1f} GiB ({spell({'max_seq_length': found[0]})})")
     margin = know["safety-margin"]
     # The recommended config trains in bf16 wherever the GPU has it: a bigger GPU without bf16
     # (a V100) would change the precision, so it is named only to a job already without bf16.

@@ -55,6 +55,8 @@ class Knowledge:
         self.optimizer_param_dtype: dict[str, bool] = {n: o.param_dtype_states for n, o in table.items() if o.states}
         self.architectures: dict[str, dict[str, Any]] = dict(mem.get("architectures", {}))
         self.cross_check: dict[str, Any] = dict(mem.get("cross_check", {}))
+        # the adapter recommend uses instead of the default one when the default does not fit (none: no change)
+        self.fit_to_gpu: dict[str, Any] = dict(mem.get("fit_to_gpu", {}))
         named = {*self.optimizers.values(), *self.optimizer_steps.values(),
                  *(a["logits"] for a in self.architectures.values() if "logits" in a)}
         # The load checked that each of these is defined: what is left is a lookup.

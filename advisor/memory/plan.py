@@ -3,12 +3,14 @@ memory facts, and report the predicted peak, the headroom and what to change whe
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from advisor.errors import AdvisorError
 from advisor.facts.job import JobFacts
 from advisor.memory.estimate import QUANTIZING, Estimate, estimate
-from advisor.memory.fit import Fit, Spell, cli_words, cross_check, fit
+from advisor.memory.fit import PEFT_NAMES, Fit, Spell, cli_words, cross_check, fit
+from advisor.memory.knowledge import knowledge
 from advisor.provenance import Source
 from advisor.recommendation import MemoryItem, MemoryReport, Provenance, Recommendation
 from advisor.rulebook.load import Rulebook
@@ -55,24 +57,62 @@ def _largest(est: Estimate, n: int = 3) -> str:  # not-knowledge: how many items
 
 
 def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
-                          knobs: dict[str, Any] | None = None) -> Recommendation:
-    """``knobs``: the memory model's own settings (attention, quantization, trainer, ...), not parameters."""
+                          knobs: dict[str, Any] | None = None, peft_free: bool = False) -> Recommendation:
+    """``knobs``: the memory model's own settings (attention, quantization, trainer, ...), not parameters.
+    ``peft_free``: the user gave no --peft, so when the default adapter does not fit the GPU, the one
+    rules/memory.yaml's fit_to_gpu names takes its place, if that is what makes the job fit."""
+    rec, first = _sized(book, job, pins, knobs)
+    swap = knowledge(book).fit_to_gpu.get("peft", {}).get(job.task.peft) if peft_free else None
+    if first is None or first.fits or swap is None or rec.memory is None:
+        return rec
+    other, other_first = _sized(book, replace(job, task=replace(job.task, peft=swap)), pins, knobs)
+    assert other.memory is not None and other_first is not None  # the same GPU: sized as the default was
+    # The default adapter stays when the other would not fit either, or fits only at the same shortened length.
+    if not other.memory.fits or (rec.memory.fits and rec.memory.seq_len >= other.memory.seq_len):
+        return rec
+    asked = job.task.peft
+    was, now = PEFT_NAMES.get(asked, asked), PEFT_NAMES.get(swap, swap)
+    other.adapted.insert(0, (
+        f"{now} instead of {was} (no --peft given): {was} needs {_gib(first.at_one.total_gb)} GiB at micro-batch 1 x "
+        f"{first.at_one.setup.seq_len} tokens, above the {_gib(first.usable_gb)} GiB left under the "
+        f"{first.margin:.0%} safety margin; {now} needs {_gib(other_first.at_one.total_gb)} GiB there "
+        f"(rules/memory.yaml fit_to_gpu; --peft {asked} keeps {was})"))
+    return other
+
+
+def _sized(book: Rulebook, job: JobFacts, pins: dict[str, Any],
+           knobs: dict[str, Any] | None) -> tuple[Recommendation, Fit | None]:
+    """The recommendation sized by the memory model, and the fit of the job as the rules first gave it
+    (None: no sequence length or no GPU known)."""
     facts, sources = job.flat(), job.report()
     first = resolve(book, facts, sources, pins)
     params = {**values(first), **(knobs or {})}
     if not params.get("max_seq_length"):
-        return first
+        return first, None
     # The memory model sizes the micro-batch by memory alone; the effective batch's share of one GPU
     # is a separate limit (BAT004), reported beside it, never as what memory holds.
     effective = params.get("effective_batch_size")
     share = max(1, int(effective) // max(1, job.gpu.count)) if effective else None
-    f = fit(book, job, params)
+    f = fit(book, job, params, shorten="max_seq_length" not in pins)
     if f is None:  # no GPU known: the peak at micro-batch 1, for information
         est = estimate(book, job, {**params, "micro_batch_size": params.get("micro_batch_size", 1)})
         first.memory = report(est, None)
-        return first
+        return first, None
+    at_rules = f
     rec = resolve(book, {**facts, **f.facts()}, sources, pins)
     final = {**values(rec), **(knobs or {})}
+    if f.fitting_seq_len and final.get("max_seq_length") != params["max_seq_length"]:
+        # CTX004 shortened the sequence: the micro-batch is sized again at the new length, and the rule
+        # keeps reading the length the rules' own one called for
+        f = fit(book, job, final)
+        assert f is not None  # the same GPU
+        rec = resolve(book, {**facts, **f.facts(), "memory.fitting_seq_len": at_rules.fitting_seq_len}, sources, pins)
+        final = {**values(rec), **(knobs or {})}
+        rec.adapted.append(
+            f"max_seq_length {params['max_seq_length']} -> {final['max_seq_length']} (CTX004 seq-len-fits-gpu, no "
+            f"--seq-len given): at {params['max_seq_length']} tokens micro-batch 1 needs "
+            f"{_gib(at_rules.at_one.total_gb)} GiB, above the {_gib(at_rules.usable_gb)} GiB left under the "
+            f"{at_rules.margin:.0%} safety margin; longer examples are cut (--seq-len keeps a length)")
     est = estimate(book, job, final)
     rec.memory = report(est, f)
     rec.memory.batch_share = share
@@ -97,7 +137,7 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
         diff = cross_check(book, facts, int(table.value), f.max_micro_batch)  # type: ignore[arg-type]
         if diff:
             rec.memory.notes.append(diff)
-    return rec
+    return rec, at_rules
 
 
 def config_facts(book: Rulebook, job: JobFacts, rec: Recommendation, config: dict[str, Any],
@@ -144,7 +184,7 @@ class MemoryAnswer:
         return {"model": m["name"], "method": self.method, "peft": self.peft,
                 "gpu": {k: g.get(k) for k in ("name", "memory_gb", "usable_gib", "count")},
                 "parameters": self.settings, "provenance": self.provenance(), **self.memory.to_dict(),
-                "warnings": self.rec.warnings}
+                "adapted": self.rec.adapted, "warnings": self.rec.warnings}
 
     def provenance(self) -> dict[str, dict[str, str]]:
         """Where each setting came from: the recommendation's provenance, or a pin the memory model reads."""

@@ -29,6 +29,9 @@ def require(*, bitsandbytes: bool = False) -> None:
     # bitsandbytes' CPU backend logs a warning about an optional kernel package at import (peft
     # imports bitsandbytes whenever it is installed).
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # transformers' Hub-kernel loader (the `kernels` package, which recent transformers releases depend on)
+    # logs that it skips its publisher check whenever HF_HUB_OFFLINE is set: not the user's concern.
+    logging.getLogger("kernels").setLevel(logging.ERROR)
     for name in PACKAGES:
         _import(name)
     if bitsandbytes:

@@ -25,6 +25,7 @@ def to_yaml(rec: Recommendation) -> str:
         "# `advisor recommend ... --explain` prints each value's full trace and sources.",
         # the memory verdict a value's comment points to ("see the memory warning"), as the trainer formats write it
         *(f"# WARNING: {' '.join(w.split())}" for w in rec.warnings),
+        *(f"# ADAPTED: {' '.join(a.split())}" for a in rec.adapted),
         f"advisor_format: {YAML_FORMAT_VERSION}",
         f"model: {yaml_scalar(model.get('pretrained') or model.get('hf_id') or model.get('name'))}",
         f"method: {task.get('method')}",

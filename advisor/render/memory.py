@@ -77,5 +77,7 @@ def render_answer(answer: MemoryAnswer, console: Console) -> None:
                       for k, v in answer.settings.items())
     model = f"{m['name']} [{describe_source(str(m.get('source')), m.get('source_detail') or '', m.get('revision'))}]"
     render_memory(answer.memory, console, f"{model} {answer.method} with {answer.peft} on {gpu}; {shown}")
+    for change in answer.rec.adapted:
+        console.print(f"adapted to fit: {change}", highlight=False, markup=False)
     for warning in answer.rec.warnings:
         console.print(f"warning: {warning}", highlight=False, markup=False)

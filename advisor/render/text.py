@@ -163,6 +163,8 @@ def render_recommendation(rec: Recommendation, console: Console, *, explain: boo
         console.print(summary_line(rec.memory), highlight=False, markup=False)
         if explain:
             render_items(rec.memory, console)
+    for change in rec.adapted:
+        console.print(f"[bold]adapted to fit:[/bold] {change}", highlight=False)
     for warning in rec.warnings:
         console.print(f"[bold red]warning:[/bold red] {warning}", highlight=False)
     if explain:

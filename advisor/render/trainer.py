@@ -54,6 +54,7 @@ class TrainerConfig:
     trainer_class: str | None = None  # TRL: a variant's own trainer (rules/variants.yaml trl), said in the header
     written: set[str] = field(default_factory=set)  # the parameters written under a key
     recommendation_warnings: list[str] = field(default_factory=list)  # the recommendation's own (memory, pins)
+    recommendation_adapted: list[str] = field(default_factory=list)  # what was changed so the job fits the GPU
     job_comment: str | None = None  # `# advisor: job ...`: what validate must judge the file as, where its keys cannot say
 
     def add(self, key: str, value: Any, comment: str) -> None:
@@ -114,7 +115,7 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
                                hint=f"its config classes: {known}; `--format yaml` writes advisor's own config")
     shared = shared_classes(writer, config_class)
     out = TrainerConfig(fmt, fields, config_class=config_class, recommendation_warnings=list(rec.warnings),
-                        shared_classes=shared, trainer_class=trl_variant.get("trainer"))
+                        recommendation_adapted=list(rec.adapted), shared_classes=shared, trainer_class=trl_variant.get("trainer"))
     allowed = _allowed(fmt, fields, config_class, shared)
     out.add(writer.model, model.get("pretrained") or model.get("hf_id") or model.get("name"), _model_comment(model))
     expressed = _write_method(out, writer, mid, variant, book, fields, config_class, who)
@@ -403,6 +404,7 @@ def render(tc: TrainerConfig) -> str:
     if tc.job_comment:
         lines.append(tc.job_comment)
     lines += [f"# WARNING: {' '.join(w.split())}" for w in tc.recommendation_warnings]
+    lines += [f"# ADAPTED: {' '.join(a.split())}" for a in tc.recommendation_adapted]
     lines += [f"# WARNING: {w}" for w in tc.warnings]
     lines += [f"# note: {n}" for n in tc.notes]
     _emit(_tree(tc.entries), "", lines)

@@ -520,6 +520,12 @@ def _layer_memory(book: Rulebook, data: dict[str, Any], shown: str) -> None:
         table[raw["id"]] = {**raw, "_file": shown}
     if "cross_check" in data:
         mem["cross_check"] = {**data["cross_check"], "_file": shown}
+    if "fit_to_gpu" in data:
+        for before, after in data["fit_to_gpu"]["peft"].items():
+            if before == after:  # the schema holds the words; a change to itself would change nothing
+                raise RuleFileError(f"{shown}: memory.fit_to_gpu key 'peft': {before} -> {after} changes nothing",
+                                    hint="name another adapter, or remove the entry")
+        mem["fit_to_gpu"] = {**data["fit_to_gpu"], "_file": shown}
 
 
 # --- whole-book checks -------------------------------------------------------------------
