@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -237,23 +237,42 @@ class Quoted:
 
     top: tuple[tuple[re.Pattern[str], str], ...] = ()
     nested: tuple[tuple[re.Pattern[str], str], ...] = ()  # inside a mapping under a top-level key
+    # top-level text converted by the field's own type (TrlParser's argparse): the text each type's parser takes
+    by_type: tuple[tuple[str, re.Pattern[str]], ...] = ()
 
     def reads(self, text: str, nested: bool) -> str | None:
         """The type ('bool', 'int', 'float') the trainer turns ``text`` into; None: it keeps a str."""
         return next((kind for pattern, kind in (self.nested if nested else self.top) if pattern.fullmatch(text)), None)
+
+    def converted(self, text: str, kind: str) -> tuple[bool, Any] | None:
+        """What the parser of a ``kind`` field makes of ``text``: (True, the text, or the bool it spells) or
+        (False, None) when it refuses it (the trainer stops); None: the format does not convert by type."""
+        patterns = dict(self.by_type)
+        if kind == "bool" and "true" in patterns:
+            for word in ("true", "false"):
+                if patterns[word].fullmatch(text):
+                    return True, word == "true"
+            return False, None
+        pattern = patterns.get(kind)
+        if pattern is None:
+            return None
+        return (True, text) if pattern.fullmatch(text) else (False, None)
 
 
 def _quoted(fid: str, raw: dict[str, Any] | None) -> Quoted | None:
     if raw is None:
         return None
     levels: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {}
-    for level in ("top", "nested"):
-        try:
+    by_type: list[tuple[str, re.Pattern[str]]] = []
+    try:
+        for level in ("top", "nested"):
             levels[level] = tuple((re.compile(r["match"]), r["as"]) for r in raw.get(level, ()))
-        except re.error as exc:
-            raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: format {fid!r} key 'quoted.{level}': "
-                                f"match is no regular expression: {exc}") from exc
-    return Quoted(**levels)
+        level = "by_type"
+        by_type = [(kind, re.compile(pattern)) for kind, pattern in (raw.get("by_type") or {}).items()]
+    except re.error as exc:
+        raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: format {fid!r} key 'quoted.{level}': "
+                            f"match is no regular expression: {exc}") from exc
+    return Quoted(**levels, by_type=tuple(by_type))
 
 
 @dataclass(frozen=True)
@@ -707,6 +726,7 @@ class FlagBound:
     maximum: float | None = None
     unit: str = ""
     example: float | None = None
+    also: tuple[str, ...] = ()  # the flags that share this range
 
     def allows(self, value: float) -> bool:
         # Written as what holds, so a NaN (every comparison false) is out of range.
@@ -757,20 +777,28 @@ def _parameter_bounds(name: str) -> dict[str, float]:
 
 
 def _flag_bound(raw: dict[str, Any]) -> FlagBound:
-    bound = FlagBound(**raw)
-    if bound.parameter is not None:
-        bound = FlagBound(**{**raw, **_parameter_bounds(bound.parameter)})
-    return bound
+    raw = {**raw, "also": tuple(raw.get("also", ()))}
+    if raw.get("parameter") is not None:
+        raw.update(_parameter_bounds(raw["parameter"]))
+    return FlagBound(**raw)
 
 
 @cache
 def flag_bounds() -> dict[str, FlagBound]:
-    """The numeric flags' ranges, by flag."""
-    return _build("flags", _flag_bound)
+    """The numeric flags' ranges, by flag; a range several flags share is listed under each, in its words."""
+    bounds: dict[str, FlagBound] = _build("flags", _flag_bound)
+    for bound in list(bounds.values()):
+        for flag in bound.also:
+            if flag in bounds:
+                raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/flags.yaml: {flag} has two ranges ({bound.id}'s "
+                                    "`also` and its own entry)", hint="keep one")
+            bounds[flag] = replace(bound, id=flag, also=())
+    return bounds
 
 
-def check_flag(flag: str, value: float | None) -> None:
-    """Raise a one-line error naming ``flag``, ``value`` and the range when ``value`` is outside it."""
+def check_flag(flag: str, value: float | None, said: str | None = None) -> None:
+    """Raise a one-line error naming ``flag`` (or ``said``: where else the value came from, "--lr / learning_rate"),
+    ``value`` and the range when ``value`` is outside it."""
     if value is None:
         return
     bound = flag_bounds()[flag]
@@ -778,4 +806,5 @@ def check_flag(flag: str, value: float | None) -> None:
         return
     example = f"; e.g. {flag} {_shown(bound.example)}" if bound.example is not None else ""
     origin = f", as {bound.parameter} in rules/parameters.yaml" if bound.parameter else ""
-    raise FactError(f"{flag}: {_shown(value)} is out of range: {bound.words()}", hint=f"{bound.range_words()}{origin}{example}")
+    raise FactError(f"{said or flag}: {_shown(value)} is out of range: {bound.words()}",
+                    hint=f"{bound.range_words()}{origin}{example}")

@@ -600,3 +600,19 @@ def test_a_csv_log_read_a_line_at_a_time_names_its_rows_lines(tmp_path: Path) ->
     path.write_text('step,loss,note\n1,2.0,"two\nlines"\n2,1.9,\n3,abc,\n')
     with pytest.raises(LogError, match="log.csv:5: key 'loss': 'abc'"):
         read_log(path)
+
+
+def test_a_cycles_dir_that_is_no_history_is_one_line_with_the_layout(tmp_path: Path) -> None:
+    """A file, an empty directory or a single cycle: one line each, exit 2, with the layout --cycles-dir reads."""
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "cycle_1.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    (tmp_path / "empty").mkdir()
+    for where, said in ((one / "cycle_1.jsonl", "--cycles-dir needs a directory of per-cycle logs"),
+                        (tmp_path / "empty", "found 0 cycle log(s); a cycle history needs two or more"),
+                        (one, "found 1 cycle log(s)")):
+        proc = run_cli("diagnose", "--cycles-dir", str(where))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert said in proc.stderr and "(hint: " in proc.stderr and "cycle_1/, cycle_2/" in proc.stderr, proc.stderr
+    proc = run_cli("diagnose")
+    assert proc.returncode == 2 and "(hint: advisor diagnose trainer_state.json" in proc.stderr

@@ -38,6 +38,24 @@ BAD = [
     (("probe", *PROBE), "--seq-len", "15", "16 <= --seq-len <= 10000000 tokens"),
     (("probe", *PROBE), "--micro-batch", "0", "--micro-batch >= 1"),
     (("sweep", *PROBE), "--accumulation", "0", "--accumulation >= 1"),
+    (("probe", *PROBE), "--lr", "10", "0 < --lr < 10"),
+    (("probe", *PROBE), "--lr", "0", "0 < --lr < 10"),
+    (("probe", *PROBE), "--steps", "1", "2 <= --steps <= 100000 optimizer steps"),
+    (("probe", *PROBE), "--steps", "100001", "2 <= --steps <= 100000 optimizer steps"),
+    (("probe", *PROBE), "--eval-every", "-1", "--eval-every >= 0 optimizer steps"),
+    (("sweep", *PROBE, "--strategy", "grid", "--lrs", "1e-4,1e-3"), "--steps", "1", "2 <= --steps <= 100000"),
+    (("sweep", *PROBE, "--strategy", "grid", "--lrs", "1e-4,1e-3"), "--eval-every", "-1", "--eval-every >= 0"),
+    (("sweep", *PROBE, "--strategy", "grid", "--lr-range", "1e-5:1e-2"), "--points", "1", "2 <= --points <= 1000"),
+    (("sweep", *PROBE, "--strategy", "grid", "--lr-range", "1e-5:1e-2"), "--points", "1001", "2 <= --points <= 1000"),
+]
+
+# A range several flags share (`also` in flags.yaml) names the flag the user gave.
+SHARED = [
+    (("sweep", *PROBE, "--strategy", "grid"), "--lrs", "1e-4,12", "--lrs: 12 is out of range", "0 < --lrs < 10"),
+    (("sweep", *PROBE, "--strategy", "grid", "--points", "4"), "--lr-range", "1e-5:nan", "--lr-range: nan is out of range",
+     "0 < --lr-range < 10"),
+    (("sweep", *PROBE, "--strategy", "grid", "--points", "4"), "--lr-range", "0:1e-2", "--lr-range: 0 is out of range",
+     "0 < --lr-range < 10"),
 ]
 
 GOOD = [
@@ -66,6 +84,21 @@ def test_bad_flag_value_is_one_line_with_the_range(capsys: pytest.CaptureFixture
     assert f"{flag}: {value} is out of range" in err and f"(hint: {hint}" in err, err
 
 
+@pytest.mark.parametrize(("command", "flag", "value", "said", "hint"), SHARED, ids=[f"{f}={v}" for _, f, v, _, _ in SHARED])
+def test_a_shared_range_names_the_flag_given(capsys: pytest.CaptureFixture[str], command: tuple[str, ...], flag: str,
+                                             value: str, said: str, hint: str) -> None:
+    code, out, err = _run(capsys, *command, flag, value)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert said in err and f"(hint: {hint}" in err, err
+
+
+def test_a_grid_sweep_refuses_eval_every_0_which_a_probe_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    """0 means start and end only: a probe's choice, but a grid compares its runs' eval curves."""
+    code, out, err = _run(capsys, "sweep", *PROBE, "--strategy", "grid", "--lrs", "1e-4,1e-3", "--eval-every", "0")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--eval-every 0: a grid sweep compares its runs' eval curves" in err and "default is 8" in err, err
+
+
 @pytest.mark.parametrize("args", GOOD, ids=[" ".join(a[:1] + a[-2:]) for a in GOOD])
 def test_boundary_value_is_taken(capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
     code, out, err = _run(capsys, *args)
@@ -88,3 +121,25 @@ def test_a_parameter_flag_takes_the_parameters_bounds(book: Rulebook) -> None:
         if bound.parameter is not None:
             param = book.parameters[bound.parameter]
             assert (bound.minimum, bound.maximum) == (param.minimum, param.maximum), bound.id
+
+
+def test_a_flag_with_two_ranges_is_refused_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag in one entry's `also` and in an entry of its own would have two ranges: refused, not one picked."""
+    import shutil
+
+    from advisor import registries
+    from advisor.errors import RuleFileError
+
+    shutil.copytree(registries.rules_dir() / registries.REGISTRY_DIR, tmp_path / registries.REGISTRY_DIR)
+    shutil.copy(registries.rules_dir() / "parameters.yaml", tmp_path / "parameters.yaml")
+    path = tmp_path / registries.REGISTRY_DIR / "flags.yaml"
+    path.write_text(path.read_text() + "  - {id: --lrs, above: 0, below: 1, source: a second range}\n")
+    monkeypatch.setattr(registries, "rules_dir", lambda: tmp_path)
+    registries.flag_bounds.cache_clear()
+    try:
+        with pytest.raises(RuleFileError, match=r"flags\.yaml: --lrs has two ranges \(--lr's `also` and its own entry\)"):
+            registries.flag_bounds()
+    finally:
+        monkeypatch.undo()
+        registries.flag_bounds.cache_clear()
+    assert registries.flag_bounds()["--lrs"].below == 10

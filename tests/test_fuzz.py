@@ -66,7 +66,7 @@ CONFIG_ERRORS = {
     "tag-float.yaml": "'x' is not a valid float",
     "tag-int.yaml": "'x' is not a valid int",
     "tag-set-key.yaml": "a mapping key must be a plain word or number",
-    "long-value.yaml": "is not a float",
+    "long-value.yaml": "converts it as a float, and that refuses it",
     "latin1.yaml": "not UTF-8 text",
     "nul.yaml": "binary file",
 }

@@ -388,6 +388,38 @@ def test_llama_factory_keeps_a_quoted_number_as_text_so_advisor_names_it(text: s
     assert f"{path}{message}" in str(exc.value) and "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ('lora_r: "16.0"', "key 'lora_r': value '16.0' is quoted: TRL / Hugging Face TrainingArguments converts it as an "
+                       "int, and that refuses it (hint: write an int without quotes, e.g. lora_r: 16)"),
+    ('learning_rate: "2e-4x"', "key 'learning_rate': value '2e-4x' is quoted: TRL / Hugging Face TrainingArguments "
+                               "converts it as a float"),
+    ('gradient_checkpointing: "sure"', "key 'gradient_checkpointing': value 'sure' is quoted: TRL / Hugging Face "
+                                       "TrainingArguments converts it as a bool"),
+])
+def test_trl_refuses_quoted_text_its_fields_type_cannot_parse(line: str, message: str, book: Rulebook,
+                                                              tmp_path: Path) -> None:
+    """TrlParser's argparse parses a str default with the field's type: int('16.0') stops the run
+    ("invalid int value"), so advisor says so rather than read 16."""
+    path = tmp_path / "trl.yaml"
+    path.write_text(f"model_name_or_path: m\nuse_peft: true\n{line}\n")
+    with pytest.raises(ConfigError) as exc:
+        read_config(path, book, "trl")
+    assert message in f"{exc.value} (hint: {exc.value.hint})" and "\n" not in str(exc.value)
+
+
+def test_trl_reads_quoted_switches_and_numbers_as_its_parser_does(book: Rulebook, tmp_path: Path) -> None:
+    """transformers' string_to_bool takes yes / no, t / f, y / n, 1 / 0; int() and float() take spaces and
+    underscores."""
+    path = tmp_path / "trl.yaml"
+    path.write_text('model_name_or_path: m\nuse_peft: true\ngradient_checkpointing: "Yes"\n')
+    assert read_config(path, book, "trl")[0].values["gradient_checkpointing"].value is True
+    path.write_text('model_name_or_path: m\nuse_peft: true\ngradient_checkpointing: "n"\nlora_r: " 1_6 "\n'
+                    'learning_rate: "+2E-4"\n')
+    cfg, _ = read_config(path, book, "trl")
+    assert cfg.values["gradient_checkpointing"].value is False and cfg.values["lora_rank"].value == 16
+    assert cfg.values["learning_rate"].value == 2e-4
+
+
 def test_llama_factory_v1_reads_text_as_the_trainer_does(book: Rulebook, tmp_path: Path) -> None:
     """Unquoted 2e-4 is OmegaConf's float (PyYAML's str); a plugin block's '16', '0.05' and 'true' are
     _convert_str_dict's int, float and bool, in a YAML mapping or a block given as one JSON string; in a JSON

@@ -43,7 +43,8 @@ def diagnose(
     check_format(fmt, RESULT)
     check_fail_on(fail_on)
     if (log is None) == (cycles_dir is None):
-        raise AdvisorError("give a log file or directory, or --cycles-dir (one of them)")
+        raise AdvisorError("give a log file or directory, or --cycles-dir (one of them)",
+                           hint="advisor diagnose trainer_state.json, or advisor diagnose --cycles-dir raft/")
     book = o.book(rules)
     tel = read_cycles(cycles_dir) if cycles_dir is not None else read_log(log)  # type: ignore[arg-type]
     d2 = distinct_n(read_samples(samples)) if samples is not None else None

@@ -71,8 +71,9 @@ def probe(
 
     check_format(fmt, RESULT)
     check_fail_on(fail_on)
-    if eval_every < 0:
-        raise AdvisorError(f"--eval-every: {eval_every} must be 0 or more")
+    from advisor.registries import check_flag
+
+    check_flag("--eval-every", eval_every)
     from advisor.output import check_out_dir
 
     check_out_dir(out_dir, "--out-dir")

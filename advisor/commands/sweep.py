@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -32,6 +31,7 @@ def stored(inputs: dict[str, Any]) -> dict[str, Any]:
 
 def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list[float] | None:
     """--lrs 1e-5,2e-4 or --lr-range 1e-5:1e-2 [--points N] -> learning rates (None: neither given)."""
+    from advisor.registries import check_flag
     from advisor.sweep.analysis import log_space
 
     def number(text: str, flag: str) -> float:
@@ -39,8 +39,7 @@ def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list
             value = float(text)
         except ValueError:
             raise AdvisorError(f"{flag}: {text!r} is not a number", hint="e.g. 2e-4") from None
-        if not (math.isfinite(value) and 0 < value < 10):
-            raise AdvisorError(f"{flag}: {text!r} is not a learning rate", hint="e.g. 2e-4")
+        check_flag(flag, value)
         return value
 
     if lrs is not None and lr_range is not None:
@@ -59,8 +58,7 @@ def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list
             raise AdvisorError(f"--lr-range: {lr_range!r}: LO must be below HI")
         if points is None:
             raise AdvisorError("--lr-range needs --points", hint="e.g. --points 12")
-        if points < 2:
-            raise AdvisorError(f"--points: {points} must be at least 2")
+        check_flag("--points", points)
         return log_space(lo, hi, points)
     return None
 

@@ -94,6 +94,16 @@ def _as_trainer_reads(doc: Document, key_path: KeyPath, kind: str, value: Any, f
     quoted = fmt.quoted if fmt is not None else None
     if (fmt is not None and quoted is not None and isinstance(value, str) and kind in ("bool", "int", "float")
             and doc.quoted(key_path)):
+        by_type = quoted.converted(value, kind) if len(key_path) == 1 else None
+        if by_type is not None:
+            took, spelled = by_type
+            if not took:
+                where = ".".join(map(str, key_path))
+                raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{where}': value {clip(value)} is "
+                                  f"quoted: {fmt.name} converts it as {type_words(kind)}, and that refuses it",
+                                  hint=f"write {type_words(kind)} without quotes, e.g. {key_path[-1]}: "
+                                       f"{_plain_example(value, kind)}")
+            return _coerce(doc, key_path, kind, spelled)
         read = quoted.reads(value, nested=len(key_path) > 1)
         if read is None:
             where = ".".join(map(str, key_path))
@@ -102,6 +112,17 @@ def _as_trainer_reads(doc: Document, key_path: KeyPath, kind: str, value: Any, f
                               hint=f"write it without quotes: {key_path[-1]}: {value}")
         value = _coerce(doc, key_path, read, value)
     return _coerce(doc, key_path, kind, value)
+
+
+def _plain_example(text: str, kind: str) -> str:
+    """What a quoted value the trainer's parser refuses would be written as: '16.0' for an int is 16."""
+    with contextlib.suppress(ValueError, OverflowError):
+        number = float(text)
+        if kind == "int" and number.is_integer():
+            return str(int(number))
+        if kind == "float":
+            return f"{number:g}"
+    return {"int": "16", "float": "2e-4", "bool": "true"}[kind]
 
 
 def _at(doc: Document, key: str) -> Any:

@@ -24,8 +24,6 @@ from advisor.rulebook.load import Rulebook
 from advisor.suggest import one_of
 
 DEFAULT_STEPS = 30  # not-knowledge: probe length; the loss rules need at least 20 logged steps
-MIN_STEPS = 2  # not-knowledge: a start and an end
-MAX_STEPS = 100_000  # not-knowledge: a probe, not a training run
 DEFAULT_EVAL_SEQUENCES = 8  # not-knowledge: held-out sequences per evaluation (cost bound)
 # not-knowledge: transformers' own default when nothing sets the scheduler
 # (TrainingArguments.lr_scheduler_type defaults to "linear"); the rulebook's opt-scheduler normally sets it.
@@ -180,9 +178,12 @@ class ProbePlan:
 
 
 def _check(plan: ProbePlan) -> None:
+    # A value from a config or --set is named by where it came from, with --lr's range
+    lr = plan.sources.get("learning_rate")
+    registries.check_flag("--lr", plan.learning_rate,
+                          said=None if lr is None or lr.source is Source.FLAG else f"learning_rate ({lr.describe()})")
+    registries.check_flag("--steps", plan.steps)
     checks: list[tuple[str, Any, bool]] = [
-        ("--lr / learning_rate", plan.learning_rate, math.isfinite(plan.learning_rate) and 0 < plan.learning_rate < 10),
-        ("--steps", plan.steps, MIN_STEPS <= plan.steps <= MAX_STEPS),
         ("--micro-batch / micro_batch_size", plan.micro_batch_size, plan.micro_batch_size >= 1),
         ("--accumulation / gradient_accumulation_steps", plan.gradient_accumulation_steps,
          plan.gradient_accumulation_steps >= 1),
@@ -468,7 +469,8 @@ def build_plan(
     if steps is None and plan.spans_full_run and plan.has_warmup:
         # The first DEFAULT_STEPS steps of a run that warms up for longer never reach the peak LR, which is
         # what a probe must test: by default it trains through the warmup and DEFAULT_STEPS steps beyond.
-        longer = min(plan.warmup_steps + DEFAULT_STEPS, plan.schedule_total, MAX_STEPS)
+        longer = min(plan.warmup_steps + DEFAULT_STEPS, plan.schedule_total,
+                     int(registries.flag_bounds()["--steps"].maximum or plan.schedule_total))
         if longer > plan.steps:
             plan = replace(plan, steps=longer, sources={
                 **plan.sources, "steps": Sourced(longer, Source.DEFAULT, f"probe default: the full run's warmup "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError
+from advisor.registries import check_flag
 from advisor.rulebook.load import Rulebook
 from advisor.sweep import analysis as an
 from advisor.sweep import study as st
@@ -66,10 +67,12 @@ def make_spec(*, strategy: str, probe: dict[str, Any], steps: int, eval_every: i
         raise AdvisorError(f"--strategy: unknown strategy {strategy!r}", hint=f"one of {', '.join(STRATEGIES)}")
     if suggest not in SUGGESTIONS:
         raise AdvisorError(f"--suggest: unknown rule {suggest!r}", hint=f"one of {', '.join(SUGGESTIONS)}")
-    if steps < 2:
-        raise AdvisorError(f"--steps: a sweep run needs at least 2 steps, got {steps}")
-    if eval_every < 1:
-        raise AdvisorError(f"--eval-every: must be at least 1, got {eval_every}")
+    check_flag("--steps", steps)
+    check_flag("--eval-every", eval_every)
+    if eval_every == 0 and strategy == "grid":  # its runs are compared by their eval curves
+        raise AdvisorError("--eval-every 0: a grid sweep compares its runs' eval curves, so it evaluates every N steps",
+                           hint=f"--eval-every N, N from 1 to --steps ({steps}); rules/sweep.yaml's default is "
+                                f"{book.coefficient('sweep-eval-every'):g}")
     spec: dict[str, Any] = {
         "version": SPEC_VERSION, "strategy": strategy, "probe": probe, "steps": steps, "seed": seed,
         "suggest": suggest,
