@@ -40,6 +40,7 @@ class Method:
     generates: bool  # completions are sampled inside the training step (on-policy RL)
     reference_model: bool
     source: str
+    completion_cap: bool = False  # max_seq_length is written as the completion cap; prompts come on top
     sequences: str = ""  # what the sequences of one example are, e.g. "chosen + rejected"
     value_model: bool = False
     facts: tuple[str, ...] = ()  # task facts that mean something only for this method

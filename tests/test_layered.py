@@ -221,9 +221,12 @@ def test_registry_counts_match_transformers_one_per_family(book: Rulebook) -> No
 
 
 def _kv_cache(book: Rulebook, model: str, seq: int) -> float:
+    """The KV cache of two completions whose prompt and completion together are ``seq`` tokens."""
     job = api.job_facts(book, model=model, method="grpo", peft="lora", detect_gpu=False)
-    est = estimate(book, job, {"max_seq_length": seq, "prompts_per_step": 1, "num_generations": 2,
-                                        "micro_batch_size": 1, "lora_rank": 8, "lora_target_modules": ["q_proj"]})
+    est = estimate(book, job, {"max_seq_length": seq, "max_prompt_length": seq // 4, "max_completion_length": seq - seq // 4,
+                               "prompts_per_step": 1, "num_generations": 2, "micro_batch_size": 1, "lora_rank": 8,
+                               "lora_target_modules": ["q_proj"]})
+    assert est.setup.seq_len == seq
     return next(i.gb for i in est.items if i.name == "KV cache (generation)") * 2**30
 
 

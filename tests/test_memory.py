@@ -153,8 +153,11 @@ def test_grpo_counts_the_generation_kv_cache(book: Rulebook) -> None:
     est = estimate(book, job(book, "llama-8b", "grpo", "qlora"), {**params, "micro_batch_size": 1})
     kv = next(i for i in est.items if i.name == "KV cache (generation)")
     m = job(book, "llama-8b").model
-    tokens = params["prompts_per_step"] * params["num_generations"] * params["max_seq_length"]
+    # max_seq_length is the completion cap the files write; TRL caps no prompt, so rl-prompt-tokens come on top
+    per_completion = params["max_seq_length"] + knowledge(book)["rl-prompt-tokens"]
+    tokens = params["prompts_per_step"] * params["num_generations"] * per_completion
     assert kv.gb * 2**30 == pytest.approx(2 * m.num_layers * m.num_kv_heads * m.head_dim * 2 * tokens)
+    assert est.setup.prompt_assumed == 512 and any("512-token prompt" in n for n in est.notes)
 
 
 def test_grpo_trains_on_prompt_plus_completion_and_its_logits_cover_the_completion(book: Rulebook) -> None:
@@ -169,12 +172,19 @@ def test_grpo_trains_on_prompt_plus_completion_and_its_logits_cover_the_completi
     assert logits.gb * 2**30 == pytest.approx(16 * 1024 * vocab * k["grpo-logits-bytes"])
     assert "16384 completion tokens" in logits.detail
     kv = next(i for i in split.items if i.name == "KV cache (generation)")
-    whole = estimate(book, j, {**params, "max_prompt_length": None, "max_completion_length": None,
-                               "max_seq_length": 1536})
-    assert next(i for i in whole.items if i.name == "KV cache (generation)").gb == pytest.approx(kv.gb)
-    assert next(i for i in whole.items if i.name == "logits and loss").gb == pytest.approx(logits.gb * 1.5)
-    only_completion = estimate(book, j, {**params, "max_prompt_length": None, "max_seq_length": 512})
-    assert only_completion.setup.seq_len == 1024  # the completion alone is longer than max_seq_length
+    assert split.setup.prompt_assumed == 0 and not any("-token prompt" in n for n in split.notes)
+    # no completion cap given: max_seq_length is the one the files write (GRPOConfig max_completion_length)
+    capped = estimate(book, j, {**params, "max_completion_length": None, "max_seq_length": 1024})
+    assert (capped.setup.seq_len, capped.setup.completion_len) == (1536, 1024)
+    assert next(i for i in capped.items if i.name == "KV cache (generation)").gb == pytest.approx(kv.gb)
+    # no prompt cap given (TRL 1.16 has none): the prompt is counted at rl-prompt-tokens, and said so
+    unsaid = estimate(book, j, {**params, "max_prompt_length": None, "max_seq_length": 512})
+    assert (unsaid.setup.seq_len, unsaid.setup.prompt_assumed) == (512 + 1024, 512)
+    assert any("each sequence is a 512-token prompt" in n and "max_prompt_length" in n for n in unsaid.notes)
+    # PPO's trainer caps the whole sequence (LLaMA-Factory cutoff_len): no prompt on top of max_seq_length
+    ppo = estimate(book, job(book, "qwen2.5-1.5b", "ppo", "full"),
+                   {**resolved(book, "qwen2.5-1.5b", "ppo", "full"), "micro_batch_size": 1, "max_seq_length": 1024})
+    assert (ppo.setup.seq_len, ppo.setup.prompt_assumed) == (1024, 0)
 
 
 def test_vllm_server_moves_generation_off_this_gpu_and_colocate_reserves_its_share(book: Rulebook) -> None:
@@ -375,20 +385,21 @@ def test_cli_memory_table_json_and_exit_codes() -> None:
 
 
 def test_memory_sizes_what_recommend_would_write_adapted_to_fit() -> None:
-    """Without --peft and --seq-len, `memory` sizes recommend's job: QLoRA at 2048 tokens for 8B GRPO on 24 GB;
+    """Without --peft and --seq-len, `memory` sizes recommend's job: QLoRA, 1024-token completions after a
+    512-token prompt, for 8B GRPO on 24 GB;
     with both given it sizes the user's job and it does not fit (exit 1)."""
     base = ("memory", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--no-detect")
     text = run_cli(*base)
     assert text.returncode == 0, text.stderr
-    assert "grpo with qlora" in text.stdout and "x 2048 tokens: fits" in text.stdout
+    assert "grpo with qlora" in text.stdout and "x 1536 tokens: fits" in text.stdout
     assert text.stdout.count("adapted to fit:") == 2
     data = json.loads(run_cli(*base, "--format", "json").stdout)
-    assert data["peft"] == "qlora" and data["seq_len"] == 2048 and data["fits"] is True
-    assert [a.split(" (")[0] for a in data["adapted"]] == ["QLoRA instead of LoRA", "max_seq_length 4096 -> 2048"]
+    assert data["peft"] == "qlora" and data["seq_len"] == 1536 and data["fits"] is True
+    assert [a.split(" (")[0] for a in data["adapted"]] == ["QLoRA instead of LoRA", "max_seq_length 4096 -> 1024"]
     kept = run_cli(*base, "--peft", "lora", "--seq-len", "4096", "--format", "json")
     assert kept.returncode == 1
     data = json.loads(kept.stdout)
-    assert data["peft"] == "lora" and data["seq_len"] == 4096 and data["fits"] is False and data["adapted"] == []
+    assert data["peft"] == "lora" and data["seq_len"] == 4096 + 512 and data["fits"] is False and data["adapted"] == []
 
 
 def test_recommend_text_and_explain_show_the_memory_line() -> None:

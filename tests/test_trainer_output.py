@@ -382,7 +382,7 @@ def test_a_job_that_does_not_fit_is_a_warning_on_stderr_beside_the_file(fmt: str
 
 @pytest.mark.parametrize("fmt", ["axolotl", "trl"])
 def test_a_job_adapted_to_fit_says_so_in_the_file_and_on_stderr(fmt: str, tmp_path: Path) -> None:
-    """No --peft and no --seq-len on a 24 GB card: the trainer file trains what fits (QLoRA at 2048 tokens),
+    """No --peft and no --seq-len on a 24 GB card: the trainer file trains what fits (QLoRA, 1024-token completions),
     and both the file and stderr say what was changed and which flag keeps the original."""
     out = tmp_path / "grpo.yaml"
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090",
@@ -393,8 +393,8 @@ def test_a_job_adapted_to_fit_says_so_in_the_file_and_on_stderr(fmt: str, tmp_pa
     assert not [line for line in proc.stderr.splitlines() if line.startswith("advisor: warning: does not fit")]
     text = out.read_text()
     assert text.count("# ADAPTED:") == 2 and "QLoRA instead of LoRA" in text
-    assert ("adapter: qlora" in text and "sequence_len: 2048" in text) if fmt == "axolotl" else \
-        ("load_in_4bit: true" in text and "2048" in text)
+    assert ("adapter: qlora" in text and "max_completion_length: 1024" in text) if fmt == "axolotl" else \
+        ("load_in_4bit: true" in text and "max_completion_length: 1024" in text)
 
     kept = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--peft", "lora",
                    "--seq-len", "4096", "--format", fmt, "-o", str(out), "--no-detect")

@@ -60,6 +60,7 @@ class Setup:
     adapter_dtype: str = "fp32"  # peft's default; artidoro/qlora casts adapters to bf16
     generation_batch: int = 0  # GRPO / PPO completions generated at once per GPU
     completion_len: int = 0  # GRPO / PPO: the loss's logits cover these tokens (0: the whole sequence)
+    prompt_assumed: int = 0  # the prompt tokens counted without a max_prompt_length (rl-prompt-tokens)
     generator: str = "generate"  # GRPO / PPO: the model's generate(), or vLLM as a server or colocated
     vllm_share: float = 0.0  # vllm-colocate: the share of the GPU vLLM reserves (0: not given, TRL's default)
     pure_bf16: bool = False  # full fine-tuning in bf16 throughout: no fp32 master weights, bf16 AdamW states
@@ -136,11 +137,13 @@ def _get(params: dict[str, Any], name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[str, Any]] | None = None) -> Setup:
+def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[str, Any]] | None = None,
+               prompt_tokens: int = 0) -> Setup:
     """The Setup for ``job`` with ``params`` (resolved parameter values, plus the memory-only knobs
     quantization, attention, trainer, kbit_upcast). Sharding and offload are parameters (`sharding`,
     `offload`); the world size is the job's GPU count. ``variants`` (rules/variants.yaml) say whether the
-    job's loss variant drops its method's reference model."""
+    job's loss variant drops its method's reference model. ``prompt_tokens``: the prompt counted on top of a
+    completion-capped method's completions when no max_prompt_length is given (rl-prompt-tokens)."""
     task = job.task
     variant = task.variant
     reference_free = (variant is not None and (variants or {}).get(variant, {}).get("reference_model") is False)
@@ -176,7 +179,7 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         if value not in allowed:
             raise FactError(f"memory: unknown {flag} {value!r}", hint=f"one of {', '.join(allowed)}")
     gpus = max(1, job.gpu.count)
-    gen = completion = 0
+    gen = completion = assumed_prompt = 0
     generator = "generate"
     if spec is not None and spec.generates:
         per_step = params.get("effective_batch_size") or (
@@ -184,6 +187,11 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         gen = math.ceil(int(per_step) / gpus)
         completion = int(_get(params, "max_completion_length", 0))
         prompt = int(_get(params, "max_prompt_length", 0))
+        if spec.completion_cap:
+            # the job's max_seq_length is what its file writes as the completion cap, and no prompt is cut
+            completion = completion or int(seq)
+            if not prompt:
+                prompt = assumed_prompt = prompt_tokens
         if completion and prompt:
             seq = prompt + completion
         elif completion:
@@ -202,7 +210,8 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         quantization=quant, kbit_upcast=bool(_get(params, "kbit_upcast", quant in ("nf4", "nf4-dq", "int8"))),
         optimizer=str(_get(params, "optimizer", "adamw_torch")), attention=str(_get(params, "attention", "sdpa")),
         trainer=str(_get(params, "trainer", "hf")), adapter_dtype=str(_get(params, "adapter_dtype", "fp32")),
-        generation_batch=gen, completion_len=completion, world_size=gpus, **sharding_of(params),
+        generation_batch=gen, completion_len=completion, prompt_assumed=assumed_prompt, world_size=gpus,
+        **sharding_of(params),
         generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
         vllm_mode_given=params.get("vllm_mode") is not None,
@@ -760,8 +769,12 @@ class _Builder:
 def estimate(book: Rulebook, job: JobFacts, params: dict[str, Any]) -> Estimate:
     """Predicted peak GPU memory of one training step of ``job`` with ``params``."""
     know = knowledge(book)
-    s = setup_from(job, params, book.variants)
+    s = setup_from(job, params, book.variants, prompt_tokens=int(know["rl-prompt-tokens"]))
     b = _Builder(know, job, s)
+    if s.prompt_assumed:
+        b.notes.append(f"each sequence is a {s.prompt_assumed}-token prompt (rl-prompt-tokens: the trainer caps no "
+                       f"prompt) plus up to {s.completion_len} completion tokens; give max_prompt_length (--set) for "
+                       "your data's prompts")
     b.static()
     static = sum(i.gb for i in b.items if i.phase == "static") * GIB
     paged = sum(i.gb for i in b.items if i.phase == "paged") * GIB
