@@ -319,6 +319,15 @@ def test_grpo_qlora_trains_real_rl_steps_through_trl(book: Rulebook, trl_tiny: P
     assert report.verdict == ("fail" if errors else "pass")
     assert verdict_lines(report)[-1].startswith(f"verdict: {report.verdict.upper()}")
     validate_report(report.as_dict())
+    # TRL caps no prompt: the prediction counts the built-in prompts' longest (tokenized), not rl-prompt-tokens
+    from advisor.probe.predict import predicted_memory
+    from advisor.probe.trl_run import RL_PROMPTS
+
+    longest = max(len(json.loads(line)["prompt"]) for line in RL_PROMPTS.read_text().splitlines() if line.strip())
+    assert res.prompt_tokens is not None and 0 < res.prompt_tokens <= longest + 2  # a byte / char tokenizer at most
+    assert report.prediction == predicted_memory(book, plan, res.micro_batch_size, res.prompt_tokens)
+    assumed = predicted_memory(book, plan, res.micro_batch_size)
+    assert report.prediction is not None and assumed is not None and report.prediction.total_gb < assumed.total_gb
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.04])

@@ -23,10 +23,15 @@ class Prediction:
         return {"total_gb": self.total_gb, "reserved_gb": self.reserved_gb}
 
 
-def predicted_memory(book: Rulebook, plan: ProbePlan, micro_batch_size: int | None = None) -> Prediction | None:
+def predicted_memory(book: Rulebook, plan: ProbePlan, micro_batch_size: int | None = None,
+                     prompt_tokens: int | None = None) -> Prediction | None:
+    """``prompt_tokens``: the longest prompt the run sampled from, which an online trainer does not cap: the
+    prediction counts it where the plan states no max_prompt_length (else rl-prompt-tokens stands in)."""
     from advisor.memory import estimate
 
     params = {**plan.params, "micro_batch_size": micro_batch_size or plan.micro_batch_size}
+    if prompt_tokens and not params.get("max_prompt_length"):
+        params["max_prompt_length"] = prompt_tokens
     try:
         est = estimate(book, plan.job(), params)
     except AdvisorError:

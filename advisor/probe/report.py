@@ -222,7 +222,7 @@ def make_report(book: Rulebook, plan: ProbePlan, result: ProbeResult, fail_on: s
                 prediction: Prediction | None = None) -> ProbeReport:
     """Judge the run by the signal rules; the verdict follows ``fail_on`` (error | warning | never)."""
     if prediction is None:
-        prediction = predicted_memory(book, plan, result.micro_batch_size or None)
+        prediction = predicted_memory(book, plan, result.micro_batch_size or None, result.prompt_tokens)
     tel = to_telemetry(plan, result)
     facts = log_facts(tel, max_grad_norm=plan.max_grad_norm if plan.max_grad_norm is not None else math.inf)
     if result.memory_capacity_gb is not None:

@@ -114,6 +114,7 @@ class ProbeResult:
     trainer: str = ""  # the trainer that ran the steps: "trl.GRPOTrainer 1.16.0", or the probe's own LM step
     logs: list[dict[str, Any]] = field(default_factory=list)  # the trainer's own log rows, one per step (TRL keys)
     samples: list[dict[str, Any]] = field(default_factory=list)  # RL: step, prompt, completion, reward
+    prompt_tokens: int | None = None  # online RL: the longest prompt of the probe's data, in the model's tokens
     trainer_state: dict[str, Any] | None = None  # TRL's TrainerState as trainer_state.json holds it
 
     @property

@@ -221,6 +221,22 @@ def format_reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[
 BUILTIN_REWARDS = (target_token_reward, length_reward, format_reward)
 
 
+def _longest_prompt(tokenizer: Any, prompts: list[Any]) -> int | None:
+    """The longest prompt in tokens, as the trainer feeds it: text as it is, a message list through the chat
+    template with the generation prompt (TRL's GRPOTrainer); None when there is no prompt or no template."""
+    lengths = []
+    for prompt in prompts:
+        if isinstance(prompt, list):
+            try:
+                ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+            except (ValueError, TypeError, KeyError):  # a tokenizer without a chat template
+                return None
+            lengths.append(len(ids["input_ids"] if isinstance(ids, dict) else ids))
+        else:
+            lengths.append(len(tokenizer(str(prompt))["input_ids"]))
+    return max(lengths, default=None)
+
+
 def _text(completion: Any) -> str:
     if isinstance(completion, list):  # conversational: a list of messages
         return " ".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
@@ -376,6 +392,9 @@ def run_trl(plan: ProbePlan, classes: tuple[Any, Any, str], result: ProbeResult,
     result.load_time_s = time.perf_counter() - started
     dataset, described = _dataset(plan, kind)
     notes: list[str] = []
+    if kind == "online":
+        # TRL caps no prompt: the memory prediction counts the data's longest one, not rl-prompt-tokens
+        result.prompt_tokens = _longest_prompt(built.codec.hf_tokenizer(), dataset["prompt"])
     state = {"step": 0}
     with tempfile.TemporaryDirectory(prefix="advisor-probe-trl-") as out_dir:
         args, micro, accum = _config(plan, spec, config_cls, kind, device, built.precision, out_dir, notes)
