@@ -286,12 +286,30 @@ class Refusal:
     expected: str
     at_least: int | None = None
     at_most: int | None = None
+    same_length: bool = False  # the keys' lists, where all are set, must be as long as each other
+    unless: tuple[str, ...] = ()  # no refusal while one of these keys is set
+    when: tuple[str, tuple[str, ...]] | None = None  # only while this key holds one of these words (rl: dpo)
+    when_not: tuple[str, tuple[str, ...]] | None = None  # only while it holds none of them
 
     def refused(self, data: Mapping[str, Any]) -> bool:
+        if self.when is not None and str(data.get(self.when[0])).lower() not in self.when[1]:
+            return False
+        if self.when_not is not None and str(data.get(self.when_not[0])).lower() in self.when_not[1]:
+            return False
         # a key counts as set the way the trainer's own check counts it: a value that is not empty or zero
+        if any(data.get(k) for k in self.unless):
+            return False
+        if self.same_length:
+            lists = [v for v in (data.get(k) for k in self.keys) if isinstance(v, list)]
+            return len(lists) == len(self.keys) and len({len(v) for v in lists}) > 1
         given = sum(1 for k in self.keys if data.get(k))
         return (self.at_least is not None and given < self.at_least) or (self.at_most is not None
                                                                           and given > self.at_most)
+
+
+def _words_when(raw: Mapping[str, Any] | None) -> tuple[str, tuple[str, ...]] | None:
+    """A `when` / `when_not` condition: the key and the (lowercase) words it is checked against."""
+    return None if raw is None else (str(raw["key"]), tuple(str(v).lower() for v in raw["values"]))
 
 
 @dataclass(frozen=True)
@@ -531,11 +549,12 @@ def _format(raw: dict[str, Any]) -> Format:
                       steps=tuple(raw["evaluation"].get("steps", ())), per_epoch=raw["evaluation"].get("per_epoch"),
                       epochs_default=raw["evaluation"].get("epochs_default")),
                   refuses=tuple(Refusal(keys=tuple(r["keys"]), message=r["message"], expected=r["expected"],
-                                        at_least=r.get("at_least"), at_most=r.get("at_most"))
+                                        at_least=r.get("at_least"), at_most=r.get("at_most"),
+                                        same_length=bool(r.get("same_length", False)), unless=tuple(r.get("unless", ())),
+                                        when=_words_when(r.get("when")), when_not=_words_when(r.get("when_not")))
                                 for r in raw.get("refuses", ())),
                   unheeded=tuple(Unheeded(key=u["key"], message=u["message"], expected=u["expected"],
-                                          unless=tuple(u.get("unless", ())),
-                                          when=(u["when"]["key"], tuple(u["when"]["values"])) if "when" in u else None)
+                                          unless=tuple(u.get("unless", ())), when=_words_when(u.get("when")))
                                  for u in raw.get("unheeded", ())),
                   plugins={block: {name: tuple(keys) for name, keys in p["names"].items()}
                            for block, p in raw.get("plugins", {}).items()},
