@@ -240,6 +240,11 @@ class Quoted:
     nested: tuple[tuple[re.Pattern[str], str], ...] = ()  # inside a mapping under a top-level key
     # top-level text converted by the field's own type (TrlParser's argparse): the text each type's parser takes
     by_type: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    field_types: tuple[tuple[str, str], ...] = ()  # trainer keys whose field type is not the parameter's
+
+    def field_type(self, key: str, kind: str) -> str:
+        """The type the trainer's own field for ``key`` parses text as (the parameter's ``kind`` unless stated)."""
+        return dict(self.field_types).get(key, kind)
 
     def reads(self, text: str, nested: bool) -> str | None:
         """The type ('bool', 'int', 'float') the trainer turns ``text`` into; None: it keeps a str."""
@@ -273,7 +278,7 @@ def _quoted(fid: str, raw: dict[str, Any] | None) -> Quoted | None:
     except re.error as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/formats.yaml: format {fid!r} key 'quoted.{level}': "
                             f"match is no regular expression: {exc}") from exc
-    return Quoted(**levels, by_type=tuple(by_type))
+    return Quoted(**levels, by_type=tuple(by_type), field_types=tuple((raw.get("field_types") or {}).items()))
 
 
 @dataclass(frozen=True)

@@ -411,8 +411,18 @@ def test_trl_reads_quoted_switches_and_numbers_as_its_parser_does(book: Rulebook
     """transformers' string_to_bool takes yes / no, t / f, y / n, 1 / 0; int() and float() take spaces and
     underscores."""
     path = tmp_path / "trl.yaml"
-    path.write_text('model_name_or_path: m\nuse_peft: true\ngradient_checkpointing: "Yes"\n')
-    assert read_config(path, book, "trl")[0].values["gradient_checkpointing"].value is True
+    path.write_text('model_name_or_path: m\nuse_peft: "Yes"\ngradient_checkpointing: "Yes"\n')
+    cfg, _ = read_config(path, book, "trl")
+    assert cfg.values["gradient_checkpointing"].value is True and cfg.peft is not None and cfg.peft.value == "lora"
+    # TrainingArguments' warmup_steps and eval_steps are floats: "10.0" is 10, and "0.03" is the ratio it is unquoted
+    path.write_text('model_name_or_path: m\nuse_peft: true\nwarmup_steps: "10.0"\neval_steps: "100.0"\n')
+    cfg, _ = read_config(path, book, "trl")
+    assert cfg.values["warmup_steps"].value == 10 and cfg.values["eval_steps"].value == 100
+    path.write_text('model_name_or_path: m\nuse_peft: true\nwarmup_steps: "0.03"\n')
+    quoted, _ = read_config(path, book, "trl")
+    path.write_text('model_name_or_path: m\nuse_peft: true\nwarmup_steps: 0.03\n')
+    plain, _ = read_config(path, book, "trl")
+    assert quoted.values["warmup_ratio"].value == plain.values["warmup_ratio"].value == 0.03
     path.write_text('model_name_or_path: m\nuse_peft: true\ngradient_checkpointing: "n"\nlora_r: " 1_6 "\n'
                     'learning_rate: "+2E-4"\n')
     cfg, _ = read_config(path, book, "trl")

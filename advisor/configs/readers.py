@@ -91,19 +91,10 @@ def _as_trainer_reads(doc: Document, key_path: KeyPath, kind: str, value: Any, f
     stop at) text, so advisor names it rather than judge the number the text spells."""
     from advisor.rulebook.model import type_words
 
+    value = _converted_by_field(doc, key_path, kind, value, fmt)
     quoted = fmt.quoted if fmt is not None else None
     if (fmt is not None and quoted is not None and isinstance(value, str) and kind in ("bool", "int", "float")
             and doc.quoted(key_path)):
-        by_type = quoted.converted(value, kind) if len(key_path) == 1 else None
-        if by_type is not None:
-            took, spelled = by_type
-            if not took:
-                where = ".".join(map(str, key_path))
-                raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{where}': value {clip(value)} is "
-                                  f"quoted: {fmt.name} converts it as {type_words(kind)}, and that refuses it",
-                                  hint=f"write {type_words(kind)} without quotes, e.g. {key_path[-1]}: "
-                                       f"{_plain_example(value, kind)}")
-            return _coerce(doc, key_path, kind, spelled)
         read = quoted.reads(value, nested=len(key_path) > 1)
         if read is None:
             where = ".".join(map(str, key_path))
@@ -112,6 +103,30 @@ def _as_trainer_reads(doc: Document, key_path: KeyPath, kind: str, value: Any, f
                               hint=f"write it without quotes: {key_path[-1]}: {value}")
         value = _coerce(doc, key_path, read, value)
     return _coerce(doc, key_path, kind, value)
+
+
+def _converted_by_field(doc: Document, key_path: KeyPath, kind: str, value: Any, fmt: Format | None) -> Any:
+    """A top-level quoted number or switch as a trainer that parses text with its field's own type reads it
+    (TrlParser: argparse's int(), float(), string_to_bool; the field's type is the trainer's, `quoted.field_types`
+    where it is not the parameter's: TrainingArguments' eval_steps is a float). Text the type refuses stops the
+    trainer, so it is a one-line error; any other value is returned as it is."""
+    from advisor.rulebook.model import type_words
+
+    quoted = fmt.quoted if fmt is not None else None
+    if (fmt is None or quoted is None or not quoted.by_type or not isinstance(value, str) or len(key_path) != 1
+            or kind not in ("bool", "int", "float") or not doc.quoted(key_path)):
+        return value
+    field = quoted.field_type(str(key_path[0]), kind)
+    by_type = quoted.converted(value, field)
+    if by_type is None:
+        return value
+    took, spelled = by_type
+    if not took:
+        raise ConfigError(f"{doc.path}:{doc.line_of(key_path) or '?'}: key '{key_path[0]}': value {clip(value)} is "
+                          f"quoted: {fmt.name} converts it as {type_words(field)}, and that refuses it",
+                          hint=f"write {type_words(field)} without quotes, e.g. {key_path[0]}: "
+                               f"{_plain_example(value, field)}")
+    return spelled if field == "bool" else int(spelled) if field == "int" else float(spelled)
 
 
 def _plain_example(text: str, kind: str) -> str:
@@ -159,6 +174,7 @@ def _set(cfg: TrainingConfig, doc: Document, book: Rulebook, name: str, key_path
         cfg.read_as.append(ReadAs(where, line, f"{where}: {value!r} is read as {meant!r}, as the trainer reads it "
                                                f"({param.words['source']})"))
         value = meant
+    value = _converted_by_field(doc, key_path, param.type, value, fmt)  # TRL's "0.03" is the float its field takes
     fraction = param.fraction_as.get("parameter")
     if fraction and isinstance(value, float) and 0 < value < 1 and fraction in book.parameters:
         # where the fraction is the trainer's own way to give the ratio (transformers 5.24 has no warmup_ratio),
@@ -406,7 +422,8 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
         cfg.values["vllm_mode"] = ConfigValue("server", legacy, doc.line_of((legacy,)))
     # TRL's get_peft_config returns None when use_peft is False, whatever lora_r says (trl/trainer/utils.py)
-    switches = {k: _coerce(doc, (k,), "bool", d[k]) for k in TRL_PEFT_SWITCHES if d.get(k) is not None}
+    switches = {k: _coerce(doc, (k,), "bool", _converted_by_field(doc, (k,), "bool", d[k], fmt))
+                for k in TRL_PEFT_SWITCHES if d.get(k) is not None}
     use_peft = (any(switches.values()) or bool(d.get("use_qlora") or d.get("peft_config"))
                 or ("lora_r" in d and not switches))
     if use_peft:

@@ -108,11 +108,17 @@ def _sized(book: Rulebook, job: JobFacts, pins: dict[str, Any],
         assert f is not None  # the same GPU
         rec = resolve(book, {**facts, **f.facts(), "memory.fitting_seq_len": at_rules.fitting_seq_len}, sources, pins)
         final = {**values(rec), **(knobs or {})}
+        sized = at_rules.at_one.setup
+        # a completion-capped method's max_seq_length caps its completions, and the prompt comes on top
+        capped = sized.spec is not None and sized.spec.completion_cap
+        tokens = " tokens" if sized.seq_len == params["max_seq_length"] else f" ({sized.seq_len} tokens with the prompt)"
         rec.adapted.append(
             f"max_seq_length {params['max_seq_length']} -> {final['max_seq_length']} (CTX004 seq-len-fits-gpu, no "
-            f"--seq-len given): at {params['max_seq_length']} tokens micro-batch 1 needs "
+            f"--seq-len given): at {params['max_seq_length']}{tokens} micro-batch 1 needs "
             f"{_gib(at_rules.at_one.total_gb)} GiB, above the {_gib(at_rules.usable_gb)} GiB left under the "
-            f"{at_rules.margin:.0%} safety margin; longer examples are cut (--seq-len keeps a length)")
+            f"{at_rules.margin:.0%} safety margin; "
+            + ("completions stop at the shorter cap" if capped else "longer examples are cut")
+            + " (--seq-len keeps a length)")
     est = estimate(book, job, final)
     rec.memory = report(est, f)
     rec.memory.batch_share = share

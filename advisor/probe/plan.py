@@ -279,7 +279,7 @@ class _Values:
             flag,
             Sourced(self.pins[name], Source.PIN) if name in self.pins else None,
             self.config.values.get(name) if self.config is not None else None,
-            Sourced(pv.value, Source.RULE, pv.rule or "") if pv is not None else None,
+            Sourced(pv.value, Source.RULE, _rules_of(pv)) if pv is not None else None,
             Sourced(default, Source.DEFAULT, "probe default"),
         )
         if won is None:
@@ -289,6 +289,12 @@ class _Values:
 
     def note(self, name: str, value: Any, source: Source, detail: str) -> None:
         self.sources[name] = Sourced(value, source, detail)
+
+
+def _rules_of(pv: Any) -> str:
+    """The rule that set a recommended value and those that moved it after (seq-len-by-use-case → seq-len-fits-gpu)."""
+    moved = [str(s.rule) for s in pv.trace if s.stage in ("adjust", "constrain") and s.rule and s.before != s.after]
+    return " → ".join([pv.rule or "", *moved]) if moved else pv.rule or ""
 
 
 def _flag(values: _Values, flag: str, flag_value: Any, default: Any = None) -> Any:
@@ -380,7 +386,17 @@ def build_plan(
     early = flag or variant_of(book.variants, rule_method, named) or variant_of(book.variants, rule_method, given)
     task = TaskFacts(method=rule_method, peft=adapter, dataset_size=dataset_size, seq_len=None, variant=early)
     job = JobFacts(model=facts, gpu=hw, task=task)
-    rec = recommend_with_memory(book, job, dict(pins or {}), None)
+    # The rules size the batch at the length the probe trains (--seq-len or the config's), and, as recommend does,
+    # adapt what nobody chose to the GPU (QLoRA for LoRA with no --peft and no config adapter; a shorter sequence)
+    sized = dict(pins or {})
+    stated_seq = seq_len if seq_len is not None else (
+        cfg.values["max_seq_length"].value if cfg is not None and "max_seq_length" in cfg.values else None)
+    if stated_seq is not None:
+        sized.setdefault("max_seq_length", stated_seq)
+    rec = recommend_with_memory(book, job, sized, None,
+                                peft_free=peft is None and (cfg is None or cfg.peft is None))
+    adapter = str(rec.facts["task"]["peft"])
+    notes.extend(f"adapted to fit: {change}" for change in rec.adapted)
     values = _Values(cfg, rec, dict(pins or {}))
 
     lr = float(_flag(values, "--lr", learning_rate))

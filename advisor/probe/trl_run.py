@@ -24,7 +24,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -231,7 +231,8 @@ def _longest_prompt(tokenizer: Any, prompts: list[Any]) -> int | None:
                 ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
             except (ValueError, TypeError, KeyError):  # a tokenizer without a chat template
                 return None
-            lengths.append(len(ids["input_ids"] if isinstance(ids, dict) else ids))
+            # transformers 5 returns a BatchEncoding (a Mapping, not a dict) where 4.x returned the ids
+            lengths.append(len(ids["input_ids"] if isinstance(ids, Mapping) else ids))
         else:
             lengths.append(len(tokenizer(str(prompt))["input_ids"]))
     return max(lengths, default=None)
