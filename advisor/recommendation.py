@@ -204,6 +204,9 @@ class MemoryReport(_Record):
 
     micro_batch: int
     seq_len: int
+    prompt_len: int | None = field(default=None, metadata=_doc(
+        "the prompt's tokens within seq_len for an online RL method (max_prompt_length, else rl-prompt-tokens); "
+        "null when the sequence is not split"))
     total_gb: float = field(metadata=_doc("predicted peak incl. the CUDA context (GiB)"))
     reserved_gb: float = field(metadata=_doc("the part comparable with torch.cuda.max_memory_reserved() (GiB)"))
     gpu_gb: float | None = field(default=None, metadata=_doc(

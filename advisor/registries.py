@@ -817,7 +817,7 @@ def flag_bounds() -> dict[str, FlagBound]:
             if flag in bounds:
                 raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/flags.yaml: {flag} has two ranges ({bound.id}'s "
                                     "`also` and its own entry)", hint="keep one")
-            bounds[flag] = replace(bound, id=flag, also=())
+            bounds[flag] = replace(bound, id=flag, also=(), example=None)  # "--lr 2e-4" is no --lr-range
     return bounds
 
 

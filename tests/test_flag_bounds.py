@@ -47,6 +47,8 @@ BAD = [
     (("sweep", *PROBE, "--strategy", "grid", "--lrs", "1e-4,1e-3"), "--eval-every", "-1", "--eval-every >= 0"),
     (("sweep", *PROBE, "--strategy", "grid", "--lr-range", "1e-5:1e-2"), "--points", "1", "2 <= --points <= 1000"),
     (("sweep", *PROBE, "--strategy", "grid", "--lr-range", "1e-5:1e-2"), "--points", "1001", "2 <= --points <= 1000"),
+    (("probe", *PROBE), "--max-memory", "0", "0 < --max-memory <= 4096 GiB"),
+    (("probe", *PROBE), "--max-memory", "5000", "0 < --max-memory <= 4096 GiB"),
 ]
 
 # A range several flags share (`also` in flags.yaml) names the flag the user gave.
@@ -90,6 +92,14 @@ def test_a_shared_range_names_the_flag_given(capsys: pytest.CaptureFixture[str],
     code, out, err = _run(capsys, *command, flag, value)
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert said in err and f"(hint: {hint}" in err, err
+    assert "e.g." not in err  # --lr's example ("--lr 0.0002") is no --lr-range syntax
+
+
+def test_a_grid_sweep_refuses_an_eval_every_above_its_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "sweep", *PROBE, "--strategy", "grid", "--lrs", "1e-4,1e-3", "--steps", "4",
+                          "--eval-every", "50")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--eval-every 50: above --steps (4)" in err and "(hint: --eval-every N, N from 1 to --steps (4))" in err
 
 
 def test_a_grid_sweep_refuses_eval_every_0_which_a_probe_takes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -391,12 +391,17 @@ def test_memory_sizes_what_recommend_would_write_adapted_to_fit() -> None:
     base = ("memory", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--no-detect")
     text = run_cli(*base)
     assert text.returncode == 0, text.stderr
-    assert "grpo with qlora" in text.stdout and "x 1536 tokens: fits" in text.stdout
+    assert "grpo with qlora" in text.stdout
     assert text.stdout.count("adapted to fit:") == 2
     data = json.loads(run_cli(*base, "--format", "json").stdout)
     assert data["peft"] == "qlora" and data["seq_len"] == 1536 and data["fits"] is True
     assert [a.split(" (")[0] for a in data["adapted"]] == ["QLoRA instead of LoRA", "max_seq_length 4096 -> 1024"]
+    assert "micro-batch 4 x 1536 tokens (512 prompt + 1024 completion): fits" in text.stdout
+    # the JSON goes to a pipe: what was changed, and what still does not fit, is said on stderr
+    machine = run_cli(*base, "--format", "json")
+    assert [line.split(":")[1].strip() for line in machine.stderr.splitlines()] == ["adapted to fit"] * 2
     kept = run_cli(*base, "--peft", "lora", "--seq-len", "4096", "--format", "json")
+    assert kept.stderr.startswith("advisor: warning: does not fit: at micro-batch 1 the predicted peak is 40.3 GiB")
     assert kept.returncode == 1
     data = json.loads(kept.stdout)
     assert data["peft"] == "lora" and data["seq_len"] == 4096 + 512 and data["fits"] is False and data["adapted"] == []
@@ -675,3 +680,11 @@ def test_full_fine_tuning_of_quantized_weights_is_refused_as_the_trainers_do(tmp
     said = " ".join(proc.stdout.split())  # rich wraps long lines
     assert proc.returncode == 1 and "VQT001 error" in said, proc.stderr
     assert "VSQ003 warning" in said and "LoRA instead of full" in said, said
+
+
+def test_two_figures_that_read_the_same_at_one_decimal_get_two() -> None:
+    """A warning never reads '21.6 GiB, above the 21.6 GiB left': where one decimal hides the gap, both get two."""
+    from advisor.memory.plan import _gib
+
+    assert (_gib(21.62, 21.59), _gib(21.59, 21.62)) == ("21.62", "21.59")
+    assert (_gib(40.3, 21.59), _gib(21.59, 40.3), _gib(88.149)) == ("40.3", "21.6", "88.2")

@@ -403,6 +403,17 @@ def test_a_job_adapted_to_fit_says_so_in_the_file_and_on_stderr(fmt: str, tmp_pa
     assert "# ADAPTED:" not in out.read_text()
 
 
+def test_a_text_output_file_still_says_on_stderr_what_does_not_fit(tmp_path: Path) -> None:
+    out = tmp_path / "rec.txt"
+    proc = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--peft", "lora",
+                   "--seq-len", "4096", "-o", str(out), "--no-detect")
+    assert proc.returncode == 0 and proc.stdout == "" and "does NOT fit" in out.read_text()
+    assert proc.stderr.startswith("advisor: warning: does not fit:"), proc.stderr
+    plain = run_cli("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "rtx-4090", "--peft", "lora",
+                    "--seq-len", "4096", "--no-detect")
+    assert plain.stderr == "" and "warning: does not fit" in plain.stdout  # on the screen it is in the table's text
+
+
 def test_the_command_writes_the_file_and_warns_on_stderr_about_what_it_cannot_express(tmp_path: Path) -> None:
     out = tmp_path / "ppo.yaml"
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "ppo", "--gpu", "a100-80gb", "--format", "llama-factory",

@@ -40,7 +40,7 @@ def memory(
     (default: the largest that fits)."""
     from advisor import api
     from advisor.exitcodes import Exit
-    from advisor.render.emit import check_format, emit
+    from advisor.render.emit import check_format, emit, say_beside
 
     check_format(fmt, RESULT)
     book = o.book(rules)
@@ -49,4 +49,5 @@ def memory(
                         model=model, method=method, peft=peft, variant=variant, gpu=gpu, gpu_mem=gpu_mem, gpus=gpus,
                         seq_len=seq_len, detect_gpu=not no_detect)
     emit(answer, fmt, output)
+    say_beside(fmt, output, answer.rec.adapted, answer.rec.warnings)
     return int(Exit.FINDINGS if answer.memory.fits is False else Exit.OK)

@@ -174,7 +174,7 @@ def plan_inputs(rulebook: Rulebook, *, config: Path | None, config_format: str |
     from advisor.registries import check_flag
 
     for flag, value in (("--gpu-mem", gpu_mem), ("--seq-len", seq_len), ("--micro-batch", micro_batch),
-                        ("--accumulation", accumulation)):
+                        ("--accumulation", accumulation), ("--max-memory", max_memory)):
         check_flag(flag, value)
     return {"config": config, "config_format": config_format, "model": model,
             "method": method, "peft": peft, "variant": variant, "gpu": gpu, "gpu_mem": gpu_mem, "detect_gpu": not no_detect,

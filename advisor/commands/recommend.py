@@ -46,7 +46,7 @@ def recommend(
     """Recommend a fine-tuning config; every value names the rule and source that set it."""
     from advisor import api
     from advisor.facts.task import parse_count
-    from advisor.render.emit import check_format, emit
+    from advisor.render.emit import check_format, emit, say_beside
 
     check_format(fmt, RESULT)
     book = o.book(rules)
@@ -68,11 +68,4 @@ def recommend(
     if fmt in writable_format_ids():
         options["book"] = book  # the trainer's keys are the rulebook's trainer_keys
     emit(rec, fmt, output, **options)
-    if fmt != "text":
-        # The payload is a file or a pipe: a job that does not fit, or was changed to fit, must still reach the user.
-        import sys
-
-        for change in rec.adapted:
-            sys.stderr.write(f"advisor: adapted to fit: {' '.join(change.split())}\n")
-        for warning in rec.warnings:
-            sys.stderr.write(f"advisor: warning: {' '.join(warning.split())}\n")
+    say_beside(fmt, output, rec.adapted, rec.warnings)

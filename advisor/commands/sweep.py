@@ -43,7 +43,8 @@ def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list
         return value
 
     if lrs is not None and lr_range is not None:
-        raise AdvisorError("give --lrs or --lr-range, not both")
+        raise AdvisorError("give --lrs or --lr-range, not both",
+                           hint="--lrs 1e-5,2e-4,1e-3 (these LRs) or --lr-range 1e-5:1e-2 --points 12 (a log grid)")
     if lrs is not None:
         values = [number(x.strip(), "--lrs") for x in lrs.split(",") if x.strip()]
         if not values:
@@ -55,7 +56,7 @@ def parse_lrs(lrs: str | None, lr_range: str | None, points: int | None) -> list
             raise AdvisorError(f"--lr-range: {lr_range!r} is not LO:HI", hint="e.g. --lr-range 1e-5:1e-2")
         lo, hi = number(lo_text, "--lr-range"), number(hi_text, "--lr-range")
         if lo >= hi:
-            raise AdvisorError(f"--lr-range: {lr_range!r}: LO must be below HI")
+            raise AdvisorError(f"--lr-range: {lr_range!r}: LO must be below HI", hint="e.g. --lr-range 1e-5:1e-2")
         if points is None:
             raise AdvisorError("--lr-range needs --points", hint="e.g. --points 12")
         check_flag("--points", points)

@@ -33,9 +33,10 @@ def parse_count(text: str, flag: str) -> int:
         raise FactError(f"{flag}: {clip(text)} is not a count", hint="e.g. 12000, 12k or 1.5M")
     value = float(m.group(1).replace("_", "").replace(",", "")) * _SUFFIX[m.group(2).lower()]
     if not value <= MAX_COUNT:  # 400 nines reads as inf
-        raise FactError(f"{flag}: {clip(text)} is not a plausible count (at most {MAX_COUNT:.0e})")
+        raise FactError(f"{flag}: {clip(text)} is not a plausible count (at most {MAX_COUNT:.0e})",
+                        hint="e.g. 12000, 12k or 1.5M")
     if value < 1 or value != int(value):
-        raise FactError(f"{flag}: {clip(text)} must be a whole number of at least 1")
+        raise FactError(f"{flag}: {clip(text)} must be a whole number of at least 1", hint="e.g. 12000, 12k or 1.5M")
     return int(value)
 
 

@@ -193,7 +193,6 @@ def _check(plan: ProbePlan) -> None:
         ("schedule_steps", plan.schedule_steps, plan.schedule_steps is None or plan.schedule_steps >= plan.steps),
         ("max_grad_norm", plan.max_grad_norm, plan.max_grad_norm is None or plan.max_grad_norm > 0),
         ("lora_dropout", plan.lora_dropout, 0 <= plan.lora_dropout < 1),
-        ("--max-memory", plan.max_memory_gb, plan.max_memory_gb is None or plan.max_memory_gb > 0),
     ]
     for name, value, ok in checks:
         if not ok:

@@ -218,3 +218,14 @@ def emit(result: Any, fmt: str, output: Path | None = None, **options: Any) -> N
     render(result, con, **options)
     if output is not None:
         write(trim_line_ends(con.export_text()), output)
+
+
+def say_beside(fmt: str, output: Path | None, adapted: list[str], warnings: list[str]) -> None:
+    """When the payload is a file or a pipe (a machine format, or -o), what was changed to fit the GPU and what
+    still does not fit must still reach the user: one stderr line each."""
+    if fmt == "text" and output is None:
+        return
+    for change in adapted:
+        sys.stderr.write(f"advisor: adapted to fit: {' '.join(change.split())}\n")
+    for warning in warnings:
+        sys.stderr.write(f"advisor: warning: {' '.join(warning.split())}\n")

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 
 def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
-    where = f"micro-batch {mem.micro_batch} x {mem.seq_len} tokens" + (f" per GPU ({mem.parallel})" if mem.parallel else "")
+    split = (f" ({mem.prompt_len} prompt + {mem.seq_len - mem.prompt_len} completion)" if mem.prompt_len else "")
+    where = (f"micro-batch {mem.micro_batch} x {mem.seq_len} tokens{split}"
+             + (f" per GPU ({mem.parallel})" if mem.parallel else ""))
     if mem.gpu_gb is None or mem.usable_gb is None:
         return f"memory predicted peak {mem.total_gb:.1f} GiB at {where} (no GPU known: give --gpu to size the batch)"
     # The headroom counts the safety margin in; what is left beyond it is the part a run can grow into.

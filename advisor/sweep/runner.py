@@ -402,6 +402,11 @@ def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str
     from advisor.sweep import report as rp
 
     steps = steps if steps is not None else int(book.coefficient("sweep-steps"))
+    if eval_every is not None and eval_every > steps and strategy == "grid":
+        # given, it would evaluate at the start and the end only (rules/sweep.yaml's default may exceed a short run)
+        raise AdvisorError(f"--eval-every {eval_every}: above --steps ({steps}), a grid sweep would evaluate at its "
+                           "start and end only, and it compares its runs' eval curves",
+                           hint=f"--eval-every N, N from 1 to --steps ({steps})")
     eval_every = eval_every if eval_every is not None else int(book.coefficient("sweep-eval-every"))
     plan = build_plan(book, **plan_kwargs(probe), steps=max(steps, 2), seed=seed)
     if plan.single_gpu_note:
