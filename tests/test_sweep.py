@@ -237,6 +237,20 @@ def test_resuming_with_other_arguments_is_refused(tmp_path: Path) -> None:
     assert second.returncode == 2 and "exists with a different specification (lrs)" in second.stderr
 
 
+def test_a_first_sweep_that_trained_nothing_is_named_with_the_file_to_remove(tmp_path: Path) -> None:
+    """A sweep whose model does not load (offline, no --random-init) leaves its study behind; the rerun its hint
+    suggests has another spec, so the refusal says none of its runs finished and which journal to remove."""
+    out = tmp_path / "out"
+    args = ("sweep", "--model", "llama-3.2-1b", "--method", "sft", "--no-detect", "--device", "cpu", "--strategy",
+            "grid", "--lrs", "1e-3", "--steps", "4", "--no-plots", "--out-dir", str(out))
+    first = run_cli(*args, env={"HF_HUB_OFFLINE": "1"})
+    assert first.returncode == 3 and "--random-init" in first.stderr, first.stderr
+    again = run_cli(*args, "--random-init", env={"HF_HUB_OFFLINE": "1"})
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+    assert "none of its runs finished" in again.stderr
+    assert f"remove {out / 'optuna-journal.log'} and run again" in again.stderr
+
+
 def test_a_config_file_sweeps_and_workers_must_plan_the_same_probe(book: Any, tmp_path: Path) -> None:
     from advisor.sweep import runner
     from advisor.sweep.study import SweepError

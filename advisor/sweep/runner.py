@@ -338,7 +338,8 @@ def run_sweep(book: Rulebook, spec: dict[str, Any], *, out_dir: Path, storage_ur
               events: Events, recommended: float | None) -> st.Queue:
     """Create or resume the study, set it up and work its queue until every trial has run."""
     storage = st.open_storage(storage_url, out_dir)
-    queue = st.create_or_load(storage, study_name, spec, pruner_for(spec))
+    queue = st.create_or_load(storage, study_name, spec, pruner_for(spec),
+                              where=storage_url or str(out_dir / st.JOURNAL_NAME))
     again = st.recover(queue)
     if again:
         events.say(f"resuming: {len(again)} interrupted run(s) queued again ({', '.join(f'{x:.3g}' for x in again)})")

@@ -107,8 +107,9 @@ class Queue:
         return str(self.study.study_name)
 
 
-def create_or_load(storage: Any, name: str, spec: dict[str, Any], pruner: Any = None) -> Queue:
-    """Create the study with ``spec`` or load it; an existing study must hold the same spec."""
+def create_or_load(storage: Any, name: str, spec: dict[str, Any], pruner: Any = None, where: str = "") -> Queue:
+    """Create the study with ``spec`` or load it; an existing study must hold the same spec. ``where``: the
+    storage as the user names it (the journal file, or the --storage URL), for the hint."""
     optuna = _optuna()
     try:
         study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
@@ -123,6 +124,12 @@ def create_or_load(storage: Any, name: str, spec: dict[str, Any], pruner: Any = 
         raise SweepError(f"study {name!r} was not created by advisor sweep", hint="pick another --study name")
     if stored != spec:
         differ = sorted(k for k in set(stored) | set(spec) if stored.get(k) != spec.get(k))
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+        if not done:  # a first run that stopped before any trial finished (a model that did not load)
+            raise SweepError(f"study {name!r} exists with a different specification ({', '.join(differ)}), and none "
+                             "of its runs finished",
+                             hint=f"it trained nothing: remove {where or 'its storage'} and run again, or give a new "
+                                  "--study name or --out-dir directory")
         raise SweepError(f"study {name!r} exists with a different specification ({', '.join(differ)})",
                          hint="resume with the same arguments, or give a new --study name or --out-dir directory")
     return Queue(study, stored)
