@@ -374,12 +374,16 @@ def _cycle_log(folder: Path) -> Path:
 
 def read_cycles(directory: Path) -> Telemetry:
     """A directory of RAFT cycle runs in natural order, in either layout: one log file per cycle
-    (cycle_1.jsonl, cycle_2.jsonl, ...) or one folder per cycle holding its log (cycle_1/log.jsonl)."""
+    (cycle_1.jsonl, cycle_2.jsonl, ...) or one folder per cycle holding its log (cycle_1/log.jsonl); entries
+    whose name holds no number are not cycles."""
     layout = "cycle_1.jsonl, cycle_2.jsonl, ... or cycle_1/, cycle_2/, ... each holding its log"
     if not stat.S_ISDIR(stat_path(directory, "cycles directory", LogError).st_mode):
         raise LogError(f"{clip_path(directory)}: --cycles-dir needs a directory of per-cycle logs",
                        hint=f"a directory of {layout}; a single log is `advisor diagnose LOG`")
-    entries = sorted((p for p in directory.iterdir() if not p.name.startswith(".")), key=_natural_key)
+    # A cycle is named by its number (cycle_3.jsonl, cycle_3/): a README.md, notes.txt or samples.jsonl beside
+    # the cycles is none, so it is left out rather than read as one (or stopping the run as an unknown log type)
+    entries = sorted((p for p in directory.iterdir() if not p.name.startswith(".") and re.search(r"\d", p.name)),
+                     key=_natural_key)
     if len(entries) < 2:
         raise LogError(f"{clip_path(directory)}: found {len(entries)} cycle log(s); a cycle history needs two or more",
                        hint=f"one entry per cycle: {layout}" + ("; a single run's log is `advisor diagnose LOG`"

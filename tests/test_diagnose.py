@@ -107,6 +107,20 @@ def test_raft_degradation_after_cycle_6(tmp_path: Path) -> None:
     assert "SIG004" not in signs("--cycles-dir", str(improving))
 
 
+def test_files_beside_the_cycles_that_name_no_cycle_are_not_cycles(tmp_path: Path) -> None:
+    """A README.md, notes.txt or samples.jsonl in a flat cycles directory neither stops the run nor counts as a
+    cycle; a numbered file that is no log still does (cycle_3.log: an unknown log type)."""
+    root = raft_history(tmp_path / "raft", [0.42, 0.48, 0.53])
+    (root / "README.md").write_text("# my RAFT run\n")
+    (root / "notes.txt").write_text("cycle 2 had a bad filter\n")
+    (root / "samples.jsonl").write_text('{"text": "a sample"}\n')
+    report = json.loads(run_cli("diagnose", "--cycles-dir", str(root), "--format", "json", "--fail-on", "never").stdout)
+    assert report["cycles"] == ["cycle_1.jsonl", "cycle_2.jsonl", "cycle_3.jsonl"]
+    (root / "cycle_4.log").write_text("loss 1.0\n")
+    proc = run_cli("diagnose", "--cycles-dir", str(root))
+    assert proc.returncode == 2 and "cycle_4.log: unknown log type .log" in proc.stderr
+
+
 def test_cycle_worse_names_the_cycle_folders_not_their_count(tmp_path: Path) -> None:
     """Folders numbered from 0: the cycles that got worse are named as the directory names them."""
     flat = raft_history(tmp_path / "flat", [0.42, 0.48, 0.53, 0.50])
