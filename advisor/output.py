@@ -112,6 +112,19 @@ def yaml_scalar(value: Any) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
+def gib_digits(a: float, b: float) -> int:
+    """Decimals for two GiB figures compared in one line: 2 where they read the same at one (21.62 above 21.59,
+    never "21.6 above 21.6"), else 1. The figures are taken at the 0.01 GiB the memory report keeps."""
+    return 2 if f"{round(a, 2):.1f}" == f"{round(b, 2):.1f}" else 1
+
+
+def fmt_gib(x: float, beside: float | None = None) -> str:
+    """A GiB figure as the memory line prints it: at the report's 0.01 GiB first, so one figure reads the same in
+    the line and the warnings (88.149 is 88.15 there, so 88.2, never 88.1); ``beside``: the figure it is compared
+    with (gib_digits)."""
+    return f"{round(x, 2):.{1 if beside is None else gib_digits(x, beside)}f}"
+
+
 def fmt_number(v: float) -> str:
     """2e-4 -> '2e-4', 4.8828e-4 -> '4.88e-4', 0.85 -> '0.85', 16 -> '16'."""  # not-knowledge
     if isinstance(v, bool):

@@ -297,9 +297,7 @@ class Refusal:
     when_not: tuple[str, tuple[str, ...]] | None = None  # only while it holds none of them
 
     def refused(self, data: Mapping[str, Any]) -> bool:
-        if self.when is not None and str(data.get(self.when[0])).lower() not in self.when[1]:
-            return False
-        if self.when_not is not None and str(data.get(self.when_not[0])).lower() in self.when_not[1]:
+        if not _holds(data, self.when) or (self.when_not is not None and _holds(data, self.when_not)):
             return False
         # a key counts as set the way the trainer's own check counts it: a value that is not empty or zero
         if any(data.get(k) for k in self.unless):
@@ -317,6 +315,11 @@ def _words_when(raw: Mapping[str, Any] | None) -> tuple[str, tuple[str, ...]] | 
     return None if raw is None else (str(raw["key"]), tuple(str(v).lower() for v in raw["values"]))
 
 
+def _holds(data: Mapping[str, Any], when: tuple[str, tuple[str, ...]] | None) -> bool:
+    """Whether the key of a `when` holds one of its words (no condition always holds)."""
+    return when is None or str(data.get(when[0])).lower() in when[1]
+
+
 @dataclass(frozen=True)
 class Unheeded:
     """A key the trainer takes but does not act on as written while none of ``unless`` is set (a format's
@@ -330,7 +333,7 @@ class Unheeded:
 
     def applies(self, data: Mapping[str, Any]) -> bool:
         # set counts as the trainer's own checks count it: a value that is not empty or zero
-        if self.when is not None and str(data.get(self.when[0])).lower() not in self.when[1]:
+        if not _holds(data, self.when):
             return False
         return bool(at_path(data, self.key)) and not any(data.get(k) for k in self.unless)
 

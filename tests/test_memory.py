@@ -684,7 +684,7 @@ def test_full_fine_tuning_of_quantized_weights_is_refused_as_the_trainers_do(tmp
 
 def test_two_figures_that_read_the_same_at_one_decimal_get_two() -> None:
     """A warning never reads '21.6 GiB, above the 21.6 GiB left': where one decimal hides the gap, both get two."""
-    from advisor.memory.plan import _gib
+    from advisor.output import fmt_gib as _gib
 
     assert (_gib(21.62, 21.59), _gib(21.59, 21.62)) == ("21.62", "21.59")
     assert (_gib(40.3, 21.59), _gib(21.59, 40.3), _gib(88.149)) == ("40.3", "21.6", "88.2")

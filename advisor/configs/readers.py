@@ -422,8 +422,7 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
         cfg.values["vllm_mode"] = ConfigValue("server", legacy, doc.line_of((legacy,)))
     # TRL's get_peft_config returns None when use_peft is False, whatever lora_r says (trl/trainer/utils.py)
-    switches = {k: _coerce(doc, (k,), "bool", _converted_by_field(doc, (k,), "bool", d[k], fmt))
-                for k in TRL_PEFT_SWITCHES if d.get(k) is not None}
+    switches = {k: _as_trainer_reads(doc, (k,), "bool", d[k], fmt) for k in TRL_PEFT_SWITCHES if d.get(k) is not None}
     use_peft = (any(switches.values()) or bool(d.get("use_qlora") or d.get("peft_config"))
                 or ("lora_r" in d and not switches))
     if use_peft:

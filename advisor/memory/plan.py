@@ -11,6 +11,7 @@ from advisor.facts.job import JobFacts
 from advisor.memory.estimate import QUANTIZING, Estimate, estimate
 from advisor.memory.fit import PEFT_NAMES, Fit, Spell, cli_words, cross_check, fit
 from advisor.memory.knowledge import knowledge
+from advisor.output import fmt_gib
 from advisor.provenance import Source
 from advisor.recommendation import MemoryItem, MemoryReport, Provenance, Recommendation
 from advisor.rulebook.load import Rulebook
@@ -48,13 +49,6 @@ def parallel(est: Estimate) -> str | None:
     return f"{s.world_size} GPU{'s' if s.world_size > 1 else ''}, {s.strategy.name.split(' (')[0]}{offload}"
 
 
-def _gib(x: float, beside: float | None = None) -> str:
-    """A GiB figure as the memory line prints it: the report keeps 0.01 GiB, so one figure reads the same
-    in the line and the warnings (88.149 is 88.15 there, so 88.2 here too, never 88.1). ``beside``: the figure
-    it is compared with; where the two read the same at one decimal, both get two ("21.62 above 21.59")."""
-    if beside is not None and f"{round(x, 2):.1f}" == f"{round(beside, 2):.1f}":
-        return f"{x:.2f}"
-    return f"{round(x, 2):.1f}"
 
 
 def _largest(est: Estimate, n: int = 3) -> str:  # not-knowledge: how many items a message names
@@ -79,10 +73,10 @@ def recommend_with_memory(book: Rulebook, job: JobFacts, pins: dict[str, Any],
     asked = job.task.peft
     was, now = PEFT_NAMES.get(asked, asked), PEFT_NAMES.get(swap, swap)
     other.adapted.insert(0, (
-        f"{now} instead of {was} (no --peft given): {was} needs {_gib(first.at_one.total_gb, first.usable_gb)} GiB "
+        f"{now} instead of {was} (no --peft given): {was} needs {fmt_gib(first.at_one.total_gb, first.usable_gb)} GiB "
         f"at micro-batch 1 x {first.at_one.setup.seq_len} tokens, above the "
-        f"{_gib(first.usable_gb, first.at_one.total_gb)} GiB left under the "
-        f"{first.margin:.0%} safety margin; {now} needs {_gib(other_first.at_one.total_gb)} GiB there "
+        f"{fmt_gib(first.usable_gb, first.at_one.total_gb)} GiB left under the "
+        f"{first.margin:.0%} safety margin; {now} needs {fmt_gib(other_first.at_one.total_gb)} GiB there "
         f"(rules/memory.yaml fit_to_gpu; --peft {asked} keeps {was})"))
     return other
 
@@ -122,8 +116,8 @@ def _sized(book: Rulebook, job: JobFacts, pins: dict[str, Any],
         rec.adapted.append(
             f"max_seq_length {params['max_seq_length']} -> {final['max_seq_length']} (CTX004 seq-len-fits-gpu, no "
             f"--seq-len given): at {params['max_seq_length']}{tokens} micro-batch 1 needs "
-            f"{_gib(at_rules.at_one.total_gb, at_rules.usable_gb)} GiB, above the "
-            f"{_gib(at_rules.usable_gb, at_rules.at_one.total_gb)} GiB left under the "
+            f"{fmt_gib(at_rules.at_one.total_gb, at_rules.usable_gb)} GiB, above the "
+            f"{fmt_gib(at_rules.usable_gb, at_rules.at_one.total_gb)} GiB left under the "
             f"{at_rules.margin:.0%} safety margin; "
             + ("completions stop at the shorter cap" if capped else "longer examples are cut")
             + " (--seq-len keeps a length)")
@@ -135,13 +129,13 @@ def _sized(book: Rulebook, job: JobFacts, pins: dict[str, Any],
         what = "; ".join(f.alternatives) or "nothing advisor checked (QLoRA, checkpointing, shorter sequences, " \
                                             "bigger GPUs, sharding, offload, more GPUs)"
         rec.warnings.append(
-            f"does not fit: at micro-batch 1 the predicted peak is {_gib(f.at_one.total_gb, f.usable_gb)} GiB, above the "
-            f"{_gib(f.usable_gb, f.at_one.total_gb)} GiB left under the {f.margin:.0%} safety margin of the "
+            f"does not fit: at micro-batch 1 the predicted peak is {fmt_gib(f.at_one.total_gb, f.usable_gb)} GiB, above the "
+            f"{fmt_gib(f.usable_gb, f.at_one.total_gb)} GiB left under the {f.margin:.0%} safety margin of the "
             f"{f.capacity_gib:.1f} GiB GPU ({_largest(f.at_one)} GiB). What would fit: {what}")
     elif est.total_gb > f.usable_gb:  # the figure itself, so a warning never calls a smaller one "above"
         rec.warnings.append(
-            f"micro_batch_size={micro} is predicted to need {_gib(est.total_gb, f.usable_gb)} GiB, above the "
-            f"{_gib(f.usable_gb, est.total_gb)} GiB "
+            f"micro_batch_size={micro} is predicted to need {fmt_gib(est.total_gb, f.usable_gb)} GiB, above the "
+            f"{fmt_gib(f.usable_gb, est.total_gb)} GiB "
             f"left under the {f.margin:.0%} safety margin of the {f.capacity_gib:.1f} GiB GPU; "
             f"{f.max_micro_batch} fits")
     table = first.parameters.get("micro_batch_size")

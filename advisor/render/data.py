@@ -16,6 +16,12 @@ def to_json(rec: Recommendation) -> str:
     return json.dumps(rec.to_dict(), indent=2) + "\n"
 
 
+def header_lines(warnings: list[str], adapted: list[str]) -> list[str]:
+    """A written file's comments for what does not fit and what was changed so that the job fits, one line each."""
+    return ([f"# WARNING: {' '.join(w.split())}" for w in warnings]
+            + [f"# ADAPTED: {' '.join(a.split())}" for a in adapted])
+
+
 def to_yaml(rec: Recommendation) -> str:
     model = rec.facts.get("model", {})
     task = rec.facts.get("task", {})
@@ -24,8 +30,7 @@ def to_yaml(rec: Recommendation) -> str:
         "# with the rule (code and id), the matching row and its confidence after it.",
         "# `advisor recommend ... --explain` prints each value's full trace and sources.",
         # the memory verdict a value's comment points to ("see the memory warning"), as the trainer formats write it
-        *(f"# WARNING: {' '.join(w.split())}" for w in rec.warnings),
-        *(f"# ADAPTED: {' '.join(a.split())}" for a in rec.adapted),
+        *header_lines(rec.warnings, rec.adapted),
         f"advisor_format: {YAML_FORMAT_VERSION}",
         f"model: {yaml_scalar(model.get('pretrained') or model.get('hf_id') or model.get('name'))}",
         f"method: {task.get('method')}",

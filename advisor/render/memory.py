@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from advisor.output import gib_digits
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -21,8 +23,7 @@ def summary_line(mem: MemoryReport, pointer: bool = True) -> str:
     # The headroom counts the safety margin in; what is left beyond it is the part a run can grow into.
     spare = mem.usable_gb - mem.total_gb
     margin = f"{mem.safety_margin:.0%} safety margin"
-    # 21.64 GiB against 21.57 left reads "21.6 over 21.6" at one decimal: then both get two
-    digits = 2 if f"{mem.total_gb:.1f}" == f"{mem.usable_gb:.1f}" else 1
+    digits = gib_digits(mem.total_gb, mem.usable_gb)  # never "21.6 over 21.6"
     if mem.fits:
         verdict = f"fits, headroom {mem.headroom_gb:.1f} GiB, {spare:.{digits}f} GiB beyond the {margin}"
     else:

@@ -21,7 +21,7 @@ from advisor.errors import AdvisorError
 from advisor.output import yaml_scalar
 from advisor.recommendation import ParameterValue, Recommendation
 from advisor.registries import Fields, Format, Writer, formats, method, placeholder, trainer_fields
-from advisor.render.data import value_comment
+from advisor.render.data import header_lines, value_comment
 
 if TYPE_CHECKING:
     from advisor.rulebook.load import Rulebook
@@ -403,8 +403,7 @@ def render(tc: TrainerConfig) -> str:
                      f"{trainer}")
     if tc.job_comment:
         lines.append(tc.job_comment)
-    lines += [f"# WARNING: {' '.join(w.split())}" for w in tc.recommendation_warnings]
-    lines += [f"# ADAPTED: {' '.join(a.split())}" for a in tc.recommendation_adapted]
+    lines += header_lines(tc.recommendation_warnings, tc.recommendation_adapted)
     lines += [f"# WARNING: {w}" for w in tc.warnings]
     lines += [f"# note: {n}" for n in tc.notes]
     _emit(_tree(tc.entries), "", lines)

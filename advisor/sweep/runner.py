@@ -69,10 +69,6 @@ def make_spec(*, strategy: str, probe: dict[str, Any], steps: int, eval_every: i
         raise AdvisorError(f"--suggest: unknown rule {suggest!r}", hint=f"one of {', '.join(SUGGESTIONS)}")
     check_flag("--steps", steps)
     check_flag("--eval-every", eval_every)
-    if eval_every == 0 and strategy == "grid":  # its runs are compared by their eval curves
-        raise AdvisorError("--eval-every 0: a grid sweep compares its runs' eval curves, so it evaluates every N steps",
-                           hint=f"--eval-every N, N from 1 to --steps ({steps}); rules/sweep.yaml's default is "
-                                f"{book.coefficient('sweep-eval-every'):g}")
     spec: dict[str, Any] = {
         "version": SPEC_VERSION, "strategy": strategy, "probe": probe, "steps": steps, "seed": seed,
         "suggest": suggest,
@@ -403,8 +399,13 @@ def start(book: Rulebook, *, out: Path, storage_url: str | None, study_name: str
     from advisor.sweep import report as rp
 
     steps = steps if steps is not None else int(book.coefficient("sweep-steps"))
-    if eval_every is not None and eval_every > steps and strategy == "grid":
-        # given, it would evaluate at the start and the end only (rules/sweep.yaml's default may exceed a short run)
+    if strategy == "grid" and eval_every is not None and not 1 <= eval_every <= steps:
+        # a grid compares its runs' eval curves; rules/sweep.yaml's default may exceed a short run, a given N not
+        check_flag("--eval-every", eval_every)
+        if eval_every == 0:
+            raise AdvisorError("--eval-every 0: a grid sweep compares its runs' eval curves, so it evaluates every N "
+                               "steps", hint=f"--eval-every N, N from 1 to --steps ({steps}); rules/sweep.yaml's "
+                                             f"default is {book.coefficient('sweep-eval-every'):g}")
         raise AdvisorError(f"--eval-every {eval_every}: above --steps ({steps}), a grid sweep would evaluate at its "
                            "start and end only, and it compares its runs' eval curves",
                            hint=f"--eval-every N, N from 1 to --steps ({steps})")
