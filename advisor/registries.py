@@ -174,7 +174,6 @@ class Writer:
     placeholders: tuple[Placeholder, ...] = ()
     unsupported: Mapping[str, str] = field(default_factory=dict)  # parameter -> why the trainer cannot take it
     companions: tuple[Translation, ...] = ()  # formats.yaml `with`: keys written beside a parameter's own
-    scripts: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> its script's arguments class
     commands: Mapping[str, str] = field(default_factory=dict)  # TRL: config class -> the `trl` command that trains it
     loss_choices: Mapping[str, str] = field(default_factory=dict)  # method -> "fields:ConfigClass" its loss word goes to
     # method -> (the key its loss word is written under, whether that key holds a list): Axolotl's DPO reads the
@@ -198,6 +197,8 @@ class Fields:
     classes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # per config class (TRL)
     choices: Mapping[str, Any] = field(default_factory=dict)  # key -> values (TRL: class -> key -> values)
     mappings: frozenset[str] = frozenset()  # keys holding a free-form mapping: any sub-key goes
+    parses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # TRL: command -> the classes it parses
+    launch: frozenset[str] = frozenset()  # TRL: keys `trl <command>` hands to accelerate launch (or itself)
 
     def takes(self, key: str, accepted: frozenset[str]) -> bool:
         """Whether ``key`` (dotted for a nested one) is one of ``accepted`` or a sub-key of a free-form
@@ -365,6 +366,7 @@ class Format:
     # a plugin block (LLaMA-Factory v1's peft_config) -> plugin name -> the keys that plugin takes (`plugins`)
     plugins: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     quoted: Quoted | None = None  # None: a number or switch written as text is read as its parameter's type
+    retired: Mapping[str, Retired] = field(default_factory=dict)  # key -> what replaced it (TRL's renamed keys)
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -381,6 +383,21 @@ class Format:
             if value is not None:
                 out[name] = value
         return out
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A key an earlier release of the trainer took and the pinned one does not (a format's `retired`)."""
+
+    key: str
+    now: str | None = None  # the key that took its place
+    how: str | None = None  # what to write instead, or what the pinned release does without it
+
+    def instead(self) -> str:
+        """What replaced the key, as a clause: "dtype replaced it", "warmup_steps replaced it (a value ...)"."""
+        if self.now is None:
+            return str(self.how)
+        return f"'{self.now}' replaced it" + (f" ({self.how})" if self.how else "")
 
 
 @dataclass(frozen=True)
@@ -527,7 +544,7 @@ def _writer(raw: dict[str, Any] | None) -> Writer | None:
                                        p.get("with_parameter")) for p in raw.get("placeholders", ())),
         unsupported=dict(raw.get("unsupported", {})),
         companions=tuple(_translation(c) for c in raw.get("with", ())),
-        scripts=dict(raw.get("scripts", {})), commands=dict(raw.get("commands", {})),
+        commands=dict(raw.get("commands", {})),
         loss_choices=dict(raw.get("loss_choices", {})),
         loss_keys={m: (k["key"], bool(k.get("list", False))) for m, k in raw.get("loss_keys", {}).items()})
 
@@ -566,7 +583,8 @@ def _format(raw: dict[str, Any]) -> Format:
                                  for u in raw.get("unheeded", ())),
                   plugins={block: {name: tuple(keys) for name, keys in p["names"].items()}
                            for block, p in raw.get("plugins", {}).items()},
-                  quoted=_quoted(raw["id"], raw.get("quoted")))
+                  quoted=_quoted(raw["id"], raw.get("quoted")),
+                  retired={r["key"]: Retired(r["key"], r.get("now"), r.get("how")) for r in raw.get("retired", ())})
 
 
 @cache
@@ -676,6 +694,36 @@ def offload_ids() -> tuple[str, ...]:
     return tuple(offloads())
 
 
+# What a script of the user's parses beside a TRL config class that no `trl` command trains (CPOConfig, ORPOConfig),
+# as TRL's own scripts do (trl/scripts/sft.py: TrlParser((ScriptArguments, SFTConfig, ModelConfig, ...))).
+TRL_SHARED_CLASSES = ("ScriptArguments", "ModelConfig")
+
+
+def shared_classes(writer: Writer, fields: Fields, config_class: str | None) -> tuple[str, ...]:
+    """The classes `trl <command>` parses beside the config class (rules/registry/fields/trl.json `parses`: its
+    own script arguments, where GRPOScriptArguments carries reward_funcs, then ModelConfig and
+    DatasetMixtureConfig); a class no command trains is run by a script that parses the shared ones with it."""
+    parsed = fields.parses.get(writer.commands.get(config_class or "", ""), ())
+    return tuple(c for c in parsed if c != config_class) if parsed else TRL_SHARED_CLASSES
+
+
+def parsed_beside(writer: Writer, fields: Fields) -> frozenset[str]:
+    """The classes that are parsed beside a config class and never trained as one (ScriptArguments, ModelConfig)."""
+    return frozenset(c for classes in fields.parses.values() for c in classes
+                     if c not in writer.commands).union(TRL_SHARED_CLASSES)
+
+
+def variant_trl(variants: Mapping[str, Any], mid: str, variant: str) -> dict[str, Any]:
+    """A variant's own TRL trainer and settings (rules/variants.yaml trl: SimPO's CPOTrainer), or {}."""
+    return dict(variants.get(variant, {}).get("trl") or {}) if variant != mid else {}
+
+
+def trl_config_class(variants: Mapping[str, Any], mid: str, variant: str) -> str:
+    """The TRL config class that trains ``variant`` of method ``mid`` ("" where none is named)."""
+    entry = method(mid)
+    return str(variant_trl(variants, mid, variant).get("config") or (entry.trl_config if entry is not None else ""))
+
+
 FIELDS_DIR = "fields"  # rules/registry/fields/: the trainers' accepted keys, JSON (tools/trainer_fields.py)
 
 
@@ -690,7 +738,9 @@ def trainer_fields(name: str) -> Fields:
         return Fields(trainer=raw["trainer"], name=raw["name"], version=raw["version"], source=raw["source"],
                       keys=frozenset(raw.get("fields", ())),
                       classes={c: frozenset(v) for c, v in raw.get("classes", {}).items()},
-                      choices=raw.get("choices", {}), mappings=frozenset(raw.get("mappings", ())))
+                      choices=raw.get("choices", {}), mappings=frozenset(raw.get("mappings", ())),
+                      parses={c: tuple(v) for c, v in raw.get("parses", {}).items()},
+                      launch=frozenset(raw.get("launch", ())))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RuleFileError(f"built-in rules/{REGISTRY_DIR}/{FIELDS_DIR}/{name}.json: cannot be read: {exc}",
                             hint="regenerate it with tools/trainer_fields.py") from exc

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from advisor.configs.document import ConfigError
 from advisor.configs.readers import read_config
@@ -480,3 +481,52 @@ def test_a_quoted_number_llama_factory_v1_keeps_as_text_is_one_line_exit_2(tmp_p
     said = " ".join(proc.stdout.split())  # the terminal width wraps the one message
     assert f"{path}: cannot check: {path}:3: key 'learning_rate': value '2e-4' is quoted: LLaMA-Factory v1" in said
     assert "(hint: write it without quotes: learning_rate: 2e-4)" in said
+
+
+def _trl_cli_takes(path: Path, command: str) -> bool:
+    """Whether `trl <command> --config path` gets past its argument parsing: TRL 1.16's TrainingCommand.run up to
+    the launch (trl/cli/commands/training.py), whose accelerate launch parser gets the keys no class took."""
+    import importlib
+    import importlib.resources
+
+    from accelerate.commands.launch import launch_command_parser
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    args = ["--config", str(path)]
+    parser = importlib.import_module(f"trl.scripts.{command}").make_parser(prog=f"trl {command}")
+    *_, from_config, from_cli = parser.parse_args_and_config(list(args), return_remaining_strings=True,
+                                                             separate_remaining_strings=True)
+    script = str(importlib.resources.files("trl.scripts").joinpath(f"{command}.py"))
+    try:
+        launch_command_parser().parse_args(resolve_accelerate_config_argument(from_config + from_cli) + [script, *args])
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("command", "extra", "code"), [
+    ("sft", "torch_dtype: bfloat16\n", "VCF011"),
+    ("sft", "warmup_ratio: 0.03\nmax_seq_length: 2048\n", "VCF011"),
+    ("sft", "dtype: bfloat16\nwarmup_steps: 0.03\nmax_length: 2048\n", None),
+    ("grpo", "num_generations: 8\nmax_prompt_length: 512\n", "VCF011"),
+    ("grpo", "num_generations: 8\nreward_funcs: [accuracy_reward]\ndatasets: [{path: trl-lib/DeepMath-103K}]\n"
+             "num_processes: 8\nenv: {WANDB_PROJECT: grpo}\n", None),
+    ("grpo", "num_generations: 8\nsystem_prompt: You are a helpful assistant\ndataset_prompt_column: problem\n", "VCF012"),
+    ("dpo", "beta: 0.1\ndataset_mixture: {datasets: []}\ntorch_dtype: bfloat16\n", "VCF012"),
+])
+def test_trl_keys_are_flagged_exactly_when_trls_own_cli_stops_on_them(command: str, extra: str, code: str | None,
+                                                                      book: Rulebook, tmp_path: Path) -> None:
+    """VCF011 / VCF012 name a key where `trl <command> --config` stops on it (accelerate launch: unrecognized
+    arguments), and nothing where TRL's parser and the launcher take every key (a script's own arguments,
+    DatasetMixtureConfig's datasets, a launch option, the env mapping)."""
+    path = tmp_path / "trl.yaml"
+    path.write_text(f"model_name_or_path: Qwen/Qwen2.5-7B\nuse_cpu: true\nlearning_rate: 1.0e-5\n{extra}")
+    cfg, _ = read_config(path, book, "trl")
+    flagged = [r for r in cfg.read_as if r.rule in ("check-config-retired-key", "check-config-foreign-keys")]
+    assert [book.rules[r.rule].code for r in flagged][:1] == ([code] if code else [])
+    assert _trl_cli_takes(path, command) is (code is None)
+    if code == "VCF011":  # one warning per retired key, each naming what replaced it
+        retired = [k for k in yaml.safe_load(extra) if k in ("torch_dtype", "warmup_ratio", "max_seq_length",
+                                                             "max_prompt_length")]
+        assert [r.key for r in flagged] == retired
+        assert all("replaced it" in r.message or "caps no prompt" in r.message for r in flagged)

@@ -111,7 +111,7 @@ def test_trls_own_parser_takes_the_trl_config_with_extra_keys_refused(
     data["bf16"] = False
     path.write_text(yaml.safe_dump(data))
     classes = _trl_classes(tc)
-    script, config, model = HfArgumentParser(classes).parse_yaml_file(str(path), allow_extra_keys=False)
+    script, config, model, _ = HfArgumentParser(classes).parse_yaml_file(str(path), allow_extra_keys=False)
     assert type(config).__name__ == registries.method(method).trl_config  # type: ignore[union-attr]
     p = {k: v.value for k, v in rec.parameters.items()}
     assert config.learning_rate == p["learning_rate"]
@@ -159,7 +159,7 @@ def test_trl_starts_an_evaluating_grpo_export_whose_groups_outgrow_the_default_e
     raw["bf16"] = False  # TrainingArguments refuses bf16 on a machine without a bf16 GPU (this one)
     path = tmp_path / "grpo.yaml"
     path.write_text(yaml.safe_dump(raw))
-    _, config, _ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
+    _, config, *_ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
     assert config.per_device_eval_batch_size == rec.parameters["eval_micro_batch_size"].value
     assert (config.per_device_eval_batch_size * config.world_size) % num_generations == 0
     # eight GPUs share each group: no eval batch above the micro-batch is needed
@@ -231,7 +231,7 @@ def test_trl_parses_the_t4_export_as_fp16_mixed_precision(book: Rulebook, tmp_pa
     _, tc, raw = _exported(book, "trl", tmp_path, model="llama-1b", method="sft", peft="qlora", gpu="t4")
     path = tmp_path / "t4.yaml"
     path.write_text(yaml.safe_dump(raw))
-    _, config, _ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
+    _, config, *_ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
     assert config.fp16 is True and config.bf16 is False
 
 
@@ -308,7 +308,7 @@ def test_a_variant_with_a_trl_trainer_of_its_own_is_written_as_that_trainers_con
     raw["bf16"] = False  # TrainingArguments refuses bf16 on a machine without a bf16 GPU (this one)
     path = tmp_path / "variant.yaml"
     path.write_text(yaml.safe_dump(raw))
-    script, config, _ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
+    script, config, *_ = HfArgumentParser(_trl_classes(tc)).parse_yaml_file(str(path), allow_extra_keys=False)
     assert type(config).__name__ == config_class
     p = {k: v.value for k, v in rec.parameters.items()}
     trl = book.variants[variant]["trl"]
@@ -357,7 +357,9 @@ def test_every_key_advisor_reads_a_trainer_by_is_in_its_pinned_key_list_or_says_
                *(c.key for c in writer.companions),
                *(t.key for t in writer.translate if t.key)] + ([writer.method_key] if writer.method_key else [])
     missing += [k for k in written if not fields.takes(k, accepted)]
-    missing += [c for pair in writer.scripts.items() for c in pair if c not in fields.classes]
+    missing += [c for c in writer.commands if c not in fields.classes]
+    missing += [f"{cmd}: {c}" for cmd in writer.commands.values() for c in fields.parses.get(cmd, ["no parses"])
+                if c not in fields.classes]
     assert not missing, f"{fields.name} {fields.version} has no such key: {missing}"
 
 

@@ -392,7 +392,7 @@ def test_fix_leaves_a_published_lr_alone(tmp_path: Path) -> None:
     out = tmp_path / "fixed.yaml"
     proc = run_cli("validate", str(src), "--fix", str(out), "--format", "json", *NO_GPU)
     findings = json.loads(proc.stdout)["files"][0]["findings"]
-    assert [f["code"] for f in findings if f["parameter"] == "learning_rate"] == ["VLR006"]
+    assert [f["code"] for f in findings if f["key"] == "learning_rate"] == ["VLR006"]
     fixed = yaml.safe_load(out.read_text()) if out.exists() else yaml.safe_load(src.read_text())
     assert fixed["learning_rate"] == 5.0e-6
 

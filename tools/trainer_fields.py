@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import importlib
 import json
 import sys
 import zipfile
@@ -150,25 +151,50 @@ def _help_choices(help_text: str) -> list[str]:
     return re.findall(r"'([a-z][a-z0-9_]*)'", match.group(1)) if match else []
 
 
+# the `trl` CLI's training commands (trl 1.16 trl/cli/commands/training.py runs trl/scripts/<command>.py)
+TRL_COMMANDS = ("sft", "dpo", "grpo", "kto", "reward", "rloo", "distillation")
+
+
+def _launch_options() -> list[str]:
+    """The keys `trl <command> --config` takes beside its classes' fields: the file's keys none of them has are
+    handed to `accelerate launch` as options (trl 1.16 trl/cli/commands/training.py), `accelerate_config` is the
+    CLI's own, and TrlParser sets `env` as environment variables (trl/scripts/utils.py)."""
+    from accelerate.commands.launch import launch_command_parser
+
+    own = {"help", "training_script", "training_script_args"}
+    dests = {a.dest for a in launch_command_parser()._actions if a.dest not in own}
+    return sorted(dests | {"accelerate_config", "env"})
+
+
 def trl_fields() -> dict[str, Any]:
+    import accelerate
     import trl
     from trl.experimental.cpo import CPOConfig
     from trl.experimental.orpo import ORPOConfig
 
     from advisor.registries import methods
 
-    # every training config trl exports, and the preference ones it keeps in trl.experimental
+    # every config class trl exports (DatasetMixtureConfig is parsed beside the training ones), and the
+    # preference ones it keeps in trl.experimental
     classes: dict[str, Any] = {n: getattr(trl, n) for n in trl.__all__ if n.endswith("Config")
-                               and dataclasses.is_dataclass(getattr(trl, n)) and n != "DatasetMixtureConfig"}
+                               and dataclasses.is_dataclass(getattr(trl, n))}
     classes |= {"ScriptArguments": trl.ScriptArguments, "CPOConfig": CPOConfig, "ORPOConfig": ORPOConfig}
     # the scripts' own argument classes (`trl grpo` / `trl rloo` parse reward_funcs from them)
     from trl.scripts.grpo import GRPOScriptArguments
     from trl.scripts.rloo import RLOOScriptArguments
 
     classes |= {"GRPOScriptArguments": GRPOScriptArguments, "RLOOScriptArguments": RLOOScriptArguments}
+    # what each `trl <command> --config` parses the file into: its script's make_parser() classes, in order
+    parsed = {cmd: list(importlib.import_module(f"trl.scripts.{cmd}").make_parser().dataclass_types)
+              for cmd in TRL_COMMANDS}
+    parses = {cmd: [t.__name__ for t in types] for cmd, types in parsed.items()}
+    classes |= {t.__name__: t for types in parsed.values() for t in types}
     missing = [m.trl_config for m in methods().values() if m.trl_config and m.trl_config not in classes]
     return {"trainer": "trl", "name": "TRL", "version": trl.__version__, "absent": sorted(set(missing)),
-            "source": f"trl {trl.__version__} (PyPI): the dataclass fields of " + ", ".join(sorted(classes)),
+            "source": f"trl {trl.__version__} (PyPI): the dataclass fields of " + ", ".join(sorted(classes))
+            + f"; accelerate {accelerate.__version__}'s launch options",
+            "parses": parses,
+            "launch": _launch_options(),
             "classes": {name: sorted(f.name for f in dataclasses.fields(cls)) for name, cls in sorted(classes.items())},
             # the declared annotations: HfArgumentParser rewrites a parsed class's dict fields' types
             "mappings": sorted({name for cls in classes.values() for c in cls.__mro__

@@ -535,6 +535,52 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     return out
 
 
+FOREIGN_SHOWN = 6  # keys a VCF012 line names before "and N more"
+
+
+def _foreign_keys(doc: Document, book: Rulebook, cfg: TrainingConfig, spec: Format, slips: set[str]) -> list[ReadAs]:
+    """TRL: top-level keys that `trl <command> --config` does not take for the file's method (no class it parses
+    has them, nor accelerate launch). Where each is one an earlier release took (formats.yaml `retired`), the file
+    is a TRL config written for that release: one VCF011 warning per key, naming what replaced it. A key no
+    release took means a script with arguments of its own reads the file (open-r1's, the alignment handbook's,
+    open-instruct's): one VCF012 line names them all, the retired ones with their replacements."""
+    from advisor.registries import shared_classes, trainer_fields, trl_config_class
+
+    if spec.write is None or not isinstance(doc.data, dict) or cfg.method is None:
+        return []
+    fields = trainer_fields(spec.write.fields)
+    if not fields.parses:
+        return []  # a trainer whose keys are one flat list: its unknown keys are _misspelled_keys' to judge
+    mid = str(cfg.method.value)
+    given = cfg.values.get("loss_type")
+    variant = variant_of(book.variants, mid, None if given is None else given.value) or mid
+    config_class = trl_config_class(book.variants, mid, variant)
+    if config_class not in fields.classes:
+        return []  # a method TRL 1.16 has no config for (PPO): nothing to judge the keys by
+    command = spec.write.commands.get(config_class)
+    shared = shared_classes(spec.write, fields, config_class)
+    # a class no command trains (CPOConfig, ORPOConfig) is parsed by a script of the user's, with no launcher
+    accepted = fields.classes[config_class].union(*(fields.classes.get(c, ()) for c in shared),
+                                                 fields.launch if command is not None else ())
+    parser = f"`trl {command} --config`" if command is not None else f"TrlParser(({config_class}, {', '.join(shared)}))"
+    unknown = [k for k in doc.data if isinstance(k, str) and k not in slips and not fields.takes(k, accepted)]
+    if not unknown:
+        return []
+    who = f"{fields.name} {fields.version}"
+    foreign = [k for k in unknown if k not in spec.retired]
+    if not foreign:
+        return [ReadAs(k, doc.line_of((k,)), f"key '{k}' is not one {who} takes: {spec.retired[k].instead()}; "
+                       f"{parser} stops on it, and TRL's own scripts drop it", rule="check-config-retired-key")
+                for k in unknown]
+    named = [k if k not in spec.retired else f"{k} (now {spec.retired[k].now or 'gone'})" for k in unknown]
+    more = len(named) - FOREIGN_SHOWN
+    listed = ", ".join(named[:FOREIGN_SHOWN]) + (f" and {more} more" if more > 0 else "")
+    count = f"{len(unknown)} keys are" if len(unknown) > 1 else "1 key is"
+    return [ReadAs(foreign[0], doc.line_of((foreign[0],)),
+                   f"{count} not {who}'s ({parser} stops on them): {listed}; a script with arguments of its own "
+                   f"reads this file, so they are left to it", rule="check-config-foreign-keys")]
+
+
 def _refused_plugins(doc: Document, spec: Format) -> list[ReadAs]:
     """A plugin block's name no plugin registers, or a key the named plugin's parameters dataclass lacks
     (LLaMA-Factory v1's peft_config: formats.yaml `plugins`): the trainer stops when it builds the plugin."""
@@ -603,7 +649,9 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
                                             None if epochs is None else float(epochs.value))
         if strategy is not None:
             cfg.derived["eval_strategy"] = strategy
-    cfg.read_as.extend(_misspelled_keys(doc, spec, guessed=detected and spec.fallback))
+    slips = _misspelled_keys(doc, spec, guessed=detected and spec.fallback)
+    cfg.read_as.extend(slips)
+    cfg.read_as.extend(_foreign_keys(doc, book, cfg, spec, {r.key for r in slips}))
     cfg.read_as.extend(_refused_values(doc, spec))
     cfg.read_as.extend(placeholder_keys(doc))
     if isinstance(doc.data, dict):

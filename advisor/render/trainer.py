@@ -20,7 +20,19 @@ from advisor import __version__
 from advisor.errors import AdvisorError
 from advisor.output import yaml_scalar
 from advisor.recommendation import ParameterValue, Recommendation
-from advisor.registries import Fields, Format, Writer, formats, method, placeholder, trainer_fields
+from advisor.registries import (
+    TRL_SHARED_CLASSES,
+    Fields,
+    Format,
+    Writer,
+    formats,
+    parsed_beside,
+    placeholder,
+    shared_classes,
+    trainer_fields,
+    trl_config_class,
+    variant_trl,
+)
 from advisor.render.data import header_lines, value_comment
 
 if TYPE_CHECKING:
@@ -28,10 +40,6 @@ if TYPE_CHECKING:
 
 # The parameters of the sharding fact: written together as one `deepspeed` or `fsdp` value.
 SHARDING_PARAMETERS = ("sharding", "offload")
-# TRL's scripts (`trl sft|dpo|grpo --config FILE`) parse ScriptArguments, the method's config and
-# ModelConfig together (trl/scripts/sft.py: TrlParser((ScriptArguments, SFTConfig, ModelConfig))).
-TRL_SHARED_CLASSES = ("ScriptArguments", "ModelConfig")
-
 
 @dataclass
 class Entry:
@@ -66,13 +74,6 @@ class TrainerConfig:
         self.entries.append(Entry(key, value, comment))
 
 
-def shared_classes(writer: Writer, config_class: str | None) -> tuple[str, ...]:
-    """The classes a `trl <method>` script parses beside the config class: its own script arguments
-    (GRPOScriptArguments carries reward_funcs) where formats.yaml `scripts` names one, and ModelConfig."""
-    script = writer.scripts.get(config_class or "", TRL_SHARED_CLASSES[0])
-    return (script, *TRL_SHARED_CLASSES[1:])
-
-
 def _allowed(fmt: Format, fields: Fields, config_class: str | None, shared: tuple[str, ...]) -> frozenset[str]:
     if config_class is None:
         return fields.keys
@@ -101,19 +102,17 @@ def build(rec: Recommendation, fmt_id: str, book: Rulebook) -> TrainerConfig:
     variant = str(task.get("variant") or mid)
     who = f"{fields.name} {fields.version}"
     config_class = None
-    # a variant with a TRL trainer or settings of its own (rules/variants.yaml trl: SimPO's CPOTrainer)
-    own_trl = dict(book.variants.get(variant, {}).get("trl") or {}) if variant != mid else {}
+    own_trl = variant_trl(book.variants, mid, variant)
     trl_variant: dict[str, Any] = {}
     if fields.classes:
-        entry = method(mid)
         trl_variant = own_trl  # TRL: written as that variant's own config
-        config_class = trl_variant.get("config") or (entry.trl_config if entry is not None else "")
+        config_class = trl_config_class(book.variants, mid, variant)
         if config_class not in fields.classes:
-            known = ", ".join(sorted(c for c in fields.classes if c not in (*TRL_SHARED_CLASSES, *writer.scripts.values())))
+            known = ", ".join(sorted(c for c in fields.classes if c not in parsed_beside(writer, fields)))
             raise AdvisorError(f"--format {fmt_id}: {who} has no {config_class or 'config class'} to train "
                                f"{variant if trl_variant else mid}",
                                hint=f"its config classes: {known}; `--format yaml` writes advisor's own config")
-    shared = shared_classes(writer, config_class)
+    shared = shared_classes(writer, fields, config_class)
     out = TrainerConfig(fmt, fields, config_class=config_class, recommendation_warnings=list(rec.warnings),
                         recommendation_adapted=list(rec.adapted), shared_classes=shared, trainer_class=trl_variant.get("trainer"))
     allowed = _allowed(fmt, fields, config_class, shared)
