@@ -44,7 +44,8 @@ def recommend(
         job = replace(job, gpu=replace(job.gpu, source=f"{job.gpu.source}; count: {launch.path.name} {world.key}"))
     given = {**({"--seq-len": job.task.seq_len} if job.task.seq_len is not None else {}), **(flags or {})}
     given = {flag: value for flag, value in given.items() if value is not None}
-    all_pins = {**{name: cv.value for name, cv in from_launch.items()}, **(pins or {}),
+    asked, pins = pins or {}, _completion_cap_pin(job.task.method, pins or {})
+    all_pins = {**{name: cv.value for name, cv in from_launch.items()}, **pins,
                 **{FLAG_PARAMETERS[flag]: value for flag, value in given.items()}}
     from advisor.memory.plan import recommend_with_memory
 
@@ -57,10 +58,35 @@ def recommend(
         pv = rec.parameters.get(FLAG_PARAMETERS[flag])
         if pv is not None:
             pv.provenance = Provenance(source=Source.FLAG.value, detail=flag)
+    capped = rec.parameters.get("max_seq_length")
+    if (COMPLETION_PIN in asked and COMPLETION_PIN not in pins and capped is not None
+            and capped.provenance.source == Source.PIN.value):
+        capped.provenance = Provenance(source=Source.PIN.value, detail=f"--set {COMPLETION_PIN}")
     rec.warnings[:0] = job.task.unused_flags()
     if pins:
         rec.warnings.extend(pin_findings(book, rec, job, pins))
     return rec
+
+
+COMPLETION_PIN = "max_completion_length"
+
+
+def _completion_cap_pin(method_id: str | None, pins: dict[str, Any]) -> dict[str, Any]:
+    """The pins with a completion-capped method's (GRPO's) --set max_completion_length as its max_seq_length: the
+    job's max_seq_length is what its file writes as max_completion_length (rules/registry/methods.yaml
+    completion_cap), so the two are one value, and a pin of either sets it."""
+    from advisor.errors import AdvisorError
+    from advisor.registries import method
+
+    spec = method(method_id)
+    if spec is None or not spec.completion_cap or COMPLETION_PIN not in pins:
+        return dict(pins)
+    cap, seq = pins[COMPLETION_PIN], pins.get("max_seq_length")
+    if seq is not None and seq != cap:
+        raise AdvisorError(f"--set {COMPLETION_PIN}={cap} and max_seq_length={seq}: {spec.name}'s max_seq_length is "
+                           f"the completion cap its file writes as {COMPLETION_PIN}, so they are one value",
+                           hint="give one of them; the prompt's cap is max_prompt_length")
+    return {**{k: v for k, v in pins.items() if k != COMPLETION_PIN}, "max_seq_length": cap}
 
 
 def pin_findings(book: Rulebook, rec: Recommendation, job: Any, pins: dict[str, Any]) -> list[str]:

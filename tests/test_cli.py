@@ -287,6 +287,33 @@ def test_moved_range_is_flagged_in_every_output() -> None:
     assert "range 4e-5 – 1.4e-4 (row 2e-5 – 7e-5, moved by INT002; outside the row)" in line
 
 
+def test_a_grpo_completion_cap_pin_is_the_jobs_max_seq_length(tmp_path: Path) -> None:
+    """GRPO's max_seq_length is what its files write as max_completion_length, so --set max_completion_length
+    sets that one value: the table, the memory estimate and the TRL file agree, with no stale 4096 beside it."""
+    args = ("recommend", "--model", "llama-8b", "--method", "grpo", "--gpu", "h100", "--no-detect")
+    rec = json.loads(run_cli(*args, "--set", "max_completion_length=2048", "--format", "json").stdout)
+    assert "max_completion_length" not in rec["parameters"]
+    seq = rec["parameters"]["max_seq_length"]
+    assert (seq["value"], seq["set_by"], seq["provenance"]["detail"]) == (2048, "user", "--set max_completion_length")
+    assert rec["memory"]["seq_len"] - rec["memory"]["prompt_len"] == 2048
+    text = run_cli(*args, "--set", "max_completion_length=2048").stdout
+    assert re.search(r"^max_seq_length +2048 .*set by you \(--set max_completion_length\)", text, re.M)
+    out = tmp_path / "grpo.yaml"
+    proc = run_cli(*args, "--set", "max_completion_length=2048", "--format", "trl", "-o", str(out))
+    written = yaml.safe_load(out.read_text())
+    assert written["max_completion_length"] == 2048 and "not written" not in out.read_text() + proc.stderr
+    # the same value twice is one pin; two values are a one-line error
+    same = json.loads(run_cli(*args, "--set", "max_completion_length=2048", "--set", "max_seq_length=2048",
+                              "--format", "json").stdout)
+    assert same["parameters"]["max_seq_length"]["value"] == 2048
+    both = run_cli(*args, "--set", "max_completion_length=2048", "--set", "max_seq_length=1024")
+    assert both.returncode == 2 and "one value" in both.stderr and len(both.stderr.strip().splitlines()) == 1
+    # SFT has no completion cap: the pin is kept as its own parameter
+    sft = json.loads(run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--no-detect",
+                             "--set", "max_completion_length=2048", "--format", "json").stdout)
+    assert sft["parameters"]["max_completion_length"]["value"] == 2048
+
+
 def test_inapplicable_pin_is_a_warning_and_kept() -> None:
     proc = run_cli("recommend", "--model", "llama-8b", "--method", "sft", "--peft", "full", "--set", "lora_rank=64",
                    "--format", "json", "--no-detect")

@@ -498,7 +498,7 @@ def _trl_cli_takes(path: Path, command: str) -> bool:
                                                              separate_remaining_strings=True)
     script = str(importlib.resources.files("trl.scripts").joinpath(f"{command}.py"))
     try:
-        launch_command_parser().parse_args(resolve_accelerate_config_argument(from_config + from_cli) + [script, *args])
+        launch_command_parser().parse_args([*resolve_accelerate_config_argument(from_config + from_cli), script, *args])
     except SystemExit:
         return False
     return True

@@ -39,7 +39,7 @@ def _range(pv: ParameterValue) -> str:
 
 def _rules_cell(pv: ParameterValue, compact: bool) -> str:
     if pv.set_by == "user":  # a flag (--sharding), a launch config's key, or --set
-        detail = pv.provenance.detail if pv.provenance.source in ("flag", "config") else ""
+        detail = pv.provenance.detail if pv.provenance.source in ("flag", "config", "pin") else ""
         return f"set by you ({detail or '--set'})"
     steps = [str(s.code) if compact else f"{s.code} {s.rule}" for s in pv.trace if s.rule]
     return " → ".join(steps)
