@@ -295,3 +295,23 @@ def test_a_config_for_several_gpus_says_each_trial_runs_on_one(tmp_path: Path) -
     said = [line for line in proc.stdout.splitlines() if "runs on one GPU" in line]
     assert said == ["the probe runs on one GPU: the full run's 8 GPUs (the '# advisor: job' comment's gpus=8 (line 1)) "
                     "count in its step count only, each training the probe's micro-batch x accumulation"], proc.stdout
+
+
+def test_a_trial_taken_by_a_process_killed_before_it_named_itself_is_run_again(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed between optuna's ask and the write naming its owner leaves a RUNNING trial no one owns:
+    a resumed sweep used to wait on it forever ("waiting for 1 run(s) in other workers"). Past ORPHAN_S it is
+    failed and its learning rate enqueued again; a fresh one (a live worker between the two writes) is not."""
+    from advisor.sweep import study as sweep_study
+
+    queue = sweep_study.create_or_load(sweep_study.open_storage(None, tmp_path), "s", {"spec": 1})
+    sweep_study.enqueue(queue, [1e-4, 1e-3])
+    taken = queue.study.ask()  # RUNNING, its lr only in the enqueued fixed_params, no owner named
+    assert sweep_study.recover(queue) == [] and sweep_study.others_running(queue) == 1
+    monkeypatch.setattr(sweep_study, "ORPHAN_S", 0.0)
+    assert sweep_study.recover(queue) == [1e-4]
+    states = {t.number: t.state.name for t in queue.study.get_trials(deepcopy=False)}
+    assert states[taken.number] == "FAIL" and sweep_study.others_running(queue) == 0
+    waiting = [t.system_attrs["fixed_params"]["lr"] for t in queue.study.get_trials(deepcopy=False)
+               if t.state.name == "WAITING"]
+    assert sorted(waiting) == [1e-4, 1e-3]

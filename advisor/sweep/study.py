@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ OWNER_ATTR = "advisor_owner"
 RESULT_ATTR = "advisor_run"
 JOURNAL_NAME = "optuna-journal.log"
 POLL_S = 2.0  # not-knowledge: how often a finishing sweep looks for trials other workers still run
+# not-knowledge: a live worker names itself (OWNER_ATTR) in the journal write right after it takes a trial, so
+# a RUNNING trial still unnamed this long after it started belongs to a process killed between the two writes
+ORPHAN_S = 30.0
 
 
 class SweepError(AdvisorError):
@@ -155,18 +159,35 @@ def enqueue(queue: Queue, lrs: list[float]) -> None:
         queue.study.enqueue_trial({"lr": lr}, skip_if_exists=True)
 
 
+def _orphaned(trial: Any, now: datetime) -> bool:
+    """Whether a RUNNING trial's process is gone: its owner died on this host, or it never named an owner and
+    started over ORPHAN_S ago (killed between taking the trial and naming itself)."""
+    owner = trial.user_attrs.get(OWNER_ATTR, "")
+    if owner:
+        return _alive(owner) is False
+    start = trial.datetime_start
+    return start is not None and (now - start).total_seconds() > ORPHAN_S
+
+
+def _trial_lr(trial: Any) -> float | None:
+    """The learning rate a trial runs: suggested, or still only the one it was enqueued with."""
+    lr = trial.params.get("lr", (trial.system_attrs.get("fixed_params") or {}).get("lr"))
+    return None if lr is None else float(lr)
+
+
 def recover(queue: Queue) -> list[float]:
-    """Fail the trials whose owner died on this host and enqueue their learning rates again."""
+    """Fail the trials whose process is gone and enqueue their learning rates again."""
     from optuna.trial import TrialState
 
     _optuna()
     again = []
+    now = datetime.now()  # optuna stamps datetime_start with the local, naive time
     for trial in queue.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get(OWNER_ATTR, "")
-        if owner and _alive(owner) is False and "lr" in trial.params:
+        lr = _trial_lr(trial)
+        if lr is not None and _orphaned(trial, now):
             queue.study.tell(trial.number, state=TrialState.FAIL)
-            queue.study.enqueue_trial({"lr": trial.params["lr"]})
-            again.append(float(trial.params["lr"]))
+            queue.study.enqueue_trial({"lr": lr})
+            again.append(lr)
     return again
 
 
@@ -190,8 +211,8 @@ def work(queue: Queue, objective: Objective, *, on_start: Callable[[int, float],
             trial.set_user_attr("advisor_note", "no waiting trial left when asked; not a sweep run")
             study.tell(trial, state=TrialState.FAIL)
             break
-        lr = float(trial.suggest_float("lr", fixed["lr"], fixed["lr"]))
         trial.set_user_attr(OWNER_ATTR, _owner())
+        lr = float(trial.suggest_float("lr", fixed["lr"], fixed["lr"]))
         if on_start is not None:
             on_start(trial.number, lr)
         try:
