@@ -296,17 +296,30 @@ class Refusal:
     unless: tuple[str, ...] = ()  # no refusal while one of these keys is set
     when: tuple[str, tuple[str, ...]] | None = None  # only while this key holds one of these words (rl: dpo)
     when_not: tuple[str, tuple[str, ...]] | None = None  # only while it holds none of them
+    # how the trainer's own check counts a key as set: "truthy", a value that is not empty, zero or false
+    # (Axolotl's batch checks: data.get(field)); "present", any value but null (check_dpo: `is not None`)
+    counted: str = "truthy"
+    non_empty: bool = False  # refused when one of the keys holds an empty list (a schema's MinLen(1))
+
+    def _set(self, data: Mapping[str, Any], key: str) -> bool:
+        return data.get(key) is not None if self.counted == "present" else bool(data.get(key))
+
+    def named(self, data: Mapping[str, Any]) -> str:
+        """The key a refusal of ``data`` is reported at: the empty list, else the first key set, else the first."""
+        found = (k for k in self.keys if (data.get(k) == [] if self.non_empty else self._set(data, k)))
+        return next(found, self.keys[0])
 
     def refused(self, data: Mapping[str, Any]) -> bool:
         if not _holds(data, self.when) or (self.when_not is not None and _holds(data, self.when_not)):
             return False
-        # a key counts as set the way the trainer's own check counts it: a value that is not empty or zero
-        if any(data.get(k) for k in self.unless):
+        if any(self._set(data, k) for k in self.unless):
             return False
+        if self.non_empty:
+            return any(data.get(k) == [] for k in self.keys)
         if self.same_length:
             lists = [v for v in (data.get(k) for k in self.keys) if isinstance(v, list)]
             return len(lists) == len(self.keys) and len({len(v) for v in lists}) > 1
-        given = sum(1 for k in self.keys if data.get(k))
+        given = sum(1 for k in self.keys if self._set(data, k))
         return (self.at_least is not None and given < self.at_least) or (self.at_most is not None
                                                                           and given > self.at_most)
 
@@ -576,6 +589,7 @@ def _format(raw: dict[str, Any]) -> Format:
                   refuses=tuple(Refusal(keys=tuple(r["keys"]), message=r["message"], expected=r["expected"],
                                         at_least=r.get("at_least"), at_most=r.get("at_most"),
                                         same_length=bool(r.get("same_length", False)), unless=tuple(r.get("unless", ())),
+                                        counted=str(r.get("counted", "truthy")), non_empty=bool(r.get("non_empty", False)),
                                         when=_words_when(r.get("when")), when_not=_words_when(r.get("when_not")))
                                 for r in raw.get("refuses", ())),
                   unheeded=tuple(Unheeded(key=u["key"], message=u["message"], expected=u["expected"],
@@ -784,6 +798,11 @@ def method(mid: str | None) -> Method | None:
 def generating_method_ids() -> tuple[str, ...]:
     """The methods whose training step samples completions (on-policy RL)."""
     return tuple(m.id for m in methods().values() if m.generates)
+
+
+def completion_capped_method_ids() -> tuple[str, ...]:
+    """The methods whose max_seq_length is written as the completion cap, with the prompt on top (GRPO)."""
+    return tuple(m.id for m in methods().values() if m.completion_cap)
 
 
 def method_aliases() -> dict[str, str]:

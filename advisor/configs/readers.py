@@ -657,7 +657,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
     if isinstance(doc.data, dict):
         for refusal in spec.refuses:
             if refusal.refused(doc.data):
-                key = next((k for k in refusal.keys if doc.data.get(k)), refusal.keys[0])
+                key = refusal.named(doc.data)
                 cfg.read_as.append(ReadAs(key, doc.line_of((key,)) if key in doc.data else None,
                                           f"{refusal.message}; {refusal.expected}", rule="check-config-refused-keys"))
         for u in spec.unheeded:
