@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor.registries import format_ids, generating_method_ids, method_ids
+from advisor.registries import completion_capped_method_ids, format_ids, generating_method_ids, method_ids
 
 MODEL_FACTS: dict[str, str] = {
     "name": "the model's registry id or the path of its config.json",
@@ -45,6 +45,8 @@ TASK_FACTS: dict[str, str] = {
     "variant": "the method's loss variant (rules/variants.yaml: ipo, simpo, orpo, kto, dr_grpo, dapo, rloo, ...); "
     "the method's own id when none is given",
     "is_rl": f"method is {' or '.join(generating_method_ids())}",
+    "completion_cap": f"method is {' or '.join(completion_capped_method_ids())}: max_seq_length is the completion cap, "
+    "and the prompt comes on top of it (rules/registry/methods.yaml completion_cap)",
     "adapter": "peft is lora or qlora",
     "dataset_size": "training examples (prompts for grpo/ppo, samples per cycle for raft)",
     "seq_len": "sequence length asked for on the command line",
@@ -125,8 +127,8 @@ _KINDS: dict[str, tuple[str, ...]] = {
              "memory.max_micro_batch", "memory.peak_gb", "memory.peak_gb_batch1", "memory.usable_gb",
              "memory.seq_len", "memory.fitting_seq_len", "log.max_grad_norm", "log.distinct_2", "log.distinct_2_first",
              "log.memory_capacity_gb", "log.memory_margin", "log.predicted_memory_gb"),
-    FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "task.is_rl", "task.adapter",
-           "task.optimizer_lr_rules", "memory.fits"),
+    FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "task.is_rl", "task.completion_cap",
+           "task.adapter", "task.optimizer_lr_rules", "memory.fits"),
     LIST: ("model.attention_modules", "model.mlp_modules", "model.linear_modules", "log.cycle_name",
            *(f"log.{name}" for name, text in LOG_FACTS.items() if text.endswith("(list)"))),
 }

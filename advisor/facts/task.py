@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import FactError
-from advisor.registries import check_flag, generating_method_ids, method_ids, methods
+from advisor.registries import check_flag, completion_capped_method_ids, generating_method_ids, method_ids, methods
 from advisor.safeio import clip
 from advisor.suggest import one_of
 
@@ -17,6 +17,7 @@ USE_CASES = ("short-qa", "chat", "long-documents", "code")
 SITUATIONS = ("new-domain", "safety", "strong-baseline", "weak-baseline")
 LR_STRATEGIES = ("constant", "exponential", "manual")
 RL_METHODS = generating_method_ids()  # task.is_rl: the trainer samples completions in its step
+CAPPED_METHODS = completion_capped_method_ids()  # task.completion_cap: max_seq_length caps the completion
 # The flag that sets each method-only fact. Which methods a fact belongs to is the method registry's
 # `facts`; a flag given for another method is reported, not dropped silently.
 FACT_FLAGS = {"situation": "--situation", "cycles": "--cycles", "sft_learning_rate": "--sft-lr"}
@@ -81,6 +82,7 @@ class TaskFacts:
         out: dict[str, Any] = {
             "task.peft": self.peft,
             "task.is_rl": self.method in RL_METHODS,
+            "task.completion_cap": self.method in CAPPED_METHODS,
             "task.adapter": self.peft in ("lora", "qlora"),
             "task.use_case": self.use_case,
         }
