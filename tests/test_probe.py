@@ -768,3 +768,30 @@ def test_a_probe_plans_what_recommend_would_write_adapted_to_the_gpu(book: Ruleb
     swapped = build_plan(book, model="llama-8b", method="grpo", gpu="rtx-4090", **base)
     assert swapped.peft == "qlora" and any("QLoRA instead of LoRA" in n for n in swapped.notes)
     assert build_plan(book, model="llama-8b", method="grpo", gpu="rtx-4090", peft="lora", **base).peft == "lora"
+
+
+def test_without_the_hub_a_cached_model_loads_and_an_uncached_one_fails_at_once(tiny: Path, tmp_path: Path) -> None:
+    """With the hub's host unresolvable, a hub id is loaded from the Hugging Face cache only (local_files_only, the
+    adapter lookup too), so a cached model trains, and an uncached one is a one-line error naming why, instead of
+    waiting through huggingface_hub's retries first."""
+    import transformers
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    cache = tmp_path / "hub"
+    folder = cache / "models--acme-labs--tiny-llama"
+    config = transformers.AutoConfig.from_pretrained(tiny.parent)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder / "snapshots" / revision)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(revision)
+    env = {"HF_HUB_CACHE": str(cache), "HF_ENDPOINT": "https://advisor-test.invalid", "HF_HUB_OFFLINE": "",
+           "TRANSFORMERS_OFFLINE": ""}
+    cached = run_cli("probe", "--model", "acme-labs/tiny-llama", "--method", "sft", "--peft", "lora", "--steps", "3",
+                     *FAST, "--out-dir", str(tmp_path / "cached"), env=env)
+    assert cached.returncode in (0, 1), cached.stderr  # it trained (a 3-step verdict may be a warning)
+    assert json.loads((tmp_path / "cached" / "probe-report.json").read_text())["verdict"] != "could-not-run"
+    uncached = run_cli("probe", "--model", "qwen2.5-0.5b", "--method", "sft", "--steps", "3", *FAST,
+                       "--out-dir", str(tmp_path / "uncached"), env=env)
+    assert uncached.returncode == 3, uncached.stderr  # could not run: exit 3, with its report
+    line = uncached.stderr.strip().splitlines()[-1]
+    assert "cannot load model 'qwen2.5-0.5b': it is not in the Hugging Face cache, and no network: cannot resolve " \
+           "advisor-test.invalid" in line

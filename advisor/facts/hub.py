@@ -88,6 +88,23 @@ def _unreachable(endpoint: str) -> str | None:
     return None
 
 
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be asked now (HF_HUB_OFFLINE, or its host does not resolve), asked once per process;
+    None when it may be. A loader told so reads only the local cache (local_files_only) and fails at once."""
+    if offline():
+        return "HF_HUB_OFFLINE is set, so the hub was not asked"
+    if "" not in _FAILED:
+        try:
+            from huggingface_hub import constants
+        except ImportError:
+            return f"huggingface_hub is not installed ({HUB_EXTRA})"
+        down = _unreachable(constants.ENDPOINT)
+        if down is None:
+            return None
+        _FAILED[""] = down
+    return _FAILED[""]
+
+
 def hub_config(repo_id: str) -> Found | str:
     """``repo_id``'s config.json fetched from the hub (into the cache), or why it could not be."""
     if not is_repo_id(repo_id):
@@ -98,11 +115,10 @@ def hub_config(repo_id: str) -> Found | str:
         if key in _FAILED:
             return _FAILED[key]
     try:
-        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub import hf_hub_download
     except ImportError:
         return f"huggingface_hub is not installed ({HUB_EXTRA})"
-    if (down := _unreachable(constants.ENDPOINT)) is not None:
-        _FAILED[""] = down
+    if (down := hub_unreachable()) is not None:
         return down
     try:
         # cache_dir passed: huggingface_hub reads HF_HUB_CACHE once at import, advisor at each call

@@ -21,7 +21,7 @@ from typing import Any
 
 from advisor.probe.plan import ProbeInputError, ProbePlan
 from advisor.probe.result import CouldNotRun
-from advisor.probe.tokenizer import Codec, load_codec
+from advisor.probe.tokenizer import Codec, cache_only, load_codec
 
 INIT_SEED = 0  # not-knowledge: random-init weights are the same in every run (the plan's seed varies the adapter)
 _TMP_CHECKPOINTS: dict[tuple[Any, ...], str] = {}
@@ -142,11 +142,15 @@ def _load_base(plan: ProbePlan, prec: Precision, auto_class: str = "", model_kwa
     kwargs: dict[str, Any] = {"dtype": prec.weights, "device_map": {"": prec.device}, **(model_kwargs or {})}
     if plan.peft == "qlora":
         kwargs["quantization_config"] = _quant_config(prec)
+    down = cache_only(where)
+    if down is not None:  # transformers 5.25 asks the hub for an adapter_config.json without local_files_only
+        kwargs.update(local_files_only=True, adapter_kwargs={"local_files_only": True})
     try:
         model = _auto(auto_class).from_pretrained(where, **kwargs)
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CouldNotRun(f"cannot load model {src.spec!r}: {first[:200]}",
+        why = f"it is not in the Hugging Face cache, and {down}" if down is not None else first[:200]
+        raise CouldNotRun(f"cannot load model {src.spec!r}: {why}",
                           hint="offline? pass a local model directory, or --random-init to build it from its config") from exc
     return model, notes
 

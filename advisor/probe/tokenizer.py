@@ -96,6 +96,15 @@ def hf_codec(tok: Any, where: str) -> Codec:
                  name=f"{type(tok).__name__} from {where}", hf=tok)
 
 
+def cache_only(where: Any) -> str | None:
+    """Why ``where``, a hub id rather than a directory, can be loaded from the local cache only (the hub
+    cannot be asked); None when it is a path or the hub may be asked. Told so, from_pretrained fails at
+    once instead of waiting about 50 s on huggingface_hub's retries."""
+    from advisor.facts.hub import hub_unreachable
+
+    return None if Path(str(where)).exists() else hub_unreachable()
+
+
 def load_codec(load_from: str, kind: str, model_vocab: int, *, allow_hub: bool) -> Codec:
     """The model's tokenizer (local directory, or the hub when allowed), else the stand-in."""
     from transformers import AutoTokenizer
@@ -109,7 +118,7 @@ def load_codec(load_from: str, kind: str, model_vocab: int, *, allow_hub: bool) 
         candidates.append(load_from)
     for where in candidates:
         try:
-            tok = AutoTokenizer.from_pretrained(where)
+            tok = AutoTokenizer.from_pretrained(where, local_files_only=cache_only(where) is not None)
         except Exception:  # no usable tokenizer there: the stand-in is the honest fallback
             continue
         if len(tok) <= model_vocab:
