@@ -308,7 +308,7 @@ def _read_as_findings(book: Rulebook, cfg: TrainingConfig) -> list[Finding]:
     """One finding per value the reader took as the trainer does, under the check the reader names
     (rules/config.yaml: VCF003, or VCF004 for a key given twice with different values)."""
     return [Finding(code=rule.code, rule=rule.id, severity=rule.severity, parameter=rule.parameter, key=r.key,
-                    line=r.line, message=r.message, expected=rule.expected)
+                    line=r.line, message=r.message, expected=rule.expected, rename=r.rename)
             for r in cfg.read_as if (rule := book.rules.get(r.rule)) is not None]
 
 
@@ -456,14 +456,16 @@ def write_fixed(book: Rulebook, report: FileReport, target: Path,
     fixable is left: VSQ002's smaller micro-batch can leave a generation batch VPM004 must round."""
     import tempfile
 
-    from advisor.configs.fix import apply_fixes
+    from advisor.configs.fix import apply_fixes, rename_keys
     from advisor.output import write_atomic
 
     cfg, doc = report.config, report.document
     assert cfg is not None and doc is not None  # only a config that was read has findings to fix
     keys = default_keys(book, cfg.format)
     fixes = fixable(report.findings, cfg, own_keys(book, cfg.format), keys)
-    text, applied = apply_fixes(doc, cfg, fixes, keys), len(fixes)
+    renames = {f.key: f.rename for f in report.findings if f.rename is not None}
+    text = rename_keys(apply_fixes(doc, cfg, fixes, keys), doc.syntax, renames)
+    applied = len(fixes) + len(renames)
     if again is not None:
         with tempfile.TemporaryDirectory(prefix="advisor-fix-") as scratch:
             for _ in range(FIX_ROUNDS - 1):

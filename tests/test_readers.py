@@ -4,6 +4,7 @@ dotted trainer_keys; trainer words and fractional step counts are read as the tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -530,3 +531,36 @@ def test_trl_keys_are_flagged_exactly_when_trls_own_cli_stops_on_them(command: s
                                                              "max_prompt_length")]
         assert [r.key for r in flagged] == retired
         assert all("replaced it" in r.message or "caps no prompt" in r.message for r in flagged)
+
+
+@pytest.mark.parametrize("syntax", ["yaml", "json"])
+def test_fix_renames_retired_trl_keys_and_trls_own_cli_then_takes_the_file(syntax: str, tmp_path: Path) -> None:
+    """--fix writes each VCF011 key under the one that replaced it, its value, comment and place kept, so the
+    fixed file gets past `trl sft --config`; a replacement the file already holds is never written twice."""
+    data = {"model_name_or_path": "Qwen/Qwen2.5-7B", "use_cpu": True, "use_peft": True, "learning_rate": 2.0e-4,
+            "torch_dtype": "bfloat16", "warmup_ratio": 0.03, "max_seq_length": 2048}
+    src = tmp_path / f"old.{syntax}"
+    if syntax == "json":
+        src.write_text(json.dumps(data))
+    else:
+        text = yaml.safe_dump(data, sort_keys=False)
+        src.write_text(text.replace("torch_dtype: bfloat16", "torch_dtype: bfloat16  # bf16 GPUs"))
+    assert not _trl_cli_takes(src, "sft")
+    fixed = tmp_path / f"fixed.{syntax}"
+    proc = run_cli("validate", str(src), "--fix", str(fixed), "--no-detect")
+    assert "--fix renames it dtype" in proc.stdout and "with 3 fix(es)" in proc.stderr, proc.stdout + proc.stderr
+    out = json.loads(fixed.read_text()) if syntax == "json" else yaml.safe_load(fixed.read_text())
+    assert list(out) == ["model_name_or_path", "use_cpu", "use_peft", "learning_rate", "dtype", "warmup_steps",
+                         "max_length"]
+    assert (out["dtype"], out["warmup_steps"], out["max_length"]) == ("bfloat16", 0.03, 2048)
+    if syntax == "yaml":
+        assert "dtype: bfloat16  # bf16 GPUs" in fixed.read_text()
+    assert _trl_cli_takes(fixed, "sft")
+    assert "VCF011" not in run_cli("validate", str(fixed), "--no-detect").stdout
+    # both spellings in one file: the old one is named, and --fix leaves it for the user to choose
+    both = tmp_path / "both.yaml"
+    both.write_text("model_name_or_path: Qwen/Qwen2.5-7B\nuse_peft: true\nlearning_rate: 2.0e-4\n"
+                    "torch_dtype: bfloat16\ndtype: float16\n")
+    report = json.loads(run_cli("validate", str(both), "--no-detect", "--format", "json").stdout)
+    retired = [f for f in report["files"][0]["findings"] if f["code"] == "VCF011"]
+    assert [f["key"] for f in retired] == ["torch_dtype"] and retired[0]["fix"] is None

@@ -116,3 +116,19 @@ def apply_fixes(doc: Document, cfg: TrainingConfig, fixes: list[Finding], defaul
     if appended:
         rows += ["", "# added by advisor --fix", *appended]
     return "\n".join(rows) + "\n"
+
+
+def rename_keys(text: str, syntax: str, renames: dict[str, str]) -> str:
+    """``text`` with each top-level key in ``renames`` written under its new name, value, comment and place kept
+    (a TRL key an earlier release took, under the one that replaced it: VCF011)."""
+    if not renames:
+        return text
+    if syntax == "json":
+        data = json.loads(text)
+        return json.dumps({renames.get(k, k): v for k, v in data.items()}, indent=2) + "\n"
+    rows = text.splitlines()
+    for i, row in enumerate(rows):
+        m = _KEY_LINE.match(row)
+        if m is not None and not m.group("indent") and m.group("key") in renames:
+            rows[i] = f"{renames[m.group('key')]}{row[len(m.group('key')):]}"
+    return "\n".join(rows) + "\n"

@@ -39,6 +39,7 @@ class ReadAs:
     line: int | None
     message: str
     rule: str = "check-config-read-as"  # the check that reports it (rules/config.yaml)
+    rename: str | None = None  # the key --fix writes this one as (a retired key's replacement)
 
 
 @dataclass

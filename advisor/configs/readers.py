@@ -569,8 +569,10 @@ def _foreign_keys(doc: Document, book: Rulebook, cfg: TrainingConfig, spec: Form
     who = f"{fields.name} {fields.version}"
     foreign = [k for k in unknown if k not in spec.retired]
     if not foreign:
+        # --fix writes the key under its replacement, unless the file holds that key too
         return [ReadAs(k, doc.line_of((k,)), f"key '{k}' is not one {who} takes: {spec.retired[k].instead()}; "
-                       f"{parser} stops on it, and TRL's own scripts drop it", rule="check-config-retired-key")
+                       f"{parser} stops on it, and TRL's own scripts drop it", rule="check-config-retired-key",
+                       rename=now if (now := spec.retired[k].now) is not None and now not in doc.data else None)
                 for k in unknown]
     named = [k if k not in spec.retired else f"{k} (now {spec.retired[k].now or 'gone'})" for k in unknown]
     more = len(named) - FOREIGN_SHOWN

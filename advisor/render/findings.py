@@ -79,7 +79,8 @@ def render_text(run: ValidationRun, console: Console) -> None:
             console.print(line, highlight=False)
             own = [fmt_value(f.fix)] if (f.code, f.parameter) in report.writes else []
             parts = [*own, *(f"{name} {fmt_value(value)}" for name, value in f.also)]
-            fix = f"; --fix writes {', '.join(parts)}" if f.has_fix and parts else ""
+            fix = (f"; --fix writes {', '.join(parts)}" if f.has_fix and parts
+                   else f"; --fix renames it {f.rename}" if f.rename else "")
             console.print(Text(f"      expected: {f.expected}{fix} ({f.rule})", style="dim"), highlight=False)
     bad = sum(1 for r in reports if r.error)
     console.print(f"{len(reports)} file(s): {totals['error']} error(s), {totals['warning']} warning(s), "
@@ -164,6 +165,8 @@ def to_sarif(run: ValidationRun) -> str:
                 result["properties"]["fix"] = f.fix
                 if f.also:
                     result["properties"]["fix_also"] = dict(f.also)
+            if f.rename:
+                result["properties"]["fix_rename"] = f.rename
             results.append(result)
     sarif = {
         "$schema": SARIF_SCHEMA,

@@ -32,13 +32,14 @@ class Finding:
     fix: Any = None
     has_fix: bool = False
     also: tuple[tuple[str, Any], ...] = ()  # (parameter, value) --fix writes with the fix (a rule's fix_also)
+    rename: str | None = None  # the key --fix renames ``key`` to, its value kept (VCF011's replacement)
 
     def as_dict(self) -> dict[str, Any]:
+        fix = ({"value": self.fix, "rule": self.rule, **({"also": dict(self.also)} if self.also else {})}
+               if self.has_fix else {"rename": self.rename, "rule": self.rule} if self.rename else None)
         return {
             "code": self.code, "rule": self.rule, "severity": self.severity, "parameter": self.parameter,
-            "key": self.key, "line": self.line, "message": self.message, "expected": self.expected,
-            "fix": ({"value": self.fix, "rule": self.rule, **({"also": dict(self.also)} if self.also else {})}
-                    if self.has_fix else None),
+            "key": self.key, "line": self.line, "message": self.message, "expected": self.expected, "fix": fix,
         }
 
 
