@@ -380,6 +380,7 @@ class Format:
     plugins: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     quoted: Quoted | None = None  # None: a number or switch written as text is read as its parameter's type
     retired: Mapping[str, Retired] = field(default_factory=dict)  # key -> what replaced it (TRL's renamed keys)
+    extra_keys_stop: str | None = None  # what the trainer does on a key its classes lack, where it refuses one
 
     def defaults_for(self, variant: str, stated: Mapping[str, Any]) -> dict[str, Any]:
         """What the trainer trains with for each key a config of loss ``variant`` (a method's own variant has
@@ -598,7 +599,8 @@ def _format(raw: dict[str, Any]) -> Format:
                   plugins={block: {name: tuple(keys) for name, keys in p["names"].items()}
                            for block, p in raw.get("plugins", {}).items()},
                   quoted=_quoted(raw["id"], raw.get("quoted")),
-                  retired={r["key"]: Retired(r["key"], r.get("now"), r.get("how")) for r in raw.get("retired", ())})
+                  retired={r["key"]: Retired(r["key"], r.get("now"), r.get("how")) for r in raw.get("retired", ())},
+                  extra_keys_stop=(raw.get("extra_keys") or {}).get("stops"))
 
 
 @cache

@@ -535,6 +535,20 @@ def _misspelled_keys(doc: Document, spec: Format, guessed: bool) -> list[ReadAs]
     return out
 
 
+def _extra_keys(doc: Document, spec: Format, slips: set[str]) -> list[ReadAs]:
+    """Top-level keys a trainer whose parser refuses extra keys (LLaMA-Factory's HfArgumentParser) does not take,
+    other than the slips VCF005 names: one VCF013 warning each, saying what the trainer does (formats.yaml
+    `extra_keys`)."""
+    from advisor.registries import trainer_fields
+
+    if spec.extra_keys_stop is None or spec.write is None or not isinstance(doc.data, dict):
+        return []
+    fields = trainer_fields(spec.write.fields)
+    return [ReadAs(k, doc.line_of((k,)), f"key '{k}' is not one {fields.name} {fields.version} takes: "
+                   f"{spec.extra_keys_stop}", rule="check-config-extra-key")
+            for k in doc.data if isinstance(k, str) and k not in slips and not fields.takes(k, fields.keys)]
+
+
 FOREIGN_SHOWN = 6  # keys a VCF012 line names before "and N more"
 
 
@@ -654,6 +668,7 @@ def read_config(path: Path, book: Rulebook, fmt: str | None = None,
     slips = _misspelled_keys(doc, spec, guessed=detected and spec.fallback)
     cfg.read_as.extend(slips)
     cfg.read_as.extend(_foreign_keys(doc, book, cfg, spec, {r.key for r in slips}))
+    cfg.read_as.extend(_extra_keys(doc, spec, {r.key for r in slips}))
     cfg.read_as.extend(_refused_values(doc, spec))
     cfg.read_as.extend(placeholder_keys(doc))
     if isinstance(doc.data, dict):
