@@ -258,7 +258,7 @@ def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
     if said is None:
         return gpu, False
     label = "" if "world_size" in cfg.values else "count: "
-    return replace(gpu, count=said[0], source=f"{gpu.source}; {label}{said[1]}"), True
+    return replace(gpu, count=said[0], source=f"{gpu.source}; {label}{said[1]}", count_assumed=False), True
 
 
 def world_said(cfg: TrainingConfig, comment: dict[str, Sourced] | None = None) -> tuple[int, str] | None:

@@ -35,6 +35,8 @@ GPU_FACTS: dict[str, str] = {
     "usable_gib": "memory of one GPU as the board reports it, GiB (nvidia-smi memory.total MiB / 1024; "
     "--gpu-mem); the memory model's capacity",
     "count": "number of GPUs",
+    "count_assumed": "nothing described the GPUs (no --gpu, --gpu-mem or --gpus, no launch config or count in the file, none "
+    "detected): count is 1 by default",
     "total_memory_gb": "memory_gb x count",
     "bf16": "the GPU computes in bfloat16 (compute capability 8.0 or newer)",
 }
@@ -127,8 +129,8 @@ _KINDS: dict[str, tuple[str, ...]] = {
              "memory.max_micro_batch", "memory.peak_gb", "memory.peak_gb_batch1", "memory.usable_gb",
              "memory.seq_len", "memory.fitting_seq_len", "log.max_grad_norm", "log.distinct_2", "log.distinct_2_first",
              "log.memory_capacity_gb", "log.memory_margin", "log.predicted_memory_gb"),
-    FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "task.is_rl", "task.completion_cap",
-           "task.adapter", "task.optimizer_lr_rules", "memory.fits"),
+    FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "gpu.count_assumed", "task.is_rl",
+           "task.completion_cap", "task.adapter", "task.optimizer_lr_rules", "memory.fits"),
     LIST: ("model.attention_modules", "model.mlp_modules", "model.linear_modules", "log.cycle_name",
            *(f"log.{name}" for name, text in LOG_FACTS.items() if text.endswith("(list)"))),
 }

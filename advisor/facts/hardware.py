@@ -32,9 +32,11 @@ class GpuFacts:
     bf16: bool | None
     source: str
     usable_gib: float | None = None
+    # nothing described the machine (no --gpu, --gpu-mem or --gpus, no GPU detected): the count is 1 by default
+    count_assumed: bool = False
 
     def as_facts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"gpu.count": self.count}
+        out: dict[str, Any] = {"gpu.count": self.count, "gpu.count_assumed": self.count_assumed}
         if self.name is not None:
             out["gpu.name"] = self.name
         if self.memory_gb is not None:
@@ -197,4 +199,5 @@ def resolve_gpu(book: Rulebook, *, name: str | None, memory_gb: float | None, co
             if count is not None:
                 return replace(found, count=count, source=found.source + " with --gpus")
             return found
-    return GpuFacts(name=None, memory_gb=None, count=count or 1, bf16=None, source="none: no --gpu given and no GPU detected")
+    return GpuFacts(name=None, memory_gb=None, count=count or 1, bf16=None, source="none: no --gpu given and no GPU detected",
+                    count_assumed=count is None)
