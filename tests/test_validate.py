@@ -827,3 +827,20 @@ def test_a_file_that_names_no_model_says_so_and_which_key_it_would_read(tmp_path
         said = {f["code"]: f["message"] for f in found}
         assert "VCF001" not in said and said["VCF007"].startswith("the file names no model ("), said
         assert where in said["VCF007"] and "\n" not in said["VCF007"]
+
+
+def test_fix_rewrites_an_inline_yaml_mapping_whole(tmp_path: Path) -> None:
+    """A YAML file written as one inline mapping ({a: 1, b: 2}) starts like JSON but is not: --fix used to stop
+    with an internal JSONDecodeError. One line holds every key, so the data is written again as one mapping."""
+    src = tmp_path / "inline.yaml"
+    src.write_text("{model_name_or_path: meta-llama/Llama-2-7b-hf, use_peft: true, learning_rate: 2.0e-4,\n"
+                   " max_length: 8192, torch_dtype: bfloat16}\n")
+    out = tmp_path / "fixed.yaml"
+    proc = run_cli("validate", str(src), "--fix", str(out), "--no-detect")
+    assert proc.returncode in (0, 1) and "internal error" not in proc.stderr, proc.stderr
+    fixed = yaml.safe_load(out.read_text())
+    assert fixed == {"model_name_or_path": "meta-llama/Llama-2-7b-hf", "use_peft": True, "learning_rate": 2.0e-4,
+                     "max_length": 4096, "dtype": "bfloat16"}  # VSQ001's context cap, VCF011's rename
+    assert out.read_text().lstrip().startswith("{")
+    again = json.loads(run_cli("validate", str(out), "--no-detect", "--format", "json").stdout)
+    assert not [f for f in again["files"][0]["findings"] if f["code"] in ("VSQ001", "VCF011")]

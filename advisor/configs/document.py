@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class Document:
     text: str
     data: dict[str, Any]
     lines: dict[KeyPath, int] = field(default_factory=dict)  # key path -> 1-based line of its value
-    syntax: str = "yaml"  # yaml | json
+    syntax: str = "yaml"  # yaml | flow | json (_syntax: how --fix writes it back)
     duplicates: list[Duplicate] = field(default_factory=list)
     quoted_paths: frozenset[KeyPath] = frozenset()  # the key paths of scalars written quoted or as block text
 
@@ -98,6 +99,19 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any
     return loader.construct_object(node, deep=True)
 
 
+def _syntax(text: str, node: yaml.Node | None, looks_json: bool) -> str:
+    """How --fix writes the file back: `json`, text JSON itself reads (dumped again as JSON); `flow`, YAML whose
+    top mapping is written inline ({a: 1, b: 2}: one line holds every key, so it is dumped again whole); `yaml`,
+    edited line by line so comments and layout survive."""
+    if looks_json:
+        try:
+            json.loads(text)
+            return "json"
+        except ValueError:
+            pass
+    return "flow" if isinstance(node, yaml.MappingNode) and node.flow_style else "yaml"
+
+
 def read_document(path: Path, text: str | None = None) -> Document:
     """Read ``path`` as YAML (JSON is read as YAML too, to keep lines), or ``text`` as the file at
     ``path`` (an export read back before it is written). Errors are ConfigError, one line."""
@@ -106,13 +120,15 @@ def read_document(path: Path, text: str | None = None) -> Document:
                          binary_hint="a YAML or JSON config is text")
     if not text.strip():
         raise ConfigError(f"{clip_path(path)}: empty file")
-    syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "yaml"
+    looks_json = path.suffix == ".json" or text.lstrip().startswith("{")
+    syntax = "yaml"
     lines: dict[KeyPath, int] = {}
     dups: list[Duplicate] = []
     quoted: set[KeyPath] = set()
     where = clip_path(path)
     try:
         loader, node = compose_yaml(text, _Loader, where, ConfigError)
+        syntax = _syntax(text, node, looks_json)
         try:
             at: list[yaml.Node] = [node]
             data = construct(lambda: _walk(node, (), lines, loader, at, dups, quoted), at, where, ConfigError) if node else None
@@ -122,8 +138,8 @@ def read_document(path: Path, text: str | None = None) -> Document:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        if syntax == "json":  # JSON that YAML cannot read (tabs, some escapes): no lines, still checked
-            data = load_json(text, where, ConfigError)
+        if looks_json:  # JSON that YAML cannot read (tabs, some escapes): no lines, still checked
+            data, syntax = load_json(text, where, ConfigError), "json"
         else:
             mark = getattr(exc, "problem_mark", None)
             line_at = f" at line {mark.line + 1}" if mark is not None else ""

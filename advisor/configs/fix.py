@@ -10,6 +10,8 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import yaml
+
 from advisor.configs.document import Document
 from advisor.configs.model import TrainingConfig
 from advisor.output import yaml_scalar
@@ -75,12 +77,23 @@ def _block_end(rows: list[str], start: int, indent: int) -> int:
     return i
 
 
+def _load(text: str, syntax: str) -> Any:
+    return json.loads(text) if syntax == "json" else yaml.safe_load(text)
+
+
+def _dump(data: Any, syntax: str) -> str:
+    """A whole file again: JSON as JSON, inline YAML as one inline mapping."""
+    if syntax == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=2**16)
+
+
 def apply_fixes(doc: Document, cfg: TrainingConfig, fixes: list[Finding], default_key: dict[str, str]) -> str:
-    if doc.syntax == "json":
-        data = json.loads(doc.text)
+    if doc.syntax in ("json", "flow"):  # no line to edit: the data is written again
+        data = _load(doc.text, doc.syntax)
         for f in fixes:
             data[f.key if f.line is not None else default_key[f.parameter]] = f.fix
-        return json.dumps(data, indent=2) + "\n"
+        return _dump(data, doc.syntax)
     rows = doc.text.splitlines()
     appended: list[str] = []
     for f in sorted(fixes, key=lambda f: -(f.line or 0)):  # bottom-up keeps earlier line numbers valid
@@ -123,9 +136,8 @@ def rename_keys(text: str, syntax: str, renames: dict[str, str]) -> str:
     (a TRL key an earlier release took, under the one that replaced it: VCF011)."""
     if not renames:
         return text
-    if syntax == "json":
-        data = json.loads(text)
-        return json.dumps({renames.get(k, k): v for k, v in data.items()}, indent=2) + "\n"
+    if syntax in ("json", "flow"):
+        return _dump({renames.get(k, k): v for k, v in _load(text, syntax).items()}, syntax)
     rows = text.splitlines()
     for i, row in enumerate(rows):
         m = _KEY_LINE.match(row)
