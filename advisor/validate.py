@@ -12,7 +12,7 @@ from typing import Any
 from advisor import exitcodes as codes
 from advisor.configs.document import ConfigError, Document
 from advisor.configs.fix import fixable
-from advisor.configs.model import TrainingConfig
+from advisor.configs.model import FROM_PATH, TrainingConfig
 from advisor.configs.readers import read_config
 from advisor.errors import AdvisorError, FactError
 from advisor.facts.hardware import GpuFacts
@@ -345,10 +345,11 @@ def validate_file(path: Path, book: Rulebook, gpu: GpuFacts, over: Overrides, se
     if rec is not None and "gpu.usable_gib" in facts and "model.name" in facts:
         facts.update(_memory_facts(book, cfg, gpu, facts, rec, over))
     keys = default_keys(book, cfg.format)
+    told = any(getattr(over, name) is not None or name in comment for name in ("method", "variant"))
     for finding in [*run_checks(book, cfg, facts, rec, keys.__getitem__, as_trained(cfg, facts)),
                     *_read_as_findings(book, cfg)]:
-        if not selection.wants(finding.code):
-            continue
+        if not selection.wants(finding.code) or (told and finding.rule == FROM_PATH):
+            continue  # --method / --variant (or the job comment) decide what the path would have
         if _silenced(doc, finding):
             report.silenced += 1
             continue

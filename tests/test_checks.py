@@ -27,7 +27,8 @@ def _cases() -> list[Any]:
 
 def run_case(case: dict[str, Any], book: Rulebook, tmp_path: Path) -> list[str]:
     args = dict(case.get("args", {}))
-    path = tmp_path / "config.yaml"
+    path = tmp_path / case.get("path", "config.yaml")  # `path`: where the file sits, for VCF014's folder names
+    path.parent.mkdir(parents=True, exist_ok=True)
     # `text`: the file as written, for what a mapping cannot hold (a key given twice)
     path.write_text(case["text"] if "text" in case else yaml.safe_dump(case["config"], sort_keys=False))
     gpu = resolve_gpu(book, name=args.pop("gpu", None), memory_gb=None, count=args.pop("gpus", None), detect=False)

@@ -633,7 +633,7 @@ def test_an_export_is_checked_as_the_job_it_was_written_for(fmt: str, book: Rule
 
 
 def test_a_job_comment_is_read_below_the_flags_and_a_bad_one_named(tmp_path: Path) -> None:
-    cfg = tmp_path / "orpo.yaml"
+    cfg = tmp_path / "job.yaml"  # a name that names no method (orpo.yaml would be ORPO's: VCF014)
     body = "model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\nlearning_rate: 2.0e-4\nbeta: 0.1\n"
     cfg.write_text(body)
     plain = json.loads(run_cli("validate", str(cfg), "--format", "json", "--fail-on", "never", *NO_GPU).stdout)

@@ -28,6 +28,7 @@ class ConfigValue(Sourced):
 
 
 MEANINGLESS = "check-config-meaningless-value"  # VCF010's rule: a value past its parameter's bounds, left unjudged
+FROM_PATH = "check-config-read-from-path"  # VCF014's rule: the method or loss the file's path names
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from advisor.configs.document import ConfigError, Document, KeyPath, read_document
-from advisor.configs.model import FORMATS, MEANINGLESS, ConfigValue, ReadAs, TrainingConfig
+from advisor.configs.model import FORMATS, FROM_PATH, MEANINGLESS, ConfigValue, ReadAs, TrainingConfig
 from advisor.configs.placeholders import placeholder_keys
 from advisor.facts.task import METHODS, variant_of
 from advisor.registries import Format, MethodMapping, NotConfig, formats, not_configs
@@ -417,6 +418,7 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
         given = cfg.values.get("loss_type")
         base = given is not None and variant_of(book.variants, guess.method, given.value) == guess.method
         _named_loss(cfg, guess.variant, named, doc.line_of((named,)), over_base=base)
+    _read_from_path(doc, book, cfg, naming, inferred=guess is not None)
     legacy = next((k for k in TRL_VLLM_SERVER_KEYS if k in d), None)
     if d.get("use_vllm") and "vllm_mode" not in cfg.values and legacy is not None:
         # TRL before colocate existed ran vLLM as a server on its own GPU (vllm_device picked it)
@@ -434,6 +436,43 @@ def _read_trl(doc: Document, book: Rulebook, cfg: TrainingConfig, fmt: Format) -
     else:
         key = "use_lora" if "use_lora" in d else "use_peft"
         cfg.peft = ConfigValue("full", key, doc.line_of((key,)))
+
+
+def path_variant(path: Path, variants: dict[str, dict[str, Any]], methods: set[str]) -> str | None:
+    """The one loss variant (rules/variants.yaml id) of ``methods`` the file's folder or name names as a word of
+    its own (recipes/zephyr-141b-A35b/orpo/config_full.yaml: orpo; runs/dr_grpo-7b.yaml: dr_grpo), or None
+    (none, or two: sft_then_dpo.yaml)."""
+    words = f"{path.parent.name}/{path.stem}".lower()
+    found = {vid for vid, raw in variants.items()
+             if raw["method"] in methods and re.search(rf"(?<![a-z0-9]){re.escape(vid)}(?![a-z0-9])", words)}
+    found = {v for v in found if not any(v != o and v in o for o in found)}  # dr_grpo's grpo is dr_grpo
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def _read_from_path(doc: Document, book: Rulebook, cfg: TrainingConfig, naming: MethodMapping,
+                    inferred: bool) -> None:
+    """TRL names a file's method by the command that trains it, never in the file, and ORPOConfig's keys are all
+    DPOConfig's: the alignment handbook's Zephyr-141B ORPO recipe holds nothing a DPO one does not. So where
+    the keys name no loss, the folder or name the recipe sits under does, among the methods the format's keys
+    could name (RAFT, SFT in cycles, is the job comment's to say). ``inferred``: the keys named the method, and
+    the path may only name one of its variants. A VCF014 info line says so."""
+    vid = path_variant(doc.path, book.variants, {naming.default, *(i.method for i in naming.infer)})
+    if vid is None or "loss_type" in cfg.values or cfg.method is None:
+        return
+    method = str(book.variants[vid]["method"])
+    if inferred and method != cfg.method.value:
+        return  # the keys name another method (num_generations in a folder named dpo): the keys win
+    where = f"{doc.path.parent.name}/{doc.path.name}"
+    named = f"(the file's path: {where})"
+    what = "the method" if method != cfg.method.value else "the loss"
+    if method != cfg.method.value:
+        cfg.method = ConfigValue(method, named, None)
+    if vid != method:
+        _named_loss(cfg, vid, named, None)
+    elif what == "the loss":
+        return  # the path names the method the keys (or TRL's default) already give
+    cfg.read_as.append(ReadAs("(path)", None, f"no key names {what}: read as {vid}, which the file's path names "
+                              f"({where})", rule=FROM_PATH))
 
 
 @reader("trainer-state")
