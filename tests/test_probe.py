@@ -348,30 +348,40 @@ def test_the_longest_prompt_is_counted_as_the_trainer_feeds_it() -> None:
     assert _longest_prompt(tok, [[{"role": "user", "content": "a " * 20}], [{"role": "user", "content": "b"}]]) == 24
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.04])
-def test_full_grpo_has_a_reference_model_exactly_when_trl_loads_one(book: Rulebook, trl_tiny: Path, tmp_path: Path,
-                                                                     beta: float) -> None:
-    """TRL's GRPOTrainer builds a frozen reference copy for full fine-tuning only when beta > 0; the memory
-    estimate counts one exactly then (RL001 gives Dr. GRPO and DAPO beta 0)."""
+def _tiny_grpo_trainer(tmp_path: Path, reward: Any, **config: Any) -> Any:
+    """TRL's GRPOTrainer on a tiny Llama saved to disk (TRL builds the reference copy from the policy's path,
+    as from a hub id) and a three-word tokenizer, four prompts, one step."""
     import torch
     from datasets import Dataset
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
     from trl import GRPOConfig, GRPOTrainer
 
-    from advisor import api
-    from advisor.memory import estimate
-
-    cfg = AutoConfig.for_model(**TRL_TINY)
-    saved = tmp_path / "model"  # TRL builds the reference copy from the policy's path, as from a hub id
-    AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).save_pretrained(saved)
+    torch.manual_seed(0)
+    saved = tmp_path / "model"
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**TRL_TINY), dtype=torch.float32).save_pretrained(saved)
     words = Tokenizer(models.WordLevel({"<eos>": 0, "a": 1, "b": 2}, unk_token="<eos>"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=words, eos_token="<eos>", pad_token="<eos>")
-    args = GRPOConfig(output_dir=str(tmp_path / "out"), beta=beta, num_generations=2, per_device_train_batch_size=2,
-                      max_completion_length=4, max_steps=1, report_to="none", use_cpu=True)
-    trainer = GRPOTrainer(model=str(saved), reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
-                          train_dataset=Dataset.from_list([{"prompt": "a b"}] * 4), processing_class=tok)
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), num_generations=2, per_device_train_batch_size=2, max_steps=1,
+                      report_to="none", use_cpu=True, save_strategy="no", **config)
+    return GRPOTrainer(model=str(saved), reward_funcs=reward, args=args,
+                       train_dataset=Dataset.from_list([{"prompt": "a b"}] * 4), processing_class=tok)
+
+
+def _no_reward(completions: list[Any], **_: Any) -> list[float]:
+    return [0.0] * len(completions)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_full_grpo_has_a_reference_model_exactly_when_trl_loads_one(book: Rulebook, trl_tiny: Path, tmp_path: Path,
+                                                                     beta: float) -> None:
+    """TRL's GRPOTrainer builds a frozen reference copy for full fine-tuning only when beta > 0; the memory
+    estimate counts one exactly then (RL001 gives Dr. GRPO and DAPO beta 0)."""
+    from advisor import api
+    from advisor.memory import estimate
+
+    trainer = _tiny_grpo_trainer(tmp_path, _no_reward, beta=beta, max_completion_length=4)
     assert (trainer.ref_model is not None) == (beta > 0)
 
     job = api.job_facts(book, model=str(trl_tiny), method="grpo", peft="full", detect_gpu=False)
@@ -380,6 +390,46 @@ def test_full_grpo_has_a_reference_model_exactly_when_trl_loads_one(book: Rulebo
     est = estimate(book, job, {name: pv.value for name, pv in rec.parameters.items()})
     assert any(i.name == "reference model (frozen copy)" for i in est.items) == (beta > 0)
     assert any("loads no reference model" in n for n in est.notes) == (beta == 0)
+
+
+AXOLOTL_GRPO = ("base_model: Qwen/Qwen2.5-1.5B-Instruct\nrl: grpo\nadapter: lora\nlearning_rate: 5.0e-6\n"
+                "micro_batch_size: 8\nsequence_len: 32\ntrl:\n  num_generations: 8\n  reward_funcs: [rewards.accuracy]\n")
+
+
+@pytest.mark.parametrize(("loss_type", "code"), [("grpo", "VPM012"), ("dr_grpo", "VPM013")])
+def test_an_axolotl_grpo_file_without_a_completion_cap_trains_as_trl_does_with_none(tmp_path: Path, loss_type: str,
+                                                                                     code: str) -> None:
+    """Axolotl hands GRPOConfig trl.max_completion_length as the file has it, None when left out: TRL then
+    generates transformers' default 20 new tokens, and Dr. GRPO's loss divides by None. validate says so
+    (VPM012 / VPM013), and the cap --fix writes is the length TRL then generates."""
+    path = tmp_path / "grpo.yaml"
+    path.write_text(AXOLOTL_GRPO + f"  loss_type: {loss_type}\n")
+    out = run_cli("validate", str(path), "--gpu", "h100", "--format", "json")
+    findings = [f for f in json.loads(out.stdout)["files"][0]["findings"] if f["code"] in ("VPM012", "VPM013")]
+    assert [f["code"] for f in findings] == [code]
+    cap = findings[0]["fix"]["value"]
+    assert cap == 32  # sequence_len
+
+    lengths: list[int] = []
+
+    def reward(completions: list[Any], completion_ids: list[list[int]], **_: Any) -> list[float]:
+        lengths.extend(len(ids) for ids in completion_ids)
+        return [0.0] * len(completions)
+
+    # eos suppressed: each completion is as long as the generation cap lets it be
+    never_stop = {"suppress_tokens": [0]}
+    uncapped = _tiny_grpo_trainer(tmp_path / "none", reward, loss_type=loss_type, max_completion_length=None,
+                                  generation_kwargs=never_stop)
+    if loss_type == "dr_grpo":
+        with pytest.raises(TypeError):
+            uncapped.train()
+    else:
+        uncapped.train()
+        assert lengths and set(lengths) == {20}
+    lengths.clear()
+    _tiny_grpo_trainer(tmp_path / "fixed", reward, loss_type=loss_type, max_completion_length=cap,
+                       generation_kwargs=never_stop).train()
+    assert lengths and set(lengths) == {cap}
 
 
 def test_a_reward_spec_is_checked_before_anything_loads(book: Rulebook, trl_tiny: Path, tmp_path: Path,
