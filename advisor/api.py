@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from advisor.facts.catalogue import FLAG_PARAMETERS
 from advisor.facts.job import job_facts
+from advisor.facts.mesh import DeviceMesh
 from advisor.provenance import Source
 from advisor.recommendation import Provenance, Recommendation
 from advisor.rulebook.load import Rulebook, load_rulebook
@@ -39,8 +41,6 @@ def recommend(
         facts["gpus"] = world.value
     job = job_facts(book, **facts)
     if world is not None:
-        from dataclasses import replace
-
         job = replace(job, gpu=replace(job.gpu, source=f"{job.gpu.source}; count: {launch.path.name} {world.key}"))
     given = {**({"--seq-len": job.task.seq_len} if job.task.seq_len is not None else {}), **(flags or {})}
     given = {flag: value for flag, value in given.items() if value is not None}
@@ -49,6 +49,9 @@ def recommend(
                 **{FLAG_PARAMETERS[flag]: value for flag, value in given.items()}}
     from advisor.memory.plan import recommend_with_memory
 
+    whole = job = _on_mesh(job, all_pins, counted=facts.get("gpus") is not None)
+    # --gpus counts every GPU; pinned tensor / context parallel sizes leave fewer training on different data
+    job = replace(job, gpu=job.gpu.model_parallel_over(DeviceMesh.of(all_pins).model_parallel))
     rec = recommend_with_memory(book, job, all_pins, memory_knobs, peft_free=peft_free)
     for name, cv in from_launch.items():
         pv = rec.parameters.get(name)
@@ -64,8 +67,29 @@ def recommend(
         capped.provenance = Provenance(source=Source.PIN.value, detail=f"--set {COMPLETION_PIN}")
     rec.warnings[:0] = job.task.unused_flags()
     if pins:
-        rec.warnings.extend(pin_findings(book, rec, job, pins))
+        rec.warnings.extend(pin_findings(book, rec, whole, pins))  # validate splits the GPUs by the mesh itself
     return rec
+
+
+def _on_mesh(job: Any, pins: dict[str, Any], *, counted: bool) -> Any:
+    """The job on the GPUs a pinned device mesh (--set tensor_parallel_size=2, ...) takes: with no --gpus (or
+    launch config) the least it runs on, as validate reads a file's mesh; a count it does not divide is the
+    usage error Axolotl stops with (rules/config.yaml VCF015)."""
+    from advisor.errors import AdvisorError
+
+    mesh = DeviceMesh.of(pins)
+    if not mesh.stated:
+        return job
+    if not counted:
+        return replace(job, gpu=replace(job.gpu, count=mesh.size, count_assumed=False,
+                                        source=f"{job.gpu.source}; count: the least its device mesh runs on: "
+                                               f"{mesh.words()}"))
+    if not mesh.runs_on(job.gpu.count):
+        raise AdvisorError(f"--gpus {job.gpu.count}: the device mesh {mesh.words()} does not lay out over "
+                           f"{job.gpu.count} GPUs",
+                           hint="a --gpus the mesh divides (exactly its size when dp_shard_size and dp_replicate_size "
+                                "are both set), or other --set sizes")
+    return job
 
 
 COMPLETION_PIN = "max_completion_length"

@@ -16,6 +16,7 @@ from advisor.configs.model import FROM_PATH, TrainingConfig
 from advisor.configs.readers import read_config
 from advisor.errors import AdvisorError, FactError
 from advisor.facts.hardware import GpuFacts
+from advisor.facts.mesh import DeviceMesh
 from advisor.facts.model import resolve_model
 from advisor.facts.task import METHODS, PEFTS, TaskFacts, check_variant, variant_of
 from advisor.provenance import Source, Sourced, pick
@@ -184,6 +185,10 @@ def _facts(book: Rulebook, cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
                           f"{exc.message.removeprefix('--cycles: ')}", hint="e.g. cycles=5") from exc
     facts.update(task.as_facts())
     facts["task.config_format"] = cfg.format
+    mesh = DeviceMesh.of({name: v.value for name, v in cfg.values.items()})
+    if mesh.stated:  # VCF015 checks that the GPUs fill it
+        facts.update({"task.config_mesh": mesh_words(cfg), "task.config_mesh_gpus": mesh.size,
+                      "task.config_mesh_exact": mesh.exact})
     if method is not None and known is None:
         facts["task.config_method"] = str(method)  # VCF002 names it
     if "optimizer" in cfg.values:
@@ -249,16 +254,27 @@ def world_gpu(cfg: TrainingConfig, gpu: GpuFacts, over: Overrides,
               comment: dict[str, Sourced] | None = None) -> tuple[GpuFacts, bool]:
     """The GPUs the config runs on, and whether anything but the hardware said how many: --gpus, else its
     launch config's num_processes (--launch-config), else the `# advisor: job gpus=N` that `recommend --gpus N
-    --format` writes (no trainer key holds the count), else the hardware's."""
+    --format` writes (no trainer key holds the count), else the least its Axolotl device mesh runs on, else
+    the hardware's. Where the mesh has GPUs train on the same data (tensor, context parallel), the count the
+    checks and the memory model read is the data-parallel world, those GPUs over that share."""
     from dataclasses import replace
 
-    if over.gpus is not None:
-        return gpu, True
-    said = world_said(cfg, comment)
-    if said is None:
-        return gpu, False
-    label = "" if "world_size" in cfg.values else "count: "
-    return replace(gpu, count=said[0], source=f"{gpu.source}; {label}{said[1]}", count_assumed=False), True
+    mesh = DeviceMesh.of({name: v.value for name, v in cfg.values.items()})
+    if over.gpus is None:
+        said = world_said(cfg, comment)
+        if said is None and mesh.stated:
+            said = (mesh.size, f"the least its device mesh runs on: {mesh_words(cfg)}")
+        if said is None:
+            return gpu, False
+        label = "" if "world_size" in cfg.values else "count: "
+        gpu = replace(gpu, count=said[0], source=f"{gpu.source}; {label}{said[1]}", count_assumed=False)
+    return gpu.model_parallel_over(mesh.model_parallel), True
+
+
+def mesh_words(cfg: TrainingConfig) -> str:
+    """'dp_shard_size 2 x context_parallel_size 2 x tensor_parallel_size 2 = 8 GPUs', in the file's keys."""
+    return DeviceMesh.of({name: v.value for name, v in cfg.values.items()}).words(
+        lambda name: cfg.values[name].key if name in cfg.values else name)
 
 
 def world_said(cfg: TrainingConfig, comment: dict[str, Sourced] | None = None) -> tuple[int, str] | None:

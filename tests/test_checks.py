@@ -31,14 +31,15 @@ def run_case(case: dict[str, Any], book: Rulebook, tmp_path: Path) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # `text`: the file as written, for what a mapping cannot hold (a key given twice)
     path.write_text(case["text"] if "text" in case else yaml.safe_dump(case["config"], sort_keys=False))
-    gpu = resolve_gpu(book, name=args.pop("gpu", None), memory_gb=None, count=args.pop("gpus", None), detect=False)
+    gpus = args.pop("gpus", None)  # --gpus: the hardware's count, and the world over the file's (as the CLI)
+    gpu = resolve_gpu(book, name=args.pop("gpu", None), memory_gb=None, count=gpus, detect=False)
     if "launch" in case:  # an accelerate launch config beside the training config (--launch-config)
         from advisor.configs.sharding import read_launch_config
 
         launch = tmp_path / "launch.yaml"
         launch.write_text(yaml.safe_dump(case["launch"], sort_keys=False))
         args["launch"] = read_launch_config(launch)
-    over = Overrides(config_format=case.get("format"), **args)
+    over = Overrides(config_format=case.get("format"), gpus=gpus, **args)
     report = validate_file(path, book, gpu, over, Selection())
     assert report.error is None, report.error
     return [f.code for f in report.findings]

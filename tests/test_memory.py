@@ -688,3 +688,34 @@ def test_two_figures_that_read_the_same_at_one_decimal_get_two() -> None:
 
     assert (_gib(21.62, 21.59), _gib(21.59, 21.62)) == ("21.62", "21.59")
     assert (_gib(40.3, 21.59), _gib(21.59, 40.3), _gib(88.149)) == ("40.3", "21.6", "88.2")
+
+
+def test_axolotls_quantize_moe_experts_quantizes_the_fused_experts(book: Rulebook, tmp_path: Path) -> None:
+    """Axolotl's quantize_moe_experts (monkeypatch/moe_quant.py) quantizes transformers 5's fused 3-D expert
+    weights on load with bitsandbytes, which alone leaves them unquantized (and fp32 after the kbit upcast)."""
+    j = job(book, "qwen3-30b-a3b", peft="qlora")
+    params = {"max_seq_length": 1024, "micro_batch_size": 1, "lora_rank": 8, "lora_target_modules": ["q_proj", "v_proj"]}
+    plain, quant = estimate(book, j, params), estimate(book, j, {**params, "quantize_moe_experts": True})
+    items = {i.name: i.gb for i in quant.items}
+    assert "weights (fused MoE experts, unquantized)" not in items
+    experts = items[f"weights ({quant.setup.quantization}, fused MoE experts)"]
+    unquantized = next(i.gb for i in plain.items if i.name == "weights (fused MoE experts, unquantized)")
+    linear = next(i for i in quant.items if i.name.endswith("linear layers)"))
+    # the same bytes per parameter as the linear layers bitsandbytes quantizes
+    assert experts / quant.counts.experts == pytest.approx(linear.gb / quant.counts.linear_weights, rel=1e-6)
+    assert unquantized / experts > 7  # fp32 after the kbit upcast, against about 4.1 bits
+    assert any("quantize_moe_experts" in n for n in quant.notes)
+    # full fine-tuning quantizes nothing, so the key changes nothing there
+    full = job(book, "qwen3-30b-a3b", peft="full")
+    p_full = {"max_seq_length": 1024, "micro_batch_size": 1}
+    assert estimate(book, full, {**p_full, "quantize_moe_experts": True}).total_gb == estimate(book, full, p_full).total_gb
+    cfg = tmp_path / "moe.yaml"
+    cfg.write_text(yaml.safe_dump({"base_model": "Qwen/Qwen3-30B-A3B", "adapter": "qlora", "load_in_4bit": True,
+                                   "quantize_moe_experts": True, "lora_r": 16, "lora_alpha": 32,
+                                   "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                   "micro_batch_size": 1, "gradient_accumulation_steps": 4, "sequence_len": 2048,
+                                   "gradient_checkpointing": True, "learning_rate": 2e-4}))
+    codes = run_cli("validate", str(cfg), "--gpu", "h100", "--no-detect", "--select", "VSQ")
+    assert codes.returncode == 0 and "VSQ003" not in codes.stdout, codes.stdout
+    cfg.write_text(cfg.read_text().replace("quantize_moe_experts: true", "quantize_moe_experts: false"))
+    assert "VSQ003" in run_cli("validate", str(cfg), "--gpu", "h100", "--no-detect", "--select", "VSQ").stdout

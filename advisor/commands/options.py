@@ -38,8 +38,9 @@ OptPeft = Annotated[Optional[str], Option("--peft", help=f"{PEFTS_HELP} (overrid
 Gpu = Annotated[Optional[str], Option("--gpu", help="GPU name from the registry (advisor gpus).")]
 GpuMem = Annotated[Optional[float], Option("--gpu-mem", help=GPU_MEM_HELP)]
 Gpus = Annotated[Optional[int], Option(
-    "--gpus", help="Number of GPUs, the data-parallel world size (default 1). Without --sharding each holds a "
-                   "full replica (DDP).")]
+    "--gpus", help="Number of GPUs, every one of them (default 1). Without --sharding each holds a full "
+                   "replica (DDP); with tensor / context parallel sizes (--set, an Axolotl file's mesh) the "
+                   "data-parallel world is the GPUs over their product.")]
 Sharding = Annotated[Optional[str], Option(
     "--sharding", help=f"How the GPUs split the training state: {' | '.join(sharding_ids())} "
                        "(overrides the config's deepspeed / fsdp keys).")]

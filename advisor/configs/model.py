@@ -57,6 +57,13 @@ class TrainingConfig:
     # eval_steps with an eval set, no without one): the checks' trained.X read it
     derived: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def mesh(self) -> ConfigValue | None:
+        """The first device-mesh size the file states (check rules with `at: mesh` report there)."""
+        from advisor.facts.mesh import SIZES
+
+        return next((self.values[name] for name in SIZES if name in self.values), None)
+
     def as_dict(self) -> dict[str, Any]:
         def cv(v: ConfigValue | None) -> dict[str, Any] | None:
             return None if v is None else {"value": v.value, "key": v.key, "line": v.line, "source": v.source.value}

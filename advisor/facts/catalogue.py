@@ -34,10 +34,13 @@ GPU_FACTS: dict[str, str] = {
     "for a detected GPU the registry lacks, nvidia-smi's memory.total in decimal GB)",
     "usable_gib": "memory of one GPU as the board reports it, GiB (nvidia-smi memory.total MiB / 1024; "
     "--gpu-mem); the memory model's capacity",
-    "count": "number of GPUs",
+    "count": "number of GPUs that train on different data (the data-parallel world: processes over a config's "
+    "tensor x context parallel sizes)",
+    "processes": "number of GPUs (training processes): --gpus, a launch config's num_processes, the job comment's "
+    "gpus=N, or the least an Axolotl device mesh runs on",
     "count_assumed": "nothing described the GPUs (no --gpu, --gpu-mem or --gpus, no launch config or count in the file, none "
     "detected): count is 1 by default",
-    "total_memory_gb": "memory_gb x count",
+    "total_memory_gb": "memory_gb x processes",
     "bf16": "the GPU computes in bfloat16 (compute capability 8.0 or newer)",
 }
 
@@ -63,6 +66,11 @@ TASK_FACTS: dict[str, str] = {
     "(\"Axolotl configs name it by 'base_model'\"); unset when a model is named",
     "optimizer_lr_rules": "advisor validate: the config's optimizer is one the LR rules cover (rules/registry/optimizers.yaml "
     "lr_rules); unset when the config names none",
+    "config_mesh": "advisor validate: an Axolotl device mesh the config states, in its keys "
+    "('dp_shard_size 2 x context_parallel_size 2 x tensor_parallel_size 2 = 8 GPUs'); unset when it states none",
+    "config_mesh_gpus": "advisor validate: the least GPUs that mesh runs on, the product of its sizes",
+    "config_mesh_exact": "advisor validate: the mesh states both dp_shard_size and dp_replicate_size, so it runs on "
+    "exactly config_mesh_gpus GPUs (else on any multiple)",
     "config_read_as": "advisor validate: never set; VCF003's findings come from the readers (a value read as the trainer "
     "reads it)",
 }
@@ -124,13 +132,13 @@ _KINDS: dict[str, tuple[str, ...]] = {
     NUMBER: ("model.params_b", "model.active_params_b", "model.hidden_size", "model.num_layers", "model.num_heads",
              "model.num_kv_heads", "model.head_dim", "model.intermediate_size", "model.vocab_size",
              "model.max_position_embeddings", "model.num_experts", "model.experts_per_token",
-             "gpu.memory_gb", "gpu.usable_gib", "gpu.count", "gpu.total_memory_gb",
+             "gpu.memory_gb", "gpu.usable_gib", "gpu.count", "gpu.processes", "gpu.total_memory_gb",
              "task.dataset_size", "task.seq_len", "task.cycles", "task.sft_learning_rate",
              "memory.max_micro_batch", "memory.peak_gb", "memory.peak_gb_batch1", "memory.usable_gb",
              "memory.seq_len", "memory.fitting_seq_len", "log.max_grad_norm", "log.distinct_2", "log.distinct_2_first",
-             "log.memory_capacity_gb", "log.memory_margin", "log.predicted_memory_gb"),
+             "log.memory_capacity_gb", "log.memory_margin", "log.predicted_memory_gb", "task.config_mesh_gpus"),
     FLAG: ("model.calibrated", "model.tie_word_embeddings", "model.is_moe", "gpu.bf16", "gpu.count_assumed", "task.is_rl",
-           "task.completion_cap", "task.adapter", "task.optimizer_lr_rules", "memory.fits"),
+           "task.completion_cap", "task.adapter", "task.optimizer_lr_rules", "task.config_mesh_exact", "memory.fits"),
     LIST: ("model.attention_modules", "model.mlp_modules", "model.linear_modules", "log.cycle_name",
            *(f"log.{name}" for name, text in LOG_FACTS.items() if text.endswith("(list)"))),
 }

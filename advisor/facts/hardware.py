@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from advisor.errors import FactError
@@ -34,14 +34,49 @@ class GpuFacts:
     usable_gib: float | None = None
     # nothing described the machine (no --gpu, --gpu-mem or --gpus, no GPU detected): the count is 1 by default
     count_assumed: bool = False
+    # All the GPUs where some train on the same data (a config's tensor x context parallel,
+    # advisor.facts.mesh): count is then the data-parallel world. None: count is every GPU.
+    all_gpus: int | None = None
+
+    @property
+    def processes(self) -> int:
+        return self.count if self.all_gpus is None else self.all_gpus
+
+    @property
+    def model_parallel(self) -> int:
+        """GPUs that train on the same data (1 without tensor or context parallelism)."""
+        return max(1, self.processes // max(1, self.count))
+
+    def model_parallel_over(self, share: int) -> GpuFacts:
+        """These GPUs where each ``share`` of them trains on the same data (tensor x context parallel)."""
+        if share <= 1:
+            return self
+        data = max(1, self.count // share)
+        return replace(self, count=data, all_gpus=self.count,
+                       source=f"{self.source}; data parallel {data} (the {self.count} GPUs over tensor x context "
+                              f"parallel {share})")
+
+    def data_parallel(self, n: int) -> GpuFacts:
+        """These GPUs with ``n`` of them training on different data, each with its model-parallel partners."""
+        return replace(self, count=n, all_gpus=None if self.all_gpus is None else n * self.model_parallel)
+
+    def report(self) -> dict[str, Any]:
+        """What a recommendation shows: count is every GPU, as --gpus is; data_parallel those training on
+        different data, where a tensor / context parallel share makes them fewer."""
+        out = {k: v for k, v in asdict(self).items() if k != "all_gpus"}
+        out["count"] = self.processes
+        if self.all_gpus is not None:
+            out["data_parallel"] = self.count
+        return out
 
     def as_facts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"gpu.count": self.count, "gpu.count_assumed": self.count_assumed}
+        out: dict[str, Any] = {"gpu.count": self.count, "gpu.count_assumed": self.count_assumed,
+                               "gpu.processes": self.processes}
         if self.name is not None:
             out["gpu.name"] = self.name
         if self.memory_gb is not None:
             out["gpu.memory_gb"] = self.memory_gb
-            out["gpu.total_memory_gb"] = round(self.memory_gb * self.count, 1)
+            out["gpu.total_memory_gb"] = round(self.memory_gb * self.processes, 1)
         if self.usable_gib is not None:
             out["gpu.usable_gib"] = self.usable_gib
         if self.bf16 is not None:

@@ -26,7 +26,7 @@ class JobFacts:
         model = self.model.as_dict()
         model["attention_modules"] = list(self.model.attention_modules)
         model["mlp_modules"] = list(self.model.mlp_modules)
-        return {"model": model, "gpu": asdict(self.gpu), "task": asdict(self.task)}
+        return {"model": model, "gpu": self.gpu.report(), "task": asdict(self.task)}
 
 
 def job_facts(

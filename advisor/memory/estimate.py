@@ -25,6 +25,7 @@ from advisor import registries
 from advisor.errors import FactError
 from advisor.facts.job import JobFacts
 from advisor.facts.layers import cached_tokens
+from advisor.facts.mesh import DeviceMesh
 from advisor.memory.knowledge import GIB, Knowledge, knowledge
 from advisor.memory.shapes import Counts, count
 from advisor.output import fmt_count
@@ -54,6 +55,8 @@ class Setup:
     gradient_checkpointing: bool = False
     quantization: str = "none"
     kbit_upcast: bool = False
+    # Axolotl's quantize_moe_experts: the fused 3-D expert weights quantized on load (monkeypatch/moe_quant.py)
+    quantize_experts: bool = False
     optimizer: str = "adamw_torch"
     attention: str = "sdpa"
     trainer: str = "hf"
@@ -69,6 +72,11 @@ class Setup:
     sharding: str = "none"  # rules/registry/sharding.yaml: which items divide by the world size
     offload: tuple[str, ...] = ()  # what CPU offload moves to CPU RAM (optimizer, parameters)
     world_size: int = 1  # data-parallel GPUs (gpu.count)
+    # An Axolotl device mesh (advisor.facts.mesh): tensor parallel splits each decoder layer's weights,
+    # context parallel each sequence; the GPUs a sharded item divides over (0: the world size)
+    tensor_parallel: int = 1
+    context_parallel: int = 1
+    shard_gpus: int = 0
     variant: str | None = None  # the method's loss variant (rules/variants.yaml); None: the method's own
     modules_to_save: tuple[str, ...] = ()  # modules trained in full beside the adapters (lora_modules_to_save)
     reference_free: bool = False  # no reference model though the method has one: the variant's loss (SimPO, ORPO)
@@ -77,6 +85,16 @@ class Setup:
     @property
     def strategy(self) -> registries.Strategy:
         return registries.strategies()[self.sharding]
+
+    @property
+    def gpus(self) -> int:
+        """Every GPU of the run: the data-parallel world with its tensor and context parallel partners."""
+        return self.world_size * self.tensor_parallel * self.context_parallel
+
+    @property
+    def local_seq_len(self) -> int:
+        """The tokens of each sequence one GPU's activations hold: its context-parallel share."""
+        return -(-self.seq_len // self.context_parallel)
 
     @property
     def spec(self) -> registries.Method | None:
@@ -179,6 +197,7 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         if value not in allowed:
             raise FactError(f"memory: unknown {flag} {value!r}", hint=f"one of {', '.join(allowed)}")
     gpus = max(1, job.gpu.count)
+    mesh = DeviceMesh.of(params)
     gen = completion = assumed_prompt = 0
     generator = "generate"
     if spec is not None and spec.generates:
@@ -208,9 +227,12 @@ def setup_from(job: JobFacts, params: dict[str, Any], variants: dict[str, dict[s
         lora_dropout=float(_get(params, "lora_dropout", 0.0)) if adapter else 0.0,
         gradient_checkpointing=bool(_get(params, "gradient_checkpointing", False)),
         quantization=quant, kbit_upcast=bool(_get(params, "kbit_upcast", quant in ("nf4", "nf4-dq", "int8"))),
+        quantize_experts=quant != "none" and bool(_get(params, "quantize_moe_experts", False)),
         optimizer=str(_get(params, "optimizer", "adamw_torch")), attention=str(_get(params, "attention", "sdpa")),
         trainer=str(_get(params, "trainer", "hf")), adapter_dtype=str(_get(params, "adapter_dtype", "fp32")),
         generation_batch=gen, completion_len=completion, prompt_assumed=assumed_prompt, world_size=gpus,
+        tensor_parallel=mesh.tensor, context_parallel=mesh.context,
+        shard_gpus=mesh.shard_group(gpus) if mesh.stated else 0,
         **sharding_of(params),
         generator=generator, vllm_share=float(_get(params, "vllm_gpu_memory_utilization", 0.0)),
         pure_bf16=task.peft == "full" and bool(_get(params, "pure_bf16", False)),
@@ -280,14 +302,26 @@ class _Builder:
             return 1
         if s.strategy.hybrid:
             return max(1, min(s.world_size, int(self.k["gpus-per-node"])))
-        return max(1, s.world_size)
+        return max(1, s.shard_gpus or s.world_size)
+
+    def tensor_share(self) -> float:
+        """What of the training state one GPU holds under tensor parallelism: each decoder layer's and the
+        head's weights split over the tensor-parallel GPUs (transformers' tp_plan: colwise / rowwise
+        linears, lm_head colwise_rep), the input embeddings kept whole on each."""
+        tp, c = self.s.tensor_parallel, self.c
+        if tp <= 1 or c.total <= 0:
+            return 1.0
+        split = (c.total - c.embed) / c.total
+        return split / tp + (1 - split)
 
     def share(self, n_params: float, item: str) -> float:
-        return n_params / self.divisor(item)
+        return n_params * self.tensor_share() / self.divisor(item)
 
     def over(self, item: str) -> str:
         d = self.divisor(item)
-        return f" / {d} GPUs ({self.s.strategy.id})" if d > 1 else ""
+        tp = self.s.tensor_parallel
+        return ((f" / {d} GPUs ({self.s.strategy.id})" if d > 1 else "")
+                + (f" x {self.tensor_share():.2f} (tensor parallel {tp})" if tp > 1 else ""))
 
     def offloaded(self, target: str) -> bool:
         return target in self.s.offload
@@ -319,6 +353,13 @@ class _Builder:
             over = self.divisor(s.strategy.shards[-1])
             self.notes.append(f"{s.strategy.name}: {parts} divided over {over} GPU{'s' if over != 1 else ''}"
                               + (f"; offloaded to CPU RAM: {', '.join(s.offload)}" if s.offload else ""))
+        if s.tensor_parallel > 1:
+            self.notes.append(f"tensor parallel {s.tensor_parallel}: each GPU holds {self.tensor_share():.2f} of the "
+                              "weights, gradients and optimizer states (the decoder layers and head split, the "
+                              "embeddings whole); activations are counted whole")
+        if s.context_parallel > 1:
+            self.notes.append(f"context parallel {s.context_parallel}: each GPU's activations and logits hold "
+                              f"{s.local_seq_len} of each sequence's {s.seq_len} tokens (ring attention)")
 
     def gathered(self) -> float:
         """ZeRO-3 / FSDP all-gather each layer for forward and backward: those buffers, and DeepSpeed's
@@ -354,7 +395,7 @@ class _Builder:
         trainable = (c.total if s.peft == "full" else c.lora) + self.value_params()
         # Sharded over the world, the states split across the nodes; hybrid sharding replicates them
         # across nodes, so each node's CPU RAM holds all of them.
-        nodes = 1 if s.strategy.hybrid else max(1, -(-s.world_size // int(k["gpus-per-node"])))
+        nodes = 1 if s.strategy.hybrid else max(1, -(-s.gpus // int(k["gpus-per-node"])))
         ids: list[str] = []
         n_bytes = 0.0
         parts = []
@@ -489,7 +530,12 @@ class _Builder:
         what = "fp32 after prepare_model_for_kbit_training" if s.kbit_upcast else "16-bit"
         self.add_weights("weights (kept unquantized)", c.other, keep, (keep_id,),
                          " (embeddings, lm_head, norms, biases)", size=f"{keep:g} B, {what}")
-        if c.experts:
+        if c.experts and s.quantize_experts:
+            self.add_weights(f"weights ({s.quantization}, fused MoE experts)", c.experts, bits / 8, (bits_id,),
+                             size=f"{bits:.3f} bits")
+            self.notes.append("quantize_moe_experts: Axolotl quantizes the fused 3-D expert weights on load as "
+                              "bitsandbytes does the linear layers (monkeypatch/moe_quant.py)")
+        elif c.experts:
             self.add_weights("weights (fused MoE experts, unquantized)", c.experts, keep, (keep_id,))
             # peft maps a family's per-expert names onto the fused parameters (shapes._lora counts those adapters)
             mapped = [m for m in c.modules if m.kind == "experts" and m.targets]
@@ -622,14 +668,14 @@ class _Builder:
         e, h = k["bytes-16bit"], m.hidden_size
         spec = s.spec
         sequences = s.micro_batch * (spec.sequences_per_example if spec is not None else 1)
-        tokens = sequences * s.seq_len
+        tokens = sequences * s.local_seq_len
         layer, used = self.layer_bytes_per_token()
-        seq_note = f"{sequences} x {s.seq_len} tokens" + (f" ({spec.sequences})" if spec is not None and spec.sequences
+        seq_note = f"{sequences} x {s.local_seq_len} tokens" + (f" ({spec.sequences})" if spec is not None and spec.sequences
                                                            else "")
         # What the loss holds: the logits, and under the kbit upcast the 16-bit copy of the fp32 lm_head
         # that autograd keeps for the input gradient (rules/memory.yaml kbit-upcast-bytes, notes).
         logit_id = "grpo-logits-bytes" if spec is not None and spec.generates else c.logits
-        logit_tokens = sequences * s.completion_len if s.completion_len else tokens
+        logit_tokens = sequences * -(-s.completion_len // s.context_parallel) if s.completion_len else tokens
         logits = logit_tokens * self.outputs * k[logit_id]
         head_copy = self.outputs * h * e if s.peft != "full" and s.kbit_upcast and s.quantization != "none" else 0.0
         loss = logits + head_copy

@@ -208,14 +208,15 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float, s
     from advisor.registries import strategies
 
     know = knowledge(book)
-    now = {"gpus": job.gpu.count, **sharding_of(one)}
+    now = {"gpus": job.gpu.processes, **sharding_of(one)}
+    per = job.gpu.model_parallel  # --gpus counts every GPU; the estimate's count is the data-parallel ones
     order = list(strategies())
     current = order.index(now["sharding"])
     gpu_name = str((know.gpus.get(job.gpu.name or "") or {}).get("name") or job.gpu.name or "GPU")
     out: list[str] = []
 
     def on(n: int, sharding: str, offload: tuple[str, ...] = ()) -> Any:
-        j = replace(job, gpu=replace(job.gpu, count=n))
+        j = replace(job, gpu=job.gpu.data_parallel(n))
         return estimate(book, j, _with(one, sharding=sharding, offload=list(offload)))
 
     def at(n: int, sharding: str, offload: tuple[str, ...] = ()) -> float:
@@ -231,7 +232,7 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float, s
         for sid in zero:
             g = at(job.gpu.count, sid, now["offload"])
             if g <= usable:
-                out.append(f"{name(sid)} over your {job.gpu.count} GPUs: {g:.1f} GiB per GPU "
+                out.append(f"{name(sid)} over your {job.gpu.processes} GPUs: {g:.1f} GiB per GPU "
                            f"({spell(_changed(now, {'sharding': sid}))})")
                 stage_fits = True
                 break
@@ -240,8 +241,7 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float, s
         for offload in (("optimizer",), ("optimizer", "parameters")):
             if set(offload) <= set(now["offload"]):
                 continue
-            est = estimate(book, replace(job, gpu=replace(job.gpu, count=job.gpu.count)),
-                           _with(one, sharding=stage, offload=list(offload)))
+            est = estimate(book, job, _with(one, sharding=stage, offload=list(offload)))
             if est.total_gb <= usable:
                 cpu = sum(i.gb for i in est.items if i.phase == "cpu")
                 # what the estimate offloaded: FSDP moves every target when asked for one
@@ -253,8 +253,8 @@ def sharded(book: Rulebook, job: JobFacts, one: dict[str, Any], usable: float, s
     while not stage_fits and n <= int(know["max-gpus-suggestion"]):  # more GPUs: when no stage fits those given
         g = at(n, stage, now["offload"])
         if g <= usable:
-            changes = spell(_changed(now, {"gpus": n, "sharding": stage}))
-            out.append(f"{name(stage)} on {n} x {gpu_name}: {g:.1f} GiB each ({changes})"
+            changes = spell(_changed(now, {"gpus": n * per, "sharding": stage}))
+            out.append(f"{name(stage)} on {n * per} x {gpu_name}: {g:.1f} GiB each ({changes})"
                        + (_unsharded(on(n, stage, now["offload"]), on(2 * n, stage, now["offload"]))
                           if n > int(know["gpus-per-node"]) else ""))
             break

@@ -40,15 +40,19 @@ def report(est: Estimate, f: Fit | None) -> MemoryReport:
 
 
 def parallel(est: Estimate) -> str | None:
-    """'8 GPUs, data parallel (DDP: a full replica each)' / '8 GPUs, ZeRO stage 3, optimizer offload': what
-    the per-GPU total assumes (None on one GPU without sharding)."""
+    """'8 GPUs, data parallel (DDP: a full replica each)' / '8 GPUs, ZeRO stage 3, optimizer offload' /
+    '8 GPUs (2 data parallel x tensor 2 x context 2), FSDP full shard': what the per-GPU total assumes (None
+    on one GPU without sharding)."""
     s = est.setup
+    mesh = [f"{name} {n}" for name, n in (("tensor", s.tensor_parallel), ("context", s.context_parallel)) if n > 1]
+    gpus = f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}" + (f": {s.world_size} data parallel x {' x '.join(mesh)}"
+                                                         if mesh else "")
     if s.sharding == "none":
-        return f"{s.world_size} GPUs, data parallel (DDP: a full replica each)" if s.world_size > 1 else None
+        if mesh:
+            return f"{gpus}, no sharding"
+        return f"{gpus}, data parallel (DDP: a full replica each)" if s.world_size > 1 else None
     offload = f", {' and '.join(s.offload)} offloaded to CPU RAM" if s.offload else ""
-    return f"{s.world_size} GPU{'s' if s.world_size > 1 else ''}, {s.strategy.name.split(' (')[0]}{offload}"
-
-
+    return f"{gpus}, {s.strategy.name.split(' (')[0]}{offload}"
 
 
 def _largest(est: Estimate, n: int = 3) -> str:  # not-knowledge: how many items a message names
